@@ -1,0 +1,1 @@
+"""Tasks: definitions, bunches, launches (outbox), manifests, task pages and cloning."""
