@@ -1,5 +1,5 @@
 // Copies the browser builds of the pinned front-end libraries from node_modules/ into
-// ../static/vendor/<package>/ and writes ../static/vendor/MANIFEST.json (package, version from
+// ../static/vendor/<folder>/ and writes ../static/vendor/MANIFEST.json (package, version from
 // package-lock.json, file, sha256). Run through `make vendor` (npm ci + this script).
 //
 // The copied files are committed, so neither the Python package nor the PyInstaller build ever
@@ -14,7 +14,10 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const vendorDir = resolve(here, "..", "static", "vendor");
 
-// package -> [source path inside the package, destination path inside static/vendor/<package>/]
+// npm package -> folder under static/vendor/ (short, stable URLs: vendor/htmx/htmx.min.js)
+const FOLDERS = { bootstrap: "bootstrap", "bootstrap-icons": "bootstrap-icons", "chart.js": "chartjs", "htmx.org": "htmx" };
+
+// npm package -> [source path inside the package, destination path inside static/vendor/<folder>/]
 const FILES = {
   bootstrap: [
     ["dist/css/bootstrap.min.css", "bootstrap.min.css"],
@@ -59,7 +62,8 @@ for (const [pkg, files] of Object.entries(FILES)) {
     fail(`${pkg}: node_modules has ${installed}, the lock has ${locked.version} (run npm ci)`);
   }
 
-  const outDir = join(vendorDir, pkg);
+  const folder = FOLDERS[pkg];
+  const outDir = join(vendorDir, folder);
   rmSync(outDir, { recursive: true, force: true }); // no stale files from an older version
   const entries = [];
   for (const [src, dest] of files) {
@@ -69,7 +73,7 @@ for (const [pkg, files] of Object.entries(FILES)) {
     mkdirSync(dirname(to), { recursive: true });
     copyFileSync(from, to);
     const sha256 = createHash("sha256").update(readFileSync(to)).digest("hex");
-    entries.push({ file: `${pkg}/${dest}`, source: src, sha256 });
+    entries.push({ file: `${folder}/${dest}`, source: src, sha256 });
   }
   manifest.packages[pkg] = { version: locked.version, integrity: locked.integrity, files: entries };
   console.log(`vendored ${pkg}@${locked.version} (${entries.length} files)`);

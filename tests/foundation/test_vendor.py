@@ -24,7 +24,7 @@ TEMPLATES = ROOT / "templates"
 REQUIRED_IN_BASE = {
     "vendor/bootstrap/bootstrap.min.css",
     "vendor/bootstrap/bootstrap.bundle.min.js",
-    "vendor/htmx.org/htmx.min.js",
+    "vendor/htmx/htmx.min.js",
     "css/app.css",
     "js/app.js",
 }
@@ -140,7 +140,7 @@ def test_own_scripts_mention_no_remote_url():
 
 
 def test_vendored_scripts_point_to_no_remote_source_map():
-    for script in sorted(p for p in VENDOR.rglob("*.js") if p.is_file()):  # chart.js/ is a folder
+    for script in sorted(p for p in VENDOR.rglob("*.js") if p.is_file()):
         for target in re.findall(r"sourceMappingURL=(\S+)", script.read_text()):
             assert not REMOTE.match(target), f"{script.relative_to(ROOT)}: {target}"
 
