@@ -1,0 +1,7 @@
+"""Blueprints registered by create_app(), as "module:attribute"; one line per domain."""
+
+BLUEPRINTS: tuple[str, ...] = (
+    "app.web.views:bp",
+    "app.auth.views:bp",
+    "app.audit.views:bp",
+)

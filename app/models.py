@@ -1,0 +1,5 @@
+"""Imports every domain's models so that Alembic and the tests see the whole schema."""
+
+from app.audit import models as audit_models  # noqa: F401
+from app.auth import models as auth_models  # noqa: F401
+from app.panda import models as panda_models  # noqa: F401

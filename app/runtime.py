@@ -1,0 +1,24 @@
+"""Background services that only `prodpanel serve` starts (never create_app(), tests or other commands)."""
+
+import logging
+from collections.abc import Callable
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+Stopper = Callable[[], None]
+
+
+def start_background(app: Flask) -> list[Stopper]:
+    """Start what runs beside the web server; returns the functions that stop it, in start order."""
+    stoppers: list[Stopper] = []
+    return stoppers
+
+
+def stop_background(stoppers: list[Stopper]) -> None:
+    for stop in reversed(stoppers):
+        try:
+            stop()
+        except Exception:  # keep stopping the rest
+            log.exception("error while stopping a background service")

@@ -1,0 +1,30 @@
+"""The main navigation: an entry appears only when its page exists and the user's role may see it."""
+
+from typing import NamedTuple
+
+from flask import current_app
+
+from app.auth.roles import role_at_least
+
+
+class NavItem(NamedTuple):
+    label: str
+    endpoint: str
+    min_role: str
+
+
+NAV: tuple[NavItem, ...] = (
+    NavItem("Tasks", "tasks.index", "viewer"),
+    NavItem("Chains", "chains.index", "viewer"),
+    NavItem("Launches", "launches.index", "viewer"),
+    NavItem("Monitoring", "monitoring.index", "viewer"),
+    NavItem("Statistics", "statistics.index", "viewer"),
+    NavItem("Requests", "prodrequests.index", "viewer"),
+    NavItem("PanDA log", "panda.calls", "manager"),
+    NavItem("Tokens", "tokens.index", "viewer"),
+    NavItem("Audit", "audit.index", "admin"),
+)
+
+
+def visible_nav(user) -> list[NavItem]:
+    return [i for i in NAV if i.endpoint in current_app.view_functions and role_at_least(user, i.min_role)]

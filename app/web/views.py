@@ -1,0 +1,73 @@
+"""Home page, health check and error pages."""
+
+import logging
+
+from flask import Blueprint, current_app, jsonify, render_template
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from app import migrate
+from app.auth.decorators import login_required
+from app.extensions import db
+
+bp = Blueprint("web", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/")
+@login_required
+def index():
+    return render_template("web/index.html")
+
+
+@bp.get("/healthz")
+def healthz():
+    """Database reachability, migration state and whatever other checks the domains registered."""
+    report: dict = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        report["database"] = {"ok": True}
+        state = migrate.state(db.engine)
+        report["migrations"] = {
+            "ok": state.current == state.head,
+            "current": state.current,
+            "head": state.head,
+        }
+    except Exception as exc:  # the point of a health check is to report, not to fail
+        log.warning("health check: database unreachable: %s", exc.__class__.__name__)
+        report["database"] = {"ok": False, "error": exc.__class__.__name__}
+        report["migrations"] = {"ok": False}
+    for name, check in current_app.extensions.get("health_checks", {}).items():
+        report[name] = check()
+    ok = all(part.get("ok") for part in report.values())
+    return jsonify(status="ok" if ok else "degraded", **report), 200 if ok else 503
+
+
+@bp.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    code = exc.code or 500
+    if code == 400 and "CSRF" in (exc.description or ""):
+        message = (
+            "The form expired or was sent from elsewhere. Reload the page and try again; nothing was changed."
+        )
+    else:
+        message = {
+            400: "The request was not understood.",
+            403: "You do not have permission to do this.",
+            404: "There is nothing here.",
+            405: "This action is not allowed here.",
+            429: "Too many requests; wait a moment and try again.",
+        }.get(code, exc.name)
+    return render_template("errors/error.html", code=code, title=exc.name, message=message), code
+
+
+@bp.app_errorhandler(Exception)
+def internal_error(exc: Exception):
+    log.exception("unhandled error")
+    db.session.rollback()
+    return render_template(
+        "errors/error.html",
+        code=500,
+        title="Internal error",
+        message="Something went wrong on our side; it was logged.",
+    ), 500

@@ -1,0 +1,164 @@
+"""Fixtures shared by every test: settings, app, client, runner, db, login_as, clock, loopback guard."""
+
+import dataclasses
+import ipaddress
+import shutil
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from app import clock as app_clock
+from app import create_app, migrate
+from app.config import Settings, load_settings
+from app.extensions import db as _db
+from tests.helpers import post_form
+
+TEST_PASSWORD = "correct-horse-battery"
+
+# ---------------------------------------------------------------- network guard
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, str | bytes):  # AF_UNIX path
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Fail any test that opens a connection outside loopback: tests never reach other machines."""
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guarded(real):
+        def connect(self, address):
+            if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+                raise AssertionError(f"test tried to connect outside loopback: {address!r}")
+            return real(self, address)
+
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(real_connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(real_connect_ex))
+
+
+# ---------------------------------------------------------------- settings and app
+
+
+@pytest.fixture
+def settings_factory(tmp_path):
+    """Settings for a fresh instance folder; keyword arguments replace fields or whole sections:
+    settings_factory(panda={"url": "http://127.0.0.1:1"}, database_url="...")."""
+
+    def make(instance_dir: Path | None = None, **overrides) -> Settings:
+        folder = instance_dir or tmp_path / "instance"
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = load_settings(folder, env={})
+        changes = {}
+        for key, value in overrides.items():
+            current = getattr(settings, key)
+            changes[key] = (
+                dataclasses.replace(current, **value)
+                if isinstance(value, dict) and dataclasses.is_dataclass(current)
+                else value
+            )
+        return dataclasses.replace(settings, **changes)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """An SQLite database upgraded to head once per session; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "prodpanel.sqlite3"
+    engine = create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite):
+    settings = settings_factory()
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    with application.app_context():
+        yield application
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    """The Flask-SQLAlchemy extension bound to the test app (use db.session)."""
+    return _db
+
+
+@pytest.fixture
+def make_user(db):
+    from app.auth.services import create_local_user
+
+    counter = iter(range(1, 10_000))
+
+    def make(role: str = "manager", username: str | None = None, password: str = TEST_PASSWORD):
+        user = create_local_user(username or f"{role}{next(counter)}", password, role=role)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def login_as(client, make_user):
+    """Create a user with `role` and log the test client in through the real login form."""
+
+    def login(role: str = "manager", username: str | None = None):
+        user = make_user(role, username)
+        response = post_form(client, "/login", {"username": user.username, "password": TEST_PASSWORD})
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return user
+
+    return login
+
+
+class FrozenClock:
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float = 0, **delta) -> datetime:
+        self.current += timedelta(seconds=seconds, **delta)
+        return self.current
+
+    def set(self, value: datetime) -> None:
+        self.current = value
+
+
+@pytest.fixture
+def clock():
+    """Freeze app.clock.now() at 2026-01-15 12:00 UTC; `clock.advance(seconds)` moves it."""
+    frozen = FrozenClock(datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
+    app_clock.set_source(frozen)
+    yield frozen
+    app_clock.set_source(None)

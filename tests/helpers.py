@@ -1,0 +1,43 @@
+"""Small helpers shared by the tests."""
+
+import re
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = ""
+) -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for: {message or predicate}")
+        time.sleep(interval)  # polling interval, not a wait for a state
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def csrf_token(client, url: str = "/login") -> str:
+    """The CSRF token of the client's session, read from a page's <meta name="csrf-token">."""
+    html = client.get(url).get_data(as_text=True)
+    match = _CSRF_META.search(html)
+    assert match, f"no csrf-token meta tag on {url}"
+    return match.group(1)
+
+
+def post_form(client, url: str, data: dict | None = None, token_page: str = "/login", **kwargs):
+    """POST a form with a valid CSRF token, as a browser would."""
+    payload = {"csrf_token": csrf_token(client, token_page), **(data or {})}
+    return client.post(url, data=payload, **kwargs)
