@@ -56,6 +56,7 @@ class BrowserLog:
     page_errors: list[str] = field(default_factory=list)
     csp_violations: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
+    http_errors: list[str] = field(default_factory=list)  # "404 GET http://…" (console text has no URL)
 
     def problems(self) -> list[str]:
         """Findings that fail any browser test, whatever it asserts itself."""
@@ -165,7 +166,8 @@ def page(
     def on_console(message: ConsoleMessage) -> None:
         if message.type != "error":
             return
-        text = message.text
+        where = message.location.get("url") if message.location else ""
+        text = f"{message.text} [{where}]" if where else message.text
         if _CSP_CONSOLE.search(text):
             browser_log.csp_violations.append(text)
         browser_log.console_errors.append(text)
@@ -175,7 +177,12 @@ def page(
         if parts.scheme in {"http", "https", "ws", "wss"} and parts.hostname not in LOOPBACK_HOSTS:
             browser_log.external_requests.append(req.url)
 
+    def on_response(response) -> None:
+        if response.status >= 400:
+            browser_log.http_errors.append(f"{response.status} {response.request.method} {response.url}")
+
     context.on("console", on_console)
+    context.on("response", on_response)
     context.on("request", on_request)
     page = context.new_page()
     page.on("pageerror", lambda error: browser_log.page_errors.append(str(error)))
