@@ -4,4 +4,5 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.web.views:bp",
     "app.auth.views:bp",
     "app.audit.views:bp",
+    "app.panda.views:bp",
 )

@@ -88,13 +88,9 @@ class PandaSettings:
     url: str = ""  # PanDA server base URL, e.g. https://pandaserver.jinr.ru:25443 ("" = built-in simulator)
     vo: str = "spd"  # virtual organisation sent in the Origin header
     role: str = "production"  # role sent in the Origin header (Origin: <vo>.<role>)
-    transport: str = (
-        "auto"  # "auto" (probe /api/v1 then legacy), "v1" (/api/v1/...) or "legacy" (/server/panda/...)
-    )
+    transport: str = "auto"  # "auto" (probe /api/v1, then legacy), "v1" or "legacy" (/server/panda/)
     connect_timeout_s: float = 5.0  # seconds to establish a connection to PanDA
-    read_timeout_s: float = (
-        30.0  # seconds to wait for a reply (a write that times out has an unknown outcome)
-    )
+    read_timeout_s: float = 30.0  # seconds to wait for a reply; a write that times out is never resent
     retries: int = 2  # extra attempts for reads and for requests PanDA never received
     retry_backoff_s: float = 0.5  # first pause between attempts, doubled on each further attempt
     verify_tls: bool = True  # check PanDA's TLS certificate

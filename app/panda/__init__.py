@@ -1,0 +1,1 @@
+"""PanDA: the client (the only code talking to PanDA), task parameters, the interaction log, the simulator."""

@@ -1,0 +1,299 @@
+"""PanDA services: the client factory, the interaction-log recorder and queries, the health check.
+
+The recorder writes `panda_call` rows from a small writer thread with its own sessions, because:
+- the log must survive a rollback of the caller's transaction (a failed launch must still show
+  the calls it made);
+- on SQLite a caller that has flushed holds the database write lock while it waits for PanDA, so
+  a synchronous write from another connection in the same thread would wait for itself;
+- it must work from the scheduler's threads, outside any Flask app context.
+`flush_call_log()` waits until everything recorded so far is stored (tests, shutdown).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import Select, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from app.panda.client import CallRecord, ClientConfig, PandaClient, Recorder, TokenSource
+from app.panda.errors import PandaError
+from app.panda.models import OUTCOMES, PandaCall
+
+log = logging.getLogger(__name__)
+
+# Where the sandbox simulator listens when no PanDA URL is configured (set by `serve`).
+SANDBOX_URL_KEY = "PANDA_SANDBOX_URL"
+
+
+# ---------------------------------------------------------------------------------------------
+# The interaction-log writer.
+
+
+class CallLogWriter:
+    """Stores CallRecords in `panda_call` from one daemon thread, in short own transactions."""
+
+    _BATCH = 200
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: queue.Queue[CallRecord | None] = queue.Queue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, record: CallRecord) -> None:
+        with self._cond:
+            self._pending += 1
+        self._ensure_thread()
+        self._queue.put(record)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="panda-call-log", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every record handed over so far is stored (or dropped); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [first]
+            while len(batch) < self._BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            records = [r for r in batch if r is not None]
+            try:
+                self._store(records)
+            finally:
+                with self._cond:
+                    self._pending -= len(records)
+                    self._cond.notify_all()
+            if any(r is None for r in batch):
+                return
+
+    def _store(self, records: list[CallRecord]) -> None:
+        if not records:
+            return
+        deadline = time.monotonic() + 60
+        delay = 0.05
+        while True:
+            try:
+                with Session(self.engine) as session, session.begin():
+                    session.add_all([_row(r) for r in records])
+                return
+            except OperationalError as exc:
+                # SQLite: another connection holds the write lock longer than busy_timeout; wait and retry.
+                if time.monotonic() > deadline:
+                    log.error("dropped %d PanDA call log rows: %s", len(records), exc.__class__.__name__)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except Exception:
+                log.exception("dropped %d PanDA call log rows", len(records))
+                return
+
+
+def _row(record: CallRecord) -> PandaCall:
+    return PandaCall(
+        at=record.started_at,
+        user_id=record.user_id,
+        server=record.server[:300],
+        transport=record.transport[:16],
+        method=record.method[:64],
+        task_id=record.task_id,
+        params=_jsonable(record.params),
+        http_status=record.http_status,
+        return_code=record.return_code,
+        message=record.message[:4000],
+        duration_ms=record.duration_ms,
+        outcome=record.outcome if record.outcome in OUTCOMES else "error",
+        attempt=record.attempt,
+    )
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if depth > 20:
+        return "…"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, depth + 1) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+_writers: dict[int, CallLogWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def db_recorder(engine: Engine | None = None) -> CallLogWriter:
+    """The recorder that stores calls in `panda_call` (one writer per engine, shared by clients)."""
+    if engine is None:
+        from app.extensions import db
+
+        engine = db.engine
+    with _writers_lock:
+        writer = _writers.get(id(engine))
+        if writer is None or writer.engine is not engine:
+            writer = CallLogWriter(engine)
+            _writers[id(engine)] = writer
+        return writer
+
+
+def flush_call_log(timeout: float = 10.0) -> bool:
+    """Wait until all recorded calls are stored; True when nothing is left pending."""
+    with _writers_lock:
+        writers = list(_writers.values())
+    return all(w.flush(timeout) for w in writers)
+
+
+atexit.register(flush_call_log, 5.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client factory and health.
+
+
+def panda_url(settings: Any) -> str:
+    """The configured PanDA URL, or the sandbox simulator's when none is configured."""
+    if settings.panda.url:
+        return settings.panda.url
+    if has_app_context():
+        return current_app.config.get(SANDBOX_URL_KEY, "") or ""
+    return ""
+
+
+def panda_client_for(
+    settings: Any,
+    tokens: TokenSource | None = None,
+    *,
+    engine: Engine | None = None,
+    recorder: Recorder | None = None,
+    url: str | None = None,
+) -> PandaClient:
+    """A PanDA client for these settings, recording every call in `panda_call`.
+
+    `tokens` gives users' ID tokens (app/tokens); `engine` defaults to the app's database (needed
+    outside an app context, e.g. in scheduler threads); `url` overrides the resolved server URL.
+    """
+    config = ClientConfig.from_settings(settings.panda, url=url if url is not None else panda_url(settings))
+    return PandaClient(config, tokens, recorder=recorder or db_recorder(engine))
+
+
+def panda_alive(settings: Any, *, url: str | None = None) -> dict[str, Any]:
+    """Health-check entry for /healthz: {"ok", "url", "transport", "sandbox", "error"?}.
+
+    Uses short timeouts and no retries; only failed probes are logged, so that monitoring
+    polling /healthz does not flood the interaction log.
+    """
+    target = url if url is not None else panda_url(settings)
+    report: dict[str, Any] = {"ok": False, "url": target, "sandbox": not settings.panda.url}
+    if not target:
+        report["error"] = "no PanDA URL configured and no sandbox simulator running"
+        return report
+    config = ClientConfig.from_settings(settings.panda, url=target)
+    config = ClientConfig(
+        **{
+            **config.__dict__,
+            "connect_timeout_s": min(config.connect_timeout_s, 3.0),
+            "read_timeout_s": 5.0,
+            "retries": 0,
+        }
+    )
+    recorder = None
+    if has_app_context():
+        writer = db_recorder()
+
+        def recorder(record: CallRecord) -> None:
+            if record.outcome != "ok":
+                writer(record)
+
+    client = PandaClient(config, None, recorder=recorder)
+    try:
+        alive = client.is_alive()
+        report.update(ok=alive.alive, transport=alive.transport)
+    except PandaError as exc:
+        report["error"] = str(exc)[:300]
+    finally:
+        client.close()
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries for the pages.
+
+
+@dataclass(frozen=True)
+class CallFilters:
+    method: str = ""
+    outcome: str = ""
+    user: str = ""  # username (exact) or user id
+    task_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None  # exclusive
+
+
+def calls_query(filters: CallFilters) -> Select:
+    """Calls matching the filters, newest first."""
+    from app.auth.models import User
+
+    query = select(PandaCall).order_by(PandaCall.at.desc(), PandaCall.id.desc())
+    if filters.method:
+        query = query.where(PandaCall.method == filters.method)
+    if filters.outcome:
+        query = query.where(PandaCall.outcome == filters.outcome)
+    if filters.task_id is not None:
+        query = query.where(PandaCall.task_id == filters.task_id)
+    if filters.since is not None:
+        query = query.where(PandaCall.at >= filters.since)
+    if filters.until is not None:
+        query = query.where(PandaCall.at < filters.until)
+    if filters.user:
+        if filters.user.isdigit():
+            query = query.where(PandaCall.user_id == int(filters.user))
+        else:
+            query = query.where(PandaCall.user_id.in_(select(User.id).where(User.username == filters.user)))
+    return query
+
+
+def calls_for_task(task_id: int, page: int = 1, per_page: int = 20):
+    """One page (Flask-SQLAlchemy Pagination) of the PanDA calls about one task, newest first."""
+    from app.extensions import db
+
+    return db.paginate(
+        calls_query(CallFilters(task_id=task_id)), page=page, per_page=per_page, error_out=False
+    )
+
+
+def call_methods() -> list[str]:
+    """Method names present in the log (for the filter's choices)."""
+    from app.extensions import db
+
+    return list(db.session.scalars(select(PandaCall.method).distinct().order_by(PandaCall.method)))
