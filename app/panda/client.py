@@ -492,17 +492,27 @@ class PandaClient:
 
     @staticmethod
     def _failure(reply: Reply, kind: str) -> PandaError:
-        """A `success: false` (or non-zero code) reply as the right exception."""
+        """A `success: false` (or non-zero code) reply as the right exception.
+
+        kind: submit | command | increase | change | read (codes differ: see errors.py tables).
+        """
         message = reply.message
         code = reply.data if isinstance(reply.data, int) and not isinstance(reply.data, bool) else None
         if any(text in message for text in _AUTH_MESSAGES):
             return PandaAuthError(f"PanDA refused the role or identity: {message}", reason=message)
-        if kind != "submit" and (code == 2 or (code is None and _NOT_FOUND.search(message))):
+        not_found = (
+            (kind == "command" and code == 2)
+            or (kind == "increase" and code == 1)
+            or (kind != "submit" and code is None and _NOT_FOUND.search(message) is not None)
+        )
+        if not_found:
             return PandaNotFound(
-                human_sentence(2, "command", message), code=2, server_message=message, kind=kind
+                human_sentence(2, "command", message), code=code, server_message=message, kind=kind
             )
-        if kind == "read" and code is None:
-            return PandaRejected(f"PanDA refused the request: {message}", server_message=message, kind=kind)
+        if kind in ("read", "change"):
+            return PandaRejected(
+                f"PanDA refused the request: {message}", code=code, server_message=message, kind=kind
+            )
         return PandaRejected(
             human_sentence(code, kind, message), code=code, server_message=message, kind=kind
         )
@@ -515,11 +525,11 @@ class PandaClient:
 
         return interpret
 
-    def _command(self, reply: Reply) -> tuple[CommandResult, int | None, int | None]:
+    def _command(self, reply: Reply, kind: str = "command") -> tuple[CommandResult, int | None, int | None]:
         code = reply.data if isinstance(reply.data, int) and not isinstance(reply.data, bool) else None
         # `retry` answers success=true with a rejection code in data (reference §1.2): check data.
         if not reply.success or code not in (0, None):
-            raise self._failure(reply, "command")
+            raise self._failure(reply, kind)
         return CommandResult(code=0, message=reply.message), 0, None
 
     def _change(self, reply: Reply) -> tuple[ChangeResult, int | None, int | None]:
@@ -778,7 +788,9 @@ class PandaClient:
         if increase < 0:
             raise ValueError("increase must be a positive integer")
         args = {"task_id": task_id, "increase": increase}
-        return self._call("increase_attempts", user, args, self._command, task_id=task_id)
+        return self._call(
+            "increase_attempts", user, args, lambda reply: self._command(reply, "increase"), task_id=task_id
+        )
 
     def reload_input(self, user: Any, task_id: int, *, ignore_hard_exhausted: bool = False) -> CommandResult:
         args = {"task_id": task_id, "ignore_hard_exhausted": ignore_hard_exhausted}

@@ -34,6 +34,13 @@ COMMAND_CODES: dict[int, str] = {
     5: "The task is still running; PanDA retried its failed jobs instead of the task.",
 }
 
+# Human sentences for `increase_attempts` (`increaseAttemptNrPanda` has its own codes).
+INCREASE_CODES: dict[int, str] = {
+    0: "The attempt numbers were increased.",
+    1: "PanDA does not know this task.",
+    2: "PanDA refused to increase attempts in the task's current status.",
+}
+
 # Legacy-only codes (panda-server 0.8 `UserIF.py`: CODE_SSL, CODE_LOGIC).
 LEGACY_CODES: dict[int, str] = {
     100: "PanDA requires an authenticated (secure) connection for this command.",
@@ -137,9 +144,9 @@ class PandaUnsupported(PandaError):
 
 def human_sentence(code: int | None, kind: str, server_message: str = "") -> str:
     """Map a server return code to a sentence; the server's text is appended when it adds detail."""
-    table = SUBMIT_CODES if kind == "submit" else COMMAND_CODES
+    table = {"submit": SUBMIT_CODES, "command": COMMAND_CODES, "increase": INCREASE_CODES}.get(kind, {})
     sentence = table.get(code) if code is not None else None
-    if sentence is None and code is not None:
+    if sentence is None and code is not None and kind in ("submit", "command", "increase"):
         sentence = LEGACY_CODES.get(code)
     if sentence is None:
         sentence = "PanDA refused the request."

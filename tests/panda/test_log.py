@@ -1,0 +1,121 @@
+"""The interaction log: rows survive the caller's rollback, the pages filter and page them."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from app.auth.models import User
+from app.panda.client import CallRecord
+from app.panda.models import PandaCall
+from app.panda.services import calls_for_task, db_recorder, flush_call_log, panda_alive
+from tests.helpers import free_port
+
+T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def record(method="get_status", task_id=None, outcome="ok", user_id=None, at=T0, **extra):
+    fields = dict(
+        started_at=at,
+        user_id=user_id,
+        server="http://127.0.0.1:1",
+        transport="v1",
+        method=method,
+        task_id=task_id,
+        params={"task_id": task_id},
+        http_status=200,
+        return_code=None,
+        message="",
+        duration_ms=3,
+        outcome=outcome,
+    )
+    fields.update(extra)
+    return CallRecord(**fields)
+
+
+def count(db, **where):
+    query = select(func.count()).select_from(PandaCall).filter_by(**where)
+    return db.session.scalar(query)
+
+
+def test_log_survives_the_callers_rollback(app, db, make_user):
+    user = make_user("manager")
+    writer = db_recorder()
+    # The caller has flushed (SQLite: it now holds the write lock) when the client records a call.
+    db.session.add(User(username="doomed", sub="doomed"))
+    db.session.flush()
+    writer(record(method="submit", task_id=101, user_id=user.id))
+    db.session.rollback()
+    assert flush_call_log(15)
+    db.session.expire_all()
+    assert count(db, method="submit", task_id=101) == 1
+    assert db.session.scalar(select(func.count()).select_from(User).filter_by(username="doomed")) == 0
+
+
+def test_recorder_works_from_background_threads(app, db):
+    writer = db_recorder(db.engine)
+    threads = [
+        threading.Thread(target=lambda i=i: [writer(record(task_id=i)) for _ in range(10)]) for i in range(5)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert flush_call_log(15)
+    assert count(db) == 50
+
+
+def test_calls_page_filters_and_pages(app, db, client, login_as):
+    user = login_as("manager")
+    writer = db_recorder()
+    for i in range(60):
+        writer(record(method="get_status", task_id=7, user_id=user.id, at=T0 + timedelta(minutes=i)))
+    writer(
+        record(method="kill", task_id=8, outcome="rejected", return_code=4, message="Command rejected: no")
+    )
+    writer(record(method="submit", task_id=9, outcome="unknown", at=T0 - timedelta(days=3)))
+    assert flush_call_log(15)
+
+    page = client.get("/panda/calls").get_data(as_text=True)
+    assert "PanDA interaction log" in page and "62 in all" in page
+
+    html = client.get("/panda/calls?method=kill").get_data(as_text=True)
+    assert "Command rejected: no" in html and "get_status</code>" not in html
+    html = client.get("/panda/calls?outcome=unknown").get_data(as_text=True)
+    assert "submit</code>" in html and "kill</code>" not in html
+    html = client.get(f"/panda/calls?user={user.username}&page=2").get_data(as_text=True)
+    assert "60 in all" in html
+    html = client.get("/panda/calls?task_id=8").get_data(as_text=True)
+    assert "kill</code>" in html and "get_status</code>" not in html
+    html = client.get("/panda/calls?since=2026-01-12&until=2026-01-12").get_data(as_text=True)
+    assert "submit</code>" in html and "kill</code>" not in html
+    html = client.get("/panda/calls?since=yesterday&task_id=x").get_data(as_text=True)
+    assert "since: use YYYY-MM-DD" in html and "task id: a number" in html
+
+
+def test_calls_page_needs_manager(client, login_as):
+    login_as("viewer")
+    assert client.get("/panda/calls").status_code == 403
+
+
+def test_task_fragment_pages_one_tasks_calls(app, db, client, login_as):
+    login_as("viewer")
+    writer = db_recorder()
+    for i in range(25):
+        writer(record(method="get_status", task_id=77, at=T0 + timedelta(seconds=i)))
+    writer(record(method="kill", task_id=78))
+    assert flush_call_log(15)
+    page = calls_for_task(77, page=2)
+    assert page.total == 25 and len(page.items) == 5
+    html = client.get("/panda/tasks/77/calls").get_data(as_text=True)
+    assert 'id="panda-task-calls-77"' in html and "page 1 of 2 (25 calls)" in html
+    assert "kill</code>" not in html
+
+
+def test_healthz_reports_panda_unreachable(app, client, settings_factory):
+    settings = settings_factory(panda={"url": f"http://127.0.0.1:{free_port()}"})
+    report = panda_alive(settings)
+    assert report["ok"] is False and "unreachable" in report["error"]
+    app.config["SETTINGS"] = settings
+    body = client.get("/healthz").get_json()
+    assert body["panda"]["ok"] is False
