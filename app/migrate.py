@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
@@ -52,8 +53,13 @@ def state(engine: Engine) -> State:
 
 
 def _check_not_newer(current: str | None) -> None:
-    script = ScriptDirectory.from_config(alembic_config())
-    if current is not None and script.get_revision(current) is None:
+    if current is None:
+        return
+    try:
+        known = ScriptDirectory.from_config(alembic_config()).get_revision(current) is not None
+    except CommandError:
+        known = False
+    if not known:
         raise MigrationError(
             f"the database is at revision {current}, which this version of prodpanel does not know: "
             "it was upgraded by a newer version. Run that version, or restore a backup from instance/backups/."

@@ -1,0 +1,137 @@
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.auth.services import ensure_admin, find_local_user
+from tests.conftest import TEST_PASSWORD
+from tests.helpers import post_form
+
+
+def events(db, action):
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
+
+
+def test_anonymous_is_sent_to_login_with_relative_next(client):
+    response = client.get("/audit/?action=login")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=/audit/")
+
+
+def test_login_ok_redirects_and_is_audited(client, make_user, db):
+    user = make_user("viewer", "alice")
+    response = post_form(
+        client, "/login", {"username": "alice", "password": TEST_PASSWORD, "next": "/audit/"}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/audit/"
+    [event] = events(db, "login.ok")
+    assert event.user_id == user.id and event.request_id and event.client_address == "127.0.0.1"
+    assert client.get("/").status_code == 200
+    assert db.session.get(type(user), user.id).last_login_at is not None
+
+
+def test_wrong_password_is_refused_and_audited(client, make_user, db):
+    make_user("viewer", "bob")
+    response = post_form(client, "/login", {"username": "bob", "password": "wrong-password!"})
+    assert response.status_code == 401
+    assert "Wrong username or password" in response.get_data(as_text=True)
+    assert 'value="bob"' in response.get_data(as_text=True)  # what was typed stays in the form
+    [event] = events(db, "login.failed")
+    assert event.target == "bob" and event.outcome == "failed"
+    assert client.get("/").status_code == 302
+
+
+def test_unknown_user_gets_the_same_message(client):
+    response = post_form(client, "/login", {"username": "nobody", "password": "whatever-password"})
+    assert response.status_code == 401
+    assert "Wrong username or password" in response.get_data(as_text=True)
+
+
+def test_login_is_rate_limited(client, make_user, app, db):
+    make_user("viewer", "carol")
+    attempts = app.config["SETTINGS"].auth.login_attempts
+    for _ in range(attempts):
+        assert (
+            post_form(client, "/login", {"username": "carol", "password": "bad-password-x"}).status_code
+            == 401
+        )
+    blocked = post_form(client, "/login", {"username": "carol", "password": TEST_PASSWORD})
+    assert blocked.status_code == 429
+    assert "Too many failed attempts" in blocked.get_data(as_text=True)
+    assert events(db, "login.failed")[-1].outcome == "rate-limited"
+
+
+def test_rate_limit_window_passes(client, make_user, app, clock):
+    make_user("viewer", "dave")
+    settings = app.config["SETTINGS"].auth
+    for _ in range(settings.login_attempts):
+        post_form(client, "/login", {"username": "dave", "password": "bad-password-x"})
+    clock.advance(settings.login_window_s + 1)
+    assert post_form(client, "/login", {"username": "dave", "password": TEST_PASSWORD}).status_code == 302
+
+
+def test_open_redirect_is_impossible(client, make_user):
+    make_user("viewer", "erin")
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
+        response = post_form(
+            client, "/login", {"username": "erin", "password": TEST_PASSWORD, "next": target}
+        )
+        assert response.headers["Location"] == "/", target
+        post_form(client, "/logout", token_page="/")
+
+
+def test_logout_ends_session_and_is_audited(client, login_as, db):
+    user = login_as("manager")
+    response = post_form(client, "/logout", token_page="/")
+    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert client.get("/").status_code == 302
+    [event] = events(db, "logout")
+    assert event.user_id == user.id
+
+
+def test_logout_needs_post(client, login_as):
+    login_as("viewer")
+    assert client.get("/logout").status_code == 405
+
+
+def test_roles_guard_admin_pages_and_denials_are_audited(client, login_as, db):
+    login_as("manager")
+    response = client.get("/audit/")
+    assert response.status_code == 403
+    assert "You do not have permission" in response.get_data(as_text=True)
+    [event] = events(db, "access.denied")
+    assert event.target == "/audit/" and event.details == {"needed": "admin"}
+
+
+def test_admin_sees_audit(client, login_as):
+    login_as("admin")
+    assert client.get("/audit/").status_code == 200
+
+
+def test_disabled_user_is_logged_out_at_once(client, login_as, db):
+    user = login_as("viewer")
+    user.active = False
+    db.session.commit()
+    assert client.get("/").status_code == 302
+    assert (
+        post_form(client, "/login", {"username": user.username, "password": TEST_PASSWORD}).status_code == 401
+    )
+
+
+def test_first_start_admin_is_created_once(app, db):
+    credentials = ensure_admin()
+    db.session.commit()
+    assert credentials is not None and credentials[0] == "admin" and len(credentials[1]) >= 12
+    assert find_local_user("admin").role == "admin"
+    assert ensure_admin() is None
+
+
+def test_local_accounts_can_be_switched_off(settings_factory, migrated_sqlite, make_user):
+    import shutil
+
+    from app import create_app
+
+    settings = settings_factory(auth={"local_accounts": False})
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    app = create_app(settings)
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    assert "Local accounts are switched off" in page and 'name="password"' not in page
