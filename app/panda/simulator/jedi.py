@@ -1,0 +1,977 @@
+"""Simulated DEFT + JEDI: task rows in SQLite, a lifecycle driven by the simulated clock.
+
+Nothing runs in the background. Every task row carries `due_at`, the simulated time of its next
+transition (or of its queued command); each API call first applies, in time order, all
+transitions that are due (`catch_up`). Jobs are never stored: a task keeps a few "rounds" of job
+generation (first PandaID, count, start, stop) and every job's start, duration, status and sizes
+are derived from the seed, so a 10 000-job task costs one row.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import json
+import math
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .config import SimConfig
+
+FINAL_STATUSES = ("done", "finished", "failed", "broken", "aborted")
+GOOD_PARENT = ("done", "finished")
+BAD_PARENT = ("failed", "broken", "aborted")
+
+# JediTaskSpec.attributes of panda-server 1.0.x: the keys of get_detailed_info
+TASK_ATTRIBUTES = [
+    "jediTaskID",
+    "taskName",
+    "status",
+    "userName",
+    "creationDate",
+    "modificationTime",
+    "startTime",
+    "endTime",
+    "frozenTime",
+    "prodSourceLabel",
+    "workingGroup",
+    "vo",
+    "coreCount",
+    "taskType",
+    "processingType",
+    "taskPriority",
+    "currentPriority",
+    "architecture",
+    "transUses",
+    "transHome",
+    "transPath",
+    "lockedBy",
+    "lockedTime",
+    "termCondition",
+    "splitRule",
+    "walltime",
+    "walltimeUnit",
+    "outDiskCount",
+    "outDiskUnit",
+    "workDiskCount",
+    "workDiskUnit",
+    "ramCount",
+    "ramUnit",
+    "ioIntensity",
+    "ioIntensityUnit",
+    "workQueue_ID",
+    "progress",
+    "failureRate",
+    "errorDialog",
+    "reqID",
+    "oldStatus",
+    "cloud",
+    "site",
+    "countryGroup",
+    "parent_tid",
+    "eventService",
+    "ticketID",
+    "ticketSystemType",
+    "stateChangeTime",
+    "superStatus",
+    "campaign",
+    "mergeRamCount",
+    "mergeRamUnit",
+    "mergeWalltime",
+    "mergeWalltimeUnit",
+    "throttledTime",
+    "numThrottled",
+    "mergeCoreCount",
+    "goal",
+    "assessmentTime",
+    "cpuTime",
+    "cpuTimeUnit",
+    "cpuEfficiency",
+    "baseWalltime",
+    "nucleus",
+    "baseRamCount",
+    "ttcRequested",
+    "ttcPredicted",
+    "ttcPredictionDate",
+    "rescueTime",
+    "requestType",
+    "gshare",
+    "resource_type",
+    "useJumbo",
+    "diskIO",
+    "diskIOUnit",
+    "memory_leak_core",
+    "memory_leak_x2",
+    "attemptNr",
+    "container_name",
+    "framework",
+    "activatedTime",
+    "queuedTime",
+    "actionTime",
+]
+_DATETIME_ATTRS = {
+    "creationDate",
+    "modificationTime",
+    "startTime",
+    "endTime",
+    "frozenTime",
+    "lockedTime",
+    "stateChangeTime",
+    "throttledTime",
+    "assessmentTime",
+    "ttcRequested",
+    "ttcPredictionDate",
+    "rescueTime",
+    "activatedTime",
+    "queuedTime",
+    "actionTime",
+}
+
+# split rules (task_split_rules.split_rule_dict subset used by the panel) and changeable tags
+SPLIT_RULE_TAGS = {
+    "nEventsPerJob": "NE",
+    "nFilesPerJob": "NF",
+    "pushStatusChanges": "PC",
+    "cloudAsVO": "CV",
+    "messageDriven": "MD",
+    "randomSeed": "RS",
+    "firstEvent": "FT",
+    "allowIncompleteInDS": "AI",
+    "t1Weight": "TW",
+    "nEsConsumers": "EC",
+    "nMaxFilesPerJob": "MF",
+    "nGBPerJob": "NG",
+    "noInputPooling": "NI",
+    "nEventsPerWorker": "ES",
+    "nJumboJobs": "NJ",
+    "avoidVP": "AV",
+    "allowInputLAN": "IL",
+    "useLocalIO": "LI",
+    "noLoopingCheck": "LC",
+    "maxCoreCount": "CC",
+    "onlyTagsForFC": "OT",
+    "useZipToPin": "UZ",
+    "ignoreMissingInDS": "IM",
+    "noAutoPause": "NP",
+    "maxAttempt": "MA",
+    "disableAutoRetry": "DR",
+    "useScout": "US",
+}
+CHANGEABLE_SPLIT_RULE_TAGS = [
+    "AI", "TW", "EC", "MF", "NG", "NI", "NF", "ES", "NJ", "AV", "IL", "LI", "LC", "CC", "OT", "UZ", "IM", "NP",
+]  # fmt: skip
+_TAG_NAMES = {v: k for k, v in SPLIT_RULE_TAGS.items()}
+
+SUPER_STATUS = {
+    "registered": "registered",
+    "defined": "submitting",
+    "assigning": "submitting",
+    "ready": "submitting",
+    "pending": "submitting",
+    "scouting": "submitting",
+    "scouted": "submitting",
+}
+
+
+def fmt_dt(ts: float) -> str:
+    """Epoch seconds -> the stored form (naive UTC, whole seconds, sortable text)."""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_dt(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+
+
+def decode_split_rule(split_rule: str | None) -> str:
+    """Compact `NE=1000,PC=1` -> `nEventsPerJob=1000,pushStatusChanges=1` (like get_detailed_info)."""
+    if not split_rule:
+        return split_rule or ""
+    out = []
+    for item in split_rule.split(","):
+        tag, _, value = item.partition("=")
+        out.append(f"{_TAG_NAMES.get(tag, tag)}={value}" if tag in _TAG_NAMES else item)
+    return ",".join(out)
+
+
+def clean_user_id(dn: str) -> str:
+    """The user name PanDA derives from a DN (subset of CoreUtils.clean_user_id for token DNs)."""
+    username = re.sub(r"/(DC|O|OU|C|L)=[^/]+", "", dn)
+    username = re.sub(r"/CN=[0-9]+", "", username)
+    username = re.sub(r" [0-9]+", "", username)
+    username = re.sub(r"_[0-9]+", "", username)
+    username = username.replace("/CN=proxy", "").replace("/CN=limited proxy", "")
+    username = re.sub(r"/CN=Robot:[^/]+", "", username)
+    username = re.sub(r"/CN=nickname:[^/]+", "", username)
+    mat = re.match(r".*/CN=([^/]+)/CN=([^/]+)", username)
+    username = mat.group(2) if mat else username.replace("/CN=", "")
+    for ch in "()'":
+        username = username.replace(ch, "")
+    return username
+
+
+def _u(seed: int, task_id: int, rnd: int, k: int, salt: str) -> float:
+    """A deterministic uniform draw in [0, 1) for one job property."""
+    digest = hashlib.blake2b(f"{seed}:{task_id}:{rnd}:{k}:{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@functools.lru_cache(maxsize=4096)
+def _fail_indices(seed: int, task_id: int, rnd: int, m: int, rate: float, forced: str) -> tuple[int, ...]:
+    """Sorted indices of the jobs of a round that fail for good."""
+    if forced == "failed":
+        return tuple(range(m))
+    if forced in ("finished", "exhausted"):
+        return tuple(range(1, m, 2))
+    return tuple(k for k in range(m) if _u(seed, task_id, rnd, k, "fail") < rate)
+
+
+class Jedi:
+    """The task store and lifecycle engine (thread-safe, one SQLite connection)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.db = sqlite3.connect(
+            config.state_path or ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self.db.execute("PRAGMA journal_mode=WAL" if config.state_path else "PRAGMA journal_mode=MEMORY")
+        self.db.execute("PRAGMA synchronous=OFF")
+        self._create_schema()
+
+    # ------------------------------------------------------------------ storage
+    def _create_schema(self) -> None:
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS tasks (
+                jediTaskID INTEGER PRIMARY KEY,
+                in_jedi INTEGER NOT NULL DEFAULT 0,
+                taskName TEXT NOT NULL,
+                userName TEXT NOT NULL,
+                prodSourceLabel TEXT NOT NULL,
+                vo TEXT NOT NULL,
+                status TEXT NOT NULL,
+                modificationTime TEXT NOT NULL,
+                reqID INTEGER,
+                parent_tid INTEGER,
+                due_at REAL,
+                spec TEXT NOT NULL,
+                params TEXT NOT NULL,
+                sim TEXT NOT NULL,
+                cmd TEXT
+            );
+            CREATE INDEX IF NOT EXISTS ix_tasks_due ON tasks (due_at) WHERE due_at IS NOT NULL;
+            CREATE INDEX IF NOT EXISTS ix_tasks_user_label_mod ON tasks (userName, prodSourceLabel, modificationTime);
+            CREATE INDEX IF NOT EXISTS ix_tasks_mod ON tasks (modificationTime);
+            CREATE INDEX IF NOT EXISTS ix_tasks_parent ON tasks (parent_tid);
+            CREATE INDEX IF NOT EXISTS ix_tasks_user_name ON tasks (userName, taskName);
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            INSERT OR IGNORE INTO meta VALUES ('next_task_id', 1);
+            INSERT OR IGNORE INTO meta VALUES ('next_panda_id', 1);
+            """
+        )
+
+    def _next(self, key: str, n: int = 1) -> int:
+        (value,) = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        self.db.execute("UPDATE meta SET value=? WHERE key=?", (value + n, key))
+        return int(value)
+
+    def _load(self, task_id: int) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT jediTaskID, in_jedi, spec, params, sim, cmd FROM tasks WHERE jediTaskID=?", (task_id,)
+        ).fetchone()
+        return self._row_to_task(row) if row else None
+
+    @staticmethod
+    def _row_to_task(row: tuple) -> dict[str, Any]:
+        return {
+            "id": row[0],
+            "in_jedi": bool(row[1]),
+            "spec": json.loads(row[2]),
+            "params": json.loads(row[3]),
+            "sim": json.loads(row[4]),
+            "cmd": json.loads(row[5]) if row[5] else None,
+        }
+
+    def _save(self, t: dict[str, Any], insert: bool = False) -> None:
+        spec, sim, cmd = t["spec"], t["sim"], t["cmd"]
+        dues = [d for d in (sim.get("due"), cmd["at"] if cmd else None) if d is not None]
+        values = (
+            int(t["in_jedi"]),
+            spec["taskName"],
+            spec["userName"],
+            spec["prodSourceLabel"],
+            spec["vo"],
+            spec["status"],
+            spec["modificationTime"],
+            spec["reqID"],
+            spec["parent_tid"],
+            min(dues) if dues else None,
+            json.dumps(spec),
+            json.dumps(t["params"]),
+            json.dumps(sim),
+            json.dumps(cmd) if cmd else None,
+            t["id"],
+        )
+        if insert:
+            self.db.execute(
+                "INSERT INTO tasks (in_jedi, taskName, userName, prodSourceLabel, vo, status, modificationTime, "
+                "reqID, parent_tid, due_at, spec, params, sim, cmd, jediTaskID) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
+        else:
+            self.db.execute(
+                "UPDATE tasks SET in_jedi=?, taskName=?, userName=?, prodSourceLabel=?, vo=?, status=?, "
+                "modificationTime=?, reqID=?, parent_tid=?, due_at=?, spec=?, params=?, sim=?, cmd=? "
+                "WHERE jediTaskID=?",
+                values,
+            )
+
+    # ------------------------------------------------------------------ clock-driven lifecycle
+    def catch_up(self, now: float) -> int:
+        """Apply every transition and queued command due at or before `now`; returns how many."""
+        applied = 0
+        with self.lock:
+            self.db.execute("BEGIN")
+            try:
+                while True:
+                    rows = self.db.execute(
+                        "SELECT jediTaskID, in_jedi, spec, params, sim, cmd FROM tasks "
+                        "WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT 200",
+                        (now,),
+                    ).fetchall()
+                    if not rows:
+                        break
+                    for row in rows:
+                        t = self._row_to_task(row)
+                        applied += self._advance_task(t, now)
+                        self._save(t)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return applied
+
+    def _advance_task(self, t: dict[str, Any], now: float) -> int:
+        steps = 0
+        while True:
+            sim, cmd = t["sim"], t["cmd"]
+            due = sim.get("due")
+            cmd_at = cmd["at"] if cmd else None
+            candidates = [d for d in (due, cmd_at) if d is not None and d <= now]
+            if not candidates or steps > 50:
+                return steps
+            at = min(candidates)
+            if cmd_at is not None and cmd_at == at and (due is None or cmd_at <= due):
+                t["cmd"] = None
+                self._execute_command(t, cmd, at)
+            else:
+                phase = sim.get("phase")
+                sim["due"] = None
+                sim["phase"] = None
+                getattr(self, f"_phase_{phase}")(t, due)
+            steps += 1
+
+    def _set_status(self, t: dict[str, Any], status: str, at: float, error: str | None = None) -> None:
+        spec = t["spec"]
+        spec["status"] = status
+        spec["superStatus"] = SUPER_STATUS.get(status, status)
+        spec["modificationTime"] = fmt_dt(at)
+        spec["stateChangeTime"] = fmt_dt(at)
+        if error is not None:
+            spec["errorDialog"] = error
+        if status in FINAL_STATUSES or status == "exhausted":
+            spec["endTime"] = fmt_dt(at)
+            self._wake_children(t["id"], at)
+
+    def _schedule(self, t: dict[str, Any], phase: str, at: float) -> None:
+        t["sim"]["phase"] = phase
+        t["sim"]["due"] = at
+
+    def _wake_children(self, parent_id: int, at: float) -> None:
+        rows = self.db.execute(
+            "SELECT jediTaskID, in_jedi, spec, params, sim, cmd FROM tasks "
+            "WHERE parent_tid=? AND jediTaskID<>? AND status='pending'",
+            (parent_id, parent_id),
+        ).fetchall()
+        for row in rows:
+            child = self._row_to_task(row)
+            if child["sim"].get("phase") is None:
+                self._schedule(child, "parent_check", at)
+                self._save(child)
+
+    # phases -------------------------------------------------------------
+    def _phase_pickup(self, t: dict[str, Any], at: float) -> None:
+        t["in_jedi"] = True
+        t["spec"]["creationDate"] = fmt_dt(t["sim"]["submit_at"])
+        self._set_status(t, "registered", at)
+        self._schedule(t, "refine", at + self.config.timings.refine_s)
+
+    def _phase_refine(self, t: dict[str, Any], at: float) -> None:
+        if t["sim"].get("outcome") == "broken":
+            self._set_status(t, "tobroken", at, "task parameters are broken (simulated)")
+            self._schedule(t, "broken", at + self.config.timings.abort_s)
+            return
+        parent = t["spec"]["parent_tid"]
+        if parent is not None and parent != t["id"]:
+            self._phase_parent_check(t, at)
+            return
+        self._define(t, at)
+
+    def _phase_parent_check(self, t: dict[str, Any], at: float) -> None:
+        parent_id = t["spec"]["parent_tid"]
+        row = self.db.execute(
+            "SELECT status, sim FROM tasks WHERE jediTaskID=? AND in_jedi=1", (parent_id,)
+        ).fetchone()
+        parent_status = row[0] if row else None
+        if parent_status in GOOD_PARENT:
+            self._define(t, at, parent_done_jobs=json.loads(row[1]).get("n_ok", 0))
+        elif parent_status in BAD_PARENT:
+            self._set_status(t, "failed", at, f"parent task {parent_id} failed to complete")
+        elif t["spec"]["status"] != "pending":
+            self._set_status(t, "pending", at, f"pending until parent task {parent_id} is done")
+
+    def _phase_broken(self, t: dict[str, Any], at: float) -> None:
+        self._set_status(t, "broken", at)
+
+    def _define(self, t: dict[str, Any], at: float, parent_done_jobs: int | None = None) -> None:
+        params, sim = t["params"], t["sim"]
+        if params.get("noInput"):
+            n_events = int(params.get("nEvents") or params.get("nEventsPerJob") or 1)
+            per_job = int(params.get("nEventsPerJob") or n_events)
+            n_jobs = math.ceil(n_events / max(per_job, 1))
+        else:
+            n_files = parent_done_jobs if parent_done_jobs is not None else int(params.get("nFiles") or 10)
+            n_jobs = math.ceil(n_files / max(int(params.get("nFilesPerJob") or 1), 1))
+            sim["n_input_files"] = n_files
+        sim["n_jobs"] = max(n_jobs, 1)
+        t["spec"]["errorDialog"] = None
+        self._set_status(t, "defined", at)
+        self._schedule(t, "generate", at + self.config.timings.generate_s)
+
+    def _phase_generate(self, t: dict[str, Any], at: float) -> None:
+        sim, params, spec = t["sim"], t["params"], t["spec"]
+        spec["startTime"] = spec["startTime"] or fmt_dt(at)
+        n_scouts = self.config.timings.n_scouts
+        if params.get("skipScout") or sim["n_jobs"] <= n_scouts:
+            self._start_round(t, sim["n_jobs"], at, "run")
+            self._set_status(t, "running", at)
+            self._schedule(t, "run_end", self._rounds_end(t))
+        else:
+            self._start_round(t, n_scouts, at, "scout")
+            sim["scouts"] = n_scouts
+            self._set_status(t, "scouting", at)
+            self._schedule(t, "scout_end", self._rounds_end(t))
+
+    def _phase_scout_end(self, t: dict[str, Any], at: float) -> None:
+        self._settle(t, at)
+        sim = t["sim"]
+        if sim["n_ok"] == 0:
+            self._set_status(t, "failed", at, "all scout jobs failed")
+            return
+        rest = sim["n_jobs"] - sim["scouts"]
+        self._start_round(t, rest, at, "run")
+        self._set_status(t, "running", at)
+        self._schedule(t, "run_end", self._rounds_end(t))
+
+    def _phase_run_end(self, t: dict[str, Any], at: float) -> None:
+        end = self._rounds_end(t)
+        if end > at:  # e.g. after an avalanche the running round ends later
+            self._schedule(t, "run_end", end)
+            return
+        self._settle(t, at)
+        self._finalize(t, at)
+
+    def _finalize(self, t: dict[str, Any], at: float, finishing: bool = False) -> None:
+        sim = t["sim"]
+        if sim.get("outcome") == "exhausted" and not finishing:
+            self._set_status(t, "exhausted", at, "task exhausted: too many failed jobs (simulated)")
+        elif sim["n_ok"] >= sim["n_jobs"]:
+            self._set_status(t, "done", at)
+        elif sim["n_ok"] == 0 and not finishing:
+            self._set_status(t, "failed", at)
+        else:
+            self._set_status(t, "finished", at)
+
+    def _phase_abort_done(self, t: dict[str, Any], at: float) -> None:
+        self._settle(t, at)
+        self._set_status(t, "aborted", at)
+
+    def _phase_finish_done(self, t: dict[str, Any], at: float) -> None:
+        end = self._rounds_end(t)
+        if end > at:
+            self._schedule(t, "finish_done", end)
+            return
+        self._settle(t, at)
+        self._finalize(t, at, finishing=True)
+
+    def _phase_retry_ready(self, t: dict[str, Any], at: float) -> None:
+        self._set_status(t, "ready", at)
+        self._schedule(t, "retry_run", at + self.config.timings.generate_s)
+
+    def _phase_rerefine(self, t: dict[str, Any], at: float) -> None:
+        self._set_status(t, "rerefine", at)
+        self._schedule(t, "retry_ready", at + self.config.timings.abort_s)
+
+    def _phase_retry_run(self, t: dict[str, Any], at: float) -> None:
+        sim = t["sim"]
+        todo = sim["n_jobs"] - sim["n_ok"]
+        sim["n_fail"] = 0
+        t["spec"]["attemptNr"] = (t["spec"]["attemptNr"] or 0) + 1
+        t["spec"]["endTime"] = None
+        if todo <= 0:
+            self._finalize(t, at)
+            return
+        self._start_round(t, todo, at, "run")
+        self._set_status(t, "running", at)
+        self._schedule(t, "run_end", self._rounds_end(t))
+
+    def _phase_reassigning(self, t: dict[str, Any], at: float) -> None:
+        self._set_status(t, "reassigning", at)
+        self._schedule(t, "restore", at + self.config.timings.abort_s)
+
+    def _phase_restore(self, t: dict[str, Any], at: float) -> None:
+        sim, spec = t["sim"], t["spec"]
+        saved = sim.pop("saved", None) or {}
+        self._set_status(t, spec.get("oldStatus") or "ready", at)
+        if saved.get("phase"):
+            self._schedule(t, saved["phase"], max(saved["due"], at))
+
+    # commands -------------------------------------------------------------
+    def _execute_command(self, t: dict[str, Any], cmd: dict[str, Any], at: float) -> None:
+        """What TaskCommando does when it consumes a queued command."""
+        spec, sim = t["spec"], t["sim"]
+        status = spec["status"]
+        name = cmd["cmd"]
+        allowed, _ = check_command_allowed(name, status, True, cmd.get("comment"))
+        if not allowed:  # status moved on since the command was queued
+            return
+        timings = self.config.timings
+        if name == "kill":
+            self._stop_rounds(t, at, cancel=True)
+            sim["saved"] = None
+            self._set_status(t, "toabort", at)
+            self._schedule(t, "abort_done", at + timings.abort_s)
+        elif name == "finish":
+            soft = (cmd.get("comment") or "").startswith("soft ")
+            self._stop_rounds(t, at, cancel=not soft)
+            self._set_status(t, "finishing", at)
+            self._schedule(t, "finish_done", max(at + timings.abort_s, self._rounds_end(t)))
+        elif name == "retry":
+            self._set_status(t, "toretry", at)
+            self._schedule(t, "retry_ready", at + timings.abort_s)
+        elif name == "incexec":
+            new_params = cmd.get("new_params") or {}
+            t["params"].update(new_params)
+            if "nEvents" in new_params and t["params"].get("noInput"):
+                per_job = int(t["params"].get("nEventsPerJob") or new_params["nEvents"])
+                sim["n_jobs"] = max(math.ceil(int(new_params["nEvents"]) / max(per_job, 1)), 1)
+            self._set_status(t, "toincexec", at)
+            self._schedule(t, "rerefine", at + timings.abort_s)
+        elif name == "pause":
+            spec["oldStatus"] = status
+            sim["saved"] = {"phase": sim.get("phase"), "due": sim.get("due")}
+            if sim.get("phase") in ("run_end", "scout_end"):
+                self._stop_rounds(t, at, cancel=False)
+                sim["saved"] = {"phase": "resume_rounds", "due": at}
+            sim["phase"], sim["due"] = None, None
+            self._set_status(t, "paused", at)
+        elif name == "resume":
+            saved = sim.pop("saved", None) or {}
+            self._set_status(t, spec.get("oldStatus") or "ready", at)
+            if saved.get("phase") == "resume_rounds":
+                self._resume_rounds(t, at)
+            elif saved.get("phase"):
+                self._schedule(t, saved["phase"], max(saved["due"], at))
+        elif name == "avalanche":
+            rest = sim["n_jobs"] - sim.get("scouts", 0)
+            if rest > 0:
+                self._start_round(t, rest, at, "run")
+            self._set_status(t, "running", at)
+            self._schedule(t, "run_end", self._rounds_end(t))
+        elif name == "reassign":
+            target, value, _back = parse_reassign_comment(cmd.get("comment") or "")
+            if target in ("site", "cloud", "nucleus"):
+                spec[target] = value
+            spec["oldStatus"] = status
+            sim["saved"] = {"phase": sim.get("phase"), "due": sim.get("due")}
+            sim["phase"], sim["due"] = None, None
+            self._set_status(t, "toreassign", at)
+            self._schedule(t, "reassigning", at + timings.abort_s)
+        elif name == "release":
+            spec["modificationTime"] = fmt_dt(at)
+
+    # rounds of jobs ---------------------------------------------------------
+    def _wave_len(self, t: dict[str, Any]) -> float:
+        walltime = t["params"].get("walltime")
+        base = (
+            float(walltime)
+            if isinstance(walltime, int | float) and walltime > 0
+            else self.config.timings.job_walltime_s
+        )
+        return base
+
+    def _start_round(self, t: dict[str, Any], m: int, at: float, kind: str) -> None:
+        if m <= 0:
+            return
+        sim = t["sim"]
+        sim["rounds"].append(
+            {
+                "pid0": self._next("next_panda_id", m),
+                "m": m,
+                "start": at,
+                "stop": None,
+                "cancel": False,
+                "kind": kind,
+                "rnd": len(sim["rounds"]),
+                "wl": self._wave_len(t),
+                "slots": self.config.timings.slots,
+                "settled": False,
+                "attempt": (t["spec"]["attemptNr"] or 0) + 1,
+            }
+        )
+
+    def _stop_rounds(self, t: dict[str, Any], at: float, cancel: bool) -> None:
+        for r in t["sim"]["rounds"]:
+            if not r["settled"] and r["stop"] is None and round_end(r) > at:
+                r["stop"] = at
+                r["cancel"] = cancel
+
+    def _resume_rounds(self, t: dict[str, Any], at: float) -> None:
+        sim = t["sim"]
+        carry = (
+            sim["n_jobs"]
+            - (sim["n_ok"] + sim["n_fail"])
+            - sum(self._round_counts(t, r, at)["exists"] for r in sim["rounds"] if not r["settled"])
+        )
+        self._start_round(t, carry, at, "run")
+        self._schedule(t, "run_end", max(self._rounds_end(t), at))
+
+    def _rounds_end(self, t: dict[str, Any]) -> float:
+        ends = [round_end(r) for r in t["sim"]["rounds"] if not r["settled"]]
+        return max(ends) if ends else 0.0
+
+    def _settle(self, t: dict[str, Any], at: float) -> None:
+        sim = t["sim"]
+        for r in sim["rounds"]:
+            if r["settled"] or round_end(r) > at:
+                continue
+            c = self._round_counts(t, r, round_end(r))
+            sim["n_ok"] += c["finished"]
+            sim["n_fail"] += c["failed"]
+            r["settled"] = True
+
+    def _fails(self, t: dict[str, Any], r: dict[str, Any]) -> tuple[int, ...]:
+        return _fail_indices(
+            self.config.seed,
+            t["id"],
+            r["rnd"],
+            r["m"],
+            self.config.job_failure_rate,
+            t["sim"].get("outcome") or "",
+        )
+
+    def job_times(self, t: dict[str, Any], r: dict[str, Any], k: int) -> tuple[float, float]:
+        """Start and natural end of job k of round r."""
+        wl = r["wl"]
+        wave_start = r["start"] + (k // r["slots"]) * wl
+        start = wave_start + 0.1 * wl * _u(self.config.seed, t["id"], r["rnd"], k, "start")
+        duration = wl * (0.8 + 0.1 * _u(self.config.seed, t["id"], r["rnd"], k, "dur"))
+        return start, start + duration
+
+    def job_status(
+        self, t: dict[str, Any], r: dict[str, Any], k: int, now: float, fails: Iterable[int] | None = None
+    ) -> tuple[str | None, float, float]:
+        """(status or None when the job does not exist yet, start, end) of job k at `now`."""
+        start, end = self.job_times(t, r, k)
+        stop = r["stop"]
+        if stop is not None and start >= stop:
+            return None, start, end
+        wave_start = r["start"] + (k // r["slots"]) * r["wl"]
+        if now < start:
+            return ("activated" if now >= wave_start - r["wl"] else None), start, end
+        if stop is not None and r["cancel"] and stop < end and now >= stop:
+            return "cancelled", start, stop
+        if now < end:
+            return "running", start, end
+        fail_set = fails if fails is not None else self._fails(t, r)
+        failed = k in fail_set if isinstance(fail_set, set | frozenset) else _contains(fail_set, k)
+        return ("failed" if failed else "finished"), start, end
+
+    def _round_counts(self, t: dict[str, Any], r: dict[str, Any], now: float) -> dict[str, int]:
+        """Job counts of one round at `now`, computed per wave (only the current waves job by job)."""
+        counts = {"finished": 0, "failed": 0, "running": 0, "activated": 0, "cancelled": 0, "exists": 0}
+        m, slots, wl = r["m"], r["slots"], r["wl"]
+        fails = self._fails(t, r)
+        n_waves = math.ceil(m / slots)
+        horizon = now if r["stop"] is None else min(now, r["stop"])
+        for w in range(n_waves):
+            lo, hi = w * slots, min(m, (w + 1) * slots)
+            wave_start = r["start"] + w * wl
+            if wave_start - wl > horizon:
+                break
+            if wave_start + wl <= now and (r["stop"] is None or (wave_start + wl <= r["stop"])):
+                n_fail = bisect.bisect_left(fails, hi) - bisect.bisect_left(fails, lo)
+                counts["failed"] += n_fail
+                counts["finished"] += (hi - lo) - n_fail
+                counts["exists"] += hi - lo
+                continue
+            for k in range(lo, hi):
+                status, _, _ = self.job_status(t, r, k, now, fails)
+                if status is not None:
+                    counts[status] += 1
+                    counts["exists"] += 1
+        return counts
+
+    def task_counts(self, t: dict[str, Any], now: float) -> dict[str, int]:
+        """Settled + live job counts of a task at `now`."""
+        sim = t["sim"]
+        total = {
+            "finished": sim["n_ok"],
+            "failed": sim["n_fail"],
+            "running": 0,
+            "activated": 0,
+            "cancelled": 0,
+        }
+        for r in sim["rounds"]:
+            if r["settled"]:
+                continue
+            c = self._round_counts(t, r, now)
+            for key in total:
+                total[key] += c[key]
+        total["n_jobs"] = sim.get("n_jobs", 0)
+        return total
+
+    # ------------------------------------------------------------------ DEFT insert
+    def insert_task(self, params: dict[str, Any], user_name: str, parent_tid: int | None, now: float) -> int:
+        """Write the DEFT row ('waiting'); JEDI picks it up after `pickup_s`."""
+        with self.lock:
+            task_id = self._next("next_task_id")
+            spec = dict.fromkeys(TASK_ATTRIBUTES)
+            spec.update(
+                jediTaskID=task_id,
+                taskName=params["taskName"],
+                status="waiting",
+                userName=user_name,
+                prodSourceLabel=params.get("prodSourceLabel"),
+                vo=params.get("vo"),
+                workingGroup=params.get("workingGroup"),
+                taskType=params.get("taskType"),
+                processingType=params.get("processingType"),
+                taskPriority=params.get("taskPriority", 100),
+                currentPriority=params.get("currentPriority", params.get("taskPriority", 100)),
+                architecture=params.get("architecture"),
+                transUses=params.get("transUses"),
+                transHome=params.get("transHome"),
+                transPath=params.get("transPath"),
+                splitRule=build_split_rule(params),
+                walltime=params.get("walltime"),
+                walltimeUnit=params.get("walltimeUnit"),
+                ramCount=params.get("ramCount", 2000),
+                ramUnit=params.get("ramUnit", "MBPerCore"),
+                coreCount=params.get("coreCount", 1),
+                cpuTime=params.get("cpuTime"),
+                cpuTimeUnit=params.get("cpuTimeUnit"),
+                outDiskCount=params.get("outDiskCount"),
+                outDiskUnit=params.get("outDiskUnit"),
+                workDiskCount=params.get("workDiskCount"),
+                reqID=int(params["reqID"]) if str(params.get("reqID", "")).isdigit() else task_id,
+                cloud=params.get("cloud"),
+                site=params.get("site"),
+                nucleus=params.get("nucleus"),
+                parent_tid=parent_tid if parent_tid is not None else task_id,
+                campaign=params.get("campaign"),
+                container_name=params.get("container_name"),
+                gshare=params.get("gshare", "Undefined"),
+                eventService=0,
+                useJumbo=None,
+                attemptNr=0,
+                progress=0,
+                failureRate=0,
+                modificationTime=fmt_dt(now),
+                creationDate=fmt_dt(now),
+                superStatus="waiting",
+            )
+            outcome = None
+            for pattern, forced in self.config.outcome_rules.items():
+                if re.search(pattern, params["taskName"]):
+                    outcome = forced
+                    break
+            sim = {
+                "submit_at": now,
+                "phase": "pickup",
+                "due": now + self.config.timings.pickup_s,
+                "n_jobs": 0,
+                "n_ok": 0,
+                "n_fail": 0,
+                "rounds": [],
+                "outcome": outcome,
+            }
+            t = {"id": task_id, "in_jedi": False, "spec": spec, "params": params, "sim": sim, "cmd": None}
+            self._save(t, insert=True)
+            return task_id
+
+    # ------------------------------------------------------------------ read helpers
+    def get(self, task_id: int, jedi_only: bool = True) -> dict[str, Any] | None:
+        with self.lock:
+            t = self._load(task_id)
+        if t is None or (jedi_only and not t["in_jedi"]):
+            return None
+        return t
+
+    def save(self, t: dict[str, Any]) -> None:
+        with self.lock:
+            self._save(t)
+
+    def count_active(self, user_name: str, label: str) -> int:
+        statuses = ("registered", "defined", "ready", "scouting", "running", "paused", "throttled")
+        with self.lock:
+            (n,) = self.db.execute(
+                f"SELECT COUNT(*) FROM tasks WHERE userName=? AND prodSourceLabel=? AND in_jedi=1 "
+                f"AND status IN ({','.join('?' * len(statuses))})",
+                (user_name, label, *statuses),
+            ).fetchone()
+        return int(n)
+
+    def find_latest_by_name(self, vo: str, label: str, user: str, name: str) -> tuple[int, str, bool] | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT jediTaskID, status, in_jedi FROM tasks WHERE vo=? AND prodSourceLabel=? AND userName=? "
+                "AND taskName=? ORDER BY jediTaskID DESC LIMIT 1",
+                (vo, label, user, name),
+            ).fetchone()
+        return (row[0], row[1], bool(row[2])) if row else None
+
+    def select_rows(self, sql: str, args: tuple) -> list[tuple]:
+        with self.lock:
+            return self.db.execute(sql, args).fetchall()
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            rows = self.db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
+        return {"tasks_by_status": dict(rows), "tasks": sum(n for _, n in rows)}
+
+
+def _contains(sorted_tuple: tuple[int, ...], k: int) -> bool:
+    i = bisect.bisect_left(sorted_tuple, k)
+    return i < len(sorted_tuple) and sorted_tuple[i] == k
+
+
+def round_end(r: dict[str, Any]) -> float:
+    """When the last job of a round ends (or when it was cancelled)."""
+    n_waves = math.ceil(r["m"] / r["slots"])
+    natural = r["start"] + n_waves * r["wl"]
+    stop = r["stop"]
+    if stop is None:
+        return natural
+    if r["cancel"]:
+        return min(stop, natural)
+    stop_wave_start = r["start"] + math.floor((stop - r["start"]) / r["wl"]) * r["wl"]
+    return min(natural, stop_wave_start + r["wl"])
+
+
+def build_split_rule(params: dict[str, Any]) -> str:
+    """The compact splitRule JEDI's generic refiner derives from the task parameters."""
+    items = []
+    if params.get("nEventsPerJob"):
+        items.append(f"NE={params['nEventsPerJob']}")
+    if params.get("nFilesPerJob"):
+        items.append(f"NF={params['nFilesPerJob']}")
+    if params.get("pushStatusChanges", True):
+        items.append("PC=1")
+    items += ["CV=1", "MD=1"]
+    for item in params.get("jobParameters") or []:
+        if not isinstance(item, dict) or item.get("param_type") != "number":
+            continue
+        value = str(item.get("value", ""))
+        if "${RNDMSEED}" in value:
+            items.append(f"RS={item.get('offset', 0)}")
+        elif "${FIRSTEVENT}" in value:
+            items.append(f"FT={item.get('offset', 0)}")
+    return ",".join(items)
+
+
+def check_command_allowed(com: str, status: str, prod_role: bool, comment: str | None) -> tuple[bool, str]:
+    """Status preconditions of sendCommandTaskPanda (`_check_command_allowed`)."""
+    if com in ("kill", "finish"):
+        if status in {"finished", "done", "prepared", "broken", "aborted", "toabort", "aborting", "failed"}:
+            return False, ""
+    elif com == "retry":
+        if status not in {"finished", "failed", "exhausted"}:
+            return False, ""
+        if status == "exhausted" and not prod_role:
+            return False, "and production role is missing"
+    elif com == "incexec":
+        if status not in {"finished", "failed", "aborted", "done", "exhausted"}:
+            return False, ""
+    elif com == "reassign":
+        _, _, back = parse_reassign_comment(comment or "")
+        if not back and status not in {
+            "defined",
+            "ready",
+            "running",
+            "scouting",
+            "scouted",
+            "pending",
+            "assigning",
+            "exhausted",
+        }:
+            return False, ""
+    elif com == "pause":
+        if status in {"finished", "failed", "done", "aborted", "broken", "paused"}:
+            return False, ""
+    elif com == "resume":
+        if status not in {"paused", "throttled", "staging"}:
+            return False, ""
+    elif com == "avalanche":
+        if status != "scouting":
+            return False, ""
+    elif com == "release" and status not in {
+        "scouting",
+        "pending",
+        "running",
+        "ready",
+        "assigning",
+        "defined",
+    }:
+        return False, ""
+    return True, ""
+
+
+def make_reassign_comment(site: str | None, cloud: str | None, nucleus: str | None, mode: str | None) -> str:
+    if site is not None:
+        comment = f"site:{site}:y"
+    else:
+        comment = f"nucleus:{nucleus}" if nucleus is not None else f"cloud:{cloud}"
+        comment += ":n"
+    if mode == "nokill":
+        comment += ":nokill reassign"
+    elif mode == "soft":
+        comment += ":soft reassign"
+    return comment
+
+
+def parse_reassign_comment(comment: str) -> tuple[str, str | None, bool]:
+    """(target, value, back_to_old_status) of a reassign comment."""
+    head = comment.split(" ")[0]
+    parts = head.split(":")
+    target = parts[0] if parts else "site"
+    value = parts[1] if len(parts) > 1 else None
+    back = len(parts) > 2 and parts[2] == "y"
+    return target, value, back
+
+
+def to_naive(text: str | None) -> datetime | None:
+    """Stored text -> naive datetime (what panda-server returns)."""
+    return parse_dt(text)
+
+
+def since_floor(now: float, days: int) -> datetime:
+    return datetime.fromtimestamp(now, UTC).replace(tzinfo=None) - timedelta(days=days)
