@@ -5,4 +5,5 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.auth.views:bp",
     "app.audit.views:bp",
     "app.panda.views:bp",
+    "app.tasks.views:bp",
 )

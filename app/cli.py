@@ -237,5 +237,10 @@ def users_disable(ctx: click.Context, username: str) -> None:
         click.echo(f"{username} disabled.")
 
 
+from app.panda.simulator.cli import panda_sim  # noqa: E402
+
+main.add_command(panda_sim)
+
+
 if __name__ == "__main__":  # pragma: no cover - PyInstaller entry point
     main()

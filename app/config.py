@@ -96,6 +96,10 @@ class PandaSettings:
     verify_tls: bool = True  # check PanDA's TLS certificate
     ca_bundle: str = ""  # path to a CA bundle for PanDA's certificate ("" = system/certifi default)
     production_group: str = "spd/production"  # IAM group that carries the production role (named in refusals)
+    sim_seed: int = 1  # sandbox simulator: seed of lifecycles, sizes and faults
+    sim_time_scale: float = 60.0  # sandbox simulator: simulated seconds per real second
+    sim_transports: str = "both"  # sandbox simulator: "v1" (like 1.0.x), "legacy" (like 0.8.x) or "both"
+    sim_state_path: str = ""  # sandbox simulator: SQLite file for its state ("" = in memory)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ Stopper = Callable[[], None]
 def start_background(app: Flask) -> list[Stopper]:
     """Start what runs beside the web server; returns the functions that stop it, in start order."""
     stoppers: list[Stopper] = []
+    settings = app.config["SETTINGS"]
+    if not settings.panda.url:  # sandbox: the built-in PanDA simulator on a loopback port
+        from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
+
+        running = start_sandbox(settings)
+        attach_sandbox(app, running)
+        log.info("sandbox mode: PanDA simulator on %s", running.url)
+        stoppers.append(running.stop)
     return stoppers
 
 

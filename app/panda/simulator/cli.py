@@ -1,0 +1,73 @@
+"""`prodpanel panda-sim`: the simulator standalone, with its issuer and admin endpoints."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import click
+
+from .config import Faults, SimConfig
+
+
+@click.command("panda-sim")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=25443, show_default=True, type=int, help="Port (0 = any free port).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed for lifecycles, sizes and faults.")
+@click.option(
+    "--time-scale", default=60.0, show_default=True, type=float, help="Simulated seconds per real second."
+)
+@click.option(
+    "--transports", default="both", show_default=True, type=click.Choice(["v1", "legacy", "both"]),
+    help="v1 (like panda-server 1.0.x), legacy (like 0.8.x) or both.",
+)  # fmt: skip
+@click.option("--vo", default="spd", show_default=True)
+@click.option(
+    "--client-id",
+    "client_ids",
+    multiple=True,
+    default=("prodpanel",),
+    show_default=True,
+    help="Accepted token audiences.",
+)
+@click.option(
+    "--issuer-url", default="", help="External OIDC issuer (default: the embedded one under /oidc)."
+)
+@click.option("--state", "state_path", default="", help="SQLite file for the state (default: memory).")
+@click.option(
+    "--faults", "faults_json", default="", help='Fault injection as JSON, e.g. {"error_rate": 0.1}.'
+)
+def panda_sim(
+    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, state_path, faults_json
+) -> None:
+    """Run the PanDA simulator (API v1 + legacy, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
+    from . import create_simulator, serve_in_thread
+
+    faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
+    config = SimConfig(
+        seed=seed, time_scale=time_scale, transports=transports, vo=vo, client_ids=tuple(client_ids),
+        issuer_url=issuer_url, state_path=state_path, faults=faults,
+    )  # fmt: skip
+    running = serve_in_thread(create_simulator(config), host=host, port=port)
+    click.echo(f"PanDA simulator on {running.url}  (API {transports}, seed {seed}, x{time_scale})")
+    if not issuer_url:
+        click.echo(f"OIDC issuer {running.url}/oidc ; mint tokens: POST {running.url}/oidc/mint")
+        click.echo(
+            '  {"sub": "alice", "name": "Alice", "groups": ["spd", "spd/production"], "aud": "'
+            + client_ids[0]
+            + '"}'
+        )
+    sys.stdout.flush()
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+        click.echo("PanDA simulator stopped.")

@@ -1,0 +1,39 @@
+"""Sandbox mode: with no PanDA URL configured, `serve` runs the simulator in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .app import SimApp
+from .config import SimConfig
+from .server import RunningServer, serve_in_thread
+
+EXTENSION = "panda_sandbox"  # current_app.extensions key read by app.tokens.sandbox
+URL_KEY = "PANDA_SANDBOX_URL"  # current_app.config key read by app.panda.services.panda_url
+
+
+def sandbox_config(settings: Any) -> SimConfig:
+    """SimConfig from the panel's Settings (`panda.vo`, `panda.role`, `panda.sim_*`)."""
+    panda = settings.panda
+    return SimConfig(
+        seed=getattr(panda, "sim_seed", 1),
+        time_scale=getattr(panda, "sim_time_scale", 60.0),
+        transports=getattr(panda, "sim_transports", "both"),
+        state_path=getattr(panda, "sim_state_path", ""),
+        vo=panda.vo,
+        roles=(panda.role,) if panda.role else (),
+        client_ids=("prodpanel",),
+    )
+
+
+def start_sandbox(settings: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Start the simulator with its embedded issuer on a loopback port; returns the server
+    (`.url`, `.app` the SimApp, `.stop()`)."""
+    sim = SimApp(sandbox_config(settings))
+    return serve_in_thread(sim, host=host, port=port)
+
+
+def attach_sandbox(flask_app: Any, running: RunningServer) -> None:
+    """Make the running simulator known to the panel (client URL and sandbox token minting)."""
+    flask_app.extensions[EXTENSION] = running.app
+    flask_app.config[URL_KEY] = running.url
