@@ -1,0 +1,368 @@
+"""The launch dispatcher: claims due launch rows (the outbox) and submits them to PanDA exactly once.
+
+Exactly once, step by step:
+1. ``claim`` moves a row pending → sending with a conditional UPDATE and commits *before* the request
+   leaves, so a second dispatcher (another thread, a double click, the scheduler) cannot claim it.
+2. The reply decides: submitted (PanDA task id stored), failed (rejected / unavailable / no token: the
+   server's reason is kept; "resend failed" makes a new attempt row), or unknown (the request was sent
+   and no reply came).
+3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
+   task up by name in PanDA and adopts the task id when found.
+
+This module commits (it is a job, one transaction per row); it runs in a background thread started by
+the view, and later from the scheduler for delayed launches (``dispatch_due``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app
+from sqlalchemy import select, update
+
+from app import clock
+from app.config import get_settings
+from app.extensions import db
+from app.tasks.models import Launch, Task, TaskBunch
+
+log = logging.getLogger(__name__)
+
+PANEL_VERSION_FALLBACK = "0.1.0"
+# How long an unknown submit may stay invisible in PanDA (the DEFT "waiting" window) before the panel
+# gives up reconciling and reports it as failed with an explicit "not found" reason.
+RECONCILE_GRACE = timedelta(minutes=15)
+
+
+class _Tokens:
+    """TokenSource over ``app.tokens.token_for`` (imported lazily: app/tokens is another domain)."""
+
+    def token_for(self, user: Any) -> str:
+        from app.tokens import token_for
+
+        return token_for(user)
+
+
+def make_client():
+    """A PanDA client for the current app, recording every call in the interaction log."""
+    from app.panda.services import panda_client_for
+
+    return panda_client_for(get_settings(), _Tokens())
+
+
+def _panel_version() -> str:
+    try:
+        from app import VERSION
+
+        return VERSION
+    except ImportError:  # pragma: no cover - the factory always defines it
+        return PANEL_VERSION_FALLBACK
+
+
+def claim(launch_id: int, now: datetime) -> bool:
+    """pending → sending, committed; False when someone else claimed it (or it is not pending)."""
+    result = db.session.execute(
+        update(Launch)
+        .where(Launch.id == launch_id, Launch.status == "pending")
+        .values(status="sending", claimed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def _finish(launch: Launch, status: str, *, error: str = "", reply: dict[str, Any] | None = None) -> None:
+    launch.status = status
+    launch.error = error[:4000]
+    launch.finished_at = clock.now()
+    manifest = dict(launch.manifest or {})
+    if reply is not None:
+        manifest["panda_reply"] = reply
+    launch.manifest = manifest
+
+
+def build_manifest(launch: Launch, parent_tid: int | None) -> dict[str, Any]:
+    """What is about to be sent, who sends it and with which panel version (the PanDA reply is added)."""
+    task = launch.task
+    bunch = task.bunch
+    user = launch.created_by
+    spec = task.spec
+    return {
+        "manifest_version": 1,
+        "panel_version": _panel_version(),
+        "task_name": task.name,
+        "bunch": bunch.base_name,
+        "bunch_index": task.bunch_index,
+        "bunch_size": bunch.size,
+        "launch_idempotency_key": launch.idempotency_key,
+        "attempt": launch.attempt,
+        "user": getattr(user, "username", None),
+        "user_display_name": getattr(user, "name", None),
+        "sent_at": clock.now().isoformat(),
+        "request_id": spec.get("request_id"),
+        "container_path": spec.get("container_path"),
+        "exec_path": spec.get("exec_path"),
+        "output_dataset": task.output_dataset,
+        "offset": spec.get("offset"),
+        "parent_tid": parent_tid,
+        "task_parameters": task.params,
+        "definition": bunch.definition,
+    }
+
+
+def _adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -> None:
+    task = launch.task
+    launch.panda_task_id = panda_task_id
+    task.panda_task_id = panda_task_id
+    _finish(launch, "submitted", reply={**reply, "how": how})
+
+
+def dispatch_launch(launch_id: int, client: Any) -> str:
+    """Claim and submit one launch; returns its final status. Commits."""
+    from app.panda.errors import PandaAuthError, PandaOutcomeUnknown, PandaRejected, PandaUnavailable
+
+    now = clock.now()
+    if not claim(launch_id, now):
+        return db.session.get(Launch, launch_id).status
+    launch = db.session.get(Launch, launch_id)
+    task = launch.task
+    user = launch.created_by
+    if task.panda_task_id is not None:
+        # Submitted by an earlier attempt (e.g. reconciled later): never a second time.
+        _finish(launch, "submitted", error=f"already in PanDA as task {task.panda_task_id}")
+        launch.panda_task_id = task.panda_task_id
+        db.session.commit()
+        return launch.status
+    parent_tid = None
+    if task.parent is not None:
+        if task.parent.panda_task_id is None:
+            launch.manifest = build_manifest(launch, None)
+            _finish(
+                launch, "failed", error=f"parent task {task.parent.name} is not in PanDA yet; resend later"
+            )
+            db.session.commit()
+            return launch.status
+        parent_tid = task.parent.panda_task_id
+    if launch.attempt > 1:
+        # An earlier attempt may have reached PanDA after all: look before sending again.
+        found = _find_in_panda(client, launch)
+        if found is not None:
+            _adopt(launch, found, "found by name before resending", {"task_id": found})
+            db.session.commit()
+            return launch.status
+    launch.manifest = build_manifest(launch, parent_tid)
+    db.session.commit()
+    try:
+        result = client.submit(user, task.params, parent_tid=parent_tid)
+    except PandaOutcomeUnknown as exc:
+        _finish(launch, "unknown", error=f"{exc} The panel will look the task up by name; it is not resent.")
+        launch.manifest = {**launch.manifest, "panda_reply": {"outcome": "unknown", "message": str(exc)}}
+    except PandaRejected as exc:
+        _finish(launch, "failed", error=exc.human, reply={"outcome": "rejected", "code": exc.code,
+                                                           "message": exc.server_message or str(exc)})  # fmt: skip
+    except PandaAuthError as exc:
+        _finish(launch, "failed", error=str(exc), reply={"outcome": "auth", "message": exc.reason})
+    except PandaUnavailable as exc:
+        _finish(launch, "failed", error=f"{exc} Nothing was submitted; resend when PanDA is back.",
+                reply={"outcome": "unavailable", "message": str(exc)})  # fmt: skip
+    except Exception as exc:  # token unavailable and anything unexpected: the row must not stay "sending"
+        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
+        log.warning("launch %s failed before reaching PanDA: %s", launch_id, exc.__class__.__name__)
+        _finish(
+            launch, "failed", error=f"not sent: {reason}", reply={"outcome": "not_sent", "message": reason}
+        )
+    else:
+        _adopt(launch, result.task_id, "submit", {"outcome": "ok", "task_id": result.task_id,
+                                                   "code": result.code, "message": result.message})  # fmt: skip
+    db.session.commit()
+    return launch.status
+
+
+def _find_in_panda(client: Any, launch: Launch) -> int | None:
+    """The PanDA task id of a task with this launch's name, looked up by name (never by resending)."""
+    task = launch.task
+    since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
+    filters = {"taskName": task.name}
+    user_name = task.params.get("userName")
+    if user_name:
+        filters["userName"] = user_name
+    infos = client.get_tasks_detailed_info_since(launch.created_by, since, filters=filters, n_tasks=10)
+    matches = sorted(info.task_id for info in infos if info.name == task.name)
+    return matches[0] if matches else None
+
+
+def reconcile(launch_id: int, client: Any) -> str:
+    """Settle an unknown (or stale "sending") launch by asking PanDA for the task by name. Commits."""
+    from app.panda.errors import PandaError
+
+    launch = db.session.get(Launch, launch_id)
+    if launch.status not in ("unknown", "sending"):
+        return launch.status
+    try:
+        found = _find_in_panda(client, launch)
+    except PandaError as exc:
+        launch.error = f"reconciliation pending: {exc}"
+        db.session.commit()
+        return launch.status
+    if found is not None:
+        _adopt(launch, found, "reconciled by task name", {"outcome": "reconciled", "task_id": found})
+    elif clock.now() - (launch.claimed_at or launch.created_at) > RECONCILE_GRACE:
+        _finish(
+            launch,
+            "failed",
+            error=f"PanDA has no task named {launch.task.name} {int(RECONCILE_GRACE.total_seconds() // 60)} "
+            "minutes after the unanswered submit: it did not arrive; resend it.",
+        )
+    db.session.commit()
+    return launch.status
+
+
+def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: Any = None) -> dict[str, int]:
+    """Submit every pending launch of a bunch, then reconcile its unknown ones until settled or the
+    deadline passes. Returns counts by final launch status."""
+    deadline = time.monotonic() + (
+        deadline_s if deadline_s is not None else get_settings().tasks.dispatch_deadline_s
+    )
+    own_client = client is None
+    client = client or make_client()
+    try:
+        launch_ids = _launch_ids(bunch_id, ("pending",))
+        for launch_id in launch_ids:
+            if time.monotonic() > deadline:
+                break
+            dispatch_launch(launch_id, client)
+        delay = 0.2
+        while time.monotonic() < deadline:
+            unknown = _launch_ids(bunch_id, ("unknown",))
+            if not unknown:
+                break
+            for launch_id in unknown:
+                reconcile(launch_id, client)
+            time.sleep(delay)  # give PanDA time to make the task visible; not a test wait
+            delay = min(delay * 2, 5.0)
+    finally:
+        if own_client:
+            client.close()
+    return _counts(bunch_id)
+
+
+def _launch_ids(bunch_id: int, statuses: tuple[str, ...]) -> list[int]:
+    db.session.expire_all()
+    query = (
+        select(Launch.id)
+        .join(Task, Launch.task_id == Task.id)
+        .where(Task.bunch_id == bunch_id, Launch.status.in_(statuses), Launch.due_at <= clock.now())
+        .order_by(Task.bunch_index, Launch.id)
+    )
+    return list(db.session.scalars(query))
+
+
+def _counts(bunch_id: int) -> dict[str, int]:
+    rows = db.session.execute(
+        select(Launch.status).join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
+    )
+    counts: dict[str, int] = {}
+    for (status,) in rows:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def dispatch_due(limit: int = 100, client: Any = None) -> int:
+    """Submit launches whose ``due_at`` has come (any bunch) and reconcile unknown/stale ones.
+
+    For the scheduler (delayed launches) and for start-up: a row left in "sending" by a crash is
+    reconciled, never resent. Returns how many rows were handled.
+    """
+    own_client = client is None
+    client = client or make_client()
+    handled = 0
+    try:
+        now = clock.now()
+        stale = now - timedelta(minutes=5)
+        ids = db.session.scalars(
+            select(Launch.id)
+            .where(Launch.status == "pending", Launch.due_at <= now)
+            .order_by(Launch.due_at)
+            .limit(limit)
+        ).all()
+        for launch_id in ids:
+            dispatch_launch(launch_id, client)
+            handled += 1
+        unsettled = db.session.scalars(
+            select(Launch.id).where(
+                (Launch.status == "unknown") | ((Launch.status == "sending") & (Launch.claimed_at < stale))
+            )
+        ).all()
+        for launch_id in unsettled:
+            reconcile(launch_id, client)
+            handled += 1
+    finally:
+        if own_client:
+            client.close()
+    return handled
+
+
+# --- background dispatch started by the view ------------------------------------------------------
+
+_running: set[int] = set()
+_running_lock = threading.Lock()
+_threads: list[threading.Thread] = []
+
+
+def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | None:
+    """Dispatch a bunch in a daemon thread (the page shows progress); one thread per bunch at a time."""
+    with _running_lock:
+        if bunch_id in _running:
+            return None
+        _running.add(bunch_id)
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                try:
+                    dispatch_bunch(bunch_id)
+                finally:
+                    db.session.remove()
+        except Exception:
+            log.exception("background dispatch of bunch %s failed", bunch_id)
+        finally:
+            with _running_lock:
+                _running.discard(bunch_id)
+
+    thread = threading.Thread(target=run, name=f"dispatch-bunch-{bunch_id}", daemon=True)
+    _threads.append(thread)
+    thread.start()
+    return thread
+
+
+def is_dispatching(bunch_id: int) -> bool:
+    with _running_lock:
+        return bunch_id in _running
+
+
+def wait_for_dispatchers(timeout: float = 30.0) -> bool:
+    """Join the background dispatch threads (tests and shutdown); True when all finished."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_threads):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [t for t in _threads if t.is_alive()]
+    _threads[:] = alive
+    return not alive
+
+
+def current_app_object() -> Flask:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "TaskBunch",
+    "claim",
+    "dispatch_bunch",
+    "dispatch_due",
+    "dispatch_launch",
+    "reconcile",
+    "start_background_dispatch",
+]

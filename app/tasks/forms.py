@@ -1,0 +1,173 @@
+"""The task form (the SPD slides' "Task creation" plus what a production manager needs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional
+
+from app.config import Settings
+from app.tasks.services import ADMIN_FIELDS
+from app.tasks.specs import TaskDefinition
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class TaskForm(FlaskForm):
+    idempotency_key = HiddenField()
+    cloned_from_task = HiddenField()
+    cloned_from_bunch = HiddenField()
+
+    step = SelectField("Step type", validators=[InputRequired()])
+    task_name = StringField(
+        "Task name", filters=[_strip], validators=[InputRequired(), Length(max=255)],
+        description="PROD<yyyy>-<nnn>.<STEP>; members of a bunch get .1 … .N",
+    )  # fmt: skip
+    bunch_size = IntegerField(
+        "Tasks to launch", default=1, validators=[InputRequired("tasks to launch is required")]
+    )
+    output_dataset = StringField(
+        "Output dataset name", filters=[_strip], validators=[InputRequired(), Length(max=255)],
+        description="<scope>.<physics tag>.<production>.<STEP>.<version>; bunch member i writes version + i − 1",
+    )  # fmt: skip
+    total_events = IntegerField("Total events (per task)", validators=[Optional()])
+    events_per_job = IntegerField("Events per job", validators=[Optional()])
+    files_per_job = IntegerField(
+        "Files per job", validators=[Optional()], description="processing steps (RECO)"
+    )
+    parent_task = StringField(
+        "Parent task", filters=[_strip], validators=[Optional(), Length(max=255)],
+        description="processing steps: the task whose output is read (default: the SIM task of the same production)",
+    )  # fmt: skip
+    cloud = SelectField("Cloud", validators=[InputRequired()])
+    data_disk = SelectField("Data disk", validators=[InputRequired()])
+    request_id = StringField(
+        "Request", filters=[_strip], validators=[Optional()], description="spd-requests id"
+    )
+    skip_scout = BooleanField("Skip scout")
+    initial_offset = IntegerField(
+        "Initial offset", default=0, validators=[InputRequired("initial offset is required")],
+        description="random seed and first event of task i start at offset + i × total events",
+    )  # fmt: skip
+    exec_path = StringField(
+        "Path to execution files", filters=[_strip], validators=[InputRequired()],
+        description="e.g. /cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01",
+    )  # fmt: skip
+    container_path = StringField(
+        "Path to container", filters=[_strip], validators=[InputRequired()],
+        description="e.g. /cvmfs/spd.jinr.ru/images/spdroot-dev-4.1.7.sif",
+    )  # fmt: skip
+    memory_mb = IntegerField("Memory (MB per core)", validators=[Optional()])
+    walltime_s = IntegerField("Walltime per job (s)", validators=[Optional()])
+    max_attempts = IntegerField("Max attempts", validators=[Optional()])
+    comment = TextAreaField("Comment", filters=[_strip], validators=[Optional(), Length(max=2000)])
+    # Admin-only ("available only for system" in the slides).
+    priority = IntegerField("Priority", validators=[Optional()])
+    site = StringField("Site", filters=[_strip], validators=[Optional(), Length(max=128)])
+    working_group = StringField("Working group", filters=[_strip], validators=[Optional(), Length(max=64)])
+    template_overrides = TextAreaField(
+        "Template overrides (JSON)", filters=[_strip], validators=[Optional()],
+        description='top-level task parameters that replace the template\'s, e.g. {"gshare": "Test"}',
+    )  # fmt: skip
+
+    def configure(self, settings: Settings) -> TaskForm:
+        cfg = settings.tasks
+        self.step.choices = [(s, s) for s in cfg.step_types]
+        self.cloud.choices = [(c, c) for c in cfg.clouds]
+        self.data_disk.choices = [(d, d) for d in cfg.data_disks]
+        return self
+
+    def admin_fields(self):
+        return [getattr(self, name) for name in ADMIN_FIELDS]
+
+    def user_fields(self, kind_fields: bool = True):
+        skip = {"csrf_token", "idempotency_key", "cloned_from_task", "cloned_from_bunch", *ADMIN_FIELDS}
+        return [f for f in self if f.name not in skip]
+
+    def overrides_value(self) -> dict[str, Any] | None:
+        """The template overrides as a dict, or None (with a field error) when not a JSON object."""
+        text = self.template_overrides.data or ""
+        if not text:
+            return {}
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            self.template_overrides.errors = [
+                *self.template_overrides.errors,
+                "template overrides must be a JSON object",
+            ]
+            return None
+        return value
+
+    def request_id_value(self) -> int | None:
+        text = self.request_id.data or ""
+        if not text:
+            return None
+        if not text.isdigit():
+            return -1  # rejected by the service with the well-formedness message
+        return int(text)
+
+    def to_definition(self) -> TaskDefinition | None:
+        overrides = self.overrides_value()
+        if overrides is None:
+            return None
+        return TaskDefinition(
+            step=self.step.data,
+            task_name=self.task_name.data or "",
+            bunch_size=self.bunch_size.data if self.bunch_size.data is not None else 1,
+            output_dataset=self.output_dataset.data or "",
+            total_events=self.total_events.data,
+            events_per_job=self.events_per_job.data,
+            files_per_job=self.files_per_job.data,
+            parent_task=self.parent_task.data or None,
+            cloud=self.cloud.data,
+            data_disk=self.data_disk.data,
+            request_id=self.request_id_value(),
+            skip_scout=bool(self.skip_scout.data),
+            initial_offset=self.initial_offset.data if self.initial_offset.data is not None else 0,
+            exec_path=self.exec_path.data or "",
+            container_path=self.container_path.data or "",
+            memory_mb=self.memory_mb.data,
+            walltime_s=self.walltime_s.data,
+            max_attempts=self.max_attempts.data,
+            priority=self.priority.data,
+            site=self.site.data or None,
+            working_group=self.working_group.data or None,
+            template_overrides=overrides,
+            comment=self.comment.data or "",
+        )
+
+    def fill(self, definition: TaskDefinition) -> None:
+        """Prefill from a definition (cloning, relaunch from manifest)."""
+        for name, value in definition.to_dict().items():
+            field = getattr(self, name, None)
+            if field is None:
+                continue
+            if name == "template_overrides":
+                field.data = json.dumps(value) if value else ""
+            elif name == "request_id":
+                field.data = "" if value is None else str(value)
+            else:
+                field.data = value
+
+    def apply_errors(self, errors: dict[str, list[str]]) -> list[str]:
+        """Attach service errors to their fields; returns those that belong to no field."""
+        leftover = []
+        for name, messages in errors.items():
+            field = getattr(self, name, None)
+            if field is None or not hasattr(field, "errors"):
+                leftover.extend(messages)
+                continue
+            field.errors = [*field.errors, *messages]
+        return leftover
+
+
+class ActionForm(FlaskForm):
+    """A CSRF-protected button (resend failed, refresh status)."""

@@ -1,0 +1,124 @@
+"""Task bunches (one saved definition), their tasks, and launches (the outbox of PanDA submissions)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app import clock
+from app.db import UTCDateTime
+from app.extensions import db
+
+LAUNCH_STATUSES = ("pending", "sending", "submitted", "failed", "unknown", "cancelled")
+
+
+class TaskBunch(db.Model):
+    """One "Create task": a definition launched as N tasks (N = 1 for a single task)."""
+
+    __tablename__ = "task_bunch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The form's idempotency key: a repeated POST finds this row instead of creating a second bunch.
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    base_name: Mapped[str] = mapped_column(String(255), index=True)
+    step: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    cloned_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("task_bunch.id", ondelete="SET NULL"), nullable=True
+    )
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="bunch", order_by="Task.bunch_index")
+    created_by = relationship("User")
+    cloned_from: Mapped[TaskBunch | None] = relationship(remote_side="TaskBunch.id", back_populates="clones")
+    clones: Mapped[list[TaskBunch]] = relationship(back_populates="cloned_from")
+
+
+class Task(db.Model):
+    """One PanDA task as the panel defines it; names are unique (PanDA does not check them)."""
+
+    __tablename__ = "task"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bunch_id: Mapped[int] = mapped_column(ForeignKey("task_bunch.id", ondelete="CASCADE"), index=True)
+    bunch_index: Mapped[int] = mapped_column(Integer)  # 1..N
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    output_dataset: Mapped[str] = mapped_column(String(255), unique=True)
+    step: Mapped[str] = mapped_column(String(32))
+    production: Mapped[str] = mapped_column(String(64), index=True)  # e.g. PROD2025-008
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the TaskSpec (input of the parameter builder)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the exact JEDI task parameters, fixed at creation
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"), nullable=True)
+    cloned_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("task.id", ondelete="SET NULL"), nullable=True
+    )
+    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    panda_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    panda_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    bunch: Mapped[TaskBunch] = relationship(back_populates="tasks")
+    parent: Mapped[Task | None] = relationship(
+        remote_side="Task.id", foreign_keys=[parent_id], back_populates="children"
+    )
+    children: Mapped[list[Task]] = relationship(foreign_keys=[parent_id], back_populates="parent")
+    cloned_from: Mapped[Task | None] = relationship(
+        remote_side="Task.id", foreign_keys=[cloned_from_id], back_populates="clones"
+    )
+    clones: Mapped[list[Task]] = relationship(foreign_keys=[cloned_from_id], back_populates="cloned_from")
+    launches: Mapped[list[Launch]] = relationship(back_populates="task", order_by="Launch.id")
+
+    __table_args__ = (UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),)
+
+    @property
+    def latest_launch(self) -> Launch | None:
+        return self.launches[-1] if self.launches else None
+
+    @property
+    def submitted_launch(self) -> Launch | None:
+        return next((launch for launch in self.launches if launch.status == "submitted"), None)
+
+
+class Launch(db.Model):
+    """The outbox: one row per submission of a task; claimed by the dispatcher exactly once.
+
+    pending → sending (claimed, committed before the request leaves) → submitted | failed | unknown;
+    unknown (timeout after sending) is reconciled by task name, never resent. A later "resend" of a
+    failed launch is a new row with a new idempotency key.
+    """
+
+    __tablename__ = "launch"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'sending', 'submitted', 'failed', 'unknown', 'cancelled')", name="status"
+        ),
+        Index("ix_launch_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")  # the server's reason or what went wrong
+    # What was (or is about to be) sent and what came back: the submission manifest.
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    task: Mapped[Task] = relationship(back_populates="launches")
+    created_by = relationship("User")

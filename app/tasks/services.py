@@ -1,0 +1,616 @@
+"""Task services: validation, planning (names, offsets, parameters), preview, creation, cloning.
+
+Services take plain data, flush and never commit; views commit. Dispatching the launches is
+``app.tasks.dispatcher``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from app import clock
+from app.config import Settings, TaskSettings, get_settings
+from app.extensions import db
+from app.panda import taskparams
+from app.tasks import naming
+from app.tasks.models import Launch, Task, TaskBunch
+from app.tasks.specs import TaskDefinition, TaskSpec, expand_bunch
+
+# Fields the slides mark "available only for system": shown to and accepted from admins only.
+ADMIN_FIELDS = ("priority", "site", "working_group", "template_overrides")
+# What cloning copies (the definition) and what it resets (names, PanDA ids, runtime fields).
+CLONE_COPIED = (
+    "step", "bunch_size", "total_events", "events_per_job", "files_per_job", "cloud", "data_disk",
+    "request_id", "skip_scout", "initial_offset", "exec_path", "container_path", "memory_mb",
+    "walltime_s", "max_attempts", "priority", "site", "working_group", "template_overrides",
+)  # fmt: skip
+CLONE_RESET = ("task_name", "output_dataset", "parent_task", "comment")
+CLONE_RESET_RUNTIME = ("PanDA task ids", "PanDA status", "launches and manifests")
+_SITE_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+_FORBIDDEN_OVERRIDES = frozenset({"taskName"})
+
+
+class ValidationFailed(Exception):
+    """Field-level errors: ``errors`` maps a form field name to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """One task of a bunch before it is saved: its spec, parameters and parent."""
+
+    index: int
+    spec: TaskSpec
+    params: dict[str, Any]
+    parent: Task | None = None
+
+
+@dataclass
+class Plan:
+    definition: TaskDefinition
+    tasks: list[PlannedTask] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- configuration ---------------------------------------------------------------------------------
+
+
+def naming_rules(settings: Settings | None = None) -> naming.NamingRules:
+    settings = settings or get_settings()
+    return naming.NamingRules.from_settings(settings.tasks)
+
+
+@lru_cache(maxsize=8)
+def _template_cached(path: str, mtime: float) -> taskparams.TaskTemplate:
+    return taskparams.load_template(path or None)
+
+
+def task_template(settings: Settings | None = None) -> taskparams.TaskTemplate:
+    """The task-parameter template: SPD defaults merged with the instance's ``template_file``."""
+    settings = settings or get_settings()
+    path = settings.tasks.template_file
+    if path and not Path(path).is_absolute():
+        path = str(Path(settings.instance_dir) / path)
+    mtime = Path(path).stat().st_mtime if path else 0.0
+    return _template_cached(path, mtime)
+
+
+def step_kind(step: str, settings: Settings | None = None) -> str:
+    return task_template(settings).kind(step)
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def _under_roots(path: str, roots: list[str]) -> bool:
+    if not path.startswith("/") or ".." in PurePosixPath(path).parts:
+        return False
+    return any(path.rstrip("/").startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def validate_definition(
+    definition: TaskDefinition, *, is_admin: bool, settings: Settings | None = None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Check every rule of the task form; returns (field errors, warnings). Touches the DB only to
+    check name uniqueness and the parent task."""
+    settings = settings or get_settings()
+    cfg: TaskSettings = settings.tasks
+    rules = naming_rules(settings)
+    errors: dict[str, list[str]] = {}
+    warnings: list[str] = []
+
+    def err(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    d = definition
+    if not is_admin:
+        for name in ADMIN_FIELDS:
+            value = getattr(d, name)
+            if value not in (None, "", {}):
+                err(name, "only admins may set this field")
+
+    if d.step not in cfg.step_types:
+        err("step", f"step type must be one of {', '.join(cfg.step_types)}")
+        return errors, warnings
+    try:
+        kind = step_kind(d.step, settings)
+    except taskparams.TemplateError as exc:
+        err("step", str(exc))
+        return errors, warnings
+
+    if not 1 <= d.bunch_size <= cfg.max_bunch_size:
+        err("bunch_size", f"tasks to launch must be between 1 and {cfg.max_bunch_size}")
+
+    if kind == "generation":
+        if d.total_events is None or d.total_events <= 0:
+            err("total_events", "total events must be greater than 0")
+        if d.events_per_job is None or d.events_per_job <= 0:
+            err("events_per_job", "events per job must be greater than 0")
+        elif d.total_events and d.total_events > 0:
+            if d.events_per_job > d.total_events:
+                err(
+                    "events_per_job",
+                    f"events per job ({d.events_per_job}) must not exceed total events ({d.total_events})",
+                )
+            elif d.total_events % d.events_per_job:
+                last = d.total_events % d.events_per_job
+                warnings.append(
+                    f"total events ({d.total_events}) are not a multiple of events per job "
+                    f"({d.events_per_job}): each task runs {-(-d.total_events // d.events_per_job)} jobs, "
+                    f"the last one with {last} events"
+                )
+    else:
+        if d.files_per_job is not None and d.files_per_job <= 0:
+            err("files_per_job", "files per job must be greater than 0")
+        if d.total_events is not None and d.total_events <= 0:
+            err("total_events", "total events must be greater than 0")
+
+    if d.initial_offset < 0:
+        err("initial_offset", "initial offset must be 0 or more")
+    for name, label in (("memory_mb", "memory"), ("walltime_s", "walltime")):
+        value = getattr(d, name)
+        if value is not None and value <= 0:
+            err(name, f"{label} must be greater than 0")
+    if d.max_attempts is not None and not 1 <= d.max_attempts <= 100:
+        err("max_attempts", "max attempts must be between 1 and 100")
+    if d.priority is not None and not 0 <= d.priority <= 10000:
+        err("priority", "priority must be between 0 and 10000")
+    if d.site and not _SITE_RE.fullmatch(d.site):
+        err("site", "site must be a PanDA queue name (letters, digits, '_', '-', '.')")
+    if d.working_group and not _SITE_RE.fullmatch(d.working_group):
+        err("working_group", "working group may contain only letters, digits, '_', '-', '.'")
+    if "taskName" in d.template_overrides:
+        err(
+            "template_overrides",
+            "template overrides may not change taskName (names are checked by the panel)",
+        )
+
+    if d.cloud not in cfg.clouds:
+        err("cloud", f"cloud must be one of {', '.join(cfg.clouds)}")
+    if d.data_disk not in cfg.data_disks:
+        err("data_disk", f"data disk must be one of {', '.join(cfg.data_disks)}")
+    if d.request_id is not None and not re.fullmatch(cfg.request_id_regex, str(d.request_id)):
+        err("request_id", "request id must be a positive number, as on spd-requests (e.g. 42)")
+
+    roots = ", ".join(cfg.cvmfs_roots)
+    tag: str | None = None
+    if not _under_roots(d.exec_path, cfg.cvmfs_roots):
+        err("exec_path", f"path to execution files must be an absolute path under {roots}")
+    else:
+        try:
+            tag = naming.physics_tag_from_path(d.exec_path, rules)
+        except naming.NamingError as exc:
+            err("exec_path", exc.message)
+    if not _under_roots(d.container_path, cfg.cvmfs_roots):
+        err("container_path", f"path to container must be an absolute path under {roots}")
+    elif not re.fullmatch(cfg.container_regex, d.container_path):
+        err("container_path", f"path to container must be an image matching {cfg.container_regex}")
+
+    task_name = dataset = None
+    try:
+        task_name = naming.parse_task_name(d.task_name, rules)
+        if task_name.index is not None:
+            err("task_name", "enter the task name without the bunch index: members get .1 … .N")
+            task_name = None
+        elif task_name.step != d.step:
+            err("task_name", f"step {task_name.step} does not match step type {d.step}")
+            task_name = None
+    except naming.NamingError as exc:
+        err("task_name", exc.message)
+    try:
+        dataset = naming.parse_dataset_name(d.output_dataset, rules)
+        if not re.fullmatch(cfg.scope_regex, dataset.scope):
+            err("output_dataset", f"scope {dataset.scope} is not allowed")
+    except naming.NamingError as exc:
+        err("output_dataset", exc.message)
+    if task_name and dataset:
+        try:
+            naming.check_consistency(task_name, dataset, d.step, tag, rules)
+        except naming.NamingError as exc:
+            err("output_dataset", exc.message)
+
+    if not errors and task_name and dataset:
+        _check_unique(d, rules, err)
+    if kind == "processing" and "task_name" not in errors:
+        _check_parent(d, rules, err)
+    return errors, warnings
+
+
+def _member_names(d: TaskDefinition, rules: naming.NamingRules) -> tuple[list[str], list[str]]:
+    base = naming.parse_task_name(d.task_name, rules)
+    ds = naming.parse_dataset_name(d.output_dataset, rules)
+    names = [naming.bunch_task_name(base, i, d.bunch_size).format(rules) for i in range(1, d.bunch_size + 1)]
+    datasets = [naming.bunch_dataset_name(ds, i).format(rules) for i in range(1, d.bunch_size + 1)]
+    return names, datasets
+
+
+def _check_unique(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
+    names, datasets = _member_names(d, rules)
+    taken = db.session.scalar(select(Task.name).where(Task.name.in_(names)).limit(1))
+    if taken:
+        err("task_name", f"task name {taken} is already used")
+    elif db.session.scalar(select(TaskBunch.id).where(TaskBunch.base_name == d.task_name.strip()).limit(1)):
+        err("task_name", f"{d.task_name} is already used by another bunch; choose the next production number")
+    taken = db.session.scalar(select(Task.output_dataset).where(Task.output_dataset.in_(datasets)).limit(1))
+    if taken:
+        err("output_dataset", f"output dataset {taken} is already used")
+
+
+def default_parent_name(d: TaskDefinition, rules: naming.NamingRules, settings: Settings) -> str | None:
+    """By convention a processing step reads the generation step of the same production."""
+    base = naming.parse_task_name(d.task_name, rules)
+    template = task_template(settings)
+    for step in settings.tasks.step_types:
+        if step in template.steps and template.kind(step) == "generation":
+            return naming.TaskName(base.production, step).format(rules)
+    return None
+
+
+def resolve_parents(d: TaskDefinition, settings: Settings | None = None) -> list[Task | None]:
+    """Parent of each bunch member: ``<parent>.<i>`` when such a bunch member exists, else ``<parent>``."""
+    settings = settings or get_settings()
+    rules = naming_rules(settings)
+    parent_name = (d.parent_task or "").strip() or default_parent_name(d, rules, settings)
+    if not parent_name:
+        return [None] * d.bunch_size
+    parents: list[Task | None] = []
+    single = db.session.scalar(select(Task).where(Task.name == parent_name))
+    for i in range(1, d.bunch_size + 1):
+        member = rules.bunch_suffix.format(n=i)
+        found = db.session.scalar(select(Task).where(Task.name == parent_name + member))
+        parents.append(found or single)
+    return parents
+
+
+def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
+    settings = get_settings()
+    parents = resolve_parents(d, settings)
+    shown = (d.parent_task or "").strip() or default_parent_name(d, rules, settings) or "(none)"
+    if any(p is None for p in parents):
+        err("parent_task", f"parent task {shown} does not exist in the panel")
+
+
+# --- planning, preview ----------------------------------------------------------------------------
+
+
+def plan_bunch(
+    definition: TaskDefinition, user: Any, *, is_admin: bool, settings: Settings | None = None
+) -> Plan:
+    """Validate and expand a definition into tasks with their exact PanDA parameters (nothing saved)."""
+    settings = settings or get_settings()
+    errors, warnings = validate_definition(definition, is_admin=is_admin, settings=settings)
+    if errors:
+        raise ValidationFailed(errors)
+    rules = naming_rules(settings)
+    template = task_template(settings)
+    parents: list[Task | None] = [None] * definition.bunch_size
+    if template.kind(definition.step) == "processing":
+        parents = resolve_parents(definition, settings)
+    specs = expand_bunch(
+        definition,
+        rules,
+        user_name=getattr(user, "name", "") or getattr(user, "username", ""),
+        input_datasets=[p.output_dataset if p else None for p in parents],
+    )
+    plan = Plan(definition, warnings=warnings)
+    for i, (spec, parent) in enumerate(zip(specs, parents, strict=True), start=1):
+        try:
+            params = taskparams.build_task_params(spec, template)
+        except taskparams.TemplateError as exc:
+            raise ValidationFailed({"step": [str(exc)]}) from exc
+        plan.tasks.append(PlannedTask(i, spec, params, parent))
+    return plan
+
+
+def pretty(params: dict[str, Any]) -> str:
+    return json.dumps(params, indent=2, sort_keys=True)
+
+
+def previous_task(production: str, before_id: int | None = None) -> Task | None:
+    """The most recent saved task of a production (optionally created before task ``before_id``)."""
+    query = select(Task).where(Task.production == production)
+    if before_id is not None:
+        query = query.where(Task.id < before_id)
+    return db.session.scalar(query.order_by(Task.id.desc()).limit(1))
+
+
+def params_diff(old: dict[str, Any] | None, new: dict[str, Any], old_label: str, new_label: str) -> str:
+    if old is None:
+        return ""
+    lines = difflib.unified_diff(
+        pretty(old).splitlines(), pretty(new).splitlines(), old_label, new_label, lineterm="", n=1
+    )
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PreviewItem:
+    name: str
+    params_json: str
+    diff: str
+    diff_against: str | None
+
+
+def preview(plan: Plan) -> list[PreviewItem]:
+    """The parameters of each task and their diff against the previous task of the same production."""
+    rules = naming_rules()
+    items: list[PreviewItem] = []
+    production = naming.parse_task_name(plan.definition.task_name, rules).production.format(rules)
+    saved = previous_task(production)
+    prev_name, prev_params = (saved.name, saved.params) if saved else (None, None)
+    for planned in plan.tasks:
+        items.append(
+            PreviewItem(
+                planned.spec.task_name,
+                pretty(planned.params),
+                params_diff(prev_params, planned.params, prev_name or "", planned.spec.task_name),
+                prev_name,
+            )
+        )
+        prev_name, prev_params = planned.spec.task_name, planned.params
+    return items
+
+
+# --- creation -------------------------------------------------------------------------------------
+
+
+def new_idempotency_key() -> str:
+    return uuid.uuid4().hex
+
+
+def bunch_by_key(key: str) -> TaskBunch | None:
+    return db.session.scalar(select(TaskBunch).where(TaskBunch.idempotency_key == key))
+
+
+def create_bunch(
+    definition: TaskDefinition,
+    user: Any,
+    idempotency_key: str,
+    *,
+    is_admin: bool,
+    due_at=None,
+    cloned_from: Task | TaskBunch | None = None,
+) -> tuple[TaskBunch, bool]:
+    """Save the definition, its tasks and one pending launch per task (the outbox).
+
+    Returns (bunch, created). A key already used returns the existing bunch and creates nothing, so
+    double clicks, refreshes and repeated POSTs are harmless; the unique constraint settles races.
+    """
+    if not idempotency_key or len(idempotency_key) > 64:
+        raise ValidationFailed({"idempotency_key": ["the form is stale; reload it and submit again"]})
+    existing = bunch_by_key(idempotency_key)
+    if existing is not None:
+        return existing, False
+    plan = plan_bunch(definition, user, is_admin=is_admin)
+    rules = naming_rules()
+    now = clock.now()
+    production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
+    source_bunch = cloned_from.bunch if isinstance(cloned_from, Task) else cloned_from
+    try:
+        with db.session.begin_nested():
+            bunch = TaskBunch(
+                idempotency_key=idempotency_key,
+                base_name=definition.task_name.strip(),
+                step=definition.step,
+                size=definition.bunch_size,
+                definition=definition.to_dict(),
+                comment=definition.comment,
+                created_by_id=getattr(user, "id", None),
+                created_at=now,
+                cloned_from_id=source_bunch.id if source_bunch else None,
+            )
+            db.session.add(bunch)
+            db.session.flush()
+            source_tasks = {t.bunch_index: t for t in source_bunch.tasks} if source_bunch else {}
+            if isinstance(cloned_from, Task):
+                source_tasks = {1: cloned_from}
+            for planned in plan.tasks:
+                source = source_tasks.get(planned.index)
+                task = Task(
+                    bunch_id=bunch.id,
+                    bunch_index=planned.index,
+                    name=planned.spec.task_name,
+                    output_dataset=planned.spec.output_dataset,
+                    step=definition.step,
+                    production=production,
+                    spec=_spec_dict(planned.spec),
+                    params=planned.params,
+                    parent_id=planned.parent.id if planned.parent else None,
+                    cloned_from_id=source.id if source else None,
+                    created_at=now,
+                )
+                db.session.add(task)
+                db.session.flush()
+                db.session.add(
+                    Launch(
+                        task_id=task.id,
+                        idempotency_key=f"{idempotency_key}:{planned.index}:1",
+                        attempt=1,
+                        status="pending",
+                        due_at=due_at or now,
+                        created_by_id=getattr(user, "id", None),
+                        created_at=now,
+                    )
+                )
+            db.session.flush()
+    except IntegrityError:
+        # A concurrent request with the same key won, or a name was taken meanwhile.
+        existing = bunch_by_key(idempotency_key)
+        if existing is not None:
+            return existing, False
+        raise ValidationFailed(
+            {"task_name": ["a task or dataset name was taken meanwhile; check and retry"]}
+        ) from None
+    _audit("task.create", bunch.base_name, {"bunch_id": bunch.id, "size": bunch.size}, user)
+    return bunch, True
+
+
+def _spec_dict(spec: TaskSpec) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(spec)
+
+
+def _audit(action: str, target: str, details: dict[str, Any], user: Any, outcome: str = "ok") -> None:
+    from app.audit.services import record
+
+    record(action, target=target, details=details, user=user, outcome=outcome)
+
+
+def resend_failed(bunch: TaskBunch, user: Any) -> list[Launch]:
+    """A new launch (next attempt) for every task whose latest launch failed; nothing else."""
+    created: list[Launch] = []
+    now = clock.now()
+    try:
+        with db.session.begin_nested():
+            for task in bunch.tasks:
+                latest = task.latest_launch
+                if latest is None or latest.status != "failed" or task.panda_task_id is not None:
+                    continue
+                launch = Launch(
+                    task_id=task.id,
+                    idempotency_key=f"{bunch.idempotency_key}:{task.bunch_index}:{latest.attempt + 1}",
+                    attempt=latest.attempt + 1,
+                    status="pending",
+                    due_at=now,
+                    created_by_id=getattr(user, "id", None),
+                    created_at=now,
+                )
+                db.session.add(launch)
+                created.append(launch)
+            db.session.flush()
+    except IntegrityError:
+        return []  # a concurrent resend created them
+    if created:
+        _audit("task.resend", bunch.base_name, {"bunch_id": bunch.id, "n": len(created)}, user)
+    return created
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BunchProgress:
+    total: int
+    submitted: int
+    pending: int
+    sending: int
+    failed: int
+    unknown: int
+
+    @property
+    def done(self) -> bool:
+        return self.pending == 0 and self.sending == 0 and self.unknown == 0
+
+
+def bunch_progress(bunch: TaskBunch) -> BunchProgress:
+    counts = {"submitted": 0, "pending": 0, "sending": 0, "failed": 0, "unknown": 0, "cancelled": 0}
+    for task in bunch.tasks:
+        if task.panda_task_id is not None:
+            counts["submitted"] += 1
+            continue
+        latest = task.latest_launch
+        counts[latest.status if latest else "pending"] += 1
+    return BunchProgress(
+        len(bunch.tasks), counts["submitted"], counts["pending"], counts["sending"], counts["failed"],
+        counts["unknown"],
+    )  # fmt: skip
+
+
+def list_tasks(page: int = 1, per_page: int = 50, q: str = "") -> tuple[list[Task], int]:
+    query = select(Task)
+    if q:
+        query = query.where(Task.name.contains(q.strip()))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = db.session.scalars(
+        query.order_by(Task.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    return list(rows), total
+
+
+def suggest_production(campaign: str = "", settings: Settings | None = None) -> naming.ProductionId:
+    """The next free production number of this year (from the panel's own tasks)."""
+    settings = settings or get_settings()
+    rules = naming_rules(settings)
+    existing = []
+    for value in db.session.scalars(select(Task.production).distinct()):
+        try:
+            existing.append(naming.parse_production(value, rules))
+        except naming.NamingError:
+            continue
+    for value in db.session.scalars(select(TaskBunch.base_name)):
+        try:
+            existing.append(naming.parse_task_name(value, rules).production)
+        except naming.NamingError:
+            continue
+    return naming.next_production(existing, campaign, clock.now().year)
+
+
+def suggested_names(
+    step: str, exec_path: str, production: naming.ProductionId, scope: str, version: int = 1
+) -> tuple[str, str]:
+    """Task name and output dataset following the conventions (the tag comes from the exec path)."""
+    rules = naming_rules()
+    task = naming.TaskName(production, step).format(rules)
+    try:
+        tag = naming.physics_tag_from_path(exec_path, rules) if exec_path else "TAG"
+    except naming.NamingError:
+        tag = "TAG"
+    return task, naming.DatasetName(scope, tag, production, step, version).format(rules)
+
+
+def clone_definition(source: Task | TaskBunch) -> TaskDefinition:
+    """The source's definition with names moved to the next free production number.
+
+    Copied: ``CLONE_COPIED``; reset: ``CLONE_RESET`` (names and parent) and runtime fields.
+    """
+    bunch = source.bunch if isinstance(source, Task) else source
+    original = TaskDefinition.from_dict(bunch.definition)
+    rules = naming_rules()
+    old = naming.parse_task_name(original.task_name, rules)
+    production = suggest_production(old.production.campaign)
+    dataset = naming.parse_dataset_name(original.output_dataset, rules)
+    size = 1 if isinstance(source, Task) else original.bunch_size
+    offset = original.initial_offset
+    if isinstance(source, Task):
+        offset = source.spec.get("offset", offset)
+    return replace(
+        original,
+        task_name=naming.TaskName(production, old.step).format(rules),
+        output_dataset=replace(dataset, production=production, version=1).format(rules),
+        bunch_size=size,
+        initial_offset=offset,
+        parent_task=None,
+        comment="",
+    )
+
+
+def definition_from_manifest(manifest: dict[str, Any]) -> TaskDefinition:
+    """Relaunch from a manifest: its definition, as a single task with the next production number."""
+    definition = TaskDefinition.from_dict(manifest["definition"])
+    rules = naming_rules()
+    old = naming.parse_task_name(definition.task_name, rules)
+    production = suggest_production(old.production.campaign)
+    dataset = naming.parse_dataset_name(manifest.get("output_dataset") or definition.output_dataset, rules)
+    return replace(
+        definition,
+        task_name=naming.TaskName(production, old.step).format(rules),
+        output_dataset=replace(dataset, production=production, version=1).format(rules),
+        bunch_size=1,
+        initial_offset=int(manifest.get("offset", definition.initial_offset)),
+        parent_task=None,
+        comment=f"relaunch of {manifest.get('task_name', '')}",
+    )

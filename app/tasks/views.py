@@ -1,0 +1,337 @@
+"""Task pages: list, form (new / clone / relaunch), preview, create, bunch progress, task page, manifest."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+
+from app.audit.services import record
+from app.auth.current import current_user
+from app.auth.decorators import role_required
+from app.auth.roles import role_at_least
+from app.config import get_settings
+from app.extensions import db
+from app.tasks import dispatcher, naming, services
+from app.tasks.forms import ActionForm, TaskForm
+from app.tasks.models import Task, TaskBunch
+from app.tasks.specs import TaskDefinition
+
+bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+
+def _is_admin() -> bool:
+    return role_at_least(current_user(), "admin")
+
+
+def _form() -> TaskForm:
+    return TaskForm().configure(get_settings())
+
+
+def _blank_definition(step: str) -> TaskDefinition:
+    settings = get_settings()
+    cfg = settings.tasks
+    production = services.suggest_production()
+    task_name, dataset = services.suggested_names(step, "", production, cfg.default_scope)
+    return TaskDefinition(
+        step=step, task_name=task_name, bunch_size=1, output_dataset=dataset, total_events=None,
+        events_per_job=None, cloud=cfg.clouds[0] if cfg.clouds else "",
+        data_disk=cfg.data_disks[0] if cfg.data_disks else "", request_id=None, skip_scout=False,
+        initial_offset=0, exec_path="", container_path="",
+    )  # fmt: skip
+
+
+def _render_form(form: TaskForm, *, status: int = 200, **context: Any):
+    settings = get_settings()
+    kinds = {}
+    template = services.task_template(settings)
+    for step in settings.tasks.step_types:
+        kinds[step] = template.kind(step) if step in template.steps else "?"
+    context.setdefault("clone_info", None)
+    return (
+        render_template(
+            "tasks/form.html", form=form, is_admin=_is_admin(), step_kinds=kinds,
+            suggestion=services.suggest_production().format(services.naming_rules()), **context,
+        ),
+        status,
+    )  # fmt: skip
+
+
+@bp.get("/")
+@role_required("viewer")
+def index():
+    page = max(request.args.get("page", 1, type=int), 1)
+    q = request.args.get("q", "").strip()
+    tasks, total = services.list_tasks(page=page, q=q)
+    pages = max((total + 49) // 50, 1)
+    return render_template("tasks/index.html", tasks=tasks, total=total, page=page, pages=pages, q=q)
+
+
+@bp.get("/new")
+@role_required("manager")
+def new():
+    form = _form()
+    step = request.args.get("step") or get_settings().tasks.step_types[0]
+    if step not in get_settings().tasks.step_types:
+        step = get_settings().tasks.step_types[0]
+    form.fill(_blank_definition(step))
+    form.idempotency_key.data = services.new_idempotency_key()
+    return _render_form(form)
+
+
+@bp.get("/clone")
+@role_required("manager")
+def clone():
+    """A prefilled form from a task (``?task=<id>``) or a whole bunch (``?bunch=<id>``)."""
+    source: Task | TaskBunch | None
+    if request.args.get("task"):
+        source = db.get_or_404(Task, request.args.get("task", type=int))
+    elif request.args.get("bunch"):
+        source = db.get_or_404(TaskBunch, request.args.get("bunch", type=int))
+    else:
+        abort(400)
+    form = _form()
+    form.fill(services.clone_definition(source))
+    form.idempotency_key.data = services.new_idempotency_key()
+    label = source.name if isinstance(source, Task) else f"bunch {source.base_name} ({source.size} tasks)"
+    if isinstance(source, Task):
+        form.cloned_from_task.data = str(source.id)
+    else:
+        form.cloned_from_bunch.data = str(source.id)
+    return _render_form(form, clone_info=_clone_info(label))
+
+
+def _clone_info(label: str) -> dict[str, Any]:
+    return {
+        "source": label,
+        "copied": services.CLONE_COPIED,
+        "reset": services.CLONE_RESET,
+        "reset_runtime": services.CLONE_RESET_RUNTIME,
+    }
+
+
+@bp.get("/<int:task_id>/relaunch")
+@role_required("manager")
+def relaunch(task_id: int):
+    """Relaunch from the task's submission manifest: a prefilled form for a new task."""
+    task = db.get_or_404(Task, task_id)
+    launch = task.submitted_launch or task.latest_launch
+    if launch is None or not launch.manifest:
+        flash("This task has no submission manifest yet.", "warning")
+        return redirect(url_for("tasks.detail", task_id=task.id))
+    form = _form()
+    form.fill(services.definition_from_manifest(launch.manifest))
+    form.idempotency_key.data = services.new_idempotency_key()
+    form.cloned_from_task.data = str(task.id)
+    return _render_form(form, clone_info=_clone_info(f"manifest of {task.name}"))
+
+
+def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
+    if not form.validate_on_submit():
+        form.overrides_value()  # report JSON errors together with the rest
+        return None
+    return form.to_definition()
+
+
+def _refuse_admin_fields(form: TaskForm):
+    """Non-admins may not send the admin-only fields: refuse the whole request (audited)."""
+    if _is_admin():
+        return None
+    sent = [name for name in services.ADMIN_FIELDS if (request.form.get(name) or "").strip()]
+    if not sent:
+        return None
+    record("task.admin_fields_refused", target=request.path, outcome="denied", details={"fields": sent})
+    db.session.commit()
+    return _render_form(
+        form, status=403, form_errors=[f"only admins may set: {', '.join(sent)}; nothing was saved"]
+    )
+
+
+@bp.post("/preview")
+@role_required("manager")
+def preview():
+    form = _form()
+    refused = _refuse_admin_fields(form)
+    if refused:
+        return refused
+    definition = _definition_from_post(form)
+    if definition is None:
+        return _render_form(form, status=400)
+    try:
+        plan = services.plan_bunch(definition, current_user(), is_admin=_is_admin())
+    except services.ValidationFailed as exc:
+        return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
+    items = services.preview(plan)
+    return _render_form(form, preview=items, warnings=plan.warnings)
+
+
+@bp.post("/create")
+@role_required("manager")
+def create():
+    form = _form()
+    refused = _refuse_admin_fields(form)
+    if refused:
+        return refused
+    key = (request.form.get("idempotency_key") or "").strip()
+    existing = services.bunch_by_key(key) if key else None
+    if existing is not None:
+        # A repeated POST (double click, refresh, resend): show what the first one created.
+        return redirect(url_for("tasks.bunch", bunch_id=existing.id))
+    definition = _definition_from_post(form)
+    if definition is None:
+        return _render_form(form, status=400)
+    user = current_user()
+    cloned_from = _clone_source(form)
+    try:
+        bunch, created = services.create_bunch(
+            definition, user, key, is_admin=_is_admin(), cloned_from=cloned_from
+        )
+    except services.ValidationFailed as exc:
+        db.session.rollback()
+        return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
+    db.session.commit()
+    if created:
+        dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)
+        flash(f"Saved {bunch.size} task(s); submitting to PanDA.", "success")
+    return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
+
+
+def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
+    if (form.cloned_from_task.data or "").isdigit():
+        return db.session.get(Task, int(form.cloned_from_task.data))
+    if (form.cloned_from_bunch.data or "").isdigit():
+        return db.session.get(TaskBunch, int(form.cloned_from_bunch.data))
+    return None
+
+
+@bp.get("/bunch/<int:bunch_id>")
+@role_required("viewer")
+def bunch(bunch_id: int):
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    progress = services.bunch_progress(bunch)
+    return render_template(
+        "tasks/bunch.html", bunch=bunch, progress=progress, action_form=ActionForm(),
+        dispatching=dispatcher.is_dispatching(bunch.id),
+    )  # fmt: skip
+
+
+@bp.get("/bunch/<int:bunch_id>/progress")
+@role_required("viewer")
+def bunch_progress(bunch_id: int):
+    """The progress fragment polled by the bunch page (htmx)."""
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    return render_template(
+        "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
+        action_form=ActionForm(), dispatching=dispatcher.is_dispatching(bunch.id),
+    )  # fmt: skip
+
+
+@bp.post("/bunch/<int:bunch_id>/resend")
+@role_required("manager")
+def resend(bunch_id: int):
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    launches = services.resend_failed(bunch, current_user())
+    db.session.commit()
+    if launches:
+        dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)
+        flash(f"Resending {len(launches)} failed task(s).", "info")
+    else:
+        flash("No failed tasks to resend.", "info")
+    return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
+
+
+@bp.post("/bunch/<int:bunch_id>/dispatch")
+@role_required("manager")
+def dispatch(bunch_id: int):
+    """Restart dispatching (pending rows, unknown outcomes) after a restart of the panel."""
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)
+    return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
+
+
+@bp.get("/<int:task_id>")
+@role_required("viewer")
+def detail(task_id: int):
+    task = db.get_or_404(Task, task_id)
+    info, panda_error = None, None
+    if task.panda_task_id is not None:
+        info, panda_error = _read_panda(task)
+    from app.panda.services import calls_for_task
+
+    calls = calls_for_task(task.panda_task_id, page=1) if task.panda_task_id is not None else None
+    launch = task.submitted_launch or task.latest_launch
+    return render_template(
+        "tasks/detail.html", task=task, info=info, panda_error=panda_error, launch=launch,
+        manifest_json=json.dumps(launch.manifest, indent=2, sort_keys=True) if launch and launch.manifest else None,
+        definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
+        params_json=services.pretty(task.params), calls=calls,
+        siblings=[t for t in task.bunch.tasks if t.id != task.id],
+    )  # fmt: skip
+
+
+def _read_panda(task: Task):
+    """The task's status and counters, read from PanDA now; the stored status on failure."""
+    from app.panda.errors import PandaError
+
+    client = dispatcher.make_client()
+    try:
+        info = client.get_detailed_info(current_user(), task.panda_task_id)
+    except PandaError as exc:
+        return None, str(exc)
+    except Exception as exc:  # no token for this user, etc.: show why, keep the page
+        return None, getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
+    finally:
+        client.close()
+    from app import clock
+
+    task.panda_status = info.status
+    task.panda_checked_at = clock.now()
+    db.session.commit()
+    return info, None
+
+
+@bp.get("/<int:task_id>/manifest.json")
+@role_required("viewer")
+def manifest(task_id: int):
+    task = db.get_or_404(Task, task_id)
+    launch = task.submitted_launch or task.latest_launch
+    if launch is None or not launch.manifest:
+        abort(404)
+    body = json.dumps(launch.manifest, indent=2, sort_keys=True)
+    filename = f"{task.name}.manifest.json"
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/suggest")
+@role_required("manager")
+def suggest():
+    """Names following the conventions for a step, exec path, scope and campaign (JSON, for the form)."""
+    settings = get_settings()
+    step = request.args.get("step", settings.tasks.step_types[0])
+    campaign = request.args.get("campaign", "")
+    if campaign not in settings.tasks.campaign_prefixes:
+        campaign = ""
+    production = services.suggest_production(campaign)
+    task_name, dataset = services.suggested_names(
+        step,
+        request.args.get("exec_path", ""),
+        production,
+        request.args.get("scope") or settings.tasks.default_scope,
+    )
+    return {
+        "production": production.format(services.naming_rules()),
+        "task_name": task_name,
+        "output_dataset": dataset,
+    }
+
+
+__all__ = ["bp", "naming"]

@@ -1,0 +1,114 @@
+"""Fixtures for the tasks tests: a valid SIM definition and a fake PanDA client for unit tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import pytest
+
+from app.panda.errors import PandaOutcomeUnknown, PandaRejected, PandaUnavailable
+from app.panda.results import SubmitResult
+from app.tasks.specs import TaskDefinition
+
+EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
+SIF = "/cvmfs/spd.jinr.ru/images/spdroot-dev-4.1.7.sif"
+TAG = "minbias-P8-spdroot417-dev.10GeV"
+
+
+def sim_definition(number: int = 8, **changes: Any) -> TaskDefinition:
+    values: dict[str, Any] = dict(
+        step="SIM",
+        task_name=f"PROD2025-{number:03d}.SIM",
+        bunch_size=1,
+        output_dataset=f"MC2025_S1.{TAG}.PROD2025-{number:03d}.SIM.1",
+        total_events=10000,
+        events_per_job=1000,
+        cloud="JINR",
+        data_disk="JINR_DATADISK",
+        request_id=42,
+        skip_scout=True,
+        initial_offset=0,
+        exec_path=EXEC,
+        container_path=SIF,
+    )
+    values.update(changes)
+    return TaskDefinition(**values)
+
+
+def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:
+    data: dict[str, str] = {}
+    for name, value in dataclasses.asdict(definition).items():
+        if value is None or value == {} or value == "":
+            continue
+        if isinstance(value, bool):
+            if value:
+                data[name] = "y"
+            continue
+        data[name] = str(value)
+    if key:
+        data["idempotency_key"] = key
+    return data
+
+
+@dataclasses.dataclass
+class _Info:
+    task_id: int
+    name: str
+    status: str = "registered"
+
+
+class FakePanda:
+    """Stands in for PandaClient in unit tests: scripted outcomes per submit, a task registry by name."""
+
+    def __init__(self) -> None:
+        self.ids = itertools.count(1000)
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.script: list[
+            str
+        ] = []  # outcomes for the next submits: ok | unknown | reject | unavailable | lost
+        self.submits: list[str] = []
+        self.visible = True  # whether submitted tasks show up in listings
+
+    def submit(self, user, task_params, parent_tid=None):
+        outcome = self.script.pop(0) if self.script else "ok"
+        self.submits.append(task_params["taskName"])
+        if outcome == "reject":
+            raise PandaRejected(
+                "PanDA refused the task: too many active tasks.", code=10, server_message="too many"
+            )
+        if outcome == "unavailable":
+            raise PandaUnavailable("PanDA is unavailable")
+        if outcome == "lost":  # sent, never arrived
+            raise PandaOutcomeUnknown("no reply")
+        task_id = next(self.ids)
+        self.tasks[task_id] = {"params": task_params, "parent_tid": parent_tid}
+        if outcome == "unknown":
+            raise PandaOutcomeUnknown("timeout after sending")
+        return SubmitResult(task_id=task_id, code=0, message=f"succeeded. new jediTaskID={task_id}")
+
+    def get_tasks_detailed_info_since(self, user, since=None, *, filters=None, n_tasks=500):
+        if not self.visible:
+            return []
+        name = (filters or {}).get("taskName")
+        return [
+            _Info(tid, t["params"]["taskName"])
+            for tid, t in self.tasks.items()
+            if t["params"]["taskName"] == name
+        ]
+
+    def get_detailed_info(self, user, task_id):
+        raise PandaUnavailable("not in unit tests")
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_panda(monkeypatch):
+    from app.tasks import dispatcher
+
+    fake = FakePanda()
+    monkeypatch.setattr(dispatcher, "make_client", lambda: fake)
+    return fake

@@ -1,0 +1,312 @@
+"""Task services and the dispatcher with a scripted PanDA client: validation, creation, exactly-once."""
+
+import dataclasses
+
+import pytest
+from sqlalchemy import func, select
+
+from app.tasks import dispatcher, services
+from app.tasks.models import Launch, Task, TaskBunch
+from tests.tasks.conftest import EXEC, SIF, TAG, sim_definition
+
+
+def errors_of(definition, *, is_admin=False):
+    errors, _warnings = services.validate_definition(definition, is_admin=is_admin)
+    return errors
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"total_events": 0}, "total_events", "total events must be greater than 0"),
+        ({"total_events": None}, "total_events", "total events must be greater than 0"),
+        ({"events_per_job": 0}, "events_per_job", "events per job must be greater than 0"),
+        (
+            {"events_per_job": 20000},
+            "events_per_job",
+            "events per job (20000) must not exceed total events (10000)",
+        ),
+        ({"initial_offset": -1}, "initial_offset", "initial offset must be 0 or more"),
+        ({"bunch_size": 0}, "bunch_size", "tasks to launch must be between 1 and 1000"),
+        ({"bunch_size": 1001}, "bunch_size", "tasks to launch must be between 1 and 1000"),
+        (
+            {"exec_path": "/afs/x/minbias.V01"},
+            "exec_path",
+            "path to execution files must be an absolute path under /cvmfs/spd.jinr.ru/",
+        ),
+        ({"exec_path": "/cvmfs/spd.jinr.ru/../etc/x"}, "exec_path", "must be an absolute path under"),
+        (
+            {"container_path": "/tmp/x.sif"},
+            "container_path",
+            "path to container must be an absolute path under /cvmfs/spd.jinr.ru/",
+        ),
+        (
+            {"container_path": "/cvmfs/spd.jinr.ru/images/spdroot.img"},
+            "container_path",
+            "path to container must be an image matching",
+        ),
+        ({"cloud": "CERN"}, "cloud", "cloud must be one of JINR"),
+        ({"data_disk": "X"}, "data_disk", "data disk must be one of JINR_DATADISK"),
+        ({"request_id": -1}, "request_id", "request id must be a positive number"),
+        ({"task_name": "PROD2025-008.RECO"}, "task_name", "step RECO does not match step type SIM"),
+        ({"task_name": "PRD2025-008.SIM"}, "task_name", "must start with a production id like PROD2025-001"),
+        ({"task_name": "PROD2025-008.SIM.2"}, "task_name", "enter the task name without the bunch index"),
+        ({"output_dataset": "junk"}, "output_dataset", "does not follow the pattern"),
+        (
+            {"output_dataset": f"MC2025_S1.{TAG}.PROD2025-008.RECO.1"},
+            "output_dataset",
+            "step RECO does not match step type SIM",
+        ),
+        (
+            {"output_dataset": f"MC2025_S1.{TAG}.PROD2025-009.SIM.1"},
+            "output_dataset",
+            "production PROD2025-009 does not match the task's production PROD2025-008",
+        ),
+        (
+            {"output_dataset": "MC2025_S1.other-tag.PROD2025-008.SIM.1"},
+            "output_dataset",
+            "physics tag other-tag does not match the execution path's tag " + TAG,
+        ),
+        ({"memory_mb": 0}, "memory_mb", "memory must be greater than 0"),
+        ({"walltime_s": -5}, "walltime_s", "walltime must be greater than 0"),
+        ({"max_attempts": 0}, "max_attempts", "max attempts must be between 1 and 100"),
+        ({"step": "DIGI"}, "step", "step type must be one of SIM, RECO"),
+    ],
+)
+def test_every_validation_message(app, changes, field, message):
+    errors = errors_of(sim_definition(**changes))
+    assert field in errors, errors
+    assert any(message in m for m in errors[field]), errors[field]
+
+
+def test_valid_definition_and_non_dividing_note(app):
+    assert errors_of(sim_definition()) == {}
+    errors, warnings = services.validate_definition(sim_definition(events_per_job=3000), is_admin=False)
+    assert errors == {}
+    assert warnings == [
+        "total events (10000) are not a multiple of events per job (3000): each task runs 4 jobs, the last one with 1000 events"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("priority", 900),
+        ("site", "JINR_PROD"),
+        ("working_group", "spd"),
+        ("template_overrides", {"gshare": "x"}),
+    ],
+)
+def test_admin_fields_refused_from_managers(app, field, value):
+    definition = sim_definition(**{field: value})
+    assert errors_of(definition)[field] == ["only admins may set this field"]
+    assert errors_of(definition, is_admin=True) == {}
+
+
+def test_admin_value_rules(app):
+    errors = errors_of(
+        sim_definition(
+            priority=-1, site="bad site", working_group="a b", template_overrides={"taskName": "x"}
+        ),
+        is_admin=True,
+    )
+    assert errors == {
+        "priority": ["priority must be between 0 and 10000"],
+        "site": ["site must be a PanDA queue name (letters, digits, '_', '-', '.')"],
+        "working_group": ["working group may contain only letters, digits, '_', '-', '.'"],
+        "template_overrides": ["template overrides may not change taskName (names are checked by the panel)"],
+    }
+
+
+def test_create_bunch_outbox_and_idempotency(app, db, make_user):
+    user = make_user("manager")
+    bunch, created = services.create_bunch(
+        sim_definition(bunch_size=3, initial_offset=7), user, "k1", is_admin=False
+    )
+    db.session.commit()
+    assert created and bunch.size == 3
+    assert [t.name for t in bunch.tasks] == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2", "PROD2025-008.SIM.3"]
+    assert [t.spec["offset"] for t in bunch.tasks] == [7, 10007, 20007]
+    assert [t.output_dataset.rsplit(".", 1)[1] for t in bunch.tasks] == ["1", "2", "3"]
+    keys = sorted(launch.idempotency_key for t in bunch.tasks for launch in t.launches)
+    assert keys == ["k1:1:1", "k1:2:1", "k1:3:1"]
+    again, created = services.create_bunch(
+        sim_definition(bunch_size=3, initial_offset=7), user, "k1", is_admin=False
+    )
+    assert not created and again.id == bunch.id
+    assert db.session.scalar(select(func.count()).select_from(Launch)) == 3
+
+
+def test_names_are_unique(app, db, make_user):
+    user = make_user("manager")
+    services.create_bunch(sim_definition(bunch_size=2), user, "a", is_admin=False)
+    db.session.commit()
+    errors = errors_of(sim_definition())
+    assert errors["task_name"] == [
+        "PROD2025-008.SIM is already used by another bunch; choose the next production number"
+    ]
+    errors = errors_of(
+        sim_definition(number=9, output_dataset=f"MC2025_S1.{TAG}.PROD2025-009.SIM.1", bunch_size=1)
+    )
+    assert errors == {}
+    # Same dataset under another name is refused too.
+    clash = sim_definition(number=9, bunch_size=1)
+    clash = dataclasses.replace(
+        clash, output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.SIM.2", task_name="PROD2025-008.SIM"
+    )
+    assert "output dataset MC2025_S1." in errors_of(clash).get("output_dataset", [""])[0]
+    with pytest.raises(services.ValidationFailed):
+        services.create_bunch(sim_definition(), user, "b", is_admin=False)
+
+
+def test_next_production_suggestion(app, db, make_user, clock):
+    assert services.suggest_production().format(services.naming_rules()) == "PROD2026-001"
+    services.create_bunch(
+        sim_definition(task_name="PROD2026-004.SIM", output_dataset=f"S.{TAG}.PROD2026-004.SIM.1"),
+        make_user(),
+        "x",
+        is_admin=False,
+    )
+    assert services.suggest_production().number == 5
+
+
+def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_panda):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(bunch_size=5), user, "k", is_admin=False)
+    db.session.commit()
+    fake_panda.script = ["ok", "unknown", "reject", "unavailable", "ok"]
+    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
+    assert counts == {"submitted": 3, "failed": 2}
+    assert fake_panda.submits == [f"PROD2025-008.SIM.{i}" for i in range(1, 6)]  # each sent once
+    tasks = db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
+    assert (
+        tasks[1].panda_task_id is not None
+        and "reconciled" in tasks[1].latest_launch.manifest["panda_reply"]["how"]
+    )
+    assert "too many active tasks" in tasks[2].latest_launch.error
+    assert "Nothing was submitted" in tasks[3].latest_launch.error
+    manifest = tasks[0].latest_launch.manifest
+    assert manifest["task_parameters"]["taskName"] == "PROD2025-008.SIM.1"
+    assert manifest["panda_reply"]["task_id"] == tasks[0].panda_task_id
+    assert manifest["user"] == user.username and manifest["request_id"] == 42
+    assert manifest["container_path"] == SIF and manifest["exec_path"] == EXEC
+    # Resend only the failed ones; a second resend creates nothing more.
+    assert len(services.resend_failed(bunch, user)) == 2
+    assert services.resend_failed(bunch, user) == []
+    db.session.commit()
+    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
+    assert counts == {"submitted": 5, "failed": 2}
+    assert services.bunch_progress(bunch).submitted == 5
+    assert len(fake_panda.submits) == 7
+
+
+def test_claim_is_exclusive_and_crash_left_rows_are_reconciled(app, db, make_user, fake_panda, clock):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
+    db.session.commit()
+    launch = bunch.tasks[0].launches[0]
+    assert dispatcher.claim(launch.id, clock())
+    assert not dispatcher.claim(launch.id, clock())
+    # The panel died after claiming and possibly sending: the scheduler reconciles, never resends.
+    fake_panda.tasks[4242] = {"params": {"taskName": bunch.tasks[0].name}, "parent_tid": None}
+    clock.advance(minutes=10)
+    assert dispatcher.dispatch_due(client=fake_panda) == 1
+    db.session.refresh(launch)
+    assert launch.status == "submitted" and launch.panda_task_id == 4242
+    assert fake_panda.submits == []
+
+
+def test_unknown_that_never_arrives_fails_after_grace(app, db, make_user, fake_panda, clock):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
+    db.session.commit()
+    fake_panda.script = ["lost"]
+    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=0.5, client=fake_panda) == {"unknown": 1}
+    launch = bunch.tasks[0].launches[0]
+    clock.advance(minutes=16)
+    assert dispatcher.reconcile(launch.id, fake_panda) == "failed"
+    assert "did not arrive; resend it" in launch.error
+    # A resend first looks the name up again (attempt 2), then sends.
+    services.resend_failed(bunch, user)
+    db.session.commit()
+    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda) == {
+        "failed": 1,
+        "submitted": 1,
+    }
+    assert fake_panda.submits == ["PROD2025-008.SIM", "PROD2025-008.SIM"]
+
+
+def test_resend_adopts_task_found_by_name(app, db, make_user, fake_panda, clock):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
+    db.session.commit()
+    fake_panda.script = ["unknown"]
+    fake_panda.visible = False
+    dispatcher.dispatch_bunch(bunch.id, deadline_s=0.3, client=fake_panda)
+    clock.advance(minutes=16)
+    dispatcher.reconcile(bunch.tasks[0].launches[0].id, fake_panda)
+    services.resend_failed(bunch, user)
+    db.session.commit()
+    fake_panda.visible = True  # it did arrive after all
+    dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
+    assert len(fake_panda.submits) == 1
+    assert bunch.tasks[0].panda_task_id == 1000
+
+
+def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_panda):
+    user = make_user("manager")
+    sim, _ = services.create_bunch(sim_definition(bunch_size=2), user, "s", is_admin=False)
+    reco_def = sim_definition(
+        step="RECO",
+        task_name="PROD2025-008.RECO",
+        bunch_size=2,
+        total_events=None,
+        events_per_job=None,
+        output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.RECO.1",
+        files_per_job=2,
+    )
+    reco, _ = services.create_bunch(reco_def, user, "r", is_admin=False)
+    db.session.commit()
+    assert [t.parent.name for t in reco.tasks] == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
+    item = next(i for i in reco.tasks[1].params["jobParameters"] if i.get("param_type") == "input")
+    assert item["dataset"] == sim.tasks[1].output_dataset
+    assert dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda) == {"failed": 2}
+    assert "is not in PanDA yet" in reco.tasks[0].latest_launch.error
+    dispatcher.dispatch_bunch(sim.id, deadline_s=5, client=fake_panda)
+    services.resend_failed(reco, user)
+    db.session.commit()
+    dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda)
+    sent = {t["params"]["taskName"]: t["parent_tid"] for t in fake_panda.tasks.values()}
+    assert sent["PROD2025-008.RECO.2"] == sim.tasks[1].panda_task_id
+
+
+def test_reco_without_parent_is_refused(app):
+    reco_def = sim_definition(
+        step="RECO",
+        task_name="PROD2025-008.RECO",
+        output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.RECO.1",
+    )
+    assert errors_of(reco_def)["parent_task"] == ["parent task PROD2025-008.SIM does not exist in the panel"]
+
+
+def test_clone_and_relaunch_definitions(app, db, make_user, fake_panda, clock):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(
+        sim_definition(bunch_size=3, initial_offset=5, comment="c"), user, "k", is_admin=False
+    )
+    db.session.commit()
+    clone = services.clone_definition(bunch)
+    assert clone.task_name == "PROD2026-001.SIM"
+    assert clone.bunch_size == 3 and clone.initial_offset == 5 and clone.comment == ""
+    assert clone.output_dataset == f"MC2025_S1.{TAG}.{clone.task_name.rsplit('.', 1)[0]}.SIM.1"
+    one = services.clone_definition(bunch.tasks[2])
+    assert one.bunch_size == 1 and one.initial_offset == 20005
+    dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
+    relaunch = services.definition_from_manifest(bunch.tasks[1].launches[0].manifest)
+    assert relaunch.initial_offset == 10005 and relaunch.bunch_size == 1
+    assert relaunch.comment == "relaunch of PROD2025-008.SIM.2"
+    cloned, _ = services.create_bunch(one, user, "c", is_admin=False, cloned_from=bunch.tasks[2])
+    db.session.commit()
+    assert cloned.tasks[0].cloned_from.id == bunch.tasks[2].id
+    assert bunch.tasks[2].clones[0].id == cloned.tasks[0].id
+    assert db.session.get(TaskBunch, cloned.id).cloned_from_id == bunch.id
