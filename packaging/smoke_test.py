@@ -108,6 +108,8 @@ def run(binary: Path) -> None:
 
             health = json.loads(poll(f"{base}/healthz", 30))
             print(f"smoke: /healthz -> {health}")
+            check(health.get("database", {}).get("ok") is True, "healthz: database not reachable")
+            check(health.get("migrations", {}).get("ok") is True, "healthz: migrations not at head")
 
             jar = http.cookiejar.CookieJar()
             opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
