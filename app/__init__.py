@@ -9,6 +9,7 @@ from flask_wtf.csrf import generate_csrf
 from app import extensions
 from app.auth.current import current_user
 from app.auth.services import LoginRateLimiter, load_user_from_session
+from app.auth.sessions import init_sessions
 from app.blueprints import BLUEPRINTS
 from app.config import Settings, load_settings
 from app.paths import instance_dir, resource_root
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.db.init_app(app)
     extensions.csrf.init_app(app)
     init_security(app)
+    init_sessions(app)  # server-side sessions replace the signed cookie (app/auth/sessions.py)
     app.extensions["login_limiter"] = LoginRateLimiter(
         settings.auth.login_attempts, settings.auth.login_window_s
     )

@@ -18,6 +18,8 @@ from tests.helpers import post_form
 
 TEST_PASSWORD = "correct-horse-battery"
 
+pytest_plugins = ["tests.oidc_fixture"]  # oidc_op: the real OpenID provider (IAM engineer)
+
 # ---------------------------------------------------------------- network guard
 
 

@@ -1,0 +1,222 @@
+"""Server-side sessions: the cookie carries only a random session id; the data lives in `web_session`.
+
+The table stores the SHA-256 of the id, so a copy of the database does not yield live cookies.
+Sessions end after `auth.session_idle_minutes` without a request and `auth.session_max_hours` after
+they began (a login always begins a new session with a new id). Ending a row ends the session at
+once: logout, an admin's "end sessions", or a disabled account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+from sqlalchemy import JSON, ForeignKey, String, delete, event, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.datastructures import CallbackDict
+
+from app import clock
+from app.db import UTCDateTime
+from app.extensions import db
+
+# Refresh last_seen_at at most this often, so that reading pages does not write on every request.
+_TOUCH_EVERY = timedelta(seconds=60)
+
+
+class WebSession(db.Model):
+    """One browser session."""
+
+    __tablename__ = "web_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's id
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+
+def _hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+class ServerSession(CallbackDict, SessionMixin):
+    """The session dict of one request, plus what is needed to save it."""
+
+    def __init__(
+        self, initial: dict | None = None, sid: str | None = None, row_seen: datetime | None = None
+    ) -> None:
+        def on_update(self_: ServerSession) -> None:
+            self_.modified = True
+
+        super().__init__(initial or {}, on_update)
+        self.sid = sid  # None until saved the first time
+        self.row_seen = row_seen
+        self.modified = False
+        self.regenerate_requested = False
+        self.end_requested = False
+        self.expired = False  # the cookie named a session that had timed out
+
+    def regenerate(self) -> None:
+        """Give the session a new id at save time (at login), dropping the old row."""
+        self.regenerate_requested = True
+        self.modified = True
+
+    def end(self) -> None:
+        """Delete the session row and forget its data (at logout)."""
+        self.clear()
+        self.end_requested = True
+        self.modified = True
+
+
+def _timed_out(row: WebSession, idle: timedelta, absolute: timedelta) -> bool:
+    now = clock.now()
+    return now - row.last_seen_at > idle or now - row.created_at > absolute
+
+
+def _wrote(session: Session) -> bool:
+    return bool(session.new or session.dirty or session.deleted or session.info.get("prodpanel_wrote"))
+
+
+@event.listens_for(Session, "after_flush")
+def _mark_wrote(session: Session, flush_context: Any) -> None:
+    session.info["prodpanel_wrote"] = True
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _clear_wrote(session: Session) -> None:
+    session.info.pop("prodpanel_wrote", None)
+
+
+class ServerSessionInterface(SessionInterface):
+    """Flask session interface backed by the `web_session` table."""
+
+    def _limits(self, app: Flask) -> tuple[timedelta, timedelta]:
+        auth = app.config["SETTINGS"].auth
+        return timedelta(minutes=auth.session_idle_minutes), timedelta(hours=auth.session_max_hours)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        from flask import request
+
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        sid = request.cookies.get(self.get_cookie_name(app))
+        if not sid or len(sid) > 100:
+            return ServerSession()
+        row = db.session.get(WebSession, _hash(sid))
+        if row is None:
+            session = ServerSession()
+            session.expired = True
+            return session
+        idle, absolute = self._limits(app)
+        if _timed_out(row, idle, absolute):
+            db.session.delete(row)
+            db.session.commit()
+            session = ServerSession()
+            session.expired = True
+            return session
+        data = dict(row.data or {})
+        db.session.commit()  # end the read transaction; the view starts clean
+        return ServerSession(data, sid=sid, row_seen=row.last_seen_at)
+
+    def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
+        name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
+        # Whatever the view left uncommitted would be rolled back at teardown anyway; do it now so
+        # that committing the session row below cannot commit it.
+        if _wrote(db.session):
+            db.session.rollback()
+        now = clock.now()
+        if session.end_requested or (session.regenerate_requested and session.sid):
+            if session.sid:
+                db.session.execute(delete(WebSession).where(WebSession.id == _hash(session.sid)))
+            if session.end_requested and not session:
+                db.session.commit()
+                response.delete_cookie(name, domain=domain, path=path)
+                response.vary.add("Cookie")
+                return
+            session.sid = None
+        if session.sid is None and not session:
+            if session.expired:
+                response.delete_cookie(name, domain=domain, path=path)
+            db.session.commit()
+            return
+        if session.sid is None:
+            session.sid = secrets.token_urlsafe(32)
+            row = WebSession(id=_hash(session.sid), created_at=now, last_seen_at=now)
+            from flask import request
+
+            row.client_address = (request.remote_addr or "")[:64]
+            row.user_agent = request.headers.get("User-Agent", "")[:200]
+            row.data = dict(session)
+            row.user_id = session.get("uid")
+            db.session.add(row)
+            db.session.commit()
+            self._set_cookie(app, session, response)
+            return
+        if session.modified or session.row_seen is None or now - session.row_seen > _TOUCH_EVERY:
+            row = db.session.get(WebSession, _hash(session.sid))
+            if row is None:  # ended meanwhile (admin, logout elsewhere): do not resurrect it
+                db.session.commit()
+                response.delete_cookie(name, domain=domain, path=path)
+                return
+            row.last_seen_at = now
+            if session.modified:
+                row.data = dict(session)
+                row.user_id = session.get("uid")
+            db.session.commit()
+        if self.should_set_cookie(app, session):
+            self._set_cookie(app, session, response)
+
+    def _set_cookie(self, app: Flask, session: ServerSession, response: Response) -> None:
+        response.set_cookie(
+            self.get_cookie_name(app),
+            session.sid or "",
+            httponly=self.get_cookie_httponly(app),
+            secure=self.get_cookie_secure(app),
+            samesite=self.get_cookie_samesite(app),
+            domain=self.get_cookie_domain(app),
+            path=self.get_cookie_path(app),
+        )
+        response.vary.add("Cookie")
+
+
+def init_sessions(app: Flask) -> None:
+    """Install server-side sessions (replaces Flask's signed-cookie sessions)."""
+    app.session_interface = ServerSessionInterface()
+
+
+def end_sessions_of(user_id: int) -> int:
+    """End every session of a user (admin action, disabled account); flushes, the caller commits."""
+    result = db.session.execute(delete(WebSession).where(WebSession.user_id == user_id))
+    db.session.flush()
+    return result.rowcount or 0
+
+
+def active_sessions(user_id: int) -> list[WebSession]:
+    return list(
+        db.session.scalars(
+            select(WebSession).where(WebSession.user_id == user_id).order_by(WebSession.created_at)
+        )
+    )
+
+
+def purge_expired(app: Flask) -> int:
+    """Delete timed-out sessions (housekeeping); flushes."""
+    idle, absolute = ServerSessionInterface()._limits(app)
+    now = clock.now()
+    result = db.session.execute(
+        delete(WebSession).where(
+            (WebSession.last_seen_at < now - idle) | (WebSession.created_at < now - absolute)
+        )
+    )
+    db.session.flush()
+    return result.rowcount or 0

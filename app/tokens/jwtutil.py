@@ -1,0 +1,31 @@
+"""Reading JWT claims without verification: only for tokens that came straight from the issuer's
+token endpoint over TLS (OIDC Core 3.1.3.7: TLS validation may replace the signature check there)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, or {} when the string is not one (e.g. an opaque token)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, json.JSONDecodeError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def expiry(token: str) -> datetime | None:
+    exp = unverified_claims(token).get("exp")
+    if isinstance(exp, int | float):
+        return datetime.fromtimestamp(exp, UTC)
+    return None

@@ -1,0 +1,98 @@
+"""Sandbox tokens: with no PanDA URL configured the panel talks to its built-in PanDA simulator,
+whose embedded issuer (`SimIssuer`) mints ID tokens. Groups follow the panel role, so a manager
+gets the production group and a viewer only the VO group.
+
+The running simulator is found in `current_app.extensions["panda_sandbox"]` (set by `serve` and by
+tests): either the simulator object with an `issuer` attribute (and optionally `config.client_ids`),
+or a `SimIssuer` itself.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import clock
+from app.auth.models import User
+from app.auth.roles import role_at_least
+from app.config import get_settings
+from app.tokens.errors import TokenUnavailable
+from app.tokens.models import UserToken
+
+EXTENSION = "panda_sandbox"
+DEFAULT_AUDIENCE = "prodpanel"
+
+
+def _issuer_and_audience() -> tuple[Any, str]:
+    sandbox = current_app.extensions.get(EXTENSION)
+    if sandbox is None:
+        raise TokenUnavailable("sandbox mode, but the built-in PanDA simulator is not running")
+    issuer = sandbox if hasattr(sandbox, "mint_id_token") else getattr(sandbox, "issuer", None)
+    if issuer is None or not hasattr(issuer, "mint_id_token"):
+        raise TokenUnavailable("sandbox mode, but the simulator exposes no token issuer")
+    config = getattr(sandbox, "config", None)
+    client_ids = getattr(config, "client_ids", None) or (DEFAULT_AUDIENCE,)
+    return issuer, client_ids[0]
+
+
+def sandbox_groups(user: User) -> list[str]:
+    """IAM-like groups for a sandbox user, from the panel role."""
+    panda = get_settings().panda
+    groups = [panda.vo]
+    if role_at_least(user, "manager"):
+        groups.append(panda.production_group)
+    if role_at_least(user, "admin"):
+        groups.append(f"{panda.production_group}/admin")
+    return groups
+
+
+def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
+    """A sandbox ID token for the user, minted anew when the stored one is about to expire."""
+    from app.tokens import services
+
+    settings = get_settings()
+    with services._lock_for(user_id), services._vault_session() as session:
+        user = session.get(User, user_id)
+        if user is None or not user.active:
+            raise TokenUnavailable("unknown or disabled user")
+        row = session.scalar(
+            select(UserToken).where(UserToken.user_id == user_id, UserToken.source == "sandbox")
+        )
+        groups = sandbox_groups(user)
+        if (
+            row is not None
+            and not force
+            and row.groups == groups
+            and services._fresh(row.id_token_expires_at, settings)
+        ):
+            return services.unseal(row, "id_token")
+        issuer, audience = _issuer_and_audience()
+        lifetime = settings.iam.sandbox_token_lifetime_s
+        token = issuer.mint_id_token(
+            sub=user.sub or user.username,
+            name=user.name,
+            groups=groups,
+            aud=audience,
+            lifetime_s=lifetime,
+            preferred_username=user.username,
+            email=user.email or None,
+            now=clock.now().timestamp(),
+        )
+        now = clock.now()
+        if row is None:
+            row = UserToken(user_id=user_id, source="sandbox", obtained_at=now)
+            session.add(row)
+            row.refresh_count = 0
+        else:
+            row.last_refresh_at = now
+            row.refresh_count = (row.refresh_count or 0) + 1
+        row.issuer = getattr(issuer, "issuer_url", "") + "/"
+        row.client_id, row.subject, row.groups = audience, user.sub or user.username, groups
+        row.needs_relogin, row.last_error = False, ""
+        services.seal(row, "id_token", token)
+        row.id_token_expires_at = now + timedelta(seconds=lifetime)
+        session.commit()
+        return token

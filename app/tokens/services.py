@@ -1,0 +1,505 @@
+"""The token vault: stores tokens sealed, keeps ID tokens fresh, and hands PanDA-capable tokens out.
+
+`token_for(user)` is the only way the PanDA client obtains a token. Refreshes follow the ID token's
+own `exp` (IAM's ID tokens live 10 minutes, its access tokens an hour), one at a time per user: a
+per-user lock in this process plus `SELECT ... FOR UPDATE` on PostgreSQL, then a re-read, so a second
+caller uses the first caller's result. The new refresh token is committed before the new ID token
+is handed out. Token reads and writes happen in a separate database session, so `token_for` can be
+called from a request or a scheduler job without committing the caller's work; call it outside an
+open write transaction (on SQLite that would block the vault's own commit).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import clock
+from app.auth.models import User
+from app.config import Settings, get_settings
+from app.extensions import db
+from app.tokens import oidc
+from app.tokens.crypto import Keyring, load_keyring
+from app.tokens.errors import TokenUnavailable
+from app.tokens.jwtutil import expiry, unverified_claims
+from app.tokens.models import UserToken
+
+RELOGIN = "re-login needed"
+
+_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(user_id: int) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(user_id, threading.Lock())
+
+
+def keyring() -> Keyring:
+    """The instance's token keyring (loaded once per app)."""
+    ring = current_app.extensions.get("token_keyring")
+    if ring is None:
+        settings = get_settings()
+        ring = load_keyring(settings.token_key, settings.instance_dir)
+        current_app.extensions["token_keyring"] = ring
+    return ring
+
+
+def purpose(row: UserToken, kind: str) -> str:
+    return f"{row.source}:{kind}"
+
+
+def seal(row: UserToken, kind: str, value: str | None) -> None:
+    setattr(
+        row,
+        f"{kind}_sealed",
+        None if value is None else keyring().seal(value, user_id=row.user_id, purpose=purpose(row, kind)),
+    )
+
+
+def unseal(row: UserToken, kind: str) -> str | None:
+    blob = getattr(row, f"{kind}_sealed")
+    return None if blob is None else keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
+
+
+@contextmanager
+def _vault_session() -> Iterator[Session]:
+    with Session(db.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def _user_id(user: User | int) -> int:
+    return user if isinstance(user, int) else user.id
+
+
+# ---- storing ------------------------------------------------------------------------------
+
+
+def store_tokens(
+    user: User,
+    source: str,
+    response: dict[str, Any],
+    *,
+    issuer: str,
+    client_id: str,
+    groups: list[str] | None = None,
+    session: Session | None = None,
+) -> UserToken:
+    """Save a token response (login, device link or sandbox) for `user`, replacing that source's grant.
+
+    Flushes into `session` (default: the request's session); the caller commits.
+    """
+    session = session or db.session
+    row = session.scalar(select(UserToken).where(UserToken.user_id == user.id, UserToken.source == source))
+    if row is None:
+        row = UserToken(user_id=user.id, source=source)
+        session.add(row)
+    now = clock.now()
+    row.issuer, row.client_id = issuer, client_id
+    row.obtained_at = now
+    row.needs_relogin = False
+    row.last_error = ""
+    row.refresh_count = 0
+    row.last_refresh_at = None
+    row.exchanged_token_sealed, row.exchanged_token_expires_at = None, None
+    row.refresh_token_sealed, row.refresh_token_expires_at = None, None
+    if groups is not None:
+        row.groups = list(groups)
+    _apply_response(row, response, now)
+    row.subject = str(unverified_claims(response.get("id_token", "")).get("sub", row.subject or ""))
+    session.flush()
+    return row
+
+
+def _apply_response(row: UserToken, response: dict[str, Any], now: datetime) -> None:
+    """Seal the tokens of a token-endpoint response into the row; keep the old refresh token if none came."""
+    settings = get_settings()
+    if response.get("refresh_token"):
+        seal(row, "refresh_token", response["refresh_token"])
+        row.refresh_token_expires_at = expiry(response["refresh_token"]) or (
+            row.obtained_at + timedelta(days=settings.iam.refresh_token_days)
+        )
+    if response.get("id_token"):
+        seal(row, "id_token", response["id_token"])
+        row.id_token_expires_at = expiry(response["id_token"])
+    if response.get("access_token"):
+        seal(row, "access_token", response["access_token"])
+        expires_in = response.get("expires_in")
+        row.access_token_expires_at = (
+            now + timedelta(seconds=int(expires_in))
+            if isinstance(expires_in, int | float)
+            else expiry(response["access_token"])
+        )
+    if response.get("scope"):
+        row.scope = str(response["scope"])[:500]
+
+
+# ---- handing tokens out -------------------------------------------------------------------
+
+
+def _candidate_rows(
+    session: Session, user_id: int, settings: Settings, *, for_update: bool = False
+) -> list[UserToken]:
+    sources = ["device-link"] + (["login"] if settings.iam.login_tokens_for_panda else [])
+    query = select(UserToken).where(UserToken.user_id == user_id, UserToken.source.in_(sources))
+    if for_update:
+        query = query.with_for_update()
+    rows = {row.source: row for row in session.scalars(query)}
+    return [rows[s] for s in sources if s in rows]
+
+
+def _pick(rows: list[UserToken]) -> UserToken | None:
+    """The grant to use: a healthy device link first, then the login's grant; else the first one."""
+    for row in rows:
+        if not row.needs_relogin:
+            return row
+    return rows[0] if rows else None
+
+
+def _fresh(expires_at: datetime | None, settings: Settings) -> bool:
+    return expires_at is not None and expires_at - clock.now() > timedelta(
+        seconds=settings.iam.refresh_leeway_s
+    )
+
+
+def _usable(row: UserToken, settings: Settings) -> str | None:
+    if settings.iam.exchange_audience:
+        return unseal(row, "exchanged_token") if _fresh(row.exchanged_token_expires_at, settings) else None
+    return unseal(row, "id_token") if _fresh(row.id_token_expires_at, settings) else None
+
+
+def _unavailable_reason(user_id: int, settings: Settings) -> str:
+    user = db.session.get(User, user_id)
+    if user is not None and user.is_local:
+        return "no PanDA token: link one through SPD-IAM on the Tokens page (device code)"
+    if not settings.iam.login_tokens_for_panda:
+        return "no PanDA token: this panel's IAM client is not accepted by PanDA; link one on the Tokens page"
+    return "no PanDA token stored: log in with SPD-IAM again"
+
+
+def token_for(user: User | int) -> str:
+    """A valid token for PanDA on behalf of `user` (the ID token, or the exchanged token when
+    `iam.exchange_audience` is set); raises TokenUnavailable with the reason otherwise.
+
+    In sandbox mode (no PanDA URL) the token comes from the built-in simulator's issuer.
+    """
+    settings = get_settings()
+    user_id = _user_id(user)
+    if settings.sandbox:
+        from app.tokens.sandbox import sandbox_token_for
+
+        return sandbox_token_for(user_id)
+    with _vault_session() as session:
+        row = _pick(_candidate_rows(session, user_id, settings))
+        if row is None:
+            raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
+        if row.needs_relogin:
+            raise TokenUnavailable(
+                f"{RELOGIN}: {row.last_error or 'the stored grant was refused'}", relogin=True
+            )
+        token = _usable(row, settings)
+        if token:
+            return token
+    return _refresh_locked(user_id, settings, force=False)
+
+
+def refresh_now(user: User | int) -> UserToken:
+    """Refresh the user's PanDA grant now, whatever its expiry (the token page's button)."""
+    settings = get_settings()
+    user_id = _user_id(user)
+    if settings.sandbox:
+        from app.tokens.sandbox import sandbox_token_for
+
+        sandbox_token_for(user_id, force=True)
+    else:
+        _refresh_locked(user_id, settings, force=True)
+    with _vault_session() as session:
+        sources = ["sandbox"] if settings.sandbox else ["device-link", "login"]
+        return session.scalars(
+            select(UserToken).where(UserToken.user_id == user_id, UserToken.source.in_(sources))
+        ).first()
+
+
+def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
+    with _lock_for(user_id), _vault_session() as session:
+        # Re-read under the lock: another thread (or process, via FOR UPDATE) may have refreshed.
+        row = _pick(_candidate_rows(session, user_id, settings, for_update=True))
+        if row is None:
+            raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
+        if row.needs_relogin:
+            raise TokenUnavailable(
+                f"{RELOGIN}: {row.last_error or 'the stored grant was refused'}", relogin=True
+            )
+        if not force:
+            token = _usable(row, settings)
+            if token:
+                return token
+        # With token exchange, a still-valid access token is enough to exchange without a refresh.
+        if force or not settings.iam.exchange_audience or not _fresh(row.access_token_expires_at, settings):
+            _refresh_row(session, row, settings)
+        if settings.iam.exchange_audience:
+            _exchange_row(session, row, settings)
+            return unseal(row, "exchanged_token")
+        return unseal(row, "id_token")
+
+
+def _client_for(row: UserToken, settings: Settings) -> oidc.ClientCredentials:
+    iam = settings.iam
+    if row.client_id == iam.client_id:
+        return oidc.ClientCredentials(iam.client_id, iam.client_secret)
+    if row.client_id == iam.device_client_id:
+        return oidc.ClientCredentials(iam.device_client_id, iam.device_client_secret)
+    return oidc.ClientCredentials(row.client_id)
+
+
+def _fail(session: Session, row: UserToken, message: str, *, relogin: bool) -> TokenUnavailable:
+    row.last_error = message[:500]
+    if relogin:
+        row.needs_relogin = True
+    session.commit()
+    _audit_failure(row, message, relogin)
+    text = f"{RELOGIN}: {message}" if relogin else message
+    return TokenUnavailable(text, relogin=relogin)
+
+
+def _audit_failure(row: UserToken, message: str, relogin: bool) -> None:
+    from app.audit.services import record
+
+    user = db.session.get(User, row.user_id)
+    record(
+        "token.refresh_failed",
+        target=user.username if user else str(row.user_id),
+        outcome="relogin-needed" if relogin else "failed",
+        details={"source": row.source, "error": message[:200]},
+        user=user,
+    )
+
+
+def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
+    """Use the refresh token once; commit the rotated refresh token before anything else uses it."""
+    refresh_token = unseal(row, "refresh_token")
+    if not refresh_token:
+        raise _fail(session, row, "no refresh token stored (offline_access not granted?)", relogin=True)
+    timeout = settings.iam.http_timeout_s
+    try:
+        meta = oidc.discovery(row.issuer, timeout)
+        response = oidc.refresh(meta, _client_for(row, settings), refresh_token, timeout)
+    except oidc.OidcError as exc:
+        if exc.error == "invalid_grant":
+            # Another process may have rotated the token meanwhile: re-read once before giving up.
+            session.refresh(row)
+            if unseal(row, "refresh_token") != refresh_token and not row.needs_relogin:
+                return
+            raise _fail(
+                session,
+                row,
+                f"IAM refused the refresh token ({exc.description or 'invalid_grant'})",
+                relogin=True,
+            ) from None
+        raise _fail(session, row, f"token refresh failed: {exc}", relogin=False) from None
+    if not response.get("id_token"):
+        raise _fail(session, row, "IAM returned no ID token on refresh", relogin=False)
+    claims = unverified_claims(response["id_token"])
+    aud = claims.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if (
+        claims.get("iss") != row.issuer
+        or row.client_id not in auds
+        or (row.subject and claims.get("sub") != row.subject)
+    ):
+        raise _fail(session, row, "the refreshed ID token does not match the stored identity", relogin=True)
+    _apply_response(row, response, clock.now())
+    row.last_refresh_at = clock.now()
+    row.refresh_count += 1
+    row.last_error = ""
+    row.exchanged_token_sealed, row.exchanged_token_expires_at = None, None
+    session.commit()
+
+
+def _exchange_row(session: Session, row: UserToken, settings: Settings) -> None:
+    access_token = unseal(row, "access_token")
+    if not access_token:
+        raise _fail(session, row, "no access token to exchange", relogin=False)
+    timeout = settings.iam.http_timeout_s
+    try:
+        meta = oidc.discovery(row.issuer, timeout)
+        client = oidc.ClientCredentials(settings.iam.client_id, settings.iam.client_secret)
+        response = oidc.exchange(
+            meta, client, access_token, settings.iam.exchange_audience, settings.iam.exchange_scopes, timeout
+        )
+    except oidc.OidcError as exc:
+        raise _fail(session, row, f"token exchange failed: {exc}", relogin=False) from None
+    token = response.get("access_token", "")
+    seal(row, "exchanged_token", token)
+    expires_in = response.get("expires_in")
+    row.exchanged_token_expires_at = expiry(token) or (
+        clock.now() + timedelta(seconds=int(expires_in)) if isinstance(expires_in, int | float) else None
+    )
+    session.commit()
+
+
+# ---- health and management ----------------------------------------------------------------
+
+
+def valid_until(user: User | int) -> datetime | None:
+    """Until when the stored grant can keep producing PanDA tokens (None: it cannot now).
+
+    The refresh token's expiry when known (JWT refresh tokens, like IAM's), else the login time plus
+    `iam.refresh_token_days`; without a refresh token, the current token's own expiry.
+    """
+    settings = get_settings()
+    user_id = _user_id(user)
+    if settings.sandbox:
+        return clock.now() + timedelta(days=365)
+    with _vault_session() as session:
+        row = _pick(_candidate_rows(session, user_id, settings))
+        if row is None or row.needs_relogin:
+            return None
+        if row.refresh_token_sealed is not None:
+            return row.refresh_token_expires_at
+        return row.exchanged_token_expires_at if settings.iam.exchange_audience else row.id_token_expires_at
+
+
+@dataclass(frozen=True)
+class TokenHealth:
+    """What the token pages show about one stored grant (never a token value)."""
+
+    source: str
+    issuer: str
+    client_id: str
+    subject: str
+    scope: str
+    groups: list[str]
+    id_token_expires_at: datetime | None
+    access_token_expires_at: datetime | None
+    refresh_token_expires_at: datetime | None
+    has_refresh_token: bool
+    exchanged_token_expires_at: datetime | None
+    obtained_at: datetime
+    last_refresh_at: datetime | None
+    refresh_count: int
+    needs_relogin: bool
+    last_error: str
+    panda_checked_at: datetime | None
+    panda_is_production: bool | None
+    panda_check_message: str
+
+    @property
+    def status(self) -> str:
+        """ok | warning (refresh token ends within 3 days) | expired | relogin."""
+        now = clock.now()
+        if self.needs_relogin:
+            return "relogin"
+        if self.has_refresh_token:
+            end = self.refresh_token_expires_at
+            if end is not None and end <= now:
+                return "expired"
+            if end is not None and end - now < timedelta(days=3):
+                return "warning"
+            return "ok"
+        if self.id_token_expires_at is None or self.id_token_expires_at <= now:
+            return "expired"
+        return "ok"
+
+
+def health(user: User | int) -> list[TokenHealth]:
+    """The user's stored grants, for the token pages."""
+    rows = db.session.scalars(
+        select(UserToken).where(UserToken.user_id == _user_id(user)).order_by(UserToken.source)
+    )
+    return [_health(row) for row in rows]
+
+
+def _health(row: UserToken) -> TokenHealth:
+    return TokenHealth(
+        source=row.source,
+        issuer=row.issuer,
+        client_id=row.client_id,
+        subject=row.subject,
+        scope=row.scope,
+        groups=list(row.groups or []),
+        id_token_expires_at=row.id_token_expires_at,
+        access_token_expires_at=row.access_token_expires_at,
+        refresh_token_expires_at=row.refresh_token_expires_at,
+        has_refresh_token=row.refresh_token_sealed is not None,
+        exchanged_token_expires_at=row.exchanged_token_expires_at,
+        obtained_at=row.obtained_at,
+        last_refresh_at=row.last_refresh_at,
+        refresh_count=row.refresh_count,
+        needs_relogin=row.needs_relogin,
+        last_error=row.last_error,
+        panda_checked_at=row.panda_checked_at,
+        panda_is_production=row.panda_is_production,
+        panda_check_message=row.panda_check_message,
+    )
+
+
+def all_health() -> list[tuple[User, list[TokenHealth]]]:
+    """Every user with their grants (users without any included), for the admin page."""
+    users = db.session.scalars(select(User).order_by(User.username)).all()
+    rows = db.session.scalars(select(UserToken).order_by(UserToken.source)).all()
+    by_user: dict[int, list[TokenHealth]] = {}
+    for row in rows:
+        by_user.setdefault(row.user_id, []).append(_health(row))
+    return [(u, by_user.get(u.id, [])) for u in users]
+
+
+def delete_tokens(user: User | int, source: str | None = None) -> int:
+    """Forget the user's stored tokens (one source or all); flushes, the caller commits."""
+    query = select(UserToken).where(UserToken.user_id == _user_id(user))
+    if source:
+        query = query.where(UserToken.source == source)
+    rows = db.session.scalars(query).all()
+    for row in rows:
+        db.session.delete(row)
+    db.session.flush()
+    return len(rows)
+
+
+def record_panda_check(user: User | int, is_production: bool | None, message: str) -> None:
+    """Remember PanDA's production-role answer on the user's grants; flushes."""
+    for row in db.session.scalars(select(UserToken).where(UserToken.user_id == _user_id(user))):
+        row.panda_checked_at = clock.now()
+        row.panda_is_production = is_production
+        row.panda_check_message = message[:500]
+    db.session.flush()
+
+
+def rotate_keys(prune: bool = False) -> tuple[int, int]:
+    """Re-encrypt every stored token under a newly generated current key.
+
+    Returns (tokens re-encrypted, keys pruned). With `prune`, keys in instance/token_keys.json that no
+    ciphertext uses any more are removed (the base key stays). Commits.
+    """
+    from app.tokens import crypto
+    from app.tokens.models import SEALED_KINDS
+
+    settings = get_settings()
+    old = keyring()
+    crypto.add_new_key(settings.instance_dir)
+    new = crypto.load_keyring(settings.token_key, settings.instance_dir)
+    count = 0
+    for row in db.session.scalars(select(UserToken)):
+        for kind in SEALED_KINDS:
+            blob = getattr(row, f"{kind}_sealed")
+            if blob is None:
+                continue
+            plain = old.open(blob, user_id=row.user_id, purpose=purpose(row, kind))
+            setattr(row, f"{kind}_sealed", new.seal(plain, user_id=row.user_id, purpose=purpose(row, kind)))
+            count += 1
+    db.session.commit()
+    current_app.extensions["token_keyring"] = new
+    pruned = crypto.prune_keys(settings.instance_dir, keep={new.current}) if prune else 0
+    if pruned:
+        current_app.extensions["token_keyring"] = crypto.load_keyring(
+            settings.token_key, settings.instance_dir
+        )
+    return count, pruned
