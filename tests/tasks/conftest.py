@@ -112,3 +112,12 @@ def fake_panda(monkeypatch):
     fake = FakePanda()
     monkeypatch.setattr(dispatcher, "make_client", lambda: fake)
     return fake
+
+
+@pytest.fixture(autouse=True)
+def _join_dispatchers():
+    """Background dispatch threads must finish before the app (and its database) goes away."""
+    yield
+    from app.tasks import dispatcher
+
+    assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"

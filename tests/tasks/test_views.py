@@ -1,0 +1,169 @@
+"""The task pages over the Flask test client (PanDA replaced by the scripted client)."""
+
+import json
+import re
+
+from flask import g
+from sqlalchemy import func, select
+
+from app.tasks import dispatcher
+from app.tasks.models import Launch, Task, TaskBunch
+from tests.helpers import csrf_token, wait_until
+from tests.tasks.conftest import TAG, form_data, sim_definition
+
+
+def post(client, url, data, **kwargs):
+    # The app fixture keeps one app context across requests, so Flask-WTF's per-context token cache
+    # (g.csrf_token) would outlive the session that login regenerated: drop it before reading a token.
+    g.pop("csrf_token", None)
+    return client.post(url, data={"csrf_token": csrf_token(client, "/tasks/"), **data}, **kwargs)
+
+
+def test_viewer_reads_but_cannot_create(client, login_as):
+    login_as("viewer")
+    assert client.get("/tasks/").status_code == 200
+    assert client.get("/tasks/new").status_code == 403
+    assert client.post("/tasks/create", data={}).status_code in (400, 403)
+
+
+def test_new_form_suggests_next_production_and_has_every_field(client, login_as, clock):
+    login_as("manager")
+    html = client.get("/tasks/new").get_data(as_text=True)
+    assert 'id="next-production">PROD2026-001<' in html
+    for name in (
+        "step",
+        "task_name",
+        "bunch_size",
+        "output_dataset",
+        "total_events",
+        "events_per_job",
+        "cloud",
+        "data_disk",
+        "request_id",
+        "skip_scout",
+        "initial_offset",
+        "exec_path",
+        "container_path",
+        "memory_mb",
+        "walltime_s",
+        "max_attempts",
+        "comment",
+        "idempotency_key",
+    ):
+        assert f'name="{name}"' in html, name
+    for admin_only in ("priority", "site", "working_group", "template_overrides"):
+        assert f'name="{admin_only}"' not in html
+
+
+def test_admin_sees_admin_fields(client, login_as):
+    login_as("admin")
+    html = client.get("/tasks/new").get_data(as_text=True)
+    assert 'id="admin-fields"' in html and 'name="template_overrides"' in html
+
+
+def test_invalid_input_keeps_values_and_saves_nothing(client, login_as, db):
+    login_as("manager")
+    data = form_data(sim_definition(events_per_job=20000, exec_path="/tmp/x"), key="k1")
+    response = post(client, "/tasks/create", data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "events per job (20000) must not exceed total events (10000)" in html
+    assert "path to execution files must be an absolute path under /cvmfs/spd.jinr.ru/" in html
+    assert 'value="20000"' in html and 'value="/tmp/x"' in html and 'value="PROD2025-008.SIM"' in html
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+
+
+def test_non_numeric_number_is_a_field_error(client, login_as):
+    login_as("manager")
+    data = form_data(sim_definition(), key="k")
+    data["total_events"] = "ten"
+    html = post(client, "/tasks/preview", data).get_data(as_text=True)
+    assert "Not a valid integer value" in html and 'value="ten"' in html
+
+
+def test_manager_cannot_send_admin_fields(client, login_as, db):
+    login_as("manager")
+    data = form_data(sim_definition(), key="k")
+    data["priority"] = "2000"
+    response = post(client, "/tasks/create", data)
+    assert response.status_code == 403
+    assert "only admins may set: priority; nothing was saved" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+
+
+def test_preview_shows_exact_parameters_and_diff(client, login_as, db, fake_panda):
+    login_as("manager")
+    response = post(
+        client, "/tasks/preview", form_data(sim_definition(bunch_size=2, events_per_job=3000), key="k")
+    )
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "nothing has been sent" in html and "not a multiple of events per job" in html
+    blocks = re.findall(r'<pre class="border rounded p-2 small preview-json">(.*?)</pre>', html, re.S)
+    first = json.loads(blocks[0].replace("&#34;", '"').replace("&quot;", '"'))
+    assert first["taskName"] == "PROD2025-008.SIM.1" and first["nEventsPerJob"] == 3000
+    assert "diff against <code>PROD2025-008.SIM.1</code>" in html
+    assert "+  &#34;taskName&#34;: &#34;PROD2025-008.SIM.2&#34;," in html
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+    assert fake_panda.submits == []
+
+
+def test_create_twice_with_same_key_creates_one_bunch(client, login_as, db, fake_panda):
+    login_as("manager")
+    data = form_data(sim_definition(bunch_size=3), key="same-key")
+    first = post(client, "/tasks/create", data)
+    second = post(client, "/tasks/create", data)
+    assert first.status_code == second.status_code == 302
+    assert first.headers["Location"] == second.headers["Location"]
+    assert dispatcher.wait_for_dispatchers(30)
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Launch)) == 3
+    assert sorted(fake_panda.submits) == [f"PROD2025-008.SIM.{i}" for i in (1, 2, 3)]
+    page = client.get(first.headers["Location"]).get_data(as_text=True)
+    assert "3 of 3 submitted" in page
+
+
+def test_bunch_failures_and_resend(client, login_as, db, fake_panda):
+    login_as("manager")
+    fake_panda.script = ["ok", "reject"]
+    location = post(client, "/tasks/create", form_data(sim_definition(bunch_size=2), key="k")).headers[
+        "Location"
+    ]
+    assert dispatcher.wait_for_dispatchers(30)
+    page = client.get(location).get_data(as_text=True)
+    assert "1 of 2 submitted" in page and "too many active tasks" in page and "Resend failed (1)" in page
+    bunch_id = int(location.rstrip("/").rsplit("/", 1)[1])
+    response = post(client, f"/tasks/bunch/{bunch_id}/resend", {})
+    assert response.status_code == 302
+    assert dispatcher.wait_for_dispatchers(30)
+    wait_until(lambda: "2 of 2 submitted" in client.get(location).get_data(as_text=True))
+
+
+def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, clock):
+    login_as("manager")
+    post(client, "/tasks/create", form_data(sim_definition(), key="k"))
+    assert dispatcher.wait_for_dispatchers(30)
+    task = db.session.scalar(select(Task))
+    page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert task.name in page and "download JSON" in page and str(task.panda_task_id) in page
+    assert "not in unit tests" in page  # PanDA was asked for the status when the page opened
+    manifest = client.get(f"/tasks/{task.id}/manifest.json")
+    assert manifest.headers["Content-Disposition"] == f'attachment; filename="{task.name}.manifest.json"'
+    body = manifest.get_json()
+    assert body["task_parameters"] == task.params and body["panda_reply"]["task_id"] == task.panda_task_id
+    clone = client.get(f"/tasks/clone?task={task.id}").get_data(as_text=True)
+    assert "Copied" in clone and "Reset" in clone and 'value="PROD2026-001.SIM"' in clone
+    assert f'value="MC2025_S1.{TAG}.PROD2026-001.SIM.1"' in clone
+    key = re.search(r'name="idempotency_key" type="hidden" value="([^"]+)"', clone).group(1)
+    data = form_data(
+        sim_definition(task_name="PROD2026-001.SIM", output_dataset=f"MC2025_S1.{TAG}.PROD2026-001.SIM.1"),
+        key=key,
+    )
+    data["cloned_from_task"] = str(task.id)
+    assert post(client, "/tasks/create", data).status_code == 302
+    assert dispatcher.wait_for_dispatchers(30)
+    new = db.session.scalar(select(Task).where(Task.name == "PROD2026-001.SIM"))
+    assert f">{task.name}</a>" in client.get(f"/tasks/{new.id}").get_data(as_text=True)
+    assert f">{new.name}</a>" in client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    relaunch = client.get(f"/tasks/{task.id}/relaunch").get_data(as_text=True)
+    assert "relaunch of PROD2025-008.SIM" in relaunch and 'value="PROD2026-002.SIM"' in relaunch
