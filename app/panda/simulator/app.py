@@ -155,6 +155,7 @@ class SimApp:
             )
 
         req = SimRequest(sim=self.core, method=request_method, env=env)
+        self.core.now()  # apply every transition that became due before answering
         try:
             result = func(req, **params) if isinstance(params, dict) else func(req)
         except Exception as exc:

@@ -13,7 +13,9 @@ class SimClock:
     def __init__(self, scale: float = 1.0, start: float | None = None) -> None:
         self._lock = threading.Lock()
         self._scale = float(scale)
-        self._start = float(start if start is not None else time.time())
+        self._start = float(
+            start if start is not None else int(time.time())
+        )  # whole seconds: reproducible offsets
         self._t0 = time.monotonic()
         self._offset = 0.0
 

@@ -636,8 +636,9 @@ def iter_jobs(sim: PandaCore, t: dict[str, Any], now: float):
         for k in range(r["m"]):
             status, start, end = sim.jedi.job_status(t, r, k, now, fails)
             if status is None:
-                if now < start:
-                    break  # later jobs of this round start even later (wave order)
+                wave_start = r["start"] + (k // r["slots"]) * r["wl"]
+                if now < wave_start - r["wl"] or (r["stop"] is not None and wave_start >= r["stop"]):
+                    break  # the later waves of this round do not exist yet (or never will)
                 continue
             yield {
                 "round": r,
