@@ -194,6 +194,7 @@ _AUTH_MESSAGES = (
     "not the task owner or no production role",
     *LEGACY_ROLE_MESSAGES,
 )
+MESSAGE_DATABASE = "database error in the PanDA server"
 _NOT_FOUND = re.compile(r"not found", re.I)
 _SECRET_KEYS = re.compile(r"token|secret|password|authorization|passcode", re.I)
 
@@ -500,6 +501,9 @@ class PandaClient:
         code = reply.data if isinstance(reply.data, int) and not isinstance(reply.data, bool) else None
         if any(text in message for text in _AUTH_MESSAGES):
             return PandaAuthError(f"PanDA refused the role or identity: {message}", reason=message)
+        if message == MESSAGE_DATABASE:
+            # The server's database failed the request: nothing was stored, safe to retry.
+            return PandaUnavailable(f"PanDA answered: {message}")
         not_found = (
             (kind == "command" and code == 2)
             or (kind == "increase" and code == 1)

@@ -200,9 +200,14 @@ def panda_client_for(
 ) -> PandaClient:
     """A PanDA client for these settings, recording every call in `panda_call`.
 
-    `tokens` gives users' ID tokens (app/tokens); `engine` defaults to the app's database (needed
+    `tokens` gives users' ID tokens (default: the token vault `app.tokens.services`, which needs an
+    app context); `engine` defaults to the app's database (needed
     outside an app context, e.g. in scheduler threads); `url` overrides the resolved server URL.
     """
+    if tokens is None:
+        from app.tokens import services as token_vault  # the module provides token_for(user)
+
+        tokens = token_vault
     config = ClientConfig.from_settings(settings.panda, url=url if url is not None else panda_url(settings))
     return PandaClient(config, tokens, recorder=recorder or db_recorder(engine))
 

@@ -209,8 +209,19 @@ class HttpSender:
                     f"PanDA did not answer within {wire.read_timeout_s:g} s; the request may or may not have been applied."
                 ) from exc
             raise PandaUnavailable(f"PanDA did not answer within {wire.read_timeout_s:g} s.") from exc
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ) as exc:
+            raise PandaUnavailable(f"The PanDA URL {wire.base_url!r} is not usable: {_short(exc)}") from exc
         except requests.RequestException as exc:
-            raise PandaUnavailable(f"Could not send the request to PanDA: {_short(exc)}") from exc
+            # E.g. the reply broke off mid-body (ChunkedEncodingError): the server did receive the request.
+            if write:
+                raise PandaOutcomeUnknown(
+                    f"PanDA's reply broke off; the request may or may not have been applied ({_short(exc)})."
+                ) from exc
+            raise PandaUnavailable(f"PanDA's reply broke off: {_short(exc)}") from exc
         finally:
             exchange.duration_ms = int((time.monotonic() - started) * 1000)
         exchange.http_status = response.status_code
@@ -433,9 +444,12 @@ class LegacyTransport:
             return restricted_loads(payload)
         except Exception as exc:
             text = payload.decode("utf-8", "replace").strip()
-            # Some legacy methods answer a bare string instead of a pickle (e.g. changeTaskPriority).
+            # Some legacy methods answer a bare string instead of a pickle (e.g. changeTaskPriority),
+            # or the text "False" when the request carried no identity (getJediTaskDetails, ...).
             if text.startswith("Failed"):
                 return text
+            if text == "False":
+                return False
             raise _bad_reply(op.write, f"not a readable pickle: {_short(exc)}") from exc
 
     @staticmethod
@@ -495,9 +509,15 @@ class LegacyTransport:
         return Reply(False, reply.message, code, reply.http_status)
 
     def _get_status(self, wire, op, args, exchange) -> Reply:
-        response = self._post(
-            wire, op, "getTaskStatus", {"jediTaskID": args["task_id"]}, exchange, verb="GET"
-        )
+        try:
+            response = self._post(
+                wire, op, "getTaskStatus", {"jediTaskID": args["task_id"]}, exchange, verb="GET"
+            )
+        except PandaUnavailable as exc:
+            # 0.8.x indexes an empty result for an unknown task and answers HTTP 500 "list index out of range".
+            if exchange.http_status == 500 and "list index out of range" in str(exc):
+                return Reply(False, "Task not found", None, 500)
+            raise
         value = self._pickled(response, op)
         if isinstance(value, str) and value and not value.startswith("Failed"):
             return Reply(True, "", value, response.status_code)
@@ -515,20 +535,27 @@ class LegacyTransport:
         value = self._pickled(response, op)
         if isinstance(value, dict) and value:
             return Reply(True, "", value, response.status_code)
+        if value is False:
+            return Reply(False, "SSL secure connection is required", None, response.status_code)
         return Reply(False, "Task not found or error retrieving the details", None, response.status_code)
 
     def _get_task_parameters(self, wire, op, args, exchange) -> Reply:
+        # The server pickles the stored JSON string ("" for an unknown task).
         response = self._post(
             wire, op, "getTaskParamsMap", {"jediTaskID": args["task_id"]}, exchange, verb="GET"
         )
         value = self._pickled(response, op)
-        if isinstance(value, tuple | list) and len(value) == 2 and value[0] == 0 and value[0] is not False:
+        if isinstance(value, tuple | list) and len(value) == 2:
+            if value[0] == 0 and value[0] is not False:  # panda-client's (0, json) wrapping, tolerated
+                value = value[1]
+            else:
+                return Reply(False, str(value[1]), None, response.status_code)
+        if isinstance(value, str) and value:
             try:
-                return Reply(True, "", json.loads(value[1]), response.status_code)
-            except (TypeError, ValueError) as exc:
+                return Reply(True, "", json.loads(value), response.status_code)
+            except ValueError as exc:
                 raise _bad_reply(False, f"task parameters are not JSON: {_short(exc)}") from exc
-        message = str(value[1]) if isinstance(value, tuple | list) and len(value) == 2 else "Task not found"
-        return Reply(False, message, None, response.status_code)
+        return Reply(False, "Task not found", None, response.status_code)
 
     def _get_tasks_modified_since(self, wire, op, args, exchange) -> Reply:
         fields = {
