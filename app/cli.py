@@ -241,6 +241,10 @@ from app.panda.simulator.cli import panda_sim  # noqa: E402
 
 main.add_command(panda_sim)
 
+from app.tokens.cli import keys  # noqa: E402
+
+main.add_command(keys)
+
 
 if __name__ == "__main__":  # pragma: no cover - PyInstaller entry point
     main()

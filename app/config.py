@@ -66,6 +66,7 @@ class IamSettings:
         }
     )
     extra_scopes: str = ""  # added to scopes, e.g. "wlcg wlcg.groups" for a WLCG-profile VO
+    login_prompt: str = "consent"  # OIDC prompt at login; "consent" is what lets offline_access yield a refresh token
     login_tokens_for_panda: bool = (
         True  # the login's ID tokens go to PanDA (client id listed in secondary_ids)
     )

@@ -54,7 +54,7 @@ def op_config() -> dict:
                 "client_secret": PANEL_SECRET,
                 "application_type": "native",
                 "redirect_uris": ["http://127.0.0.1/auth/iam/callback"],
-                "post_logout_redirect_uris": ["http://127.0.0.1/auth/iam/logged-out"],
+                "post_logout_redirect_uris": ["http://127.0.0.1/auth/iam/signed-out"],
             },
             {
                 "client_id": PANDA_CLIENT_ID,
@@ -119,10 +119,11 @@ class OidcOp:
             if "login" in fields or 'name="login"' in resp.text:
                 fields.update(login=username, password="any-password")
             resp = browser.post(urljoin(resp.url, action), data=fields, allow_redirects=False)
-            while resp.status_code in (302, 303) and resp.headers["Location"].startswith(self.issuer):
-                resp = browser.get(resp.headers["Location"], allow_redirects=False)
-            if resp.status_code in (302, 303):
-                return resp
+            while resp.status_code in (302, 303):
+                target = urljoin(resp.url, resp.headers["Location"])
+                if not target.startswith(self.issuer):
+                    return resp  # back to the relying party
+                resp = browser.get(target, allow_redirects=False)
         raise AssertionError(f"the provider did not redirect back after login: {resp.status_code} {resp.url}")
 
     def approve_device_code(self, user_code: str, username: str) -> None:
@@ -218,3 +219,50 @@ def oidc_op(tmp_path_factory) -> Iterator[OidcOp]:
     op = start_op(tmp_path_factory.mktemp("oidc-op"), op_config())
     yield op
     stop_op(op)
+
+
+# ---- a panel configured against the provider ----------------------------------------------
+
+
+def build_iam_app(settings_factory, migrated_sqlite, oidc_op: OidcOp, **overrides):
+    """A test app whose IAM section points at `oidc_op` (PanDA URL set: not sandbox mode).
+
+    Keyword arguments override settings sections like settings_factory's (dicts are merged into
+    the iam/panda/auth sections).
+    """
+    import shutil as _shutil
+
+    from flask import g
+
+    from app import create_app
+
+    iam = {"issuer": oidc_op.issuer, "client_id": oidc_op.client_id, "client_secret": oidc_op.client_secret}
+    iam.update(overrides.pop("iam", {}))
+    panda = {"url": "http://127.0.0.1:9/"}
+    panda.update(overrides.pop("panda", {}))
+    settings = settings_factory(iam=iam, panda=panda, **overrides)
+    _shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    application.config.update(TESTING=True, SERVER_NAME="127.0.0.1")
+
+    @application.before_request
+    def _fresh_csrf_cache() -> None:
+        # The test keeps one app context for all requests, so `g` outlives a request; Flask-WTF
+        # caches the CSRF token in `g` and would hand out a token of the pre-login session.
+        g.pop("csrf_token", None)
+
+    return application
+
+
+def iam_login(client, op: OidcOp, username: str, *, next_url: str = "", tamper: dict | None = None):
+    """Log the Flask test client in through the provider's pages; returns the callback's response."""
+    start = client.get("/auth/iam/login" + (f"?next={next_url}" if next_url else ""))
+    assert start.status_code == 302, start.get_data(as_text=True)[:300]
+    location = start.headers["Location"]
+    assert location.startswith(op.issuer), location
+    browser = requests.Session()
+    page = browser.get(location)
+    if tamper:
+        op.tamper_next_id_token(**tamper)
+    back = op.sign_in(browser, page, username)
+    return client.get(back.headers["Location"])

@@ -50,9 +50,11 @@ def login():
 @bp.post("/logout")
 def logout():
     user = current_user()
+    # IAM users land on a page offering IAM's RP-initiated logout (app/auth/iam.py).
+    via_iam = user is not None and not user.is_local and "iam.logged_out" in current_app.view_functions
     if user is not None:
         record("logout", target=user.username, user=user)
         log_out()
         db.session.commit()
     flash("You are logged out.", "info")
-    return redirect(url_for("auth.login"))
+    return redirect(url_for("iam.logged_out") if via_iam else url_for("auth.login"))

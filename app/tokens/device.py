@@ -1,0 +1,116 @@
+"""Linking a PanDA-capable token through the device flow (RFC 8628), as panda-client does.
+
+For users whose login cannot give PanDA a token (local accounts, or a panel IAM client that PanDA
+does not list): the panel asks IAM for a device code with the device client (e.g. PanDA's own IAM
+client), the user approves it on IAM's page, and the resulting grant is stored as source
+"device-link" and refreshed like the login's. Pending device codes live in this process's memory
+(they expire within minutes); a restart only means starting the link again.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app import clock
+from app.auth.models import User
+from app.config import get_settings
+from app.tokens import oidc
+from app.tokens.errors import TokenUnavailable
+from app.tokens.jwtutil import unverified_claims
+from app.tokens.models import UserToken
+from app.tokens.services import store_tokens
+
+DEVICE_SCOPES = "openid profile email offline_access"
+
+
+@dataclass(frozen=True)
+class PendingLink:
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    expires_at: datetime
+    interval_s: int
+    device_code: str  # secret: kept in memory only, never rendered
+
+
+_pending: dict[int, PendingLink] = {}
+_pending_lock = threading.Lock()
+
+
+def _client() -> oidc.ClientCredentials:
+    iam = get_settings().iam
+    if iam.device_client_id:
+        return oidc.ClientCredentials(iam.device_client_id, iam.device_client_secret)
+    return oidc.ClientCredentials(iam.client_id, iam.client_secret)
+
+
+def start_link(user: User) -> PendingLink:
+    """Ask IAM for a device code; the user then approves it at `verification_uri_complete`."""
+    settings = get_settings()
+    if not settings.iam.issuer:
+        raise TokenUnavailable("SPD-IAM is not configured (iam.issuer), so no token can be linked")
+    timeout = settings.iam.http_timeout_s
+    scopes = " ".join(dict.fromkeys((DEVICE_SCOPES + " " + settings.iam.extra_scopes).split()))
+    try:
+        meta = oidc.discovery(settings.iam.issuer, timeout)
+        answer = oidc.device_authorization(meta, _client(), scopes, settings.iam.device_audience, timeout)
+    except oidc.OidcError as exc:
+        raise TokenUnavailable(f"SPD-IAM refused the device-code request: {exc}") from None
+    link = PendingLink(
+        user_code=str(answer["user_code"]),
+        verification_uri=str(answer["verification_uri"]),
+        verification_uri_complete=str(answer.get("verification_uri_complete") or answer["verification_uri"]),
+        expires_at=clock.now() + timedelta(seconds=int(answer.get("expires_in", 600))),
+        interval_s=int(answer.get("interval", 5)),
+        device_code=str(answer["device_code"]),
+    )
+    with _pending_lock:
+        _pending[user.id] = link
+    return link
+
+
+def pending_link(user: User) -> PendingLink | None:
+    with _pending_lock:
+        link = _pending.get(user.id)
+    if link is not None and link.expires_at <= clock.now():
+        cancel_link(user)
+        return None
+    return link
+
+
+def cancel_link(user: User) -> None:
+    with _pending_lock:
+        _pending.pop(user.id, None)
+
+
+def poll_link(user: User) -> UserToken | None:
+    """Ask IAM once whether the user approved; the stored grant when done, None while pending.
+
+    Raises TokenUnavailable when the code expired or was denied. Flushes; the caller commits.
+    """
+    settings = get_settings()
+    link = pending_link(user)
+    if link is None:
+        raise TokenUnavailable("no device-code link is in progress (or it expired); start again")
+    client = _client()
+    timeout = settings.iam.http_timeout_s
+    try:
+        meta = oidc.discovery(settings.iam.issuer, timeout)
+        answer = oidc.device_token(meta, client, link.device_code, timeout)
+    except oidc.OidcError as exc:
+        if exc.error in ("authorization_pending", "slow_down"):
+            return None
+        cancel_link(user)
+        raise TokenUnavailable(f"linking failed: SPD-IAM answered {exc.error}") from None
+    cancel_link(user)
+    claims = unverified_claims(answer.get("id_token", ""))
+    if not claims or claims.get("iss") != settings.iam.issuer:
+        raise TokenUnavailable("linking failed: SPD-IAM returned no ID token from the expected issuer")
+    from app.auth.iam import normalize_groups
+
+    groups = normalize_groups(claims.get(settings.iam.groups_claim))
+    return store_tokens(
+        user, "device-link", answer, issuer=settings.iam.issuer, client_id=client.client_id, groups=groups
+    )
