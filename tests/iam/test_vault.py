@@ -1,0 +1,189 @@
+"""The token vault against the real OpenID provider: refresh on the ID token's expiry, one refresh
+at a time, re-login on a revoked grant, token exchange, no token in the database or the logs."""
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+import app.tokens as vault
+from app.audit.models import AuditEvent
+from app.auth.models import User
+from app.tokens import services
+from app.tokens.jwtutil import JWT_SHAPE, unverified_claims
+from app.tokens.models import UserToken
+from tests.oidc_fixture import iam_login
+
+
+@pytest.fixture
+def real_clock(clock):
+    """The panel's clock at the real time (the provider stamps tokens with the real time)."""
+    clock.set(datetime.now(UTC))
+    return clock
+
+
+@pytest.fixture
+def alice(client, db, oidc_op, real_clock) -> User:
+    assert iam_login(client, oidc_op, "alice").status_code == 302
+    return db.session.scalar(select(User).where(User.sub == "alice"))
+
+
+def _row(db, user, source="login") -> UserToken:
+    db.session.expire_all()
+    return db.session.scalar(
+        select(UserToken).where(UserToken.user_id == user.id, UserToken.source == source)
+    )
+
+
+def test_token_for_returns_the_login_id_token(alice, db, oidc_op):
+    token = vault.token_for(alice)
+    claims = unverified_claims(token)
+    assert claims["aud"] == "panel" and claims["iss"] == oidc_op.issuer and claims["sub"] == "alice"
+    assert "spd/production" in claims["groups"]
+    row = _row(db, alice)
+    assert row.groups == ["spd", "spd/production"] and row.refresh_token_sealed is not None
+    assert row.id_token_expires_at - row.obtained_at <= timedelta(seconds=601)
+    assert vault.valid_until(alice) > datetime.now(UTC) + timedelta(days=29)
+
+
+def test_refresh_follows_the_id_token_expiry_not_the_access_token(alice, db, oidc_op, real_clock):
+    first = vault.token_for(alice)
+    before = oidc_op.stats()["refresh"]
+    assert vault.token_for(alice) == first  # still fresh: no refresh
+    assert oidc_op.stats()["refresh"] == before
+    row = _row(db, alice)
+    # 600 s ID token vs 3600 s access token: move to just inside the refresh leeway of the ID token.
+    real_clock.set(row.id_token_expires_at - timedelta(seconds=60))
+    assert row.access_token_expires_at > real_clock.current + timedelta(minutes=30)
+    oidc_op.tamper_next_id_token(refreshed="yes")  # marks the next ID token (same second => same bytes)
+    second = vault.token_for(alice)
+    assert second != first and unverified_claims(second)["refreshed"] == "yes"
+    assert oidc_op.stats()["refresh"] == before + 1
+    row = _row(db, alice)
+    assert row.refresh_count == 1 and row.last_refresh_at == real_clock.current
+    real_clock.set(datetime.now(UTC))  # back to the provider's time: the new token is fresh
+    assert vault.token_for(alice) == second
+
+
+def test_two_threads_at_once_cause_one_refresh(app, alice, db, oidc_op, real_clock):
+    expires = _row(db, alice).id_token_expires_at
+    real_clock.set(expires)
+    # The panel's clock now runs 10 min ahead of the provider's: make the refreshed token outlive that.
+    oidc_op.tamper_next_id_token(exp=int((expires + timedelta(hours=1)).timestamp()))
+    before = oidc_op.stats()["refresh"]
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def worker():
+        with app.app_context():
+            barrier.wait(timeout=10)
+            try:
+                results.append(vault.token_for(alice.id))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors and len(results) == 2 and results[0] == results[1]
+    # With rotating refresh tokens a second refresh would have reused a spent token and IAM would
+    # have revoked the whole grant; exactly one refresh happened.
+    assert oidc_op.stats()["refresh"] == before + 1
+    assert not _row(db, alice).needs_relogin
+
+
+def test_revoked_refresh_token_means_relogin_needed(client, alice, db, oidc_op, real_clock):
+    row = _row(db, alice)
+    oidc_op.revoke(services.unseal(row, "refresh_token"))
+    real_clock.set(row.id_token_expires_at)
+    with pytest.raises(vault.TokenUnavailable) as info:
+        vault.token_for(alice)
+    assert "re-login needed" in info.value.reason and info.value.relogin
+    db.session.commit()  # the caller commits the vault's audit event
+    assert _row(db, alice).needs_relogin
+    [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "token.refresh_failed")).all()
+    assert event.outcome == "relogin-needed"
+    before = oidc_op.stats()["refresh"]
+    with pytest.raises(vault.TokenUnavailable, match="re-login needed"):
+        vault.token_for(alice)  # no second attempt at IAM
+    assert oidc_op.stats()["refresh"] == before
+    page = client.get("/tokens/").get_data(as_text=True)
+    assert 'id="relogin-needed"' in page and vault.valid_until(alice) is None
+    # Logging in again heals the grant.
+    assert iam_login(client, oidc_op, "alice").status_code == 302
+    assert not _row(db, alice).needs_relogin
+    assert unverified_claims(vault.token_for(alice))["sub"] == "alice"
+
+
+@pytest.mark.parametrize("iam_overrides", [{"iam": {"exchange_audience": "panda"}}])
+def test_token_exchange_to_the_panda_audience(alice, db, oidc_op, iam_overrides):
+    before = oidc_op.stats()["token_exchange"]
+    token = vault.token_for(alice)
+    claims = unverified_claims(token)
+    assert claims["aud"] == "panda" and "spd/production" in claims["groups"] and claims["sub"] == "alice"
+    assert oidc_op.stats()["token_exchange"] == before + 1
+    assert vault.token_for(alice) == token  # cached until it nears its expiry
+    assert _row(db, alice).exchanged_token_sealed is not None
+
+
+def test_no_token_in_database_file_pages_or_logs(app, client, alice, db, oidc_op, real_clock, caplog):
+    caplog.set_level(logging.DEBUG)
+    real_clock.set(_row(db, alice).id_token_expires_at)  # force a refresh too
+    id_token = vault.token_for(alice)
+    row = _row(db, alice)
+    secrets_ = [id_token, services.unseal(row, "refresh_token"), services.unseal(row, "access_token")]
+    pages = "".join(client.get(url).get_data(as_text=True) for url in ("/tokens/", "/"))
+    db.session.commit()
+    db.engine.dispose()  # flush SQLite's WAL into the file
+    path = app.config["SETTINGS"].instance_dir / "prodpanel.sqlite3"
+    raw = path.read_bytes() + b"".join(p.read_bytes() for p in path.parent.glob("prodpanel.sqlite3-*"))
+    text = raw.decode("latin-1")
+    assert not JWT_SHAPE.search(text), "a JWT is stored in plain text"
+    for secret in secrets_:
+        assert secret.encode() not in raw
+        assert secret not in pages and secret not in caplog.text
+    assert not JWT_SHAPE.search(pages) and not JWT_SHAPE.search(caplog.text)
+    assert "ID token expires" in pages
+
+
+def test_delete_tokens_button(client, alice, db):
+    from tests.helpers import post_form
+
+    response = post_form(client, "/tokens/delete", token_page="/tokens/")
+    assert response.status_code == 302
+    assert _row(db, alice) is None
+    with pytest.raises(vault.TokenUnavailable, match="log in with SPD-IAM"):
+        vault.token_for(alice)
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "token.deleted"))
+
+
+def test_refresh_now_button(client, alice, db, oidc_op):
+    from tests.helpers import post_form
+
+    before = oidc_op.stats()["refresh"]
+    response = post_form(client, "/tokens/refresh", token_page="/tokens/")
+    assert response.status_code == 302
+    assert oidc_op.stats()["refresh"] == before + 1 and _row(db, alice).refresh_count == 1
+
+
+def test_keys_rotate_reencrypts_everything(app, alice, db):
+    token = vault.token_for(alice)
+    old_kid = services.keyring().current
+    count, pruned = services.rotate_keys(prune=True)
+    assert count >= 3 and pruned == 0
+    row = _row(db, alice)
+    assert services.keyring().current != old_kid
+    assert row.id_token_sealed[1:9] == services.keyring().current
+    assert services.unseal(row, "id_token") == token
+
+
+def test_admin_sees_every_users_token_health(app, alice, oidc_op, db):
+    carol_client = app.test_client()
+    assert iam_login(carol_client, oidc_op, "carol").status_code == 302
+    page = carol_client.get("/tokens/all").get_data(as_text=True)
+    assert 'data-user="alice"' in page and 'data-status="ok"' in page
+    assert not JWT_SHAPE.search(page)
