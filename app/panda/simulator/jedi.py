@@ -269,6 +269,7 @@ class Jedi:
             CREATE INDEX IF NOT EXISTS ix_tasks_due ON tasks (due_at) WHERE due_at IS NOT NULL;
             CREATE INDEX IF NOT EXISTS ix_tasks_user_label_mod ON tasks (userName, prodSourceLabel, modificationTime);
             CREATE INDEX IF NOT EXISTS ix_tasks_mod ON tasks (modificationTime);
+            CREATE INDEX IF NOT EXISTS ix_tasks_user_mod ON tasks (userName, modificationTime);
             CREATE INDEX IF NOT EXISTS ix_tasks_parent ON tasks (parent_tid);
             CREATE INDEX IF NOT EXISTS ix_tasks_user_name ON tasks (userName, taskName);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
