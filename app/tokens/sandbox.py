@@ -30,9 +30,11 @@ def _issuer_and_audience() -> tuple[Any, str]:
     sandbox = current_app.extensions.get(EXTENSION)
     if sandbox is None:
         raise TokenUnavailable("sandbox mode, but the built-in PanDA simulator is not running")
-    issuer = sandbox if hasattr(sandbox, "mint_id_token") else getattr(sandbox, "issuer", None)
+    issuer = getattr(sandbox, "issuer", None) or (sandbox if hasattr(sandbox, "mint_id_token") else None)
     if issuer is None or not hasattr(issuer, "mint_id_token"):
-        raise TokenUnavailable("sandbox mode, but the simulator exposes no token issuer")
+        raise TokenUnavailable(
+            "sandbox mode, but the simulator uses an external issuer (log in with SPD-IAM)"
+        )
     config = getattr(sandbox, "config", None)
     client_ids = getattr(config, "client_ids", None) or (DEFAULT_AUDIENCE,)
     return issuer, client_ids[0]
