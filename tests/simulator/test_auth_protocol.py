@@ -220,6 +220,12 @@ def test_legacy_transport(sim):
     )
     assert since[1]["status"] == "running"
     assert requests.get(f"{sim.url}/server/panda/isAlive", timeout=5).text == "alive=yes"
+    voms = requests.get(
+        f"{sim.url}/server/panda/getVomsAttr",
+        headers={"Authorization": f"Bearer {token}", "Origin": "spd.production"},
+        timeout=5,
+    )
+    assert voms.text == "GRST_CRED_AUTH_TOKEN_0 : VOMS /spd/Role=production\n"
 
 
 def test_transport_modes():

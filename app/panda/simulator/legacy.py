@@ -51,6 +51,16 @@ def isAlive(req: SimRequest, **_: Any) -> str:
     return "alive=yes"
 
 
+def getVomsAttr(req: SimRequest, **_: Any) -> str:
+    """The GRST_CRED_* variables, sorted, one "KEY : value" line each (taskbuffer/Utils.py)."""
+    return "".join(sorted(f"{k} : {v}\n" for k, v in req.env.items() if k.startswith("GRST_CRED_")))
+
+
+def getAttr(req: SimRequest, **kv: Any) -> str:
+    text = "===== param =====\n" + "".join(f"{k} = {kv[k]}\n" for k in sorted(kv))
+    return text + "\n====== env ======\n" + "".join(sorted(f"{k} : {v}\n" for k, v in req.env.items()))
+
+
 def insertTaskParams(
     req: SimRequest, taskParams=None, properErrorCode=None, parent_tid=None, **_: Any
 ) -> bytes:
@@ -305,6 +315,8 @@ METHODS = {
     f.__name__: f
     for f in (
         isAlive,
+        getVomsAttr,
+        getAttr,
         insertTaskParams,
         killTask,
         finishTask,
