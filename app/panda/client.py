@@ -420,34 +420,33 @@ class PandaClient:
     ) -> Any:
         op = OPS[name]
         user_id = _user_id(user)
-        try:
-            transport_name = self._detect()
-        except PandaError:
-            raise
-        transport = self._transports[transport_name]
-        token = self._token(user, op, args, user_id, task_id, transport_name) if auth else None
-        if not transport.supports(name):
-            exc = PandaUnsupported(
-                f"The {transport_name} PanDA API has no equivalent of {name}.",
-                method=name,
-                server=self.server,
-            )
-            self._record(
-                CallRecord(
-                    clock.now(), user_id, self.server, transport_name, name, task_id, strip_secrets(args),
-                    None, None, str(exc), 0, exc.outcome,
-                )
-            )  # fmt: skip
-            raise exc
         attempts = 1 + max(0, self.config.retries)
+        token: str | None = None
         for attempt in range(1, attempts + 1):
             try:
+                transport_name = self._detect()
+                transport = self._transports[transport_name]
+                if auth and token is None:
+                    token = self._token(user, op, args, user_id, task_id, transport_name)
+                if not transport.supports(name):
+                    exc = PandaUnsupported(
+                        f"The {transport_name} PanDA API has no equivalent of {name}.",
+                        method=name,
+                        server=self.server,
+                    )
+                    self._record(
+                        CallRecord(
+                            clock.now(), user_id, self.server, transport_name, name, task_id,
+                            strip_secrets(args), None, None, str(exc), 0, exc.outcome,
+                        )
+                    )  # fmt: skip
+                    raise exc
                 return self._attempt(
                     transport, op, args, token, user_id, attempt, transport_name, task_id, interpret
                 )
             except PandaUnavailable:
-                # Only "nothing was processed" errors are retried; a write that may have been applied
-                # raises PandaOutcomeUnknown instead and is never resent here.
+                # Only "nothing was processed" errors are retried (including a failed protocol
+                # probe); a write that may have been applied raises PandaOutcomeUnknown instead.
                 if attempt >= attempts:
                     raise
                 self._sleep(self.config.retry_backoff_s * (2 ** (attempt - 1)))
