@@ -1,0 +1,88 @@
+"""Device-code linking for local accounts (like panda-client), and sandbox tokens for the built-in
+PanDA simulator."""
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+import app.tokens as vault
+from app.audit.models import AuditEvent
+from app.panda.simulator.issuer import SimIssuer
+from app.tokens.jwtutil import unverified_claims
+from app.tokens.models import UserToken
+from tests.helpers import post_form
+
+
+@pytest.fixture
+def iam_overrides():
+    return {"iam": {"device_client_id": "panda"}}
+
+
+def test_local_user_links_a_panda_token_through_the_device_flow(client, db, login_as, oidc_op, clock):
+    clock.set(datetime.now(UTC))
+    user = login_as("manager")
+    with pytest.raises(vault.TokenUnavailable, match="link one"):
+        vault.token_for(user)
+    assert post_form(client, "/tokens/link", token_page="/tokens/").status_code == 302
+    page = client.get("/tokens/").get_data(as_text=True)
+    user_code = re.search(r'id="user-code">([^<]+)<', page).group(1)
+    assert "device_code" not in page
+    # Not approved yet: the panel says so and keeps waiting.
+    post_form(client, "/tokens/link/poll", token_page="/tokens/")
+    assert "Not approved yet" in client.get("/tokens/").get_data(as_text=True)
+    oidc_op.approve_device_code(user_code, "alice")
+    assert post_form(client, "/tokens/link/poll", token_page="/tokens/").status_code == 302
+    db.session.expire_all()
+    row = db.session.scalar(select(UserToken).where(UserToken.user_id == user.id))
+    assert row.source == "device-link" and row.client_id == "panda" and row.refresh_token_sealed is not None
+    claims = unverified_claims(vault.token_for(user))
+    assert claims["aud"] == "panda" and "spd/production" in claims["groups"]
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "token.linked"))
+    # The linked grant refreshes like the login's (public client: no secret).
+    before = oidc_op.stats()["refresh"]
+    vault.refresh_now(user)
+    assert oidc_op.stats()["refresh"] == before + 1
+
+
+def test_sandbox_tokens_follow_the_panel_role(settings_factory, migrated_sqlite, make_user):
+    import shutil
+
+    from app import create_app
+    from app.extensions import db as _db
+
+    settings = settings_factory()  # no PanDA URL: sandbox
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    issuer = SimIssuer("http://127.0.0.1:1/oidc")
+    application.extensions["panda_sandbox"] = type("Sim", (), {"issuer": issuer, "config": None})()
+    with application.app_context():
+        from app.auth.services import create_local_user
+
+        manager = create_local_user("mgr", "long-enough-password", role="manager")
+        viewer = create_local_user("view", "long-enough-password", role="viewer")
+        _db.session.commit()
+        token = vault.token_for(manager)
+        claims = unverified_claims(token)
+        assert claims["groups"] == ["spd", "spd/production"] and claims["aud"] == "prodpanel"
+        assert claims["iss"] == "http://127.0.0.1:1/oidc/" and claims["preferred_username"] == "mgr"
+        assert vault.token_for(manager) == token  # reused while fresh
+        assert unverified_claims(vault.token_for(viewer))["groups"] == ["spd"]
+        assert vault.valid_until(viewer) is not None
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+def test_local_accounts_switched_off_leaves_iam_login(settings_factory, migrated_sqlite, oidc_op):
+    from tests.oidc_fixture import build_iam_app
+
+    application = build_iam_app(settings_factory, migrated_sqlite, oidc_op, auth={"local_accounts": False})
+    with application.app_context():
+        client = application.test_client()
+        html = client.get("/login").get_data(as_text=True)
+        assert 'id="iam-login"' in html and 'id="login-form"' not in html
+        from app.extensions import db as _db
+
+        _db.session.remove()
+        _db.engine.dispose()
