@@ -197,3 +197,41 @@ def test_same_seed_same_history_other_seed_differs():
     first, again, other = _run_once(11), _run_once(11), _run_once(12)
     assert first == again
     assert first != other
+
+
+def test_state_in_a_sqlite_file_survives_a_restart(tmp_path):
+    path = str(tmp_path / "sim.sqlite3")
+    first = create_simulator(SimConfig(seed=5, time_scale=0, state_path=path))
+    running = serve_in_thread(first)
+    try:
+        pm = Panda(running.url, first.mint_token("pm", "test manager", ["spd", "spd/production"]))
+        task_id = pm.submit(evgen())
+        first.advance(36_000)  # simulated time runs far ahead of the wall clock
+        assert pm.status(task_id) in ("done", "finished")
+    finally:
+        running.stop()
+    second = create_simulator(SimConfig(seed=5, time_scale=0, state_path=path))
+    assert second.clock.now() >= first.clock.now() - 1
+    running = serve_in_thread(second)
+    try:
+        pm = Panda(running.url, second.mint_token("pm", "test manager", ["spd", "spd/production"]))
+        assert pm.status(task_id) in ("done", "finished")
+        assert pm.submit(evgen("spd.mc.after.restart")) == task_id + 1
+    finally:
+        running.stop()
+
+
+def test_external_issuer_through_discovery():
+    iam = create_simulator(SimConfig(time_scale=0))  # plays IAM: only its /oidc endpoints are used
+    iam_running = serve_in_thread(iam)
+    panda = create_simulator(SimConfig(time_scale=0, issuer_url=f"{iam_running.url}/oidc"))
+    running = serve_in_thread(panda)
+    try:
+        assert panda.issuer is None
+        token = iam.mint_token("pm", "test manager", ["spd", "spd/production"])
+        assert (
+            Panda(running.url, token).call("system/get_user_attributes")["data"]["is_production_user"] is True
+        )
+    finally:
+        running.stop()
+        iam_running.stop()

@@ -47,6 +47,9 @@ class SimApp:
         self.clock = SimClock(config.time_scale)
         self.core = PandaCore(config, self.clock)
         self.state = self.core.jedi
+        saved = self.state.saved_clock()
+        if saved > self.clock.now():  # a stored state whose simulated time ran ahead: continue from there
+            self.clock.advance(saved - self.clock.now())
         self.issuer: SimIssuer | None = None if config.issuer_url else SimIssuer()
         discovery = (
             config.issuer_url.rstrip("/") + "/.well-known/openid-configuration" if config.issuer_url else ""

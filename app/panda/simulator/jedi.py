@@ -275,8 +275,14 @@ class Jedi:
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             INSERT OR IGNORE INTO meta VALUES ('next_task_id', 1);
             INSERT OR IGNORE INTO meta VALUES ('next_panda_id', 1);
+            INSERT OR IGNORE INTO meta VALUES ('clock', 0);
             """
         )
+
+    def saved_clock(self) -> float:
+        """The simulated time the stored state has reached (0 for a new state)."""
+        (value,) = self.db.execute("SELECT value FROM meta WHERE key='clock'").fetchone()
+        return float(value)
 
     def _next(self, key: str, n: int = 1) -> int:
         (value,) = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -354,6 +360,7 @@ class Jedi:
                         t = self._row_to_task(row)
                         applied += self._advance_task(t, now)
                         self._save(t)
+                self.db.execute("UPDATE meta SET value=? WHERE key='clock' AND value<?", (int(now), int(now)))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
