@@ -224,7 +224,9 @@ def oidc_op(tmp_path_factory) -> Iterator[OidcOp]:
 # ---- a panel configured against the provider ----------------------------------------------
 
 
-def build_iam_app(settings_factory, migrated_sqlite, oidc_op: OidcOp, **overrides):
+def build_iam_app(
+    settings_factory, migrated_sqlite, oidc_op: OidcOp, server_name: str | None = "127.0.0.1", **overrides
+):
     """A test app whose IAM section points at `oidc_op` (PanDA URL set: not sandbox mode).
 
     Keyword arguments override settings sections like settings_factory's (dicts are merged into
@@ -243,7 +245,9 @@ def build_iam_app(settings_factory, migrated_sqlite, oidc_op: OidcOp, **override
     settings = settings_factory(iam=iam, panda=panda, **overrides)
     _shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
     application = create_app(settings)
-    application.config.update(TESTING=True, SERVER_NAME="127.0.0.1")
+    application.config["TESTING"] = True
+    if server_name:  # the test client's host, so that callback URLs are on loopback (not for live servers)
+        application.config["SERVER_NAME"] = server_name
 
     @application.before_request
     def _fresh_csrf_cache() -> None:
