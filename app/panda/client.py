@@ -637,6 +637,11 @@ class PandaClient:
         )
 
     def get_detailed_info(self, user: Any, task_id: int) -> TaskInfo:
+        """Everything PanDA says about one task. On the legacy API (no such call) it is assembled
+        from getJediTaskDetails + getTaskParamsMap: status, name, owner, priority and file counts
+        from the input statistics; times and current priority stay None (`raw["assembled"]`)."""
+        if self._detect() == LEGACY:
+            return self._assembled_info(user, task_id)
         return self._call(
             "get_detailed_info",
             user,
@@ -644,6 +649,28 @@ class PandaClient:
             self._plain(lambda d: TaskInfo.from_dict(d or {})),
             task_id=task_id,
         )
+
+    def _assembled_info(self, user: Any, task_id: int) -> TaskInfo:
+        details = self.get_details(user, task_id, include_status=True)
+        params = self.get_task_parameters(user, task_id)
+        stats = details.statistics
+        data: dict[str, Any] = {
+            "jediTaskID": task_id,
+            "taskName": params.get("taskName"),
+            "status": details.status or "",
+            "userName": params.get("userName"),
+            "reqID": params.get("reqID"),
+            "taskPriority": params.get("taskPriority"),
+            "site": params.get("site"),
+            "cloud": params.get("cloud"),
+            "nucleus": params.get("nucleus"),
+            "nFiles": sum(stats.values()) if stats else None,
+            "nFilesFinished": stats.get("finished") if stats else None,
+            "nFilesFailed": stats.get("failed") if stats else None,
+            "raw_task_params": params,
+            "assembled": True,
+        }
+        return TaskInfo.from_dict(data)
 
     def get_task_parameters(self, user: Any, task_id: int) -> dict[str, Any]:
         """The task parameter map as stored by PanDA."""

@@ -265,8 +265,10 @@ def test_submit_and_every_read_through_to_done(env):
     assert advance_until(app, client, task_id, {"done"}) == "done"
 
     if client.config.transport == "legacy":
+        info = client.get_detailed_info(MANAGER, task_id)  # assembled from two legacy calls
+        assert (info.task_id, info.name, info.status, info.task_priority) == (task_id, name, "done", 900)
+        assert info.n_files == 10 and info.n_files_finished == 10 and info.raw["assembled"] is True
         for call in (
-            lambda: client.get_detailed_info(MANAGER, task_id),
             lambda: client.get_tasks_detailed_info_since(MANAGER, since),
             lambda: client.get_job_descriptions(MANAGER, task_id),
         ):
