@@ -66,22 +66,18 @@ class IamSettings:
         }
     )
     extra_scopes: str = ""  # added to scopes, e.g. "wlcg wlcg.groups" for a WLCG-profile VO
-    login_prompt: str = "consent"  # OIDC prompt at login; "consent" is what lets offline_access yield a refresh token
-    login_tokens_for_panda: bool = (
-        True  # the login's ID tokens go to PanDA (client id listed in secondary_ids)
-    )
+    login_prompt: str = "consent"  # OIDC prompt at login ("consent": offline_access gives a refresh token)
+    login_tokens_for_panda: bool = True  # send the login's ID tokens to PanDA (client in secondary_ids)
     device_client_id: str = ""  # client for device-code linking, e.g. PanDA's IAM client ("" = client_id)
     device_client_secret: str = ""  # its secret ("" = public client)
     device_audience: str = ""  # audience asked in the device flow ("" = none)
-    exchange_audience: str = (
-        ""  # RFC 8693: exchange the access token for a token with this audience ("" = off)
-    )
+    exchange_audience: str = ""  # RFC 8693 token exchange to this audience before calling PanDA ("" = off)
     exchange_scopes: str = "openid profile"  # scopes asked in the token exchange
     refresh_leeway_s: int = 120  # refresh an ID token this many seconds before it expires
-    refresh_token_days: int = 30  # assumed refresh-token lifetime when IAM does not say (IAM default 30)
+    refresh_token_days: int = 30  # refresh-token lifetime assumed when IAM does not say (IAM default: 30)
     http_timeout_s: float = 10.0  # timeout of each call to IAM
     rp_logout: bool = True  # offer IAM's RP-initiated logout after the panel's logout
-    sandbox_token_lifetime_s: int = 3600  # lifetime of sandbox ID tokens minted for the built-in simulator
+    sandbox_token_lifetime_s: int = 3600  # lifetime of the sandbox ID tokens of the built-in simulator
 
 
 @dataclass(frozen=True)
