@@ -65,6 +65,10 @@ class CallLogWriter:
                 self._thread = threading.Thread(target=self._run, name="panda-call-log", daemon=True)
                 self._thread.start()
 
+    def stop(self) -> None:
+        """Let the writer thread end after storing what it already has."""
+        self._queue.put(None)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record handed over so far is stored (or dropped); False on timeout."""
         deadline = time.monotonic() + timeout
@@ -162,6 +166,8 @@ def db_recorder(engine: Engine | None = None) -> CallLogWriter:
     with _writers_lock:
         writer = _writers.get(id(engine))
         if writer is None or writer.engine is not engine:
+            if writer is not None:
+                writer.stop()  # an engine that was disposed and whose id got reused
             writer = CallLogWriter(engine)
             _writers[id(engine)] = writer
         return writer
