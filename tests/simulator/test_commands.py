@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import requests
+
 from tests.simulator.conftest import evgen
 
 
@@ -164,3 +166,26 @@ def test_owner_or_production_role_for_kill(sim, prod, user):
     sim.advance(150)
     assert user.call("task/kill", task_id=own)["data"] == 0
     assert user.call("task/pause", task_id=own)["message"] == "production or pilot role required"
+
+
+def test_paused_child_continues_after_resume_when_parent_ended(sim, prod):
+    from tests.simulator.conftest import reco
+
+    parent = prod.submit(evgen())
+    child = prod.submit(reco("spd.mc.reco.paused"), parent_tid=parent)
+    sim.advance(90)
+    assert prod.status(child) == "pending"
+    prod.call("task/pause", task_id=child)
+    sim.advance(3700)
+    assert prod.status(parent) in ("done", "finished") and prod.status(child) == "paused"
+    prod.call("task/resume", task_id=child)
+    sim.advance(60)
+    assert prod.status(child) == "defined"
+
+
+def test_anonymous_get_task_parameters_needs_a_secure_request(sim, prod):
+    prod.submit(evgen())
+    anonymous = requests.get(f"{sim.url}/api/v1/task/get_task_parameters", params={"task_id": 1}, timeout=5)
+    assert (
+        anonymous.text == "{'success': False, 'message': 'SSL secure connection is required', 'data': None}"
+    )

@@ -208,7 +208,7 @@ def get_details(
     return generate_response(True, data=details)
 
 
-@validated(secure=False, method="GET")
+@validated(method="GET")  # secure by the decorator's default, like the real endpoint
 def get_task_parameters(req: SimRequest, task_id: int) -> dict:
     t = req.sim.jedi.get(task_id, jedi_only=False)
     if t is None:

@@ -374,7 +374,12 @@ class Jedi:
             due = sim.get("due")
             cmd_at = cmd["at"] if cmd else None
             candidates = [d for d in (due, cmd_at) if d is not None and d <= now]
-            if not candidates or steps > 50:
+            if not candidates:
+                return steps
+            if steps > 200:  # never loop forever on a task that keeps rescheduling itself in the past
+                sim["due"] = now + 1.0 if due is not None and due <= now else due
+                if cmd is not None and cmd["at"] <= now:
+                    cmd["at"] = now + 1.0
                 return steps
             at = min(candidates)
             if cmd_at is not None and cmd_at == at and (due is None or cmd_at <= due):
@@ -551,6 +556,8 @@ class Jedi:
         self._set_status(t, spec.get("oldStatus") or "ready", at)
         if saved.get("phase"):
             self._schedule(t, saved["phase"], max(saved["due"], at))
+        elif spec["status"] == "pending":  # the parent may have ended meanwhile
+            self._schedule(t, "parent_check", at)
 
     # commands -------------------------------------------------------------
     def _execute_command(self, t: dict[str, Any], cmd: dict[str, Any], at: float) -> None:
@@ -598,6 +605,8 @@ class Jedi:
                 self._resume_rounds(t, at)
             elif saved.get("phase"):
                 self._schedule(t, saved["phase"], max(saved["due"], at))
+            elif spec["status"] == "pending":  # the parent may have ended while paused
+                self._schedule(t, "parent_check", at)
         elif name == "avalanche":
             rest = sim["n_jobs"] - sim.get("scouts", 0)
             if rest > 0:
