@@ -12,5 +12,8 @@ $(OIDC_OP_DIR)/node_modules/.package-lock.json: $(OIDC_OP_DIR)/package.json $(OI
 	@touch $@
 
 # Run the provider by hand for a demo (DEMO ONLY: accepts any password). OP_PORT=9000 by default.
+# Users alice (manager), carol (admin), bob (viewer); point the panel at it with
+#   PRODPANEL_IAM__ISSUER=http://127.0.0.1:9000/ PRODPANEL_IAM__CLIENT_ID=prodpanel-demo \
+#   PRODPANEL_IAM__CLIENT_SECRET=demo-secret-not-for-production prodpanel serve
 oidc-op: oidc-deps
 	cd $(OIDC_OP_DIR) && OP_PORT=$${OP_PORT:-9000} node server.mjs

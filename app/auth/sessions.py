@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,6 +160,7 @@ class ServerSessionInterface(SessionInterface):
             row.data = dict(session)
             row.user_id = session.get("uid")
             db.session.add(row)
+            _purge_now_and_then(app)
             db.session.commit()
             self._set_cookie(app, session, response)
             return
@@ -187,6 +189,18 @@ class ServerSessionInterface(SessionInterface):
             path=self.get_cookie_path(app),
         )
         response.vary.add("Cookie")
+
+
+_PURGE_EVERY_S = 600.0
+_last_purge = {"at": 0.0}
+
+
+def _purge_now_and_then(app: Flask) -> None:
+    """Drop timed-out rows (mostly abandoned anonymous sessions) at most every 10 minutes."""
+    if time.monotonic() - _last_purge["at"] < _PURGE_EVERY_S:
+        return
+    _last_purge["at"] = time.monotonic()
+    purge_expired(app)
 
 
 def init_sessions(app: Flask) -> None:

@@ -94,3 +94,14 @@ def test_logout_deletes_the_row(client, db, make_user, clock):
     assert not any(r.user_id == user.id for r in _rows(db))
     clock.advance(timedelta(seconds=1).total_seconds())
     assert client.get("/tokens/").status_code == 302
+
+
+def test_timed_out_sessions_are_purged(app, client, db, clock):
+    from app.auth.sessions import purge_expired
+
+    csrf_token(client, "/login")  # one anonymous session
+    assert len(_rows(db)) == 1
+    clock.advance(minutes=31)
+    assert purge_expired(app) == 1
+    db.session.commit()
+    assert _rows(db) == []

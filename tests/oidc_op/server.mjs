@@ -4,7 +4,7 @@
 // Environment (all optional except OP_PORT):
 //   OP_PORT            port on 127.0.0.1
 //   OP_ISSUER          issuer, default http://127.0.0.1:<port>/ (trailing slash, like IAM)
-//   OP_CONFIG          path of a JSON file, or OP_CONFIG_JSON: the JSON itself:
+//   OP_CONFIG          path of a JSON file, or OP_CONFIG_JSON: the JSON itself (default: demo-config.json):
 //     { "users":   { "alice": { "name": "Alice", "email": "...", "groups": ["spd", "spd/production"] } },
 //       "clients": [ { "client_id": "panel", "client_secret": "...", "redirect_uris": [...], ... } ],
 //       "ttl":     { "IdToken": 600, "AccessToken": 3600, "RefreshToken": 2592000, "DeviceCode": 600 },
@@ -29,7 +29,8 @@ const issuer = process.env.OP_ISSUER || `http://127.0.0.1:${port}/`;
 function loadConfig() {
   if (process.env.OP_CONFIG) return JSON.parse(fs.readFileSync(process.env.OP_CONFIG, 'utf8'));
   if (process.env.OP_CONFIG_JSON) return JSON.parse(process.env.OP_CONFIG_JSON);
-  return {};
+  // Demo (`make oidc-op`): users alice/carol/bob, client prodpanel-demo (see demo-config.json).
+  return JSON.parse(fs.readFileSync(new URL('./demo-config.json', import.meta.url), 'utf8'));
 }
 const cfg = loadConfig();
 const users = cfg.users || {};
