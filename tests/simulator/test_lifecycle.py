@@ -235,3 +235,19 @@ def test_external_issuer_through_discovery():
     finally:
         running.stop()
         iam_running.stop()
+
+
+def test_running_task_is_touched_at_every_wave(sim, prod):
+    task_id = prod.submit(evgen("spd.mc.waves", nEvents=3_000_000))  # 3 waves of 1000 jobs
+    sim.advance(150)
+    first = prod.call("task/get_detailed_info", task_id=task_id)["data"]
+    sim.advance(3600)
+    second = prod.call("task/get_detailed_info", task_id=task_id)["data"]
+    assert second["status"] == "running"
+    assert second["modificationTime"]["__datetime__"] > first["modificationTime"]["__datetime__"]
+    assert 25 <= second["progress"] <= 34
+    since = first["modificationTime"]["__datetime__"].replace("T", " ")
+    changed = prod.call(
+        "task/get_tasks_modified_since", since=since, dn="spd_prod", prod_source_label="managed"
+    )
+    assert changed["data"][str(task_id)]["jediTaskID"] == task_id

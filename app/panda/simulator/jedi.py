@@ -476,7 +476,7 @@ class Jedi:
         if params.get("skipScout") or sim["n_jobs"] <= n_scouts:
             self._start_round(t, sim["n_jobs"], at, "run")
             self._set_status(t, "running", at)
-            self._schedule(t, "run_end", self._rounds_end(t))
+            self._schedule(t, "run_end", self._next_tick(t, at))
         else:
             self._start_round(t, n_scouts, at, "scout")
             sim["scouts"] = n_scouts
@@ -492,15 +492,29 @@ class Jedi:
         rest = sim["n_jobs"] - sim["scouts"]
         self._start_round(t, rest, at, "run")
         self._set_status(t, "running", at)
-        self._schedule(t, "run_end", self._rounds_end(t))
+        self._schedule(t, "run_end", self._next_tick(t, at))
 
     def _phase_run_end(self, t: dict[str, Any], at: float) -> None:
         end = self._rounds_end(t)
-        if end > at:  # e.g. after an avalanche the running round ends later
-            self._schedule(t, "run_end", end)
+        if end > at:  # a wave ended: JEDI touches the task (progress), the rest keeps running
+            counts = self.task_counts(t, at)
+            t["spec"]["progress"] = int(100 * counts["finished"] / max(counts["n_jobs"], 1))
+            t["spec"]["modificationTime"] = fmt_dt(at)
+            self._schedule(t, "run_end", self._next_tick(t, at))
             return
         self._settle(t, at)
         self._finalize(t, at)
+
+    def _next_tick(self, t: dict[str, Any], at: float) -> float:
+        """The next wave boundary after `at` of any live round, or the end of the last round."""
+        end = self._rounds_end(t)
+        ticks = [end]
+        for r in t["sim"]["rounds"]:
+            if r["settled"] or round_end(r) <= at:
+                continue
+            waves_done = math.floor((at - r["start"]) / r["wl"]) + 1
+            ticks.append(r["start"] + max(waves_done, 1) * r["wl"])
+        return max(min(ticks), at)
 
     def _finalize(self, t: dict[str, Any], at: float, finishing: bool = False) -> None:
         sim = t["sim"]
@@ -544,7 +558,7 @@ class Jedi:
             return
         self._start_round(t, todo, at, "run")
         self._set_status(t, "running", at)
-        self._schedule(t, "run_end", self._rounds_end(t))
+        self._schedule(t, "run_end", self._next_tick(t, at))
 
     def _phase_reassigning(self, t: dict[str, Any], at: float) -> None:
         self._set_status(t, "reassigning", at)
@@ -612,7 +626,7 @@ class Jedi:
             if rest > 0:
                 self._start_round(t, rest, at, "run")
             self._set_status(t, "running", at)
-            self._schedule(t, "run_end", self._rounds_end(t))
+            self._schedule(t, "run_end", self._next_tick(t, at))
         elif name == "reassign":
             target, value, _back = parse_reassign_comment(cmd.get("comment") or "")
             if target in ("site", "cloud", "nucleus"):
@@ -669,7 +683,7 @@ class Jedi:
             - sum(self._round_counts(t, r, at)["exists"] for r in sim["rounds"] if not r["settled"])
         )
         self._start_round(t, carry, at, "run")
-        self._schedule(t, "run_end", max(self._rounds_end(t), at))
+        self._schedule(t, "run_end", max(self._next_tick(t, at), at))
 
     def _rounds_end(self, t: dict[str, Any]) -> float:
         ends = [round_end(r) for r in t["sim"]["rounds"] if not r["settled"]]
