@@ -93,6 +93,15 @@ def app(settings_factory, migrated_sqlite):
     shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
     application = create_app(settings)
     application.config["TESTING"] = True
+
+    @application.before_request
+    def _fresh_csrf_cache() -> None:
+        # The fixture keeps one app context for the whole test, so `g` outlives each request and
+        # Flask-WTF would reuse a CSRF token cached there from before a login (the session is new).
+        from flask import g
+
+        g.pop("csrf_token", None)
+
     with application.app_context():
         yield application
         _db.session.remove()
