@@ -93,3 +93,14 @@ def test_admin_clock_and_stats(sim, prod):
     assert after > before
     stats = requests.get(f"{sim.url}/_sim/stats", timeout=5).json()
     assert stats["tasks"] == 1 and stats["tasks_by_status"] == {"running": 1}
+
+
+def test_admin_mint(sim):
+    reply = requests.post(
+        f"{sim.url}/_sim/mint",
+        json={"sub": "s", "name": "Script User", "groups": ["spd"], "aud": "prodpanel"},
+        timeout=5,
+    )
+    token = reply.json()["id_token"]
+    attrs = Panda(sim.url, token, origin="spd").call("system/get_user_attributes")
+    assert attrs["data"]["user_dn_clean"] == "Script User"

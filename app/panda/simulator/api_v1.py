@@ -6,6 +6,7 @@ JSON type checks, `Argument error: ...`, `expecting POST, received GET`, ownersh
 No `from __future__ import annotations` here: the decorator reads the annotations at runtime.
 """
 
+import ast
 import inspect
 import json
 import re
@@ -91,8 +92,6 @@ def validated(
                             if args[0] is int:
                                 value = [int(float(i)) for i in value]
                         else:
-                            import ast
-
                             norm = _normalize(expected)
                             if not isinstance(value, norm):
                                 value = ast.literal_eval(value)

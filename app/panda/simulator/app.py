@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import gzip
+import io
 import json
 import random
 import threading
 import time
-import traceback
 from collections import defaultdict
 from typing import Any
 from urllib.parse import parse_qsl
@@ -161,8 +161,7 @@ class SimApp:
         self.core.now()  # apply every transition that became due before answering
         try:
             result = func(req, **params) if isinstance(params, dict) else func(req)
-        except Exception as exc:
-            traceback.format_exc()
+        except Exception as exc:  # like panda.py: HTTP 500 with the exception text
             return _text(start_response, "500 INTERNAL SERVER ERROR", str(exc))
 
         if result is True or result is False:
@@ -198,8 +197,6 @@ class SimApp:
             for key, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
                 grouped[key].append(value)
             return {k: v[0] if len(v) == 1 else v for k, v in grouped.items()}
-        import io
-
         sub = dict(environ)
         sub["wsgi.input"] = io.BytesIO(body)
         sub["CONTENT_LENGTH"] = str(len(body))
@@ -270,25 +267,10 @@ class SimApp:
         if path == "/_sim/stats":
             self.core.now()
             return _json(start_response, "200 OK", self.state.stats())
-        if path == "/_sim/mint" and method == "POST":
-            return self._issuer(
-                {
-                    **environ,
-                    "wsgi.input": _Body(json.dumps(body).encode()),
-                    "CONTENT_LENGTH": str(len(json.dumps(body))),
-                },
-                start_response,
-                "/mint",
-            )
+        if path == "/_sim/mint" and method == "POST" and self.issuer is not None:
+            status, answer = self.issuer.handle("/mint", "POST", json.dumps(body).encode())
+            return _json(start_response, status, answer)
         return _json(start_response, "404 Not Found", {"error": "unknown admin endpoint"})
-
-
-class _Body:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def read(self, n: int = -1) -> bytes:
-        return self.data
 
 
 def _text(start_response, status: str, text: str) -> list[bytes]:

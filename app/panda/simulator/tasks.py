@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -826,7 +825,3 @@ def _job_params(params: dict[str, Any], serial: int) -> str:
         )
         out.append(value)
     return " ".join(out)
-
-
-def ceil_div(a: int, b: int) -> int:
-    return math.ceil(a / b)
