@@ -189,3 +189,17 @@ def test_anonymous_get_task_parameters_needs_a_secure_request(sim, prod):
     assert (
         anonymous.text == "{'success': False, 'message': 'SSL secure connection is required', 'data': None}"
     )
+
+
+def test_retry_of_exhausted_task_needs_the_production_role(sim, prod, user):
+    own = user.submit(evgen("user.uu.simexhaust"))
+    sim.advance(150 + 3700)
+    assert user.status(own) == "exhausted"
+    reply = user.call("task/retry", task_id=own)
+    assert reply == {
+        "success": True,
+        "message": "Command rejected: the retry command is not accepted if the task is in exhausted status "
+        "and production role is missing",
+        "data": 4,
+    }
+    assert prod.call("task/retry", task_id=own)["data"] == 0
