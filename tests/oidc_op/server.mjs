@@ -77,7 +77,7 @@ function accountClaims(login) {
 
 const subToLogin = new Map(Object.entries(users).map(([login, u]) => [u.sub || login, login]));
 
-const stats = { grants: {}, refresh: 0, token_exchange: 0 };
+const stats = { grants: {}, refresh: 0, token_exchange: 0, grant_errors: 0 };
 let tamperNextIdToken = null;
 
 const configuration = {
@@ -130,6 +130,7 @@ provider.on('grant.success', (ctx) => {
   if (gty === 'refresh_token') stats.refresh += 1;
 });
 provider.on('grant.error', (ctx, err) => {
+  stats.grant_errors += 1;
   console.error(`grant error ${ctx.oidc.params?.grant_type}: ${err.message}`);
 });
 
