@@ -123,6 +123,7 @@ class TaskSettings:
     max_bunch_size: int = 1000  # most tasks one bunch may launch
     template_file: str = ""  # TOML overriding app/panda/templates/taskparams.toml ("" = SPD defaults; relative = instance folder)
     dispatch_deadline_s: float = 600.0  # a background dispatch of one bunch stops after this many seconds
+    reconcile_grace_s: float = 900.0  # an unanswered submit not visible in PanDA after this long is reported failed (resendable)
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,6 @@ from app.tasks.models import Launch, Task, TaskBunch
 log = logging.getLogger(__name__)
 
 PANEL_VERSION_FALLBACK = "0.1.0"
-# How long an unknown submit may stay invisible in PanDA (the DEFT "waiting" window) before the panel
-# gives up reconciling and reports it as failed with an explicit "not found" reason.
-RECONCILE_GRACE = timedelta(minutes=15)
 
 
 class _Tokens:
@@ -184,14 +181,20 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
 def _find_in_panda(client: Any, launch: Launch) -> int | None:
     """The PanDA task id of a task with this launch's name, looked up by name (never by resending)."""
     task = launch.task
-    since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
     filters = {"taskName": task.name}
     user_name = task.params.get("userName")
     if user_name:
         filters["userName"] = user_name
-    infos = client.get_tasks_detailed_info_since(launch.created_by, since, filters=filters, n_tasks=10)
+    # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
+    infos = client.get_tasks_detailed_info_since(launch.created_by, None, filters=filters, n_tasks=10)
     matches = sorted(info.task_id for info in infos if info.name == task.name)
     return matches[0] if matches else None
+
+
+def _grace() -> timedelta:
+    """How long an unanswered submit may stay invisible in PanDA (JEDI's pick-up window) before the
+    panel stops waiting for it and reports it failed (then it may be resent)."""
+    return timedelta(seconds=get_settings().tasks.reconcile_grace_s)
 
 
 def reconcile(launch_id: int, client: Any) -> str:
@@ -209,12 +212,12 @@ def reconcile(launch_id: int, client: Any) -> str:
         return launch.status
     if found is not None:
         _adopt(launch, found, "reconciled by task name", {"outcome": "reconciled", "task_id": found})
-    elif clock.now() - (launch.claimed_at or launch.created_at) > RECONCILE_GRACE:
+    elif clock.now() - (launch.claimed_at or launch.created_at) > _grace():
         _finish(
             launch,
             "failed",
-            error=f"PanDA has no task named {launch.task.name} {int(RECONCILE_GRACE.total_seconds() // 60)} "
-            "minutes after the unanswered submit: it did not arrive; resend it.",
+            error=f"PanDA has no task named {launch.task.name} {int(_grace().total_seconds())} s "
+            "after the unanswered submit: it did not arrive; resend it.",
         )
     db.session.commit()
     return launch.status

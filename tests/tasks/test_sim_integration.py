@@ -1,0 +1,164 @@
+"""The task flow over real HTTP against the PanDA simulator (real client, real tokens, real database).
+
+Faults are injected by the simulator: HTTP 500s, ``success: false`` replies and submits that are
+committed and then time out. Every task must reach PanDA exactly once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+from flask import g
+from sqlalchemy import func, select
+
+from app import create_app
+from app.extensions import db as _db
+from app.panda.simulator import Faults, SimConfig, Timings, create_simulator, serve_in_thread
+from app.panda.simulator.sandbox import attach_sandbox
+from app.tasks import dispatcher
+from app.tasks.models import Launch, Task, TaskBunch
+from tests.helpers import csrf_token, wait_until
+from tests.tasks.conftest import form_data, sim_definition
+
+
+@pytest.fixture
+def sim():
+    config = SimConfig(
+        seed=11,
+        time_scale=600.0,  # JEDI's pick-up window (60 simulated s) lasts 0.1 s
+        client_ids=("prodpanel",),
+        timings=Timings(pickup_s=60.0),
+    )
+    running = serve_in_thread(create_simulator(config))
+    yield running.app
+    running.stop()
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite, sim):
+    """The panel in sandbox mode, bound to the simulator, with short PanDA timeouts."""
+    settings = settings_factory(
+        panda={"read_timeout_s": 1.0, "connect_timeout_s": 1.0, "retries": 3, "retry_backoff_s": 0.05},
+        tasks={"dispatch_deadline_s": 60.0, "reconcile_grace_s": 2.0},
+    )
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    application.config["TESTING"] = True
+
+    class _Running:
+        url = sim.url
+        app = sim
+
+    attach_sandbox(application, _Running)
+    with application.app_context():
+        yield application
+        assert dispatcher.wait_for_dispatchers(120)
+        from app.panda.services import flush_call_log
+
+        flush_call_log(10)
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+def post(client, url, data):
+    g.pop("csrf_token", None)
+    return client.post(url, data={"csrf_token": csrf_token(client, "/tasks/"), **data})
+
+
+def sim_task_names(sim) -> list[str]:
+    return [row[0] for row in sim.state.select_rows("SELECT taskName FROM tasks", ())]
+
+
+def settle(client, bunch_id: int, rounds: int = 15) -> None:
+    """Wait for the dispatcher, resending failed tasks (never unknown ones) until all are in PanDA."""
+    for _ in range(rounds):
+        assert dispatcher.wait_for_dispatchers(120)
+        _db.session.expire_all()
+        bunch = _db.session.get(TaskBunch, bunch_id)
+        statuses = [t.latest_launch.status for t in bunch.tasks]
+        if all(t.panda_task_id for t in bunch.tasks):
+            return
+        assert "sending" not in statuses
+        if "failed" in statuses:
+            post(client, f"/tasks/bunch/{bunch_id}/resend", {})
+        else:
+            post(client, f"/tasks/bunch/{bunch_id}/dispatch", {})
+    raise AssertionError("the bunch did not reach PanDA")
+
+
+def test_bunch_of_20_submitted_exactly_once_despite_faults(client, login_as, sim):
+    user = login_as("manager")
+    sim.set_faults(Faults(error_rate=0.25, submit_timeout_rate=0.3, stall_s=1.5))
+    response = post(
+        client, "/tasks/create", form_data(sim_definition(bunch_size=20, initial_offset=100), key="b20")
+    )
+    assert response.status_code == 302
+    bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, bunch.id)
+    sim.set_faults(Faults())
+
+    expected = [f"PROD2025-008.SIM.{i}" for i in range(1, 21)]
+    assert sorted(sim_task_names(sim)) == sorted(expected)  # each name exactly once in PanDA
+    tasks = _db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
+    for task in tasks:
+        stored = sim.state.select_rows("SELECT jediTaskID FROM tasks WHERE taskName=?", (task.name,))
+        assert [r[0] for r in stored] == [task.panda_task_id]
+    launches = _db.session.scalars(select(Launch)).all()
+    hows = [(launch.manifest or {}).get("panda_reply", {}).get("how") for launch in launches]
+    assert "reconciled by task name" in hows, "no timeout-after-commit was exercised"
+    assert any(launch.status == "failed" for launch in launches), "no HTTP 500 / refusal was exercised"
+    # The parameters PanDA stored are the ones previewed and saved.
+    first = tasks[0]
+    stored_params = sim.state.select_rows(
+        "SELECT taskName FROM tasks WHERE jediTaskID=?", (first.panda_task_id,)
+    )
+    assert stored_params[0][0] == first.name
+    assert [t.spec["offset"] for t in tasks][:3] == [100, 10100, 20100]
+    page = client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
+    assert "20 of 20 submitted" in page
+    assert user.username in first.submitted_launch.manifest["user"]
+
+
+def test_double_post_same_key_creates_one_bunch(app, client, login_as, sim):
+    login_as("manager")
+    data = form_data(sim_definition(bunch_size=4), key="dbl")
+    g.pop("csrf_token", None)
+    token = csrf_token(client, "/tasks/")
+    cookie = client.get_cookie("prodpanel_session").value
+    results = []
+
+    def submit():
+        other = app.test_client()
+        other.set_cookie("prodpanel_session", cookie)
+        results.append(other.post("/tasks/create", data={"csrf_token": token, **data}).status_code)
+
+    threads = [threading.Thread(target=submit) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    results.append(post(client, "/tasks/create", data).status_code)
+    assert results == [302, 302, 302, 302]
+    assert _db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
+    bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, bunch.id)
+    assert sorted(sim_task_names(sim)) == [f"PROD2025-008.SIM.{i}" for i in range(1, 5)]
+
+
+def test_task_page_reads_status_from_panda_and_shows_calls(client, login_as, sim):
+    login_as("manager")
+    post(client, "/tasks/create", form_data(sim_definition(), key="one"))
+    bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, bunch.id)
+    task = bunch.tasks[0]
+    from app.panda.services import flush_call_log
+
+    def page_status():
+        flush_call_log(5)
+        html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+        return html if "status-running" in html or "status-done" in html or "status-defined" in html else None
+
+    html = wait_until(page_status, timeout=30, message="task status read from PanDA")
+    assert "PanDA interactions" in html and "submit" in html
