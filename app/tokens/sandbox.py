@@ -19,6 +19,7 @@ from app import clock
 from app.auth.models import User
 from app.auth.roles import role_at_least
 from app.config import get_settings
+from app.tokens.crypto import VaultKeyError
 from app.tokens.errors import TokenUnavailable
 from app.tokens.models import UserToken
 
@@ -70,7 +71,10 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
             and row.groups == groups
             and services._fresh(row.id_token_expires_at, settings)
         ):
-            return services.unseal(row, "id_token")
+            try:
+                return services.unseal(row, "id_token")
+            except VaultKeyError:
+                pass  # sealed under a lost key: mint a new one
         issuer, audience = _issuer_and_audience()
         lifetime = settings.iam.sandbox_token_lifetime_s
         token = issuer.mint_id_token(

@@ -27,7 +27,7 @@ from app.auth.models import User
 from app.config import Settings, get_settings
 from app.extensions import db
 from app.tokens import oidc
-from app.tokens.crypto import Keyring, load_keyring
+from app.tokens.crypto import Keyring, VaultKeyError, load_keyring
 from app.tokens.errors import TokenUnavailable
 from app.tokens.jwtutil import expiry, unverified_claims
 from app.tokens.models import UserToken
@@ -67,7 +67,16 @@ def seal(row: UserToken, kind: str, value: str | None) -> None:
 
 def unseal(row: UserToken, kind: str) -> str | None:
     blob = getattr(row, f"{kind}_sealed")
-    return None if blob is None else keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
+    if blob is None:
+        return None
+    try:
+        return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
+    except VaultKeyError:
+        if Keyring.key_id_of(blob) in keyring().keys:
+            raise
+        # Sealed with a key this process does not know yet: `prodpanel keys rotate` ran meanwhile.
+        current_app.extensions.pop("token_keyring", None)
+        return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
 
 
 @contextmanager
@@ -197,18 +206,32 @@ def token_for(user: User | int) -> str:
         from app.tokens.sandbox import sandbox_token_for
 
         return sandbox_token_for(user_id)
+    try:
+        with _vault_session() as session:
+            row = _pick(_candidate_rows(session, user_id, settings))
+            if row is None:
+                raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
+            if row.needs_relogin:
+                raise TokenUnavailable(
+                    f"{RELOGIN}: {row.last_error or 'the stored grant was refused'}", relogin=True
+                )
+            token = _usable(row, settings)
+            if token:
+                return token
+        return _refresh_locked(user_id, settings, force=False)
+    except VaultKeyError as exc:
+        raise _undecryptable(user_id, exc) from None
+
+
+def _undecryptable(user_id: int, exc: VaultKeyError) -> TokenUnavailable:
+    """The stored tokens cannot be opened with this instance's keys (lost or replaced key): the
+    grant is useless, so the user must log in (or link) again."""
     with _vault_session() as session:
-        row = _pick(_candidate_rows(session, user_id, settings))
-        if row is None:
-            raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
-        if row.needs_relogin:
-            raise TokenUnavailable(
-                f"{RELOGIN}: {row.last_error or 'the stored grant was refused'}", relogin=True
-            )
-        token = _usable(row, settings)
-        if token:
-            return token
-    return _refresh_locked(user_id, settings, force=False)
+        for row in session.scalars(select(UserToken).where(UserToken.user_id == user_id)):
+            row.needs_relogin = True
+            row.last_error = f"stored tokens cannot be decrypted with this instance's keys ({exc})"[:500]
+        session.commit()
+    return TokenUnavailable(f"{RELOGIN}: the stored tokens cannot be decrypted ({exc})", relogin=True)
 
 
 def refresh_now(user: User | int) -> UserToken:
@@ -220,7 +243,10 @@ def refresh_now(user: User | int) -> UserToken:
 
         sandbox_token_for(user_id, force=True)
     else:
-        _refresh_locked(user_id, settings, force=True)
+        try:
+            _refresh_locked(user_id, settings, force=True)
+        except VaultKeyError as exc:
+            raise _undecryptable(user_id, exc) from None
     with _vault_session() as session:
         sources = ["sandbox"] if settings.sandbox else ["device-link", "login"]
         return session.scalars(

@@ -188,3 +188,31 @@ def test_admin_sees_every_users_token_health(app, alice, oidc_op, db):
     page = carol_client.get("/tokens/all").get_data(as_text=True)
     assert 'data-user="alice"' in page and 'data-status="ok"' in page
     assert not JWT_SHAPE.search(page)
+
+
+def test_keys_rotate_cli_while_the_panel_runs(app, alice, db):
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    token = vault.token_for(alice)  # the running app has its keyring cached
+    instance = app.config["SETTINGS"].instance_dir
+    result = CliRunner().invoke(main, ["--instance", str(instance), "keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "re-encrypted" in result.output
+    status = CliRunner().invoke(main, ["--instance", str(instance), "keys", "status"])
+    assert "current" in status.output and "MISSING" not in status.output
+    # The running panel opens tokens sealed under the new key (it reloads its keyring).
+    assert vault.token_for(alice) == token
+
+
+def test_lost_key_means_relogin_not_a_crash(app, alice, db):
+    import dataclasses
+    import secrets as pysecrets
+
+    settings = app.config["SETTINGS"]
+    app.config["SETTINGS"] = dataclasses.replace(settings, token_key=pysecrets.token_bytes(32))
+    app.extensions.pop("token_keyring", None)
+    with pytest.raises(vault.TokenUnavailable, match="cannot be decrypted") as info:
+        vault.token_for(alice)
+    assert info.value.relogin and _row(db, alice).needs_relogin
