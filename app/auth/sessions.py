@@ -113,6 +113,8 @@ class ServerSessionInterface(SessionInterface):
         sid = request.cookies.get(self.get_cookie_name(app))
         if not sid or len(sid) > 100:
             return ServerSession()
+        if app.static_url_path and request.path.startswith(app.static_url_path + "/"):
+            return ServerSession()  # assets need no session: spare the database a read per file
         row = db.session.get(WebSession, _hash(sid))
         if row is None:
             session = ServerSession()
