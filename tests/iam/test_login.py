@@ -2,6 +2,7 @@
 
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
@@ -135,3 +136,13 @@ def test_logout_ends_session_and_offers_rp_logout(client, db, oidc_op):
     assert params["client_id"] == ["panel"] and "id_token_hint" not in params
     assert params["post_logout_redirect_uri"] == ["http://127.0.0.1/auth/iam/signed-out"]
     assert _events(db, "logout")
+
+
+@pytest.mark.parametrize(
+    "iam_overrides", [{"iam": {"groups_claim": "wlcg.groups", "extra_scopes": "wlcg.groups"}}]
+)
+def test_wlcg_groups_claim(client, db, oidc_op, iam_overrides):
+    start = client.get("/auth/iam/login")
+    assert "wlcg.groups" in parse_qs(urlsplit(start.headers["Location"]).query)["scope"][0]
+    assert iam_login(client, oidc_op, "carol").status_code == 302
+    assert db.session.scalar(select(User.role).where(User.sub == "carol")) == "admin"

@@ -2,6 +2,7 @@
 at a time, re-login on a revoked grant, token exchange, no token in the database or the logs."""
 
 import logging
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -216,3 +217,14 @@ def test_lost_key_means_relogin_not_a_crash(app, alice, db):
     with pytest.raises(vault.TokenUnavailable, match="cannot be decrypted") as info:
         vault.token_for(alice)
     assert info.value.relogin and _row(db, alice).needs_relogin
+
+
+def test_admin_page_warns_before_the_refresh_token_ends(app, alice, oidc_op, db, real_clock):
+    carol_client = app.test_client()
+    assert iam_login(carol_client, oidc_op, "carol").status_code == 302
+    real_clock.advance(days=28)
+    carol_client = app.test_client()  # the old session timed out meanwhile
+    assert iam_login(carol_client, oidc_op, "carol").status_code == 302
+    page = carol_client.get("/tokens/all").get_data(as_text=True)
+    row = re.search(r'<tr data-user="alice">.*?</tr>', page, re.S).group(0)
+    assert 'data-status="warning"' in row and "expires soon" in row
