@@ -213,7 +213,7 @@ def token_for(user: User | int) -> str:
                 raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
             if row.needs_relogin:
                 raise TokenUnavailable(
-                    f"{RELOGIN}: {row.last_error or 'the stored grant was refused'}", relogin=True
+                    _relogin_text(row, row.last_error or "the stored grant was refused"), relogin=True
                 )
             token = _usable(row, settings)
             if token:
@@ -262,7 +262,7 @@ def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
             raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
         if row.needs_relogin:
             raise TokenUnavailable(
-                f"{RELOGIN}: {row.last_error or 'the stored grant was refused'}", relogin=True
+                _relogin_text(row, row.last_error or "the stored grant was refused"), relogin=True
             )
         if not force:
             token = _usable(row, settings)
@@ -292,8 +292,16 @@ def _fail(session: Session, row: UserToken, message: str, *, relogin: bool) -> T
         row.needs_relogin = True
     session.commit()
     _audit_failure(row, message, relogin)
-    text = f"{RELOGIN}: {message}" if relogin else message
-    return TokenUnavailable(text, relogin=relogin)
+    return TokenUnavailable(_relogin_text(row, message) if relogin else message, relogin=relogin)
+
+
+def _relogin_text(row: UserToken, message: str) -> str:
+    action = (
+        "link a token again on the Tokens page"
+        if row.source == "device-link"
+        else "log in with SPD-IAM again"
+    )
+    return f"{RELOGIN} ({action}): {message}"
 
 
 def _audit_failure(row: UserToken, message: str, relogin: bool) -> None:
