@@ -24,7 +24,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.panda.client import CallRecord, ClientConfig, PandaClient, Recorder, TokenSource
 from app.panda.errors import PandaError
@@ -275,7 +275,11 @@ def calls_query(filters: CallFilters) -> Select:
     """Calls matching the filters, newest first."""
     from app.auth.models import User
 
-    query = select(PandaCall).order_by(PandaCall.at.desc(), PandaCall.id.desc())
+    query = (
+        select(PandaCall)
+        .options(selectinload(PandaCall.user))
+        .order_by(PandaCall.at.desc(), PandaCall.id.desc())
+    )
     if filters.method:
         query = query.where(PandaCall.method == filters.method)
     if filters.outcome:
