@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 import app.tokens as vault
 from app.audit.models import AuditEvent
+from app.panda.errors import PandaAuthError
 from app.panda.simulator.issuer import SimIssuer
 from app.tokens.jwtutil import unverified_claims
 from app.tokens.models import UserToken
@@ -86,3 +87,37 @@ def test_local_accounts_switched_off_leaves_iam_login(settings_factory, migrated
 
         _db.session.remove()
         _db.engine.dispose()
+
+
+def test_sandbox_simulator_accepts_sandbox_tokens(settings_factory, migrated_sqlite):
+    """`serve` in sandbox mode: the running simulator's own issuer mints tokens PanDA accepts."""
+    import shutil
+
+    from app import create_app
+    from app.extensions import db as _db
+    from app.panda.services import panda_client_for
+    from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
+
+    settings = settings_factory()
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    running = start_sandbox(settings)
+    try:
+        attach_sandbox(application, running)
+        with application.app_context():
+            from app.auth.services import create_local_user
+
+            manager = create_local_user("mgr", "long-enough-password", role="manager")
+            viewer = create_local_user("view", "long-enough-password", role="viewer")
+            _db.session.commit()
+            client = panda_client_for(settings, tokens=vault)
+            try:
+                assert client.get_user_attributes(manager).is_production_user
+                with pytest.raises(PandaAuthError, match="spd/production"):
+                    client.get_user_attributes(viewer)
+            finally:
+                client.close()
+            _db.session.remove()
+            _db.engine.dispose()
+    finally:
+        running.stop()
