@@ -119,7 +119,6 @@ class ClientConfig:
     verify_tls: bool = True
     ca_bundle: str = ""
     production_group: str = "spd/production"
-    user_attributes_ttl_s: float = 60.0  # how long a production-role check is reused per user+token
 
     @classmethod
     def from_settings(cls, settings: Any, url: str | None = None) -> ClientConfig:
@@ -261,7 +260,9 @@ class PandaClient:
         self._local = threading.local()
         sender = HttpSender(session_factory or self._session)
         self._transports = {V1: V1Transport(sender), LEGACY: LegacyTransport(sender)}
-        self._attr_cache: dict[tuple[Any, str], tuple[float, UserAttributes]] = {}
+        # Production-role answers per (user, token hash): PanDA decides from the token + Origin, so an
+        # answer holds for the token's lifetime (a new group membership comes with a new token).
+        self._attr_cache: dict[tuple[Any, str], UserAttributes] = {}
         self._attr_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -577,16 +578,15 @@ class PandaClient:
             except Exception:
                 key_token = ""
         key = (_user_id(user), key_token)
-        now = time.monotonic()
         with self._attr_lock:
-            cached = self._attr_cache.get(key)
-        if key_token and cached and now - cached[0] < self.config.user_attributes_ttl_s:
-            attrs = cached[1]
-        else:
+            attrs = self._attr_cache.get(key) if key_token else None
+        if attrs is None:
             attrs = self.get_user_attributes(user)
             if key_token:
                 with self._attr_lock:
-                    self._attr_cache[key] = (now, attrs)
+                    if len(self._attr_cache) >= 1000:
+                        self._attr_cache.clear()
+                    self._attr_cache[key] = attrs
         if not attrs.is_production_user:
             group, origin = self.config.production_group, self.config.origin
             raise PandaRoleMissing(
