@@ -114,3 +114,26 @@ def test_sqlite_pragmas(app, db):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
+
+
+def test_postgresql_concurrent_starts_migrate_once(fresh_pg_database, tmp_path):
+    """Two team members starting the panel at once: the advisory lock lets one migrate, the other waits."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            migrate.upgrade_on_start(fresh_pg_database, tmp_path)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    with fresh_pg_database.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    assert migrate.state(fresh_pg_database).current == migrate.head()

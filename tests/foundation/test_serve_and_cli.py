@@ -44,8 +44,8 @@ class Served:
         for line in self.proc.stdout:
             self.lines.append(line)
 
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(signum)
         code = self.proc.wait(timeout=30)
         self.reader.join(timeout=10)
         self.proc.stdout.close()
@@ -84,7 +84,8 @@ def test_first_start_prints_credentials_once_and_they_log_in(tmp_path):
     try:
         assert "password" not in "".join(again.lines)
     finally:
-        assert again.stop() == 0
+        assert again.stop(signal.SIGINT) == 0, "".join(again.lines)  # Ctrl-C
+    assert "prodpanel stopped." in "".join(again.lines)
 
 
 def test_serve_refuses_bad_configuration(tmp_path):
