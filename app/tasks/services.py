@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app import clock
 from app.config import Settings, TaskSettings, get_settings
@@ -46,6 +46,14 @@ class ValidationFailed(Exception):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
         self.errors = errors
+
+
+class ConcurrentCreate(Exception):
+    """Another request created a bunch with this key or these names meanwhile: roll back, look again."""
+
+    def __init__(self, idempotency_key: str) -> None:
+        super().__init__(idempotency_key)
+        self.idempotency_key = idempotency_key
 
 
 @dataclass(frozen=True)
@@ -387,7 +395,8 @@ def create_bunch(
     """Save the definition, its tasks and one pending launch per task (the outbox).
 
     Returns (bunch, created). A key already used returns the existing bunch and creates nothing, so
-    double clicks, refreshes and repeated POSTs are harmless; the unique constraint settles races.
+    double clicks, refreshes and repeated POSTs are harmless; the unique constraint settles races
+    (``ConcurrentCreate``: the caller rolls back and calls again, then finds the winner's bunch).
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise ValidationFailed({"idempotency_key": ["the form is stale; reload it and submit again"]})
@@ -446,14 +455,10 @@ def create_bunch(
                     )
                 )
             db.session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key won, or a name was taken meanwhile.
-        existing = bunch_by_key(idempotency_key)
-        if existing is not None:
-            return existing, False
-        raise ValidationFailed(
-            {"task_name": ["a task or dataset name was taken meanwhile; check and retry"]}
-        ) from None
+    except (IntegrityError, OperationalError) as exc:
+        # A concurrent request with the same key (or the same names) got there first. Our transaction
+        # may not see its row yet (snapshot), so the caller rolls back and looks again.
+        raise ConcurrentCreate(idempotency_key) from exc
     _audit("task.create", bunch.base_name, {"bunch_id": bunch.id, "size": bunch.size}, user)
     return bunch, True
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.audit.services import record
 from app.auth.current import current_user
@@ -182,15 +183,25 @@ def create():
     if definition is None:
         return _render_form(form, status=400)
     user = current_user()
-    cloned_from = _clone_source(form)
-    try:
-        bunch, created = services.create_bunch(
-            definition, user, key, is_admin=_is_admin(), cloned_from=cloned_from
-        )
-    except services.ValidationFailed as exc:
-        db.session.rollback()
-        return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
-    db.session.commit()
+    for attempt in range(3):
+        try:
+            bunch, created = services.create_bunch(
+                definition, user, key, is_admin=_is_admin(), cloned_from=_clone_source(form)
+            )
+            db.session.commit()
+            break
+        except services.ValidationFailed as exc:
+            db.session.rollback()
+            winner = services.bunch_by_key(key)
+            if winner is not None:  # a concurrent POST with this key committed while we validated
+                return redirect(url_for("tasks.bunch", bunch_id=winner.id))
+            return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
+        except (services.ConcurrentCreate, IntegrityError, OperationalError):
+            # A concurrent POST (same key or same names) won: in a fresh transaction we find its
+            # bunch by key, or the validation names what was taken.
+            db.session.rollback()
+            if attempt == 2:
+                raise
     if created:
         dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)
         flash(f"Saved {bunch.size} task(s); submitting to PanDA.", "success")
