@@ -1,0 +1,116 @@
+"""Task creation in a real browser against the PanDA simulator: fill the form, see a validation
+error, preview, create, watch the bunch reach PanDA, open the task pages."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from playwright.sync_api import expect
+
+from app import create_app
+from app.extensions import db as _db
+from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
+from app.panda.simulator.sandbox import attach_sandbox
+from app.tasks import dispatcher
+from tests.conftest import TEST_PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
+SIF = "/cvmfs/spd.jinr.ru/images/spdroot-dev-4.1.7.sif"
+
+
+@pytest.fixture
+def sim():
+    running = serve_in_thread(
+        create_simulator(SimConfig(seed=3, time_scale=600.0, client_ids=("prodpanel",)))
+    )
+    yield running.app
+    running.stop()
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite, sim):
+    """The panel in sandbox mode, talking to the simulator over HTTP."""
+    settings = settings_factory(panda={"read_timeout_s": 5.0, "retries": 2, "retry_backoff_s": 0.05})
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+
+    class _Running:
+        url = sim.url
+        app = sim
+
+    attach_sandbox(application, _Running)
+    with application.app_context():
+        yield application
+        assert dispatcher.wait_for_dispatchers(60)
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+def log_in(page, username: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).not_to_have_url(re.compile(r"/login"))
+
+
+def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
+    user = make_user("manager")
+    log_in(page, user.username)
+    page.locator("#mainnav").get_by_role("link", name="Tasks").click()
+    page.locator("#new-task").click()
+    expect(page.get_by_role("heading", name="Task creation")).to_be_visible()
+
+    production = page.locator("#next-production").inner_text()
+    task_name = f"{production}.SIM"
+    expect(page.get_by_label("Task name")).to_have_value(task_name)
+    page.get_by_label("Tasks to launch").fill("2")
+    page.get_by_label("Output dataset name").fill(
+        f"MC2025_S1.minbias-P8-spdroot417-dev.10GeV.{production}.SIM.1"
+    )
+    page.get_by_label("Total events (per task)").fill("1000")
+    page.get_by_label("Events per job").fill("5000")  # too many: a field error
+    page.get_by_label("Initial offset").fill("100")
+    page.get_by_label("Path to execution files").fill(EXEC)
+    page.get_by_label("Path to container").fill(SIF)
+    page.get_by_label("Skip scout").check()
+    page.locator("#preview-button").click()
+
+    expect(page.get_by_text("events per job (5000) must not exceed total events (1000)")).to_be_visible()
+    expect(page.get_by_label("Path to container")).to_have_value(SIF)  # values kept
+    expect(page.locator("#preview")).to_have_count(0)
+
+    page.get_by_label("Events per job").fill("100")
+    page.locator("#preview-button").click()
+    expect(page.locator("#preview")).to_contain_text("nothing has been sent")
+    first_json = page.locator(".preview-json").first.inner_text()
+    assert f'"taskName": "{task_name}.1"' in first_json and '"offset": 100' in first_json
+    expect(page.locator(".preview-item").nth(1)).to_contain_text(f"diff against {task_name}.1")
+    assert list(sim.state.select_rows("SELECT taskName FROM tasks", ())) == []  # preview sent nothing
+
+    page.locator("#create-button").click()
+    expect(page).to_have_url(re.compile(r"/tasks/bunch/\d+$"))
+    expect(page.locator("#progress-count")).to_have_text("2 of 2 submitted", timeout=30_000)
+    names = sorted(row[0] for row in sim.state.select_rows("SELECT taskName FROM tasks", ()))
+    assert names == [f"{task_name}.1", f"{task_name}.2"]
+
+    page.get_by_role("link", name=f"{task_name}.2").click()
+    expect(page.locator("#task-name")).to_have_text(f"{task_name}.2")
+    panda_id = page.locator("#panda-task-id").inner_text()
+    stored = sim.state.select_rows("SELECT jediTaskID FROM tasks WHERE taskName=?", (f"{task_name}.2",))
+    assert panda_id == str(stored[0][0])
+    expect(page.locator("#panda-status .status").first).to_have_text(
+        re.compile(r"^(registered|defined|ready|scouting|running|done|finished)$")
+    )
+    expect(page.locator("#manifest-download")).to_be_visible()
+    expect(page.locator("#task-params")).to_contain_text('"offset": 1100', use_inner_text=False)
+
+    # Clone it: the form says what is copied and reset, with the next production number.
+    page.locator("#clone-task").click()
+    expect(page.locator("#clone-info")).to_contain_text("Reset")
+    expect(page.get_by_label("Initial offset")).to_have_value("1100")
+    assert page.get_by_label("Task name").input_value() != task_name
