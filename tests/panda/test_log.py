@@ -110,6 +110,7 @@ def test_task_fragment_pages_one_tasks_calls(app, db, client, login_as):
     html = client.get("/panda/tasks/77/calls").get_data(as_text=True)
     assert 'id="panda-task-calls-77"' in html and "page 1 of 2 (25 calls)" in html
     assert "kill</code>" not in html
+    assert "all in the PanDA log" not in html  # the global log is for managers
 
 
 def test_healthz_reports_panda_unreachable(app, client, settings_factory):
