@@ -15,6 +15,7 @@ the view, and later from the scheduler for delayed launches (``dispatch_due``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -43,11 +44,20 @@ class _Tokens:
         return token_for(user)
 
 
-def make_client():
-    """A PanDA client for the current app, recording every call in the interaction log."""
+def make_client(*, interactive: bool = False):
+    """A PanDA client for the current app, recording every call in the interaction log.
+
+    ``interactive`` (page views): short read timeout and no retries, so a slow PanDA cannot hang a page.
+    """
     from app.panda.services import panda_client_for
 
-    return panda_client_for(get_settings(), _Tokens())
+    settings = get_settings()
+    if interactive:
+        panda = dataclasses.replace(
+            settings.panda, read_timeout_s=min(settings.panda.read_timeout_s, 5.0), retries=0
+        )
+        settings = dataclasses.replace(settings, panda=panda)
+    return panda_client_for(settings, _Tokens())
 
 
 def _panel_version() -> str:
@@ -239,7 +249,7 @@ def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: An
             dispatch_launch(launch_id, client)
         delay = 0.2
         while time.monotonic() < deadline:
-            unknown = _launch_ids(bunch_id, ("unknown",))
+            unknown = _launch_ids(bunch_id, ("unknown",)) + _stale_sending(bunch_id)
             if not unknown:
                 break
             for launch_id in unknown:
@@ -259,6 +269,18 @@ def _launch_ids(bunch_id: int, statuses: tuple[str, ...]) -> list[int]:
         .join(Task, Launch.task_id == Task.id)
         .where(Task.bunch_id == bunch_id, Launch.status.in_(statuses), Launch.due_at <= clock.now())
         .order_by(Task.bunch_index, Launch.id)
+    )
+    return list(db.session.scalars(query))
+
+
+def _stale_sending(bunch_id: int) -> list[int]:
+    """Rows left in "sending" by a dispatcher that died (a restart): longer than any request can take."""
+    panda = get_settings().panda
+    limit = clock.now() - timedelta(seconds=panda.connect_timeout_s + panda.read_timeout_s + 30)
+    query = (
+        select(Launch.id)
+        .join(Task, Launch.task_id == Task.id)
+        .where(Task.bunch_id == bunch_id, Launch.status == "sending", Launch.claimed_at < limit)
     )
     return list(db.session.scalars(query))
 

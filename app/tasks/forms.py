@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, HiddenField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
@@ -170,4 +171,10 @@ class TaskForm(FlaskForm):
 
 
 class ActionForm(FlaskForm):
-    """A CSRF-protected button (resend failed, refresh status)."""
+    """A CSRF-protected button (resend failed, continue dispatching)."""
+
+
+class ManifestUploadForm(FlaskForm):
+    """Relaunch from a downloaded submission manifest (JSON file)."""
+
+    manifest = FileField("Manifest file", validators=[FileRequired("choose a manifest JSON file")])

@@ -15,7 +15,7 @@ from app.auth.roles import role_at_least
 from app.config import get_settings
 from app.extensions import db
 from app.tasks import dispatcher, naming, services
-from app.tasks.forms import ActionForm, TaskForm
+from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import TaskDefinition
 
@@ -66,7 +66,9 @@ def index():
     q = request.args.get("q", "").strip()
     tasks, total = services.list_tasks(page=page, q=q)
     pages = max((total + 49) // 50, 1)
-    return render_template("tasks/index.html", tasks=tasks, total=total, page=page, pages=pages, q=q)
+    return render_template(
+        "tasks/index.html", tasks=tasks, total=total, page=page, pages=pages, q=q, upload=ManifestUploadForm()
+    )
 
 
 @bp.get("/new")
@@ -126,6 +128,27 @@ def relaunch(task_id: int):
     form.idempotency_key.data = services.new_idempotency_key()
     form.cloned_from_task.data = str(task.id)
     return _render_form(form, clone_info=_clone_info(f"manifest of {task.name}"))
+
+
+@bp.post("/relaunch")
+@role_required("manager")
+def relaunch_upload():
+    """Relaunch from an uploaded manifest file: a prefilled form for a new task (nothing saved yet)."""
+    upload = ManifestUploadForm()
+    if not upload.validate_on_submit():
+        flash("; ".join(upload.manifest.errors) or "The form expired; reload the page.", "danger")
+        return redirect(url_for("tasks.index"))
+    filename = upload.manifest.data.filename or "manifest"
+    try:
+        manifest = json.loads(upload.manifest.data.read(2_000_000))
+        definition = services.definition_from_manifest(manifest)
+    except (ValueError, KeyError, TypeError, naming.NamingError) as exc:
+        flash(f"{filename} is not a submission manifest of this panel ({exc.__class__.__name__}).", "danger")
+        return redirect(url_for("tasks.index"))
+    form = _form()
+    form.fill(definition)
+    form.idempotency_key.data = services.new_idempotency_key()
+    return _render_form(form, clone_info=_clone_info(f"manifest file {filename}"))
 
 
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
@@ -289,7 +312,7 @@ def _read_panda(task: Task):
     """The task's status and counters, read from PanDA now; the stored status on failure."""
     from app.panda.errors import PandaError
 
-    client = dispatcher.make_client()
+    client = dispatcher.make_client(interactive=True)
     try:
         info = client.get_detailed_info(current_user(), task.panda_task_id)
     except PandaError as exc:

@@ -110,7 +110,7 @@ def fake_panda(monkeypatch):
     from app.tasks import dispatcher
 
     fake = FakePanda()
-    monkeypatch.setattr(dispatcher, "make_client", lambda: fake)
+    monkeypatch.setattr(dispatcher, "make_client", lambda **_: fake)
     return fake
 
 

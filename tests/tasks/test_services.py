@@ -310,3 +310,33 @@ def test_clone_and_relaunch_definitions(app, db, make_user, fake_panda, clock):
     assert cloned.tasks[0].cloned_from.id == bunch.tasks[2].id
     assert bunch.tasks[2].clones[0].id == cloned.tasks[0].id
     assert db.session.get(TaskBunch, cloned.id).cloned_from_id == bunch.id
+
+
+def test_instance_template_file_overrides_the_spd_defaults(app, settings_factory, db, make_user):
+    import dataclasses as dc
+
+    from flask import current_app
+
+    settings = current_app.config["SETTINGS"]
+    (settings.instance_dir / "taskparams.toml").write_text(
+        '[common]\nprodSourceLabel = "test"\n[steps.SIM]\nprocessingType = "evgen"\n'
+    )
+    current_app.config["SETTINGS"] = dc.replace(
+        settings, tasks=dc.replace(settings.tasks, template_file="taskparams.toml")
+    )
+    plan = services.plan_bunch(sim_definition(), make_user(), is_admin=False)
+    params = plan.tasks[0].params
+    assert (params["prodSourceLabel"], params["processingType"], params["vo"]) == ("test", "evgen", "spd")
+
+
+def test_unknown_step_in_config_without_template_is_reported(app):
+    import dataclasses as dc
+
+    from flask import current_app
+
+    settings = current_app.config["SETTINGS"]
+    current_app.config["SETTINGS"] = dc.replace(
+        settings, tasks=dc.replace(settings.tasks, step_types=["SIM", "RECO", "DIGI"])
+    )
+    errors = errors_of(sim_definition(step="DIGI", task_name="PROD2025-008.DIGI"))
+    assert errors["step"] == ["the task template has no [steps.DIGI] table"]

@@ -109,12 +109,14 @@ def test_bunch_of_20_submitted_exactly_once_despite_faults(client, login_as, sim
     hows = [(launch.manifest or {}).get("panda_reply", {}).get("how") for launch in launches]
     assert "reconciled by task name" in hows, "no timeout-after-commit was exercised"
     assert any(launch.status == "failed" for launch in launches), "no HTTP 500 / refusal was exercised"
-    # The parameters PanDA stored are the ones previewed and saved.
+    # The parameters PanDA stored are exactly the ones previewed, saved and put in the manifest.
     first = tasks[0]
-    stored_params = sim.state.select_rows(
-        "SELECT taskName FROM tasks WHERE jediTaskID=?", (first.panda_task_id,)
-    )
-    assert stored_params[0][0] == first.name
+    panda = dispatcher.make_client()
+    try:
+        stored = panda.get_task_parameters(first.submitted_launch.created_by, first.panda_task_id)
+    finally:
+        panda.close()
+    assert stored == first.params == first.submitted_launch.manifest["task_parameters"]
     assert [t.spec["offset"] for t in tasks][:3] == [100, 10100, 20100]
     page = client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
     assert "20 of 20 submitted" in page

@@ -167,3 +167,26 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     assert f">{new.name}</a>" in client.get(f"/tasks/{task.id}").get_data(as_text=True)
     relaunch = client.get(f"/tasks/{task.id}/relaunch").get_data(as_text=True)
     assert "relaunch of PROD2025-008.SIM" in relaunch and 'value="PROD2026-002.SIM"' in relaunch
+
+
+def test_relaunch_from_uploaded_manifest(client, login_as, db, fake_panda, clock):
+    import io
+
+    login_as("manager")
+    post(client, "/tasks/create", form_data(sim_definition(bunch_size=2, initial_offset=3), key="k"))
+    assert dispatcher.wait_for_dispatchers(30)
+    task = db.session.scalar(select(Task).where(Task.bunch_index == 2))
+    body = client.get(f"/tasks/{task.id}/manifest.json").get_data()
+    response = post(client, "/tasks/relaunch", {"manifest": (io.BytesIO(body), "m.json")},
+                    content_type="multipart/form-data")  # fmt: skip
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "manifest file m.json" in html and 'value="10003"' in html and 'value="PROD2026-001.SIM"' in html
+    bad = post(
+        client,
+        "/tasks/relaunch",
+        {"manifest": (io.BytesIO(b"{}"), "x.json")},
+        content_type="multipart/form-data",
+    )
+    assert bad.status_code == 302
+    assert "x.json is not a submission manifest" in client.get("/tasks/").get_data(as_text=True)
