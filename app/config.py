@@ -77,6 +77,7 @@ class IamSettings:
     refresh_token_days: int = 30  # refresh-token lifetime assumed when IAM does not say (IAM default: 30)
     http_timeout_s: float = 10.0  # timeout of each call to IAM
     rp_logout: bool = True  # offer IAM's RP-initiated logout after the panel's logout
+    login_rate_limit: int = 20  # SPD-IAM login starts and callbacks allowed per client address within auth.login_window_s
     sandbox_token_lifetime_s: int = 3600  # lifetime of the sandbox ID tokens of the built-in simulator
 
 

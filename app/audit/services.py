@@ -4,6 +4,7 @@ from typing import Any
 
 from flask import g, has_request_context, request
 from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from app import clock
 from app.audit.models import AuditEvent
@@ -19,8 +20,10 @@ def record(
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
     user: Any = _ANONYMOUS,
+    session: Session | None = None,
 ) -> AuditEvent:
-    """Append an audit event (flushed, committed by the caller). `user` defaults to the request's user."""
+    """Append an audit event (flushed, committed by the caller). `user` defaults to the request's user;
+    `session` defaults to the request's (the token vault passes its own, which it commits itself)."""
     if user is _ANONYMOUS:
         user = g.get("user") if has_request_context() else None
     event = AuditEvent(
@@ -34,8 +37,9 @@ def record(
         client_address=(request.remote_addr or "") if has_request_context() else "",
         details=details or {},
     )
-    db.session.add(event)
-    db.session.flush()
+    session = session or db.session
+    session.add(event)
+    session.flush()
     return event
 
 

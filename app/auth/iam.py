@@ -24,7 +24,7 @@ from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.auth.roles import ROLES, role_rank
-from app.auth.services import log_in
+from app.auth.services import LoginRateLimiter, log_in
 from app.config import IamSettings, Settings, get_settings
 from app.extensions import db
 from app.web.security import safe_next
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("iam", __name__, url_prefix="/auth/iam")
 
 _EXTENSION = "iam_oauth"
+_LIMITER = "iam_rate_limiter"
 
 
 class LoginRefused(Exception):
@@ -72,6 +73,7 @@ def _register_client(state) -> None:
         },
     )
     app.extensions[_EXTENSION] = oauth
+    app.extensions[_LIMITER] = LoginRateLimiter(settings.iam.login_rate_limit, settings.auth.login_window_s)
 
 
 def _client():
@@ -164,6 +166,34 @@ def _refuse(reason: str, *, target: str = "", details: dict | None = None):
     db.session.commit()
     flash(f"SPD-IAM login failed: {reason}", "danger")
     return redirect(url_for("auth.login"))
+
+
+@bp.before_request
+def _rate_limit():
+    """Refuse (429, audited) a client address that started too many IAM logins or callbacks.
+
+    Every request counts, not only failures: each one costs a call to IAM (discovery or token
+    endpoint) and a state entry in the session, whatever its outcome (ASVS 6.3.1).
+    """
+    limiter = current_app.extensions.get(_LIMITER)
+    if limiter is None or request.endpoint not in ("iam.login", "iam.callback"):
+        return None
+    address = request.remote_addr or "-"
+    if not limiter.blocked(address, "iam"):
+        limiter.failed(address, "iam")  # counts the attempt
+        return None
+    record("login.failed", target="iam", outcome="rate-limited", details={"method": "iam"}, user=None)
+    db.session.commit()
+    window_s = get_settings().auth.login_window_s
+    message = (
+        "Too many SPD-IAM login attempts from your address. "
+        f"Wait {max(1, window_s // 60)} minute(s), then try again."
+    )
+    response = current_app.make_response(
+        (render_template("errors/error.html", code=429, title="Too many requests", message=message), 429)
+    )
+    response.headers["Retry-After"] = str(window_s)
+    return response
 
 
 @bp.get("/login")

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from app import clock
 from app.auth.models import LOCAL_ISSUER, LocalPassword, User
 from app.auth.roles import ROLES
+from app.config import get_settings
 from app.extensions import db
 
 _hasher = PasswordHasher()
@@ -101,13 +102,14 @@ def log_out() -> None:
 
 
 def load_user_from_session() -> User | None:
-    """The active user named by the session, or None (a disabled user is logged out at once)."""
+    """The active user named by the session, or None (a disabled user, or a local account while local
+    accounts are switched off, is logged out at once)."""
     uid = session.get("uid")
     if uid is None:
         return None
     user = db.session.get(User, uid)
-    if user is None or not user.active:
-        session.clear()
+    if user is None or not user.active or (user.is_local and not get_settings().auth.local_accounts):
+        log_out()
         return None
     return user
 

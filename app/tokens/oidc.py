@@ -63,11 +63,6 @@ def discovery(issuer: str, timeout: float) -> dict[str, Any]:
     return meta
 
 
-def forget_discovery() -> None:
-    with _discovery_lock:
-        _discovery_cache.clear()
-
-
 def _post(url: str, data: dict[str, str], client: ClientCredentials, timeout: float) -> dict[str, Any]:
     auth = None
     if client.client_secret:

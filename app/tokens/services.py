@@ -226,10 +226,12 @@ def token_for(user: User | int) -> str:
 def _undecryptable(user_id: int, exc: VaultKeyError) -> TokenUnavailable:
     """The stored tokens cannot be opened with this instance's keys (lost or replaced key): the
     grant is useless, so the user must log in (or link) again."""
+    message = f"stored tokens cannot be decrypted with this instance's keys ({exc})"
     with _vault_session() as session:
         for row in session.scalars(select(UserToken).where(UserToken.user_id == user_id)):
             row.needs_relogin = True
-            row.last_error = f"stored tokens cannot be decrypted with this instance's keys ({exc})"[:500]
+            row.last_error = message[:500]
+            _audit_failure(session, row, message, relogin=True)
         session.commit()
     return TokenUnavailable(f"{RELOGIN}: the stored tokens cannot be decrypted ({exc})", relogin=True)
 
@@ -287,11 +289,13 @@ def _client_for(row: UserToken, settings: Settings) -> oidc.ClientCredentials:
 
 
 def _fail(session: Session, row: UserToken, message: str, *, relogin: bool) -> TokenUnavailable:
+    """Record the failure on the row and in the audit trail, committed together in the vault's session
+    (a caller that rolls back, or never commits, must not lose them)."""
     row.last_error = message[:500]
     if relogin:
         row.needs_relogin = True
+    _audit_failure(session, row, message, relogin)
     session.commit()
-    _audit_failure(row, message, relogin)
     return TokenUnavailable(_relogin_text(row, message) if relogin else message, relogin=relogin)
 
 
@@ -304,16 +308,17 @@ def _relogin_text(row: UserToken, message: str) -> str:
     return f"{RELOGIN} ({action}): {message}"
 
 
-def _audit_failure(row: UserToken, message: str, relogin: bool) -> None:
+def _audit_failure(session: Session, row: UserToken, message: str, relogin: bool) -> None:
     from app.audit.services import record
 
-    user = db.session.get(User, row.user_id)
+    user = session.get(User, row.user_id)
     record(
         "token.refresh_failed",
         target=user.username if user else str(row.user_id),
         outcome="relogin-needed" if relogin else "failed",
         details={"source": row.source, "error": message[:200]},
         user=user,
+        session=session,
     )
 
 

@@ -52,7 +52,6 @@ def refresh():
     try:
         services.refresh_now(user)
     except TokenUnavailable as exc:
-        db.session.commit()  # the vault's audit event of the failure
         flash(f"Refresh failed: {exc.reason}", "danger")
     else:
         record("token.refreshed", target=user.username, details={"trigger": "button"})
@@ -182,6 +181,7 @@ def end_sessions(user_id: int):
 def admin_delete(user_id: int):
     target = db.session.get(User, user_id) or abort(404)
     count = services.delete_tokens(target)
+    device.cancel_link(target)
     record("token.deleted", target=target.username, details={"grants": count, "by": "admin"})
     db.session.commit()
     flash(f"Deleted the stored tokens of {target.username}.", "info")

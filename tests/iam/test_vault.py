@@ -51,6 +51,7 @@ def test_token_for_returns_the_login_id_token(alice, db, oidc_op):
 
 def test_refresh_follows_the_id_token_expiry_not_the_access_token(alice, db, oidc_op, real_clock):
     first = vault.token_for(alice)
+    first_refresh_token = services.unseal(_row(db, alice), "refresh_token")
     before = oidc_op.stats()["refresh"]
     assert vault.token_for(alice) == first  # still fresh: no refresh
     assert oidc_op.stats()["refresh"] == before
@@ -64,8 +65,11 @@ def test_refresh_follows_the_id_token_expiry_not_the_access_token(alice, db, oid
     assert oidc_op.stats()["refresh"] == before + 1
     row = _row(db, alice)
     assert row.refresh_count == 1 and row.last_refresh_at == real_clock.current
+    # The provider rotated the refresh token; the vault committed the new one (read back from the DB).
+    assert services.unseal(row, "refresh_token") != first_refresh_token
     real_clock.set(datetime.now(UTC))  # back to the provider's time: the new token is fresh
     assert vault.token_for(alice) == second
+    vault.refresh_now(alice)  # the stored refresh token is the live one (raises otherwise)
 
 
 def test_two_threads_at_once_cause_one_refresh(app, alice, db, oidc_op, real_clock):
@@ -105,7 +109,7 @@ def test_revoked_refresh_token_means_relogin_needed(client, alice, db, oidc_op, 
     with pytest.raises(vault.TokenUnavailable) as info:
         vault.token_for(alice)
     assert "re-login needed" in info.value.reason and info.value.relogin
-    db.session.commit()  # the caller commits the vault's audit event
+    db.session.rollback()  # whatever the caller does, the vault committed the flag and the audit event
     assert _row(db, alice).needs_relogin
     [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "token.refresh_failed")).all()
     assert event.outcome == "relogin-needed"
@@ -132,8 +136,10 @@ def test_token_exchange_to_the_panda_audience(alice, db, oidc_op, iam_overrides)
     assert _row(db, alice).exchanged_token_sealed is not None
 
 
-def test_no_token_in_database_file_pages_or_logs(app, client, alice, db, oidc_op, real_clock, caplog):
-    caplog.set_level(logging.DEBUG)
+def test_no_token_in_database_file_pages_or_logs(app, client, db, oidc_op, real_clock, caplog):
+    caplog.set_level(logging.DEBUG)  # before the login: the callback's token request is logged too
+    assert iam_login(client, oidc_op, "alice").status_code == 302
+    alice = db.session.scalar(select(User).where(User.sub == "alice"))
     real_clock.set(_row(db, alice).id_token_expires_at)  # force a refresh too
     id_token = vault.token_for(alice)
     row = _row(db, alice)
