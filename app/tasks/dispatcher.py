@@ -22,13 +22,13 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import select, update
 
 from app import clock
 from app.config import get_settings
 from app.extensions import db
-from app.tasks.models import Launch, Task, TaskBunch
+from app.tasks.models import Launch, Task
 
 log = logging.getLogger(__name__)
 
@@ -376,18 +376,3 @@ def wait_for_dispatchers(timeout: float = 30.0) -> bool:
     alive = [t for t in _threads if t.is_alive()]
     _threads[:] = alive
     return not alive
-
-
-def current_app_object() -> Flask:
-    return current_app._get_current_object()  # type: ignore[attr-defined]
-
-
-__all__ = [
-    "TaskBunch",
-    "claim",
-    "dispatch_bunch",
-    "dispatch_due",
-    "dispatch_launch",
-    "reconcile",
-    "start_background_dispatch",
-]

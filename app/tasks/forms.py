@@ -86,10 +86,6 @@ class TaskForm(FlaskForm):
     def admin_fields(self):
         return [getattr(self, name) for name in ADMIN_FIELDS]
 
-    def user_fields(self, kind_fields: bool = True):
-        skip = {"csrf_token", "idempotency_key", "cloned_from_task", "cloned_from_bunch", *ADMIN_FIELDS}
-        return [f for f in self if f.name not in skip]
-
     def overrides_value(self) -> dict[str, Any] | None:
         """The template overrides as a dict, or None (with a field error) when not a JSON object."""
         text = self.template_overrides.data or ""

@@ -220,8 +220,6 @@ def validate_definition(
         err("task_name", exc.message)
     try:
         dataset = naming.parse_dataset_name(d.output_dataset, rules)
-        if not re.fullmatch(cfg.scope_regex, dataset.scope):
-            err("output_dataset", f"scope {dataset.scope} is not allowed")
     except naming.NamingError as exc:
         err("output_dataset", exc.message)
     if task_name and dataset:
@@ -399,7 +397,7 @@ def create_bunch(
     (``ConcurrentCreate``: the caller rolls back and calls again, then finds the winner's bunch).
     """
     if not idempotency_key or len(idempotency_key) > 64:
-        raise ValidationFailed({"idempotency_key": ["the form is stale; reload it and submit again"]})
+        raise ValidationFailed({"form": ["the form has no submission key; reload it and submit again"]})
     existing = bunch_by_key(idempotency_key)
     if existing is not None:
         return existing, False

@@ -366,6 +366,3 @@ def suggest():
         "task_name": task_name,
         "output_dataset": dataset,
     }
-
-
-__all__ = ["bp", "naming"]

@@ -21,6 +21,7 @@ def errors_of(definition, *, is_admin=False):
         ({"total_events": 0}, "total_events", "total events must be greater than 0"),
         ({"total_events": None}, "total_events", "total events must be greater than 0"),
         ({"events_per_job": 0}, "events_per_job", "events per job must be greater than 0"),
+        ({"events_per_job": None}, "events_per_job", "events per job must be greater than 0"),
         (
             {"events_per_job": 20000},
             "events_per_job",
@@ -278,6 +279,18 @@ def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_
     dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda)
     sent = {t["params"]["taskName"]: t["parent_tid"] for t in fake_panda.tasks.values()}
     assert sent["PROD2025-008.RECO.2"] == sim.tasks[1].panda_task_id
+
+
+def test_processing_step_rules(app):
+    reco = dict(
+        step="RECO", task_name="PROD2025-008.RECO", output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.RECO.1"
+    )
+    assert errors_of(sim_definition(**reco, files_per_job=0))["files_per_job"] == [
+        "files per job must be greater than 0"
+    ]
+    assert errors_of(sim_definition(**reco, total_events=-1))["total_events"] == [
+        "total events must be greater than 0"
+    ]
 
 
 def test_reco_without_parent_is_refused(app):

@@ -190,3 +190,30 @@ def test_relaunch_from_uploaded_manifest(client, login_as, db, fake_panda, clock
     )
     assert bad.status_code == 302
     assert "x.json is not a submission manifest" in client.get("/tasks/").get_data(as_text=True)
+
+
+def test_form_level_messages(client, login_as, db):
+    login_as("admin")
+    data = form_data(sim_definition())  # no idempotency key
+    html = post(client, "/tasks/create", data).get_data(as_text=True)
+    assert "the form has no submission key; reload it and submit again" in html
+    data = form_data(sim_definition(), key="k")
+    data["template_overrides"] = "[1, 2]"
+    response = post(client, "/tasks/preview", data)
+    assert response.status_code == 400
+    assert "template overrides must be a JSON object" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+
+
+def test_admin_may_set_admin_fields(client, login_as, db, fake_panda):
+    login_as("admin")
+    data = form_data(sim_definition(), key="adm")
+    data.update(
+        priority="950", site="JINR_PROD", working_group="spd_prod", template_overrides='{"gshare": "Test"}'
+    )
+    assert post(client, "/tasks/create", data).status_code == 302
+    assert dispatcher.wait_for_dispatchers(30)
+    params = db.session.scalar(select(Task)).params
+    assert (params["taskPriority"], params["site"], params["workingGroup"], params["gshare"]) == (
+        950, "JINR_PROD", "spd_prod", "Test",
+    )  # fmt: skip
