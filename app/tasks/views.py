@@ -310,11 +310,13 @@ def detail(task_id: int):
 
 def _read_panda(task: Task):
     """The task's status and counters, read from PanDA now; the stored status on failure."""
-    from app.panda.errors import PandaError
+    from app.panda.errors import PandaError, PandaNotFound
 
     client = dispatcher.make_client(interactive=True)
     try:
         info = client.get_detailed_info(current_user(), task.panda_task_id)
+    except PandaNotFound:
+        return None, "PanDA has not picked the task up yet (JEDI registers a new task within minutes)."
     except PandaError as exc:
         return None, str(exc)
     except Exception as exc:  # no token for this user, etc.: show why, keep the page

@@ -164,3 +164,17 @@ def test_task_page_reads_status_from_panda_and_shows_calls(client, login_as, sim
 
     html = wait_until(page_status, timeout=30, message="task status read from PanDA")
     assert "PanDA interactions" in html and "submit" in html
+
+
+def test_task_page_before_and_after_jedi_picks_the_task_up(client, login_as, sim):
+    login_as("manager")
+    sim.clock.set_scale(0)  # simulated time stands still: the task stays in DEFT's "waiting"
+    post(client, "/tasks/create", form_data(sim_definition(), key="wait"))
+    bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, bunch.id)
+    task_id = bunch.tasks[0].id
+    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    assert "PanDA has not picked the task up yet" in html
+    sim.advance(300)
+    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
+    assert "not picked the task up" not in html and "Jobs (files) done / failed / total" in html
