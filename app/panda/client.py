@@ -529,12 +529,17 @@ class PandaClient:
 
         return interpret
 
-    def _command(self, reply: Reply, kind: str = "command") -> tuple[CommandResult, int | None, int | None]:
+    def _command(
+        self, reply: Reply, kind: str = "command", accepted: tuple[int, ...] = (0,)
+    ) -> tuple[CommandResult, int | None, int | None]:
         code = reply.data if isinstance(reply.data, int) and not isinstance(reply.data, bool) else None
         # `retry` answers success=true with a rejection code in data (reference §1.2): check data.
-        if not reply.success or code not in (0, None):
+        if not reply.success or code not in (*accepted, None):
             raise self._failure(reply, kind)
-        return CommandResult(code=0, message=reply.message), 0, None
+        # A retry with new parameters of a production task registers a new task ("new jediTaskID=N").
+        match = re.search(r"new jediTaskID=(\d+)", reply.message)
+        new_task_id = int(match.group(1)) if match else None
+        return CommandResult(code=code or 0, message=reply.message, new_task_id=new_task_id), code or 0, None
 
     def _change(self, reply: Reply) -> tuple[ChangeResult, int | None, int | None]:
         if not reply.success:
@@ -610,7 +615,8 @@ class PandaClient:
                 raise PandaOutcomeUnknown(
                     f"PanDA accepted the task but its reply has no task id ({reply.message!r}); reconcile by task name."
                 )
-            code = 3 if "incremental" in reply.message or "new tasks params" in reply.message else 0
+            # Code 3 (accepted as incremental execution) says "reactivation accepted" (insertTaskParamsPanda).
+            code = 3 if "reactivation accepted" in reply.message else 0
             return SubmitResult(task_id=reply.data, code=code, message=reply.message), code, reply.data
 
         args: dict[str, Any] = {"task_parameters": task_params, "parent_tid": parent_tid}
@@ -808,7 +814,12 @@ class PandaClient:
             "keep_gshare_priority": keep_gshare_priority,
             "ignore_hard_exhausted": ignore_hard_exhausted,
         }
-        return self._call("retry", user, args, self._command, task_id=task_id)
+        # With new parameters PanDA re-inserts the task parameters: 0 = registered as a new task
+        # (`new_task_id`), 3 = accepted as an incremental execution of this task.
+        accepted = (0, 3) if new_parameters else (0,)
+        return self._call(
+            "retry", user, args, lambda reply: self._command(reply, accepted=accepted), task_id=task_id
+        )
 
     def pause(self, user: Any, task_id: int) -> CommandResult:
         return self._call("pause", user, {"task_id": task_id}, self._command, task_id=task_id)

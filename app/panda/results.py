@@ -86,10 +86,15 @@ class SubmitResult:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """A queued task command (kill, finish, retry, pause, ...): code 0 = registered."""
+    """A queued task command (kill, finish, retry, pause, ...): code 0 = registered.
+
+    A retry with new parameters answers 0 with `new_task_id` (a production task is registered
+    again as a new task) or 3 (accepted as an incremental execution of the same task).
+    """
 
     code: int
     message: str
+    new_task_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -601,10 +601,8 @@ class LegacyTransport:
             "ignore_hard_exhausted": args.get("ignore_hard_exhausted", False),
         }
         reply = self._command(wire, op, "retryTask", fields, exchange)
-        # With new parameters the server inserts task params: 3 = accepted as incremental execution.
-        if new_parameters and reply.data == 3:
-            return Reply(True, reply.message, 0, reply.http_status)
-        return reply
+        # As API v1's retry does: a code means "processed", and the code alone says how.
+        return Reply(reply.data is not None, reply.message, reply.data, reply.http_status)
 
     def _pause(self, wire, op, args, exchange) -> Reply:
         return self._command(wire, op, "pauseTask", {"jediTaskID": args["task_id"]}, exchange)

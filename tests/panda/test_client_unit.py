@@ -142,6 +142,22 @@ def test_retry_success_with_data_4_is_a_rejection():
     assert records[-1].outcome == "rejected" and records[-1].return_code == 4
 
 
+def test_retry_with_new_parameters_accepted_as_incremental_execution():
+    msg = "reactivation accepted. jediTaskID=5 (currently in finished state) will be re-executed with old and/or new input"
+    client, _, _, _ = make_client({**PROD, "/api/v1/task/retry": response(200, envelope(True, msg, 3))})
+    result = client.retry(User(), 5, new_parameters={"nEvents": 10})
+    assert (result.code, result.new_task_id) == (3, None)
+    with pytest.raises(PandaRejected):  # without new parameters 3 is no answer retry gives
+        client.retry(User(), 5)
+
+
+def test_submit_accepted_as_incremental_execution_says_code_3():
+    msg = "reactivation accepted. jediTaskID=42 (currently in done state) will be re-executed with old and/or new input"
+    routes = {**PROD, "/api/v1/task/submit": response(200, envelope(True, msg, 42))}
+    client, _, _, _ = make_client(routes)
+    assert client.submit(User(), {"taskName": "t"}).code == 3
+
+
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 4, 10, 11])
 def test_every_submit_code_has_a_sentence(code):
     assert "refused the request" not in human_sentence(code, "submit")

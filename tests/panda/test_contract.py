@@ -365,6 +365,19 @@ def test_finish_retry_and_reload_input(env):
     assert client.reload_input(MANAGER, task_id).code == 0
 
 
+def test_retry_with_new_parameters_registers_the_task_again(env):
+    client, app, _ = env
+    name = unique("renew")
+    task_id = submit_and_pick_up(client, app, name)
+    advance_until(app, client, task_id, {"done"})
+    result = client.retry(MANAGER, task_id, new_parameters={"nEvents": 2000})
+    # A production task with new parameters is registered again under a new id (code 0).
+    assert result.code == 0 and result.new_task_id not in (None, task_id)
+    app.advance(app.config.timings.pickup_s + app.config.timings.refine_s + 1)
+    renewed = client.get_task_parameters(MANAGER, result.new_task_id)
+    assert (renewed["taskName"], renewed["nEvents"]) == (name, 2000)
+
+
 def test_retry_with_new_parameters_checks_the_role_first(sim, transport):
     records: list[CallRecord] = []
     client = make_client(sim.url, transport, SimTokens(sim.app), records, role="")

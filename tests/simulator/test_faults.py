@@ -86,6 +86,28 @@ def test_faults_are_deterministic_for_a_seed():
     assert _fault_sequence(5) != _fault_sequence(6)
 
 
+def _faults_per_method(order: list[str]) -> dict[str, list[int]]:
+    """Status codes per method when calling `order` against a fresh simulator with seed 5."""
+    app = create_simulator(SimConfig(seed=5, time_scale=0, faults=Faults(error_rate=0.5)))
+    running = serve_in_thread(app)
+    try:
+        anonymous = Panda(running.url, None, origin=None)
+        seen: dict[str, list[int]] = {}
+        for path in order:
+            seen.setdefault(path, []).append(anonymous.get(path, task_id=1).status_code)
+        return seen
+    finally:
+        running.stop()
+
+
+def test_faults_depend_on_the_method_and_its_call_index_not_on_other_calls():
+    methods = ["system/is_alive", "task/get_status"]
+    one_after_the_other = _faults_per_method([m for m in methods for _ in range(20)])
+    interleaved = _faults_per_method(methods * 20)
+    assert one_after_the_other == interleaved
+    assert {500, 200} <= set(interleaved["task/get_status"])
+
+
 def test_admin_clock_and_stats(sim, prod):
     prod.submit(evgen())
     before = requests.get(f"{sim.url}/_sim/clock", timeout=5).json()["now"]

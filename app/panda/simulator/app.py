@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import gzip
+import hashlib
 import io
 import json
-import random
 import threading
 import time
 from collections import defaultdict
@@ -56,7 +56,7 @@ class SimApp:
         )
         self.checker = TokenChecker(config, discovery)
         self.faults: Faults = config.faults
-        self._fault_rng = random.Random(config.seed)
+        self._fault_calls: dict[str, int] = defaultdict(int)  # calls per method since faults were set
         self._fault_lock = threading.Lock()
         self.url = ""
 
@@ -78,6 +78,8 @@ class SimApp:
 
     def set_faults(self, faults: Faults | dict[str, Any]) -> None:
         self.faults = faults if isinstance(faults, Faults) else Faults.from_dict(faults)
+        with self._fault_lock:
+            self._fault_calls.clear()
 
     def advance(self, seconds: float) -> None:
         """Advance the simulated clock and apply what became due."""
@@ -133,7 +135,8 @@ class SimApp:
                     )
                 env.update(decision["env"])
 
-        fault = self._draw_fault(method_name)
+        call = self._next_call(method_name)
+        fault = self._draw_fault(method_name, call)
         if fault == "http500":
             return _text(
                 start_response, "500 INTERNAL SERVER ERROR", "ERROR : simulated internal server error"
@@ -176,7 +179,7 @@ class SimApp:
             out = result
         payload = out.encode() if isinstance(out, str) else out
 
-        if method_name in ("submit", "insertTaskParams") and self._draw_submit_timeout(method_name):
+        if method_name in ("submit", "insertTaskParams") and self._draw_submit_timeout(method_name, call):
             time.sleep(self.faults.stall_s)  # committed; the client times out or sees the connection drop
             return _drop(start_response)
         return _bytes(start_response, "200 OK", payload)
@@ -209,26 +212,40 @@ class SimApp:
     def _applies(self, method: str) -> bool:
         return not self.faults.methods or method in self.faults.methods
 
-    def _draw_fault(self, method: str) -> str | None:
-        faults = self.faults
+    def _next_call(self, method: str) -> int | None:
+        """The index of this call among the calls of `method` that faults apply to (None: none apply).
+
+        Faults are drawn per (seed, method, index), so the n-th submit meets the same fault whatever
+        other calls, threads or timings came in between.
+        """
         if not self._applies(method):
+            return None
+        with self._fault_lock:
+            index = self._fault_calls[method]
+            self._fault_calls[method] = index + 1
+        return index
+
+    def _uniform(self, method: str, index: int, salt: str) -> float:
+        key = f"{self.config.seed}:{method}:{index}:{salt}".encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
+
+    def _draw_fault(self, method: str, index: int | None) -> str | None:
+        faults = self.faults
+        if index is None:
             return None
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
-        with self._fault_lock:
-            x = self._fault_rng.random()
-            y = self._fault_rng.random()
+        x, y = self._uniform(method, index, "fault"), self._uniform(method, index, "kind")
         if x < faults.error_rate:
             return "http500" if y < 0.5 else "fail"
         if x < faults.error_rate + faults.reset_rate:
             return "reset"
         return None
 
-    def _draw_submit_timeout(self, method: str) -> bool:
-        if not self.faults.submit_timeout_rate or not self._applies(method):
+    def _draw_submit_timeout(self, method: str, index: int | None) -> bool:
+        if not self.faults.submit_timeout_rate or index is None:
             return False
-        with self._fault_lock:
-            return self._fault_rng.random() < self.faults.submit_timeout_rate
+        return self._uniform(method, index, "stall") < self.faults.submit_timeout_rate
 
     # ------------------------------------------------------------------ issuer and admin
     def _issuer(self, environ: Environ, start_response, sub_path: str):

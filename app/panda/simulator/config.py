@@ -10,7 +10,7 @@ TRANSPORTS = ("v1", "legacy", "both")
 
 @dataclass
 class Faults:
-    """Fault injection; every draw comes from a generator seeded with the simulator seed."""
+    """Fault injection, deterministic per (seed, method, n-th call of the method since the faults were set)."""
 
     latency_ms: int = 0  # added to every PanDA call
     error_rate: float = 0.0  # share of calls answering HTTP 500 or success:false (half each)
