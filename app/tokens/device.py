@@ -88,7 +88,8 @@ def cancel_link(user: User) -> None:
 def poll_link(user: User) -> UserToken | None:
     """Ask IAM once whether the user approved; the stored grant when done, None while pending.
 
-    Raises TokenUnavailable when the code expired or was denied. Flushes; the caller commits.
+    Raises TokenUnavailable when the code expired or was denied, or when an SPD-IAM user's code was
+    approved by another SPD-IAM account. Flushes; the caller commits.
     """
     settings = get_settings()
     link = pending_link(user)
@@ -108,6 +109,11 @@ def poll_link(user: User) -> UserToken | None:
     claims = unverified_claims(answer.get("id_token", ""))
     if not claims or claims.get("iss") != settings.iam.issuer:
         raise TokenUnavailable("linking failed: SPD-IAM returned no ID token from the expected issuer")
+    if not user.is_local and (claims.get("iss"), claims.get("sub")) != (user.iss, user.sub):
+        # A code someone else approved (device-code phishing) must not make PanDA calls in their name.
+        raise TokenUnavailable(
+            "linking failed: the code was approved by another SPD-IAM account; approve it with your own"
+        )
     from app.auth.iam import normalize_groups
 
     groups = normalize_groups(claims.get(settings.iam.groups_claim))

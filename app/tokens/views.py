@@ -5,8 +5,6 @@ Token values are never rendered: only where they come from, their expiries and t
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
 from app import clock
@@ -19,8 +17,6 @@ from app.config import get_settings
 from app.extensions import db
 from app.tokens import device, services
 from app.tokens.errors import TokenUnavailable
-
-log = logging.getLogger(__name__)
 
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 

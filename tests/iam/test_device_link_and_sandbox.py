@@ -47,6 +47,22 @@ def test_local_user_links_a_panda_token_through_the_device_flow(client, db, logi
     assert oidc_op.stats()["refresh"] == before + 1
 
 
+def test_iam_user_cannot_link_a_code_approved_by_another_account(client, db, oidc_op, clock):
+    from tests.oidc_fixture import iam_login
+
+    clock.set(datetime.now(UTC))
+    assert iam_login(client, oidc_op, "bob").status_code == 302
+    post_form(client, "/tokens/link", token_page="/tokens/")
+    user_code = re.search(r'id="user-code">([^<]+)<', client.get("/tokens/").get_data(as_text=True)).group(1)
+    oidc_op.approve_device_code(user_code, "carol")  # bob got carol to approve his code
+    post_form(client, "/tokens/link/poll", token_page="/tokens/")
+    assert "approved by another SPD-IAM account" in client.get("/tokens/").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.scalar(select(UserToken).where(UserToken.source == "device-link")) is None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "token.link_failed"))
+    assert event.username == "bob" and "another SPD-IAM account" in event.details["reason"]
+
+
 def test_sandbox_tokens_follow_the_panel_role(settings_factory, migrated_sqlite, make_user):
     import shutil
 

@@ -25,6 +25,14 @@ def test_login_button_on_login_page(client):
     assert 'id="iam-login"' in html and "Log in with SPD-IAM" in html
 
 
+def test_authorization_request_uses_pkce_nonce_state_and_default_scopes(client):
+    query = parse_qs(urlsplit(client.get("/auth/iam/login").headers["Location"]).query)
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) >= 43
+    assert query["response_type"] == ["code"] and query["client_id"] == ["panel"]
+    assert query["scope"] == ["openid profile email offline_access"]
+    assert len(query["state"][0]) >= 20 and len(query["nonce"][0]) >= 20
+
+
 def test_full_login_maps_groups_to_roles(client, db, oidc_op):
     response = iam_login(client, oidc_op, "alice", next_url="/tokens/")
     assert response.status_code == 302 and response.headers["Location"].endswith("/tokens/")
