@@ -129,7 +129,13 @@ def _adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) 
 
 def dispatch_launch(launch_id: int, client: Any) -> str:
     """Claim and submit one launch; returns its final status. Commits."""
-    from app.panda.errors import PandaAuthError, PandaOutcomeUnknown, PandaRejected, PandaUnavailable
+    from app.panda.errors import (
+        PandaAuthError,
+        PandaError,
+        PandaOutcomeUnknown,
+        PandaRejected,
+        PandaUnavailable,
+    )
 
     now = clock.now()
     if not claim(launch_id, now):
@@ -155,7 +161,14 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
         parent_tid = task.parent.panda_task_id
     if launch.attempt > 1:
         # An earlier attempt may have reached PanDA after all: look before sending again.
-        found = _find_in_panda(client, launch)
+        try:
+            found = _find_in_panda(client, launch)
+        except PandaError as exc:
+            _finish(
+                launch, "failed", error=f"could not check PanDA for an earlier attempt ({exc}); resend later"
+            )
+            db.session.commit()
+            return launch.status
         if found is not None:
             _adopt(launch, found, "found by name before resending", {"task_id": found})
             db.session.commit()
@@ -190,14 +203,27 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
 
 def _find_in_panda(client: Any, launch: Launch) -> int | None:
     """The PanDA task id of a task with this launch's name, looked up by name (never by resending)."""
+    from app.panda.errors import PandaUnsupported
+
     task = launch.task
     filters = {"taskName": task.name}
     user_name = task.params.get("userName")
     if user_name:
         filters["userName"] = user_name
-    # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
-    infos = client.get_tasks_detailed_info_since(launch.created_by, None, filters=filters, n_tasks=10)
-    matches = sorted(info.task_id for info in infos if info.name == task.name)
+    try:
+        # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
+        infos = client.get_tasks_detailed_info_since(launch.created_by, None, filters=filters, n_tasks=10)
+        matches = sorted(info.task_id for info in infos if info.name == task.name)
+    except PandaUnsupported:
+        # Legacy servers: the owner's tasks modified since the claim. The server keys this listing by
+        # reqID, so tasks sharing a request id can hide each other: a miss is not proof of absence
+        # (the grace period then still applies before a resend is offered).
+        since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
+        summaries = client.get_tasks_modified_since(
+            launch.created_by, since, dn=user_name or None,
+            prod_source_label=task.params.get("prodSourceLabel", "managed"),
+        )  # fmt: skip
+        matches = sorted(s.task_id for s in summaries if s.name == task.name)
     return matches[0] if matches else None
 
 

@@ -24,8 +24,9 @@ from tests.tasks.conftest import form_data, sim_definition
 
 
 @pytest.fixture
-def sim():
+def sim(request):
     config = SimConfig(
+        transports=getattr(request, "param", "both"),  # "legacy": like panda-server 0.8.x
         seed=11,
         time_scale=600.0,  # JEDI's pick-up window (60 simulated s) lasts 0.1 s
         client_ids=("prodpanel",),
@@ -40,7 +41,13 @@ def sim():
 def app(settings_factory, migrated_sqlite, sim):
     """The panel in sandbox mode, bound to the simulator, with short PanDA timeouts."""
     settings = settings_factory(
-        panda={"read_timeout_s": 1.0, "connect_timeout_s": 1.0, "retries": 3, "retry_backoff_s": 0.05},
+        panda={
+            "read_timeout_s": 1.0,
+            "connect_timeout_s": 1.0,
+            "retries": 3,
+            "retry_backoff_s": 0.05,
+            "transport": "legacy" if sim.config.transports == "legacy" else "auto",
+        },
         tasks={"dispatch_deadline_s": 60.0, "reconcile_grace_s": 2.0},
     )
     shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
@@ -178,3 +185,21 @@ def test_task_page_before_and_after_jedi_picks_the_task_up(client, login_as, sim
     sim.advance(300)
     html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
     assert "not picked the task up" not in html and "Jobs (files) done / failed / total" in html
+
+
+@pytest.mark.parametrize("sim", ["legacy"], indirect=True)
+def test_legacy_server_bunch_exactly_once(client, login_as, sim):
+    """Against a pre-1.0 server (form fields, pickled replies) reconciliation lists tasks by time."""
+    login_as("manager")
+    sim.set_faults(Faults(submit_timeout_rate=0.4, stall_s=1.5))
+    definition = sim_definition(bunch_size=6, request_id=None)  # reqID defaults to the task id
+    post(client, "/tasks/create", form_data(definition, key="legacy"))
+    bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, bunch.id)
+    sim.set_faults(Faults())
+    assert sorted(sim_task_names(sim)) == [f"PROD2025-008.SIM.{i}" for i in range(1, 7)]
+    hows = [
+        (launch.manifest or {}).get("panda_reply", {}).get("how")
+        for launch in _db.session.scalars(select(Launch))
+    ]
+    assert "reconciled by task name" in hows
