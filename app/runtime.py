@@ -12,7 +12,10 @@ Stopper = Callable[[], None]
 
 def start_background(app: Flask) -> list[Stopper]:
     """Start what runs beside the web server; returns the functions that stop it, in start order."""
-    stoppers: list[Stopper] = []
+    from app.panda.services import stop_call_log
+
+    # First in, so run last: the PanDA calls made while the other services stop are stored too.
+    stoppers: list[Stopper] = [stop_call_log]
     settings = app.config["SETTINGS"]
     if not settings.panda.url:  # sandbox: the built-in PanDA simulator on a loopback port
         from app.panda.simulator.sandbox import attach_sandbox, start_sandbox

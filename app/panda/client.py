@@ -11,6 +11,7 @@ scheduler's threads and in scripts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -195,7 +196,10 @@ _AUTH_MESSAGES = (
 )
 MESSAGE_DATABASE = "database error in the PanDA server"
 _NOT_FOUND = re.compile(r"not found", re.I)
-_SECRET_KEYS = re.compile(r"token|secret|password|authorization|passcode", re.I)
+# Credential keys; a bare "token" is JEDI's storage token of a dataset item, shown as sent.
+_SECRET_KEYS = re.compile(r"secret|password|authorization|passcode|.+_token$", re.I)
+# A JWT (header.payload.signature, base64url; headers start with '{"' = eyJ) wherever it appears.
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
 
 # Detected transport per server base URL (shared by all clients of the process).
 _transport_cache: dict[str, str] = {}
@@ -228,6 +232,8 @@ def strip_secrets(value: Any) -> Any:
         return [strip_secrets(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, str):
+        return _JWT.sub("***", value)
     return value
 
 
@@ -299,7 +305,7 @@ class PandaClient:
         if self._recorder is None:
             return
         try:
-            self._recorder(record)
+            self._recorder(dataclasses.replace(record, message=_JWT.sub("***", record.message)))
         except Exception:  # the log must never break a PanDA call
             log.exception("could not record PanDA call %s", record.method)
 

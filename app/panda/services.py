@@ -183,6 +183,15 @@ def flush_call_log(timeout: float = 10.0) -> bool:
 atexit.register(flush_call_log, 5.0)
 
 
+def stop_call_log(timeout: float = 10.0) -> None:
+    """`serve`'s last stop step: store every recorded call before the process ends (the writer
+    threads are daemons, so rows still queued at exit would be lost)."""
+    if not flush_call_log(timeout):
+        log.error(
+            "some PanDA calls were not stored in the interaction log within %.0f s of shutdown", timeout
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Client factory and health.
 

@@ -258,11 +258,12 @@ def test_missing_token_is_an_auth_error_and_recorded():
 
 
 def test_tokens_never_reach_the_record():
-    assert strip_secrets({"a": 1, "id_token": "x", "nested": {"Authorization": "y"}}) == {
-        "a": 1,
-        "id_token": "***",
-        "nested": {"Authorization": "***"},
-    }
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+    assert strip_secrets(
+        {"a": 1, "id_token": "x", "nested": {"Authorization": "y"}, "note": f"Bearer {jwt}"}
+    ) == {"a": 1, "id_token": "***", "nested": {"Authorization": "***"}, "note": "Bearer ***"}
+    # JEDI's "token" key of a dataset item is a storage token, not a credential: logged as sent.
+    assert strip_secrets({"log": {"token": "local"}}) == {"log": {"token": "local"}}
 
 
 def test_transport_detection_falls_back_to_legacy_and_is_cached():

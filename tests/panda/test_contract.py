@@ -442,6 +442,23 @@ def faulty(transport):
     running.stop()
 
 
+def test_every_call_is_recorded_with_all_its_fields(faulty):
+    client, app, records = faulty
+    app.set_faults({"latency_ms": 60, "methods": ["kill", "killTask"]})
+    with pytest.raises(PandaNotFound):
+        client.kill(MANAGER, 987654)
+    record = records[-1]
+    assert (record.user_id, record.server, record.method, record.task_id) == (
+        MANAGER.id,
+        client.server,
+        "kill",
+        987654,
+    )
+    assert record.params == {"task_id": 987654, "broadcast": False}
+    assert (record.http_status, record.return_code, record.outcome) == (200, 2, "not_found")
+    assert "not found" in record.message and record.duration_ms >= 60
+
+
 def test_http_500_on_reads_is_retried_and_on_writes_is_unknown(faulty):
     client, app, records = faulty
     task_id = client.submit(MANAGER, task_params(unique("f500"))).task_id

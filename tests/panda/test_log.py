@@ -1,6 +1,7 @@
 """The interaction log: rows survive the caller's rollback, the pages filter and page them."""
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -63,6 +64,23 @@ def test_recorder_works_from_background_threads(app, db):
         t.join()
     assert flush_call_log(15)
     assert count(db) == 50
+
+
+def test_stopping_serve_stores_the_calls_still_queued(app, db, monkeypatch):
+    from app.panda.services import CallLogWriter
+    from app.runtime import start_background, stop_background
+
+    real_store = CallLogWriter._store
+
+    def slow_store(self, records):  # a database slower than the shutdown
+        time.sleep(0.5)
+        real_store(self, records)
+
+    monkeypatch.setattr(CallLogWriter, "_store", slow_store)
+    stoppers = start_background(app)
+    db_recorder()(record(method="kill", task_id=55))
+    stop_background(stoppers)
+    assert count(db, method="kill", task_id=55) == 1
 
 
 def test_calls_page_filters_and_pages(app, db, client, login_as):

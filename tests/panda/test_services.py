@@ -1,11 +1,14 @@
 """The Flask side wired together in sandbox mode: the simulator on loopback, sandbox tokens from
 the token vault, the client from panda_client_for, the calls in panda_call, PanDA in /healthz."""
 
+import json
+import re
+
 import pytest
 from sqlalchemy import select
 
 from app.panda.client import forget_transport
-from app.panda.errors import PandaAuthError, PandaRoleMissing
+from app.panda.errors import PandaAuthError, PandaNotFound, PandaRoleMissing
 from app.panda.models import PandaCall
 from app.panda.services import flush_call_log, panda_client_for
 from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
@@ -55,3 +58,28 @@ def test_viewer_cannot_submit_production_tasks(app, make_user, sandbox, settings
     client = panda_client_for(settings, url=sandbox.url)
     with pytest.raises(PandaRoleMissing):
         client.submit(viewer, task_params("spd.mc.sandbox.services.3"))
+
+
+JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
+
+
+def test_no_logged_call_holds_a_token(app, db, make_user, sandbox):
+    from app.tokens.services import token_for
+
+    manager, viewer = make_user("manager"), make_user("viewer")
+    tokens = {token_for(manager), token_for(viewer)}
+    client = panda_client_for(app.config["SETTINGS"])
+    task_id = client.submit(manager, task_params("spd.mc.sandbox.services.jwt")).task_id
+    with pytest.raises(PandaNotFound):  # the "not found" window right after submit
+        client.get_status(manager, task_id)
+    with pytest.raises(PandaAuthError):  # HTTP 403 with the server's reason
+        client.get_status(viewer, task_id)
+    # A token pasted into an argument is masked too.
+    client.get_tasks_detailed_info_since(manager, filters={"taskName": next(iter(tokens))})
+    assert flush_call_log(10)
+    rows = db.session.scalars(select(PandaCall)).all()
+    assert {r.method for r in rows} >= {"submit", "get_status", "get_tasks_detailed_info_since"}
+    assert {r.outcome for r in rows} >= {"ok", "not_found", "auth"}
+    for row in rows:
+        text = json.dumps([row.params, row.message, row.server, row.method, row.transport])
+        assert not JWT.search(text) and not any(token in text for token in tokens), row
