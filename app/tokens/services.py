@@ -355,7 +355,11 @@ def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
         or (row.subject and claims.get("sub") != row.subject)
     ):
         raise _fail(session, row, "the refreshed ID token does not match the stored identity", relogin=True)
+    from app.auth.iam import normalize_groups
+
     _apply_response(row, response, clock.now())
+    if settings.iam.groups_claim in claims:  # what PanDA will now see
+        row.groups = normalize_groups(claims[settings.iam.groups_claim])
     row.last_refresh_at = clock.now()
     row.refresh_count += 1
     row.last_error = ""

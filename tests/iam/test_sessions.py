@@ -43,6 +43,21 @@ def test_cookie_holds_only_an_id_and_the_table_its_hash(client, db, make_user, c
     assert row.data["uid"] == user.id
 
 
+def test_iam_login_gets_a_new_session_id(client, db, oidc_op):
+    import requests
+
+    start = client.get("/auth/iam/login")  # the pre-login session holds authlib's state
+    before = _cookie(client)
+    assert before and start.status_code == 302
+    browser = requests.Session()
+    back = oidc_op.sign_in(browser, browser.get(start.headers["Location"]), "alice")
+    assert client.get(back.headers["Location"]).status_code == 302
+    after = _cookie(client)
+    ids = {row.id for row in _rows(db)}
+    assert after != before and hashlib.sha256(after.encode()).hexdigest() in ids
+    assert hashlib.sha256(before.encode()).hexdigest() not in ids
+
+
 def test_idle_timeout(client, make_user, clock):
     user = make_user("viewer")
     post_form(client, "/login", {"username": user.username, "password": TEST_PASSWORD})

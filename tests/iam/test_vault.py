@@ -59,12 +59,15 @@ def test_refresh_follows_the_id_token_expiry_not_the_access_token(alice, db, oid
     # 600 s ID token vs 3600 s access token: move to just inside the refresh leeway of the ID token.
     real_clock.set(row.id_token_expires_at - timedelta(seconds=60))
     assert row.access_token_expires_at > real_clock.current + timedelta(minutes=30)
-    oidc_op.tamper_next_id_token(refreshed="yes")  # marks the next ID token (same second => same bytes)
+    # Marks the next ID token (same second => same bytes) and drops a group, as IAM would after a
+    # group change: the token page must show the groups PanDA now sees.
+    oidc_op.tamper_next_id_token(refreshed="yes", groups=["spd"])
     second = vault.token_for(alice)
     assert second != first and unverified_claims(second)["refreshed"] == "yes"
     assert oidc_op.stats()["refresh"] == before + 1
     row = _row(db, alice)
     assert row.refresh_count == 1 and row.last_refresh_at == real_clock.current
+    assert row.groups == ["spd"]
     # The provider rotated the refresh token; the vault committed the new one (read back from the DB).
     assert services.unseal(row, "refresh_token") != first_refresh_token
     real_clock.set(datetime.now(UTC))  # back to the provider's time: the new token is fresh
