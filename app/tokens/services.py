@@ -381,6 +381,8 @@ def _exchange_row(session: Session, row: UserToken, settings: Settings) -> None:
     except oidc.OidcError as exc:
         raise _fail(session, row, f"token exchange failed: {exc}", relogin=False) from None
     token = response.get("access_token", "")
+    if not token:
+        raise _fail(session, row, "token exchange returned no access token", relogin=False)
     seal(row, "exchanged_token", token)
     expires_in = response.get("expires_in")
     row.exchanged_token_expires_at = expiry(token) or (
