@@ -398,6 +398,7 @@ class LegacyTransport:
             "get_details",
             "get_task_parameters",
             "get_tasks_modified_since",
+            "get_job_descriptions",
             "kill",
             "finish",
             "retry",
@@ -570,6 +571,28 @@ class LegacyTransport:
         if isinstance(value, dict):
             return Reply(True, "", value, response.status_code)
         return Reply(False, "SSL secure connection is required", None, response.status_code)
+
+    def _get_job_descriptions(self, wire, op, args, exchange) -> Reply:
+        # 0.8.x has no such call: list the task's PandaIDs, then read the jobs with getJobStatus,
+        # which answers JSON (JobSpec.to_dict(): no Files, so no file sizes) to Accept: application/json.
+        fields = {"jediTaskID": args["task_id"]}
+        response = self._post(wire, op, "getPandaIDsWithTaskID", fields, exchange, verb="GET")
+        ids = self._pickled(response, op)
+        if isinstance(ids, tuple) and len(ids) == 2 and ids[0] is False:
+            return Reply(False, str(ids[1]), None, response.status_code)
+        if not isinstance(ids, list):
+            raise _bad_reply(False, f"unexpected PandaID list {ids!r:.100}")
+        if not ids:
+            return Reply(True, "", [], response.status_code)
+        response = self._post(wire, op, "getJobStatus", {"ids": json.dumps(ids[:5500])}, exchange)
+        try:
+            jobs = json.loads(response.content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise _bad_reply(False, f"getJobStatus is not JSON: {_short(exc)}") from exc
+        jobs = [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
+        if args.get("unsuccessful_only"):
+            jobs = [j for j in jobs if j.get("jobStatus") in ("failed", "cancelled", "closed")]
+        return Reply(True, "", jobs, response.status_code)
 
     def _kill(self, wire, op, args, exchange) -> Reply:
         fields = {

@@ -294,7 +294,7 @@ def test_legacy_form_fields_booleans_and_pickled_tuple():
 def test_legacy_calls_without_equivalent_are_unsupported():
     client, _, records, _ = make_client({}, transport="legacy")
     with pytest.raises(PandaUnsupported):
-        client.get_job_descriptions(User(), 1)
+        client.get_tasks_detailed_info_since(User())
     assert records[-1].outcome == "unsupported"
 
 

@@ -268,12 +268,14 @@ def test_submit_and_every_read_through_to_done(env):
         info = client.get_detailed_info(MANAGER, task_id)  # assembled from two legacy calls
         assert (info.task_id, info.name, info.status, info.task_priority) == (task_id, name, "done", 900)
         assert info.n_files == 10 and info.n_files_finished == 10 and info.raw["assembled"] is True
-        for call in (
-            lambda: client.get_tasks_detailed_info_since(MANAGER, since),
-            lambda: client.get_job_descriptions(MANAGER, task_id),
-        ):
-            with pytest.raises(PandaUnsupported):
-                call()
+        with pytest.raises(PandaUnsupported):  # 0.8.x has nothing like it
+            client.get_tasks_detailed_info_since(MANAGER, since)
+        # getPandaIDsWithTaskID + getJobStatus: events and times, but no Files (no sizes) in 0.8.x
+        jobs = client.get_job_descriptions(MANAGER, task_id)
+        assert len(jobs) == 10 and {j.status for j in jobs} == {"finished"}
+        assert sum(j.n_events or 0 for j in jobs) == 1000 and all(j.walltime_s > 0 for j in jobs)
+        assert all(j.files == () for j in jobs)
+        assert client.get_job_descriptions(MANAGER, task_id, unsuccessful_only=True) == []
         return
 
     info = client.get_detailed_info(MANAGER, task_id)

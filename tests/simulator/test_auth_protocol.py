@@ -228,6 +228,30 @@ def test_legacy_transport(sim):
     assert voms.text == "GRST_CRED_AUTH_TOKEN_0 : VOMS /spd/Role=production\n"
 
 
+def test_legacy_jobs_by_panda_id(sim, prod):
+    """0.8.x: getPandaIDsWithTaskID (pickle), then getJobStatus answering JSON JobSpec.to_dict()."""
+    import json
+
+    task_id = prod.submit(evgen(nEvents=3000))
+    sim.advance(200 + 3 * 3600)
+    ids = pickle.loads(_legacy(sim.url, "getPandaIDsWithTaskID", "", jediTaskID=str(task_id)).content)
+    assert len(ids) == 3
+    accept = {"Accept": "application/json"}
+    reply = requests.post(
+        f"{sim.url}/server/panda/getJobStatus",
+        data={"ids": json.dumps([*ids, 999_999])},
+        headers=accept,
+        timeout=5,
+    )
+    jobs = reply.json()
+    assert [j["PandaID"] for j in jobs[:3]] == ids and jobs[3] is None
+    assert all(
+        "Files" not in j and isinstance(j["startTime"], str) and j["nEvents"] == 1000 for j in jobs[:3]
+    )
+    pickled = requests.post(f"{sim.url}/server/panda/getJobStatus", data={"ids": json.dumps(ids)}, timeout=5)
+    assert pickled.status_code == 500  # JobSpec pickles are not simulated
+
+
 def test_transport_modes():
     v1 = create_simulator(SimConfig(time_scale=0, transports="v1"))
     old = create_simulator(SimConfig(time_scale=0, transports="legacy"))

@@ -121,7 +121,10 @@ class SimApp:
         )
         json_body = content_type == "application/json" and request_method in ("PUT", "POST")
 
-        env: dict[str, str] = {"REQUEST_METHOD": request_method}
+        env: dict[str, str] = {
+            "REQUEST_METHOD": request_method,
+            "HTTP_ACCEPT": environ.get("HTTP_ACCEPT", ""),
+        }
         auth = environ.get("HTTP_AUTHORIZATION")
         if auth:
             parts = auth.split()

@@ -273,6 +273,8 @@ class Jedi:
             CREATE INDEX IF NOT EXISTS ix_tasks_parent ON tasks (parent_tid);
             CREATE INDEX IF NOT EXISTS ix_tasks_user_name ON tasks (userName, taskName);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            -- which task a PandaID belongs to: each round of jobs takes the PandaIDs pid0 .. pid0+m-1
+            CREATE TABLE IF NOT EXISTS rounds (pid0 INTEGER PRIMARY KEY, m INTEGER NOT NULL, task_id INTEGER NOT NULL);
             INSERT OR IGNORE INTO meta VALUES ('next_task_id', 1);
             INSERT OR IGNORE INTO meta VALUES ('next_panda_id', 1);
             INSERT OR IGNORE INTO meta VALUES ('clock', 0);
@@ -653,9 +655,11 @@ class Jedi:
         if m <= 0:
             return
         sim = t["sim"]
+        pid0 = self._next("next_panda_id", m)
+        self.db.execute("INSERT INTO rounds VALUES (?, ?, ?)", (pid0, m, t["id"]))
         sim["rounds"].append(
             {
-                "pid0": self._next("next_panda_id", m),
+                "pid0": pid0,
                 "m": m,
                 "start": at,
                 "stop": None,
@@ -856,6 +860,14 @@ class Jedi:
         if t is None or (jedi_only and not t["in_jedi"]):
             return None
         return t
+
+    def task_of_job(self, panda_id: int) -> int | None:
+        """The jediTaskID of a PandaID (None for an id no round has handed out)."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT pid0, m, task_id FROM rounds WHERE pid0 <= ? ORDER BY pid0 DESC LIMIT 1", (panda_id,)
+            ).fetchone()
+        return row[2] if row and panda_id < row[0] + row[1] else None
 
     def save(self, t: dict[str, Any]) -> None:
         with self.lock:

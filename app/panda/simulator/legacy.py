@@ -23,6 +23,7 @@ from .tasks import (
     insert_task_params,
     is_secure,
     job_ids,
+    jobs_by_panda_id,
     send_command,
     task_details,
     tasks_in_time_range,
@@ -311,6 +312,19 @@ def getPandaIDsWithTaskID(req: SimRequest, jediTaskID, **_: Any) -> bytes:
     return dumps(job_ids(req.sim, tid))
 
 
+def getJobStatus(req: SimRequest, ids=None, no_pickle=None, **_: Any) -> str:
+    """Jobs by PandaID (UserIF.getJobStatus, no auth): `ids` a JSON list, at most 5500; with
+    `Accept: application/json` the reply is a JSON list of JobSpec.to_dict() (None for unknown ids).
+    The pickled JobSpec objects and the no_pickle slot lists of the other modes are not simulated."""
+    if "application/json" not in req.env.get("HTTP_ACCEPT", ""):
+        raise NotImplementedError("the simulator answers getJobStatus only to Accept: application/json")
+    try:
+        panda_ids = [int(i) for i in json.loads(ids)][:5500]
+    except (TypeError, ValueError):
+        panda_ids = []
+    return json.dumps(jobs_by_panda_id(req.sim, panda_ids))
+
+
 METHODS = {
     f.__name__: f
     for f in (
@@ -336,6 +350,7 @@ METHODS = {
         getJediTaskDetails,
         getJediTasksInTimeRange,
         getPandaIDsWithTaskID,
+        getJobStatus,
     )
 }
 # what panda-server 1.0.x still allows under /server/panda/ (srvcore/allowed_methods.py)

@@ -672,6 +672,27 @@ def job_descriptions(sim: PandaCore, task_id: int, unsuccessful_only: bool) -> l
     return out
 
 
+def jobs_by_panda_id(sim: PandaCore, panda_ids: list[int]) -> list[dict[str, Any] | None]:
+    """Jobs as 0.8.x `JobSpec.to_dict()` gives them (attributes only, no Files, datetimes as
+    text), in the order asked, None for unknown ids (UserIF.getJobStatus with JSON)."""
+    by_task: dict[int, dict[int, dict[str, Any]]] = {}
+    out: list[dict[str, Any] | None] = []
+    for panda_id in panda_ids:
+        task_id = sim.jedi.task_of_job(panda_id)
+        if task_id is None:
+            out.append(None)
+            continue
+        if task_id not in by_task:
+            by_task[task_id] = {j["PandaID"]: j for j in job_descriptions(sim, task_id, False)}
+        job = by_task[task_id].get(panda_id)
+        out.append(
+            None
+            if job is None
+            else {k: str(job[k]) if isinstance(job[k], datetime) else job[k] for k in JOB_ATTRIBUTES}
+        )
+    return out
+
+
 def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float) -> dict[str, Any]:
     seed, params, spec, r, k = sim.config.seed, t["params"], t["spec"], job["round"], job["k"]
     status = job["status"]
