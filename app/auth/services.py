@@ -126,6 +126,8 @@ def ensure_admin() -> tuple[str, str] | None:
 class LoginRateLimiter:
     """Counts failed logins per (client address, username) in a sliding window; in memory, per process."""
 
+    _SWEEP_AT = 1024
+
     def __init__(self, attempts: int, window_s: int) -> None:
         self.attempts = attempts
         self.window = timedelta(seconds=window_s)
@@ -134,10 +136,15 @@ class LoginRateLimiter:
 
     def _recent(self, key: tuple[str, str]) -> deque:
         cutoff = clock.now() - self.window
-        failures = self._failures.setdefault(key, deque())
+        failures = self._failures.get(key, deque())
         while failures and failures[0] < cutoff:
             failures.popleft()
         return failures
+
+    def _sweep(self) -> None:
+        """Forget keys whose failures have all left the window, so memory stays bounded."""
+        for key in [k for k in self._failures if not self._recent(k)]:
+            del self._failures[key]
 
     def blocked(self, address: str, username: str) -> bool:
         with self._lock:
@@ -145,7 +152,11 @@ class LoginRateLimiter:
 
     def failed(self, address: str, username: str) -> None:
         with self._lock:
-            self._recent((address, username.lower())).append(clock.now())
+            if len(self._failures) >= self._SWEEP_AT:
+                self._sweep()
+            key = (address, username.lower())
+            self._failures[key] = self._recent(key)
+            self._failures[key].append(clock.now())
 
     def succeeded(self, address: str, username: str) -> None:
         with self._lock:

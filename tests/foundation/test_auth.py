@@ -135,3 +135,16 @@ def test_local_accounts_can_be_switched_off(settings_factory, migrated_sqlite, m
     client = app.test_client()
     page = client.get("/login").get_data(as_text=True)
     assert "Local accounts are switched off" in page and 'name="password"' not in page
+
+
+def test_rate_limiter_forgets_old_failures(clock):
+    from app.auth.services import LoginRateLimiter
+
+    limiter = LoginRateLimiter(attempts=2, window_s=60)
+    for i in range(LoginRateLimiter._SWEEP_AT):
+        limiter.failed(f"10.0.0.{i}", "x")
+    assert len(limiter._failures) == LoginRateLimiter._SWEEP_AT
+    clock.advance(61)
+    limiter.failed("10.1.1.1", "y")
+    assert len(limiter._failures) == 1
+    assert not limiter.blocked("10.0.0.1", "x")
