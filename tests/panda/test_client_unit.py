@@ -14,6 +14,8 @@ from urllib3.exceptions import NewConnectionError, ProtocolError
 
 from app.panda.client import ClientConfig, PandaClient, forget_transport, strip_secrets
 from app.panda.errors import (
+    COMMAND_CODES,
+    SUBMIT_CODES,
     PandaAuthError,
     PandaNotFound,
     PandaOutcomeUnknown,
@@ -124,7 +126,7 @@ def test_v1_get_uses_query_string_with_typed_values():
     details = client.get_details(User(), 9, include_parameters=True)
     assert details.statistics == {"finished": 3, "failed": 1}
     verb, _, kwargs = session.sent[-1]
-    assert verb == "GET" and "data" not in kwargs or kwargs.get("data") is None
+    assert verb == "GET" and kwargs.get("data") is None
     assert ("task_id", "9") in kwargs["params"] and ("include_parameters", "true") in kwargs["params"]
 
 
@@ -159,13 +161,32 @@ def test_submit_accepted_as_incremental_execution_says_code_3():
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 4, 10, 11])
-def test_every_submit_code_has_a_sentence(code):
-    assert "refused the request" not in human_sentence(code, "submit")
+def test_every_submit_code_has_its_own_sentence(code):
+    assert human_sentence(code, "submit") == SUBMIT_CODES[code]
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 4, 5])
-def test_every_command_code_has_a_sentence(code):
-    assert "refused the request" not in human_sentence(code, "command")
+def test_every_command_code_has_its_own_sentence(code):
+    assert human_sentence(code, "command") == COMMAND_CODES[code]
+
+
+@pytest.mark.parametrize("code", [1, 2, 4, 10, 11])
+def test_refused_submit_raises_the_code_its_sentence_and_the_servers_text(code):
+    routes = {**PROD, "/api/v1/task/submit": response(200, envelope(False, f"server text {code}", code))}
+    client, _, records, _ = make_client(routes)
+    with pytest.raises(PandaRejected) as info:
+        client.submit(User(), {"taskName": "t"})
+    assert (info.value.code, info.value.server_message) == (code, f"server text {code}")
+    assert info.value.human == f"{SUBMIT_CODES[code]} Server said: server text {code}"
+    assert (records[-1].outcome, records[-1].return_code) == ("rejected", code)
+
+
+@pytest.mark.parametrize("code", [1, 3, 4, 5])
+def test_refused_command_raises_the_code_and_its_sentence(code):
+    client, _, _, _ = make_client({"/api/v1/task/kill": response(200, envelope(False, "no", code))})
+    with pytest.raises(PandaRejected) as info:
+        client.kill(User(), 1)
+    assert info.value.code == code and info.value.human.startswith(COMMAND_CODES[code])
 
 
 def test_reads_are_retried_with_backoff_on_unavailable_then_succeed():

@@ -25,6 +25,7 @@ from app.panda.errors import (
 from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
 from app.tokens.errors import TokenUnavailable
 from tests.helpers import free_port
+from tests.simulator.conftest import reco
 
 TRANSPORTS = ["v1", "legacy"]
 
@@ -293,6 +294,25 @@ def test_submit_and_every_read_through_to_done(env):
     assert len(finished) == 10
     assert all(j.output_bytes > 0 and j.log_bytes > 0 and j.walltime_s > 0 for j in finished)
     assert sum(j.n_events or 0 for j in finished) == 1000
+
+
+def test_child_waits_for_its_parent_and_avalanche_ends_scouting(env):
+    client, app, _ = env
+    parent_name = unique("parent")
+    parent = submit_and_pick_up(client, app, parent_name, n_events=50_000, skipScout=None)
+    advance_until(app, client, parent, {"scouting"}, step_s=30)
+    child_params = reco(unique("child"), input_ds=f"{parent_name}.root")
+    child = client.submit(MANAGER, child_params, parent_tid=parent).task_id
+    app.advance(app.config.timings.pickup_s + app.config.timings.refine_s + 1)
+    assert client.get_status(MANAGER, child) == "pending"
+    if client.config.transport == "v1":
+        assert client.get_detailed_info(MANAGER, child).parent_tid == parent
+    assert client.avalanche(MANAGER, parent).code == 0
+    app.advance(app.config.timings.command_delay_s + 1)
+    assert client.get_status(MANAGER, parent) == "running"
+    assert client.get_status(MANAGER, child) == "pending"
+    assert advance_until(app, client, parent, {"done", "finished"}) in {"done", "finished"}
+    assert advance_until(app, client, child, {"done", "finished"}) in {"done", "finished"}
 
 
 def test_unknown_task_is_not_found(env):

@@ -179,10 +179,13 @@ def _run_once(seed: int) -> list:
         task_id = pm.submit(evgen("spd.mc.det", nEvents=200_000))
         app.advance(5000)
         jobs = pm.call("task/get_job_descriptions", task_id=task_id)["data"]
-        return [
+        info = pm.call("task/get_detailed_info", task_id=task_id)["data"]
+        counts = [info[k] for k in ("status", "nFiles", "nFilesFinished", "nFilesFailed")]
+        return counts + [
             (
                 j["PandaID"],
                 j["jobStatus"],
+                j["nEvents"],
                 j["jobDuration"],
                 j["computingSite"],
                 [f["fsize"] for f in j["Files"]],
