@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +32,11 @@ from app.extensions import db
 from app.tasks.models import Launch, Task
 
 log = logging.getLogger(__name__)
+
+INCONCLUSIVE = (
+    "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
+    "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
+)
 
 PANEL_VERSION_FALLBACK = "0.1.0"
 
@@ -159,18 +165,22 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
             db.session.commit()
             return launch.status
         parent_tid = task.parent.panda_task_id
-    if launch.attempt > 1:
+    if launch.attempt > 1 and not launch.confirmed_absent_by:
         # An earlier attempt may have reached PanDA after all: look before sending again.
         try:
-            found = _find_in_panda(client, launch)
+            lookup = _find_in_panda(client, launch)
         except PandaError as exc:
             _finish(
                 launch, "failed", error=f"could not check PanDA for an earlier attempt ({exc}); resend later"
             )
             db.session.commit()
             return launch.status
-        if found is not None:
-            _adopt(launch, found, "found by name before resending", {"task_id": found})
+        if lookup.task_id is not None:
+            _adopt(launch, lookup.task_id, "found by name before resending", {"task_id": lookup.task_id})
+            db.session.commit()
+            return launch.status
+        if not lookup.conclusive:
+            _finish(launch, "unknown", error=INCONCLUSIVE)
             db.session.commit()
             return launch.status
     launch.manifest = build_manifest(launch, parent_tid)
@@ -201,8 +211,16 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
     return launch.status
 
 
-def _find_in_panda(client: Any, launch: Launch) -> int | None:
-    """The PanDA task id of a task with this launch's name, looked up by name (never by resending)."""
+@dataclass(frozen=True)
+class Lookup:
+    """What PanDA says about a task name: its id, or whether its absence is certain."""
+
+    task_id: int | None
+    conclusive: bool = True  # False: the listing could hide the task (legacy listing keyed by reqID)
+
+
+def _find_in_panda(client: Any, launch: Launch) -> Lookup:
+    """Look the launch's task up in PanDA by name (the way to settle an unknown outcome; never resend)."""
     from app.panda.errors import PandaUnsupported
 
     task = launch.task
@@ -214,17 +232,43 @@ def _find_in_panda(client: Any, launch: Launch) -> int | None:
         # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
         infos = client.get_tasks_detailed_info_since(launch.created_by, None, filters=filters, n_tasks=10)
         matches = sorted(info.task_id for info in infos if info.name == task.name)
+        return Lookup(matches[0] if matches else None)
     except PandaUnsupported:
-        # Legacy servers: the owner's tasks modified since the claim. The server keys this listing by
-        # reqID, so tasks sharing a request id can hide each other: a miss is not proof of absence
-        # (the grace period then still applies before a resend is offered).
-        since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
-        summaries = client.get_tasks_modified_since(
-            launch.created_by, since, dn=user_name or None,
-            prod_source_label=task.params.get("prodSourceLabel", "managed"),
-        )  # fmt: skip
-        matches = sorted(s.task_id for s in summaries if s.name == task.name)
-    return matches[0] if matches else None
+        pass
+    # Legacy servers (< 1.0) only list the owner's tasks modified in a time window, keyed by reqID:
+    # tasks sharing a request id hide each other, so a miss proves nothing when another task holds
+    # our reqID in the listing.
+    since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
+    summaries = client.get_tasks_modified_since(
+        launch.created_by, since, dn=user_name or None,
+        prod_source_label=task.params.get("prodSourceLabel", "managed"),
+    )  # fmt: skip
+    matches = sorted(s.task_id for s in summaries if s.name == task.name)
+    if matches:
+        return Lookup(matches[0])
+    req_id = task.params.get("reqID")
+    hidden = req_id is not None and any(s.req_id == req_id for s in summaries)
+    return Lookup(None, conclusive=not hidden)
+
+
+def adopt_by_id(task: Task, panda_task_id: int, user: Any, client: Any) -> str | None:
+    """A manager found the task in PanDA by hand: adopt its id once PanDA confirms the name.
+    Returns an error sentence, or None when adopted (committed)."""
+    from app.panda.errors import PandaError
+
+    launch = task.latest_launch
+    if launch is None or launch.status != "unknown" or task.panda_task_id is not None:
+        return "the task is not waiting for a decision"
+    try:
+        info = client.get_detailed_info(user, panda_task_id)
+    except PandaError as exc:
+        return f"PanDA could not confirm task {panda_task_id}: {exc}"
+    if info.name != task.name:
+        return f"PanDA task {panda_task_id} is named {info.name!r}, not {task.name!r}"
+    _adopt(launch, panda_task_id, f"adopted by {getattr(user, 'username', '?')} after checking PanDA",
+           {"outcome": "adopted", "task_id": panda_task_id})  # fmt: skip
+    db.session.commit()
+    return None
 
 
 def _grace() -> timedelta:
@@ -241,13 +285,19 @@ def reconcile(launch_id: int, client: Any) -> str:
     if launch.status not in ("unknown", "sending"):
         return launch.status
     try:
-        found = _find_in_panda(client, launch)
+        lookup = _find_in_panda(client, launch)
     except PandaError as exc:
         launch.error = f"reconciliation pending: {exc}"
         db.session.commit()
         return launch.status
-    if found is not None:
+    if lookup.task_id is not None:
+        found = lookup.task_id
         _adopt(launch, found, "reconciled by task name", {"outcome": "reconciled", "task_id": found})
+    elif not lookup.conclusive:
+        if launch.status == "sending":
+            _finish(launch, "unknown", error=INCONCLUSIVE)
+        else:
+            launch.error = INCONCLUSIVE
     elif clock.now() - (launch.claimed_at or launch.created_at) > _grace():
         _finish(
             launch,
@@ -276,6 +326,8 @@ def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: An
         delay = 0.2
         while time.monotonic() < deadline:
             unknown = _launch_ids(bunch_id, ("unknown",)) + _stale_sending(bunch_id)
+            # Rows PanDA cannot settle wait for a manager; polling them again changes nothing.
+            unknown = [i for i in unknown if db.session.get(Launch, i).error != INCONCLUSIVE]
             if not unknown:
                 break
             for launch_id in unknown:

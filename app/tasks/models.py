@@ -117,6 +117,8 @@ class Launch(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")  # the server's reason or what went wrong
+    # A manager checked PanDA and confirmed the previous attempt is absent (when PanDA could not tell).
+    confirmed_absent_by: Mapped[str | None] = mapped_column(String(150), nullable=True)
     # What was (or is about to be) sent and what came back: the submission manifest.
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 

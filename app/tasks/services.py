@@ -502,6 +502,33 @@ def resend_failed(bunch: TaskBunch, user: Any) -> list[Launch]:
     return created
 
 
+def mark_not_submitted(task: Task, user: Any) -> Launch | None:
+    """A manager checked PanDA: the unanswered submit did not arrive. Closes the unknown launch and
+    queues the next attempt, which is sent without the name pre-check PanDA could not answer."""
+    latest = task.latest_launch
+    if latest is None or latest.status != "unknown" or task.panda_task_id is not None:
+        return None
+    who = getattr(user, "username", "?")
+    now = clock.now()
+    latest.status = "failed"
+    latest.error = f"marked not in PanDA by {who}"
+    latest.finished_at = now
+    launch = Launch(
+        task_id=task.id,
+        idempotency_key=f"{task.bunch.idempotency_key}:{task.bunch_index}:{latest.attempt + 1}",
+        attempt=latest.attempt + 1,
+        status="pending",
+        due_at=now,
+        created_by_id=getattr(user, "id", None),
+        created_at=now,
+        confirmed_absent_by=who,
+    )
+    db.session.add(launch)
+    db.session.flush()
+    _audit("task.mark_not_submitted", task.name, {"task_id": task.id, "attempt": launch.attempt}, user)
+    return launch
+
+
 # --- reading --------------------------------------------------------------------------------------
 
 

@@ -288,6 +288,46 @@ def dispatch(bunch_id: int):
     return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
 
 
+@bp.post("/<int:task_id>/mark-not-submitted")
+@role_required("manager")
+def mark_not_submitted(task_id: int):
+    """After checking PanDA by hand: the unanswered submit did not arrive; send the task again."""
+    task = db.get_or_404(Task, task_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    launch = services.mark_not_submitted(task, current_user())
+    db.session.commit()
+    if launch is None:
+        flash("Nothing to do: the task is not waiting for a decision.", "info")
+    else:
+        dispatcher.start_background_dispatch(current_app._get_current_object(), task.bunch_id)
+        flash(f"{task.name} marked not in PanDA; sending attempt {launch.attempt}.", "warning")
+    return redirect(url_for("tasks.detail", task_id=task.id))
+
+
+@bp.post("/<int:task_id>/adopt")
+@role_required("manager")
+def adopt(task_id: int):
+    """After checking PanDA by hand: the unanswered submit did arrive, as this PanDA task id."""
+    task = db.get_or_404(Task, task_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    panda_id = request.form.get("panda_task_id", type=int)
+    if not panda_id or panda_id <= 0:
+        flash("Enter the PanDA task id (a number).", "danger")
+        return redirect(url_for("tasks.detail", task_id=task.id))
+    client = dispatcher.make_client(interactive=True)
+    try:
+        error = dispatcher.adopt_by_id(task, panda_id, current_user(), client)
+    finally:
+        client.close()
+    record("task.adopt", target=task.name, outcome="ok" if error is None else "refused",
+           details={"panda_task_id": panda_id, "error": error})  # fmt: skip
+    db.session.commit()
+    flash(error or f"{task.name} is PanDA task {panda_id}.", "danger" if error else "success")
+    return redirect(url_for("tasks.detail", task_id=task.id))
+
+
 @bp.get("/<int:task_id>")
 @role_required("viewer")
 def detail(task_id: int):
@@ -304,7 +344,8 @@ def detail(task_id: int):
         manifest_json=json.dumps(launch.manifest, indent=2, sort_keys=True) if launch and launch.manifest else None,
         definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
         params_json=services.pretty(task.params), calls=calls,
-        siblings=[t for t in task.bunch.tasks if t.id != task.id],
+        siblings=[t for t in task.bunch.tasks if t.id != task.id], action_form=ActionForm(),
+        needs_decision=bool(launch and launch.status == "unknown" and launch.error == dispatcher.INCONCLUSIVE),
     )  # fmt: skip
 
 

@@ -59,6 +59,22 @@ class _Info:
     status: str = "registered"
 
 
+@dataclasses.dataclass
+class _Summary:
+    task_id: int
+    name: str
+    req_id: int | None
+
+
+class LegacyFakePanda:
+    """Marker mixin: the server has no get_tasks_detailed_info_since (panda-server < 1.0)."""
+
+    def get_tasks_detailed_info_since(self, user, since=None, *, filters=None, n_tasks=500):
+        from app.panda.errors import PandaUnsupported
+
+        raise PandaUnsupported("The legacy PanDA API has no equivalent of get_tasks_detailed_info_since.")
+
+
 class FakePanda:
     """Stands in for PandaClient in unit tests: scripted outcomes per submit, a task registry by name."""
 
@@ -97,6 +113,18 @@ class FakePanda:
             for tid, t in self.tasks.items()
             if t["params"]["taskName"] == name
         ]
+
+    def get_tasks_modified_since(
+        self, user, since, *, dn=None, full=False, min_task_id=None, prod_source_label="managed"
+    ):
+        """Legacy listing: one entry per reqID (the newest task), like the server's dict keyed by reqID."""
+        by_req: dict[Any, Any] = {}
+        for tid, t in sorted(self.tasks.items()):
+            if self.visible:
+                by_req[t["params"].get("reqID", tid)] = _Summary(
+                    tid, t["params"]["taskName"], t["params"].get("reqID", tid)
+                )
+        return list(by_req.values())
 
     def get_detailed_info(self, user, task_id):
         raise PandaUnavailable("not in unit tests")

@@ -353,3 +353,54 @@ def test_unknown_step_in_config_without_template_is_reported(app):
     )
     errors = errors_of(sim_definition(step="DIGI", task_name="PROD2025-008.DIGI"))
     assert errors["step"] == ["the task template has no [steps.DIGI] table"]
+
+
+def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app, db, make_user, clock):
+    from tests.tasks.conftest import FakePanda, LegacyFakePanda
+
+    class Legacy(LegacyFakePanda, FakePanda):
+        pass
+
+    fake = Legacy()
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)  # all reqID 42
+    db.session.commit()
+    fake.script = ["unknown", "lost", "ok"]
+    dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
+    first, second, third = bunch.tasks
+    # Task .3 is the newest with reqID 42, so the listing hides .1 (which did arrive) and .2 (which did not).
+    assert first.latest_launch.status == second.latest_launch.status == "unknown"
+    assert first.latest_launch.error == dispatcher.INCONCLUSIVE
+    clock.advance(hours=2)
+    dispatcher.dispatch_due(client=fake)
+    assert second.latest_launch.status == "unknown"  # the grace period never turns a guess into a resend
+    assert services.mark_not_submitted(third, user) is None  # only for undecided tasks
+    launch = services.mark_not_submitted(second, user)
+    db.session.commit()
+    assert launch.confirmed_absent_by == user.username and launch.attempt == 2
+    assert second.launches[0].error == f"marked not in PanDA by {user.username}"
+    dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
+    assert fake.submits == [
+        "PROD2025-008.SIM.1",
+        "PROD2025-008.SIM.2",
+        "PROD2025-008.SIM.3",
+        "PROD2025-008.SIM.2",
+    ]
+    assert second.panda_task_id is not None and first.panda_task_id is None
+
+
+def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_user, clock):
+    from tests.tasks.conftest import FakePanda, LegacyFakePanda
+
+    class Legacy(LegacyFakePanda, FakePanda):
+        pass
+
+    fake = Legacy()
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(bunch_size=2, request_id=None), user, "k", is_admin=False)
+    db.session.commit()
+    fake.script = ["unknown", "lost"]
+    dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
+    assert bunch.tasks[0].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
+    clock.advance(hours=1)
+    assert dispatcher.reconcile(bunch.tasks[1].latest_launch.id, fake) == "failed"

@@ -46,7 +46,8 @@ def app(settings_factory, migrated_sqlite, sim):
             "connect_timeout_s": 1.0,
             "retries": 3,
             "retry_backoff_s": 0.05,
-            "transport": "legacy" if sim.config.transports == "legacy" else "auto",
+            # Pinned: a fault-injected 500 on the auto-detection probe must not switch the panel to legacy.
+            "transport": "legacy" if sim.config.transports == "legacy" else "v1",
         },
         tasks={"dispatch_deadline_s": 60.0, "reconcile_grace_s": 2.0},
     )

@@ -217,3 +217,36 @@ def test_admin_may_set_admin_fields(client, login_as, db, fake_panda):
     assert (params["taskPriority"], params["site"], params["workingGroup"], params["gshare"]) == (
         950, "JINR_PROD", "spd_prod", "Test",
     )  # fmt: skip
+
+
+def test_undecided_task_mark_or_adopt(client, login_as, db, monkeypatch, clock):
+    from app.panda.errors import PandaNotFound
+    from tests.tasks.conftest import FakePanda, LegacyFakePanda, _Info
+
+    class Legacy(LegacyFakePanda, FakePanda):
+        def get_detailed_info(self, user, task_id):
+            if task_id not in self.tasks:
+                raise PandaNotFound("task not found")
+            return _Info(task_id, self.tasks[task_id]["params"]["taskName"])
+
+    fake = Legacy()
+    monkeypatch.setattr(dispatcher, "make_client", lambda **_: fake)
+    login_as("manager")
+    fake.script = ["unknown", "lost", "ok"]
+    post(client, "/tasks/create", form_data(sim_definition(bunch_size=3), key="k"))
+    assert dispatcher.wait_for_dispatchers(30)
+    first, second, _third = db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
+    page = client.get(f"/tasks/{first.id}").get_data(as_text=True)
+    assert "PanDA cannot confirm whether this task arrived" in page and 'id="adopt"' in page
+    # Wrong id: PanDA names another task. Right id: adopted.
+    post(client, f"/tasks/{first.id}/adopt", {"panda_task_id": "1001"})
+    assert "is named &#39;PROD2025-008.SIM.3&#39;" in client.get(f"/tasks/{first.id}").get_data(as_text=True)
+    post(client, f"/tasks/{first.id}/adopt", {"panda_task_id": "1000"})
+    db.session.expire_all()
+    assert db.session.get(Task, first.id).panda_task_id == 1000
+    # The other one really is missing: mark it, and it is sent once more.
+    post(client, f"/tasks/{second.id}/mark-not-submitted", {})
+    assert dispatcher.wait_for_dispatchers(30)
+    db.session.expire_all()
+    assert db.session.get(Task, second.id).panda_task_id is not None
+    assert fake.submits.count("PROD2025-008.SIM.2") == 2 and fake.submits.count("PROD2025-008.SIM.1") == 1
