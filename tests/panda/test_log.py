@@ -101,8 +101,13 @@ def test_calls_page_filters_and_pages(app, db, client, login_as):
     assert "Command rejected: no" in html and "get_status</code>" not in html
     html = client.get("/panda/calls?outcome=unknown").get_data(as_text=True)
     assert "submit</code>" in html and "kill</code>" not in html
+    first = client.get(f"/panda/calls?user={user.username}").get_data(as_text=True)
     html = client.get(f"/panda/calls?user={user.username}&page=2").get_data(as_text=True)
     assert "60 in all" in html
+    # newest first, 50 a page: page 2 holds the 10 oldest calls
+    assert first.count("get_status</code>") == 50 and html.count("get_status</code>") == 10
+    assert "2026-01-15 12:59:00" in first and "2026-01-15 12:59:00" not in html
+    assert "2026-01-15 12:00:00" in html and "2026-01-15 12:00:00" not in first
     html = client.get("/panda/calls?task_id=8").get_data(as_text=True)
     assert "kill</code>" in html and "get_status</code>" not in html
     html = client.get("/panda/calls?since=2026-01-12&until=2026-01-12").get_data(as_text=True)
@@ -112,6 +117,7 @@ def test_calls_page_filters_and_pages(app, db, client, login_as):
 
 
 def test_calls_page_needs_manager(client, login_as):
+    assert client.get("/panda/calls").status_code == 302  # to the login page
     login_as("viewer")
     assert client.get("/panda/calls").status_code == 403
 

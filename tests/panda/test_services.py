@@ -83,3 +83,12 @@ def test_no_logged_call_holds_a_token(app, db, make_user, sandbox):
     for row in rows:
         text = json.dumps([row.params, row.message, row.server, row.method, row.transport])
         assert not JWT.search(text) and not any(token in text for token in tokens), row
+
+
+def test_sandbox_banner_only_without_a_panda_url(settings_factory):
+    from app import create_app
+
+    sandbox = create_app(settings_factory()).test_client()
+    assert "SANDBOX" in sandbox.get("/login").get_data(as_text=True)
+    real = create_app(settings_factory(panda={"url": "http://127.0.0.1:1"})).test_client()
+    assert "SANDBOX" not in real.get("/login").get_data(as_text=True)
