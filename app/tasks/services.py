@@ -458,6 +458,7 @@ def create_bunch(
         # may not see its row yet (snapshot), so the caller rolls back and looks again.
         raise ConcurrentCreate(idempotency_key) from exc
     _audit("task.create", bunch.base_name, {"bunch_id": bunch.id, "size": bunch.size}, user)
+    bunch.warnings = plan.warnings  # not stored: shown once after creation
     return bunch, True
 
 
@@ -624,6 +625,27 @@ def clone_definition(source: Task | TaskBunch) -> TaskDefinition:
         bunch_size=size,
         initial_offset=offset,
         parent_task=None,
+        comment="",
+    )
+
+
+def next_step_definition(source: TaskBunch, step: str) -> TaskDefinition:
+    """A processing step (e.g. RECO) for a generation bunch: same production, size and placement,
+    reading the source's outputs task by task (``parent_task`` = the source's base name)."""
+    original = TaskDefinition.from_dict(source.definition)
+    rules = naming_rules()
+    base = naming.parse_task_name(original.task_name, rules)
+    dataset = naming.parse_dataset_name(original.output_dataset, rules)
+    return replace(
+        original,
+        step=step,
+        task_name=naming.TaskName(base.production, step).format(rules),
+        output_dataset=replace(dataset, step=step, version=1).format(rules),
+        total_events=None,
+        events_per_job=None,
+        files_per_job=1,
+        parent_task=source.base_name,
+        initial_offset=0,
         comment="",
     )
 

@@ -78,9 +78,22 @@ def new():
     step = request.args.get("step") or get_settings().tasks.step_types[0]
     if step not in get_settings().tasks.step_types:
         step = get_settings().tasks.step_types[0]
-    form.fill(_blank_definition(step))
+    clone_info = None
+    source = db.session.get(TaskBunch, request.args.get("after", type=int) or 0)
+    if source is not None:
+        form.fill(services.next_step_definition(source, step))
+        clone_info = {
+            "source": f"bunch {source.base_name}",
+            "copied": ("bunch_size", "cloud", "data_disk", "request_id", "exec_path", "container_path",
+                       "memory_mb", "walltime_s", "max_attempts"),
+            "reset": ("task_name", "output_dataset (same production, step " + step + ")", "parent_task",
+                      "events", "initial_offset"),
+            "reset_runtime": services.CLONE_RESET_RUNTIME,
+        }  # fmt: skip
+    else:
+        form.fill(_blank_definition(step))
     form.idempotency_key.data = services.new_idempotency_key()
-    return _render_form(form)
+    return _render_form(form, clone_info=clone_info)
 
 
 @bp.get("/clone")
@@ -228,6 +241,8 @@ def create():
     if created:
         dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)
         flash(f"Saved {bunch.size} task(s); submitting to PanDA.", "success")
+        for warning in getattr(bunch, "warnings", []):
+            flash(warning, "warning")
     return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
 
 
@@ -244,9 +259,11 @@ def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
 def bunch(bunch_id: int):
     bunch = db.get_or_404(TaskBunch, bunch_id)
     progress = services.bunch_progress(bunch)
+    template = services.task_template()
+    kinds = {step: template.kind(step) for step in get_settings().tasks.step_types if step in template.steps}
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=progress, action_form=ActionForm(),
-        dispatching=dispatcher.is_dispatching(bunch.id),
+        dispatching=dispatcher.is_dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ committed and then time out. Every task must reach PanDA exactly once.
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 
@@ -20,7 +21,7 @@ from app.panda.simulator.sandbox import attach_sandbox
 from app.tasks import dispatcher
 from app.tasks.models import Launch, Task, TaskBunch
 from tests.helpers import csrf_token, wait_until
-from tests.tasks.conftest import form_data, sim_definition
+from tests.tasks.conftest import TAG, form_data, sim_definition
 
 
 @pytest.fixture
@@ -204,3 +205,37 @@ def test_legacy_server_bunch_exactly_once(client, login_as, sim):
         for launch in _db.session.scalars(select(Launch))
     ]
     assert "reconciled by task name" in hows
+
+
+def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim):
+    login_as("manager")
+    post(client, "/tasks/create", form_data(sim_definition(bunch_size=2), key="sim"))
+    sim_bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, sim_bunch.id)
+    page = client.get(f"/tasks/bunch/{sim_bunch.id}").get_data(as_text=True)
+    assert f'href="/tasks/new?step=RECO&amp;after={sim_bunch.id}"' in page
+    form = client.get(f"/tasks/new?step=RECO&after={sim_bunch.id}").get_data(as_text=True)
+    assert 'value="PROD2025-008.RECO"' in form and 'value="PROD2025-008.SIM"' in form  # name and parent
+    key = re.search(r'name="idempotency_key" type="hidden" value="([^"]+)"', form).group(1)
+    reco = sim_definition(
+        step="RECO", task_name="PROD2025-008.RECO", bunch_size=2, total_events=None, events_per_job=None,
+        output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.RECO.1", files_per_job=1, parent_task="PROD2025-008.SIM",
+        skip_scout=False, initial_offset=0,
+    )  # fmt: skip
+    assert post(client, "/tasks/create", form_data(reco, key=key)).status_code == 302
+    reco_bunch = _db.session.scalar(select(TaskBunch).where(TaskBunch.step == "RECO"))
+    settle(client, reco_bunch.id)
+    sim_tasks = {t.bunch_index: t for t in sim_bunch.tasks}
+    sim.advance(120)  # past JEDI's pick-up window: the RECO tasks exist in JEDI now
+    panda = dispatcher.make_client()
+    try:
+        for task in reco_bunch.tasks:
+            info = panda.get_detailed_info(task.launches[-1].created_by, task.panda_task_id)
+            assert info.parent_tid == sim_tasks[task.bunch_index].panda_task_id
+            params = panda.get_task_parameters(task.launches[-1].created_by, task.panda_task_id)
+            inputs = [i for i in params["jobParameters"] if i.get("param_type") == "input"]
+            assert inputs[0]["dataset"] == sim_tasks[task.bunch_index].output_dataset
+    finally:
+        panda.close()
+    detail = client.get(f"/tasks/{sim_tasks[1].id}").get_data(as_text=True)
+    assert ">PROD2025-008.RECO.1</a>" in detail  # children shown on the parent's page

@@ -250,3 +250,11 @@ def test_undecided_task_mark_or_adopt(client, login_as, db, monkeypatch, clock):
     db.session.expire_all()
     assert db.session.get(Task, second.id).panda_task_id is not None
     assert fake.submits.count("PROD2025-008.SIM.2") == 2 and fake.submits.count("PROD2025-008.SIM.1") == 1
+
+
+def test_note_when_events_do_not_divide_is_shown_after_create(client, login_as, fake_panda):
+    login_as("manager")
+    response = post(client, "/tasks/create", form_data(sim_definition(events_per_job=3000), key="k"))
+    assert dispatcher.wait_for_dispatchers(30)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "are not a multiple of events per job (3000)" in page
