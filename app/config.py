@@ -93,6 +93,7 @@ class PandaSettings:
     retry_backoff_s: float = 0.5  # first pause between attempts, doubled on each further attempt
     verify_tls: bool = True  # check PanDA's TLS certificate
     ca_bundle: str = ""  # path to a CA bundle for PanDA's certificate ("" = system/certifi default)
+    proxy: str = ""  # HTTP(S) proxy for PanDA, e.g. http://proxy.jinr.ru:3128 ("" = direct; *_PROXY env vars are ignored)
     production_group: str = "spd/production"  # IAM group that carries the production role (named in refusals)
     sim_seed: int = 1  # sandbox simulator: seed of lifecycles, sizes and faults
     sim_time_scale: float = 60.0  # sandbox simulator: simulated seconds per real second

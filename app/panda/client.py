@@ -119,6 +119,7 @@ class ClientConfig:
     retry_backoff_s: float = 0.5
     verify_tls: bool = True
     ca_bundle: str = ""
+    proxy: str = ""
     production_group: str = "spd/production"
 
     @classmethod
@@ -135,6 +136,7 @@ class ClientConfig:
             retry_backoff_s=getattr(settings, "retry_backoff_s", 0.5),
             verify_tls=getattr(settings, "verify_tls", True),
             ca_bundle=getattr(settings, "ca_bundle", ""),
+            proxy=getattr(settings, "proxy", ""),
             production_group=getattr(settings, "production_group", f"{settings.vo}/{settings.role}"),
         )
 
@@ -278,7 +280,7 @@ class PandaClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.trust_env = False  # no proxies from the environment between the panel and PanDA
+            session.trust_env = False  # only the configured panda.proxy, never one from the environment
             self._local.session = session
         return session
 
@@ -299,6 +301,7 @@ class PandaClient:
             connect_timeout_s=self.config.connect_timeout_s,
             read_timeout_s=self.config.read_timeout_s,
             verify=verify,
+            proxy=self.config.proxy,
         )
 
     def _record(self, record: CallRecord) -> None:

@@ -65,6 +65,7 @@ class Wire:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     verify: bool | str = True
+    proxy: str = ""  # one proxy URL for http and https ("" = direct)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +193,7 @@ class HttpSender:
                 headers=headers,
                 timeout=(wire.connect_timeout_s, wire.read_timeout_s),
                 verify=wire.verify,
+                proxies={"http": wire.proxy, "https": wire.proxy} if wire.proxy else None,
                 allow_redirects=False,
             )
         except requests.ConnectionError as exc:

@@ -435,6 +435,15 @@ def test_submit_code_10_too_many_active_tasks(transport):
         limited.stop()
 
 
+def test_requests_go_through_the_configured_proxy(sim):
+    # A forward proxy receives absolute-URI request lines; the simulator's server answers those itself.
+    client = make_client("http://panda.invalid:25443", "v1", SimTokens(sim.app), proxy=sim.url)
+    assert client.get_user_attributes(MANAGER).is_production_user
+    direct = make_client("http://panda.invalid:25443", "v1", None, retries=0)
+    with pytest.raises(PandaUnavailable):
+        direct.is_alive()
+
+
 def test_unreachable_server_is_unavailable_after_retries(transport):
     records: list[CallRecord] = []
     client = make_client(f"http://127.0.0.1:{free_port()}", transport, None, records, retries=2)
