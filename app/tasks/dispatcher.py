@@ -97,7 +97,7 @@ def _finish(launch: Launch, status: str, *, error: str = "", reply: dict[str, An
     launch.manifest = manifest
 
 
-def build_manifest(launch: Launch, parent_tid: int | None) -> dict[str, Any]:
+def build_manifest(launch: Launch, parent_tid: int | None, server: str = "") -> dict[str, Any]:
     """What is about to be sent, who sends it and with which panel version (the PanDA reply is added)."""
     task = launch.task
     bunch = task.bunch
@@ -121,6 +121,7 @@ def build_manifest(launch: Launch, parent_tid: int | None) -> dict[str, Any]:
         "output_dataset": task.output_dataset,
         "offset": spec.get("offset"),
         "parent_tid": parent_tid,
+        "panda_server": server,
         "task_parameters": task.params,
         "definition": bunch.definition,
     }
@@ -183,7 +184,7 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
             _finish(launch, "unknown", error=INCONCLUSIVE)
             db.session.commit()
             return launch.status
-    launch.manifest = build_manifest(launch, parent_tid)
+    launch.manifest = build_manifest(launch, parent_tid, getattr(client, "server", ""))
     db.session.commit()
     try:
         result = client.submit(user, task.params, parent_tid=parent_tid)
