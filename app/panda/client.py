@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
@@ -746,33 +746,6 @@ class PandaClient:
             return [TaskInfo.from_dict(t) for t in data or [] if isinstance(t, dict)]
 
         return self._call("get_tasks_detailed_info_since", user, args, self._plain(convert))
-
-    def find_task_ids_by_name(
-        self,
-        user: Any,
-        task_name: str,
-        *,
-        user_name: str | None = None,
-        since: datetime | None = None,
-        prod_source_label: str = "managed",
-    ) -> list[int]:
-        """Ids of the tasks named `task_name` (owner `user_name`, default the caller), oldest first.
-
-        This is how an unknown submit outcome is reconciled, on both protocols: v1 filters
-        `get_tasks_detailed_info_since` by name; legacy lists `get_tasks_modified_since` (90 days
-        unless `since`). Tasks still waiting for JEDI (the "not found" window) are not listed yet.
-        """
-        if self._detect() == V1:
-            filters: dict[str, Any] = {"taskName": task_name}
-            if user_name:
-                filters["userName"] = user_name
-            infos = self.get_tasks_detailed_info_since(user, since, filters=filters, n_tasks=50)
-            return sorted(i.task_id for i in infos if i.name == task_name)
-        window_start = since or clock.now() - timedelta(days=90)
-        summaries = self.get_tasks_modified_since(
-            user, window_start, dn=user_name, prod_source_label=prod_source_label
-        )
-        return sorted(s.task_id for s in summaries if s.name == task_name)
 
     def get_job_descriptions(
         self, user: Any, task_id: int, *, unsuccessful_only: bool = False

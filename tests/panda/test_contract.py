@@ -537,11 +537,3 @@ def test_connection_reset_on_a_write_is_unknown_on_a_read_retried(faulty):
     with pytest.raises(PandaUnavailable):
         client.get_details(MANAGER, task_id)
     assert [r.attempt for r in records if r.method == "get_details"] == [1, 2]
-
-
-def test_find_task_ids_by_name_for_reconciliation(env):
-    client, app, _ = env
-    name = unique("find")
-    task_id = submit_and_pick_up(client, app, name)
-    assert client.find_task_ids_by_name(MANAGER, name, user_name="spd_prod") == [task_id]
-    assert client.find_task_ids_by_name(MANAGER, name + ".missing", user_name="spd_prod") == []
