@@ -119,9 +119,12 @@ def clone():
 
 
 def _clone_info(label: str) -> dict[str, Any]:
+    copied = services.CLONE_COPIED
+    if not _is_admin():  # admin-only fields are neither shown to nor accepted from managers
+        copied = tuple(name for name in copied if name not in services.ADMIN_FIELDS)
     return {
         "source": label,
-        "copied": services.CLONE_COPIED,
+        "copied": copied,
         "reset": services.CLONE_RESET,
         "reset_runtime": services.CLONE_RESET_RUNTIME,
     }
@@ -155,7 +158,7 @@ def relaunch_upload():
     try:
         manifest = json.loads(upload.manifest.data.read(2_000_000))
         definition = services.definition_from_manifest(manifest)
-    except (ValueError, KeyError, TypeError, naming.NamingError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, naming.NamingError) as exc:
         flash(f"{filename} is not a submission manifest of this panel ({exc.__class__.__name__}).", "danger")
         return redirect(url_for("tasks.index"))
     form = _form()

@@ -153,6 +153,10 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     assert body["task_parameters"] == task.params and body["panda_reply"]["task_id"] == task.panda_task_id
     clone = client.get(f"/tasks/clone?task={task.id}").get_data(as_text=True)
     assert "Copied" in clone and "Reset" in clone and 'value="PROD2026-001.SIM"' in clone
+    info = re.search(r'id="clone-info">(.*?)</div>\s*</div>', clone, re.S).group(1)
+    assert (
+        "container_path" in info and "priority" not in info
+    )  # admin-only fields are not copied for managers
     assert f'value="MC2025_S1.{TAG}.PROD2026-001.SIM.1"' in clone
     key = re.search(r'name="idempotency_key" type="hidden" value="([^"]+)"', clone).group(1)
     data = form_data(
@@ -190,6 +194,10 @@ def test_relaunch_from_uploaded_manifest(client, login_as, db, fake_panda, clock
     )
     assert bad.status_code == 302
     assert "x.json is not a submission manifest" in client.get("/tasks/").get_data(as_text=True)
+    for junk in (b'{"definition": {"task_name": 5}}', b"[1]", b"not json"):
+        response = post(client, "/tasks/relaunch", {"manifest": (io.BytesIO(junk), "j.json")},
+                        content_type="multipart/form-data")  # fmt: skip
+        assert response.status_code == 302, junk
 
 
 def test_form_level_messages(client, login_as, db):
