@@ -1,0 +1,79 @@
+"""The task flow on PostgreSQL (a team's shared instance): constraints, claims and concurrent creates."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import psycopg
+import pytest
+from flask import g
+from sqlalchemy import create_engine, func, select
+
+from app import create_app, migrate
+from app.extensions import db as _db
+from app.tasks import dispatcher, services
+from app.tasks.models import Launch, TaskBunch
+from tests.helpers import csrf_token
+from tests.tasks.conftest import form_data, sim_definition
+
+pytestmark = pytest.mark.postgres
+
+PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+
+@pytest.fixture
+def app(settings_factory):
+    name = f"prodpanel_tasks_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is needed on 127.0.0.1:5432 (trust auth, database 'test'); run `make test`: {exc}"
+        )
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    application = create_app(settings_factory(database_url=url))
+    application.config["TESTING"] = True
+    try:
+        with application.app_context():
+            yield application
+            assert dispatcher.wait_for_dispatchers(60)
+            _db.session.remove()
+            _db.engine.dispose()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def test_concurrent_creates_and_dispatch_on_postgresql(app, client, login_as, fake_panda):
+    login_as("manager")
+    g.pop("csrf_token", None)
+    token = csrf_token(client, "/tasks/")
+    cookie = client.get_cookie("prodpanel_session").value
+    data = {"csrf_token": token, **form_data(sim_definition(bunch_size=5), key="pg")}
+    results = []
+
+    def submit():
+        other = app.test_client()
+        other.set_cookie("prodpanel_session", cookie)
+        results.append(other.post("/tasks/create", data=data).status_code)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == [302] * 6
+    assert dispatcher.wait_for_dispatchers(60)
+    assert _db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
+    assert _db.session.scalar(select(func.count()).select_from(Launch)) == 5
+    assert sorted(fake_panda.submits) == [f"PROD2025-008.SIM.{i}" for i in range(1, 6)]
+    bunch = _db.session.scalar(select(TaskBunch))
+    assert services.bunch_progress(bunch).submitted == 5
+    # A claimed row cannot be claimed again, by any connection.
+    launch = bunch.tasks[0].launches[0]
+    assert not dispatcher.claim(launch.id, launch.created_at)
