@@ -80,7 +80,8 @@ def new():
         step = get_settings().tasks.step_types[0]
     clone_info = None
     source = db.session.get(TaskBunch, request.args.get("after", type=int) or 0)
-    if source is not None:
+    template = services.task_template()
+    if source is not None and step in template.steps and template.kind(step) == "processing":
         form.fill(services.next_step_definition(source, step))
         clone_info = {
             "source": f"bunch {source.base_name}",
@@ -406,26 +407,3 @@ def manifest(task_id: int):
         mimetype="application/json",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
-
-
-@bp.get("/suggest")
-@role_required("manager")
-def suggest():
-    """Names following the conventions for a step, exec path, scope and campaign (JSON, for the form)."""
-    settings = get_settings()
-    step = request.args.get("step", settings.tasks.step_types[0])
-    campaign = request.args.get("campaign", "")
-    if campaign not in settings.tasks.campaign_prefixes:
-        campaign = ""
-    production = services.suggest_production(campaign)
-    task_name, dataset = services.suggested_names(
-        step,
-        request.args.get("exec_path", ""),
-        production,
-        request.args.get("scope") or settings.tasks.default_scope,
-    )
-    return {
-        "production": production.format(services.naming_rules()),
-        "task_name": task_name,
-        "output_dataset": dataset,
-    }
