@@ -65,8 +65,11 @@ def load_template(override_file: str | Path | None = None) -> TaskTemplate:
     with DEFAULT_TEMPLATE_PATH.open("rb") as fh:
         data = tomllib.load(fh)
     if override_file:
-        with Path(override_file).open("rb") as fh:
-            data = _merge(data, tomllib.load(fh))
+        try:
+            with Path(override_file).open("rb") as fh:
+                data = _merge(data, tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise TemplateError(f"task template file {override_file}: {exc}") from exc
     return template_from_dict(data)
 
 

@@ -92,7 +92,10 @@ def task_template(settings: Settings | None = None) -> taskparams.TaskTemplate:
     path = settings.tasks.template_file
     if path and not Path(path).is_absolute():
         path = str(Path(settings.instance_dir) / path)
-    mtime = Path(path).stat().st_mtime if path else 0.0
+    try:
+        mtime = Path(path).stat().st_mtime if path else 0.0
+    except OSError as exc:
+        raise taskparams.TemplateError(f"tasks.template_file {path} cannot be read: {exc}") from exc
     return _template_cached(path, mtime)
 
 

@@ -185,3 +185,12 @@ def test_bunch_offsets_do_not_overlap():
 def test_single_task_keeps_bare_name():
     (spec,) = specs.expand_bunch(sim_definition(bunch_size=1), RULES, user_name="u")
     assert spec.task_name == "PROD2025-008.SIM" and spec.output_dataset == SIM_DS and spec.offset == 500
+
+
+def test_broken_override_file_is_a_clear_error(tmp_path):
+    with pytest.raises(TemplateError, match="task template file .*missing.toml"):
+        taskparams.load_template(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[common\n")
+    with pytest.raises(TemplateError, match="bad.toml"):
+        taskparams.load_template(bad)
