@@ -33,8 +33,9 @@ class TaskForm(FlaskForm):
         "Tasks to launch", default=1, validators=[InputRequired("tasks to launch is required")]
     )
     output_dataset = StringField(
-        "Output dataset name", filters=[_strip], validators=[InputRequired(), Length(max=255)],
-        description="<scope>.<physics tag>.<production>.<STEP>.<version>; bunch member i writes version + i − 1",
+        "Output dataset name", filters=[_strip], validators=[Optional(), Length(max=255)],
+        description="<scope>.<physics tag>.<production>.<STEP>.<version>; bunch member i writes version + i − 1; "
+        "leave empty to build it from the task name and the execution path",
     )  # fmt: skip
     total_events = IntegerField("Total events (per task)", validators=[Optional()])
     events_per_job = IntegerField("Events per job", validators=[Optional()])

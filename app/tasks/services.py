@@ -222,6 +222,11 @@ def validate_definition(
     except naming.NamingError as exc:
         err("task_name", exc.message)
     try:
+        if not d.output_dataset.strip():
+            raise naming.NamingError(
+                "dataset",
+                "enter the output dataset name, or a valid task name and execution path to build it",
+            )
         dataset = naming.parse_dataset_name(d.output_dataset, rules)
     except naming.NamingError as exc:
         err("output_dataset", exc.message)
@@ -604,6 +609,23 @@ def suggested_names(
     except naming.NamingError:
         tag = "TAG"
     return task, naming.DatasetName(scope, tag, production, step, version).format(rules)
+
+
+def complete_definition(d: TaskDefinition, settings: Settings | None = None) -> TaskDefinition:
+    """Fill an empty output dataset name from the conventions: default scope, the physics tag of the
+    execution path, the task name's production and step, version 1 (left empty when those are wrong,
+    so that validation names the real culprit)."""
+    if d.output_dataset.strip():
+        return d
+    settings = settings or get_settings()
+    rules = naming_rules(settings)
+    try:
+        task = naming.parse_task_name(d.task_name, rules)
+        tag = naming.physics_tag_from_path(d.exec_path, rules)
+    except naming.NamingError:
+        return d
+    dataset = naming.DatasetName(settings.tasks.default_scope, tag, task.production, task.step, 1)
+    return replace(d, output_dataset=dataset.format(rules))
 
 
 def clone_definition(source: Task | TaskBunch) -> TaskDefinition:

@@ -34,9 +34,9 @@ def _blank_definition(step: str) -> TaskDefinition:
     settings = get_settings()
     cfg = settings.tasks
     production = services.suggest_production()
-    task_name, dataset = services.suggested_names(step, "", production, cfg.default_scope)
+    task_name, _dataset = services.suggested_names(step, "", production, cfg.default_scope)
     return TaskDefinition(
-        step=step, task_name=task_name, bunch_size=1, output_dataset=dataset, total_events=None,
+        step=step, task_name=task_name, bunch_size=1, output_dataset="", total_events=None,
         events_per_job=None, cloud=cfg.clouds[0] if cfg.clouds else "",
         data_disk=cfg.data_disks[0] if cfg.data_disks else "", request_id=None, skip_scout=False,
         initial_offset=0, exec_path="", container_path="",
@@ -172,7 +172,11 @@ def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
     if not form.validate_on_submit():
         form.overrides_value()  # report JSON errors together with the rest
         return None
-    return form.to_definition()
+    definition = form.to_definition()
+    if definition is not None and not definition.output_dataset:
+        definition = services.complete_definition(definition)
+        form.output_dataset.data = definition.output_dataset  # the user sees the name that will be used
+    return definition
 
 
 def _refuse_admin_fields(form: TaskForm):

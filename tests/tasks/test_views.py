@@ -266,3 +266,13 @@ def test_note_when_events_do_not_divide_is_shown_after_create(client, login_as, 
     assert dispatcher.wait_for_dispatchers(30)
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "are not a multiple of events per job (3000)" in page
+
+
+def test_empty_output_dataset_is_built_from_the_conventions(client, login_as, fake_panda):
+    login_as("manager")
+    data = form_data(sim_definition(output_dataset=""), key="k")
+    html = post(client, "/tasks/preview", data).get_data(as_text=True)
+    assert f'value="MC2025_S1.{TAG}.PROD2025-008.SIM.1"' in html and "nothing has been sent" in html
+    data = form_data(sim_definition(output_dataset="", task_name="not-a-name"), key="k")
+    html = post(client, "/tasks/preview", data).get_data(as_text=True)
+    assert "enter the output dataset name, or a valid task name and execution path to build it" in html
