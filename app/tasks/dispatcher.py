@@ -143,6 +143,7 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
         PandaRejected,
         PandaUnavailable,
     )
+    from app.tokens.errors import TokenUnavailable
 
     now = clock.now()
     if not claim(launch_id, now):
@@ -199,11 +200,19 @@ def dispatch_launch(launch_id: int, client: Any) -> str:
     except PandaUnavailable as exc:
         _finish(launch, "failed", error=f"{exc} Nothing was submitted; resend when PanDA is back.",
                 reply={"outcome": "unavailable", "message": str(exc)})  # fmt: skip
-    except Exception as exc:  # token unavailable and anything unexpected: the row must not stay "sending"
-        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
-        log.warning("launch %s failed before reaching PanDA: %s", launch_id, exc.__class__.__name__)
+    except TokenUnavailable as exc:  # no usable IAM token: nothing left the panel
         _finish(
-            launch, "failed", error=f"not sent: {reason}", reply={"outcome": "not_sent", "message": reason}
+            launch,
+            "failed",
+            error=f"not sent: {exc.reason}",
+            reply={"outcome": "not_sent", "message": exc.reason},
+        )
+    except Exception as exc:  # unexpected: the request may have left, so settle it by name, never resend
+        log.exception("launch %s: unexpected error around the submit", launch_id)
+        _finish(
+            launch,
+            "unknown",
+            error=f"unexpected error ({exc.__class__.__name__}); looking the task up by name",
         )
     else:
         _adopt(launch, result.task_id, "submit", {"outcome": "ok", "task_id": result.task_id,

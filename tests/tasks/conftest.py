@@ -98,6 +98,13 @@ class FakePanda:
             raise PandaUnavailable("PanDA is unavailable")
         if outcome == "lost":  # sent, never arrived
             raise PandaOutcomeUnknown("no reply")
+        if outcome == "notoken":
+            from app.tokens.errors import TokenUnavailable
+
+            raise TokenUnavailable("log in with SPD-IAM again", relogin=True)
+        if outcome == "crash":  # a bug after the request left: it did arrive
+            self.tasks[next(self.ids)] = {"params": task_params, "parent_tid": parent_tid}
+            raise RuntimeError("bad reply handling")
         task_id = next(self.ids)
         self.tasks[task_id] = {"params": task_params, "parent_tid": parent_tid}
         if outcome == "unknown":

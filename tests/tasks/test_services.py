@@ -405,3 +405,15 @@ def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_us
     assert bunch.tasks[0].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
     clock.advance(hours=1)
     assert dispatcher.reconcile(bunch.tasks[1].latest_launch.id, fake) == "failed"
+
+
+def test_no_token_fails_and_unexpected_errors_are_settled_by_name(app, db, make_user, fake_panda):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
+    db.session.commit()
+    fake_panda.script = ["notoken", "crash"]
+    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
+    assert counts == {"failed": 1, "submitted": 1}
+    assert bunch.tasks[0].latest_launch.error == "not sent: log in with SPD-IAM again"
+    assert bunch.tasks[1].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
+    assert fake_panda.submits == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
