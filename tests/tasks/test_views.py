@@ -276,3 +276,16 @@ def test_empty_output_dataset_is_built_from_the_conventions(client, login_as, fa
     data = form_data(sim_definition(output_dataset="", task_name="not-a-name"), key="k")
     html = post(client, "/tasks/preview", data).get_data(as_text=True)
     assert "enter the output dataset name, or a valid task name and execution path to build it" in html
+
+
+def test_admin_field_refusal_on_preview_is_audited(client, login_as, db):
+    from app.audit.models import AuditEvent
+
+    login_as("manager")
+    data = form_data(sim_definition(), key="k")
+    data["template_overrides"] = '{"taskPriority": 5000}'
+    response = post(client, "/tasks/preview", data)
+    assert response.status_code == 403
+    assert "only admins may set: template_overrides; nothing was saved" in response.get_data(as_text=True)
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "task.admin_fields_refused"))
+    assert event.outcome == "denied" and event.details == {"fields": ["template_overrides"]}
