@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import requests
 from flask import Flask
 
 from app.config import Settings
+from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
 from app.panda.simulator.sandbox import EXTENSION, URL_KEY, attach_sandbox, start_sandbox
 from tests.helpers import free_port, wait_until
 
@@ -41,6 +43,23 @@ def test_start_sandbox_from_settings():
         assert flask_app.extensions[EXTENSION] is sim and flask_app.config[URL_KEY] == running.url
     finally:
         running.stop()
+
+
+def test_stop_survives_trigger_pulls_racing_with_the_shutdown(monkeypatch):
+    running = serve_in_thread(create_simulator(SimConfig(time_scale=0)))
+    assert requests.get(f"{running.url}/server/panda/isAlive", timeout=5).text == "alive=yes"
+    trigger = running._server.trigger
+    real_pull = trigger._physical_pull
+
+    def racing_pull() -> None:
+        real_pull()  # the loop wakes and runs the stop thunk at once ...
+        wait_until(lambda: not running._thread.is_alive(), timeout=5, message="server loop to end")
+        real_pull()  # ... before this pull (stop's own, or a worker's after its reply) is written
+
+    monkeypatch.setattr(trigger, "_physical_pull", racing_pull)
+    running.stop()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{running.url}/server/panda/isAlive", timeout=5)
 
 
 def test_panda_sim_command_serves_until_sigterm():

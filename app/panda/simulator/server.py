@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from .app import SimApp
@@ -21,16 +22,24 @@ class RunningServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         server = self._server
+        trigger = server.trigger
 
         def close_all() -> None:  # runs inside the server loop, so select() never sees a closed fd
             for channel in list(server._map.values()):
-                if channel is not server.trigger:
+                if channel is trigger:
+                    trigger.del_channel()  # out of the loop, but its pipe stays open (see below)
+                elif channel is server:
+                    wasyncore.dispatcher.close(server)  # the server's own close() also closes the trigger
+                else:
                     channel.close()
-            server.trigger.close()
 
-        server.trigger.pull_trigger(close_all)
+        # This thunk may run before pull_trigger has written to the pipe, and workers still pull the
+        # trigger after their last reply: closing the pipe in the thunk made those writes hit a closed
+        # (or reused) file descriptor. It is closed once the loop and the workers are done.
+        trigger.pull_trigger(close_all)
         self._thread.join(timeout)
         server.task_dispatcher.shutdown()
+        trigger.close()
 
 
 def serve_in_thread(
