@@ -330,16 +330,32 @@ class PandaClient:
         return detected
 
     def _probe(self) -> str:
-        """GET /api/v1/system/is_alive, then /server/panda/isAlive (reference §0.1)."""
+        """GET /api/v1/system/is_alive, then /server/panda/isAlive (reference §0.1).
+
+        Only a server without the v1 endpoint (404, "forbidden method") is taken for a legacy one: a
+        v1 server that is briefly failing must not be cached as legacy for the life of the process.
+        """
         errors: list[str] = []
         for name in (V1, LEGACY):
             try:
                 reply = self._attempt(self._transports[name], OPS["is_alive"], {}, None, None, 1, name)
-            except PandaError as exc:
+            except PandaUnsupported as exc:
                 errors.append(f"{name}: {exc}")
                 continue
+            except PandaError as exc:
+                raise PandaUnavailable(
+                    f"PanDA at {self.server} could not be probed ({name}: {exc}); try again later",
+                    method="is_alive",
+                    server=self.server,
+                ) from exc
             if reply.success:
                 return name
+            if name == V1:  # an answer in the v1 envelope: a v1 server, not alive right now
+                raise PandaUnavailable(
+                    f"PanDA at {self.server} is not alive: {reply.message or 'no reason given'}",
+                    method="is_alive",
+                    server=self.server,
+                )
             errors.append(f"{name}: {reply.message or 'not alive'}")
         raise PandaUnavailable(
             f"PanDA at {self.server} answers neither API v1 nor the legacy API ({'; '.join(errors)})",

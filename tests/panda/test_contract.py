@@ -537,3 +537,25 @@ def test_connection_reset_on_a_write_is_unknown_on_a_read_retried(faulty):
     with pytest.raises(PandaUnavailable):
         client.get_details(MANAGER, task_id)
     assert [r.attempt for r in records if r.method == "get_details"] == [1, 2]
+
+
+def test_a_failing_v1_server_is_not_taken_for_a_legacy_one():
+    """A transient HTTP 500 on the v1 probe must not make `auto` fall back to legacy for good."""
+    simulator = create_simulator(SimConfig(seed=5, transports="both"))
+    running = serve_in_thread(simulator)
+    try:
+        simulator.set_faults({"error_rate": 1.0, "methods": ["is_alive"]})
+        records: list[CallRecord] = []
+        client = make_client(running.url, "auto", None, records, retries=0)
+        for _ in range(40):  # until both kinds of failure were seen: HTTP 500 and success:false
+            with pytest.raises(PandaUnavailable):
+                _ = client.transport
+            if {r.http_status for r in records} == {200, 500}:
+                break
+        assert {r.http_status for r in records} == {200, 500}
+        assert [r.transport for r in records] == ["v1"] * len(records)  # legacy was never tried
+        simulator.set_faults({})
+        assert client.transport == "v1"
+        client.close()
+    finally:
+        running.stop()
