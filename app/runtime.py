@@ -1,6 +1,7 @@
 """Background services that only `prodpanel serve` starts (never create_app(), tests or other commands)."""
 
 import logging
+import threading
 from collections.abc import Callable
 
 from flask import Flask
@@ -24,7 +25,33 @@ def start_background(app: Flask) -> list[Stopper]:
         attach_sandbox(app, running)
         log.info("sandbox mode: PanDA simulator on %s", running.url)
         stoppers.append(running.stop)
+    resume_launches(app)
     return stoppers
+
+
+def resume_launches(app: Flask) -> threading.Thread:
+    """Send the launches that came due while the panel was down, and settle those a crash left open.
+
+    In a thread, so that a slow PanDA does not delay the web server's start.
+    """
+
+    def run() -> None:
+        from app.extensions import db
+        from app.tasks.dispatcher import dispatch_due
+
+        with app.app_context():
+            try:
+                handled = dispatch_due(limit=10_000)
+                if handled:
+                    log.info("resumed %d launch(es) left from before the start", handled)
+            except Exception:  # the page's "continue dispatching" remains; log and go on
+                log.exception("resuming launches at start failed")
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=run, name="resume-launches", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop_background(stoppers: list[Stopper]) -> None:

@@ -239,3 +239,23 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
         panda.close()
     detail = client.get(f"/tasks/{sim_tasks[1].id}").get_data(as_text=True)
     assert ">PROD2025-008.RECO.1</a>" in detail  # children shown on the parent's page
+
+
+def test_launches_left_pending_are_sent_when_the_panel_starts(app, login_as, sim):
+    """A bunch saved but not sent (the panel stopped) goes out at the next start, each task once."""
+    from app.runtime import resume_launches
+    from app.tasks import services
+
+    user = login_as("manager")
+    bunch, created = services.create_bunch(
+        sim_definition(number=31, bunch_size=3), user, "left-pending", is_admin=False
+    )
+    _db.session.commit()
+    assert created and sim_task_names(sim) == []
+
+    resume_launches(app).join(timeout=60)
+
+    _db.session.expire_all()
+    tasks = _db.session.get(TaskBunch, bunch.id).tasks
+    assert all(t.panda_task_id for t in tasks)
+    assert sorted(sim_task_names(sim)) == [f"PROD2025-031.SIM.{i}" for i in range(1, 4)]
