@@ -98,8 +98,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _SAFE_DATETIME[name]
         if (module, name) == ("_codecs", "encode"):
             # Protocol 0 stores a datetime's state bytes as _codecs.encode(text, "latin1").
-            return codecs.encode
+            return _latin1
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a PanDA reply")
+
+
+def _latin1(text: str, encoding: str) -> bytes:
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refusing codec {encoding!r} in a PanDA reply")
+    return codecs.encode(text, "latin1")
 
 
 def restricted_loads(payload: bytes) -> Any:
