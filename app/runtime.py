@@ -25,7 +25,17 @@ def start_background(app: Flask) -> list[Stopper]:
         attach_sandbox(app, running)
         log.info("sandbox mode: PanDA simulator on %s", running.url)
         stoppers.append(running.stop)
-    resume_launches(app)
+    resumer = resume_launches(app)
+
+    def finish_dispatching() -> None:
+        """Let launches in flight get their answer (bounded), so their calls reach the log and the DB."""
+        from app.tasks.dispatcher import wait_for_dispatchers
+
+        resumer.join(timeout=30)
+        if not wait_for_dispatchers(timeout=30):
+            log.warning("stopped while launches were still being sent; they are settled at the next start")
+
+    stoppers.append(finish_dispatching)  # stops first: PanDA and the log are still there for it
     return stoppers
 
 
