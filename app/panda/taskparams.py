@@ -236,8 +236,3 @@ def build_task_params(spec: TaskSpec, template: TaskTemplate) -> dict[str, Any]:
     for key, value in spec.template_overrides.items():
         params[key] = copy.deepcopy(value)
     return params
-
-
-def needs_parent(template: TaskTemplate, step: str) -> bool:
-    """Processing steps read a parent's output and are submitted with ``parent_tid``."""
-    return template.kind(step) == "processing"

@@ -11,7 +11,6 @@ from wtforms import BooleanField, HiddenField, IntegerField, SelectField, String
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.config import Settings
-from app.tasks.services import ADMIN_FIELDS
 from app.tasks.specs import TaskDefinition
 
 
@@ -20,6 +19,8 @@ def _strip(value: Any) -> Any:
 
 
 class TaskForm(FlaskForm):
+    built_dataset = ""  # the output dataset name built for an empty field (shown as the field's help)
+
     idempotency_key = HiddenField()
     cloned_from_task = HiddenField()
     cloned_from_bunch = HiddenField()
@@ -83,9 +84,6 @@ class TaskForm(FlaskForm):
         self.cloud.choices = [(c, c) for c in cfg.clouds]
         self.data_disk.choices = [(d, d) for d in cfg.data_disks]
         return self
-
-    def admin_fields(self):
-        return [getattr(self, name) for name in ADMIN_FIELDS]
 
     def overrides_value(self) -> dict[str, Any] | None:
         """The template overrides as a dict, or None (with a field error) when not a JSON object."""

@@ -15,8 +15,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import aliased, selectinload
 
 from app import clock
 from app.config import Settings, TaskSettings, get_settings
@@ -569,15 +570,37 @@ def bunch_progress(bunch: TaskBunch) -> BunchProgress:
     )  # fmt: skip
 
 
-def list_tasks(page: int = 1, per_page: int = 50, q: str = "") -> tuple[list[Task], int]:
-    query = select(Task)
-    if q:
-        query = query.where(Task.name.contains(q.strip()))
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = db.session.scalars(
-        query.order_by(Task.id.desc()).limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    return list(rows), total
+TASK_SORTS = {
+    "name": Task.name, "panda_id": Task.panda_task_id, "step": Task.step, "status": Task.panda_status,
+    "created": Task.id,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    """What the task list shows: name contains ``q``, step, status of the latest launch, ordering."""
+
+    q: str = ""
+    step: str = ""
+    launch: str = ""
+    sort: str = "created"
+    order: str = "desc"
+
+
+def tasks_query(filters: TaskFilters) -> Select:
+    """Tasks matching the filters, in the requested order (unknown sort keys fall back to newest first)."""
+    query = select(Task).options(selectinload(Task.launches), selectinload(Task.bunch))
+    if filters.q:
+        query = query.where(Task.name.contains(filters.q))
+    if filters.step:
+        query = query.where(Task.step == filters.step)
+    if filters.launch:
+        attempts = aliased(Launch)
+        latest = select(func.max(attempts.id)).where(attempts.task_id == Launch.task_id).scalar_subquery()
+        query = query.where(Task.launches.any((Launch.id == latest) & (Launch.status == filters.launch)))
+    column = TASK_SORTS.get(filters.sort, Task.id)
+    key = column.asc() if filters.order == "asc" else column.desc()
+    return query.order_by(key.nulls_last(), Task.id.desc())
 
 
 def suggest_production(campaign: str = "", settings: Settings | None = None) -> naming.ProductionId:

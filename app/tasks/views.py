@@ -16,7 +16,7 @@ from app.config import get_settings
 from app.extensions import db
 from app.tasks import dispatcher, naming, services
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
-from app.tasks.models import Task, TaskBunch
+from app.tasks.models import LAUNCH_STATUSES, Task, TaskBunch
 from app.tasks.specs import TaskDefinition
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
@@ -62,13 +62,14 @@ def _render_form(form: TaskForm, *, status: int = 200, **context: Any):
 @bp.get("/")
 @role_required("viewer")
 def index():
-    page = max(request.args.get("page", 1, type=int), 1)
-    q = request.args.get("q", "").strip()
-    tasks, total = services.list_tasks(page=page, q=q)
-    pages = max((total + 49) // 50, 1)
+    args = {key: request.args.get(key, "").strip() for key in ("q", "step", "launch", "sort", "order")}
+    args = {key: value for key, value in args.items() if value}
+    filters = services.TaskFilters(**args)
+    page = db.paginate(services.tasks_query(filters), per_page=50, error_out=False)
     return render_template(
-        "tasks/index.html", tasks=tasks, total=total, page=page, pages=pages, q=q, upload=ManifestUploadForm()
-    )
+        "tasks/index.html", page=page, filters=filters, args=args, steps=get_settings().tasks.step_types,
+        launch_statuses=LAUNCH_STATUSES, upload=ManifestUploadForm(),
+    )  # fmt: skip
 
 
 @bp.get("/new")
@@ -87,9 +88,10 @@ def new():
             "source": f"bunch {source.base_name}",
             "copied": ("bunch_size", "cloud", "data_disk", "request_id", "exec_path", "container_path",
                        "memory_mb", "walltime_s", "max_attempts"),
-            "reset": ("task_name", "output_dataset (same production, step " + step + ")", "parent_task",
-                      "events", "initial_offset"),
+            "reset": ("task_name", "output_dataset", "parent_task", "total_events", "events_per_job",
+                      "files_per_job", "initial_offset"),
             "reset_runtime": services.CLONE_RESET_RUNTIME,
+            "note": f"Same production, step {step}; task i reads the output of task i of {source.base_name}.",
         }  # fmt: skip
     else:
         form.fill(_blank_definition(step))
@@ -116,18 +118,24 @@ def clone():
         form.cloned_from_task.data = str(source.id)
     else:
         form.cloned_from_bunch.data = str(source.id)
-    return _render_form(form, clone_info=_clone_info(label))
+    return _render_form(form, clone_info=_clone_info(label, single=isinstance(source, Task)))
 
 
-def _clone_info(label: str) -> dict[str, Any]:
-    copied = services.CLONE_COPIED
+def _clone_info(label: str, *, single: bool = False) -> dict[str, Any]:
+    """What the form copied and what it reset, shown above it (``single``: one task of a bunch)."""
+    copied, reset, note = services.CLONE_COPIED, services.CLONE_RESET, ""
     if not _is_admin():  # admin-only fields are neither shown to nor accepted from managers
         copied = tuple(name for name in copied if name not in services.ADMIN_FIELDS)
+    if single:
+        copied = tuple(name for name in copied if name not in ("bunch_size", "initial_offset"))
+        reset = (*reset, "bunch_size", "initial_offset")
+        note = "One task: tasks to launch is 1 and the initial offset is the offset this task used."
     return {
         "source": label,
         "copied": copied,
-        "reset": services.CLONE_RESET,
+        "reset": reset,
         "reset_runtime": services.CLONE_RESET_RUNTIME,
+        "note": note,
     }
 
 
@@ -144,7 +152,7 @@ def relaunch(task_id: int):
     form.fill(services.definition_from_manifest(launch.manifest))
     form.idempotency_key.data = services.new_idempotency_key()
     form.cloned_from_task.data = str(task.id)
-    return _render_form(form, clone_info=_clone_info(f"manifest of {task.name}"))
+    return _render_form(form, clone_info=_clone_info(f"manifest of {task.name}", single=True))
 
 
 @bp.post("/relaunch")
@@ -165,7 +173,7 @@ def relaunch_upload():
     form = _form()
     form.fill(definition)
     form.idempotency_key.data = services.new_idempotency_key()
-    return _render_form(form, clone_info=_clone_info(f"manifest file {filename}"))
+    return _render_form(form, clone_info=_clone_info(f"manifest file {filename}", single=True))
 
 
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
@@ -175,7 +183,9 @@ def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
     definition = form.to_definition()
     if definition is not None and not definition.output_dataset:
         definition = services.complete_definition(definition)
-        form.output_dataset.data = definition.output_dataset  # the user sees the name that will be used
+        # Shown beside the field, not written into it: an empty field keeps following the task name
+        # and the execution path when the user corrects them.
+        form.built_dataset = definition.output_dataset
     return definition
 
 

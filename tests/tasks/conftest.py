@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from html import unescape
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -156,3 +158,50 @@ def _join_dispatchers():
     from app.tasks import dispatcher
 
     assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"
+
+
+class _FormValues(HTMLParser):
+    """The values a browser would submit from one <form> (inputs, checked boxes, selects, textareas)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.values = form_id, False, {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside or "name" not in a and tag != "option":
+            return
+        if tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
+            self.values[a["name"]] = a.get("value") or ""
+        elif tag == "select":
+            self._select = a["name"]
+        elif tag == "option" and self._select and ("selected" in a or self._select not in self.values):
+            self.values[self._select] = a.get("value") or ""
+        elif tag == "textarea":
+            self._textarea = a["name"]
+            self.values[a["name"]] = ""
+
+    def handle_data(self, data):
+        if self._textarea:
+            self.values[self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+
+def form_values(html: str, form_id: str = "task-form") -> dict[str, str]:
+    """Submit a prefilled form as it is: the name → value pairs of ``<form id=form_id>``."""
+    parser = _FormValues(form_id)
+    parser.feed(html)
+    values = {k: unescape(v).lstrip("\r\n") for k, v in parser.values.items()}
+    values.pop("csrf_token", None)
+    return values

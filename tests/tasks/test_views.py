@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.tasks import dispatcher
 from app.tasks.models import Launch, Task, TaskBunch
 from tests.helpers import csrf_token, wait_until
-from tests.tasks.conftest import TAG, form_data, sim_definition
+from tests.tasks.conftest import TAG, form_data, form_values, sim_definition
 
 
 def post(client, url, data, **kwargs):
@@ -152,21 +152,21 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     body = manifest.get_json()
     assert body["task_parameters"] == task.params and body["panda_reply"]["task_id"] == task.panda_task_id
     clone = client.get(f"/tasks/clone?task={task.id}").get_data(as_text=True)
-    assert "Copied" in clone and "Reset" in clone and 'value="PROD2026-001.SIM"' in clone
-    info = re.search(r'id="clone-info">(.*?)</div>\s*</div>', clone, re.S).group(1)
-    assert (
-        "container_path" in info and "priority" not in info
-    )  # admin-only fields are not copied for managers
-    assert f'value="MC2025_S1.{TAG}.PROD2026-001.SIM.1"' in clone
-    key = re.search(r'name="idempotency_key" type="hidden" value="([^"]+)"', clone).group(1)
-    data = form_data(
-        sim_definition(task_name="PROD2026-001.SIM", output_dataset=f"MC2025_S1.{TAG}.PROD2026-001.SIM.1"),
-        key=key,
-    )
-    data["cloned_from_task"] = str(task.id)
-    assert post(client, "/tasks/create", data).status_code == 302
+    copied = re.search(r'id="clone-copied">(.*?)</div>', clone, re.S).group(1)
+    reset = re.search(r'id="clone-reset">(.*?)</div>', clone, re.S).group(1)
+    assert "Path to container" in copied and "Events per job" in copied
+    assert "Priority" not in copied  # admin-only fields are not copied for managers
+    assert "Task name" in reset and "Output dataset name" in reset and "Tasks to launch" in reset
+    # Submitted as it is, the clone differs from its source only in what the form says it reset.
+    assert post(client, "/tasks/create", form_values(clone)).status_code == 302
     assert dispatcher.wait_for_dispatchers(30)
     new = db.session.scalar(select(Task).where(Task.name == "PROD2026-001.SIM"))
+    assert new.output_dataset == f"MC2025_S1.{TAG}.PROD2026-001.SIM.1"
+    renamed = {"taskName": new.name, "log": new.params["log"], "jobParameters": new.params["jobParameters"]}
+    assert new.params == {**task.params, **renamed}
+    assert json.dumps(new.params["jobParameters"]) == json.dumps(task.params["jobParameters"]).replace(
+        "PROD2025-008", "PROD2026-001"
+    )
     assert f">{task.name}</a>" in client.get(f"/tasks/{new.id}").get_data(as_text=True)
     assert f">{new.name}</a>" in client.get(f"/tasks/{task.id}").get_data(as_text=True)
     relaunch = client.get(f"/tasks/{task.id}/relaunch").get_data(as_text=True)
@@ -272,7 +272,20 @@ def test_empty_output_dataset_is_built_from_the_conventions(client, login_as, fa
     login_as("manager")
     data = form_data(sim_definition(output_dataset=""), key="k")
     html = post(client, "/tasks/preview", data).get_data(as_text=True)
-    assert f'value="MC2025_S1.{TAG}.PROD2025-008.SIM.1"' in html and "nothing has been sent" in html
+    assert (
+        f"left empty: built as MC2025_S1.{TAG}.PROD2025-008.SIM.1" in html and "nothing has been sent" in html
+    )
+    assert form_values(html)["output_dataset"] == ""  # the empty field keeps following the other fields
+    # A wrong execution path must not leave a name built from it behind: once the path is corrected,
+    # the same form previews with the right physics tag.
+    data = form_data(sim_definition(output_dataset="", exec_path="/tmp/minbias.V01"), key="k")
+    html = post(client, "/tasks/preview", data).get_data(as_text=True)
+    assert "must be an absolute path under" in html
+    values = form_values(html)
+    assert values["output_dataset"] == ""
+    values["exec_path"] = sim_definition().exec_path
+    html = post(client, "/tasks/preview", values).get_data(as_text=True)
+    assert "nothing has been sent" in html and f"{TAG}.PROD2025-008.SIM.1" in html
     data = form_data(sim_definition(output_dataset="", task_name="not-a-name"), key="k")
     html = post(client, "/tasks/preview", data).get_data(as_text=True)
     assert "enter the output dataset name, or a valid task name and execution path to build it" in html
@@ -289,3 +302,40 @@ def test_admin_field_refusal_on_preview_is_audited(client, login_as, db):
     assert "only admins may set: template_overrides; nothing was saved" in response.get_data(as_text=True)
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "task.admin_fields_refused"))
     assert event.outcome == "denied" and event.details == {"fields": ["template_overrides"]}
+
+
+def test_task_list_filters_sorts_and_pages(client, login_as, db, make_user):
+    from app.tasks import services
+
+    user = make_user("manager")
+    services.create_bunch(sim_definition(number=1, bunch_size=52), user, "big", is_admin=False)
+    services.create_bunch(sim_definition(number=2), user, "one", is_admin=False)
+    reco = sim_definition(
+        number=2, step="RECO", task_name="PROD2025-002.RECO", total_events=None, events_per_job=None,
+        output_dataset=f"MC2025_S1.{TAG}.PROD2025-002.RECO.1",
+    )  # fmt: skip
+    services.create_bunch(reco, user, "reco", is_admin=False)
+    failed = db.session.scalar(select(Task).where(Task.name == "PROD2025-001.SIM.7")).latest_launch
+    failed.status = "failed"
+    db.session.commit()
+    login_as("viewer")
+
+    def names(query):
+        html = client.get(f"/tasks/?{query}").get_data(as_text=True)
+        return re.findall(r'<td><a href="/tasks/\d+">([^<]+)</a></td>', html), html
+
+    shown, html = names("")
+    assert len(shown) == 50 and shown[0] == "PROD2025-002.RECO"  # newest first, 50 a page
+    assert "54 in all" in html and 'href="/tasks/?page=2"' in html
+    assert names("page=2")[0] == [f"PROD2025-001.SIM.{i}" for i in (4, 3, 2, 1)]
+    assert names("step=RECO")[0] == ["PROD2025-002.RECO"]
+    assert names("launch=failed")[0] == ["PROD2025-001.SIM.7"]
+    assert names("q=SIM.5")[0] == ["PROD2025-001.SIM.52", "PROD2025-001.SIM.51", "PROD2025-001.SIM.50",
+                                   "PROD2025-001.SIM.5"]  # fmt: skip
+    shown, html = names("sort=name&order=asc&step=SIM")
+    assert shown[:3] == ["PROD2025-001.SIM.1", "PROD2025-001.SIM.10", "PROD2025-001.SIM.11"]
+    assert shown[-1] == "PROD2025-001.SIM.7" and "PROD2025-002.RECO" not in shown  # text order
+    # Sort links keep the filters; page links keep filters and order.
+    assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=desc&amp;page=1"' in html
+    assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=asc&amp;page=2"' in html
+    assert "No task matches these filters." in names("q=nothing")[1]
