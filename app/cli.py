@@ -82,21 +82,31 @@ def serve(
         ident="prodpanel",
         **proxy,
     )
-    stoppers = start_background(app)
 
     def terminate(signum, frame):
         raise SystemExit(0)
 
+    # SIGTERM and Ctrl-C end the server loop the same way; during shutdown they are ignored so that a
+    # second signal cannot cut the cleanup (waiting for launches in flight, storing the PanDA log).
     signal.signal(signal.SIGTERM, terminate)
-    url = f"http://{server.effective_host}:{server.effective_port}/"
-    click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir})")
-    if credentials:
-        click.echo(f"First start: created administrator '{credentials[0]}' with password: {credentials[1]}")
-        click.echo("This password is shown only once; change it with `prodpanel users passwd admin`.")
-    sys.stdout.flush()
+    signal.signal(signal.SIGINT, terminate)
+    stoppers = []
     try:
+        stoppers = start_background(app)
+        url = f"http://{server.effective_host}:{server.effective_port}/"
+        click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir})")
+        if credentials:
+            click.echo(
+                f"First start: created administrator '{credentials[0]}' with password: {credentials[1]}"
+            )
+            click.echo("This password is shown only once; change it with `prodpanel users passwd admin`.")
+        sys.stdout.flush()
         server.run()  # returns after SIGTERM/Ctrl-C (waitress catches SystemExit and KeyboardInterrupt)
+    except SystemExit:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.close()
         stop_background(stoppers)
         click.echo("prodpanel stopped.")
