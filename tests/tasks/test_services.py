@@ -417,3 +417,21 @@ def test_no_token_fails_and_unexpected_errors_are_settled_by_name(app, db, make_
     assert bunch.tasks[0].latest_launch.error == "not sent: log in with SPD-IAM again"
     assert bunch.tasks[1].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
     assert fake_panda.submits == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
+
+
+@pytest.mark.parametrize(
+    ("exec_path", "message"),
+    [
+        ("/cvmfs/spd.jinr.ru/production/MC/.V01", "no physics tag in execution path"),
+        ("/cvmfs/spd.jinr.ru/production/MC/min bias.V01", "physics tag 'min bias' may contain only"),
+    ],
+)
+def test_physics_tag_errors_of_the_execution_path(app, exec_path, message):
+    assert message in errors_of(sim_definition(exec_path=exec_path))["exec_path"][0]
+
+
+def test_a_bunch_member_name_already_used_is_named(app, db, make_user):
+    services.create_bunch(sim_definition(bunch_size=2), make_user("manager"), "a", is_admin=False)
+    db.session.commit()
+    errors = errors_of(sim_definition(bunch_size=3, task_name="PROD2025-008.SIM"))
+    assert errors["task_name"] == ["task name PROD2025-008.SIM.1 is already used"]

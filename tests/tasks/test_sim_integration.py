@@ -6,7 +6,6 @@ committed and then time out. Every task must reach PanDA exactly once.
 
 from __future__ import annotations
 
-import re
 import shutil
 import threading
 
@@ -21,7 +20,7 @@ from app.panda.simulator.sandbox import attach_sandbox
 from app.tasks import dispatcher
 from app.tasks.models import Launch, Task, TaskBunch
 from tests.helpers import csrf_token, wait_until
-from tests.tasks.conftest import TAG, form_data, sim_definition
+from tests.tasks.conftest import TAG, form_data, form_values, sim_definition
 
 
 @pytest.fixture
@@ -187,6 +186,22 @@ def test_task_page_before_and_after_jedi_picks_the_task_up(client, login_as, sim
     sim.advance(300)
     html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
     assert "not picked the task up" not in html and "Jobs (files) done / failed / total" in html
+    # The status and counters on the page are PanDA's (simulated time stands still, so they agree).
+    task = _db.session.get(Task, task_id)
+    panda = dispatcher.make_client()
+    try:
+        info = panda.get_detailed_info(task.submitted_launch.created_by, task.panda_task_id)
+    finally:
+        panda.close()
+    assert info.n_files == 10  # 10000 events, 1000 per job
+    counters = f"{info.n_files_finished} / {info.n_files_failed} / {info.n_files}"
+    assert f'<dd class="col-8">{counters}</dd>' in html
+    assert f"status-{info.status}" in html and task.panda_status == info.status
+    from app.panda.services import flush_call_log
+
+    flush_call_log(5)
+    calls = client.get(f"/tasks/{task_id}").get_data(as_text=True).split("PanDA interactions", 1)[1]
+    assert "<code>submit</code>" in calls and "<code>get_detailed_info</code>" in calls
 
 
 @pytest.mark.parametrize("sim", ["legacy"], indirect=True)
@@ -215,14 +230,24 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     page = client.get(f"/tasks/bunch/{sim_bunch.id}").get_data(as_text=True)
     assert f'href="/tasks/new?step=RECO&amp;after={sim_bunch.id}"' in page
     form = client.get(f"/tasks/new?step=RECO&after={sim_bunch.id}").get_data(as_text=True)
-    assert 'value="PROD2025-008.RECO"' in form and 'value="PROD2025-008.SIM"' in form  # name and parent
-    key = re.search(r'name="idempotency_key" type="hidden" value="([^"]+)"', form).group(1)
-    reco = sim_definition(
-        step="RECO", task_name="PROD2025-008.RECO", bunch_size=2, total_events=None, events_per_job=None,
-        output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.RECO.1", files_per_job=1, parent_task="PROD2025-008.SIM",
-        skip_scout=False, initial_offset=0,
-    )  # fmt: skip
-    assert post(client, "/tasks/create", form_data(reco, key=key)).status_code == 302
+    values = form_values(form)
+    assert (values["task_name"], values["parent_task"]) == ("PROD2025-008.RECO", "PROD2025-008.SIM")
+    assert values["output_dataset"] == f"MC2025_S1.{TAG}.PROD2025-008.RECO.1" and values["bunch_size"] == "2"
+    # Preview: diffed against the newest saved task of the production, and nothing goes to PanDA.
+    from app.panda.models import PandaCall
+    from app.panda.services import flush_call_log
+
+    flush_call_log(5)
+    calls_before = _db.session.scalar(select(func.count()).select_from(PandaCall))
+    html = post(client, "/tasks/preview", values).get_data(as_text=True)
+    assert "nothing has been sent" in html
+    assert "PROD2025-008.RECO.1</code> — diff against <code>PROD2025-008.SIM.2</code>" in html
+    assert "-  &#34;processingType&#34;: &#34;simul&#34;," in html
+    assert "+  &#34;processingType&#34;: &#34;reco&#34;," in html
+    flush_call_log(5)
+    assert _db.session.scalar(select(func.count()).select_from(PandaCall)) == calls_before
+    assert len(sim_task_names(sim)) == 2
+    assert post(client, "/tasks/create", values).status_code == 302
     reco_bunch = _db.session.scalar(select(TaskBunch).where(TaskBunch.step == "RECO"))
     settle(client, reco_bunch.id)
     sim_tasks = {t.bunch_index: t for t in sim_bunch.tasks}
@@ -238,7 +263,14 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     finally:
         panda.close()
     detail = client.get(f"/tasks/{sim_tasks[1].id}").get_data(as_text=True)
-    assert ">PROD2025-008.RECO.1</a>" in detail  # children shown on the parent's page
+    relations = detail.split('id="relations"', 1)[1].split("</dl>", 1)[0]
+    assert ">PROD2025-008.RECO.1</a>" in relations and ">PROD2025-008.RECO.2</a>" not in relations  # child
+    first_reco = reco_bunch.tasks[0]
+    relations = client.get(f"/tasks/{first_reco.id}").get_data(as_text=True)
+    relations = relations.split('id="relations"', 1)[1].split("</dl>", 1)[0]
+    assert f'<a href="/tasks/{sim_tasks[1].id}">PROD2025-008.SIM.1</a>' in relations  # parent
+    assert f'<a href="/tasks/{reco_bunch.tasks[1].id}">PROD2025-008.RECO.2</a>' in relations  # sibling
+    assert "(task 1 of 2)" in relations
 
 
 def test_launches_left_pending_are_sent_when_the_panel_starts(app, login_as, sim):

@@ -19,11 +19,15 @@ def post(client, url, data, **kwargs):
     return client.post(url, data={"csrf_token": csrf_token(client, "/tasks/"), **data}, **kwargs)
 
 
-def test_viewer_reads_but_cannot_create(client, login_as):
+def test_viewer_reads_but_cannot_create(client, login_as, db, fake_panda):
     login_as("viewer")
     assert client.get("/tasks/").status_code == 200
     assert client.get("/tasks/new").status_code == 403
-    assert client.post("/tasks/create", data={}).status_code in (400, 403)
+    data = form_data(sim_definition(), key="v")
+    for url in ("/tasks/create", "/tasks/preview", "/tasks/bunch/1/resend", "/tasks/1/mark-not-submitted"):
+        assert post(client, url, data).status_code == 403, url  # a valid CSRF token: the role refuses
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+    assert 'id="new-task"' not in client.get("/tasks/").get_data(as_text=True)
 
 
 def test_new_form_suggests_next_production_and_has_every_field(client, login_as, clock):
@@ -89,6 +93,14 @@ def test_manager_cannot_send_admin_fields(client, login_as, db):
     assert response.status_code == 403
     assert "only admins may set: priority; nothing was saved" in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+    from app.audit.models import AuditEvent
+
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "task.admin_fields_refused"))
+    assert (event.outcome, event.target, event.details) == (
+        "denied",
+        "/tasks/create",
+        {"fields": ["priority"]},
+    )
 
 
 def test_preview_shows_exact_parameters_and_diff(client, login_as, db, fake_panda):
@@ -339,3 +351,46 @@ def test_task_list_filters_sorts_and_pages(client, login_as, db, make_user):
     assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=desc&amp;page=1"' in html
     assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=asc&amp;page=2"' in html
     assert "No task matches these filters." in names("q=nothing")[1]
+
+
+def test_required_numbers_and_malformed_request_id_are_field_errors(client, login_as, db):
+    login_as("manager")
+    data = form_data(sim_definition(), key="k")
+    data.update(bunch_size="", initial_offset="", request_id="REQ-42")
+    response = post(client, "/tasks/preview", data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "tasks to launch is required" in html and "initial offset is required" in html
+    data = form_data(sim_definition(), key="k")
+    data["request_id"] = "REQ-42"
+    html = post(client, "/tasks/preview", data).get_data(as_text=True)
+    assert "request id must be a positive number, as on spd-requests (e.g. 42)" in html
+    assert 'value="REQ-42"' in html  # the entered value stays
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+
+
+def test_clone_a_whole_bunch_links_both_ways(client, login_as, db, fake_panda, clock):
+    login_as("manager")
+    post(client, "/tasks/create", form_data(sim_definition(bunch_size=3, initial_offset=5), key="k"))
+    assert dispatcher.wait_for_dispatchers(30)
+    source = db.session.scalar(select(TaskBunch))
+    form = client.get(f"/tasks/clone?bunch={source.id}").get_data(as_text=True)
+    assert "Clone of bunch PROD2025-008.SIM (3 tasks)" in form
+    copied = re.search(r'id="clone-copied">(.*?)</div>', form, re.S).group(1)
+    assert "Tasks to launch" in copied and "Initial offset" in copied
+    values = form_values(form)
+    assert (values["bunch_size"], values["initial_offset"], values["cloned_from_bunch"]) == (
+        "3",
+        "5",
+        str(source.id),
+    )
+    assert post(client, "/tasks/create", values).status_code == 302
+    assert dispatcher.wait_for_dispatchers(30)
+    clone = db.session.scalar(select(TaskBunch).where(TaskBunch.id != source.id))
+    assert clone.base_name == "PROD2026-001.SIM" and clone.cloned_from_id == source.id
+    assert [t.cloned_from_id for t in clone.tasks] == [t.id for t in source.tasks]
+    assert [t.spec["offset"] for t in clone.tasks] == [t.spec["offset"] for t in source.tasks]
+    page = client.get(f"/tasks/bunch/{clone.id}").get_data(as_text=True)
+    assert f'Cloned from <a href="/tasks/bunch/{source.id}">PROD2025-008.SIM</a>' in page
+    page = client.get(f"/tasks/bunch/{source.id}").get_data(as_text=True)
+    assert f'Clones: <a href="/tasks/bunch/{clone.id}">PROD2026-001.SIM</a>' in page
