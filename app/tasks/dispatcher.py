@@ -26,7 +26,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select, update
 
-from app import clock
+from app import VERSION, clock
 from app.config import get_settings
 from app.extensions import db
 from app.tasks.models import Launch, Task
@@ -37,8 +37,6 @@ INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
     "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
 )
-
-PANEL_VERSION_FALLBACK = "0.1.0"
 
 
 class _Tokens:
@@ -64,15 +62,6 @@ def make_client(*, interactive: bool = False):
         )
         settings = dataclasses.replace(settings, panda=panda)
     return panda_client_for(settings, _Tokens())
-
-
-def _panel_version() -> str:
-    try:
-        from app import VERSION
-
-        return VERSION
-    except ImportError:  # pragma: no cover - the factory always defines it
-        return PANEL_VERSION_FALLBACK
 
 
 def claim(launch_id: int, now: datetime) -> bool:
@@ -105,7 +94,7 @@ def build_manifest(launch: Launch, parent_tid: int | None, server: str = "") -> 
     spec = task.spec
     return {
         "manifest_version": 1,
-        "panel_version": _panel_version(),
+        "panel_version": VERSION,
         "task_name": task.name,
         "bunch": bunch.base_name,
         "bunch_index": task.bunch_index,

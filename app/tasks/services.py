@@ -621,19 +621,6 @@ def suggest_production(campaign: str = "", settings: Settings | None = None) -> 
     return naming.next_production(existing, campaign, clock.now().year)
 
 
-def suggested_names(
-    step: str, exec_path: str, production: naming.ProductionId, scope: str, version: int = 1
-) -> tuple[str, str]:
-    """Task name and output dataset following the conventions (the tag comes from the exec path)."""
-    rules = naming_rules()
-    task = naming.TaskName(production, step).format(rules)
-    try:
-        tag = naming.physics_tag_from_path(exec_path, rules) if exec_path else "TAG"
-    except naming.NamingError:
-        tag = "TAG"
-    return task, naming.DatasetName(scope, tag, production, step, version).format(rules)
-
-
 def complete_definition(d: TaskDefinition, settings: Settings | None = None) -> TaskDefinition:
     """Fill an empty output dataset name from the conventions: default scope, the physics tag of the
     execution path, the task name's production and step, version 1 (left empty when those are wrong,

@@ -34,7 +34,7 @@ def _blank_definition(step: str) -> TaskDefinition:
     settings = get_settings()
     cfg = settings.tasks
     production = services.suggest_production()
-    task_name, _dataset = services.suggested_names(step, "", production, cfg.default_scope)
+    task_name = naming.TaskName(production, step).format(services.naming_rules())
     return TaskDefinition(
         step=step, task_name=task_name, bunch_size=1, output_dataset="", total_events=None,
         events_per_job=None, cloud=cfg.clouds[0] if cfg.clouds else "",
@@ -49,7 +49,9 @@ def _render_form(form: TaskForm, *, status: int = 200, **context: Any):
     template = services.task_template(settings)
     for step in settings.tasks.step_types:
         kinds[step] = template.kind(step) if step in template.steps else "?"
-    context.setdefault("clone_info", None)
+    if context.get("clone_info") is None:  # after a preview or an error: still say what was cloned
+        source = _clone_source(form)
+        context["clone_info"] = source and _clone_info(_source_label(source), single=isinstance(source, Task))
     return (
         render_template(
             "tasks/form.html", form=form, is_admin=_is_admin(), step_kinds=kinds,
@@ -113,12 +115,16 @@ def clone():
     form = _form()
     form.fill(services.clone_definition(source))
     form.idempotency_key.data = services.new_idempotency_key()
-    label = source.name if isinstance(source, Task) else f"bunch {source.base_name} ({source.size} tasks)"
+    label = _source_label(source)
     if isinstance(source, Task):
         form.cloned_from_task.data = str(source.id)
     else:
         form.cloned_from_bunch.data = str(source.id)
     return _render_form(form, clone_info=_clone_info(label, single=isinstance(source, Task)))
+
+
+def _source_label(source: Task | TaskBunch) -> str:
+    return source.name if isinstance(source, Task) else f"bunch {source.base_name} ({source.size} tasks)"
 
 
 def _clone_info(label: str, *, single: bool = False) -> dict[str, Any]:

@@ -191,7 +191,9 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
     assert manifest["panda_reply"]["task_id"] == tasks[0].panda_task_id
     assert manifest["user"] == user.username and manifest["request_id"] == 42
     assert manifest["container_path"] == SIF and manifest["exec_path"] == EXEC
-    assert manifest["panel_version"] and manifest["sent_at"] and "panda_server" in manifest
+    from app import VERSION
+
+    assert manifest["panel_version"] == VERSION and manifest["sent_at"] and "panda_server" in manifest
     # Resend only the failed ones; a second resend creates nothing more.
     assert len(services.resend_failed(bunch, user)) == 2
     assert services.resend_failed(bunch, user) == []

@@ -384,6 +384,8 @@ def test_clone_a_whole_bunch_links_both_ways(client, login_as, db, fake_panda, c
         "5",
         str(source.id),
     )
+    preview = post(client, "/tasks/preview", values).get_data(as_text=True)
+    assert "nothing has been sent" in preview and 'id="clone-copied"' in preview  # still says what it cloned
     assert post(client, "/tasks/create", values).status_code == 302
     assert dispatcher.wait_for_dispatchers(30)
     clone = db.session.scalar(select(TaskBunch).where(TaskBunch.id != source.id))
