@@ -235,11 +235,20 @@ def create():
     if refused:
         return refused
     key = (request.form.get("idempotency_key") or "").strip()
+    definition = _definition_from_post(form)
     existing = services.bunch_by_key(key) if key else None
     if existing is not None:
-        # A repeated POST (double click, refresh, resend): show what the first one created.
-        return redirect(url_for("tasks.bunch", bunch_id=existing.id))
-    definition = _definition_from_post(form)
+        if definition is None or definition.to_dict() == existing.definition:
+            # A repeated POST (double click, refresh, resend): show what the first one created.
+            return redirect(url_for("tasks.bunch", bunch_id=existing.id))
+        # The same form, changed after it created a bunch (back button): never drop the new values
+        # silently; a fresh key makes the next press create another bunch.
+        form.idempotency_key.data = services.new_idempotency_key()
+        message = (
+            f"This form already created {existing.base_name} and was changed since. Nothing new was saved; "
+            "press Create task again to create another bunch with these values."
+        )
+        return _render_form(form, status=409, form_errors=[message])
     if definition is None:
         return _render_form(form, status=400)
     user = current_user()

@@ -396,3 +396,25 @@ def test_clone_a_whole_bunch_links_both_ways(client, login_as, db, fake_panda, c
     assert f'Cloned from <a href="/tasks/bunch/{source.id}">PROD2025-008.SIM</a>' in page
     page = client.get(f"/tasks/bunch/{source.id}").get_data(as_text=True)
     assert f'Clones: <a href="/tasks/bunch/{clone.id}">PROD2026-001.SIM</a>' in page
+
+
+def test_a_used_form_changed_after_create_is_not_dropped_silently(client, login_as, db, fake_panda):
+    login_as("manager")
+    data = form_data(sim_definition(), key="used")
+    first = post(client, "/tasks/create", data)
+    assert dispatcher.wait_for_dispatchers(30)
+    # Back button, new values, same key: not a repeat of the first POST.
+    data.update(task_name="PROD2025-009.SIM", output_dataset=f"MC2025_S1.{TAG}.PROD2025-009.SIM.1")
+    response = post(client, "/tasks/create", data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert "This form already created PROD2025-008.SIM and was changed since" in html
+    values = form_values(html)
+    assert values["task_name"] == "PROD2025-009.SIM" and values["idempotency_key"] not in ("", "used")
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
+    second = post(client, "/tasks/create", values)
+    assert dispatcher.wait_for_dispatchers(30)
+    assert second.headers["Location"] != first.headers["Location"]
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 2
+    # An unchanged repeat still lands on the bunch it created.
+    assert post(client, "/tasks/create", values).headers["Location"] == second.headers["Location"]
