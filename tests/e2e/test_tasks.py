@@ -114,3 +114,20 @@ def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     expect(page.locator("#clone-info")).to_contain_text("Reset")
     expect(page.get_by_label("Initial offset")).to_have_value("1100")
     assert page.get_by_label("Task name").input_value() != task_name
+    clone_name = page.get_by_label("Task name").input_value()
+    page.locator("#create-button").click()
+    expect(page.locator("#progress-count")).to_have_text("1 of 1 submitted", timeout=30_000)
+    page.get_by_role("link", name=clone_name).click()
+    expect(page.locator("#cloned-from")).to_have_text(f"{task_name}.2")
+
+    # The task list: newest first, filtered by name, sorted by clicking a header.
+    page.locator("#mainnav").get_by_role("link", name="Tasks").click()
+    expect(page.locator("#tasks-table tbody tr").first).to_contain_text(clone_name)
+    page.get_by_label("Name contains").fill(task_name)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#tasks-table tbody tr")).to_have_count(2)
+    page.get_by_role("link", name="Task", exact=True).click()  # by name, descending
+    expect(page).to_have_url(re.compile(r"sort=name&order=desc"))
+    page.get_by_role("link", name="Task ▼").click()  # by name, ascending; the filter is kept
+    expect(page.locator("#tasks-table tbody tr").first).to_contain_text(f"{task_name}.1")
+    expect(page.locator("#tasks-table tbody tr")).to_have_count(2)
