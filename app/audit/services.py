@@ -61,3 +61,8 @@ def audit_query(
     if until:
         query = query.where(AuditEvent.at < until)
     return query
+
+
+def known_outcomes() -> list[str]:
+    """The outcomes recorded so far, for the filter's choices."""
+    return list(db.session.scalars(select(AuditEvent.outcome).distinct().order_by(AuditEvent.outcome)))

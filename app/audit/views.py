@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, render_template, request
 
-from app.audit.services import audit_query
+from app.audit.services import audit_query, known_outcomes
 from app.auth.decorators import role_required
 from app.extensions import db
 
@@ -37,4 +37,4 @@ def index():
         until=until + timedelta(days=1) if until else None,
     )
     page = db.paginate(query, per_page=50, error_out=False)
-    return render_template("audit/index.html", page=page, args=args, errors=errors)
+    return render_template("audit/index.html", page=page, args=args, errors=errors, outcomes=known_outcomes())

@@ -24,6 +24,7 @@ def test_audit_page_filters_and_pages(client, login_as, db):
     db.session.commit()
     page = client.get("/audit/?action=panda.&outcome=failed").get_data(as_text=True)
     assert "task 58" in page and "task 59" not in page and "mallory" not in page
+    assert '<option value="failed" selected>' in page and '<option value="ok">' in page
     assert "30 in all" not in page  # 30 rows fit on one page: no pager
     first = client.get("/audit/").get_data(as_text=True)
     assert "Next" in first and "in all" in first
