@@ -321,7 +321,7 @@ def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: An
         for launch_id in launch_ids:
             if time.monotonic() > deadline:
                 break
-            dispatch_launch(launch_id, client)
+            _guarded(dispatch_launch, launch_id, client)
         delay = 0.2
         while time.monotonic() < deadline:
             unknown = _launch_ids(bunch_id, ("unknown",)) + _stale_sending(bunch_id)
@@ -330,13 +330,23 @@ def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: An
             if not unknown:
                 break
             for launch_id in unknown:
-                reconcile(launch_id, client)
+                _guarded(reconcile, launch_id, client)
             time.sleep(delay)  # give PanDA time to make the task visible; not a test wait
             delay = min(delay * 2, 5.0)
     finally:
         if own_client:
             client.close()
     return _counts(bunch_id)
+
+
+def _guarded(step: Any, launch_id: int, client: Any) -> None:
+    """One row's failure (e.g. the database refusing a write) must not stop the others. A row it
+    leaves in "sending" was claimed, and may have been sent: it is reconciled by name later."""
+    try:
+        step(launch_id, client)
+    except Exception:
+        log.exception("launch %s: %s failed", launch_id, step.__name__)
+        db.session.rollback()
 
 
 def _launch_ids(bunch_id: int, statuses: tuple[str, ...]) -> list[int]:
@@ -391,7 +401,7 @@ def dispatch_due(limit: int = 100, client: Any = None) -> int:
             .limit(limit)
         ).all()
         for launch_id in ids:
-            dispatch_launch(launch_id, client)
+            _guarded(dispatch_launch, launch_id, client)
             handled += 1
         unsettled = db.session.scalars(
             select(Launch.id).where(
@@ -399,7 +409,7 @@ def dispatch_due(limit: int = 100, client: Any = None) -> int:
             )
         ).all()
         for launch_id in unsettled:
-            reconcile(launch_id, client)
+            _guarded(reconcile, launch_id, client)
             handled += 1
     finally:
         if own_client:

@@ -60,7 +60,9 @@ class Task(db.Model):
     cloned_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("task.id", ondelete="SET NULL"), nullable=True
     )
-    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    # Not unique: ids are unique per PanDA server only, and the panel may change servers (the sandbox
+    # simulator starts again at 1, a test server hands out ids a production server uses too).
+    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     panda_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     panda_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -437,3 +437,38 @@ def test_a_bunch_member_name_already_used_is_named(app, db, make_user):
     db.session.commit()
     errors = errors_of(sim_definition(bunch_size=3, task_name="PROD2025-008.SIM"))
     assert errors["task_name"] == ["task name PROD2025-008.SIM.1 is already used"]
+
+
+def test_a_panda_id_seen_before_is_recorded(app, db, make_user, fake_panda):
+    """PanDA ids are unique per server only: after a switch of server (or a restarted sandbox simulator
+    counting from 1 again) a new task may get an id an old one holds. It must still be recorded."""
+    import itertools
+
+    user = make_user("manager")
+    old, _ = services.create_bunch(sim_definition(number=1), user, "old", is_admin=False)
+    db.session.commit()
+    dispatcher.dispatch_bunch(old.id, deadline_s=5, client=fake_panda)
+    fake_panda.ids = itertools.count(1000)  # the new server starts again
+    new, _ = services.create_bunch(sim_definition(number=2, bunch_size=2), user, "new", is_admin=False)
+    db.session.commit()
+    assert dispatcher.dispatch_bunch(new.id, deadline_s=5, client=fake_panda) == {"submitted": 2}
+    assert [t.panda_task_id for t in (*old.tasks, *new.tasks)] == [1000, 1000, 1001]
+
+
+def test_one_row_failing_in_the_database_does_not_stop_the_bunch(app, db, make_user, fake_panda, monkeypatch):
+    user = make_user("manager")
+    bunch, _ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)
+    db.session.commit()
+    build = dispatcher.build_manifest
+
+    def failing_for_the_first(launch, parent_tid, server=""):
+        if launch.task.bunch_index == 1:
+            raise RuntimeError("disk full")
+        return build(launch, parent_tid, server)
+
+    monkeypatch.setattr(dispatcher, "build_manifest", failing_for_the_first)
+    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda) == {
+        "sending": 1,
+        "submitted": 2,
+    }
+    assert fake_panda.submits == ["PROD2025-008.SIM.2", "PROD2025-008.SIM.3"]

@@ -74,10 +74,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),
         sa.UniqueConstraint("name", name=op.f("uq_task_name")),
         sa.UniqueConstraint("output_dataset", name=op.f("uq_task_output_dataset")),
-        sa.UniqueConstraint("panda_task_id", name=op.f("uq_task_panda_task_id")),
     )
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_task_bunch_id"), ["bunch_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_task_panda_task_id"), ["panda_task_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_task_production"), ["production"], unique=False)
 
     op.create_table(
@@ -125,6 +125,7 @@ def downgrade() -> None:
     op.drop_table("launch")
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_task_production"))
+        batch_op.drop_index(batch_op.f("ix_task_panda_task_id"))
         batch_op.drop_index(batch_op.f("ix_task_bunch_id"))
 
     op.drop_table("task")
