@@ -164,11 +164,17 @@ def validate_definition(
                     f"({d.events_per_job}): each task runs {-(-d.total_events // d.events_per_job)} jobs, "
                     f"the last one with {last} events"
                 )
+        # Fields of the other kind of step would be silently ignored: say so instead.
+        if d.files_per_job is not None:
+            err("files_per_job", f"files per job is for processing steps; {d.step} generates its events")
+        if d.parent_task:
+            err("parent_task", f"a parent task is for processing steps; {d.step} reads no input")
     else:
         if d.files_per_job is not None and d.files_per_job <= 0:
             err("files_per_job", "files per job must be greater than 0")
-        if d.total_events is not None and d.total_events <= 0:
-            err("total_events", "total events must be greater than 0")
+        for name, label in (("total_events", "total events"), ("events_per_job", "events per job")):
+            if getattr(d, name) is not None:
+                err(name, f"{label} is for generation steps; {d.step} reads its parent's files")
 
     if d.initial_offset < 0:
         err("initial_offset", "initial offset must be 0 or more")

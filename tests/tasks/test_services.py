@@ -291,9 +291,14 @@ def test_processing_step_rules(app):
     assert errors_of(sim_definition(**reco, files_per_job=0))["files_per_job"] == [
         "files per job must be greater than 0"
     ]
-    assert errors_of(sim_definition(**reco, total_events=-1))["total_events"] == [
-        "total events must be greater than 0"
+    errors = errors_of(sim_definition(**reco, files_per_job=1))  # total events and events per job set
+    assert errors["total_events"] == ["total events is for generation steps; RECO reads its parent's files"]
+    assert errors["events_per_job"] == [
+        "events per job is for generation steps; RECO reads its parent's files"
     ]
+    errors = errors_of(sim_definition(files_per_job=2, parent_task="PROD2025-007.SIM"))
+    assert errors["files_per_job"] == ["files per job is for processing steps; SIM generates its events"]
+    assert errors["parent_task"] == ["a parent task is for processing steps; SIM reads no input"]
 
 
 def test_reco_without_parent_is_refused(app):
