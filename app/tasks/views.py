@@ -87,6 +87,7 @@ def new():
     if source is not None and step in template.steps and template.kind(step) == "processing":
         form.fill(services.next_step_definition(source, step))
         clone_info = {
+            "title": f"{step} for bunch {source.base_name}",
             "source": f"bunch {source.base_name}",
             "copied": ("bunch_size", "cloud", "data_disk", "request_id", "exec_path", "container_path",
                        "memory_mb", "walltime_s", "max_attempts"),
@@ -127,7 +128,7 @@ def _source_label(source: Task | TaskBunch) -> str:
     return source.name if isinstance(source, Task) else f"bunch {source.base_name} ({source.size} tasks)"
 
 
-def _clone_info(label: str, *, single: bool = False) -> dict[str, Any]:
+def _clone_info(label: str, *, single: bool = False, title: str = "") -> dict[str, Any]:
     """What the form copied and what it reset, shown above it (``single``: one task of a bunch)."""
     copied, reset, note = services.CLONE_COPIED, services.CLONE_RESET, ""
     if not _is_admin():  # admin-only fields are neither shown to nor accepted from managers
@@ -137,6 +138,7 @@ def _clone_info(label: str, *, single: bool = False) -> dict[str, Any]:
         reset = (*reset, "bunch_size", "initial_offset")
         note = "One task: tasks to launch is 1 and the initial offset is the offset this task used."
     return {
+        "title": title,
         "source": label,
         "copied": copied,
         "reset": reset,
@@ -158,7 +160,10 @@ def relaunch(task_id: int):
     form.fill(services.definition_from_manifest(launch.manifest))
     form.idempotency_key.data = services.new_idempotency_key()
     form.cloned_from_task.data = str(task.id)
-    return _render_form(form, clone_info=_clone_info(f"manifest of {task.name}", single=True))
+    return _render_form(
+        form,
+        clone_info=_clone_info(f"manifest of {task.name}", single=True, title="Relaunch from a manifest"),
+    )
 
 
 @bp.post("/relaunch")
@@ -179,7 +184,10 @@ def relaunch_upload():
     form = _form()
     form.fill(definition)
     form.idempotency_key.data = services.new_idempotency_key()
-    return _render_form(form, clone_info=_clone_info(f"manifest file {filename}", single=True))
+    return _render_form(
+        form,
+        clone_info=_clone_info(f"manifest file {filename}", single=True, title="Relaunch from a manifest"),
+    )
 
 
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:

@@ -230,6 +230,7 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     page = client.get(f"/tasks/bunch/{sim_bunch.id}").get_data(as_text=True)
     assert f'href="/tasks/new?step=RECO&amp;after={sim_bunch.id}"' in page
     form = client.get(f"/tasks/new?step=RECO&after={sim_bunch.id}").get_data(as_text=True)
+    assert '<h1 class="h4">RECO for bunch PROD2025-008.SIM</h1>' in form
     values = form_values(form)
     assert (values["task_name"], values["parent_task"]) == ("PROD2025-008.RECO", "PROD2025-008.SIM")
     assert values["output_dataset"] == f"MC2025_S1.{TAG}.PROD2025-008.RECO.1" and values["bunch_size"] == "2"

@@ -183,6 +183,7 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     assert f">{new.name}</a>" in client.get(f"/tasks/{task.id}").get_data(as_text=True)
     relaunch = client.get(f"/tasks/{task.id}/relaunch").get_data(as_text=True)
     assert "relaunch of PROD2025-008.SIM" in relaunch and 'value="PROD2026-002.SIM"' in relaunch
+    assert '<h1 class="h4">Relaunch from a manifest</h1>' in relaunch
 
 
 def test_relaunch_from_uploaded_manifest(client, login_as, db, fake_panda, clock):
