@@ -419,3 +419,19 @@ def test_a_used_form_changed_after_create_is_not_dropped_silently(client, login_
     assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 2
     # An unchanged repeat still lands on the bunch it created.
     assert post(client, "/tasks/create", values).headers["Location"] == second.headers["Location"]
+
+
+def test_an_interrupted_send_is_explained_and_dispatching_resumes(client, login_as, db, fake_panda, clock):
+    from app.tasks import services
+
+    user = login_as("manager")
+    bunch, _ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
+    db.session.commit()
+    first = bunch.tasks[0].launches[0]
+    assert dispatcher.claim(first.id, clock())  # a dispatcher claimed it, then the panel stopped
+    page = client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
+    assert "1 sending (interrupted: never resent" in page and "Continue dispatching" in page
+    post(client, f"/tasks/bunch/{bunch.id}/dispatch", {})
+    assert dispatcher.wait_for_dispatchers(30)
+    assert "Dispatching resumed." in client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
+    assert fake_panda.submits == ["PROD2025-008.SIM.2"]  # the claimed one is not resent
