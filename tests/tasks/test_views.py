@@ -2,6 +2,7 @@
 
 import json
 import re
+from html import unescape
 
 from flask import g
 from sqlalchemy import func, select
@@ -112,12 +113,18 @@ def test_preview_shows_exact_parameters_and_diff(client, login_as, db, fake_pand
     assert response.status_code == 200
     assert "nothing has been sent" in html and "not a multiple of events per job" in html
     blocks = re.findall(r'<pre class="border rounded p-2 small preview-json">(.*?)</pre>', html, re.S)
-    first = json.loads(blocks[0].replace("&#34;", '"').replace("&quot;", '"'))
-    assert first["taskName"] == "PROD2025-008.SIM.1" and first["nEventsPerJob"] == 3000
+    previewed = [json.loads(unescape(block)) for block in blocks]
+    assert previewed[0]["taskName"] == "PROD2025-008.SIM.1" and previewed[0]["nEventsPerJob"] == 3000
     assert "diff against <code>PROD2025-008.SIM.1</code>" in html
     assert "+  &#34;taskName&#34;: &#34;PROD2025-008.SIM.2&#34;," in html
     assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
     assert fake_panda.submits == []
+    # What was previewed is exactly what is saved and sent.
+    post(client, "/tasks/create", form_values(html))
+    assert dispatcher.wait_for_dispatchers(30)
+    tasks = db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
+    assert [t.params for t in tasks] == previewed
+    assert [t.latest_launch.manifest["task_parameters"] for t in tasks] == previewed
 
 
 def test_create_twice_with_same_key_creates_one_bunch(client, login_as, db, fake_panda):
