@@ -10,7 +10,7 @@ import difflib
 import json
 import re
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -448,7 +448,7 @@ def create_bunch(
                     output_dataset=planned.spec.output_dataset,
                     step=definition.step,
                     production=production,
-                    spec=_spec_dict(planned.spec),
+                    spec=asdict(planned.spec),
                     params=planned.params,
                     parent_id=planned.parent.id if planned.parent else None,
                     cloned_from_id=source.id if source else None,
@@ -475,12 +475,6 @@ def create_bunch(
     _audit("task.create", bunch.base_name, {"bunch_id": bunch.id, "size": bunch.size}, user)
     bunch.warnings = plan.warnings  # not stored: shown once after creation
     return bunch, True
-
-
-def _spec_dict(spec: TaskSpec) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(spec)
 
 
 def _audit(action: str, target: str, details: dict[str, Any], user: Any, outcome: str = "ok") -> None:
