@@ -98,7 +98,7 @@ class PandaSettings:
     sim_seed: int = 1  # sandbox simulator: seed of lifecycles, sizes and faults
     sim_time_scale: float = 60.0  # sandbox simulator: simulated seconds per real second
     sim_transports: str = "both"  # sandbox simulator: "v1" (like 1.0.x), "legacy" (like 0.8.x) or "both"
-    sim_state_path: str = ""  # sandbox simulator: SQLite file for its state ("" = in memory)
+    sim_state_path: str = "panda-sim.sqlite3"  # sandbox simulator state: SQLite file (relative = in the instance folder; "" = in memory)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ or a `SimIssuer` itself.
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +43,15 @@ def _issuer_and_audience() -> tuple[Any, str]:
     return issuer, client_ids[0]
 
 
+def _minted_by(issuer: Any, token: str) -> bool:
+    """True when `token` was signed by this issuer instance (same key id in the JWT header)."""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
+    except ValueError:
+        return False
+    return header.get("kid") == getattr(issuer, "kid", None)
+
+
 def sandbox_groups(user: User) -> list[str]:
     """IAM-like groups for a sandbox user, from the panel role."""
     panda = get_settings().panda
@@ -71,10 +82,15 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
             and row.groups == groups
             and services._fresh(row.id_token_expires_at, settings)
         ):
+            issuer, audience = _issuer_and_audience()
             try:
-                return services.unseal(row, "id_token")
+                token = services.unseal(row, "id_token")
             except VaultKeyError:
-                pass  # sealed under a lost key: mint a new one
+                token = None  # sealed under a lost key: mint a new one
+            # A simulator started anew (serve restarted) has a new key and address: its JWKS
+            # would refuse tokens of the previous one.
+            if token and _minted_by(issuer, token):
+                return token
         issuer, audience = _issuer_and_audience()
         lifetime = settings.iam.sandbox_token_lifetime_s
         token = issuer.mint_id_token(

@@ -137,3 +137,52 @@ def test_sandbox_simulator_accepts_sandbox_tokens(settings_factory, migrated_sql
             _db.engine.dispose()
     finally:
         running.stop()
+
+
+def test_sandbox_restart_keeps_panda_tasks_and_remints_tokens(settings_factory, migrated_sqlite):
+    """`make run` stopped and started again: the simulator's tasks are still there (its state lives in
+    the instance folder) and tokens minted by the previous simulator's key are replaced, not sent."""
+    import shutil
+
+    from app import create_app
+    from app.auth.services import create_local_user
+    from app.extensions import db as _db
+    from app.panda.services import panda_client_for
+    from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
+    from tests.panda.test_contract import task_params
+
+    settings = settings_factory()
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    with application.app_context():
+        manager = create_local_user("mgr", "long-enough-password", role="manager")
+        _db.session.commit()
+        first = start_sandbox(settings)
+        try:
+            attach_sandbox(application, first)
+            before = vault.token_for(manager)
+            client = panda_client_for(settings, tokens=vault)
+            try:
+                task_id = client.submit(manager, task_params("spd.mc.restart.1")).task_id
+            finally:
+                client.close()
+        finally:
+            first.stop()
+        assert (settings.instance_dir / "panda-sim.sqlite3").exists()
+
+        second = start_sandbox(settings)
+        try:
+            attach_sandbox(application, second)
+            after = vault.token_for(manager)
+            assert after != before
+            assert unverified_claims(after)["iss"].rstrip("/") == second.app.issuer.issuer_url
+            client = panda_client_for(settings, tokens=vault)
+            try:
+                assert client.get_user_attributes(manager).is_production_user
+                assert client.get_task_parameters(manager, task_id)["taskName"] == "spd.mc.restart.1"
+            finally:
+                client.close()
+        finally:
+            second.stop()
+        _db.session.remove()
+        _db.engine.dispose()

@@ -18,8 +18,8 @@ from app.panda.simulator.sandbox import EXTENSION, URL_KEY, attach_sandbox, star
 from tests.helpers import free_port, wait_until
 
 
-def test_start_sandbox_from_settings():
-    base = Settings()
+def test_start_sandbox_from_settings(tmp_path):
+    base = Settings(instance_dir=tmp_path)
     settings = dataclasses.replace(
         base, panda=dataclasses.replace(base.panda, sim_seed=9, sim_transports="v1")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .app import SimApp
@@ -19,11 +20,20 @@ def sandbox_config(settings: Any) -> SimConfig:
         seed=getattr(panda, "sim_seed", 1),
         time_scale=getattr(panda, "sim_time_scale", 60.0),
         transports=getattr(panda, "sim_transports", "both"),
-        state_path=getattr(panda, "sim_state_path", ""),
+        state_path=_state_path(settings),
         vo=panda.vo,
         roles=(panda.role,) if panda.role else (),
         client_ids=("prodpanel",),
     )
+
+
+def _state_path(settings: Any) -> str:
+    """The simulator's SQLite file (relative paths are in the instance folder); "" keeps it in memory."""
+    configured = settings.panda.sim_state_path
+    if configured in ("", ":memory:"):
+        return ""
+    path = Path(configured)
+    return str(path if path.is_absolute() else Path(settings.instance_dir) / path)
 
 
 def start_sandbox(settings: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
