@@ -570,9 +570,11 @@ def bunch_progress(bunch: TaskBunch) -> BunchProgress:
     )  # fmt: skip
 
 
+# Names sort as production, step, then bunch member number (.2 before .10), not as plain text.
 TASK_SORTS = {
-    "name": Task.name, "panda_id": Task.panda_task_id, "step": Task.step, "status": Task.panda_status,
-    "created": Task.id,
+    "name": (Task.production, Task.step, Task.bunch_index),
+    "panda_id": (Task.panda_task_id,), "step": (Task.step,), "status": (Task.panda_status,),
+    "created": (Task.id,),
 }  # fmt: skip
 
 
@@ -598,9 +600,9 @@ def tasks_query(filters: TaskFilters) -> Select:
         attempts = aliased(Launch)
         latest = select(func.max(attempts.id)).where(attempts.task_id == Launch.task_id).scalar_subquery()
         query = query.where(Task.launches.any((Launch.id == latest) & (Launch.status == filters.launch)))
-    column = TASK_SORTS.get(filters.sort, Task.id)
-    key = column.asc() if filters.order == "asc" else column.desc()
-    return query.order_by(key.nulls_last(), Task.id.desc())
+    columns = TASK_SORTS.get(filters.sort, (Task.id,))
+    keys = [(c.asc() if filters.order == "asc" else c.desc()).nulls_last() for c in columns]
+    return query.order_by(*keys, Task.id.desc())
 
 
 def suggest_production(campaign: str = "", settings: Settings | None = None) -> naming.ProductionId:

@@ -353,8 +353,8 @@ def test_task_list_filters_sorts_and_pages(client, login_as, db, make_user):
     assert names("q=SIM.5")[0] == ["PROD2025-001.SIM.52", "PROD2025-001.SIM.51", "PROD2025-001.SIM.50",
                                    "PROD2025-001.SIM.5"]  # fmt: skip
     shown, html = names("sort=name&order=asc&step=SIM")
-    assert shown[:3] == ["PROD2025-001.SIM.1", "PROD2025-001.SIM.10", "PROD2025-001.SIM.11"]
-    assert shown[-1] == "PROD2025-001.SIM.7" and "PROD2025-002.RECO" not in shown  # text order
+    assert shown[:3] == ["PROD2025-001.SIM.1", "PROD2025-001.SIM.2", "PROD2025-001.SIM.3"]  # .2 before .10
+    assert shown[-1] == "PROD2025-001.SIM.50" and "PROD2025-002.RECO" not in shown
     # Sort links keep the filters; page links keep filters and order.
     assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=desc&amp;page=1"' in html
     assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=asc&amp;page=2"' in html
