@@ -570,6 +570,14 @@ def bunch_progress(bunch: TaskBunch) -> BunchProgress:
     )  # fmt: skip
 
 
+def recent_bunches(limit: int = 8) -> list[tuple[TaskBunch, BunchProgress]]:
+    """The newest bunches with their launch progress (home page)."""
+    bunches = db.session.scalars(
+        select(TaskBunch).options(selectinload(TaskBunch.tasks)).order_by(TaskBunch.id.desc()).limit(limit)
+    ).all()
+    return [(bunch, bunch_progress(bunch)) for bunch in bunches]
+
+
 # Names sort as production, step, then bunch member number (.2 before .10), not as plain text.
 TASK_SORTS = {
     "name": (Task.production, Task.step, Task.bunch_index),

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from app import migrate
+from app.auth.current import current_user
 from app.auth.decorators import login_required
 from app.extensions import db
 
@@ -17,7 +18,13 @@ log = logging.getLogger(__name__)
 @bp.get("/")
 @login_required
 def index():
-    return render_template("web/index.html")
+    """The manager's start page: recent bunches and how long the panel can act with their token."""
+    from app.tasks.services import recent_bunches
+    from app.tokens import valid_until
+
+    return render_template(
+        "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(current_user())
+    )
 
 
 @bp.get("/healthz")

@@ -7,7 +7,7 @@ from html import unescape
 from flask import g
 from sqlalchemy import func, select
 
-from app.tasks import dispatcher
+from app.tasks import dispatcher, services
 from app.tasks.models import Launch, Task, TaskBunch
 from tests.helpers import csrf_token, wait_until
 from tests.tasks.conftest import TAG, form_data, form_values, sim_definition
@@ -442,3 +442,15 @@ def test_an_interrupted_send_is_explained_and_dispatching_resumes(client, login_
     assert dispatcher.wait_for_dispatchers(30)
     assert "Dispatching resumed." in client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
     assert fake_panda.submits == ["PROD2025-008.SIM.2"]  # the claimed one is not resent
+
+
+def test_home_page_shows_recent_bunches_and_token_validity(client, login_as, db):
+    user = login_as("manager")
+    bunch, _ = services.create_bunch(
+        sim_definition(number=77, bunch_size=3), user, "home-page", is_admin=False
+    )
+    db.session.commit()
+    html = client.get("/").get_data(as_text=True)
+    assert f'href="/tasks/bunch/{bunch.id}">PROD2025-077.SIM</a>' in html
+    assert "0 of 3" in html
+    assert 'id="token-validity"' in html
