@@ -1,12 +1,15 @@
-"""Fixtures shared by every test: settings, app, client, runner, db, login_as, clock, loopback guard."""
+"""Fixtures shared by every test: settings, app, client, runner, db, login_as, clock, loopback guard,
+and a fresh PostgreSQL database (pg_database_url)."""
 
 import dataclasses
 import ipaddress
+import secrets
 import shutil
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine
 
@@ -85,6 +88,28 @@ def migrated_sqlite(tmp_path_factory) -> Path:
     migrate.upgrade(engine)
     engine.dispose()
     return path
+
+
+PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+
+
+@pytest.fixture
+def pg_database_url():
+    """URL of a freshly created, empty PostgreSQL database on the machine's server, dropped afterwards."""
+    name = f"prodpanel_test_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is needed on 127.0.0.1:5432 (trust auth, database 'test'); run `make test`: {exc}"
+        )
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        # FORCE: a connection the test left open (a pool, a thread) must not keep the database alive.
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 @pytest.fixture

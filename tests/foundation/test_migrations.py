@@ -1,9 +1,7 @@
 """One head; an empty database upgraded to head matches the models exactly (SQLite and PostgreSQL)."""
 
-import secrets
 import sqlite3
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -13,8 +11,6 @@ from sqlalchemy import create_engine, text
 import app.models  # noqa: F401
 from app import migrate
 from app.db import Base
-
-PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
 
 def test_single_head():
@@ -52,23 +48,10 @@ def test_sqlite_downgrade_to_base_and_up_again(tmp_path):
 
 
 @pytest.fixture
-def fresh_pg_database():
-    """A freshly created PostgreSQL database on the machine's server, dropped afterwards."""
-    name = f"prodpanel_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is needed on 127.0.0.1:5432 (trust auth, database 'test'); run `make test`: {exc}"
-        )
-    admin.execute(f'CREATE DATABASE "{name}"')
-    engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+def fresh_pg_database(pg_database_url):
+    engine = create_engine(pg_database_url)
+    yield engine
+    engine.dispose()
 
 
 def test_postgresql_upgrade_yields_exactly_the_models(fresh_pg_database, tmp_path):

@@ -1,11 +1,9 @@
 """On PostgreSQL the vault also serialises refreshes across processes (SELECT ... FOR UPDATE):
 with the in-process lock taken away, two concurrent callers still cause a single refresh."""
 
-import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, select
 
@@ -17,28 +15,14 @@ from app.tokens.models import UserToken
 from tests.oidc_fixture import build_iam_app, iam_login
 
 pytestmark = pytest.mark.postgres
-PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
 
 @pytest.fixture
-def pg_url():
-    name = f"prodpanel_iam_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is needed on 127.0.0.1:5432 (trust auth, database 'test'); run `make test`: {exc}"
-        )
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    engine = create_engine(url)
+def pg_url(pg_database_url):
+    engine = create_engine(pg_database_url)
     migrate.upgrade(engine)
     engine.dispose()
-    try:
-        yield url
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    return pg_database_url
 
 
 @pytest.fixture

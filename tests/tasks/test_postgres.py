@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
 import threading
 
-import psycopg
 import pytest
 from flask import g
 from sqlalchemy import create_engine, func, select
@@ -19,34 +17,19 @@ from tests.tasks.conftest import form_data, sim_definition
 
 pytestmark = pytest.mark.postgres
 
-PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-
 
 @pytest.fixture
-def app(settings_factory):
-    name = f"prodpanel_tasks_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is needed on 127.0.0.1:5432 (trust auth, database 'test'); run `make test`: {exc}"
-        )
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    engine = create_engine(url)
+def app(settings_factory, pg_database_url):
+    engine = create_engine(pg_database_url)
     migrate.upgrade(engine)
     engine.dispose()
-    application = create_app(settings_factory(database_url=url))
+    application = create_app(settings_factory(database_url=pg_database_url))
     application.config["TESTING"] = True
-    try:
-        with application.app_context():
-            yield application
-            assert dispatcher.wait_for_dispatchers(60)
-            _db.session.remove()
-            _db.engine.dispose()
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with application.app_context():
+        yield application
+        assert dispatcher.wait_for_dispatchers(60)
+        _db.session.remove()
+        _db.engine.dispose()
 
 
 def test_concurrent_creates_and_dispatch_on_postgresql(app, client, login_as, fake_panda):
