@@ -23,8 +23,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 from waitress.server import create_server
+
+from tests.conftest import TEST_PASSWORD
 
 CHROMIUM = Path(os.environ.get("PRODPANEL_CHROMIUM", "/usr/bin/chromium"))
 
@@ -196,3 +198,13 @@ def page(
     problems = browser_log.problems()
     if problems:
         pytest.fail("browser reported:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def log_in(page: Page, username: str) -> None:
+    """Log in through the real /login form (password tests.conftest.TEST_PASSWORD)."""
+    page.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).not_to_have_url(re.compile(r"/login"))
+    page.wait_for_load_state()  # deferred scripts (htmx, app.js) have run

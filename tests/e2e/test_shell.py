@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import TEST_PASSWORD
+from tests.e2e.conftest import log_in
 
 pytestmark = pytest.mark.e2e
 
@@ -19,15 +19,6 @@ APP_BACKGROUND = "rgb(244, 246, 249)"  # static/css/app.css --pp-bg (#f4f6f9)
 
 def computed(page, selector: str, prop: str) -> str:
     return page.locator(selector).first.evaluate(f"el => getComputedStyle(el).{prop}")
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
-    page.wait_for_load_state()  # deferred scripts (htmx, app.js) have run
 
 
 def test_login_page_uses_vendored_assets_without_errors(page, browser_log):

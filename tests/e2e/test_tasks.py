@@ -4,17 +4,15 @@ error, preview, create, watch the bunch reach PanDA, open the task pages."""
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import expect
 
-from app import create_app
 from app.extensions import db as _db
 from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
-from app.panda.simulator.sandbox import attach_sandbox
 from app.tasks import dispatcher
-from tests.conftest import TEST_PASSWORD
+from tests.e2e.conftest import log_in
+from tests.tasks.conftest import sandbox_app
 
 pytestmark = pytest.mark.e2e
 
@@ -35,27 +33,12 @@ def sim():
 def app(settings_factory, migrated_sqlite, sim):
     """The panel in sandbox mode, talking to the simulator over HTTP."""
     settings = settings_factory(panda={"read_timeout_s": 5.0, "retries": 2, "retry_backoff_s": 0.05})
-    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
-    application = create_app(settings)
-
-    class _Running:
-        url = sim.url
-        app = sim
-
-    attach_sandbox(application, _Running)
+    application = sandbox_app(settings, migrated_sqlite, sim)
     with application.app_context():
         yield application
         assert dispatcher.wait_for_dispatchers(60)
         _db.session.remove()
         _db.engine.dispose()
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile(r"/login"))
 
 
 def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):

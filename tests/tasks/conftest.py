@@ -1,17 +1,25 @@
-"""Fixtures for the tasks tests: a valid SIM definition and a fake PanDA client for unit tests."""
+"""Fixtures for the tasks tests: a valid SIM definition, a fake PanDA client for unit tests and a
+panel bound to a served simulator (sandbox_app)."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import shutil
 from html import unescape
 from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from app import create_app
+from app.config import Settings
 from app.panda.errors import PandaOutcomeUnknown, PandaRejected, PandaUnavailable
 from app.panda.results import SubmitResult
+from app.panda.simulator.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
 
 EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
@@ -37,6 +45,15 @@ def sim_definition(number: int = 8, **changes: Any) -> TaskDefinition:
     )
     values.update(changes)
     return TaskDefinition(**values)
+
+
+def sandbox_app(settings: Settings, migrated_sqlite: Path, sim) -> Flask:
+    """The panel on a copy of the migrated SQLite database, in sandbox mode bound to the served
+    simulator `sim` (its SimApp, as the `sim` fixtures yield)."""
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    attach_sandbox(application, SimpleNamespace(url=sim.url, app=sim))
+    return application
 
 
 def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:

@@ -6,21 +6,18 @@ committed and then time out. Every task must reach PanDA exactly once.
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import pytest
 from flask import g
 from sqlalchemy import func, select
 
-from app import create_app
 from app.extensions import db as _db
 from app.panda.simulator import Faults, SimConfig, Timings, create_simulator, serve_in_thread
-from app.panda.simulator.sandbox import attach_sandbox
 from app.tasks import dispatcher
 from app.tasks.models import Launch, Task, TaskBunch
 from tests.helpers import csrf_token, wait_until
-from tests.tasks.conftest import TAG, form_data, form_values, sim_definition
+from tests.tasks.conftest import TAG, form_data, form_values, sandbox_app, sim_definition
 
 
 @pytest.fixture
@@ -51,15 +48,8 @@ def app(settings_factory, migrated_sqlite, sim):
         },
         tasks={"dispatch_deadline_s": 60.0, "reconcile_grace_s": 2.0},
     )
-    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
-    application = create_app(settings)
+    application = sandbox_app(settings, migrated_sqlite, sim)
     application.config["TESTING"] = True
-
-    class _Running:
-        url = sim.url
-        app = sim
-
-    attach_sandbox(application, _Running)
     with application.app_context():
         yield application
         assert dispatcher.wait_for_dispatchers(120)

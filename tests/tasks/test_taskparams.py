@@ -9,36 +9,20 @@ import pytest
 from app.panda import taskparams
 from app.panda.taskparams import TemplateError
 from app.tasks import naming, specs
+from tests.tasks.conftest import EXEC, SIF
+from tests.tasks.conftest import sim_definition as base_sim_definition
 
 GOLDEN = Path(__file__).with_name("golden")
 RULES = naming.NamingRules()
-EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
-SIF = "/cvmfs/spd.jinr.ru/images/spdroot-dev-4.1.7.sif"
 SIM_DS = "MC2025_S1.minbias-P8-spdroot417-dev.10GeV.PROD2025-008.SIM.1"
 
 
 def sim_definition(**changes):
-    values = dict(
-        step="SIM",
-        task_name="PROD2025-008.SIM",
-        bunch_size=3,
-        output_dataset=SIM_DS,
-        total_events=10000,
-        events_per_job=1000,
-        cloud="JINR",
-        data_disk="JINR_DATADISK",
-        request_id=42,
-        skip_scout=True,
-        initial_offset=500,
-        exec_path=EXEC,
-        container_path=SIF,
-        priority=950,
-        memory_mb=4000,
-        walltime_s=7200,
-        max_attempts=5,
+    """The shared SIM definition (PROD2025-008) with the optional fields the golden files cover set."""
+    golden = dict(
+        bunch_size=3, initial_offset=500, priority=950, memory_mb=4000, walltime_s=7200, max_attempts=5
     )
-    values.update(changes)
-    return specs.TaskDefinition(**values)
+    return base_sim_definition(**{**golden, **changes})
 
 
 def reco_spec(**changes):
