@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -483,6 +484,22 @@ def _audit(action: str, target: str, details: dict[str, Any], user: Any, outcome
     record(action, target=target, details=details, user=user, outcome=outcome)
 
 
+def _next_attempt(task: Task, latest: Launch, user: Any, now: datetime, **extra: Any) -> Launch:
+    """A pending launch, due now, for the attempt after `latest`; its key is unique per attempt, so
+    two concurrent resends cannot both create it."""
+    attempt = latest.attempt + 1
+    return Launch(
+        task_id=task.id,
+        idempotency_key=f"{task.bunch.idempotency_key}:{task.bunch_index}:{attempt}",
+        attempt=attempt,
+        status="pending",
+        due_at=now,
+        created_by_id=getattr(user, "id", None),
+        created_at=now,
+        **extra,
+    )
+
+
 def resend_failed(bunch: TaskBunch, user: Any) -> list[Launch]:
     """A new launch (next attempt) for every task whose latest launch failed; nothing else."""
     created: list[Launch] = []
@@ -493,15 +510,7 @@ def resend_failed(bunch: TaskBunch, user: Any) -> list[Launch]:
                 latest = task.latest_launch
                 if latest is None or latest.status != "failed" or task.panda_task_id is not None:
                     continue
-                launch = Launch(
-                    task_id=task.id,
-                    idempotency_key=f"{bunch.idempotency_key}:{task.bunch_index}:{latest.attempt + 1}",
-                    attempt=latest.attempt + 1,
-                    status="pending",
-                    due_at=now,
-                    created_by_id=getattr(user, "id", None),
-                    created_at=now,
-                )
+                launch = _next_attempt(task, latest, user, now)
                 db.session.add(launch)
                 created.append(launch)
             db.session.flush()
@@ -523,16 +532,7 @@ def mark_not_submitted(task: Task, user: Any) -> Launch | None:
     latest.status = "failed"
     latest.error = f"marked not in PanDA by {who}"
     latest.finished_at = now
-    launch = Launch(
-        task_id=task.id,
-        idempotency_key=f"{task.bunch.idempotency_key}:{task.bunch_index}:{latest.attempt + 1}",
-        attempt=latest.attempt + 1,
-        status="pending",
-        due_at=now,
-        created_by_id=getattr(user, "id", None),
-        created_at=now,
-        confirmed_absent_by=who,
-    )
+    launch = _next_attempt(task, latest, user, now, confirmed_absent_by=who)
     db.session.add(launch)
     db.session.flush()
     _audit("task.mark_not_submitted", task.name, {"task_id": task.id, "attempt": launch.attempt}, user)
