@@ -160,15 +160,20 @@ def reassignTask(
     return dumps(send_command(req, tid, "reassign", comment=comment))
 
 
-def _prod_command(req: SimRequest, task_id: Any, name: str, denied: str) -> bytes:
+def _production_task_id(req: SimRequest, task_id: Any, denied: str = MESSAGE_PROD_ROLE) -> int | bytes:
+    """The task id of a production-role call, or its pickled refusal: UserIF checks SSL, then the
+    role, then the id, each answered (False, message)."""
     if not is_secure(req):
         return dumps((False, MESSAGE_SSL))
     if not has_production_role(req):
         return dumps((False, denied))
     tid = _int(task_id)
-    if tid is None:
-        return dumps((False, MESSAGE_TASK_ID))
-    return dumps(send_command(req, tid, name))
+    return dumps((False, MESSAGE_TASK_ID)) if tid is None else tid
+
+
+def _prod_command(req: SimRequest, task_id: Any, name: str, denied: str) -> bytes:
+    tid = _production_task_id(req, task_id, denied)
+    return tid if isinstance(tid, bytes) else dumps(send_command(req, tid, name))
 
 
 def pauseTask(req: SimRequest, jediTaskID, **_: Any) -> bytes:
@@ -236,13 +241,9 @@ def increaseAttemptNrPanda(req: SimRequest, jediTaskID, increasedNr, **_: Any) -
 
 
 def changeTaskAttributePanda(req: SimRequest, jediTaskID, attrName, attrValue, **_: Any) -> bytes:
-    if not is_secure(req):
-        return dumps((False, MESSAGE_SSL))
-    if not has_production_role(req):
-        return dumps((False, MESSAGE_PROD_ROLE))
-    tid = _int(jediTaskID)
-    if tid is None:
-        return dumps((False, MESSAGE_TASK_ID))
+    tid = _production_task_id(req, jediTaskID)
+    if isinstance(tid, bytes):
+        return tid
     if attrName not in ["ramCount", "wallTime", "cpuTime", "coreCount"]:
         return dumps((2, f"disallowed to update {attrName}"))
     column = "walltime" if attrName == "wallTime" else attrName
@@ -250,13 +251,9 @@ def changeTaskAttributePanda(req: SimRequest, jediTaskID, attrName, attrValue, *
 
 
 def changeTaskSplitRulePanda(req: SimRequest, jediTaskID, attrName, attrValue, **_: Any) -> bytes:
-    if not is_secure(req):
-        return dumps((False, MESSAGE_SSL))
-    if not has_production_role(req):
-        return dumps((False, MESSAGE_PROD_ROLE))
-    tid = _int(jediTaskID)
-    if tid is None:
-        return dumps((False, MESSAGE_TASK_ID))
+    tid = _production_task_id(req, jediTaskID)
+    if isinstance(tid, bytes):
+        return tid
     if attrName not in J.CHANGEABLE_SPLIT_RULE_TAGS[:16]:
         return dumps((2, f"disallowed to update {attrName}"))
     return dumps((req.sim.change_split_rule(tid, attrName, attrValue), None))
