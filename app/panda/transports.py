@@ -670,21 +670,19 @@ class LegacyTransport:
         return self._change_reply(value, response.status_code)
 
     def _change_attribute(self, wire, op, args, exchange) -> Reply:
-        fields = {
-            "jediTaskID": args["task_id"],
-            "attrName": args["attribute_name"],
-            "attrValue": args["value"],
-        }
-        response = self._post(wire, op, "changeTaskAttributePanda", fields, exchange)
-        return self._change_reply(self._pickled(response, op), response.status_code)
+        return self._change_named(wire, op, args, exchange, "changeTaskAttributePanda")
 
     def _change_split_rule(self, wire, op, args, exchange) -> Reply:
+        return self._change_named(wire, op, args, exchange, "changeTaskSplitRulePanda")
+
+    def _change_named(self, wire, op, args, exchange, method: str) -> Reply:
+        """Attribute and split-rule changes take the same (task, name, value) form."""
         fields = {
             "jediTaskID": args["task_id"],
             "attrName": args["attribute_name"],
             "attrValue": args["value"],
         }
-        response = self._post(wire, op, "changeTaskSplitRulePanda", fields, exchange)
+        response = self._post(wire, op, method, fields, exchange)
         return self._change_reply(self._pickled(response, op), response.status_code)
 
     @staticmethod
