@@ -1,5 +1,5 @@
 """Fixtures shared by every test: settings, app, client, runner, db, login_as, clock, loopback guard,
-and a fresh PostgreSQL database (pg_database_url)."""
+and fresh PostgreSQL databases (pg_database_url empty, migrated_pg_url at head)."""
 
 import dataclasses
 import ipaddress
@@ -110,6 +110,15 @@ def pg_database_url():
         # FORCE: a connection the test left open (a pool, a thread) must not keep the database alive.
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def migrated_pg_url(pg_database_url) -> str:
+    """URL of a fresh PostgreSQL database upgraded to head."""
+    engine = create_engine(pg_database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return pg_database_url
 
 
 @pytest.fixture

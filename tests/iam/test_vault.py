@@ -3,7 +3,6 @@ at a time, re-login on a revoked grant, token exchange, no token in the database
 
 import logging
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from app.auth.models import User
 from app.tokens import services
 from app.tokens.jwtutil import JWT_SHAPE, unverified_claims
 from app.tokens.models import UserToken
+from tests.iam.conftest import token_for_in_two_threads
 from tests.oidc_fixture import iam_login
 
 
@@ -81,23 +81,8 @@ def test_two_threads_at_once_cause_one_refresh(app, alice, db, oidc_op, real_clo
     # The panel's clock now runs 10 min ahead of the provider's: make the refreshed token outlive that.
     oidc_op.tamper_next_id_token(exp=int((expires + timedelta(hours=1)).timestamp()))
     before = oidc_op.stats()["refresh"]
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def worker():
-        with app.app_context():
-            barrier.wait(timeout=10)
-            try:
-                results.append(vault.token_for(alice.id))
-            except Exception as exc:  # reported below
-                errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors and len(results) == 2 and results[0] == results[1]
+    results = token_for_in_two_threads(app, alice.id)
+    assert len(results) == 2 and results[0] == results[1]
     # With rotating refresh tokens a second refresh would have reused a spent token and IAM would
     # have revoked the whole grant; exactly one refresh happened.
     assert oidc_op.stats()["refresh"] == before + 1

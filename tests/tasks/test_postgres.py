@@ -6,9 +6,9 @@ import threading
 
 import pytest
 from flask import g
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import func, select
 
-from app import create_app, migrate
+from app import create_app
 from app.extensions import db as _db
 from app.tasks import dispatcher, services
 from app.tasks.models import Launch, TaskBunch
@@ -19,11 +19,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def app(settings_factory, pg_database_url):
-    engine = create_engine(pg_database_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    application = create_app(settings_factory(database_url=pg_database_url))
+def app(settings_factory, migrated_pg_url):
+    application = create_app(settings_factory(database_url=migrated_pg_url))
     application.config["TESTING"] = True
     with application.app_context():
         yield application
