@@ -39,7 +39,6 @@ class ServerSettings:
         ""  # public URL when behind a proxy, e.g. https://prodpanel.jinr.ru (https => Secure cookies)
     )
     trusted_proxy: str = ""  # address of a reverse proxy whose X-Forwarded-* headers are trusted
-    timezone: str = "UTC"  # zone in which times are shown
 
 
 @dataclass(frozen=True)
@@ -147,10 +146,6 @@ class Settings:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.sqlalchemy_url.startswith("sqlite")
 
     @property
     def sandbox(self) -> bool:
