@@ -174,21 +174,6 @@ OPS: dict[str, Op] = {
         "reload_input": True,
     }.items()
 }
-COMMAND_OPS = frozenset(
-    {
-        "kill",
-        "finish",
-        "retry",
-        "pause",
-        "resume",
-        "release",
-        "avalanche",
-        "reassign",
-        "increase_attempts",
-        "reload_input",
-    }
-)
-CHANGE_OPS = frozenset({"change_priority", "change_attribute", "change_split_rule"})
 
 # Server texts that mean "your identity/role is not enough" (v1 common.py and legacy UserIF.py).
 _AUTH_MESSAGES = (

@@ -39,7 +39,6 @@ CLONE_COPIED = (
 CLONE_RESET = ("task_name", "output_dataset", "parent_task", "comment")
 CLONE_RESET_RUNTIME = ("PanDA task ids", "PanDA status", "launches and manifests")
 _SITE_RE = re.compile(r"[A-Za-z0-9_.\-]+")
-_FORBIDDEN_OVERRIDES = frozenset({"taskName"})
 
 
 class ValidationFailed(Exception):

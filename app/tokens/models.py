@@ -21,7 +21,6 @@ from app.auth.models import User
 from app.db import UTCDateTime
 from app.extensions import db
 
-SOURCES = ("login", "device-link", "sandbox")
 # What each sealed column holds; also the "purpose" in the ciphertext's associated data.
 SEALED_KINDS = ("refresh_token", "id_token", "access_token", "exchanged_token")
 

@@ -350,8 +350,3 @@ METHODS = {
         getJobStatus,
     )
 }
-# what panda-server 1.0.x still allows under /server/panda/ (srvcore/allowed_methods.py)
-V1_ONLY_ALLOWED = {
-    "put_checkpoint", "delete_checkpoint", "put_file_recovery_request", "put_workflow_request",
-    "putEventPickingRequest", "relay_idds_command", "execute_idds_workflow_command",
-}  # fmt: skip
