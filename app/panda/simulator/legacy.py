@@ -80,12 +80,19 @@ def insertTaskParams(
     return dumps((False, message))
 
 
-def _command(req: SimRequest, task_id: Any, proper: bool, name: str, **kw: Any) -> bytes:
+def _checked_task_id(req: SimRequest, task_id: Any, proper: bool) -> int | bytes:
+    """The task id of a task call, or its pickled refusal: UserIF checks SSL, then the id, answering
+    with error codes under properErrorCode and with False otherwise."""
     if not is_secure(req):
         return dumps((CODE_SSL if proper else False, MESSAGE_SSL))
     tid = _int(task_id)
-    if tid is None:
-        return dumps((CODE_LOGIC if proper else False, MESSAGE_TASK_ID))
+    return dumps((CODE_LOGIC if proper else False, MESSAGE_TASK_ID)) if tid is None else tid
+
+
+def _command(req: SimRequest, task_id: Any, proper: bool, name: str, **kw: Any) -> bytes:
+    tid = _checked_task_id(req, task_id, proper)
+    if isinstance(tid, bytes):
+        return tid
     if (
         name in ("kill", "finish", "retry")
         and not has_production_role(req)
@@ -113,11 +120,9 @@ def finishTask(
 def retryTask(req: SimRequest, jediTaskID, properErrorCode=None, newParams=None, noChildRetry=None, discardEvents=None,
               disable_staging_mode=None, keep_gshare_priority=None, ignore_hard_exhausted=None, **_: Any) -> bytes:  # fmt: skip
     proper = resolve_true(properErrorCode)
-    if not is_secure(req):
-        return dumps((CODE_SSL if proper else False, MESSAGE_SSL))
-    tid = _int(jediTaskID)
-    if tid is None:
-        return dumps((CODE_LOGIC if proper else False, MESSAGE_TASK_ID))
+    tid = _checked_task_id(req, jediTaskID, proper)
+    if isinstance(tid, bytes):
+        return tid
     if newParams is not None:
         try:
             new = json.loads(newParams)
@@ -142,11 +147,9 @@ def retryTask(req: SimRequest, jediTaskID, properErrorCode=None, newParams=None,
 def reassignTask(
     req: SimRequest, jediTaskID, site=None, cloud=None, nucleus=None, soft=None, mode=None, **_: Any
 ) -> bytes:
-    if not is_secure(req):
-        return dumps((CODE_SSL, MESSAGE_SSL))
-    tid = _int(jediTaskID)
-    if tid is None:
-        return dumps((CODE_LOGIC, MESSAGE_TASK_ID))
+    tid = _checked_task_id(req, jediTaskID, proper=True)
+    if isinstance(tid, bytes):
+        return tid
     if site is not None:
         comment = f"site:{site}:y"
     elif nucleus is not None:
@@ -203,11 +206,9 @@ def reloadInput(
     req: SimRequest, jediTaskID, properErrorCode=None, ignore_hard_exhausted=None, **_: Any
 ) -> bytes:
     proper = resolve_true(properErrorCode)
-    if not is_secure(req):
-        return dumps((CODE_SSL if proper else False, MESSAGE_SSL))
-    tid = _int(jediTaskID)
-    if tid is None:
-        return dumps((CODE_LOGIC if proper else False, MESSAGE_TASK_ID))
+    tid = _checked_task_id(req, jediTaskID, proper)
+    if isinstance(tid, bytes):
+        return tid
     qualifier = ["transcend"] if resolve_true(ignore_hard_exhausted) and has_production_role(req) else []
     return dumps(send_command(req, tid, "incexec", comment=json.dumps([{}, qualifier])))
 
