@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app import create_app, migrate
 from app.auth.models import User
+from app.auth.roles import ROLES
 from app.auth.services import AccountError, create_local_user, ensure_admin, find_local_user, set_password
 from app.config import ConfigError, load_settings
 from app.extensions import db
@@ -167,7 +168,7 @@ def users() -> None:
 
 def _role_option(f):
     return click.option(
-        "--role", type=click.Choice(["viewer", "manager", "admin"]), default="viewer", show_default=True
+        "--role", type=click.Choice(ROLES), default="viewer", show_default=True
     )(f)
 
 
