@@ -6,6 +6,7 @@ import ipaddress
 import secrets
 import shutil
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -94,7 +95,7 @@ PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
 
 
 @pytest.fixture
-def pg_database_url():
+def pg_database_url() -> Iterator[str]:
     """URL of a freshly created, empty PostgreSQL database on the machine's server, dropped afterwards."""
     name = f"prodpanel_test_{secrets.token_hex(4)}"
     try:

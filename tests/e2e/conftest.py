@@ -10,6 +10,7 @@
   violations and requests that leave loopback in ``browser_log``; at teardown the test fails if
   there was any CSP violation, uncaught JavaScript error or non-loopback request. A screenshot is
   saved when the test itself failed.
+- ``log_in(page, username)`` (a function): logs in through the real /login form.
 """
 
 from __future__ import annotations
