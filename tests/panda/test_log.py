@@ -1,7 +1,6 @@
 """The interaction log: rows survive the caller's rollback, the pages filter and page them."""
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -71,15 +70,24 @@ def test_stopping_serve_stores_the_calls_still_queued(app, db, monkeypatch):
     from app.runtime import start_background, stop_background
 
     real_store = CallLogWriter._store
+    storing, release = threading.Event(), threading.Event()
 
     def slow_store(self, records):  # a database slower than the shutdown
-        time.sleep(0.5)
+        storing.set()
+        release.wait(15)
         real_store(self, records)
 
     monkeypatch.setattr(CallLogWriter, "_store", slow_store)
     stoppers = start_background(app)
     db_recorder()(record(method="kill", task_id=55))
-    stop_background(stoppers)
+    assert storing.wait(10)
+    stopping = threading.Thread(target=stop_background, args=(stoppers,))
+    stopping.start()
+    stopping.join(0.5)
+    assert stopping.is_alive(), "serve's stop did not wait for the interaction log"
+    release.set()
+    stopping.join(30)
+    assert not stopping.is_alive()
     assert count(db, method="kill", task_id=55) == 1
     for thread in threading.enumerate():  # start_background also resumes launches in a thread
         if thread.name == "resume-launches":
