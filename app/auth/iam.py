@@ -13,7 +13,6 @@ import logging
 from typing import Any
 from urllib.parse import urlencode
 
-import requests
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -27,6 +26,7 @@ from app.auth.roles import ROLES, role_rank
 from app.auth.services import LoginRateLimiter, log_in
 from app.config import IamSettings, Settings, get_settings
 from app.extensions import db
+from app.tokens.oidc import TRANSPORT_ERRORS
 from app.web.security import safe_next
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def login():
     client = _client()
     try:
         metadata = client.load_server_metadata()
-    except (requests.RequestException, ValueError) as exc:
+    except TRANSPORT_ERRORS as exc:
         log.warning("SPD-IAM discovery failed: %s", type(exc).__name__)
         return _refuse("SPD-IAM cannot be reached; try again later")
     if metadata.get("issuer") != settings.iam.issuer:
@@ -246,7 +246,7 @@ def callback():
         return _refuse(f"{exc.error or 'oauth error'}".replace("_", " "))
     except JoseError as exc:
         return _refuse(f"the ID token was refused ({exc.error}: {exc.description or ''})".strip())
-    except (requests.RequestException, ValueError) as exc:
+    except TRANSPORT_ERRORS as exc:
         return _refuse(f"the token request failed ({type(exc).__name__})")
     claims = dict(token.get("userinfo") or {})
     if not claims.get("sub") or claims.get("iss") != settings.iam.issuer:
@@ -290,7 +290,7 @@ def end_session():
     client = _client()
     try:
         endpoint = client.load_server_metadata().get("end_session_endpoint")
-    except (requests.RequestException, ValueError):
+    except TRANSPORT_ERRORS:
         endpoint = None
     if not endpoint:
         flash("SPD-IAM offers no logout endpoint; close the browser to end the SPD-IAM session.", "warning")

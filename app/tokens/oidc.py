@@ -17,6 +17,9 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 _DISCOVERY_TTL_S = 3600
+# What a failed exchange with the provider raises (authlib's login flow uses requests too): the
+# login views catch these without importing an HTTP library themselves.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (requests.RequestException, ValueError)
 
 
 class OidcError(Exception):
