@@ -85,8 +85,7 @@ def authenticate(username: str, password: str) -> User | None:
 def log_in(user: User) -> None:
     """Start a fresh session for `user` (a new session, so a pre-login session id is never reused)."""
     session.clear()
-    if hasattr(session, "regenerate"):  # server-side session: new id, old row dropped
-        session.regenerate()
+    session.regenerate()  # a new session id; the pre-login row is dropped (app/auth/sessions.py)
     session["uid"] = user.id
     session.permanent = True
     user.last_login_at = clock.now()
@@ -95,9 +94,7 @@ def log_in(user: User) -> None:
 
 
 def log_out() -> None:
-    session.clear()
-    if hasattr(session, "end"):  # server-side session: delete the row
-        session.end()
+    session.end()  # clears the data and deletes the row
     g.user = None
 
 

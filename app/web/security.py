@@ -5,7 +5,6 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request, url_for
-from flask.sessions import SecureCookieSessionInterface
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -29,16 +28,7 @@ def safe_next(target: str | None) -> str:
     return url_for("web.index")
 
 
-class SessionInterface(SecureCookieSessionInterface):
-    """The cookie is Secure whenever the request came over TLS, or the configured base URL is https."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
-
-
 def init_security(app: Flask) -> None:
-    app.session_interface = SessionInterface()
-
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
