@@ -173,6 +173,18 @@ def _pick(rows: list[UserToken]) -> UserToken | None:
     return rows[0] if rows else None
 
 
+def _grant(session: Session, user_id: int, settings: Settings, *, for_update: bool = False) -> UserToken:
+    """The grant `token_for` uses; raises TokenUnavailable when there is none or it needs a re-login."""
+    row = _pick(_candidate_rows(session, user_id, settings, for_update=for_update))
+    if row is None:
+        raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
+    if row.needs_relogin:
+        raise TokenUnavailable(
+            _relogin_text(row, row.last_error or "the stored grant was refused"), relogin=True
+        )
+    return row
+
+
 def _fresh(expires_at: datetime | None, settings: Settings) -> bool:
     return expires_at is not None and expires_at - clock.now() > timedelta(
         seconds=settings.iam.refresh_leeway_s
@@ -208,14 +220,7 @@ def token_for(user: User | int) -> str:
         return sandbox_token_for(user_id)
     try:
         with _vault_session() as session:
-            row = _pick(_candidate_rows(session, user_id, settings))
-            if row is None:
-                raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
-            if row.needs_relogin:
-                raise TokenUnavailable(
-                    _relogin_text(row, row.last_error or "the stored grant was refused"), relogin=True
-                )
-            token = _usable(row, settings)
+            token = _usable(_grant(session, user_id, settings), settings)
             if token:
                 return token
         return _refresh_locked(user_id, settings, force=False)
@@ -236,7 +241,7 @@ def _undecryptable(user_id: int, exc: VaultKeyError) -> TokenUnavailable:
     return TokenUnavailable(f"{RELOGIN}: the stored tokens cannot be decrypted ({exc})", relogin=True)
 
 
-def refresh_now(user: User | int) -> UserToken:
+def refresh_now(user: User | int) -> None:
     """Refresh the user's PanDA grant now, whatever its expiry (the token page's button)."""
     settings = get_settings()
     user_id = _user_id(user)
@@ -249,23 +254,12 @@ def refresh_now(user: User | int) -> UserToken:
             _refresh_locked(user_id, settings, force=True)
         except VaultKeyError as exc:
             raise _undecryptable(user_id, exc) from None
-    with _vault_session() as session:
-        sources = ["sandbox"] if settings.sandbox else ["device-link", "login"]
-        return session.scalars(
-            select(UserToken).where(UserToken.user_id == user_id, UserToken.source.in_(sources))
-        ).first()
 
 
 def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
     with _lock_for(user_id), _vault_session() as session:
         # Re-read under the lock: another thread (or process, via FOR UPDATE) may have refreshed.
-        row = _pick(_candidate_rows(session, user_id, settings, for_update=True))
-        if row is None:
-            raise TokenUnavailable(_unavailable_reason(user_id, settings), relogin=True)
-        if row.needs_relogin:
-            raise TokenUnavailable(
-                _relogin_text(row, row.last_error or "the stored grant was refused"), relogin=True
-            )
+        row = _grant(session, user_id, settings, for_update=True)
         if not force:
             token = _usable(row, settings)
             if token:
