@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
-from sqlalchemy import JSON, ForeignKey, String, delete, event, select
+from sqlalchemy import JSON, ForeignKey, String, delete, event, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.datastructures import CallbackDict
 
@@ -223,6 +223,16 @@ def active_sessions(user_id: int) -> list[WebSession]:
             select(WebSession).where(WebSession.user_id == user_id).order_by(WebSession.created_at)
         )
     )
+
+
+def session_counts() -> dict[int, int]:
+    """How many sessions each user has open (users without any are left out)."""
+    rows = db.session.execute(
+        select(WebSession.user_id, func.count())
+        .where(WebSession.user_id.is_not(None))
+        .group_by(WebSession.user_id)
+    )
+    return {uid: n for uid, n in rows}
 
 
 def purge_expired(app: Flask) -> int:

@@ -12,7 +12,7 @@ from app.audit.services import record
 from app.auth.current import current_user
 from app.auth.decorators import login_required, role_required
 from app.auth.models import User
-from app.auth.sessions import active_sessions, end_sessions_of
+from app.auth.sessions import active_sessions, end_sessions_of, session_counts
 from app.config import get_settings
 from app.extensions import db
 from app.tokens import device, services
@@ -144,21 +144,8 @@ def check():
 @role_required("admin")
 def all_users():
     return render_template(
-        "tokens/all.html", rows=services.all_health(), now=clock.now(), session_counts=_session_counts()
+        "tokens/all.html", rows=services.all_health(), now=clock.now(), session_counts=session_counts()
     )
-
-
-def _session_counts() -> dict[int, int]:
-    from sqlalchemy import func, select
-
-    from app.auth.sessions import WebSession
-
-    rows = db.session.execute(
-        select(WebSession.user_id, func.count())
-        .where(WebSession.user_id.is_not(None))
-        .group_by(WebSession.user_id)
-    )
-    return {uid: n for uid, n in rows}
 
 
 @bp.post("/all/<int:user_id>/end-sessions")
