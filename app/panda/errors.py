@@ -51,16 +51,13 @@ LEGACY_CODES: dict[int, str] = {
 class PandaError(Exception):
     """Base class of every error the PanDA client raises."""
 
+    outcome = "error"  # short name stored in the interaction log (PandaCall.outcome)
+
     def __init__(self, message: str, *, method: str = "", server: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.method = method
         self.server = server
-
-    @property
-    def outcome(self) -> str:
-        """Short name stored in the interaction log."""
-        return "error"
 
     def __str__(self) -> str:
         return self.message
@@ -69,17 +66,13 @@ class PandaError(Exception):
 class PandaUnavailable(PandaError):
     """PanDA could not be reached or refused before processing: safe to retry."""
 
-    @property
-    def outcome(self) -> str:
-        return "unavailable"
+    outcome = "unavailable"
 
 
 class PandaOutcomeUnknown(PandaError):
     """The request was sent but no usable reply came: it may have been applied. Never retry blindly."""
 
-    @property
-    def outcome(self) -> str:
-        return "unknown"
+    outcome = "unknown"
 
 
 class PandaAuthError(PandaError):
@@ -89,9 +82,7 @@ class PandaAuthError(PandaError):
         super().__init__(message, method=method, server=server)
         self.reason = reason or message
 
-    @property
-    def outcome(self) -> str:
-        return "auth"
+    outcome = "auth"
 
 
 class PandaRoleMissing(PandaAuthError):
@@ -121,25 +112,19 @@ class PandaRejected(PandaError):
         """A sentence saying what happened, for the UI."""
         return self.message
 
-    @property
-    def outcome(self) -> str:
-        return "rejected"
+    outcome = "rejected"
 
 
 class PandaNotFound(PandaRejected):
     """The task id is unknown to PanDA (possibly not yet picked up by JEDI)."""
 
-    @property
-    def outcome(self) -> str:
-        return "not_found"
+    outcome = "not_found"
 
 
 class PandaUnsupported(PandaError):
     """The call has no equivalent on the server's protocol (e.g. legacy API)."""
 
-    @property
-    def outcome(self) -> str:
-        return "unsupported"
+    outcome = "unsupported"
 
 
 def human_sentence(code: int | None, kind: str, server_message: str = "") -> str:
