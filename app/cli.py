@@ -8,13 +8,17 @@ from flask import Flask
 from sqlalchemy import select
 
 from app import create_app, migrate
+from app.audit.services import record
 from app.auth.models import User
 from app.auth.roles import ROLES
 from app.auth.services import AccountError, create_local_user, ensure_admin, find_local_user, set_password
+from app.auth.sessions import end_sessions_of
 from app.config import ConfigError, load_settings
 from app.extensions import db
 from app.logsetup import configure_logging
+from app.panda.simulator.cli import panda_sim
 from app.paths import ensure_private_dir, instance_dir
+from app.tokens.cli import keys
 
 
 def build_app(ctx: click.Context) -> Flask:
@@ -167,9 +171,7 @@ def users() -> None:
 
 
 def _role_option(f):
-    return click.option(
-        "--role", type=click.Choice(ROLES), default="viewer", show_default=True
-    )(f)
+    return click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)(f)
 
 
 @users.command("add")
@@ -180,8 +182,6 @@ def _role_option(f):
 @click.pass_context
 def users_add(ctx: click.Context, username: str, role: str, display_name: str, password: str) -> None:
     """Create a local account."""
-    from app.audit.services import record
-
     app = build_app(ctx)
     with app.app_context():
         try:
@@ -199,8 +199,6 @@ def users_add(ctx: click.Context, username: str, role: str, display_name: str, p
 @click.pass_context
 def users_passwd(ctx: click.Context, username: str, password: str) -> None:
     """Set a local account's password."""
-    from app.audit.services import record
-
     app = build_app(ctx)
     with app.app_context():
         user = find_local_user(username)
@@ -235,25 +233,19 @@ def users_list(ctx: click.Context) -> None:
 @click.pass_context
 def users_disable(ctx: click.Context, username: str) -> None:
     """Disable an account: it can no longer log in and its sessions end."""
-    from app.audit.services import record
-
     app = build_app(ctx)
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username == username))
         if user is None:
             raise click.ClickException(f"no user '{username}'")
         user.active = False
+        end_sessions_of(user.id)
         record("user.disabled", target=username, details={"via": "cli"}, user=None)
         db.session.commit()
         click.echo(f"{username} disabled.")
 
 
-from app.panda.simulator.cli import panda_sim  # noqa: E402
-
 main.add_command(panda_sim)
-
-from app.tokens.cli import keys  # noqa: E402
-
 main.add_command(keys)
 
 

@@ -147,3 +147,22 @@ def test_users_commands(tmp_path):
     current = runner.invoke(main, ["--instance", instance, "db", "current"]).output
     assert "up to date" in current
     assert "0001_foundation" in runner.invoke(main, ["--instance", instance, "db", "history"]).output
+
+
+def test_users_disable_ends_open_sessions(app, db, client, login_as):
+    from click.testing import CliRunner
+    from sqlalchemy import func, select
+
+    from app.auth.sessions import WebSession
+
+    user = login_as("manager")
+    assert db.session.scalar(
+        select(func.count()).select_from(WebSession).where(WebSession.user_id == user.id)
+    )
+    instance = str(app.config["SETTINGS"].instance_dir)
+    result = CliRunner().invoke(main, ["--instance", instance, "users", "disable", user.username])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    assert not db.session.scalar(
+        select(func.count()).select_from(WebSession).where(WebSession.user_id == user.id)
+    )
