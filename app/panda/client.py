@@ -382,9 +382,7 @@ class PandaClient:
                     CallRecord(
                         **record,
                         http_status=exchange.http_status,
-                        return_code=reply.data
-                        if isinstance(reply.data, int) and not isinstance(reply.data, bool)
-                        else None,
+                        return_code=reply.code,
                         message=reply.message[:1000],
                         duration_ms=_ms(t0),
                         outcome=outcome,
@@ -508,7 +506,7 @@ class PandaClient:
         kind: submit | command | increase | change | read (codes differ: see errors.py tables).
         """
         message = reply.message
-        code = reply.data if isinstance(reply.data, int) and not isinstance(reply.data, bool) else None
+        code = reply.code
         if any(text in message for text in _AUTH_MESSAGES):
             return PandaAuthError(f"PanDA refused the role or identity: {message}", reason=message)
         if message == MESSAGE_DATABASE:
@@ -542,7 +540,7 @@ class PandaClient:
     def _command(
         self, reply: Reply, kind: str = "command", accepted: tuple[int, ...] = (0,)
     ) -> tuple[CommandResult, int | None, int | None]:
-        code = reply.data if isinstance(reply.data, int) and not isinstance(reply.data, bool) else None
+        code = reply.code
         # `retry` answers success=true with a rejection code in data (reference §1.2): check data.
         if not reply.success or code not in (*accepted, None):
             raise self._failure(reply, kind)
@@ -621,7 +619,7 @@ class PandaClient:
         def interpret(reply: Reply):
             if not reply.success:
                 raise self._failure(reply, "submit")
-            if not isinstance(reply.data, int) or isinstance(reply.data, bool):
+            if reply.code is None:
                 raise PandaOutcomeUnknown(
                     f"PanDA accepted the task but its reply has no task id ({reply.message!r}); reconcile by task name."
                 )

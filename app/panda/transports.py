@@ -55,6 +55,11 @@ class Reply:
     data: Any
     http_status: int
 
+    @property
+    def code(self) -> int | None:
+        """`data` when it is a return code (an int, not a bool), else None."""
+        return self.data if isinstance(self.data, int) and not isinstance(self.data, bool) else None
+
 
 @dataclass(frozen=True)
 class Wire:
