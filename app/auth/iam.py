@@ -26,7 +26,7 @@ from app.auth.roles import ROLES, role_rank
 from app.auth.services import LoginRateLimiter, log_in
 from app.config import IamSettings, Settings, get_settings
 from app.extensions import db
-from app.tokens.oidc import TRANSPORT_ERRORS
+from app.tokens.oidc import TRANSPORT_ERRORS, discovery_url, join_scopes
 from app.web.security import safe_next
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,8 @@ def iam_enabled(settings: Settings | None = None) -> bool:
     return bool(settings.iam.issuer and settings.iam.client_id)
 
 
-def discovery_url(issuer: str) -> str:
-    return issuer.rstrip("/") + "/.well-known/openid-configuration"
-
-
 def login_scopes(iam: IamSettings) -> str:
-    return " ".join(dict.fromkeys((iam.scopes + " " + iam.extra_scopes).split()))
+    return join_scopes(iam.scopes, iam.extra_scopes)
 
 
 @bp.record_once

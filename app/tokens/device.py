@@ -52,7 +52,7 @@ def start_link(user: User) -> PendingLink:
     if not settings.iam.issuer:
         raise TokenUnavailable("SPD-IAM is not configured (iam.issuer), so no token can be linked")
     timeout = settings.iam.http_timeout_s
-    scopes = " ".join(dict.fromkeys((DEVICE_SCOPES + " " + settings.iam.extra_scopes).split()))
+    scopes = oidc.join_scopes(DEVICE_SCOPES, settings.iam.extra_scopes)
     try:
         meta = oidc.discovery(settings.iam.issuer, timeout)
         answer = oidc.device_authorization(meta, _client(), scopes, settings.iam.device_audience, timeout)

@@ -42,15 +42,23 @@ _discovery_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 _discovery_lock = threading.Lock()
 
 
+def discovery_url(issuer: str) -> str:
+    return issuer.rstrip("/") + "/.well-known/openid-configuration"
+
+
+def join_scopes(*scopes: str) -> str:
+    """Space-separated scope lists joined into one, each scope once, in order."""
+    return " ".join(dict.fromkeys(" ".join(scopes).split()))
+
+
 def discovery(issuer: str, timeout: float) -> dict[str, Any]:
     """The provider's metadata; its `issuer` must equal the configured issuer exactly (mix-up defence)."""
     with _discovery_lock:
         cached = _discovery_cache.get(issuer)
         if cached and time.monotonic() - cached[0] < _DISCOVERY_TTL_S:
             return cached[1]
-    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        resp = requests.get(url, timeout=timeout, headers={"Accept": "application/json"})
+        resp = requests.get(discovery_url(issuer), timeout=timeout, headers={"Accept": "application/json"})
         resp.raise_for_status()
         meta = resp.json()
     except (requests.RequestException, ValueError) as exc:
