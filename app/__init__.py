@@ -16,7 +16,7 @@ from app.paths import instance_dir, resource_root
 from app.web.nav import visible_nav
 from app.web.security import init_security
 
-VERSION = "0.1.0"
+VERSION = "0.1.0"  # also the package version (pyproject reads it)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
