@@ -287,13 +287,12 @@ def resolve_parents(d: TaskDefinition, settings: Settings | None = None) -> list
     parent_name = (d.parent_task or "").strip() or default_parent_name(d, rules, settings)
     if not parent_name:
         return [None] * d.bunch_size
-    parents: list[Task | None] = []
-    single = db.session.scalar(select(Task).where(Task.name == parent_name))
-    for i in range(1, d.bunch_size + 1):
-        member = rules.bunch_suffix.format(n=i)
-        found = db.session.scalar(select(Task).where(Task.name == parent_name + member))
-        parents.append(found or single)
-    return parents
+    members = [parent_name + rules.bunch_suffix.format(n=i) for i in range(1, d.bunch_size + 1)]
+    # One query for the bare name and every member name (a bunch may have 1000 members).
+    found = {
+        t.name: t for t in db.session.scalars(select(Task).where(Task.name.in_([parent_name, *members])))
+    }
+    return [found.get(member) or found.get(parent_name) for member in members]
 
 
 def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
