@@ -445,8 +445,10 @@ def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | N
                 _running.discard(bunch_id)
 
     thread = threading.Thread(target=run, name=f"dispatch-bunch-{bunch_id}", daemon=True)
-    _threads.append(thread)
     thread.start()
+    with _running_lock:  # forget finished threads: a long-running panel starts one per bunch
+        _threads[:] = [t for t in _threads if t.is_alive()]
+        _threads.append(thread)
     return thread
 
 
