@@ -4,6 +4,7 @@ import json
 import re
 from html import unescape
 
+import pytest
 from flask import g
 from sqlalchemy import func, select
 
@@ -86,22 +87,25 @@ def test_non_numeric_number_is_a_field_error(client, login_as):
     assert "Not a valid integer value" in html and 'value="ten"' in html
 
 
-def test_manager_cannot_send_admin_fields(client, login_as, db):
-    login_as("manager")
-    data = form_data(sim_definition(), key="k")
-    data["priority"] = "2000"
-    response = post(client, "/tasks/create", data)
-    assert response.status_code == 403
-    assert "only admins may set: priority; nothing was saved" in response.get_data(as_text=True)
-    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+@pytest.mark.parametrize(
+    ("url", "name", "value"),
+    [
+        ("/tasks/create", "priority", "2000"),
+        ("/tasks/preview", "template_overrides", '{"taskPriority": 5000}'),
+    ],
+)
+def test_manager_cannot_send_admin_fields(client, login_as, db, url, name, value):
     from app.audit.models import AuditEvent
 
+    login_as("manager")
+    data = form_data(sim_definition(), key="k")
+    data[name] = value
+    response = post(client, url, data)
+    assert response.status_code == 403
+    assert f"only admins may set: {name}; nothing was saved" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "task.admin_fields_refused"))
-    assert (event.outcome, event.target, event.details) == (
-        "denied",
-        "/tasks/create",
-        {"fields": ["priority"]},
-    )
+    assert (event.outcome, event.target, event.details) == ("denied", url, {"fields": [name]})
 
 
 def test_preview_shows_exact_parameters_and_diff(client, login_as, db, fake_panda):
@@ -309,19 +313,6 @@ def test_empty_output_dataset_is_built_from_the_conventions(client, login_as, fa
     data = form_data(sim_definition(output_dataset="", task_name="not-a-name"), key="k")
     html = post(client, "/tasks/preview", data).get_data(as_text=True)
     assert "enter the output dataset name, or a valid task name and execution path to build it" in html
-
-
-def test_admin_field_refusal_on_preview_is_audited(client, login_as, db):
-    from app.audit.models import AuditEvent
-
-    login_as("manager")
-    data = form_data(sim_definition(), key="k")
-    data["template_overrides"] = '{"taskPriority": 5000}'
-    response = post(client, "/tasks/preview", data)
-    assert response.status_code == 403
-    assert "only admins may set: template_overrides; nothing was saved" in response.get_data(as_text=True)
-    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "task.admin_fields_refused"))
-    assert event.outcome == "denied" and event.details == {"fields": ["template_overrides"]}
 
 
 def test_task_list_filters_sorts_and_pages(client, login_as, db, make_user):
