@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
 
@@ -60,6 +60,9 @@ from app.panda.transports import (
     V1Transport,
     Wire,
 )
+
+if TYPE_CHECKING:  # app.config imports Flask; the client itself stays Flask-free
+    from app.config import PandaSettings
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +126,21 @@ class ClientConfig:
     production_group: str = "spd/production"
 
     @classmethod
-    def from_settings(cls, settings: Any, url: str | None = None) -> ClientConfig:
+    def from_settings(cls, settings: PandaSettings, url: str | None = None) -> ClientConfig:
         """Build from `PandaSettings`; `url` overrides `settings.url` (e.g. the sandbox simulator's)."""
         return cls(
             url=url if url is not None else settings.url,
-            transport=getattr(settings, "transport", "auto"),
+            transport=settings.transport,
             vo=settings.vo,
             role=settings.role,
-            connect_timeout_s=getattr(settings, "connect_timeout_s", 5.0),
-            read_timeout_s=getattr(settings, "read_timeout_s", 30.0),
-            retries=getattr(settings, "retries", 2),
-            retry_backoff_s=getattr(settings, "retry_backoff_s", 0.5),
-            verify_tls=getattr(settings, "verify_tls", True),
-            ca_bundle=getattr(settings, "ca_bundle", ""),
-            proxy=getattr(settings, "proxy", ""),
-            production_group=getattr(settings, "production_group", f"{settings.vo}/{settings.role}"),
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            retries=settings.retries,
+            retry_backoff_s=settings.retry_backoff_s,
+            verify_tls=settings.verify_tls,
+            ca_bundle=settings.ca_bundle,
+            proxy=settings.proxy,
+            production_group=settings.production_group,
         )
 
     @property

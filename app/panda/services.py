@@ -12,6 +12,7 @@ The recorder writes `panda_call` rows from a small writer thread with its own se
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import queue
 import threading
@@ -239,13 +240,8 @@ def panda_alive(settings: Any, *, url: str | None = None) -> dict[str, Any]:
         report["error"] = "no PanDA URL configured and no sandbox simulator running"
         return report
     config = ClientConfig.from_settings(settings.panda, url=target)
-    config = ClientConfig(
-        **{
-            **config.__dict__,
-            "connect_timeout_s": min(config.connect_timeout_s, 3.0),
-            "read_timeout_s": 5.0,
-            "retries": 0,
-        }
+    config = dataclasses.replace(
+        config, connect_timeout_s=min(config.connect_timeout_s, 3.0), read_timeout_s=5.0, retries=0
     )
     recorder = None
     if has_app_context():
