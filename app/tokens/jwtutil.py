@@ -12,16 +12,25 @@ from typing import Any
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 
 
-def unverified_claims(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS, or {} when the string is not one (e.g. an opaque token)."""
+def _part(token: str, index: int) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3:
         return {}
     try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        value = json.loads(base64.urlsafe_b64decode(parts[index] + "=" * (-len(parts[index]) % 4)))
     except (ValueError, json.JSONDecodeError):
         return {}
-    return payload if isinstance(payload, dict) else {}
+    return value if isinstance(value, dict) else {}
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, or {} when the string is not one (e.g. an opaque token)."""
+    return _part(token, 1)
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The header of a compact JWS (`kid`, `alg`), or {} when the string is not one."""
+    return _part(token, 0)
 
 
 def expiry(token: str) -> datetime | None:

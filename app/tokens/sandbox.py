@@ -9,8 +9,6 @@ or a `SimIssuer` itself.
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +21,7 @@ from app.auth.roles import role_at_least
 from app.config import get_settings
 from app.tokens.crypto import VaultKeyError
 from app.tokens.errors import TokenUnavailable
+from app.tokens.jwtutil import unverified_header
 from app.tokens.models import UserToken
 
 EXTENSION = "panda_sandbox"
@@ -45,11 +44,7 @@ def _issuer_and_audience() -> tuple[Any, str]:
 
 def _minted_by(issuer: Any, token: str) -> bool:
     """True when `token` was signed by this issuer instance (same key id in the JWT header)."""
-    try:
-        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "=="))
-    except ValueError:
-        return False
-    return header.get("kid") == getattr(issuer, "kid", None)
+    return unverified_header(token).get("kid") == getattr(issuer, "kid", None)
 
 
 def sandbox_groups(user: User) -> list[str]:
@@ -76,13 +71,13 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
             select(UserToken).where(UserToken.user_id == user_id, UserToken.source == "sandbox")
         )
         groups = sandbox_groups(user)
+        issuer, audience = _issuer_and_audience()
         if (
             row is not None
             and not force
             and row.groups == groups
             and services._fresh(row.id_token_expires_at, settings)
         ):
-            issuer, audience = _issuer_and_audience()
             try:
                 token = services.unseal(row, "id_token")
             except VaultKeyError:
@@ -91,7 +86,6 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
             # would refuse tokens of the previous one.
             if token and _minted_by(issuer, token):
                 return token
-        issuer, audience = _issuer_and_audience()
         lifetime = settings.iam.sandbox_token_lifetime_s
         token = issuer.mint_id_token(
             sub=user.sub or user.username,
