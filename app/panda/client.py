@@ -300,6 +300,17 @@ class PandaClient:
         except Exception:  # the log must never break a PanDA call
             log.exception("could not record PanDA call %s", record.method)
 
+    def _record_refusal(
+        self, exc: PandaError, user_id: int | None, tname: str, method: str, task_id: int | None, args: dict
+    ) -> None:
+        """Record a call the client refused before sending anything (no token, unsupported)."""
+        self._record(
+            CallRecord(
+                clock.now(), user_id, self.server, tname, method, task_id, strip_secrets(args),
+                None, None, str(exc), 0, exc.outcome,
+            )
+        )  # fmt: skip
+
     @property
     def transport(self) -> str:
         """The protocol in use for this server ("v1" or "legacy"), probing it on first use."""
@@ -446,12 +457,7 @@ class PandaClient:
                         method=name,
                         server=self.server,
                     )
-                    self._record(
-                        CallRecord(
-                            clock.now(), user_id, self.server, transport_name, name, task_id,
-                            strip_secrets(args), None, None, str(exc), 0, exc.outcome,
-                        )
-                    )  # fmt: skip
+                    self._record_refusal(exc, user_id, transport_name, name, task_id, args)
                     raise exc
                 return self._attempt(
                     transport, op, args, token, user_id, attempt, transport_name, task_id, interpret
@@ -492,12 +498,7 @@ class PandaClient:
                     "The token provider returned an empty token.", reason="empty token", method=op.name
                 )
         exc.server = self.server
-        self._record(
-            CallRecord(
-                clock.now(), user_id, self.server, tname, op.name, task_id, strip_secrets(args),
-                None, None, str(exc), 0, exc.outcome,
-            )
-        )  # fmt: skip
+        self._record_refusal(exc, user_id, tname, op.name, task_id, args)
         raise exc
 
     # ------------------------------------------------------------------ interpretation
