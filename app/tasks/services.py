@@ -653,22 +653,25 @@ def clone_definition(source: Task | TaskBunch) -> TaskDefinition:
     """
     bunch = source.bunch if isinstance(source, Task) else source
     original = TaskDefinition.from_dict(bunch.definition)
+    changes: dict[str, Any] = {"comment": ""}
+    if isinstance(source, Task):  # one task: a bunch of one, at the offset that task used
+        changes.update(bunch_size=1, initial_offset=source.spec.get("offset", original.initial_offset))
+    return _renumbered(original, original.output_dataset, **changes)
+
+
+def _renumbered(definition: TaskDefinition, output_dataset: str, **changes: Any) -> TaskDefinition:
+    """The definition under the next free production number of its campaign (dataset version 1),
+    without a parent task, with ``changes`` applied (cloning and relaunching share this)."""
     rules = naming_rules()
-    old = naming.parse_task_name(original.task_name, rules)
+    old = naming.parse_task_name(definition.task_name, rules)
     production = suggest_production(old.production.campaign)
-    dataset = naming.parse_dataset_name(original.output_dataset, rules)
-    size = 1 if isinstance(source, Task) else original.bunch_size
-    offset = original.initial_offset
-    if isinstance(source, Task):
-        offset = source.spec.get("offset", offset)
+    dataset = naming.parse_dataset_name(output_dataset, rules)
     return replace(
-        original,
+        definition,
         task_name=naming.TaskName(production, old.step).format(rules),
         output_dataset=replace(dataset, production=production, version=1).format(rules),
-        bunch_size=size,
-        initial_offset=offset,
         parent_task=None,
-        comment="",
+        **changes,
     )
 
 
@@ -696,16 +699,10 @@ def next_step_definition(source: TaskBunch, step: str) -> TaskDefinition:
 def definition_from_manifest(manifest: dict[str, Any]) -> TaskDefinition:
     """Relaunch from a manifest: its definition, as a single task with the next production number."""
     definition = TaskDefinition.from_dict(manifest["definition"])
-    rules = naming_rules()
-    old = naming.parse_task_name(definition.task_name, rules)
-    production = suggest_production(old.production.campaign)
-    dataset = naming.parse_dataset_name(manifest.get("output_dataset") or definition.output_dataset, rules)
-    return replace(
+    return _renumbered(
         definition,
-        task_name=naming.TaskName(production, old.step).format(rules),
-        output_dataset=replace(dataset, production=production, version=1).format(rules),
+        manifest.get("output_dataset") or definition.output_dataset,
         bunch_size=1,
         initial_offset=int(manifest.get("offset", definition.initial_offset)),
-        parent_task=None,
         comment=f"relaunch of {manifest.get('task_name', '')}",
     )
