@@ -16,7 +16,6 @@ import io
 import json
 import pickle
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -40,10 +39,9 @@ LEGACY = "legacy"
 
 @dataclass
 class Exchange:
-    """What happened on the wire for one attempt; filled progressively and handed to the recorder."""
+    """The HTTP status of one attempt, set by the sender so the client can log it even when the call raises."""
 
     http_status: int | None = None
-    duration_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,6 @@ class HttpSender:
             body = json.dumps(json_body, default=_json_default)
             headers["Content-Type"] = "application/json"
         url = wire.base_url.rstrip("/") + path
-        started = time.monotonic()
         try:
             response = self._session_factory().request(
                 verb,
@@ -235,8 +232,6 @@ class HttpSender:
                     f"PanDA's reply broke off; the request may or may not have been applied ({_short(exc)})."
                 ) from exc
             raise PandaUnavailable(f"PanDA's reply broke off: {_short(exc)}") from exc
-        finally:
-            exchange.duration_ms = int((time.monotonic() - started) * 1000)
         exchange.http_status = response.status_code
         self._check_status(response, write=write)
         return response
