@@ -232,8 +232,6 @@ def build_iam_app(
     Keyword arguments override settings sections like settings_factory's (dicts are merged into
     the iam/panda/auth sections).
     """
-    import shutil as _shutil
-
     from flask import g
 
     from app import create_app
@@ -243,7 +241,7 @@ def build_iam_app(
     panda = {"url": "http://127.0.0.1:9/"}
     panda.update(overrides.pop("panda", {}))
     settings = settings_factory(iam=iam, panda=panda, **overrides)
-    _shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
     application = create_app(settings)
     application.config["TESTING"] = True
     if server_name:  # the test client's host, so that callback URLs are on loopback (not for live servers)
