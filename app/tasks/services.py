@@ -616,11 +616,7 @@ def suggest_production(campaign: str = "", settings: Settings | None = None) -> 
     settings = settings or get_settings()
     rules = naming_rules(settings)
     existing = []
-    for value in db.session.scalars(select(Task.production).distinct()):
-        try:
-            existing.append(naming.parse_production(value, rules))
-        except naming.NamingError:
-            continue
+    # Every task belongs to a bunch whose base name carries its production: the bunches suffice.
     for value in db.session.scalars(select(TaskBunch.base_name)):
         try:
             existing.append(naming.parse_task_name(value, rules).production)
