@@ -5,21 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from app.panda.services import SANDBOX_URL_KEY as URL_KEY  # read by panda_url
+from app.tokens.sandbox import EXTENSION  # read by the sandbox token minting
+
 from .app import SimApp
 from .config import SimConfig
 from .server import RunningServer, serve_in_thread
 
-EXTENSION = "panda_sandbox"  # current_app.extensions key read by app.tokens.sandbox
-URL_KEY = "PANDA_SANDBOX_URL"  # current_app.config key read by app.panda.services.panda_url
+__all__ = ["EXTENSION", "URL_KEY", "attach_sandbox", "sandbox_config", "start_sandbox"]
 
 
 def sandbox_config(settings: Any) -> SimConfig:
     """SimConfig from the panel's Settings (`panda.vo`, `panda.role`, `panda.sim_*`)."""
     panda = settings.panda
     return SimConfig(
-        seed=getattr(panda, "sim_seed", 1),
-        time_scale=getattr(panda, "sim_time_scale", 60.0),
-        transports=getattr(panda, "sim_transports", "both"),
+        seed=panda.sim_seed,
+        time_scale=panda.sim_time_scale,
+        transports=panda.sim_transports,
         state_path=_state_path(settings),
         vo=panda.vo,
         roles=(panda.role,) if panda.role else (),
