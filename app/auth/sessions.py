@@ -77,6 +77,12 @@ class ServerSession(CallbackDict, SessionMixin):
         self.modified = True
 
 
+def _limits(app: Flask) -> tuple[timedelta, timedelta]:
+    """(idle timeout, absolute timeout) from the `[auth]` settings."""
+    auth = app.config["SETTINGS"].auth
+    return timedelta(minutes=auth.session_idle_minutes), timedelta(hours=auth.session_max_hours)
+
+
 def _timed_out(row: WebSession, idle: timedelta, absolute: timedelta) -> bool:
     now = clock.now()
     return now - row.last_seen_at > idle or now - row.created_at > absolute
@@ -100,10 +106,6 @@ def _clear_wrote(session: Session) -> None:
 class ServerSessionInterface(SessionInterface):
     """Flask session interface backed by the `web_session` table."""
 
-    def _limits(self, app: Flask) -> tuple[timedelta, timedelta]:
-        auth = app.config["SETTINGS"].auth
-        return timedelta(minutes=auth.session_idle_minutes), timedelta(hours=auth.session_max_hours)
-
     def get_cookie_secure(self, app: Flask) -> bool:
         from flask import request
 
@@ -116,14 +118,10 @@ class ServerSessionInterface(SessionInterface):
         if app.static_url_path and request.path.startswith(app.static_url_path + "/"):
             return ServerSession()  # assets need no session: spare the database a read per file
         row = db.session.get(WebSession, _hash(sid))
-        if row is None:
-            session = ServerSession()
-            session.expired = True
-            return session
-        idle, absolute = self._limits(app)
-        if _timed_out(row, idle, absolute):
-            db.session.delete(row)
-            db.session.commit()
+        if row is None or _timed_out(row, *_limits(app)):
+            if row is not None:
+                db.session.delete(row)
+                db.session.commit()
             session = ServerSession()
             session.expired = True
             return session
@@ -237,7 +235,7 @@ def session_counts() -> dict[int, int]:
 
 def purge_expired(app: Flask) -> int:
     """Delete timed-out sessions (housekeeping); flushes."""
-    idle, absolute = ServerSessionInterface()._limits(app)
+    idle, absolute = _limits(app)
     now = clock.now()
     result = db.session.execute(
         delete(WebSession).where(
