@@ -154,8 +154,7 @@ class SimApp:
                 start_response, "200 OK", legacy.dumps((False, "database error in the PanDA server"))
             )
 
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        body = _body(environ)
         try:
             params = self._parse(environ, body, new_api, json_app, json_body, request_method)
         except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, OSError) as exc:
@@ -254,18 +253,15 @@ class SimApp:
     def _issuer(self, environ: Environ, start_response, sub_path: str):
         if self.issuer is None:
             return _text(start_response, "404 Not Found", "Not Found")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        answer = self.issuer.handle(sub_path, environ.get("REQUEST_METHOD", "GET"), body)
+        answer = self.issuer.handle(sub_path, environ.get("REQUEST_METHOD", "GET"), _body(environ))
         if answer is None:
             return _text(start_response, "404 Not Found", "Not Found")
         return _json(start_response, answer[0], answer[1])
 
     def _admin(self, environ: Environ, start_response, path: str):
         method = environ.get("REQUEST_METHOD", "GET")
-        length = int(environ.get("CONTENT_LENGTH") or 0)
         try:
-            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length > 0 else {}
+            body = json.loads(_body(environ) or b"{}")
         except json.JSONDecodeError as exc:
             return _json(start_response, "400 Bad Request", {"error": str(exc)})
         if path == "/_sim/faults":
@@ -291,6 +287,12 @@ class SimApp:
             status, answer = self.issuer.handle("/mint", "POST", json.dumps(body).encode())
             return _json(start_response, status, answer)
         return _json(start_response, "404 Not Found", {"error": "unknown admin endpoint"})
+
+
+def _body(environ: Environ) -> bytes:
+    """The request body (b"" without a Content-Length)."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
 def _text(start_response, status: str, text: str) -> list[bytes]:
