@@ -80,9 +80,9 @@ def pending_link(user: User) -> PendingLink | None:
     return link
 
 
-def cancel_link(user: User) -> None:
+def cancel_link(user: User | int) -> None:
     with _pending_lock:
-        _pending.pop(user.id, None)
+        _pending.pop(user if isinstance(user, int) else user.id, None)
 
 
 def poll_link(user: User) -> UserToken | None:

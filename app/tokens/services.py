@@ -491,12 +491,13 @@ def all_health() -> list[tuple[User, list[TokenHealth]]]:
     return [(u, by_user.get(u.id, [])) for u in users]
 
 
-def delete_tokens(user: User | int, source: str | None = None) -> int:
-    """Forget the user's stored tokens (one source or all); flushes, the caller commits."""
-    query = select(UserToken).where(UserToken.user_id == _user_id(user))
-    if source:
-        query = query.where(UserToken.source == source)
-    rows = db.session.scalars(query).all()
+def delete_tokens(user: User | int) -> int:
+    """Forget the user's stored tokens and any device-code link in progress (it would store new
+    ones); flushes, the caller commits."""
+    from app.tokens.device import cancel_link
+
+    cancel_link(user)
+    rows = db.session.scalars(select(UserToken).where(UserToken.user_id == _user_id(user))).all()
     for row in rows:
         db.session.delete(row)
     db.session.flush()

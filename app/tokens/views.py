@@ -61,7 +61,6 @@ def refresh():
 def delete():
     user = current_user()
     count = services.delete_tokens(user)
-    device.cancel_link(user)
     record("token.deleted", target=user.username, details={"grants": count})
     db.session.commit()
     flash("Your stored tokens are deleted. PanDA calls on your behalf need a new login or link.", "info")
@@ -164,7 +163,6 @@ def end_sessions(user_id: int):
 def admin_delete(user_id: int):
     target = db.session.get(User, user_id) or abort(404)
     count = services.delete_tokens(target)
-    device.cancel_link(target)
     record("token.deleted", target=target.username, details={"grants": count, "by": "admin"})
     db.session.commit()
     flash(f"Deleted the stored tokens of {target.username}.", "info")

@@ -63,6 +63,20 @@ def test_iam_user_cannot_link_a_code_approved_by_another_account(client, db, oid
     assert event.username == "bob" and "another SPD-IAM account" in event.details["reason"]
 
 
+def test_deleting_a_users_tokens_cancels_their_link_in_progress(
+    client, db, login_as, make_user, oidc_op, clock
+):
+    from app.tokens import device
+
+    clock.set(datetime.now(UTC))
+    login_as("admin")
+    target = make_user("manager")
+    device.start_link(target)
+    assert device.pending_link(target) is not None
+    assert post_form(client, f"/tokens/all/{target.id}/delete", token_page="/tokens/").status_code == 302
+    assert device.pending_link(target) is None
+
+
 def test_sandbox_tokens_follow_the_panel_role(settings_factory, migrated_sqlite, make_user):
     import shutil
 
