@@ -324,9 +324,9 @@ def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: An
             _guarded(dispatch_launch, launch_id, client)
         delay = 0.2
         while time.monotonic() < deadline:
-            unknown = _launch_ids(bunch_id, ("unknown",)) + _stale_sending(bunch_id)
             # Rows PanDA cannot settle wait for a manager; polling them again changes nothing.
-            unknown = [i for i in unknown if db.session.get(Launch, i).error != INCONCLUSIVE]
+            unknown = _launch_ids(bunch_id, ("unknown",), Launch.error != INCONCLUSIVE)
+            unknown += _stale_sending(bunch_id)
             if not unknown:
                 break
             for launch_id in unknown:
@@ -349,12 +349,14 @@ def _guarded(step: Any, launch_id: int, client: Any) -> None:
         db.session.rollback()
 
 
-def _launch_ids(bunch_id: int, statuses: tuple[str, ...]) -> list[int]:
+def _launch_ids(bunch_id: int, statuses: tuple[str, ...], *conditions: Any) -> list[int]:
     db.session.expire_all()
     query = (
         select(Launch.id)
         .join(Task, Launch.task_id == Task.id)
-        .where(Task.bunch_id == bunch_id, Launch.status.in_(statuses), Launch.due_at <= clock.now())
+        .where(
+            Task.bunch_id == bunch_id, Launch.status.in_(statuses), Launch.due_at <= clock.now(), *conditions
+        )
         .order_by(Task.bunch_index, Launch.id)
     )
     return list(db.session.scalars(query))
