@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.panda.client import CallRecord, ClientConfig, PandaClient, forget_transport
+from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaError, PandaNotFound, PandaOutcomeUnknown, PandaUnavailable
 from app.panda.models import PandaCall
 from app.panda.services import db_recorder, flush_call_log
@@ -30,7 +30,6 @@ class Tokens:
 
 @pytest.mark.parametrize("transport", ["v1", "legacy"])
 def test_hundred_task_bunch_with_faults(app, db, make_user, transport):
-    forget_transport()
     sim = create_simulator(SimConfig(seed=5, time_scale=0, job_failure_rate=0.05))
     running = serve_in_thread(sim, threads=8)
     user = make_user("manager")
@@ -144,7 +143,6 @@ def test_hundred_task_bunch_with_faults(app, db, make_user, transport):
     finally:
         client.close()
         running.stop()
-        forget_transport()
 
     # The interaction log has every exchange the client made, faults included.
     assert flush_call_log(30)

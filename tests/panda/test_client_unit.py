@@ -12,7 +12,7 @@ import pytest
 import requests
 from urllib3.exceptions import NewConnectionError, ProtocolError
 
-from app.panda.client import ClientConfig, PandaClient, forget_transport, strip_secrets
+from app.panda.client import ClientConfig, PandaClient, strip_secrets
 from app.panda.errors import (
     COMMAND_CODES,
     SUBMIT_CODES,
@@ -75,13 +75,6 @@ class FakeSession:
         if isinstance(result, BaseException):
             raise result
         return result
-
-
-@pytest.fixture(autouse=True)
-def _fresh_detection():
-    forget_transport()
-    yield
-    forget_transport()
 
 
 def make_client(routes, transport="v1", tokens=None, retries=2, **config):

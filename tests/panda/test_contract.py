@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.panda.client import CallRecord, ClientConfig, PandaClient, forget_transport
+from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import (
     PandaAuthError,
     PandaNotFound,
@@ -107,13 +107,6 @@ def sim():
     running = serve_in_thread(simulator)
     yield running
     running.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_detection():
-    forget_transport()
-    yield
-    forget_transport()
 
 
 def make_client(

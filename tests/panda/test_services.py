@@ -7,7 +7,6 @@ import re
 import pytest
 from sqlalchemy import select
 
-from app.panda.client import forget_transport
 from app.panda.errors import PandaAuthError, PandaNotFound, PandaRoleMissing
 from app.panda.models import PandaCall
 from app.panda.services import flush_call_log, panda_client_for
@@ -17,12 +16,10 @@ from tests.panda.test_contract import task_params
 
 @pytest.fixture
 def sandbox(app):
-    forget_transport()
     running = start_sandbox(app.config["SETTINGS"])
     attach_sandbox(app, running)
     yield running
     running.stop()
-    forget_transport()
 
 
 def test_healthz_reports_panda_alive_in_sandbox(client, sandbox):
