@@ -25,12 +25,17 @@ def keys_rotate(ctx: click.Context, prune: bool) -> None:
 
     app = build_app(ctx)
     with app.app_context():
-        count, pruned = rotate_keys(prune=prune)
-        record("keys.rotated", target="token_keys", details={"tokens": count, "pruned": pruned}, user=None)
+        count, pruned, dropped = rotate_keys(prune=prune)
+        details = {"tokens": count, "pruned": pruned, "dropped": dropped}
+        record("keys.rotated", target="token_keys", details=details, user=None)
         db.session.commit()
         click.echo(
             f"New token key is current; {count} stored token(s) re-encrypted; {pruned} old key(s) removed."
         )
+        if dropped:
+            click.echo(
+                f"{dropped} user(s) had tokens sealed under a lost key: dropped, they must log in again."
+            )
 
 
 @keys.command("status")

@@ -513,11 +513,13 @@ def record_panda_check(user: User | int, is_production: bool | None, message: st
     db.session.flush()
 
 
-def rotate_keys(prune: bool = False) -> tuple[int, int]:
+def rotate_keys(prune: bool = False) -> tuple[int, int, int]:
     """Re-encrypt every stored token under a newly generated current key.
 
-    Returns (tokens re-encrypted, keys pruned). With `prune`, keys in instance/token_keys.json that no
-    ciphertext uses any more are removed (the base key stays). Commits.
+    Returns (tokens re-encrypted, keys pruned, grants dropped). A grant that cannot be opened (sealed
+    under a lost key) is useless: it is dropped and its user marked "re-login needed", so one such
+    row cannot stop the rotation. With `prune`, keys in instance/token_keys.json that no ciphertext
+    uses any more are removed (the base key stays). Commits.
     """
     from app.tokens import crypto
     from app.tokens.models import SEALED_KINDS
@@ -526,14 +528,26 @@ def rotate_keys(prune: bool = False) -> tuple[int, int]:
     old = keyring()
     crypto.add_new_key(settings.instance_dir)
     new = crypto.load_keyring(settings.token_key, settings.instance_dir)
-    count = 0
+    count = dropped = 0
     for row in db.session.scalars(select(UserToken)):
-        for kind in SEALED_KINDS:
-            blob = getattr(row, f"{kind}_sealed")
-            if blob is None:
-                continue
-            plain = old.open(blob, user_id=row.user_id, purpose=purpose(row, kind))
-            setattr(row, f"{kind}_sealed", new.seal(plain, user_id=row.user_id, purpose=purpose(row, kind)))
+        kinds = [kind for kind in SEALED_KINDS if getattr(row, f"{kind}_sealed") is not None]
+        try:
+            plain = {
+                k: old.open(getattr(row, f"{k}_sealed"), user_id=row.user_id, purpose=purpose(row, k))
+                for k in kinds
+            }
+        except VaultKeyError as exc:
+            for kind in kinds:
+                setattr(row, f"{kind}_sealed", None)
+            row.needs_relogin = True
+            row.last_error = f"stored tokens were sealed under a lost key ({exc}); dropped at key rotation"[
+                :500
+            ]
+            _audit_failure(db.session, row, row.last_error, relogin=True)
+            dropped += 1
+            continue
+        for kind, value in plain.items():
+            setattr(row, f"{kind}_sealed", new.seal(value, user_id=row.user_id, purpose=purpose(row, kind)))
             count += 1
     db.session.commit()
     current_app.extensions["token_keyring"] = new
@@ -542,4 +556,4 @@ def rotate_keys(prune: bool = False) -> tuple[int, int]:
         current_app.extensions["token_keyring"] = crypto.load_keyring(
             settings.token_key, settings.instance_dir
         )
-    return count, pruned
+    return count, pruned, dropped

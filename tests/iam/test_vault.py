@@ -169,8 +169,8 @@ def test_refresh_now_button(client, alice, db, oidc_op):
 def test_keys_rotate_reencrypts_everything(app, alice, db):
     token = vault.token_for(alice)
     old_kid = services.keyring().current
-    count, pruned = services.rotate_keys(prune=True)
-    assert count >= 3 and pruned == 0
+    count, pruned, dropped = services.rotate_keys(prune=True)
+    assert count >= 3 and pruned == 0 and dropped == 0
     row = _row(db, alice)
     assert services.keyring().current != old_kid
     assert row.id_token_sealed[1:9] == services.keyring().current
@@ -222,3 +222,24 @@ def test_admin_page_warns_before_the_refresh_token_ends(app, alice, oidc_op, db,
     page = carol_client.get("/tokens/all").get_data(as_text=True)
     row = re.search(r'<tr data-user="alice">.*?</tr>', page, re.S).group(0)
     assert 'data-status="warning"' in row and "expires soon" in row
+
+
+def test_keys_rotate_drops_grants_sealed_under_a_lost_key(app, alice, make_user, db):
+    """One undecryptable row (its key is gone) must not stop the rotation of everyone else's."""
+    token = vault.token_for(alice)
+    bob = make_user("viewer", "bob")
+    lost = UserToken(user_id=bob.id, source="login", obtained_at=_row(db, alice).obtained_at)
+    services.seal(lost, "refresh_token", "bob-refresh-token")
+    blob = lost.refresh_token_sealed
+    lost.refresh_token_sealed = blob[:1] + b"lostkey!" + blob[9:]  # a key id this instance never had
+    db.session.add(lost)
+    db.session.commit()
+
+    count, _, dropped = services.rotate_keys()
+
+    assert dropped == 1 and count >= 3
+    db.session.expire_all()
+    assert services.unseal(_row(db, alice), "id_token") == token
+    bob_row = db.session.get(UserToken, lost.id)
+    assert bob_row.refresh_token_sealed is None and bob_row.needs_relogin
+    assert "lost key" in bob_row.last_error
