@@ -79,6 +79,11 @@ class IamSettings:
     login_rate_limit: int = 20  # SPD-IAM login starts and callbacks allowed per client address within auth.login_window_s
     sandbox_token_lifetime_s: int = 3600  # lifetime of the sandbox ID tokens of the built-in simulator
 
+    @property
+    def enabled(self) -> bool:
+        """IAM login is offered once an issuer and the panel's client id are configured."""
+        return bool(self.issuer and self.client_id)
+
 
 @dataclass(frozen=True)
 class PandaSettings:

@@ -42,8 +42,7 @@ class LoginRefused(Exception):
 
 
 def iam_enabled(settings: Settings | None = None) -> bool:
-    settings = settings or get_settings()
-    return bool(settings.iam.issuer and settings.iam.client_id)
+    return (settings or get_settings()).iam.enabled
 
 
 def login_scopes(iam: IamSettings) -> str:
