@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, g
 
 from app import create_app
 from app.config import Settings
@@ -21,6 +21,7 @@ from app.panda.errors import PandaOutcomeUnknown, PandaRejected, PandaUnavailabl
 from app.panda.results import SubmitResult
 from app.panda.simulator.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
+from tests.helpers import csrf_token
 
 EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
 SIF = "/cvmfs/spd.jinr.ru/images/spdroot-dev-4.1.7.sif"
@@ -54,6 +55,14 @@ def sandbox_app(settings: Settings, migrated_sqlite: Path, sim) -> Flask:
     application = create_app(settings)
     attach_sandbox(application, SimpleNamespace(url=sim.url, app=sim))
     return application
+
+
+def post(client, url, data, **kwargs):
+    """POST a task form with a valid CSRF token, read from the task list."""
+    # The app fixture keeps one app context across requests, so Flask-WTF's per-context token cache
+    # (g.csrf_token) would outlive the session that login regenerated: drop it before reading a token.
+    g.pop("csrf_token", None)
+    return client.post(url, data={"csrf_token": csrf_token(client, "/tasks/"), **data}, **kwargs)
 
 
 def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:

@@ -17,7 +17,7 @@ from app.panda.simulator import Faults, SimConfig, Timings, create_simulator, se
 from app.tasks import dispatcher
 from app.tasks.models import Launch, Task, TaskBunch
 from tests.helpers import csrf_token, wait_until
-from tests.tasks.conftest import TAG, form_data, form_values, sandbox_app, sim_definition
+from tests.tasks.conftest import TAG, form_data, form_values, post, sandbox_app, sim_definition
 
 
 @pytest.fixture
@@ -58,11 +58,6 @@ def app(settings_factory, migrated_sqlite, sim):
         flush_call_log(10)
         _db.session.remove()
         _db.engine.dispose()
-
-
-def post(client, url, data):
-    g.pop("csrf_token", None)
-    return client.post(url, data={"csrf_token": csrf_token(client, "/tasks/"), **data})
 
 
 def sim_task_names(sim) -> list[str]:

@@ -5,20 +5,12 @@ import re
 from html import unescape
 
 import pytest
-from flask import g
 from sqlalchemy import func, select
 
 from app.tasks import dispatcher, services
 from app.tasks.models import Launch, Task, TaskBunch
-from tests.helpers import csrf_token, wait_until
-from tests.tasks.conftest import TAG, form_data, form_values, sim_definition
-
-
-def post(client, url, data, **kwargs):
-    # The app fixture keeps one app context across requests, so Flask-WTF's per-context token cache
-    # (g.csrf_token) would outlive the session that login regenerated: drop it before reading a token.
-    g.pop("csrf_token", None)
-    return client.post(url, data={"csrf_token": csrf_token(client, "/tasks/"), **data}, **kwargs)
+from tests.helpers import wait_until
+from tests.tasks.conftest import TAG, form_data, form_values, post, sim_definition
 
 
 def test_viewer_reads_but_cannot_create(client, login_as, db, fake_panda):
