@@ -11,6 +11,7 @@ scheduler's threads and in scripts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -588,12 +589,13 @@ class PandaClient:
         Without it the server silently turns a production task into a user analysis task
         (reference §0.3), so every submission goes through here first.
         """
-        key_token = ""
+        from app.tokens.errors import TokenUnavailable
+
+        key_token = ""  # the cache is per token: new IAM groups come with a new token
         if self._tokens is not None and user is not None:
-            try:
+            # Without a token nothing is cached; get_user_attributes below reports it as PandaAuthError.
+            with contextlib.suppress(TokenUnavailable):
                 key_token = hashlib.sha256(self._tokens.token_for(user).encode()).hexdigest()
-            except Exception:
-                key_token = ""
         key = (_user_id(user), key_token)
         with self._attr_lock:
             attrs = self._attr_cache.get(key) if key_token else None
