@@ -8,6 +8,7 @@ from flask_wtf.csrf import generate_csrf
 
 from app import extensions
 from app.auth.current import current_user
+from app.auth.roles import role_at_least
 from app.auth.services import LoginRateLimiter, load_user_from_session
 from app.auth.sessions import init_sessions
 from app.blueprints import BLUEPRINTS
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         user = current_user()
         return {
             "current_user": user,
+            "has_role": lambda role: role_at_least(user, role),  # templates' one role check
             "nav_items": visible_nav(user),
             "csrf_token": generate_csrf,
             "settings": settings,

@@ -148,14 +148,6 @@ def _production_from(match: re.Match[str]) -> ProductionId:
     return ProductionId(match["campaign"], int(match["year"]), int(match["number"]))
 
 
-def parse_production(text: str, rules: NamingRules) -> ProductionId:
-    match = re.fullmatch(rules.production_regex(), text.strip())
-    if not match:
-        example = ProductionId("", 2025, 1).format(rules)
-        raise NamingError("production", f"production id {text!r} does not look like {example}")
-    return _production_from(match)
-
-
 def parse_task_name(text: str, rules: NamingRules) -> TaskName:
     """Parse ``PROD2025-008.SIM`` or ``PROD2025-008.SIM.3`` (bunch member)."""
     text = text.strip()
