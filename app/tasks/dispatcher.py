@@ -362,15 +362,14 @@ def _launch_ids(bunch_id: int, statuses: tuple[str, ...], *conditions: Any) -> l
     return list(db.session.scalars(query))
 
 
-def _stale_sending(bunch_id: int) -> list[int]:
-    """Rows left in "sending" by a dispatcher that died (a restart): longer than any request can take."""
+def _stale_sending(bunch_id: int | None = None) -> list[int]:
+    """Rows left in "sending" by a dispatcher that died (a restart): longer than any request can take.
+    One bunch's, or every bunch's when `bunch_id` is None."""
     panda = get_settings().panda
     limit = clock.now() - timedelta(seconds=panda.connect_timeout_s + panda.read_timeout_s + 30)
-    query = (
-        select(Launch.id)
-        .join(Task, Launch.task_id == Task.id)
-        .where(Task.bunch_id == bunch_id, Launch.status == "sending", Launch.claimed_at < limit)
-    )
+    query = select(Launch.id).where(Launch.status == "sending", Launch.claimed_at < limit)
+    if bunch_id is not None:
+        query = query.join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
     return list(db.session.scalars(query))
 
 
@@ -395,7 +394,6 @@ def dispatch_due(limit: int = 100, client: Any = None) -> int:
     handled = 0
     try:
         now = clock.now()
-        stale = now - timedelta(minutes=5)
         ids = db.session.scalars(
             select(Launch.id)
             .where(Launch.status == "pending", Launch.due_at <= now)
@@ -405,12 +403,12 @@ def dispatch_due(limit: int = 100, client: Any = None) -> int:
         for launch_id in ids:
             _guarded(dispatch_launch, launch_id, client)
             handled += 1
-        unsettled = db.session.scalars(
-            select(Launch.id).where(
-                (Launch.status == "unknown") | ((Launch.status == "sending") & (Launch.claimed_at < stale))
-            )
+        # Unknown outcomes awaiting a manager's decision (INCONCLUSIVE) are left to the manager:
+        # asking PanDA again cannot settle them.
+        unknown = db.session.scalars(
+            select(Launch.id).where(Launch.status == "unknown", Launch.error != INCONCLUSIVE)
         ).all()
-        for launch_id in unsettled:
+        for launch_id in [*unknown, *_stale_sending()]:
             _guarded(reconcile, launch_id, client)
             handled += 1
     finally:

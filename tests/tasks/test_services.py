@@ -380,7 +380,7 @@ def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app,
     assert first.latest_launch.status == second.latest_launch.status == "unknown"
     assert first.latest_launch.error == dispatcher.INCONCLUSIVE
     clock.advance(hours=2)
-    dispatcher.dispatch_due(client=fake)
+    assert dispatcher.dispatch_due(client=fake) == 0  # awaiting a manager: PanDA is not asked again
     assert second.latest_launch.status == "unknown"  # the grace period never turns a guess into a resend
     assert services.mark_not_submitted(third, user) is None  # only for undecided tasks
     launch = services.mark_not_submitted(second, user)
