@@ -1,3 +1,4 @@
+import re
 import stat
 from pathlib import Path
 
@@ -133,8 +134,6 @@ def test_example_file_documents_every_key_with_its_default():
 
 
 def test_example_file_uncommented_is_a_valid_config(tmp_path):
-    import re
-
     lines = []
     for line in render_example().splitlines():
         if re.match(r"# [a-z_]+ = ", line):
@@ -143,3 +142,11 @@ def test_example_file_uncommented_is_a_valid_config(tmp_path):
             lines.append(line)
     folder = write(tmp_path / "i", "\n".join(lines) + "\n")
     assert load_settings(folder, env={}) == load_settings(tmp_path / "i", env={})
+
+
+def test_example_file_documents_each_key_on_the_line_above_it():
+    lines = render_example().splitlines()
+    keys = [i for i, line in enumerate(lines) if re.match(r"# [a-z_]+ = ", line)]
+    assert len(keys) > 50
+    undocumented = [lines[i] for i in keys if not re.match(r"# \S", lines[i - 1]) or lines[i - 1] == "#"]
+    assert undocumented == [], "keys without a doc line: give the field a doc in setting(...)"
