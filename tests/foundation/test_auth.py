@@ -1,3 +1,5 @@
+import re
+
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
@@ -101,9 +103,20 @@ def test_roles_guard_admin_pages_and_denials_are_audited(client, login_as, db):
     assert event.target == "/audit/" and event.details == {"needed": "admin"}
 
 
-def test_admin_sees_audit(client, login_as):
+def test_admin_sees_audit(app, client, login_as, make_user):
+    # A preceding action writes an audit row: a manager is refused the audit page.
+    manager = make_user("manager", "carol")
+    other = app.test_client()
+    post_form(other, "/login", {"username": "carol", "password": TEST_PASSWORD})
+    assert other.get("/audit/").status_code == 403
+
     login_as("admin")
-    assert client.get("/audit/").status_code == 200
+    response = client.get("/audit/?action=access.denied")
+    assert response.status_code == 200
+    rows = re.findall(r"<tr>(.*?)</tr>", response.get_data(as_text=True).split("<tbody>", 1)[1], re.S)
+    assert len(rows) == 1
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0], re.S)]
+    assert cells[1:5] == [manager.username, "access.denied", "/audit/", "denied"]
 
 
 def test_disabled_user_is_logged_out_at_once(client, login_as, db):
