@@ -16,9 +16,9 @@ from app.auth.sessions import end_sessions_of
 from app.config import ConfigError, load_settings
 from app.extensions import db
 from app.logsetup import configure_logging
-from app.panda.simulator.cli import panda_sim
 from app.paths import ensure_private_dir, instance_dir
 from app.tokens.cli import keys
+from pandasim.cli import panda_sim
 
 
 def build_app(ctx: click.Context) -> Flask:

@@ -19,7 +19,7 @@ def start_background(app: Flask) -> list[Stopper]:
     stoppers: list[Stopper] = [stop_call_log]
     settings = app.config["SETTINGS"]
     if not settings.panda.url:  # sandbox: the built-in PanDA simulator on a loopback port
-        from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
+        from app.panda.sandbox import attach_sandbox, start_sandbox
 
         running = start_sandbox(settings)
         attach_sandbox(app, running)

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import requests
 
-from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
-from app.panda.simulator.jedi import fmt_dt
+from pandasim import SimConfig, create_simulator, serve_in_thread
+from pandasim.jedi import fmt_dt
 
 PARAMS = {
     "vo": "spd", "prodSourceLabel": "managed", "taskType": "prod", "processingType": "simul", "userName": "spd_prod",

@@ -1,1 +1,1 @@
-"""PanDA: the client (the only code talking to PanDA), task parameters, the interaction log, the simulator."""
+"""PanDA: the client (the only code talking to PanDA), task parameters, the interaction log, the sandbox glue."""

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from app.extensions import db as _db
-from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
 from app.tasks import dispatcher
+from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.e2e.conftest import log_in
 from tests.tasks.conftest import sandbox_app
 

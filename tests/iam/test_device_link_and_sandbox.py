@@ -10,9 +10,9 @@ from sqlalchemy import select
 import app.tokens as vault
 from app.audit.models import AuditEvent
 from app.panda.errors import PandaAuthError
-from app.panda.simulator.issuer import SimIssuer
 from app.tokens.jwtutil import unverified_claims
 from app.tokens.models import UserToken
+from pandasim.issuer import SimIssuer
 from tests.helpers import post_form
 
 
@@ -125,8 +125,8 @@ def test_sandbox_simulator_accepts_sandbox_tokens(settings_factory, migrated_sql
 
     from app import create_app
     from app.extensions import db as _db
+    from app.panda.sandbox import attach_sandbox, start_sandbox
     from app.panda.services import panda_client_for
-    from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
 
     settings = settings_factory()
     shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
@@ -161,8 +161,8 @@ def test_sandbox_restart_keeps_panda_tasks_and_remints_tokens(settings_factory, 
     from app import create_app
     from app.auth.services import create_local_user
     from app.extensions import db as _db
+    from app.panda.sandbox import attach_sandbox, start_sandbox
     from app.panda.services import panda_client_for
-    from app.panda.simulator.sandbox import attach_sandbox, start_sandbox
     from tests.panda.test_contract import task_params
 
     settings = settings_factory()

@@ -11,10 +11,10 @@ import app.tokens as vault
 from app.auth.models import User
 from app.panda.errors import PandaAuthError
 from app.panda.services import panda_client_for
-from app.panda.simulator.app import SimApp
-from app.panda.simulator.config import SimConfig
-from app.panda.simulator.server import serve_in_thread
 from app.tokens.jwtutil import unverified_claims
+from pandasim.app import SimApp
+from pandasim.config import SimConfig
+from pandasim.server import serve_in_thread
 from tests.helpers import post_form
 from tests.oidc_fixture import build_iam_app, iam_login
 

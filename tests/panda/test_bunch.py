@@ -13,7 +13,7 @@ from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaError, PandaNotFound, PandaOutcomeUnknown, PandaUnavailable
 from app.panda.models import PandaCall
 from app.panda.services import db_recorder, flush_call_log
-from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
+from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.panda.test_contract import task_params
 
 N_TASKS = 100
@@ -31,7 +31,7 @@ class Tokens:
 @pytest.mark.parametrize("transport", ["v1", "legacy"])
 def test_hundred_task_bunch_with_faults(app, db, make_user, transport):
     sim = create_simulator(SimConfig(seed=5, time_scale=0, job_failure_rate=0.05))
-    running = serve_in_thread(sim, threads=8)
+    running = serve_in_thread(sim)
     user = make_user("manager")
     seen: list[CallRecord] = []
     writer = db_recorder(db.engine)

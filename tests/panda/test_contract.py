@@ -22,10 +22,10 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
-from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
 from app.tokens.errors import TokenUnavailable
+from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.helpers import free_port
-from tests.simulator.conftest import reco
+from tests.pandasim.conftest import reco
 
 TRANSPORTS = ["v1", "legacy"]
 

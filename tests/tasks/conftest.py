@@ -19,7 +19,7 @@ from app import create_app
 from app.config import Settings
 from app.panda.errors import PandaOutcomeUnknown, PandaRejected, PandaUnavailable
 from app.panda.results import SubmitResult
-from app.panda.simulator.sandbox import attach_sandbox
+from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
 from tests.helpers import csrf_token
 

@@ -14,9 +14,9 @@ from flask import g
 from sqlalchemy import func, select
 
 from app.extensions import db as _db
-from app.panda.simulator import Faults, SimConfig, Timings, create_simulator, serve_in_thread
 from app.tasks import dispatcher
 from app.tasks.models import Launch, Task, TaskBunch
+from pandasim import Faults, SimConfig, Timings, create_simulator, serve_in_thread
 from tests.helpers import csrf_token, wait_until
 from tests.tasks.conftest import TAG, form_data, form_values, post, sandbox_app, sim_definition
 

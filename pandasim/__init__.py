@@ -1,4 +1,5 @@
-"""A faithful PanDA server + JEDI simulator for the panel's tests, demo and benchmarks.
+"""pandasim: a faithful PanDA server + JEDI simulator (API v1 and legacy, JEDI lifecycle, OIDC issuer)
+for the panel's tests, demo and benchmarks. A product of its own: it imports nothing from `app`.
 
 sim = create_simulator(SimConfig(seed=7, time_scale=0))
 running = serve_in_thread(sim)            # running.url, running.stop()

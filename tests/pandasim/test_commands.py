@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.simulator.conftest import evgen
+from tests.pandasim.conftest import evgen
 
 
 def _running_task(sim, prod, **overrides) -> int:
@@ -169,7 +169,7 @@ def test_owner_or_production_role_for_kill(sim, prod, user):
 
 
 def test_paused_child_continues_after_resume_when_parent_ended(sim, prod):
-    from tests.simulator.conftest import reco
+    from tests.pandasim.conftest import reco
 
     parent = prod.submit(evgen())
     child = prod.submit(reco("spd.mc.reco.paused"), parent_tid=parent)

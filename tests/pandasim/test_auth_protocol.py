@@ -5,11 +5,11 @@ from __future__ import annotations
 import pickle
 import time
 
+import jwt
 import requests
-from joserfc import jwt
 
-from app.panda.simulator import SimConfig, SimIssuer, create_simulator, serve_in_thread
-from tests.simulator.conftest import PROD_GROUPS, Panda, evgen
+from pandasim import SimConfig, SimIssuer, create_simulator, serve_in_thread
+from tests.pandasim.conftest import PROD_GROUPS, Panda, evgen
 
 
 def _forbidden(response: requests.Response) -> str:
@@ -51,9 +51,7 @@ def test_bad_tokens_are_rejected_with_the_servers_texts(sim):
     assert _forbidden(Panda(sim.url, wrong_aud).get("task/get_status", task_id=1)).endswith(
         "Invalid token. cannot extract client_id from token"
     )
-    forged = SimIssuer(sim.issuer.issuer_url)
-    forged.kid = sim.issuer.kid
-    forged._key = forged._key.generate_key(2048, parameters={"kid": sim.issuer.kid}, private=True)
+    forged = SimIssuer(sim.issuer.issuer_url, kid=sim.issuer.kid)  # same key id, another key
     bad_sig = forged.mint_id_token("pm", "test manager", PROD_GROUPS, "prodpanel")
     assert _forbidden(Panda(sim.url, bad_sig).get("task/get_status", task_id=1)).endswith(
         "Invalid token. Signature verification failed"
@@ -62,14 +60,46 @@ def test_bad_tokens_are_rejected_with_the_servers_texts(sim):
     assert "Invalid token. JWK not found for kid=" in _forbidden(
         Panda(sim.url, unknown_kid).get("task/get_status", task_id=1)
     )
-    other_issuer = SimIssuer("http://127.0.0.1:9/elsewhere")
-    other_issuer.kid, other_issuer._key = sim.issuer.kid, sim.issuer._key
+    other_issuer = SimIssuer("http://127.0.0.1:9/elsewhere", private_key=sim.issuer.private_key, kid=sim.issuer.kid)
     wrong_iss = other_issuer.mint_id_token("pm", "t m", PROD_GROUPS, "prodpanel")
     assert _forbidden(Panda(sim.url, wrong_iss).get("task/get_status", task_id=1)).endswith(
         "Invalid token. failed to decode: Invalid issuer"
     )
     garbage = _forbidden(Panda(sim.url, "abc.def").get("task/get_status", task_id=1))
     assert garbage == "ERROR : Token authentication failed. Invalid token. Not enough segments"
+
+
+def test_token_errors_read_like_pyjwt_and_the_servers_decode_failures(sim):
+    """panda-server 1.0.4's texts (reference: panda-real-replies.md rows 10, 16 and §2): PyJWT's own
+    messages, and "Token decode failure." with the Python traceback for the exceptions it does not expect."""
+    garbage = _forbidden(Panda(sim.url, "abc.def.ghi").get("system/get_user_attributes"))
+    assert garbage == (
+        "ERROR : Token authentication failed. Invalid token. Invalid header string: 'utf-8' codec can't decode"
+        " byte 0xb7 in position 1: invalid start byte"
+    )
+    token = sim.mint_token("pm", "test manager", PROD_GROUPS)
+    no_origin = _forbidden(Panda(sim.url, token, origin=None).get("system/get_user_attributes"))
+    assert no_origin.startswith(
+        "ERROR : Token authentication failed. Token decode failure. 'NoneType' object has no attribute"
+        " 'replace' Traceback (most recent call last):\n"
+    )
+    no_groups = sim.issuer.mint_id_token("pm", "test manager", None, "prodpanel")
+    assert _forbidden(Panda(sim.url, no_groups).get("system/get_user_attributes")).startswith(
+        "ERROR : Token authentication failed. Token decode failure. 'groups' Traceback (most recent call last):"
+    )
+    aud_list = sim.issuer.mint_id_token(
+        "pm", "test manager", PROD_GROUPS, "prodpanel", extra_claims={"aud": ["prodpanel", "other"]}
+    )
+    assert _forbidden(Panda(sim.url, aud_list).get("system/get_user_attributes")).startswith(
+        "ERROR : Token authentication failed. Token decode failure. unhashable type: 'list' Traceback"
+    )
+
+
+def test_a_token_without_a_name_claim_has_the_bare_subject_as_dn(sim):
+    token = sim.issuer.mint_id_token("0000-3333", None, PROD_GROUPS, "prodpanel", preferred_username="noname")
+    attrs = Panda(sim.url, token).call("system/get_user_attributes")
+    assert attrs["message"].startswith("User DN (raw): 0000-3333\nUser DN (bare): 0000-3333\n")
+    assert attrs["data"]["user_dn_raw"] == "0000-3333" and attrs["data"]["is_production_user"] is True
 
 
 def test_secondary_client_ids_are_accepted():
@@ -277,7 +307,7 @@ def test_issuer_endpoints(sim):
         json={"sub": "s", "name": "Script User", "groups": ["spd"], "aud": "prodpanel", "lifetime_s": 60},
         timeout=5,
     ).json()["id_token"]
-    claims = jwt.decode(minted, sim.issuer._key).claims
+    claims = jwt.decode(minted, sim.issuer.private_key.public_key(), algorithms=["RS256"], audience="prodpanel")
     assert (
         claims["aud"] == "prodpanel" and claims["exp"] - claims["iat"] == 60 and claims["exp"] > time.time()
     )

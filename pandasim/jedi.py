@@ -114,7 +114,7 @@ TASK_ATTRIBUTES = [
     "queuedTime",
     "actionTime",
 ]
-_DATETIME_ATTRS = {
+DATETIME_ATTRS = {
     "creationDate",
     "modificationTime",
     "startTime",
@@ -216,7 +216,7 @@ def clean_user_id(dn: str) -> str:
     return username
 
 
-def _u(seed: int, task_id: int, rnd: int, k: int, salt: str) -> float:
+def uniform(seed: int, task_id: int, rnd: int, k: int, salt: str) -> float:
     """A deterministic uniform draw in [0, 1) for one job property."""
     digest = hashlib.blake2b(f"{seed}:{task_id}:{rnd}:{k}:{salt}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
@@ -229,7 +229,7 @@ def _fail_indices(seed: int, task_id: int, rnd: int, m: int, rate: float, forced
         return tuple(range(m))
     if forced in ("finished", "exhausted"):
         return tuple(range(1, m, 2))
-    return tuple(k for k in range(m) if _u(seed, task_id, rnd, k, "fail") < rate)
+    return tuple(k for k in range(m) if uniform(seed, task_id, rnd, k, "fail") < rate)
 
 
 class Jedi:
@@ -703,7 +703,7 @@ class Jedi:
             sim["n_fail"] += c["failed"]
             r["settled"] = True
 
-    def _fails(self, t: dict[str, Any], r: dict[str, Any]) -> tuple[int, ...]:
+    def fails(self, t: dict[str, Any], r: dict[str, Any]) -> tuple[int, ...]:
         return _fail_indices(
             self.config.seed,
             t["id"],
@@ -717,8 +717,8 @@ class Jedi:
         """Start and natural end of job k of round r."""
         wl = r["wl"]
         wave_start = r["start"] + (k // r["slots"]) * wl
-        start = wave_start + 0.1 * wl * _u(self.config.seed, t["id"], r["rnd"], k, "start")
-        duration = wl * (0.8 + 0.1 * _u(self.config.seed, t["id"], r["rnd"], k, "dur"))
+        start = wave_start + 0.1 * wl * uniform(self.config.seed, t["id"], r["rnd"], k, "start")
+        duration = wl * (0.8 + 0.1 * uniform(self.config.seed, t["id"], r["rnd"], k, "dur"))
         return start, start + duration
 
     def job_status(
@@ -736,7 +736,7 @@ class Jedi:
             return "cancelled", start, stop
         if now < end:
             return "running", start, end
-        fail_set = fails if fails is not None else self._fails(t, r)
+        fail_set = fails if fails is not None else self.fails(t, r)
         failed = k in fail_set if isinstance(fail_set, set | frozenset) else _contains(fail_set, k)
         return ("failed" if failed else "finished"), start, end
 
@@ -744,7 +744,7 @@ class Jedi:
         """Job counts of one round at `now`, computed per wave (only the current waves job by job)."""
         counts = {"finished": 0, "failed": 0, "running": 0, "activated": 0, "cancelled": 0, "exists": 0}
         m, slots, wl = r["m"], r["slots"], r["wl"]
-        fails = self._fails(t, r)
+        fails = self.fails(t, r)
         n_waves = math.ceil(m / slots)
         horizon = now if r["stop"] is None else min(now, r["stop"])
         for w in range(n_waves):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
+from pandasim import SimConfig, create_simulator, serve_in_thread
 
 PROD_GROUPS = ["spd", "spd/production"]
 

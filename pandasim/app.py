@@ -21,7 +21,7 @@ from .auth import TokenChecker
 from .clock import SimClock
 from .config import Faults, SimConfig
 from .issuer import SimIssuer
-from .tasks import PandaCore, SimRequest
+from .taskbuffer import PandaCore, SimRequest
 
 Environ = dict[str, Any]
 

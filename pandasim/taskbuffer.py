@@ -8,10 +8,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import jedi as J
 from .clock import SimClock
 from .config import SimConfig
-from .jedi import Jedi, fmt_dt, to_naive
+from .jedi import (
+    DATETIME_ATTRS,
+    TASK_ATTRIBUTES,
+    Jedi,
+    check_command_allowed,
+    clean_user_id,
+    decode_split_rule,
+    fmt_dt,
+    since_floor,
+    to_naive,
+    uniform,
+)
 
 MESSAGE_SSL = "SSL secure connection is required"
 MESSAGE_PROD_ROLE = "production or pilot role required"
@@ -74,7 +84,7 @@ class PandaCore:
         t = self.jedi.get(int(task_id))
         if t is None:
             return False
-        compact = J.clean_user_id(get_dn(req)) or get_dn(req)
+        compact = clean_user_id(get_dn(req)) or get_dn(req)
         return t["spec"]["userName"] == compact
 
     # immediate (non-command) modifications ------------------------------------
@@ -128,9 +138,9 @@ class PandaCore:
     ) -> list[int] | None:
         now = self.now()
         for key in criteria:
-            if key not in J.TASK_ATTRIBUTES:
+            if key not in TASK_ATTRIBUTES:
                 return None
-        floor = J.since_floor(now, 90)
+        floor = since_floor(now, 90)
         if since is not None:
             try:
                 time_range = datetime.strptime(since, "%Y-%m-%d %H:%M:%S")
@@ -223,7 +233,7 @@ def insert_task_params(
     now = sim.now()
     dn = get_dn(req)
     prod = has_production_role(req)
-    compact = J.clean_user_id(dn) or dn
+    compact = clean_user_id(dn) or dn
     params = json.loads(json.dumps(params))
     try:
         if not prod or "userName" not in params:
@@ -311,12 +321,12 @@ def send_command(
     sim = req.sim
     now = sim.now()
     prod = has_production_role(req)
-    compact = J.clean_user_id(get_dn(req)) or get_dn(req)
+    compact = clean_user_id(get_dn(req)) or get_dn(req)
     t = sim.jedi.get(task_id)
     if t is None:
         return 2, f"jediTaskID={task_id} not found"
     status, label = t["spec"]["status"], t["spec"]["prodSourceLabel"]
-    allowed, add_msg = J.check_command_allowed(name, status, prod, comment)
+    allowed, add_msg = check_command_allowed(name, status, prod, comment)
     if not allowed:
         if name == "retry" and status in ("running", "scouting", "pending") and label == "user":
             return 5, status
@@ -429,9 +439,9 @@ def task_digest(sim: PandaCore, t: dict[str, Any], now: float) -> dict[str, Any]
 
 def _spec_out(spec: dict[str, Any]) -> dict[str, Any]:
     out = {}
-    for key in J.TASK_ATTRIBUTES:
+    for key in TASK_ATTRIBUTES:
         value = spec.get(key)
-        out[key] = to_naive(value) if key in J._DATETIME_ATTRS and isinstance(value, str) else value
+        out[key] = to_naive(value) if key in DATETIME_ATTRS and isinstance(value, str) else value
     return out
 
 
@@ -442,7 +452,7 @@ def detailed_info(sim: PandaCore, task_id: int) -> dict[str, Any] | None:
     if t is None:
         return None
     info = _spec_out(t["spec"])
-    info["splitRule"] = J.decode_split_rule(t["spec"]["splitRule"])
+    info["splitRule"] = decode_split_rule(t["spec"]["splitRule"])
     items = [i for i in t["params"].get("jobParameters") or [] if isinstance(i, dict)]
     info["job_execution_params"] = (
         " ".join(str(i.get("value", "")) for i in items if not i.get("hidden")) or None
@@ -469,8 +479,8 @@ def tasks_in_time_range(
     if match is None:
         return {}
     now = sim.now()
-    floor = max(datetime(*(int(g) for g in match.groups())), J.since_floor(now, 30))
-    compact = J.clean_user_id(dn) or dn
+    floor = max(datetime(*(int(g) for g in match.groups())), since_floor(now, 30))
+    compact = clean_user_id(dn) or dn
     sql = (
         "SELECT spec FROM tasks WHERE userName=? AND modificationTime>=? AND prodSourceLabel=? AND in_jedi=1"
     )
@@ -631,7 +641,7 @@ def iter_jobs(sim: PandaCore, t: dict[str, Any], now: float):
     """Every existing job of the task at `now` as a small record (status, times, serial, PandaID)."""
     serial_base = 0
     for r in t["sim"]["rounds"]:
-        fails = sim.jedi._fails(t, r)
+        fails = sim.jedi.fails(t, r)
         for k in range(r["m"]):
             status, start, end = sim.jedi.job_status(t, r, k, now, fails)
             if status is None:
@@ -696,7 +706,7 @@ def jobs_by_panda_id(sim: PandaCore, panda_ids: list[int]) -> list[dict[str, Any
 def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float) -> dict[str, Any]:
     seed, params, spec, r, k = sim.config.seed, t["params"], t["spec"], job["round"], job["k"]
     status = job["status"]
-    u = lambda salt: J._u(seed, t["id"], r["rnd"], k, salt)  # noqa: E731
+    u = lambda salt: uniform(seed, t["id"], r["rnd"], k, salt)  # noqa: E731
     d = dict.fromkeys(JOB_ATTRIBUTES)
     n_jobs = max(t["sim"]["n_jobs"], 1)
     per_job = int(params.get("nEventsPerJob") or 0)
@@ -786,7 +796,7 @@ def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float
             {
                 "row_ID": job["PandaID"] * 10 + len(files),
                 "PandaID": job["PandaID"],
-                "GUID": f"{J._u(seed, t['id'], serial, len(files), 'guid'):.16f}"[2:18],
+                "GUID": f"{uniform(seed, t['id'], serial, len(files), 'guid'):.16f}"[2:18],
                 "lfn": lfn,
                 "type": ds["type"],
                 "dataset": ds["name"],
@@ -800,7 +810,7 @@ def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float
                 "destinationSE": item.get("destination") or site,
                 "fsize": size,
                 "md5sum": None,
-                "checksum": f"ad:{int(J._u(seed, t['id'], serial, len(files), 'ck') * 2**32):08x}"
+                "checksum": f"ad:{int(uniform(seed, t['id'], serial, len(files), 'ck') * 2**32):08x}"
                 if size
                 else None,
                 "scope": spec["vo"],

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.simulator.conftest import PROD_GROUPS, evgen
+from tests.pandasim.conftest import PROD_GROUPS, evgen
 
 EC_FAILED = 255
 

@@ -11,8 +11,8 @@ import json
 import pickle
 from typing import Any
 
-from . import jedi as J
-from .tasks import (
+from .jedi import CHANGEABLE_SPLIT_RULE_TAGS
+from .taskbuffer import (
     MESSAGE_JSON,
     MESSAGE_PROD_ROLE,
     MESSAGE_SSL,
@@ -255,7 +255,7 @@ def changeTaskSplitRulePanda(req: SimRequest, jediTaskID, attrName, attrValue, *
     tid = _production_task_id(req, jediTaskID)
     if isinstance(tid, bytes):
         return tid
-    if attrName not in J.CHANGEABLE_SPLIT_RULE_TAGS[:16]:
+    if attrName not in CHANGEABLE_SPLIT_RULE_TAGS[:16]:
         return dumps((2, f"disallowed to update {attrName}"))
     return dumps((req.sim.change_split_rule(tid, attrName, attrValue), None))
 

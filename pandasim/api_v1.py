@@ -14,8 +14,8 @@ import types
 from functools import wraps
 from typing import Any, Union, get_args, get_origin
 
-from . import jedi as J
-from .tasks import (
+from .jedi import CHANGEABLE_SPLIT_RULE_TAGS, clean_user_id, make_reassign_comment
+from .taskbuffer import (
     MESSAGE_PROD_ROLE,
     MESSAGE_SSL,
     MESSAGE_TASK_ID,
@@ -146,7 +146,7 @@ def is_alive(req: SimRequest) -> dict:
 def get_user_attributes(req: SimRequest) -> dict:
     raw = req.env["SSL_CLIENT_S_DN"]
     dn = get_dn(req)
-    clean = J.clean_user_id(raw)
+    clean = clean_user_id(raw)
     fqans = req.fqans()
     prod = has_production_role(req)
     wgs: list[str] = []
@@ -255,7 +255,7 @@ def get_tasks_modified_since(
 
 @validated(secure=True, method="GET")
 def get_tasks_detailed_info_since(req, since: str = None, filters: str = None, n_tasks: int = 500) -> dict:
-    compact = J.clean_user_id(get_dn(req)) or get_dn(req)
+    compact = clean_user_id(get_dn(req)) or get_dn(req)
     criteria: dict[str, Any] = {"userName": compact}
     regex_filters: dict[str, str] = {}
     if filters:
@@ -404,7 +404,7 @@ def avalanche(req: SimRequest, task_id: int) -> dict:
 def reassign(
     req: SimRequest, task_id: int, site: str = None, cloud: str = None, nucleus: str = None, mode: str = None
 ):
-    comment = J.make_reassign_comment(site, cloud, nucleus, mode)
+    comment = make_reassign_comment(site, cloud, nucleus, mode)
     return _command(req, task_id, "reassign", comment=comment)
 
 
@@ -454,10 +454,10 @@ def change_attribute(req: SimRequest, task_id: int, attribute_name: str, value: 
 
 @validated(secure=True, production=True, method="POST")
 def change_split_rule(req: SimRequest, task_id: int, attribute_name: str, value: str) -> dict:
-    if attribute_name not in J.CHANGEABLE_SPLIT_RULE_TAGS:
+    if attribute_name not in CHANGEABLE_SPLIT_RULE_TAGS:
         return generate_response(
             False,
-            message=f"{attribute_name} is not a valid attribute. Valid attributes are {J.CHANGEABLE_SPLIT_RULE_TAGS}",
+            message=f"{attribute_name} is not a valid attribute. Valid attributes are {CHANGEABLE_SPLIT_RULE_TAGS}",
             data=2,
         )
     n = req.sim.change_split_rule(int(task_id), attribute_name, value)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
+from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.helpers import wait_until
-from tests.simulator.conftest import Panda, evgen, reco
+from tests.pandasim.conftest import Panda, evgen, reco
 
 
 def test_submitted_task_is_not_found_until_jedi_picks_it_up(sim, prod):

@@ -53,6 +53,7 @@ class SimConfig:
     time_scale: float = 1.0  # simulated seconds per real second (0 = clock moves only when advanced)
     transports: str = "both"  # "v1" (like 1.0.x), "legacy" (like 0.8.x) or "both"
     issuer_url: str = ""  # external OIDC issuer ("" = embedded SimIssuer)
+    ca_bundle: str = ""  # CA file trusted when fetching the issuer's discovery and keys ("" = system store)
     client_ids: tuple[str, ...] = ("prodpanel",)  # client ids of the VO auth config (aud accepted)
     secondary_ids: tuple[str, ...] = ()  # extra accepted client ids (e.g. the web app)
     vo: str = "spd"

@@ -1,4 +1,4 @@
-"""Sandbox mode: with no PanDA URL configured, `serve` runs the simulator in-process."""
+"""Sandbox mode: with no PanDA URL configured, `serve` runs the PanDA simulator (`pandasim`) in-process."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from typing import Any
 
 from app.panda.services import SANDBOX_URL_KEY as URL_KEY  # read by panda_url
 from app.tokens.sandbox import EXTENSION  # read by the sandbox token minting
-
-from .app import SimApp
-from .config import SimConfig
-from .server import RunningServer, serve_in_thread
+from pandasim import RunningServer, SimApp, SimConfig, serve_in_thread
 
 __all__ = ["EXTENSION", "URL_KEY", "attach_sandbox", "sandbox_config", "start_sandbox"]
 

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from app.panda.simulator import Faults, SimConfig, create_simulator, serve_in_thread
-from tests.simulator.conftest import Panda, evgen
+from pandasim import Faults, SimConfig, create_simulator, serve_in_thread
+from tests.pandasim.conftest import Panda, evgen
 
 
 def _set_faults(url: str, **faults) -> dict:

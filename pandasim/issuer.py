@@ -8,29 +8,35 @@ or the sandbox panel mint ID tokens with `mint_id_token` (or `POST <issuer>/mint
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from typing import Any
 
-from joserfc import jwt
-from joserfc.jwk import RSAKey
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 
 
 class SimIssuer:
     """An RS256 token issuer with a discovery document and a JWKS.
 
     `issuer_url` may be set later (``set_url``) because the embedded issuer only knows its
-    address once the simulator listens on a port.
+    address once the simulator listens on a port. `private_key` and `kid` default to a new RSA key
+    and a random key id (tests pass them to forge tokens: same kid with another key, same key
+    under another issuer URL).
     """
 
-    def __init__(self, issuer_url: str = "", key_size: int = 2048) -> None:
+    def __init__(
+        self,
+        issuer_url: str = "",
+        *,
+        private_key: rsa.RSAPrivateKey | None = None,
+        kid: str | None = None,
+        key_size: int = 2048,
+    ) -> None:
         self.issuer_url = issuer_url.rstrip("/")
-        self.kid = uuid.uuid4().hex[:16]
-        self._key = RSAKey.generate_key(
-            key_size, parameters={"kid": self.kid, "use": "sig", "alg": "RS256"}, private=True
-        )
-        self._lock = threading.Lock()
+        self.kid = kid or uuid.uuid4().hex[:16]
+        self.private_key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=key_size)
 
     def set_url(self, issuer_url: str) -> None:
         """Set the public URL (the `iss` claim and the base of discovery/JWKS URLs)."""
@@ -56,13 +62,14 @@ class SimIssuer:
 
     def jwks(self) -> dict[str, Any]:
         """The public key set."""
-        return {"keys": [self._key.as_dict(private=False)]}
+        public = RSAAlgorithm.to_jwk(self.private_key.public_key(), as_dict=True)
+        return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
 
     def mint_id_token(
         self,
         sub: str,
-        name: str,
-        groups: list[str] | tuple[str, ...],
+        name: str | None,
+        groups: list[str] | tuple[str, ...] | None,
         aud: str,
         lifetime_s: int = 3600,
         *,
@@ -71,7 +78,8 @@ class SimIssuer:
         extra_claims: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> str:
-        """Mint a signed ID token like IAM's (iss with trailing slash, `groups` claim)."""
+        """Mint a signed ID token like IAM's (iss with trailing slash, `groups` claim); no `name`
+        claim when `name` is None, no `groups` claim when `groups` is None."""
         issued = int(now if now is not None else time.time())
         claims: dict[str, Any] = {
             "iss": self.issuer_url + "/",
@@ -81,16 +89,17 @@ class SimIssuer:
             "nbf": issued,
             "exp": issued + int(lifetime_s),
             "jti": uuid.uuid4().hex,
-            "name": name,
             "preferred_username": preferred_username or sub,
-            "groups": list(groups),
         }
+        if name is not None:
+            claims["name"] = name
+        if groups is not None:
+            claims["groups"] = list(groups)
         if email:
             claims["email"] = email
         if extra_claims:
             claims.update(extra_claims)
-        with self._lock:
-            return jwt.encode({"alg": "RS256", "kid": self.kid, "typ": "JWT"}, claims, self._key)
+        return jwt.encode(claims, self.private_key, algorithm="RS256", headers={"kid": self.kid})
 
     def handle(self, path: str, method: str, body: bytes) -> tuple[str, dict[str, Any]] | None:
         """Serve issuer paths (relative to the issuer URL); None when the path is not ours.
@@ -106,9 +115,10 @@ class SimIssuer:
                 return "405 Method Not Allowed", {"error": "use POST"}
             try:
                 req = json.loads(body or b"{}")
+                name = req.get("name", req["sub"])  # null: a token without a name claim
                 token = self.mint_id_token(
                     sub=str(req["sub"]),
-                    name=str(req.get("name", req["sub"])),
+                    name=None if name is None else str(name),
                     groups=list(req.get("groups", [])),
                     aud=str(req["aud"]),
                     lifetime_s=int(req.get("lifetime_s", 3600)),
