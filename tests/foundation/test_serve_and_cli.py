@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 import requests
 
 from app.cli import main
@@ -88,10 +89,18 @@ def test_first_start_prints_credentials_once_and_they_log_in(tmp_path):
     assert "prodpanel stopped." in "".join(again.lines)
 
 
-def test_serve_refuses_bad_configuration(tmp_path):
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nport = 'eighty'\n", "server.port: expected int, got str 'eighty'"),
+        ("[server]\nthreads = 0\n", "server.threads: must be at least 1, got 0"),
+        ('[panda]\ntransport = "carrier-pigeon"\n', 'panda.transport: must be one of "auto", "v1", "legacy"'),
+    ],
+)
+def test_serve_refuses_bad_configuration_in_one_line(tmp_path, toml, message):
     instance = tmp_path / "instance"
     instance.mkdir()
-    (instance / "config.toml").write_text("[server]\nport = 'eighty'\n")
+    (instance / "config.toml").write_text(toml)
     result = subprocess.run(
         [*PRODPANEL, "--instance", str(instance), "serve"],
         capture_output=True,
@@ -100,7 +109,9 @@ def test_serve_refuses_bad_configuration(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0
-    assert "server.port: expected int, got str" in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: configuration error: {message}")
+    assert not (instance / "prodpanel.sqlite3").exists()
 
 
 def test_users_commands(tmp_path):
