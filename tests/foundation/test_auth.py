@@ -1,4 +1,5 @@
 import re
+import stat
 
 from sqlalchemy import select
 
@@ -161,3 +162,24 @@ def test_rate_limiter_forgets_old_failures(clock):
     limiter.failed("10.1.1.1", "y")
     assert len(limiter._failures) == 1
     assert not limiter.blocked("10.0.0.1", "x")
+
+
+def test_initial_password_file_is_private_and_goes_when_a_new_password_is_committed(app, db, capsys):
+    from app.auth.services import hand_over_initial_password, set_password
+
+    credentials = ensure_admin()
+    db.session.commit()
+    hand_over_initial_password(*credentials, app.config["SETTINGS"].instance_dir)  # pytest: no terminal
+    assert credentials[1] not in capsys.readouterr().out
+    path = app.config["SETTINGS"].instance_dir / "initial_admin_password"
+    assert path.read_text() == credentials[1] + "\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    admin = find_local_user("admin")
+
+    set_password(admin, "rolled-back-password")
+    db.session.rollback()
+    db.session.commit()
+    assert path.exists(), "a change that was rolled back keeps the file"
+    set_password(admin, "the-new-admin-password")
+    assert path.exists()
+    db.session.commit()
+    assert not path.exists()
