@@ -140,6 +140,12 @@ class AuthSettings:
     login_attempts: int = setting(
         5, "failed logins allowed per client and username within login_window_s", at_least(1)
     )
+    login_attempts_per_address: int = setting(
+        10,
+        "failed logins allowed per client address, whatever the usernames, within login_window_s "
+        "(behind a reverse proxy set server.trusted_proxy, or all clients share one budget)",
+        at_least(1),
+    )
     login_window_s: int = setting(300, "window of the login rate limit, seconds", at_least(1))
     session_idle_minutes: int = setting(120, "a session unused this long ends", at_least(1))
     session_max_hours: int = setting(12, "a session ends this long after login, used or not", at_least(1))

@@ -173,17 +173,26 @@ def _keep_initial_password(session: Session) -> None:
 
 
 class LoginRateLimiter:
-    """Counts failed logins per (client address, username) in a sliding window; in memory, per process."""
+    """Counts failed logins in a sliding window, in memory, per process: per (client address, username)
+    and, given `per_address`, per client address whatever the usernames, so that one address cannot
+    make a password check for every name on a list. A success clears only its own username's count."""
 
     _SWEEP_AT = 1024
 
-    def __init__(self, attempts: int, window_s: int) -> None:
+    def __init__(self, attempts: int, window_s: int, per_address: int | None = None) -> None:
         self.attempts = attempts
+        self.per_address = per_address
         self.window = timedelta(seconds=window_s)
-        self._failures: dict[tuple[str, str], deque] = {}
+        self._failures: dict[tuple[str, str | None], deque] = {}  # (address, None): the address's count
         self._lock = threading.Lock()
 
-    def _recent(self, key: tuple[str, str]) -> deque:
+    def _budgets(self, address: str, username: str) -> list[tuple[tuple[str, str | None], int]]:
+        budgets: list[tuple[tuple[str, str | None], int]] = [((address, username.lower()), self.attempts)]
+        if self.per_address is not None:
+            budgets.append(((address, None), self.per_address))
+        return budgets
+
+    def _recent(self, key: tuple[str, str | None]) -> deque:
         cutoff = clock.now() - self.window
         failures = self._failures.get(key, deque())
         while failures and failures[0] < cutoff:
@@ -197,15 +206,15 @@ class LoginRateLimiter:
 
     def blocked(self, address: str, username: str) -> bool:
         with self._lock:
-            return len(self._recent((address, username.lower()))) >= self.attempts
+            return any(len(self._recent(key)) >= limit for key, limit in self._budgets(address, username))
 
     def failed(self, address: str, username: str) -> None:
         with self._lock:
             if len(self._failures) >= self._SWEEP_AT:
                 self._sweep()
-            key = (address, username.lower())
-            self._failures[key] = self._recent(key)
-            self._failures[key].append(clock.now())
+            for key, _ in self._budgets(address, username):
+                self._failures[key] = self._recent(key)
+                self._failures[key].append(clock.now())
 
     def succeeded(self, address: str, username: str) -> None:
         with self._lock:

@@ -62,6 +62,34 @@ def test_login_is_rate_limited(client, make_user, app, db):
     assert events(db, "login.failed")[-1].outcome == "rate-limited"
 
 
+def test_one_address_gets_a_budget_of_password_checks_whatever_the_usernames(
+    client, make_user, app, db, monkeypatch
+):
+    from argon2 import PasswordHasher
+
+    make_user("viewer", "erin")
+    budget = app.config["SETTINGS"].auth.login_attempts_per_address
+    assert budget < 30
+    checks = []
+    real_verify = PasswordHasher.verify
+    monkeypatch.setattr(PasswordHasher, "verify", lambda *a: checks.append(1) or real_verify(*a))
+
+    statuses = [
+        post_form(client, "/login", {"username": f"user{i}", "password": "guessed-password"}).status_code
+        for i in range(30)
+    ]
+    assert statuses == [401] * budget + [429] * (30 - budget)
+    assert len(checks) == budget  # the refused ones cost no password check
+    # The address's budget holds for a real account too, while another address is unaffected.
+    assert post_form(client, "/login", {"username": "erin", "password": TEST_PASSWORD}).status_code == 429
+    other = {"environ_base": {"REMOTE_ADDR": "192.0.2.7"}}
+    assert (
+        post_form(client, "/login", {"username": "erin", "password": TEST_PASSWORD}, **other).status_code
+        == 302
+    )
+    assert [e.outcome for e in events(db, "login.failed")].count("rate-limited") == 30 - budget + 1
+
+
 def test_rate_limit_window_passes(client, make_user, app, clock):
     make_user("viewer", "dave")
     settings = app.config["SETTINGS"].auth
