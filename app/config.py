@@ -94,7 +94,10 @@ def _regex_problem(value: str, _: Path) -> str | None:
 
 
 def _url_problem(value: str, _: Path) -> str | None:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        return f"not a valid URL ({exc}): {value!r}"
     if value and (parts.scheme not in {"http", "https"} or not parts.netloc):
         return f"must be an http:// or https:// URL (or empty), got {value!r}"
     return None

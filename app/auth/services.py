@@ -150,16 +150,16 @@ def hand_over_initial_password(username: str, password: str, instance_dir: Path)
     )  # fmt: skip
 
 
+# The file goes only once the new password is committed: a rolled-back change leaves it in place.
+_FORGET_AT_COMMIT = "prodpanel_forget_initial_password"
+
+
 def _forget_initial_password_on_commit() -> None:
     path = get_settings().instance_dir / INITIAL_PASSWORD_FILE
     if path.exists():
         db.session.info[_FORGET_AT_COMMIT] = path
 
 
-_FORGET_AT_COMMIT = "prodpanel_forget_initial_password"
-
-
-# The file goes only once the new password is committed: a rolled-back change leaves it in place.
 @event.listens_for(Session, "after_commit")
 def _forget_initial_password(session: Session) -> None:
     path = session.info.pop(_FORGET_AT_COMMIT, None)

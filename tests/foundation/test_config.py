@@ -173,6 +173,7 @@ def test_example_file_documents_each_key_on_the_line_above_it():
             'iam.role_map: must be one of "viewer", "manager", "admin", got "superuser"',
         ),
         ('[panda]\nurl = "pandaserver:25443"\n', "panda.url: must be an http:// or https:// URL"),
+        ('[panda]\nproxy = "http://[::1"\n', "panda.proxy: not a valid URL"),
         (
             '[tasks]\ntask_name_pattern = "{production}.{stp}"\n',
             "tasks.task_name_pattern: unknown placeholder {stp}",
