@@ -5,16 +5,17 @@ Token values are never rendered: only where they come from, their expiries and t
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 
 from app import clock
-from app.audit.services import record
 from app.auth.current import current_user
 from app.auth.decorators import login_required, role_required
 from app.auth.models import User
-from app.auth.sessions import active_sessions, end_sessions_of, session_counts
+from app.auth.services import end_user_sessions
+from app.auth.sessions import active_sessions, session_counts
 from app.config import get_settings
 from app.extensions import db
+from app.panda.services import check_production_role
 from app.tokens import device, services
 from app.tokens.errors import TokenUnavailable
 
@@ -44,14 +45,11 @@ def index():
 @bp.post("/refresh")
 @login_required
 def refresh():
-    user = current_user()
     try:
-        services.refresh_now(user)
+        services.refresh_now(current_user())
     except TokenUnavailable as exc:
         flash(f"Refresh failed: {exc.reason}", "danger")
     else:
-        record("token.refreshed", target=user.username, details={"trigger": "button"})
-        db.session.commit()
         flash("Tokens refreshed.", "success")
     return redirect(url_for("tokens.index"))
 
@@ -59,10 +57,7 @@ def refresh():
 @bp.post("/delete")
 @login_required
 def delete():
-    user = current_user()
-    count = services.delete_tokens(user)
-    record("token.deleted", target=user.username, details={"grants": count})
-    db.session.commit()
+    services.delete_tokens(current_user())
     flash("Your stored tokens are deleted. PanDA calls on your behalf need a new login or link.", "info")
     return redirect(url_for("tokens.index"))
 
@@ -70,9 +65,8 @@ def delete():
 @bp.post("/link")
 @login_required
 def link():
-    user = current_user()
     try:
-        device.start_link(user)
+        device.start_link(current_user())
     except TokenUnavailable as exc:
         flash(exc.reason, "danger")
     return redirect(url_for("tokens.index"))
@@ -81,24 +75,15 @@ def link():
 @bp.post("/link/poll")
 @login_required
 def link_poll():
-    user = current_user()
     try:
-        grant = device.poll_link(user)
+        grant = device.poll_link(current_user())
     except TokenUnavailable as exc:
-        record(
-            "token.link_failed", target=user.username, outcome="failed", details={"reason": exc.reason[:200]}
-        )
-        db.session.commit()
         flash(exc.reason, "danger")
-        return redirect(url_for("tokens.index"))
-    if grant is None:
-        flash("Not approved yet: approve the code at SPD-IAM, then press the button again.", "warning")
-        return redirect(url_for("tokens.index"))
-    record(
-        "token.linked", target=user.username, details={"client_id": grant.client_id, "subject": grant.subject}
-    )
-    db.session.commit()
-    flash("PanDA token linked.", "success")
+    else:
+        if grant is None:
+            flash("Not approved yet: approve the code at SPD-IAM, then press the button again.", "warning")
+        else:
+            flash("PanDA token linked.", "success")
     return redirect(url_for("tokens.index"))
 
 
@@ -113,29 +98,8 @@ def link_cancel():
 @login_required
 def check():
     """Ask PanDA what it makes of the user's token (get_user_attributes → production role)."""
-    user = current_user()
-    import app.tokens as vault
-    from app.panda.errors import PandaError
-    from app.panda.services import panda_client_for
-
-    settings = get_settings()
-    client = panda_client_for(settings, tokens=vault)
-    try:
-        attrs = client.get_user_attributes(user)
-    except TokenUnavailable as exc:
-        services.record_panda_check(user, None, f"no token: {exc.reason}")
-        flash(f"No token for PanDA: {exc.reason}", "danger")
-    except PandaError as exc:
-        services.record_panda_check(user, None, str(exc)[:300])
-        flash(f"PanDA check failed: {exc}", "danger")
-    else:
-        ok = bool(attrs.is_production_user)
-        message = "PanDA grants the production role" if ok else "PanDA does NOT grant the production role"
-        services.record_panda_check(user, ok, message)
-        flash(message + ".", "success" if ok else "warning")
-    finally:
-        client.close()
-    db.session.commit()
+    result = check_production_role(current_user())
+    flash(result.notice, result.category)
     return redirect(url_for("tokens.index"))
 
 
@@ -150,10 +114,8 @@ def all_users():
 @bp.post("/all/<int:user_id>/end-sessions")
 @role_required("admin")
 def end_sessions(user_id: int):
-    target = db.session.get(User, user_id) or abort(404)
-    count = end_sessions_of(target.id)
-    record("session.ended_by_admin", target=target.username, details={"sessions": count})
-    db.session.commit()
+    target = db.get_or_404(User, user_id)
+    count = end_user_sessions(target)
     flash(f"Ended {count} session(s) of {target.username}.", "info")
     return redirect(url_for("tokens.all_users"))
 
@@ -161,9 +123,7 @@ def end_sessions(user_id: int):
 @bp.post("/all/<int:user_id>/delete")
 @role_required("admin")
 def admin_delete(user_id: int):
-    target = db.session.get(User, user_id) or abort(404)
-    count = services.delete_tokens(target)
-    record("token.deleted", target=target.username, details={"grants": count, "by": "admin"})
-    db.session.commit()
+    target = db.get_or_404(User, user_id)
+    services.delete_tokens(target, by_admin=True)
     flash(f"Deleted the stored tokens of {target.username}.", "info")
     return redirect(url_for("tokens.all_users"))

@@ -10,6 +10,8 @@ from app import migrate
 from app.auth.current import current_user
 from app.auth.decorators import login_required
 from app.extensions import db
+from app.tasks.services import recent_bunches
+from app.tokens.services import valid_until
 
 bp = Blueprint("web", __name__)
 log = logging.getLogger(__name__)
@@ -19,9 +21,6 @@ log = logging.getLogger(__name__)
 @login_required
 def index():
     """The manager's start page: recent bunches and how long the panel can act with their token."""
-    from app.tasks.services import recent_bunches
-    from app.tokens import valid_until
-
     return render_template(
         "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(current_user())
     )
@@ -70,8 +69,7 @@ def http_error(exc: HTTPException):
 
 @bp.app_errorhandler(Exception)
 def internal_error(exc: Exception):
-    log.exception("unhandled error")
-    db.session.rollback()
+    log.exception("unhandled error")  # the request's work is rolled back (app/transaction.py)
     return render_template(
         "errors/error.html",
         code=500,

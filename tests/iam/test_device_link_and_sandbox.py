@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.audit.models import AuditEvent
 from app.panda.errors import PandaAuthError
 from app.panda.simulator.issuer import SimIssuer
+from app.tokens import services as vault
 from app.tokens.jwtutil import unverified_claims
 from app.tokens.models import UserToken
 from tests.helpers import post_form

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app.panda.calllog import db_recorder, flush_call_log
 from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaError, PandaNotFound, PandaOutcomeUnknown, PandaUnavailable
 from app.panda.models import PandaCall
-from app.panda.services import db_recorder, flush_call_log
 from app.panda.simulator import SimConfig, create_simulator, serve_in_thread
 from tests.panda.test_contract import task_params
 
