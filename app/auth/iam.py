@@ -63,7 +63,9 @@ def _refused(exc: LoginRefused):
 @bp.before_request
 def _rate_limit():
     """Refuse (429, audited) a client address that started too many IAM logins or callbacks."""
-    if request.endpoint not in ("iam.login", "iam.callback") or not iam_rate_limited(request.remote_addr or "-"):
+    if request.endpoint not in ("iam.login", "iam.callback") or not iam_rate_limited(
+        request.remote_addr or "-"
+    ):
         return None
     window_s = get_settings().auth.login_window_s
     message = (

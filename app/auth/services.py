@@ -271,7 +271,9 @@ def complete_iam_login(client: Any, args: Mapping[str, str]) -> str:
         raise _refused(f"SPD-IAM answered {args.get('error')}"[:120])
     iss_param = args.get("iss")
     if iss_param is not None and iss_param != settings.iam.issuer:
-        raise _refused("the authorization response came from another issuer", details={"iss": iss_param[:200]})
+        raise _refused(
+            "the authorization response came from another issuer", details={"iss": iss_param[:200]}
+        )
     token = _token_response(client, settings)
     claims = dict(token.get("userinfo") or {})
     if not claims.get("sub") or claims.get("iss") != settings.iam.issuer:
@@ -280,7 +282,9 @@ def complete_iam_login(client: Any, args: Mapping[str, str]) -> str:
         user, groups = provision_user(claims, settings)
     except LoginRefused as exc:  # refused before anything was written
         raise _refused(str(exc), target=str(claims.get("preferred_username") or claims["sub"])) from None
-    store_tokens(user, "login", token, issuer=settings.iam.issuer, client_id=settings.iam.client_id, groups=groups)
+    store_tokens(
+        user, "login", token, issuer=settings.iam.issuer, client_id=settings.iam.client_id, groups=groups
+    )
     next_url = session.get("iam_next") or url_for("web.index")
     log_in(user)
     session["login_method"] = "iam"

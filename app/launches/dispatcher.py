@@ -253,7 +253,9 @@ def reconcile(launch_id: int, client: PandaApi) -> str:
     return launch.status
 
 
-def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: PandaApi | None = None) -> dict[str, int]:
+def dispatch_bunch(
+    bunch_id: int, *, deadline_s: float | None = None, client: PandaApi | None = None
+) -> dict[str, int]:
     """Submit every pending launch of a bunch, then reconcile its unknown ones until settled or the
     deadline passes. Returns counts by final launch status."""
     deadline = time.monotonic() + (

@@ -56,7 +56,12 @@ def resend_failed(bunch: TaskBunch, user: User) -> list[Launch]:
     except IntegrityError:
         return []  # a concurrent resend created them
     if created:
-        record("task.resend", target=bunch.base_name, details={"bunch_id": bunch.id, "n": len(created)}, user=user)
+        record(
+            "task.resend",
+            target=bunch.base_name,
+            details={"bunch_id": bunch.id, "n": len(created)},
+            user=user,
+        )
     return created
 
 

@@ -106,12 +106,19 @@ class PandaApi(Protocol):
 
     def check_production_role(self, user: User) -> UserAttributes: ...
 
-    def submit(self, user: User, task_params: dict[str, Any], parent_tid: int | None = None) -> SubmitResult: ...
+    def submit(
+        self, user: User, task_params: dict[str, Any], parent_tid: int | None = None
+    ) -> SubmitResult: ...
 
     def get_detailed_info(self, user: User, task_id: int) -> TaskInfo: ...
 
     def get_tasks_detailed_info_since(
-        self, user: User, since: datetime | None = None, *, filters: dict[str, Any] | None = None, n_tasks: int = 500
+        self,
+        user: User,
+        since: datetime | None = None,
+        *,
+        filters: dict[str, Any] | None = None,
+        n_tasks: int = 500,
     ) -> list[TaskInfo]: ...
 
     def get_tasks_modified_since(
@@ -511,7 +518,13 @@ class PandaClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _token(
-        self, user: User | None, op: Op, args: dict[str, Any], user_id: int | None, task_id: int | None, tname: str
+        self,
+        user: User | None,
+        op: Op,
+        args: dict[str, Any],
+        user_id: int | None,
+        task_id: int | None,
+        tname: str,
     ) -> str:
         if self._tokens is None or user is None:
             reason = "no token provider configured" if self._tokens is None else "no user given"

@@ -10,7 +10,10 @@ from app.web.forms import FilterForm, strip
 class CallFilterForm(FilterForm):
     method = StringField("method", filters=[strip])
     outcome = SelectField(
-        "outcome", choices=["", *OUTCOMES], validators=[Optional()], description=f"one of {', '.join(OUTCOMES)}"
+        "outcome",
+        choices=["", *OUTCOMES],
+        validators=[Optional()],
+        description=f"one of {', '.join(OUTCOMES)}",
     )
     user = StringField("user", filters=[strip])
     task_id = IntegerField("task id", validators=[Optional()], description="a number")

@@ -478,7 +478,9 @@ def create_bunch(
         # A concurrent request with the same key (or the same names) got there first. Our transaction
         # may not see its row yet (snapshot), so the caller rolls back and looks again.
         raise ConcurrentCreate(idempotency_key) from exc
-    record("task.create", target=bunch.base_name, details={"bunch_id": bunch.id, "size": bunch.size}, user=user)
+    record(
+        "task.create", target=bunch.base_name, details={"bunch_id": bunch.id, "size": bunch.size}, user=user
+    )
     return CreateResult(bunch, True, plan.warnings)
 
 
@@ -513,7 +515,9 @@ def submit_bunch(
         raise ValidationFailed({})
     for attempt in range(3):
         try:
-            result = create_bunch(definition, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from)
+            result = create_bunch(
+                definition, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from
+            )
             break
         except ValidationFailed:
             # The rollback discards only this request's reads (nothing was written yet); a concurrent
@@ -752,7 +756,9 @@ def definition_from_manifest_file(file: FileStorage) -> TaskDefinition:
     try:
         return definition_from_manifest(json.loads(file.read(2_000_000)))
     except (ValueError, KeyError, TypeError, AttributeError, naming.NamingError) as exc:
-        raise NotAManifest(f"{filename} is not a submission manifest of this panel ({exc.__class__.__name__}).") from None
+        raise NotAManifest(
+            f"{filename} is not a submission manifest of this panel ({exc.__class__.__name__})."
+        ) from None
 
 
 def refuse_admin_fields(sent: dict[str, str], *, is_admin: bool) -> list[str]:
@@ -761,7 +767,9 @@ def refuse_admin_fields(sent: dict[str, str], *, is_admin: bool) -> list[str]:
         return []
     refused = [name for name in ADMIN_FIELDS if (sent.get(name) or "").strip()]
     if refused:
-        record("task.admin_fields_refused", target=request.path, outcome="denied", details={"fields": refused})
+        record(
+            "task.admin_fields_refused", target=request.path, outcome="denied", details={"fields": refused}
+        )
     return refused
 
 
@@ -816,7 +824,9 @@ def refresh_from_panda(task: Task, user: User) -> Notice:
     try:
         info = client.get_detailed_info(user, task.panda_task_id)
     except PandaNotFound:
-        return Notice("PanDA has not picked the task up yet (JEDI registers a new task within minutes).", "warning")
+        return Notice(
+            "PanDA has not picked the task up yet (JEDI registers a new task within minutes).", "warning"
+        )
     except PandaError as exc:
         return Notice(f"Reading the task from PanDA failed: {exc}", "danger")
     finally:
@@ -824,7 +834,9 @@ def refresh_from_panda(task: Task, user: User) -> Notice:
     task.panda_status = info.status
     task.panda_checked_at = clock.now()
     db.session.flush()
-    counters = " / ".join("—" if n is None else str(n) for n in (info.n_files_finished, info.n_files_failed, info.n_files))
+    counters = " / ".join(
+        "—" if n is None else str(n) for n in (info.n_files_finished, info.n_files_failed, info.n_files)
+    )
     priority = f"{info.task_priority}/{info.current_priority}"
     return Notice(
         f"PanDA says {info.status}; jobs (files) done / failed / total: {counters}; priority (default/current) {priority}.",

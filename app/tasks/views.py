@@ -168,7 +168,9 @@ def relaunch_upload():
         flash(str(exc), "danger")
         return redirect(url_for("tasks.index"))
     label = f"manifest file {upload.manifest.data.filename or 'manifest'}"
-    return _render_form(_form(definition), clone_info=_clone_info(label, single=True, title="Relaunch from a manifest"))
+    return _render_form(
+        _form(definition), clone_info=_clone_info(label, single=True, title="Relaunch from a manifest")
+    )
 
 
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
@@ -216,11 +218,15 @@ def create():
     except services.FormReused as exc:
         form.idempotency_key.data = services.new_idempotency_key()  # the next press creates another bunch
         return _render_form(form, status=409, form_errors=[str(exc)])
-    if result.created:
+    _flash_created(result)
+    return redirect(url_for("tasks.bunch", bunch_id=result.bunch.id))
+
+
+def _flash_created(result: services.CreateResult) -> None:
+    if result.created:  # a repeated POST just shows the bunch
         flash(f"Saved {result.bunch.size} task(s); submitting to PanDA.", "success")
         for warning in result.warnings:
             flash(warning, "warning")
-    return redirect(url_for("tasks.bunch", bunch_id=result.bunch.id))
 
 
 def _clone_source(form: TaskForm) -> Task | TaskBunch | None:

@@ -2,16 +2,14 @@
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, render_template
-from sqlalchemy import text
+from flask import Blueprint, jsonify, render_template
 from werkzeug.exceptions import HTTPException
 
-from app import migrate
 from app.auth.current import current_user
 from app.auth.decorators import login_required
-from app.extensions import db
 from app.tasks.services import recent_bunches
 from app.tokens.services import valid_until
+from app.web.services import health_report
 
 bp = Blueprint("web", __name__)
 log = logging.getLogger(__name__)
@@ -29,22 +27,7 @@ def index():
 @bp.get("/healthz")
 def healthz():
     """Database reachability, migration state and whatever other checks the domains registered."""
-    report: dict = {}
-    try:
-        db.session.execute(text("SELECT 1"))
-        report["database"] = {"ok": True}
-        state = migrate.state(db.engine)
-        report["migrations"] = {
-            "ok": state.current == state.head,
-            "current": state.current,
-            "head": state.head,
-        }
-    except Exception as exc:  # the point of a health check is to report, not to fail
-        log.warning("health check: database unreachable: %s", exc.__class__.__name__)
-        report["database"] = {"ok": False, "error": exc.__class__.__name__}
-        report["migrations"] = {"ok": False}
-    for name, check in current_app.extensions.get("health_checks", {}).items():
-        report[name] = check()
+    report = health_report()
     ok = all(part.get("ok") for part in report.values())
     return jsonify(status="ok" if ok else "degraded", **report), 200 if ok else 503
 

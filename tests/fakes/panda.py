@@ -39,7 +39,9 @@ class FakePanda:
         pass
 
     def get_user_attributes(self, user: User) -> UserAttributes:
-        return UserAttributes(dn=f"/CN={user.username}", dn_clean=user.username, fqans=(), is_production_user=True)
+        return UserAttributes(
+            dn=f"/CN={user.username}", dn_clean=user.username, fqans=(), is_production_user=True
+        )
 
     def check_production_role(self, user: User) -> UserAttributes:
         return self.get_user_attributes(user)
@@ -48,7 +50,9 @@ class FakePanda:
         outcome = self.script.pop(0) if self.script else "ok"
         self.submits.append(task_params["taskName"])
         if outcome == "reject":
-            raise PandaRejected("PanDA refused the task: too many active tasks.", code=10, server_message="too many")
+            raise PandaRejected(
+                "PanDA refused the task: too many active tasks.", code=10, server_message="too many"
+            )
         if outcome == "unavailable":
             raise PandaUnavailable("PanDA is unavailable")
         if outcome == "lost":  # sent, never arrived
@@ -70,12 +74,21 @@ class FakePanda:
         return _info(task_id, task["params"]["taskName"])
 
     def get_tasks_detailed_info_since(
-        self, user: User, since: datetime | None = None, *, filters: dict[str, Any] | None = None, n_tasks: int = 500
+        self,
+        user: User,
+        since: datetime | None = None,
+        *,
+        filters: dict[str, Any] | None = None,
+        n_tasks: int = 500,
     ) -> list[TaskInfo]:
         if not self.visible:
             return []
         name = (filters or {}).get("taskName")
-        return [_info(tid, t["params"]["taskName"]) for tid, t in self.tasks.items() if t["params"]["taskName"] == name]
+        return [
+            _info(tid, t["params"]["taskName"])
+            for tid, t in self.tasks.items()
+            if t["params"]["taskName"] == name
+        ]
 
     def get_tasks_modified_since(
         self,
@@ -92,7 +105,9 @@ class FakePanda:
         for tid, t in sorted(self.tasks.items()):
             if self.visible:
                 req_id = t["params"].get("reqID", tid)
-                by_req[req_id] = TaskSummary.from_dict({"jediTaskID": tid, "taskName": t["params"]["taskName"], "reqID": req_id})
+                by_req[req_id] = TaskSummary.from_dict(
+                    {"jediTaskID": tid, "taskName": t["params"]["taskName"], "reqID": req_id}
+                )
         return list(by_req.values())
 
 
@@ -100,7 +115,12 @@ class LegacyFakePanda(FakePanda):
     """A server before panda-server 1.0: no get_tasks_detailed_info_since."""
 
     def get_tasks_detailed_info_since(
-        self, user: User, since: datetime | None = None, *, filters: dict[str, Any] | None = None, n_tasks: int = 500
+        self,
+        user: User,
+        since: datetime | None = None,
+        *,
+        filters: dict[str, Any] | None = None,
+        n_tasks: int = 500,
     ) -> list[TaskInfo]:
         raise PandaUnsupported("The legacy PanDA API has no equivalent of get_tasks_detailed_info_since.")
 

@@ -45,7 +45,9 @@ def module_level_imports(tree: ast.Module, name: str, is_package: bool) -> set[s
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 package = name.split(".") if is_package else name.split(".")[:-1]
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(
+                    package[: len(package) - node.level + 1] + ([node.module] if node.module else [])
+                )
             else:
                 base = node.module or ""
             for alias in node.names:

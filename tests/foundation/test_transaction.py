@@ -81,7 +81,10 @@ def test_the_session_is_saved_without_committing_a_failed_view(app, client, db, 
     sessions_before = db.session.scalars(select(WebSession.id).where(WebSession.user_id == user.id)).all()
     assert client.get("/_test/raises").status_code == 500
     db.session.expire_all()
-    assert db.session.scalars(select(WebSession.id).where(WebSession.user_id == user.id)).all() == sessions_before
+    assert (
+        db.session.scalars(select(WebSession.id).where(WebSession.user_id == user.id)).all()
+        == sessions_before
+    )
     assert client.get("/tokens/").status_code == 200  # still logged in
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "test.raised")) is None
 
@@ -95,7 +98,13 @@ def test_a_failed_login_is_audited_by_the_request_commit(app, client, make_user)
 
 def test_only_the_request_hook_jobs_and_commands_commit():
     """`db.session.commit` appears only in the request hook, the background jobs and CLI commands."""
-    allowed = {"app/transaction.py", "app/launches/dispatcher.py", "app/cli.py", "app/auth/cli.py", "app/tokens/cli.py"}
+    allowed = {
+        "app/transaction.py",
+        "app/launches/dispatcher.py",
+        "app/cli.py",
+        "app/auth/cli.py",
+        "app/tokens/cli.py",
+    }
     found = {
         str(path.relative_to(ROOT))
         for path in (ROOT / "app").rglob("*.py")

@@ -149,7 +149,9 @@ def test_task_calls_fragment_for_htmx_and_page_otherwise(app, db, client, login_
     assert "all in the PanDA log" in fragment
     # Opened directly (a bookmark, "open in new tab"): the same list inside the whole styled page.
     whole = client.get("/panda/tasks/77/calls?page=2").get_data(as_text=True)
-    assert whole.startswith("<!doctype html>") and 'rel="stylesheet"' in whole and '<nav class="navbar' in whole
+    assert (
+        whole.startswith("<!doctype html>") and 'rel="stylesheet"' in whole and '<nav class="navbar' in whole
+    )
     assert 'id="panda-task-calls-77"' in whole and "page 2 of 2 (25 calls)" in whole
 
 

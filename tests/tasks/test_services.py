@@ -381,7 +381,9 @@ def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app,
     assert first.latest_launch.error == dispatcher.INCONCLUSIVE
     clock.advance(hours=2)
     assert dispatcher.dispatch_due(client=fake) == 0  # awaiting a manager: PanDA is not asked again
-    assert second.latest_launch.status == LaunchStatus.NEEDS_DECISION  # no grace period turns a guess into a resend
+    assert (
+        second.latest_launch.status == LaunchStatus.NEEDS_DECISION
+    )  # no grace period turns a guess into a resend
     assert launches.mark_not_submitted(third, user) is None  # only for undecided tasks
     launch = launches.mark_not_submitted(second, user)
     db.session.commit()
@@ -400,7 +402,9 @@ def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app,
 def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_user, clock):
     fake = LegacyFakePanda()
     user = make_user("manager")
-    bunch, *_ = services.create_bunch(sim_definition(bunch_size=2, request_id=None), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(
+        sim_definition(bunch_size=2, request_id=None), user, "k", is_admin=False
+    )
     db.session.commit()
     fake.script = ["unknown", "lost"]
     dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)

@@ -155,7 +155,10 @@ def test_task_page_shows_stored_state_and_never_calls_panda(client, login_as, si
     html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
     flush_call_log(5)
     assert _db.session.scalar(select(func.count()).select_from(PandaCall)) == calls_before
-    assert 'id="refresh-from-panda"' in html and "status-" not in html.split('id="panda-task-status"', 1)[1][:200]
+    assert (
+        'id="refresh-from-panda"' in html
+        and "status-" not in html.split('id="panda-task-status"', 1)[1][:200]
+    )
     calls = html.split("PanDA interactions", 1)[1]
     assert "<code>submit</code>" in calls
 
@@ -239,6 +242,7 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     assert values["output_dataset"] == f"MC2025_S1.{TAG}.PROD2025-008.RECO.1" and values["bunch_size"] == "2"
     # Preview: diffed against the newest saved task of the production, and nothing goes to PanDA.
     from app.panda.models import PandaCall
+
     flush_call_log(5)
     calls_before = _db.session.scalar(select(func.count()).select_from(PandaCall))
     html = post(client, "/tasks/preview", values).get_data(as_text=True)

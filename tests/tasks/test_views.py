@@ -166,7 +166,7 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
     assert task.name in page and "download JSON" in page and str(task.panda_task_id) in page
     refreshed = post(client, f"/tasks/{task.id}/refresh", {}, follow_redirects=True).get_data(as_text=True)
-    assert "PanDA says registered" in refreshed and 'status-registered' in refreshed
+    assert "PanDA says registered" in refreshed and "status-registered" in refreshed
     db.session.expire_all()
     assert db.session.get(Task, task.id).panda_status == "registered"
     manifest = client.get(f"/tasks/{task.id}/manifest.json")
