@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 db = SQLAlchemy(model_class=Base)
 csrf = CSRFProtect()
 
+# The models' base class. Flask-SQLAlchemy builds db.Model at run time (Base plus its bind and
+# table-name helpers); type checkers see Base, which declares the same mapping.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
 PandaFactory = Callable[..., "PandaApi"]  # called as factory(interactive=bool)
 
 

@@ -77,7 +77,7 @@ def backup_sqlite(engine: Engine, backups_dir: Path, current: str | None) -> Pat
     backups_dir.mkdir(parents=True, exist_ok=True)
     backups_dir.chmod(0o700)
     target = backups_dir / f"{clock.now():%Y%m%dT%H%M%SZ}-{current or 'empty'}.sqlite3"
-    source = sqlite3.connect(engine.url.database)
+    source = sqlite3.connect(engine.url.database or ":memory:")
     try:
         with sqlite3.connect(target) as dest:
             source.backup(dest)

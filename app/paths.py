@@ -6,6 +6,7 @@ Resolution order: --instance DIR > PRODPANEL_INSTANCE > next to the executable w
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -20,7 +21,7 @@ def resource_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def instance_dir(cli_value: str | os.PathLike | None = None, env: dict | None = None) -> Path:
+def instance_dir(cli_value: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if cli_value:
         return Path(cli_value).expanduser().resolve()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import g, has_request_context, request
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
 from app.audit.models import AuditEvent
@@ -31,7 +31,7 @@ def record(
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
     user: User | None | _RequestUser = REQUEST_USER,
-    session: Session | None = None,
+    session: Session | scoped_session[Any] | None = None,
 ) -> AuditEvent:
     """Append an audit event (flushed, committed with the caller's work). `user` defaults to the
     request's user; `session` to the request's (the token vault passes its own)."""
@@ -70,7 +70,7 @@ def audit_query(
     target: str = "",
     since: date | None = None,
     until: date | None = None,
-) -> Select[tuple[AuditEvent]]:
+) -> Select[AuditEvent]:
     """Events matching the filters (`since` and `until` are whole UTC days, both included), newest first."""
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if action:

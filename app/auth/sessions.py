@@ -13,22 +13,24 @@ import hashlib
 import secrets
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask, Request, Response, request
 from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy import JSON, ForeignKey, String, delete, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.orm import Mapped, Session, mapped_column, scoped_session
 from werkzeug.datastructures import CallbackDict
 
 from app import clock
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model, db
 
 # Refresh last_seen_at at most this often, so that reading pages does not write on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
 
 
-class WebSession(db.Model):
+class WebSession(Model):
     """One browser session."""
 
     __tablename__ = "web_session"
@@ -197,7 +199,7 @@ def end_sessions_of(user_id: int) -> int:
     """End every session of a user (admin action, disabled account); flushes, the caller commits."""
     result = db.session.execute(delete(WebSession).where(WebSession.user_id == user_id))
     db.session.flush()
-    return result.rowcount or 0
+    return _rowcount(result)
 
 
 def active_sessions(user_id: int) -> list[WebSession]:
@@ -215,18 +217,24 @@ def session_counts() -> dict[int, int]:
         .where(WebSession.user_id.is_not(None))
         .group_by(WebSession.user_id)
     )
-    return {uid: n for uid, n in rows}
+    return {uid: n for uid, n in rows if uid is not None}
 
 
 def purge_expired(app: Flask, db_session: Session | None = None) -> int:
     """Delete timed-out sessions (housekeeping); flushes `db_session` (default: the app's)."""
     idle, absolute = _limits(app)
     now = clock.now()
-    target = db_session or db.session
+    target: Session | scoped_session[Any] = db_session or db.session
     result = target.execute(
         delete(WebSession).where(
             (WebSession.last_seen_at < now - idle) | (WebSession.created_at < now - absolute)
         )
     )
     target.flush()
+    return _rowcount(result)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DELETE removed (the result of an UPDATE or DELETE is a CursorResult)."""
+    assert isinstance(result, CursorResult)
     return result.rowcount or 0

@@ -365,7 +365,11 @@ def dispatch_after_commit(bunch_id: int) -> None:
     """Dispatch the bunch in the background once the current transaction commits (before that, the
     dispatcher's own session cannot see the new launches)."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    after_commit(lambda: start_background_dispatch(app, bunch_id))
+
+    def start() -> None:
+        start_background_dispatch(app, bunch_id)
+
+    after_commit(start)
 
 
 def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app import clock
 from app.auth.models import User
 from app.db import EnumText, UTCDateTime
-from app.extensions import db
+from app.extensions import Model
 from app.launches.states import LaunchStatus
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 _STATUS_VALUES = ", ".join(f"'{status.value}'" for status in LaunchStatus)
 
 
-class Launch(db.Model):
+class Launch(Model):
     """One submission of a task; claimed by the dispatcher exactly once (states: `states.py`).
 
     A later "resend" of a failed launch is a new row with a new idempotency key.

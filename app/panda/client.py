@@ -302,7 +302,10 @@ class PandaClient:
         self._sleep = sleep
         self._local = threading.local()
         sender = HttpSender(session_factory or self._session)
-        self._transports = {V1: V1Transport(sender), LEGACY: LegacyTransport(sender)}
+        self._transports: dict[str, V1Transport | LegacyTransport] = {
+            V1: V1Transport(sender),
+            LEGACY: LegacyTransport(sender),
+        }
         # Production-role answers per (user, token hash): PanDA decides from the token + Origin, so an
         # answer holds for the token's lifetime (a new group membership comes with a new token).
         self._attr_cache: dict[tuple[Any, str], UserAttributes] = {}
@@ -620,7 +623,7 @@ class PandaClient:
     def is_alive(self) -> ServerAlive:
         """Unauthenticated liveness check; raises PandaUnavailable when PanDA cannot be reached."""
 
-        def interpret(reply: Reply):
+        def interpret(reply: Reply) -> tuple[ServerAlive, None, None]:
             if not reply.success:
                 raise PandaUnavailable(f"PanDA says it is not alive: {reply.message}")
             return ServerAlive(alive=True, transport=self._detect(), message=reply.message), None, None
@@ -670,7 +673,7 @@ class PandaClient:
         """Register a task. A PandaOutcomeUnknown here means: do NOT resubmit; reconcile by task name."""
         self.check_production_role(user)
 
-        def interpret(reply: Reply):
+        def interpret(reply: Reply) -> tuple[SubmitResult, int, int]:
             if not reply.success:
                 raise self._failure(reply, "submit")
             if reply.code is None:

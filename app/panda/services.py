@@ -126,7 +126,7 @@ class CallFilters:
     until: date | None = None
 
 
-def calls_query(filters: CallFilters) -> Select[tuple[PandaCall]]:
+def calls_query(filters: CallFilters) -> Select[PandaCall]:
     """Calls matching the filters, newest first."""
     query = (
         select(PandaCall)

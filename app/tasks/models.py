@@ -11,12 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app import clock
 from app.auth.models import User
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 
 
-class TaskBunch(db.Model):
+class TaskBunch(Model):
     """One "Create task": a definition launched as N tasks (N = 1 for a single task)."""
 
     __tablename__ = "task_bunch"
@@ -43,7 +43,7 @@ class TaskBunch(db.Model):
     clones: Mapped[list[TaskBunch]] = relationship(back_populates="cloned_from")
 
 
-class Task(db.Model):
+class Task(Model):
     """One PanDA task as the panel defines it; names are unique (PanDA does not check them)."""
 
     __tablename__ = "task"

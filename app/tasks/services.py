@@ -10,6 +10,7 @@ import difflib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -40,14 +41,14 @@ from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import TaskDefinition, TaskSpec, expand_bunch
 
 # Fields the slides mark "available only for system": shown to and accepted from admins only.
-ADMIN_FIELDS = ("priority", "site", "working_group", "template_overrides")
+ADMIN_FIELDS: tuple[str, ...] = ("priority", "site", "working_group", "template_overrides")
 # What cloning copies (the definition) and what it resets (names, PanDA ids, runtime fields).
-CLONE_COPIED = (
+CLONE_COPIED: tuple[str, ...] = (
     "step", "bunch_size", "total_events", "events_per_job", "files_per_job", "cloud", "data_disk",
     "request_id", "skip_scout", "initial_offset", "exec_path", "container_path", "memory_mb",
     "walltime_s", "max_attempts", "priority", "site", "working_group", "template_overrides",
 )  # fmt: skip
-CLONE_RESET = ("task_name", "output_dataset", "parent_task", "comment")
+CLONE_RESET: tuple[str, ...] = ("task_name", "output_dataset", "parent_task", "comment")
 CLONE_RESET_RUNTIME = ("PanDA task ids", "PanDA status", "launches and manifests")
 _SITE_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -269,7 +270,7 @@ def _member_names(d: TaskDefinition, rules: naming.NamingRules) -> tuple[list[st
     return names, datasets
 
 
-def _check_unique(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
+def _check_unique(d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None]) -> None:
     names, datasets = _member_names(d, rules)
     taken = db.session.scalar(select(Task.name).where(Task.name.in_(names)).limit(1))
     if taken:
@@ -306,7 +307,7 @@ def resolve_parents(d: TaskDefinition, settings: Settings | None = None) -> list
     return [found.get(member) or found.get(parent_name) for member in members]
 
 
-def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
+def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None]) -> None:
     settings = get_settings()
     parents = resolve_parents(d, settings)
     shown = (d.parent_task or "").strip() or default_parent_name(d, rules, settings) or "(none)"

@@ -278,7 +278,7 @@ def dispatch(bunch_id: int):
     bunch = db.get_or_404(TaskBunch, bunch_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    started = dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)
+    started = dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)  # type: ignore[attr-defined]
     flash("Dispatching resumed." if started else "This bunch is being dispatched already.", "info")
     return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
 

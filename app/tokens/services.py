@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
 from app.audit.services import record, record_now
@@ -156,8 +157,9 @@ def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
             _refresh_row(session, row, settings)
         if settings.iam.exchange_audience:
             _exchange_row(session, row, settings)
-            return vault.unseal(row, "exchanged_token")
-        return vault.unseal(row, "id_token")
+        token = vault.unseal(row, "exchanged_token" if settings.iam.exchange_audience else "id_token")
+        assert token is not None, "the refresh or the exchange above stored it"
+        return token
 
 
 def _client_for(row: UserToken, settings: Settings) -> oidc.ClientCredentials:
@@ -189,7 +191,9 @@ def _relogin_text(row: UserToken, message: str) -> str:
     return f"{RELOGIN} ({action}): {message}"
 
 
-def _audit_failure(session: Session, row: UserToken, message: str, relogin: bool) -> None:
+def _audit_failure(
+    session: Session | scoped_session[Any], row: UserToken, message: str, relogin: bool
+) -> None:
     user = session.get(User, row.user_id)
     record(
         "token.refresh_failed",

@@ -92,17 +92,12 @@ def store_tokens(
     issuer: str,
     client_id: str,
     groups: list[str] | None = None,
-    session: Session | None = None,
 ) -> UserToken:
-    """Save a token response (login, device link or sandbox) for `user`, replacing that source's grant.
-
-    Flushes into `session` (default: the request's session); the caller commits.
-    """
-    session = session or db.session
-    row = session.scalar(select(UserToken).where(UserToken.user_id == user.id, UserToken.source == source))
+    """Save a token response (login or device link) for `user`, replacing that source's grant; flushes."""
+    row = db.session.scalar(select(UserToken).where(UserToken.user_id == user.id, UserToken.source == source))
     if row is None:
         row = UserToken(user_id=user.id, source=source)
-        session.add(row)
+        db.session.add(row)
     now = clock.now()
     row.issuer, row.client_id = issuer, client_id
     row.obtained_at = now
@@ -116,7 +111,7 @@ def store_tokens(
         row.groups = list(groups)
     apply_response(row, response, now)
     row.subject = str(unverified_claims(response.get("id_token", "")).get("sub", row.subject or ""))
-    session.flush()
+    db.session.flush()
     return row
 
 

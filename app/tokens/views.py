@@ -6,6 +6,7 @@ Token values are never rendered: only where they come from, their expiries and t
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask.typing import ResponseReturnValue
 
 from app import clock
 from app.auth.current import current_user
@@ -24,7 +25,7 @@ bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 
 @bp.get("/")
 @login_required
-def index():
+def index() -> ResponseReturnValue:
     user = current_user()
     settings = get_settings()
     grants = services.health(user)
@@ -44,7 +45,7 @@ def index():
 
 @bp.post("/refresh")
 @login_required
-def refresh():
+def refresh() -> ResponseReturnValue:
     try:
         services.refresh_now(current_user())
     except TokenUnavailable as exc:
@@ -56,7 +57,7 @@ def refresh():
 
 @bp.post("/delete")
 @login_required
-def delete():
+def delete() -> ResponseReturnValue:
     services.delete_tokens(current_user())
     flash("Your stored tokens are deleted. PanDA calls on your behalf need a new login or link.", "info")
     return redirect(url_for("tokens.index"))
@@ -64,7 +65,7 @@ def delete():
 
 @bp.post("/link")
 @login_required
-def link():
+def link() -> ResponseReturnValue:
     try:
         device.start_link(current_user())
     except TokenUnavailable as exc:
@@ -74,7 +75,7 @@ def link():
 
 @bp.post("/link/poll")
 @login_required
-def link_poll():
+def link_poll() -> ResponseReturnValue:
     try:
         grant = device.poll_link(current_user())
     except TokenUnavailable as exc:
@@ -89,14 +90,14 @@ def link_poll():
 
 @bp.post("/link/cancel")
 @login_required
-def link_cancel():
+def link_cancel() -> ResponseReturnValue:
     device.cancel_link(current_user())
     return redirect(url_for("tokens.index"))
 
 
 @bp.post("/check")
 @login_required
-def check():
+def check() -> ResponseReturnValue:
     """Ask PanDA what it makes of the user's token (get_user_attributes → production role)."""
     result = check_production_role(current_user())
     flash(result.notice, result.category)
@@ -105,7 +106,7 @@ def check():
 
 @bp.get("/all")
 @role_required("admin")
-def all_users():
+def all_users() -> ResponseReturnValue:
     return render_template(
         "tokens/all.html", rows=services.all_health(), now=clock.now(), session_counts=session_counts()
     )
@@ -113,7 +114,7 @@ def all_users():
 
 @bp.post("/all/<int:user_id>/end-sessions")
 @role_required("admin")
-def end_sessions(user_id: int):
+def end_sessions(user_id: int) -> ResponseReturnValue:
     target = db.get_or_404(User, user_id)
     count = end_user_sessions(target)
     flash(f"Ended {count} session(s) of {target.username}.", "info")
@@ -122,7 +123,7 @@ def end_sessions(user_id: int):
 
 @bp.post("/all/<int:user_id>/delete")
 @role_required("admin")
-def admin_delete(user_id: int):
+def admin_delete(user_id: int) -> ResponseReturnValue:
     target = db.get_or_404(User, user_id)
     services.delete_tokens(target, by_admin=True)
     flash(f"Deleted the stored tokens of {target.username}.", "info")
