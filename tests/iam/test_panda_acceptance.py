@@ -15,6 +15,7 @@ from app.panda.simulator.config import SimConfig
 from app.panda.simulator.server import serve_in_thread
 from app.tokens import services as vault
 from app.tokens.jwtutil import unverified_claims
+from tests.fakes.tokens import FixedTokens
 from tests.helpers import post_form
 from tests.oidc_fixture import build_iam_app, iam_login
 
@@ -49,14 +50,6 @@ def app(settings_factory, migrated_sqlite, oidc_op, sim):
 def real_clock(clock):
     clock.set(datetime.now(UTC))
     return clock
-
-
-class FixedToken:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def token_for(self, user) -> str:
-        return self.token
 
 
 def _user(db, sub):
@@ -99,7 +92,7 @@ def test_simulator_refuses_an_expired_id_token(app, client, db, oidc_op, real_cl
     row = db.session.scalar(select(UserToken).where(UserToken.user_id == alice.id))
     db.session.refresh(row)
     expired = unseal(row, "id_token")
-    client_ = panda_client_for(app.config["SETTINGS"], tokens=FixedToken(expired))
+    client_ = panda_client_for(app.config["SETTINGS"], tokens=FixedTokens(expired))
     with pytest.raises(PandaAuthError, match="(?i)expired"):
         client_.get_user_attributes(alice)
     client_.close()
