@@ -1,6 +1,11 @@
 """The panel's roles, ordered from least to most powerful, and how IAM groups map to them."""
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.auth.models import User
 
 ROLES: tuple[str, ...] = ("viewer", "manager", "admin")
 
@@ -9,7 +14,7 @@ def role_rank(role: str) -> int:
     return ROLES.index(role)
 
 
-def role_at_least(user, role: str) -> bool:
+def role_at_least(user: User | None, role: str) -> bool:
     """True when the user is active and holds `role` or a stronger one."""
     return bool(user is not None and user.active and role_rank(user.role) >= role_rank(role))
 

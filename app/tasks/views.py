@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
-from app.auth.current import current_user
+from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
 from app.auth.roles import role_at_least
 from app.config import get_settings
@@ -24,7 +24,7 @@ bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
 
 def _is_admin() -> bool:
-    return role_at_least(current_user(), "admin")
+    return role_at_least(logged_in_user(), "admin")
 
 
 def _form(definition: TaskDefinition | None = None) -> TaskForm:
@@ -197,7 +197,7 @@ def preview():
     if definition is None:
         return _render_form(form, status=400)
     try:
-        plan = services.plan_bunch(definition, current_user(), is_admin=_is_admin())
+        plan = services.plan_bunch(definition, logged_in_user(), is_admin=_is_admin())
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
     return _render_form(form, preview=services.preview(plan), warnings=plan.warnings)
@@ -211,7 +211,7 @@ def create():
     if refused:
         return refused
     try:
-        result = services.submit_bunch(_definition_from_post(form), (form.idempotency_key.data or "").strip(), current_user(),
+        result = services.submit_bunch(_definition_from_post(form), (form.idempotency_key.data or "").strip(), logged_in_user(),
                                        is_admin=_is_admin(), cloned_from=_clone_source(form))  # fmt: skip
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
@@ -266,7 +266,7 @@ def resend(bunch_id: int):
     bunch = db.get_or_404(TaskBunch, bunch_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    count = launches.resend_failed_and_dispatch(bunch, current_user())
+    count = launches.resend_failed_and_dispatch(bunch, logged_in_user())
     flash(f"Resending {count} failed task(s)." if count else "No failed tasks to resend.", "info")
     return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
 
@@ -290,7 +290,7 @@ def mark_not_submitted(task_id: int):
     task = db.get_or_404(Task, task_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    launch = launches.mark_not_submitted_and_dispatch(task, current_user())
+    launch = launches.mark_not_submitted_and_dispatch(task, logged_in_user())
     if launch is None:
         flash("Nothing to do: the task is not waiting for a decision.", "info")
     else:
@@ -309,7 +309,7 @@ def adopt(task_id: int):
     if not panda_id or panda_id <= 0:
         flash("Enter the PanDA task id (a number).", "danger")
         return redirect(url_for("tasks.detail", task_id=task.id))
-    error = launches.adopt(task, panda_id, current_user())
+    error = launches.adopt(task, panda_id, logged_in_user())
     flash(error or f"{task.name} is PanDA task {panda_id}.", "danger" if error else "success")
     return redirect(url_for("tasks.detail", task_id=task.id))
 
@@ -319,7 +319,7 @@ def adopt(task_id: int):
 def detail(task_id: int):
     """The task as stored: definition, launches, manifest, relations (PanDA is not called here)."""
     task = db.get_or_404(Task, task_id)
-    page = services.task_page(task, with_calls=role_at_least(current_user(), "manager"))
+    page = services.task_page(task, with_calls=role_at_least(logged_in_user(), "manager"))
     return render_template("tasks/detail.html", page=page, task=task, action_form=ActionForm())
 
 
@@ -330,7 +330,7 @@ def refresh(task_id: int):
     task = db.get_or_404(Task, task_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    notice = services.refresh_from_panda(task, current_user())
+    notice = services.refresh_from_panda(task, logged_in_user())
     flash(notice.message, notice.category)
     return redirect(url_for("tasks.detail", task_id=task.id))
 

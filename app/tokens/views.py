@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from app import clock
-from app.auth.current import current_user
+from app.auth.current import logged_in_user
 from app.auth.decorators import login_required, role_required
 from app.auth.models import User
 from app.auth.services import end_user_sessions
@@ -26,7 +26,7 @@ bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 @bp.get("/")
 @login_required
 def index() -> ResponseReturnValue:
-    user = current_user()
+    user = logged_in_user()
     settings = get_settings()
     grants = services.health(user)
     return render_template(
@@ -47,7 +47,7 @@ def index() -> ResponseReturnValue:
 @login_required
 def refresh() -> ResponseReturnValue:
     try:
-        services.refresh_now(current_user())
+        services.refresh_now(logged_in_user())
     except TokenUnavailable as exc:
         flash(f"Refresh failed: {exc.reason}", "danger")
     else:
@@ -58,7 +58,7 @@ def refresh() -> ResponseReturnValue:
 @bp.post("/delete")
 @login_required
 def delete() -> ResponseReturnValue:
-    services.delete_tokens(current_user())
+    services.delete_tokens(logged_in_user())
     flash("Your stored tokens are deleted. PanDA calls on your behalf need a new login or link.", "info")
     return redirect(url_for("tokens.index"))
 
@@ -67,7 +67,7 @@ def delete() -> ResponseReturnValue:
 @login_required
 def link() -> ResponseReturnValue:
     try:
-        device.start_link(current_user())
+        device.start_link(logged_in_user())
     except TokenUnavailable as exc:
         flash(exc.reason, "danger")
     return redirect(url_for("tokens.index"))
@@ -77,7 +77,7 @@ def link() -> ResponseReturnValue:
 @login_required
 def link_poll() -> ResponseReturnValue:
     try:
-        grant = device.poll_link(current_user())
+        grant = device.poll_link(logged_in_user())
     except TokenUnavailable as exc:
         flash(exc.reason, "danger")
     else:
@@ -91,7 +91,7 @@ def link_poll() -> ResponseReturnValue:
 @bp.post("/link/cancel")
 @login_required
 def link_cancel() -> ResponseReturnValue:
-    device.cancel_link(current_user())
+    device.cancel_link(logged_in_user())
     return redirect(url_for("tokens.index"))
 
 
@@ -99,7 +99,7 @@ def link_cancel() -> ResponseReturnValue:
 @login_required
 def check() -> ResponseReturnValue:
     """Ask PanDA what it makes of the user's token (get_user_attributes → production role)."""
-    result = check_production_role(current_user())
+    result = check_production_role(logged_in_user())
     flash(result.notice, result.category)
     return redirect(url_for("tokens.index"))
 

@@ -5,7 +5,7 @@ import logging
 from flask import Blueprint, jsonify, render_template
 from werkzeug.exceptions import HTTPException
 
-from app.auth.current import current_user
+from app.auth.current import logged_in_user
 from app.auth.decorators import login_required
 from app.tasks.services import recent_bunches
 from app.tokens.services import valid_until
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def index():
     """The manager's start page: recent bunches and how long the panel can act with their token."""
     return render_template(
-        "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(current_user())
+        "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(logged_in_user())
     )
 
 
