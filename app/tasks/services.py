@@ -38,17 +38,9 @@ from app.panda.errors import PandaError, PandaNotFound
 from app.panda.services import calls_for_task
 from app.tasks import naming
 from app.tasks.models import Task, TaskBunch
-from app.tasks.specs import TaskDefinition, TaskSpec, expand_bunch
+from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch
 
-# Fields the slides mark "available only for system": shown to and accepted from admins only.
-ADMIN_FIELDS: tuple[str, ...] = ("priority", "site", "working_group", "template_overrides")
-# What cloning copies (the definition) and what it resets (names, PanDA ids, runtime fields).
-CLONE_COPIED: tuple[str, ...] = (
-    "step", "bunch_size", "total_events", "events_per_job", "files_per_job", "cloud", "data_disk",
-    "request_id", "skip_scout", "initial_offset", "exec_path", "container_path", "memory_mb",
-    "walltime_s", "max_attempts", "priority", "site", "working_group", "template_overrides",
-)  # fmt: skip
-CLONE_RESET: tuple[str, ...] = ("task_name", "output_dataset", "parent_task", "comment")
+# Cloning also resets what PanDA and the dispatcher recorded about the source.
 CLONE_RESET_RUNTIME = ("PanDA task ids", "PanDA status", "launches and manifests")
 _SITE_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -653,7 +645,7 @@ def complete_definition(d: TaskDefinition, settings: Settings | None = None) -> 
 def clone_definition(source: Task | TaskBunch) -> TaskDefinition:
     """The source's definition with names moved to the next free production number.
 
-    Copied: ``CLONE_COPIED``; reset: ``CLONE_RESET`` (names and parent) and runtime fields.
+    Copied: ``specs.CLONE_COPIED``; reset: ``specs.CLONE_RESET`` (names, parent, comment) and runtime fields.
     """
     bunch = source.bunch if isinstance(source, Task) else source
     original = TaskDefinition.from_dict(bunch.definition)

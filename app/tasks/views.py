@@ -15,7 +15,7 @@ from app.extensions import db
 from app.launches import dispatcher
 from app.launches import services as launches
 from app.launches.states import LaunchStatus
-from app.tasks import services
+from app.tasks import services, specs
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import TaskDefinition
@@ -108,9 +108,7 @@ def _source_label(source: Task | TaskBunch) -> str:
 
 def _clone_info(label: str, *, single: bool = False, title: str = "") -> dict[str, Any]:
     """What the form copied and what it reset, shown above it (``single``: one task of a bunch)."""
-    copied, reset, note = services.CLONE_COPIED, services.CLONE_RESET, ""
-    if not _is_admin():  # admin-only fields are neither shown to nor accepted from managers
-        copied = tuple(name for name in copied if name not in services.ADMIN_FIELDS)
+    copied, reset, note = _shown(specs.CLONE_COPIED), specs.CLONE_RESET, ""
     if single:
         copied = tuple(name for name in copied if name not in ("bunch_size", "initial_offset"))
         reset = (*reset, "bunch_size", "initial_offset")
@@ -130,13 +128,16 @@ def _next_step_info(source: TaskBunch, step: str) -> dict[str, Any]:
     return {
         "title": f"{step} for bunch {source.base_name}",
         "source": f"bunch {source.base_name}",
-        "copied": ("bunch_size", "cloud", "data_disk", "request_id", "exec_path", "container_path",
-                   "memory_mb", "walltime_s", "max_attempts"),
-        "reset": ("task_name", "output_dataset", "parent_task", "total_events", "events_per_job",
-                  "files_per_job", "initial_offset"),
+        "copied": _shown(specs.NEXT_STEP_COPIED),
+        "reset": specs.NEXT_STEP_RESET_FIELDS,
         "reset_runtime": services.CLONE_RESET_RUNTIME,
         "note": f"Same production, step {step}; task i reads the output of task i of {source.base_name}.",
-    }  # fmt: skip
+    }
+
+
+def _shown(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The fields the user sees: admin-only ones are neither shown to nor accepted from managers."""
+    return names if _is_admin() else tuple(name for name in names if name not in specs.ADMIN_FIELDS)
 
 
 @bp.get("/<int:task_id>/relaunch")
