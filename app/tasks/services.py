@@ -10,14 +10,13 @@ import difflib
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from flask import request
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -552,14 +551,12 @@ class BunchProgress:
 
 
 def bunch_progress(bunch: TaskBunch) -> BunchProgress:
-    counts = dict.fromkeys(LaunchStatus, 0)
+    """How many of the bunch's tasks are in PanDA, and where the latest launch of each other one is."""
+    S = LaunchStatus
+    counts = dict.fromkeys(S, 0)
     for task in bunch.tasks:
         latest = task.latest_launch
-        if task.panda_task_id is not None:
-            counts[LaunchStatus.SUBMITTED] += 1
-        else:
-            counts[latest.status if latest else LaunchStatus.PENDING] += 1
-    S = LaunchStatus
+        counts[S.SUBMITTED if task.panda_task_id is not None else latest.status if latest else S.PENDING] += 1
     return BunchProgress(
         len(bunch.tasks), counts[S.SUBMITTED], counts[S.PENDING], counts[S.SENDING], counts[S.FAILED],
         counts[S.UNKNOWN], counts[S.NEEDS_DECISION],
@@ -754,15 +751,13 @@ def definition_from_manifest_file(file: FileStorage) -> TaskDefinition:
         ) from None
 
 
-def refuse_admin_fields(sent: dict[str, str], *, is_admin: bool) -> list[str]:
-    """The admin-only fields a non-admin sent (they refuse the whole request; audited)."""
+def refuse_admin_fields(sent: Mapping[str, str], *, is_admin: bool, target: str) -> list[str]:
+    """The admin-only fields a non-admin sent to `target` (they refuse the whole request; audited)."""
     if is_admin:
         return []
     refused = [name for name in ADMIN_FIELDS if (sent.get(name) or "").strip()]
     if refused:
-        record(
-            "task.admin_fields_refused", target=request.path, outcome="denied", details={"fields": refused}
-        )
+        record("task.admin_fields_refused", target=target, outcome="denied", details={"fields": refused})
     return refused
 
 

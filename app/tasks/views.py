@@ -56,7 +56,7 @@ def _render_form(form: TaskForm, *, status: int = 200, **context: Any):
 
 def _refused_admin_fields(form: TaskForm):
     """Non-admins may not send the admin-only fields: refuse the whole request (audited)."""
-    refused = services.refuse_admin_fields(request.form, is_admin=_is_admin())
+    refused = services.refuse_admin_fields(request.form, is_admin=_is_admin(), target=request.path)
     if not refused:
         return None
     return _render_form(
