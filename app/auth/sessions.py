@@ -107,28 +107,28 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession()
         if app.static_url_path and request.path.startswith(app.static_url_path + "/"):
             return ServerSession()  # assets need no session: spare the database a read per file
-        with _own_session() as db_session:
-            row = db_session.get(WebSession, _hash(sid))
+        with _own_session() as store:
+            row = store.get(WebSession, _hash(sid))
             if row is not None and not _timed_out(row, *_limits(app)):
                 return ServerSession(dict(row.data or {}), sid=sid, row_seen=row.last_seen_at)
             if row is not None:
-                db_session.delete(row)
-                db_session.commit()
+                store.delete(row)
+                store.commit()
         session = ServerSession()
         session.expired = True
         return session
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
-        with _own_session() as db_session:
-            self._save(app, db_session, session, response)
-            db_session.commit()
+        with _own_session() as store:
+            self._save(app, store, session, response)
+            store.commit()
 
-    def _save(self, app: Flask, db_session: Session, session: ServerSession, response: Response) -> None:
+    def _save(self, app: Flask, store: Session, session: ServerSession, response: Response) -> None:
         name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
         now = clock.now()
         if session.end_requested or (session.regenerate_requested and session.sid):
             if session.sid:
-                db_session.execute(delete(WebSession).where(WebSession.id == _hash(session.sid)))
+                store.execute(delete(WebSession).where(WebSession.id == _hash(session.sid)))
             if session.end_requested and not session:
                 response.delete_cookie(name, domain=domain, path=path)
                 response.vary.add("Cookie")
@@ -149,12 +149,12 @@ class ServerSessionInterface(SessionInterface):
                 data=dict(session),
                 user_id=session.get("uid"),
             )
-            db_session.add(row)
-            _purge_now_and_then(app, db_session)
+            store.add(row)
+            _purge_now_and_then(app, store)
             self._set_cookie(app, session, response)
             return
         if session.modified or session.row_seen is None or now - session.row_seen > _TOUCH_EVERY:
-            existing = db_session.get(WebSession, _hash(session.sid))
+            existing = store.get(WebSession, _hash(session.sid))
             if existing is None:  # ended meanwhile (admin, logout elsewhere): do not resurrect it
                 response.delete_cookie(name, domain=domain, path=path)
                 return
@@ -182,12 +182,12 @@ _PURGE_EVERY_S = 600.0
 _last_purge = {"at": 0.0}
 
 
-def _purge_now_and_then(app: Flask, db_session: Session) -> None:
+def _purge_now_and_then(app: Flask, store: Session) -> None:
     """Drop timed-out rows (mostly abandoned anonymous sessions) at most every 10 minutes."""
     if time.monotonic() - _last_purge["at"] < _PURGE_EVERY_S:
         return
     _last_purge["at"] = time.monotonic()
-    purge_expired(app, db_session)
+    purge_expired(app, store)
 
 
 def init_sessions(app: Flask) -> None:
@@ -220,11 +220,11 @@ def session_counts() -> dict[int, int]:
     return {uid: n for uid, n in rows if uid is not None}
 
 
-def purge_expired(app: Flask, db_session: Session | None = None) -> int:
-    """Delete timed-out sessions (housekeeping); flushes `db_session` (default: the app's)."""
+def purge_expired(app: Flask, store: Session | None = None) -> int:
+    """Delete timed-out sessions (housekeeping); flushes `store` (default: the app's)."""
     idle, absolute = _limits(app)
     now = clock.now()
-    target: Session | scoped_session[Any] = db_session or db.session
+    target: Session | scoped_session[Any] = store or db.session
     result = target.execute(
         delete(WebSession).where(
             (WebSession.last_seen_at < now - idle) | (WebSession.created_at < now - absolute)
