@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def resource_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def instance_dir(cli_value: str | os.PathLike | None = None, env: dict | None = None) -> Path:
+def instance_dir(cli_value: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if cli_value:
         return Path(cli_value).expanduser().resolve()
