@@ -148,13 +148,16 @@ def test_start_warns_about_an_instance_folder_open_to_other_users(tmp_path):
     instance.chmod(0o755)
     (instance / "config.toml").write_text("[server]\nthreads = 2\n")
     (instance / "config.toml").chmod(0o644)
+    (instance / "config.example.toml").write_text("# the example shipped with the panel: no secrets\n")
+    (instance / "config.example.toml").chmod(0o644)
     served = Served(instance, free_port())
     try:
         assert f"{instance} was open to other users (mode 0755); restricted to 0700" in served.output
         assert f"{instance / 'config.toml'} is open to other users (mode 0644)" in served.output
+        assert "config.example.toml is open" not in served.output
     finally:
         assert served.stop() == 0, served.output
-    assert open_to_others(instance) == {"config.toml": "0o644"}  # warned about, left as the owner set it
+    assert open_to_others(instance) == {"config.toml": "0o644", "config.example.toml": "0o644"}  # warned about, left as the owner set it
 
 
 @pytest.mark.parametrize(
