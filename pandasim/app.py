@@ -10,7 +10,7 @@ import io
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -58,6 +58,7 @@ class SimApp:
         self.faults: Faults = config.faults
         self._fault_calls: dict[str, int] = defaultdict(int)  # calls per method since faults were set
         self._fault_lock = threading.Lock()
+        self.calls: Counter[str] = Counter()  # API calls per method since start (see /_sim/stats)
         self.url = ""
 
     # ------------------------------------------------------------------ setup helpers
@@ -112,6 +113,8 @@ class SimApp:
         return _text(start_response, "404 Not Found", "Not Found")
 
     def _dispatch(self, environ: Environ, start_response, method_name: str, func, new_api: bool):
+        with self._fault_lock:
+            self.calls[method_name] += 1
         if func is None:
             return _text(start_response, "403 Forbidden", f"ERROR : method {method_name} is forbidden")
         request_method = environ.get("REQUEST_METHOD", "GET")
@@ -282,7 +285,9 @@ class SimApp:
             )
         if path == "/_sim/stats":
             self.core.now()
-            return _json(start_response, "200 OK", self.state.stats())
+            with self._fault_lock:
+                calls = dict(self.calls)
+            return _json(start_response, "200 OK", {**self.state.stats(), "calls": calls})
         if path == "/_sim/mint" and method == "POST" and self.issuer is not None:
             status, answer = self.issuer.handle("/mint", "POST", json.dumps(body).encode())
             return _json(start_response, status, answer)

@@ -27,14 +27,15 @@ from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
-from app.extensions import db, panda_clients
+from app.extensions import db
 from app.launches.dispatcher import dispatch_after_commit
 from app.launches.models import Launch
 from app.launches.services import new_launch
 from app.launches.states import LaunchStatus
 from app.panda import taskparams
-from app.panda.errors import PandaError, PandaNotFound
 from app.panda.services import calls_for_task
+from app.sync.models import TaskStatusChange
+from app.sync.services import status_history
 from app.tasks import naming
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch
@@ -766,7 +767,7 @@ def refuse_admin_fields(sent: Mapping[str, str], *, is_admin: bool, target: str)
 
 @dataclass(frozen=True)
 class TaskPage:
-    """What the task page shows: stored state only (PanDA is read by "Refresh from PanDA")."""
+    """What the task page shows: stored state only (the sync and "Sync this task now" read PanDA)."""
 
     task: Task
     launch: Launch | None  # the launch that submitted it, else the latest attempt
@@ -774,6 +775,7 @@ class TaskPage:
     definition_json: str
     params_json: str
     siblings: list[Task]
+    history: list[TaskStatusChange]  # its PanDA statuses as the sync saw them
     calls: Pagination | None  # the PanDA log of the task (for managers)
 
     @property
@@ -791,42 +793,6 @@ def task_page(task: Task, *, with_calls: bool) -> TaskPage:
         definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
         params_json=pretty(task.params),
         siblings=[t for t in task.bunch.tasks if t.id != task.id],
+        history=status_history(task),
         calls=calls_for_task(task.panda_task_id) if with_calls and task.panda_task_id is not None else None,
-    )
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A sentence for the user and its weight (a Bootstrap alert category)."""
-
-    message: str
-    category: str = "info"
-
-
-def refresh_from_panda(task: Task, user: User) -> Notice:
-    """Read the task from PanDA now with `user`'s own token, store its status, and say what PanDA
-    said (a manager's button; the page itself never calls PanDA)."""
-    if task.panda_task_id is None:
-        return Notice("The task is not in PanDA yet.", "warning")
-    client = panda_clients(interactive=True)
-    try:
-        info = client.get_detailed_info(user, task.panda_task_id)
-    except PandaNotFound:
-        return Notice(
-            "PanDA has not picked the task up yet (JEDI registers a new task within minutes).", "warning"
-        )
-    except PandaError as exc:
-        return Notice(f"Reading the task from PanDA failed: {exc}", "danger")
-    finally:
-        client.close()
-    task.panda_status = info.status
-    task.panda_checked_at = clock.now()
-    db.session.flush()
-    counters = " / ".join(
-        "—" if n is None else str(n) for n in (info.n_files_finished, info.n_files_failed, info.n_files)
-    )
-    priority = f"{info.task_priority}/{info.current_priority}"
-    return Notice(
-        f"PanDA says {info.status}; jobs (files) done / failed / total: {counters}; priority (default/current) {priority}.",
-        "success",
     )
