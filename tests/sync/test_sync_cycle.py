@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from app.extensions import db
-from app.extensions import panda_clients
+from app.extensions import db, panda_clients
 from app.panda.calllog import flush_call_log
 from app.panda.models import PandaCall
 from app.sync import jobs
@@ -70,7 +69,9 @@ def test_a_task_followed_from_submit_to_done_with_history_progress_and_accountin
     assert task.panda_status == info.status == "done"
     assert task.ended_at == info.end_time and task.jobs_done == 10
     history = db.session.scalars(
-        select(TaskStatusChange.status).where(TaskStatusChange.task_id == task.id).order_by(TaskStatusChange.id)
+        select(TaskStatusChange.status)
+        .where(TaskStatusChange.task_id == task.id)
+        .order_by(TaskStatusChange.id)
     ).all()
     assert history == ["running", "done"]  # the statuses in between came and went between two cycles
 
@@ -183,4 +184,3 @@ def test_an_outage_backs_off_says_since_when_and_recovers(sim, submit, app, clie
     assert stored(task.id).panda_status == "running"
     assert sync_status().unreachable_since is None
     assert "PanDA unreachable since" not in client.get("/tasks/").get_data(as_text=True)
-
