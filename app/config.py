@@ -341,7 +341,7 @@ class QueueSettings:
     port: int = setting(61613, "STOMP broker port", between(1, 65535))
     user: str = setting("", "broker user")
     password: str = setting("", "broker password (prefer PRODPANEL_QUEUE__PASSWORD)")
-    vhost: str = setting("", 'broker virtual host ("" = the broker\'s default)')
+    vhost: str = setting("/", "virtual host, sent as STOMP's host header (RabbitMQ's default is /)")
     destination: str = setting(
         "/topic/jedi_taskstatus",
         "where JEDI's task_status messages are published for the panel (never JEDI's own queue)",

@@ -21,6 +21,7 @@ from .auth import TokenChecker
 from .clock import SimClock
 from .config import Faults, SimConfig
 from .issuer import SimIssuer
+from .mq import JediTicker, StatusPublisher
 from .taskbuffer import PandaCore, SimRequest
 
 Environ = dict[str, Any]
@@ -59,6 +60,24 @@ class SimApp:
         self._fault_calls: dict[str, int] = defaultdict(int)  # calls per method since faults were set
         self._fault_lock = threading.Lock()
         self.calls: Counter[str] = Counter()  # API calls per method since start (see /_sim/stats)
+        self.publisher: StatusPublisher | None = None
+        self._ticker: JediTicker | None = None
+        if config.mq_url:
+            self.publisher = StatusPublisher(config.mq_url, config.mq_destination)
+            self.state.on_status = self.publisher.publish
+
+    def start_jedi(self) -> None:
+        """With a broker, JEDI runs by itself (statuses change and messages go out between calls)."""
+        if self.publisher is not None and self._ticker is None:
+            self._ticker = JediTicker(self.core.now, self.config.mq_tick_s)
+            self._ticker.start()
+
+    def stop_jedi(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        if self.publisher is not None:
+            self.publisher.close()
         self.url = ""
 
     # ------------------------------------------------------------------ setup helpers

@@ -38,8 +38,13 @@ from .config import Faults, SimConfig
 @click.option(
     "--faults", "faults_json", default="", help='Fault injection as JSON, e.g. {"error_rate": 0.1}.'
 )
+@click.option(
+    "--mq-url", default="", help="Publish JEDI's task-status messages to this STOMP broker: stomp://user:password@host:port."
+)
+@click.option("--mq-destination", default="/topic/jedi_taskstatus", show_default=True, help="Where to publish them.")
 def panda_sim(
-    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, state_path, faults_json
+    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, state_path, faults_json, mq_url,
+    mq_destination,
 ) -> None:
     """Run the PanDA simulator (API v1 + legacy, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
     from . import create_simulator, serve_in_thread
@@ -47,7 +52,7 @@ def panda_sim(
     faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
     config = SimConfig(
         seed=seed, time_scale=time_scale, transports=transports, vo=vo, client_ids=tuple(client_ids),
-        issuer_url=issuer_url, state_path=state_path, faults=faults,
+        issuer_url=issuer_url, state_path=state_path, faults=faults, mq_url=mq_url, mq_destination=mq_destination,
     )  # fmt: skip
     running = serve_in_thread(create_simulator(config), host=host, port=port)
     click.echo(f"PanDA simulator on {running.url}  (API {transports}, seed {seed}, x{time_scale})")

@@ -17,7 +17,7 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -244,6 +244,9 @@ class Jedi:
         self.db.execute("PRAGMA journal_mode=WAL" if config.state_path else "PRAGMA journal_mode=MEMORY")
         self.db.execute("PRAGMA synchronous=OFF")
         self._create_schema()
+        # Receives the task-status messages of each committed catch_up (mq.StatusPublisher.publish).
+        self.on_status: Callable[[list[dict[str, Any]]], None] | None = None
+        self._messages: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ storage
     def _create_schema(self) -> None:
@@ -366,7 +369,11 @@ class Jedi:
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
+                self._messages.clear()
                 raise
+            messages, self._messages = self._messages, []
+        if messages and self.on_status is not None:  # after the commit, outside the lock, as JEDI
+            self.on_status(messages)
         return applied
 
     def _advance_task(self, t: dict[str, Any], now: float) -> int:
@@ -402,6 +409,10 @@ class Jedi:
         spec["stateChangeTime"] = fmt_dt(at)
         if error is not None:
             spec["errorDialog"] = error
+        if self.on_status is not None and "PC=1" in (spec.get("splitRule") or "").split(","):
+            self._messages.append(
+                {"msg_type": "task_status", "taskid": t["id"], "status": status, "timestamp": int(at)}
+            )
         if status in FINAL_STATUSES or status == "exhausted":
             spec["endTime"] = fmt_dt(at)
             self._wake_children(t["id"], at)

@@ -34,6 +34,7 @@ class RunningServer:
         self._server.shutdown()
         self._thread.join(timeout)
         self._server.server_close()
+        self.app.stop_jedi()
 
 
 def serve_in_thread(sim_app: SimApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
@@ -44,4 +45,5 @@ def serve_in_thread(sim_app: SimApp, host: str = "127.0.0.1", port: int = 0) -> 
     sim_app.set_base_url(url)
     thread = threading.Thread(target=server.serve_forever, name=f"panda-sim:{server.server_port}", daemon=True)
     thread.start()
+    sim_app.start_jedi()
     return RunningServer(url=url, app=sim_app, _server=server, _thread=thread)

@@ -47,6 +47,7 @@ from app.sync.services import (
     mark_unreachable,
     owner_of,
     refresh_task,
+    server_key,
     sync_state,
 )
 from app.tasks.models import Task
@@ -342,6 +343,10 @@ def refresh_hinted(panda_ids: Iterable[int], client: PandaApi | None = None) -> 
     one call per task, at most `sync.max_calls_per_cycle`; commits per task. Unknown ids are ignored."""
     report = SyncReport()
     ids = sorted(set(panda_ids))[: get_settings().sync.max_calls_per_cycle]  # the rest: the next cycle
+    state = db.session.get(SyncState, server_key())
+    if state is not None and state.next_attempt_at is not None and clock.now() < state.next_attempt_at:
+        report.skipped = "PanDA unreachable: the sync cycles catch up once it is back"
+        return report
     if not ids:
         return report
     tasks = db.session.scalars(

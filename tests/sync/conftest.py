@@ -29,10 +29,17 @@ def sync_settings():
 
 
 @pytest.fixture
-def app(settings_factory, migrated_sqlite, sim, sync_settings):
+def queue_settings():
+    """Overrides of the [queue] section for one test."""
+    return {}
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite, sim, sync_settings, queue_settings):
     settings = settings_factory(
         panda={"read_timeout_s": 5.0, "connect_timeout_s": 1.0, "retries": 0, "transport": "v1"},
         sync=sync_settings,
+        queue=queue_settings,
     )
     application = sandbox_app(settings, migrated_sqlite, sim)
     application.config["TESTING"] = True
