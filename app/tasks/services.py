@@ -153,10 +153,19 @@ def validate_definition(
     if kind == "generation":
         if d.total_events is None or d.total_events <= 0:
             err("total_events", "total events must be greater than 0")
+        elif d.total_events > cfg.max_total_events:
+            err("total_events", f"total events must be at most {cfg.max_total_events:,} per task")
         if d.events_per_job is None or d.events_per_job <= 0:
             err("events_per_job", "events per job must be greater than 0")
-        elif d.total_events and d.total_events > 0:
-            if d.events_per_job > d.total_events:
+        elif d.events_per_job > cfg.max_events_per_job:
+            err("events_per_job", f"events per job must be at most {cfg.max_events_per_job:,}")
+        elif d.total_events and 0 < d.total_events <= cfg.max_total_events:
+            jobs = _jobs_per_task(d.total_events, d.events_per_job)
+            if jobs > cfg.max_jobs_per_task:
+                fewest = _jobs_per_task(d.total_events, cfg.max_jobs_per_task)
+                err("events_per_job", f"this makes {jobs:,} jobs per task, at most {cfg.max_jobs_per_task:,} are "
+                    f"allowed: raise events per job to {fewest:,} or more")  # fmt: skip
+            elif d.events_per_job > d.total_events:
                 err(
                     "events_per_job",
                     f"events per job ({d.events_per_job}) must not exceed total events ({d.total_events})",
@@ -182,10 +191,15 @@ def validate_definition(
 
     if d.initial_offset < 0:
         err("initial_offset", "initial offset must be 0 or more")
-    for name, label in (("memory_mb", "memory"), ("walltime_s", "walltime")):
+    limits = {"memory_mb": ("memory", cfg.max_memory_mb, "MB"), "walltime_s": ("walltime", cfg.max_walltime_s, "s")}  # fmt: skip
+    for name, (label, most, unit) in limits.items():
         value = getattr(d, name)
         if value is not None and value <= 0:
             err(name, f"{label} must be greater than 0")
+        elif value is not None and value > most:
+            err(name, f"{label} must be at most {most:,} {unit}")
+    if d.files_per_job is not None and d.files_per_job > cfg.max_jobs_per_task:
+        err("files_per_job", f"files per job must be at most {cfg.max_jobs_per_task:,}")
     if d.max_attempts is not None and not 1 <= d.max_attempts <= 100:
         err("max_attempts", "max attempts must be between 1 and 100")
     if d.priority is not None and not 0 <= d.priority <= 10000:
@@ -252,6 +266,10 @@ def validate_definition(
     if kind == "processing" and "task_name" not in errors:
         _check_parent(d, rules, err)
     return errors, warnings
+
+
+def _jobs_per_task(total_events: int, events_per_job: int) -> int:
+    return -(-total_events // events_per_job)
 
 
 def _member_names(d: TaskDefinition, rules: naming.NamingRules) -> tuple[list[str], list[str]]:
