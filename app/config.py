@@ -95,8 +95,8 @@ class PandaSettings:
     read_timeout_s: float = 30.0  # seconds to wait for a reply; a write that times out is never resent
     retries: int = 2  # extra attempts for reads and for requests PanDA never received
     retry_backoff_s: float = 0.5  # first pause between attempts, doubled on each further attempt
-    verify_tls: bool = True  # check PanDA's TLS certificate
-    ca_bundle: str = ""  # path to a CA bundle for PanDA's certificate ("" = system/certifi default)
+    verify: bool = True  # check PanDA's TLS certificate (false: tests only; every page then shows a warning)
+    ca_bundle: str = ""  # CA certificates for PanDA's certificate: a file, or a directory such as /etc/grid-security/certificates ("" = the system store)
     proxy: str = ""  # HTTP(S) proxy for PanDA, e.g. http://proxy.jinr.ru:3128 ("" = direct; *_PROXY env vars are ignored)
     production_group: str = "spd/production"  # IAM group that carries the production role (named in refusals)
     sim_seed: int = 1  # sandbox simulator: seed of lifecycles, sizes and faults

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import sys
 
 import click
@@ -34,22 +35,30 @@ from .config import Faults, SimConfig
 @click.option(
     "--issuer-url", default="", help="External OIDC issuer (default: the embedded one under /oidc)."
 )
+@click.option("--tls-cert", default="", help="Serve HTTPS with this certificate chain (PEM; with --tls-key).")
+@click.option("--tls-key", default="", help="The private key of --tls-cert (PEM).")
+@click.option("--ca-bundle", default="", help="CA file trusted when fetching the OIDC issuer's keys.")
 @click.option("--state", "state_path", default="", help="SQLite file for the state (default: memory).")
 @click.option(
     "--faults", "faults_json", default="", help='Fault injection as JSON, e.g. {"error_rate": 0.1}.'
 )
 def panda_sim(
-    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, state_path, faults_json
-) -> None:
+    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, tls_cert, tls_key, ca_bundle,
+    state_path, faults_json,
+) -> None:  # fmt: skip
     """Run the PanDA simulator (API v1 + legacy, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
     from . import create_simulator, serve_in_thread
 
     faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
     config = SimConfig(
         seed=seed, time_scale=time_scale, transports=transports, vo=vo, client_ids=tuple(client_ids),
-        issuer_url=issuer_url, state_path=state_path, faults=faults,
+        issuer_url=issuer_url, ca_bundle=ca_bundle, state_path=state_path, faults=faults,
     )  # fmt: skip
-    running = serve_in_thread(create_simulator(config), host=host, port=port)
+    tls = None
+    if tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(tls_cert, tls_key or None)
+    running = serve_in_thread(create_simulator(config), host=host, port=port, ssl_context=tls)
     click.echo(f"PanDA simulator on {running.url}  (API {transports}, seed {seed}, x{time_scale})")
     if not issuer_url:
         click.echo(f"OIDC issuer {running.url}/oidc ; mint tokens: POST {running.url}/oidc/mint")

@@ -16,7 +16,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
+import urllib3
 
 from app import clock
 from app.panda.errors import (
@@ -121,7 +124,7 @@ class ClientConfig:
     read_timeout_s: float = 30.0
     retries: int = 2
     retry_backoff_s: float = 0.5
-    verify_tls: bool = True
+    verify: bool = True
     ca_bundle: str = ""
     proxy: str = ""
     production_group: str = "spd/production"
@@ -138,7 +141,7 @@ class ClientConfig:
             read_timeout_s=settings.read_timeout_s,
             retries=settings.retries,
             retry_backoff_s=settings.retry_backoff_s,
-            verify_tls=settings.verify_tls,
+            verify=settings.verify,
             ca_bundle=settings.ca_bundle,
             proxy=settings.proxy,
             production_group=settings.production_group,
@@ -257,6 +260,7 @@ class PandaClient:
         self._local = threading.local()
         sender = HttpSender(session_factory or self._session)
         self._transports = {V1: V1Transport(sender), LEGACY: LegacyTransport(sender)}
+        self._verify = _tls_verify(config)
         # Production-role answers per (user, token hash): PanDA decides from the token + Origin, so an
         # answer holds for the token's lifetime (a new group membership comes with a new token).
         self._attr_cache: dict[tuple[Any, str], UserAttributes] = {}
@@ -283,13 +287,12 @@ class PandaClient:
         headers = {"Accept": "application/json", "Origin": self.config.origin}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        verify: bool | str = self.config.ca_bundle or self.config.verify_tls
         return Wire(
             base_url=self.server,
             headers=headers,
             connect_timeout_s=self.config.connect_timeout_s,
             read_timeout_s=self.config.read_timeout_s,
-            verify=verify,
+            verify=self._verify,
             proxy=self.config.proxy,
         )
 
@@ -867,6 +870,22 @@ class PandaClient:
         """attribute_name: a two-letter split-rule code PanDA allows to change (e.g. NF, NJ, MF)."""
         args = {"task_id": task_id, "attribute_name": attribute_name, "value": str(value)}
         return self._call("change_split_rule", user, args, self._change, task_id=task_id)
+
+
+def _tls_verify(config: ClientConfig) -> bool | str:
+    """What requests checks PanDA's certificate against: [panda] ca_bundle (file or directory), else
+    the system's CA store (grid CAs are often installed there), else requests' own bundle."""
+    if not config.verify:
+        # The warning is the banner on every page, not a line per request in the log.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        return False
+    if config.ca_bundle:
+        return config.ca_bundle
+    system = ssl.get_default_verify_paths()
+    for path in (system.cafile, system.capath):
+        if path and os.path.exists(path):
+            return path
+    return True
 
 
 def _user_id(user: Any) -> int | None:

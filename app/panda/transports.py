@@ -16,10 +16,12 @@ import io
 import json
 import pickle
 import re
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -147,22 +149,57 @@ _TOKEN_FAILED = re.compile(r"Token authentication failed\.?\s*(.*)", re.S)
 _FORBIDDEN_METHOD = re.compile(r"method \S+ is forbidden")
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it (causes, contexts, urllib3's `reason`, exceptions in args)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue  # e.g. ssl.SSLError.reason is a string, not an exception
+        seen.add(id(current))
+        yield current
+        stack.extend([getattr(current, "reason", None), current.__cause__, current.__context__, *current.args])
+
+
 def _nothing_sent(exc: requests.ConnectionError) -> bool:
     """True when the connection was never established, so the server cannot have seen the request."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
-            return True
-        stack.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        stack.extend(a for a in current.args if isinstance(a, BaseException))
-    return False
+    return any(
+        isinstance(cause, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError)
+        for cause in _causes(exc)
+    )
+
+
+# OpenSSL's reasons when the other side does not speak TLS (a plain-HTTP port behind an https:// URL).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL")
+
+
+def tls_failure(exc: requests.exceptions.SSLError, base_url: str) -> str:
+    """A sentence a manager can act on for a failed TLS handshake (nothing was sent)."""
+    ssl_error = next((c for c in _causes(exc) if isinstance(c, ssl.SSLError)), None)
+    if isinstance(ssl_error, ssl.SSLCertVerificationError):
+        detail = ssl_error.verify_message or ssl_error.reason or "verification failed"
+        if "mismatch" in detail:
+            host = urlsplit(base_url).hostname
+            return (
+                f"PanDA's certificate is not valid for {host} ({detail}): put the host name the "
+                "certificate was issued for in [panda] url."
+            )
+        if "expired" in detail:
+            return f"PanDA's certificate has expired ({detail}): tell the PanDA operators."
+        return (
+            f"PanDA's certificate is not trusted ({detail}): set [panda] ca_bundle to the grid CA "
+            "bundle (a file, or a directory of CA certificates such as /etc/grid-security/certificates)."
+        )
+    reason = str(getattr(ssl_error, "reason", "") or "")
+    if reason.upper() in _NOT_TLS:
+        return (
+            f"PanDA at {base_url} does not answer TLS on this port ({reason}): check [panda] url "
+            "(is it a plain-HTTP port, so that the URL should start with http://?)."
+        )
+    return f"The TLS connection to PanDA at {base_url} failed ({_short(exc)}): check [panda] url and ca_bundle."
 
 
 class HttpSender:
@@ -204,6 +241,8 @@ class HttpSender:
                 proxies={"http": wire.proxy, "https": wire.proxy} if wire.proxy else None,
                 allow_redirects=False,
             )
+        except requests.exceptions.SSLError as exc:  # the handshake failed: the request never left
+            raise PandaUnavailable(tls_failure(exc, wire.base_url)) from exc
         except requests.ConnectionError as exc:
             # ConnectTimeout is a ConnectionError too; ReadTimeout is not (handled below).
             if _nothing_sent(exc):
@@ -232,6 +271,10 @@ class HttpSender:
                     f"PanDA's reply broke off; the request may or may not have been applied ({_short(exc)})."
                 ) from exc
             raise PandaUnavailable(f"PanDA's reply broke off: {_short(exc)}") from exc
+        except OSError as exc:  # raised before connecting, e.g. a ca_bundle path that does not exist
+            raise PandaUnavailable(
+                f"The TLS settings for PanDA cannot be used ({_short(exc)}): check [panda] ca_bundle."
+            ) from exc
         exchange.http_status = response.status_code
         self._check_status(response, write=write)
         return response
