@@ -101,7 +101,7 @@ class PandaSettings:
     production_group: str = "spd/production"  # IAM group that carries the production role (named in refusals)
     sim_seed: int = 1  # sandbox simulator: seed of lifecycles, sizes and faults
     sim_time_scale: float = 60.0  # sandbox simulator: simulated seconds per real second
-    sim_transports: str = "both"  # sandbox simulator: "v1" (like 1.0.x), "legacy" (like 0.8.x) or "both"
+    sim_version: str = "1.0"  # sandbox simulator: the panda-server it emulates, "1.0" (API v1) or "0.8" (legacy API only)
     sim_state_path: str = "panda-sim.sqlite3"  # sandbox simulator state: SQLite file (relative = in the instance folder; "" = in memory)
 
 

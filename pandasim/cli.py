@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from .config import Faults, SimConfig
+from .config import VERSIONS, Faults, SimConfig
 
 
 @click.command("panda-sim")
@@ -20,8 +20,8 @@ from .config import Faults, SimConfig
     "--time-scale", default=60.0, show_default=True, type=float, help="Simulated seconds per real second."
 )
 @click.option(
-    "--transports", default="both", show_default=True, type=click.Choice(["v1", "legacy", "both"]),
-    help="v1 (like panda-server 1.0.x), legacy (like 0.8.x) or both.",
+    "--version", "version", default="1.0", show_default=True, type=click.Choice(VERSIONS),
+    help="The panda-server emulated: 1.0 (API v1; legacy methods forbidden) or 0.8 (legacy API only).",
 )  # fmt: skip
 @click.option("--vo", default="spd", show_default=True)
 @click.option(
@@ -43,15 +43,15 @@ from .config import Faults, SimConfig
     "--faults", "faults_json", default="", help='Fault injection as JSON, e.g. {"error_rate": 0.1}.'
 )
 def panda_sim(
-    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, tls_cert, tls_key, ca_bundle,
+    host, port, seed, time_scale, version, vo, client_ids, issuer_url, tls_cert, tls_key, ca_bundle,
     state_path, faults_json,
 ) -> None:  # fmt: skip
-    """Run the PanDA simulator (API v1 + legacy, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
+    """Run the PanDA simulator (one server version, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
     from . import create_simulator, serve_in_thread
 
     faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
     config = SimConfig(
-        seed=seed, time_scale=time_scale, transports=transports, vo=vo, client_ids=tuple(client_ids),
+        seed=seed, time_scale=time_scale, version=version, vo=vo, client_ids=tuple(client_ids),
         issuer_url=issuer_url, ca_bundle=ca_bundle, state_path=state_path, faults=faults,
     )  # fmt: skip
     tls = None
@@ -59,7 +59,7 @@ def panda_sim(
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(tls_cert, tls_key or None)
     running = serve_in_thread(create_simulator(config), host=host, port=port, ssl_context=tls)
-    click.echo(f"PanDA simulator on {running.url}  (API {transports}, seed {seed}, x{time_scale})")
+    click.echo(f"PanDA simulator on {running.url}  (like panda-server {version}.x, seed {seed}, x{time_scale})")
     if not issuer_url:
         click.echo(f"OIDC issuer {running.url}/oidc ; mint tokens: POST {running.url}/oidc/mint")
         click.echo(

@@ -473,7 +473,16 @@ class LegacyTransport:
         handler = getattr(self, f"_{op.name}", None)
         if handler is None or op.name not in self.SUPPORTED:
             raise PandaUnsupported(f"The legacy PanDA API has no equivalent of {op.name}.")
-        return handler(wire, op, args, exchange)
+        try:
+            return handler(wire, op, args, exchange)
+        except PandaUnsupported as exc:
+            if exchange.http_status != 403:
+                raise
+            # panda-server 1.0 and newer answer every legacy task method with 403 "method X is forbidden".
+            raise PandaUnsupported(
+                f"PanDA at {wire.base_url} forbids the legacy /server/panda/ API (removed in panda-server "
+                f'1.0; {exc}): set [panda] transport to "auto" or "v1".'
+            ) from exc
 
     # -- plumbing ---------------------------------------------------------------------------
 
