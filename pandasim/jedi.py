@@ -168,15 +168,17 @@ CHANGEABLE_SPLIT_RULE_TAGS = [
 ]  # fmt: skip
 _TAG_NAMES = {v: k for k, v in SPLIT_RULE_TAGS.items()}
 
+# superStatus mirrors DEFT's status, which JEDI updates on these transitions only
+# (task_complex_module.py): a defined or pending task still says "registered".
 SUPER_STATUS = {
     "registered": "registered",
-    "defined": "submitting",
-    "assigning": "submitting",
-    "ready": "submitting",
-    "pending": "submitting",
     "scouting": "submitting",
-    "scouted": "submitting",
+    **{s: s for s in ("running", "assigning", "staging", "exhausted", "aborting", "aborted", "broken")},
+    **{s: s for s in ("done", "finished", "failed")},
 }
+
+# GenTaskRefiner's transformation when the task names none
+DEFAULT_TRANS_PATH = "https://pandaserver-doma.cern.ch/trf/user/runGen-00-00-02"
 
 
 def fmt_dt(ts: float) -> str:
@@ -402,7 +404,7 @@ class Jedi:
     def _set_status(self, t: dict[str, Any], status: str, at: float, error: str | None = None) -> None:
         spec = t["spec"]
         spec["status"] = status
-        spec["superStatus"] = SUPER_STATUS.get(status, status)
+        spec["superStatus"] = SUPER_STATUS.get(status, spec["superStatus"])
         spec["modificationTime"] = fmt_dt(at)
         spec["stateChangeTime"] = fmt_dt(at)
         if error is not None:
@@ -496,6 +498,7 @@ class Jedi:
             sim["n_input_files"] = n_files
         sim["n_jobs"] = max(n_jobs, 1)
         t["spec"]["errorDialog"] = None
+        t["spec"]["startTime"] = t["spec"]["startTime"] or fmt_dt(at)
         self.db.executemany(  # JEDI registers the output datasets of a defined task
             "INSERT OR IGNORE INTO datasets VALUES (?, ?)",
             [(item["dataset"], t["id"]) for item in output_items(params)],
@@ -834,23 +837,26 @@ class Jedi:
                 processingType=params.get("processingType"),
                 taskPriority=params.get("taskPriority", 100),
                 currentPriority=params.get("currentPriority", params.get("taskPriority", 100)),
-                architecture=params.get("architecture"),
+                architecture=reformat_architecture(params.get("architecture")),
                 transUses=params.get("transUses"),
                 transHome=params.get("transHome"),
-                transPath=params.get("transPath"),
+                transPath=params.get("transPath", DEFAULT_TRANS_PATH),
                 splitRule=build_split_rule(params),
-                walltime=params.get("walltime"),
+                walltime=params.get("walltime", 0),
                 walltimeUnit=params.get("walltimeUnit"),
-                ramCount=params.get("ramCount", 2000),
-                ramUnit=params.get("ramUnit", "MBPerCore"),
+                ramCount=params.get("ramCount", 2000),  # GenTaskRefiner: 2000 MBPerCore when unset
+                ramUnit=params.get("ramUnit") if "ramCount" in params else "MBPerCore",
+                baseRamCount=params.get("baseRamCount", 0),
+                baseWalltime=params.get("baseWalltime", 600),  # JEDI: a 10-minute offset by default
+                cpuEfficiency=params.get("cpuEfficiency", 90),
                 coreCount=params.get("coreCount", 1),
                 cpuTime=params.get("cpuTime"),
                 cpuTimeUnit=params.get("cpuTimeUnit"),
-                outDiskCount=params.get("outDiskCount"),
+                outDiskCount=params.get("outDiskCount", 0),
                 outDiskUnit=params.get("outDiskUnit"),
-                workDiskCount=params.get("workDiskCount"),
+                workDiskCount=params.get("workDiskCount", 0),
                 reqID=int(params["reqID"]) if str(params.get("reqID", "")).isdigit() else task_id,
-                cloud=params.get("cloud"),
+                cloud=params.get("cloud", params.get("workingGroup")),
                 site=params.get("site"),
                 nucleus=params.get("nucleus"),
                 parent_tid=parent_tid if parent_tid is not None else task_id,
@@ -998,6 +1004,76 @@ def output_items(params: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         i for i in items if isinstance(i, dict) and i.get("param_type") in ("output", "log") and i.get("dataset")
     ]
+
+
+def reformat_architecture(architecture: str | None) -> str | None:
+    """JediTaskSpec.reformat_architecture: the old `sw_platform@base_platform#cpu&gpu` text becomes a
+    JSON object ("" becomes "{}"); JSON without an encoded platform stays as it is. The GPU spec's
+    extended attributes (`:cuda>=12` ...) are not simulated."""
+    if architecture is None:
+        return None
+    try:
+        if "encoded_platform" not in json.loads(architecture):
+            return architecture
+    except (ValueError, TypeError):
+        pass
+    new: dict[str, Any] = {}
+    sw_platform = re.match(r"[^@#&]*", architecture).group(0)  # type: ignore[union-attr]
+    if sw_platform:
+        new["sw_platform"] = sw_platform
+    base = re.search(r"@([^#&]*)", architecture)
+    if base and base.group(1):
+        new["base_platform"] = base.group(1)
+    if "#" in architecture:
+        specs_text = re.search(r"#([^\^@&]*)", architecture).group(1).strip("()")  # type: ignore[union-attr]
+        specs = [dict(zip(("arch", "vendor", "instr"), (spec + "-*-*").split("-")[:3], strict=True))
+                 for spec in specs_text.split("|") if spec]  # fmt: skip
+    elif architecture and not re.match(r"[\^@&]", architecture) and architecture.split("-")[0]:
+        specs = [{"arch": architecture.split("-")[0]}]
+    else:
+        specs = []
+    specs = [d for d in ({k: v for k, v in spec.items() if v != "*"} for spec in specs) if d]
+    if specs:
+        new["cpu_specs"] = specs
+    gpu = re.search(r"&([^\^@#:]*)", architecture)
+    if gpu and gpu.group(1):
+        vendor_model = dict(zip(("vendor", "model"), (gpu.group(1) + "-*").split("-")[:2], strict=True))
+        gpu_spec = {k: v for k, v in vendor_model.items() if v != "*"}
+        if gpu_spec:
+            new["gpu_spec"] = gpu_spec
+    return json.dumps(new)
+
+
+def job_params_template(params: dict[str, Any]) -> str | None:
+    """The job-parameter template doBasicRefine makes: each output item's file name template becomes
+    its stream (`--output=${OUTPUT0}`); hidden items are left out (get_detailed_info's
+    `job_execution_params`)."""
+    items = params.get("jobParameters")
+    if not isinstance(items, list):
+        return None
+    streams: dict[int, str] = {}
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("type") != "template" or "dataset" not in item:
+            continue
+        if item["dataset"] in seen:
+            continue
+        seen.add(item["dataset"])
+        kind = item.get("param_type")
+        if kind in ("output", "log"):
+            streams[index] = f"{kind.upper()}{counts.get(kind, 0)}"
+            counts[kind] = counts.get(kind, 0) + 1
+    text = ""
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "value" not in item or item.get("hidden") is True:
+            continue
+        value = str(item["value"])
+        if index in streams:  # RefinerUtils.extractReplaceOutFileTemplate
+            template = value.split("=")[-1].replace("'", "")
+            value = value.replace(template, f"${{{streams[index]}}}")
+        text += value + ("" if item.get("padding") is False else " ")
+    return text[:-1]
 
 
 def build_split_rule(params: dict[str, Any]) -> str:
