@@ -39,6 +39,7 @@ from app.panda.errors import (
     PandaRoleMissing,
     PandaUnavailable,
     PandaUnsupported,
+    first_part,
     human_sentence,
 )
 from app.panda.results import (
@@ -189,6 +190,7 @@ _AUTH_MESSAGES = (
     *LEGACY_ROLE_MESSAGES,
 )
 MESSAGE_DATABASE = "database error in the PanDA server"
+LOG_TEXT_MAX = 4000  # characters of a message kept in the interaction log (panda_call.message)
 _NOT_FOUND = re.compile(r"not found", re.I)
 # Credential keys; a bare "token" is JEDI's storage token of a dataset item, shown as sent.
 _SECRET_KEYS = re.compile(r"secret|password|authorization|passcode|.+_token$", re.I)
@@ -401,7 +403,7 @@ class PandaClient:
                         **record,
                         http_status=exchange.http_status,
                         return_code=reply.code,
-                        message=reply.message[:1000],
+                        message=reply.message[:LOG_TEXT_MAX],
                         duration_ms=_ms(t0),
                         outcome=outcome,
                     )
@@ -413,7 +415,7 @@ class PandaClient:
                     **{**record, "task_id": new_task_id or task_id},
                     http_status=exchange.http_status,
                     return_code=code,
-                    message=reply.message[:1000],
+                    message=reply.message[:LOG_TEXT_MAX],
                     duration_ms=_ms(t0),
                     outcome="ok",
                 )
@@ -428,7 +430,7 @@ class PandaClient:
                     **record,
                     http_status=exchange.http_status,
                     return_code=code,
-                    message=str(exc)[:1000],
+                    message=_log_text(exc),
                     duration_ms=_ms(t0),
                     outcome=exc.outcome,
                 )
@@ -513,7 +515,7 @@ class PandaClient:
 
         kind: submit | command | increase | change | read (codes differ: see errors.py tables).
         """
-        message = reply.message
+        message = first_part(reply.message)  # the whole message stays in the interaction log
         code = reply.code
         if any(text in message for text in _AUTH_MESSAGES):
             return PandaAuthError(f"PanDA refused the role or identity: {message}", reason=message)
@@ -886,6 +888,15 @@ def _tls_verify(config: ClientConfig) -> bool | str:
         if path and os.path.exists(path):
             return path
     return True
+
+
+def _log_text(exc: PandaError) -> str:
+    """The interaction log's message for a failed call: what the user saw, then the server's whole
+    reply when the message shows only part of it (e.g. a 403 with a Python traceback)."""
+    text = str(exc)
+    if exc.detail and exc.detail not in text:
+        text = f"{text}\nPanDA's reply: {exc.detail}"
+    return text[:LOG_TEXT_MAX]
 
 
 def _user_id(user: Any) -> int | None:

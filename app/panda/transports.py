@@ -33,6 +33,8 @@ from app.panda.errors import (
     PandaRejected,
     PandaUnavailable,
     PandaUnsupported,
+    first_part,
+    token_advice,
 )
 
 V1 = "v1"
@@ -285,12 +287,16 @@ class HttpSender:
         if status == 200:
             return
         text = _body_text(response)
+        summary = first_part(text)[:300]  # users never see a server traceback ...
+        detail = text if summary != text else ""  # ... the interaction log keeps the whole reply
         if status == 403:
-            if _FORBIDDEN_METHOD.search(text):
-                raise PandaUnsupported(f"PanDA does not offer this method here ({text})")
-            match = _TOKEN_FAILED.search(text)
-            reason = (match.group(1).strip() if match else text) or "forbidden"
-            raise PandaAuthError(f"PanDA refused the token or role: {reason}", reason=reason)
+            if _FORBIDDEN_METHOD.search(summary):
+                raise PandaUnsupported(f"PanDA does not offer this method here ({summary})", detail=detail)
+            match = _TOKEN_FAILED.search(summary)
+            reason = (match.group(1).strip() if match else summary) or "forbidden"
+            raise PandaAuthError(
+                f"PanDA refused the token or role: {token_advice(reason)}", reason=reason, detail=detail
+            )
         if status == 404:
             raise PandaUnsupported(
                 f"PanDA has no such endpoint (HTTP 404): {response.request.path_url.split('?')[0]}"
@@ -300,11 +306,14 @@ class HttpSender:
         if status >= 500 or status == 408:
             if write:
                 raise PandaOutcomeUnknown(
-                    f"PanDA failed while handling the request (HTTP {status}): {text[:200]}; it may or may not have been applied."
+                    f"PanDA failed while handling the request (HTTP {status}): {summary[:200]}; it may or may not have been applied.",
+                    detail=detail,
                 )
-            raise PandaUnavailable(f"PanDA failed while handling the request (HTTP {status}): {text[:200]}")
+            raise PandaUnavailable(
+                f"PanDA failed while handling the request (HTTP {status}): {summary[:200]}", detail=detail
+            )
         raise PandaRejected(
-            f"PanDA refused the request (HTTP {status}): {text[:200]}", server_message=text[:500]
+            f"PanDA refused the request (HTTP {status}): {summary[:200]}", server_message=summary, detail=detail
         )
 
 
