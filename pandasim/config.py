@@ -39,7 +39,7 @@ class Timings:
     refine_s: float = 30.0  # registered -> defined/pending
     generate_s: float = 60.0  # defined -> scouting/running
     command_delay_s: float = 60.0  # queued command -> executed by TaskCommando
-    abort_s: float = 30.0  # toabort -> aborted, finishing -> final, toretry -> ready ...
+    abort_s: float = 30.0  # toabort -> aborted, passed -> final, toretry -> ready ...
     job_walltime_s: float = 3600.0  # nominal walltime of one job (0.8-1.0 of it drawn per job)
     slots: int = 1000  # jobs of one task running at the same time
     n_scouts: int = 10  # scout jobs when the task does not skip scouting
