@@ -178,7 +178,7 @@ def _nothing_sent(exc: requests.ConnectionError) -> bool:
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL")
 
 
-def tls_failure(exc: requests.exceptions.SSLError, base_url: str) -> str:
+def _tls_failure(exc: requests.exceptions.SSLError, base_url: str) -> str:
     """A sentence a manager can act on for a failed TLS handshake (nothing was sent)."""
     ssl_error = next((c for c in _causes(exc) if isinstance(c, ssl.SSLError)), None)
     if isinstance(ssl_error, ssl.SSLCertVerificationError):
@@ -244,7 +244,7 @@ class HttpSender:
                 allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:  # the handshake failed: the request never left
-            raise PandaUnavailable(tls_failure(exc, wire.base_url)) from exc
+            raise PandaUnavailable(_tls_failure(exc, wire.base_url)) from exc
         except requests.ConnectionError as exc:
             # ConnectTimeout is a ConnectionError too; ReadTimeout is not (handled below).
             if _nothing_sent(exc):
