@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_security(app)
     init_sessions(app)  # server-side sessions replace the signed cookie (app/auth/sessions.py)
     app.extensions["login_limiter"] = LoginRateLimiter(
-        settings.auth.login_attempts, settings.auth.login_window_s
+        settings.auth.login_attempts, settings.auth.login_window_s, settings.auth.login_attempts_per_address
     )
     app.extensions.setdefault("health_checks", {})
 

@@ -55,12 +55,15 @@ def serve(
     """Migrate the database, then serve the panel with waitress until SIGTERM or Ctrl-C."""
     from waitress import create_server
 
+    from app.auth.services import hand_over_initial_password
+    from app.paths import keep_private
     from app.runtime import start_background, stop_background
 
     if instance_opt:
         ctx.obj["instance"] = instance_opt
     app = build_app(ctx)
     settings = app.config["SETTINGS"]
+    keep_private(settings.instance_dir)
     with app.app_context():
         try:
             backup = migrate.upgrade_on_start(db.engine, settings.instance_dir)
@@ -101,10 +104,7 @@ def serve(
         url = f"http://{server.effective_host}:{server.effective_port}/"
         click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir})")
         if credentials:
-            click.echo(
-                f"First start: created administrator '{credentials[0]}' with password: {credentials[1]}"
-            )
-            click.echo("This password is shown only once; change it with `prodpanel users passwd admin`.")
+            hand_over_initial_password(*credentials, settings.instance_dir)
         sys.stdout.flush()
         server.run()  # returns after SIGTERM/Ctrl-C (waitress catches SystemExit and KeyboardInterrupt)
     except SystemExit:

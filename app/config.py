@@ -1,7 +1,8 @@
 """Typed, frozen settings loaded from instance/config.toml and PRODPANEL_* environment variables.
 
-Every key has a default here and is documented in instance/config.example.toml. An unknown key or a
-value of the wrong type stops start-up with a message naming the key and the expected type.
+Every key has a default here, the rules its value must follow (ranges, choices, regular expressions,
+files) and a doc line; instance/config.example.toml is generated from them. An unknown key, a value of
+the wrong type or one breaking a rule stops start-up with a one-line message naming the key.
 
 Environment variables: PRODPANEL_<KEY> for top-level keys, PRODPANEL_<SECTION>__<KEY> for a section
 (e.g. PRODPANEL_PANDA__URL). Lists are comma-separated or JSON; tables are JSON.
@@ -10,19 +11,25 @@ Environment variables: PRODPANEL_<KEY> for top-level keys, PRODPANEL_<SECTION>__
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import json
 import os
+import re
 import secrets
+import string
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 
+from app.auth.roles import ROLES
 from app.paths import ensure_private_dir
 
 
@@ -31,53 +38,168 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    host: str = "127.0.0.1"  # address `prodpanel serve` listens on
-    port: int = 5000  # port `prodpanel serve` listens on
-    threads: int = 8  # waitress worker threads
-    base_url: str = (
-        ""  # public URL when behind a proxy, e.g. https://prodpanel.jinr.ru (https => Secure cookies)
+class Rule:
+    """A constraint on a key's value beyond its type, checked at load and shown in the example file."""
+
+    describe: str
+    problem: Callable[[Any, Path], str | None]  # (value, instance folder) -> what is wrong, or None
+
+
+def at_least(low: float) -> Rule:
+    return Rule(f">= {low}", lambda v, _: None if v >= low else f"must be at least {low}, got {v!r}")
+
+
+def above(low: float) -> Rule:
+    return Rule(f"> {low}", lambda v, _: None if v > low else f"must be more than {low}, got {v!r}")
+
+
+def between(low: int, high: int) -> Rule:
+    return Rule(
+        f"{low}..{high}", lambda v, _: None if low <= v <= high else f"must be {low}..{high}, got {v!r}"
     )
-    trusted_proxy: str = ""  # address of a reverse proxy whose X-Forwarded-* headers are trusted
+
+
+def one_of(*choices: str) -> Rule:
+    """The value (each item of a list, each value of a table) must be one of `choices`."""
+    listed = ", ".join(json.dumps(c) for c in choices)
+
+    def problem(value: Any, _: Path) -> str | None:
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        wrong = [v for v in items if v not in choices]
+        return f"must be one of {listed}, got {json.dumps(wrong[0])}" if wrong else None
+
+    return Rule(f"one of {listed}", problem)
+
+
+def placeholders(*names: str) -> Rule:
+    """A str.format pattern using only the placeholders `names`."""
+
+    def problem(value: str, _: Path) -> str | None:
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            return f"not a valid pattern ({exc}): {value!r}"
+        unknown = sorted(used - set(names))
+        return f"unknown placeholder {{{unknown[0]}}} in {value!r}" if unknown else None
+
+    return Rule("placeholders " + " ".join(f"{{{n}}}" for n in names), problem)
+
+
+def _regex_problem(value: str, _: Path) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a valid regular expression ({exc}): {value!r}"
+    return None
+
+
+def _url_problem(value: str, _: Path) -> str | None:
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        return f"not a valid URL ({exc}): {value!r}"
+    if value and (parts.scheme not in {"http", "https"} or not parts.netloc):
+        return f"must be an http:// or https:// URL (or empty), got {value!r}"
+    return None
+
+
+def _file_problem(value: str, instance_dir: Path) -> str | None:
+    if value and not (instance_dir / value).is_file():  # an absolute value replaces instance_dir
+        return f"no such file: {instance_dir / value}"
+    return None
+
+
+REGEX = Rule("a regular expression", _regex_problem)
+HTTP_URL = Rule('"" or an http(s) URL', _url_problem)
+EXISTING_FILE = Rule('"" or an existing file', _file_problem)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def setting(default: Any, doc: str, *rules: Rule) -> Any:
+    """A configuration key: its default, the line that documents it in config.example.toml and the
+    rules its value must follow (checked at load)."""
+    metadata = {"doc": doc, "rules": rules}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = setting("127.0.0.1", "address `prodpanel serve` listens on")
+    port: int = setting(5000, "port `prodpanel serve` listens on", between(0, 65535))
+    threads: int = setting(8, "waitress worker threads", at_least(1))
+    base_url: str = setting(
+        "",
+        "public URL when behind a proxy, e.g. https://prodpanel.jinr.ru (https => Secure cookies)",
+        HTTP_URL,
+    )
+    trusted_proxy: str = setting("", "address of a reverse proxy whose X-Forwarded-* headers are trusted")
 
 
 @dataclass(frozen=True)
 class AuthSettings:
-    local_accounts: bool = True  # allow username/password accounts kept by the panel
-    login_attempts: int = 5  # failed logins allowed per client and username within login_window_s
-    login_window_s: int = 300  # window of the login rate limit, seconds
-    session_idle_minutes: int = 120  # a session unused this long ends
-    session_max_hours: int = 12  # a session ends this long after login, used or not
+    local_accounts: bool = setting(True, "allow username/password accounts kept by the panel")
+    login_attempts: int = setting(
+        5, "failed logins allowed per client and username within login_window_s", at_least(1)
+    )
+    login_attempts_per_address: int = setting(
+        10,
+        "failed logins allowed per client address, whatever the usernames, within login_window_s "
+        "(behind a reverse proxy set server.trusted_proxy, or all clients share one budget)",
+        at_least(1),
+    )
+    login_window_s: int = setting(300, "window of the login rate limit, seconds", at_least(1))
+    session_idle_minutes: int = setting(120, "a session unused this long ends", at_least(1))
+    session_max_hours: int = setting(12, "a session ends this long after login, used or not", at_least(1))
 
 
 @dataclass(frozen=True)
 class IamSettings:
-    issuer: str = ""  # SPD-IAM issuer URL, e.g. https://spd-iam.jinr.ru/ ("" = IAM login off)
-    client_id: str = ""  # the panel's IAM client id (must be in PanDA's secondary_ids)
-    client_secret: str = ""  # the panel's IAM client secret (prefer the environment variable)
-    scopes: str = "openid profile email offline_access"  # scopes asked at login
-    groups_claim: str = "groups"  # claim holding the user's groups (groups or wlcg.groups)
-    role_map: dict[str, str] = field(  # IAM group -> panel role; the highest matching role wins
-        default_factory=lambda: {
-            "spd/production/admin": "admin",
-            "spd/production": "manager",
-            "spd": "viewer",
-        }
+    issuer: str = setting(
+        "", 'SPD-IAM issuer URL, e.g. https://spd-iam.jinr.ru/ ("" = IAM login off)', HTTP_URL
     )
-    extra_scopes: str = ""  # added to scopes, e.g. "wlcg wlcg.groups" for a WLCG-profile VO
-    login_prompt: str = "consent"  # OIDC prompt at login ("consent": offline_access gives a refresh token)
-    login_tokens_for_panda: bool = True  # send the login's ID tokens to PanDA (client in secondary_ids)
-    device_client_id: str = ""  # client for device-code linking, e.g. PanDA's IAM client ("" = client_id)
-    device_client_secret: str = ""  # its secret ("" = public client)
-    device_audience: str = ""  # audience asked in the device flow ("" = none)
-    exchange_audience: str = ""  # RFC 8693 token exchange to this audience before calling PanDA ("" = off)
-    exchange_scopes: str = "openid profile"  # scopes asked in the token exchange
-    refresh_leeway_s: int = 120  # refresh an ID token this many seconds before it expires
-    refresh_token_days: int = 30  # refresh-token lifetime assumed when IAM does not say (IAM default: 30)
-    http_timeout_s: float = 10.0  # timeout of each call to IAM
-    rp_logout: bool = True  # offer IAM's RP-initiated logout after the panel's logout
-    login_rate_limit: int = 20  # SPD-IAM login starts and callbacks allowed per client address within auth.login_window_s
-    sandbox_token_lifetime_s: int = 3600  # lifetime of the sandbox ID tokens of the built-in simulator
+    client_id: str = setting("", "the panel's IAM client id (must be in PanDA's secondary_ids)")
+    client_secret: str = setting("", "the panel's IAM client secret (prefer the environment variable)")
+    scopes: str = setting("openid profile email offline_access", "scopes asked at login")
+    groups_claim: str = setting("groups", "claim holding the user's groups (groups or wlcg.groups)")
+    role_map: dict[str, str] = setting(
+        {"spd/production/admin": "admin", "spd/production": "manager", "spd": "viewer"},
+        "IAM group -> panel role; the highest matching role wins",
+        one_of(*ROLES),
+    )
+    extra_scopes: str = setting("", 'added to scopes, e.g. "wlcg wlcg.groups" for a WLCG-profile VO')
+    login_prompt: str = setting(
+        "consent", 'OIDC prompt at login ("consent": offline_access gives a refresh token)'
+    )
+    login_tokens_for_panda: bool = setting(
+        True, "send the login's ID tokens to PanDA (client in secondary_ids)"
+    )
+    device_client_id: str = setting(
+        "", 'client for device-code linking, e.g. PanDA\'s IAM client ("" = client_id)'
+    )
+    device_client_secret: str = setting("", 'its secret ("" = public client)')
+    device_audience: str = setting("", 'audience asked in the device flow ("" = none)')
+    exchange_audience: str = setting(
+        "", 'RFC 8693 token exchange to this audience before calling PanDA ("" = off)'
+    )
+    exchange_scopes: str = setting("openid profile", "scopes asked in the token exchange")
+    refresh_leeway_s: int = setting(
+        120, "refresh an ID token this many seconds before it expires", at_least(0)
+    )
+    refresh_token_days: int = setting(
+        30, "refresh-token lifetime assumed when IAM does not say (IAM default: 30)", at_least(1)
+    )
+    http_timeout_s: float = setting(10.0, "timeout of each call to IAM", above(0))
+    rp_logout: bool = setting(True, "offer IAM's RP-initiated logout after the panel's logout")
+    login_rate_limit: int = setting(
+        20,
+        "SPD-IAM login starts and callbacks allowed per client address within auth.login_window_s",
+        at_least(1),
+    )
+    sandbox_token_lifetime_s: int = setting(
+        3600, "lifetime of the sandbox ID tokens of the built-in simulator", at_least(60)
+    )
 
     @property
     def enabled(self) -> bool:
@@ -87,58 +209,113 @@ class IamSettings:
 
 @dataclass(frozen=True)
 class PandaSettings:
-    url: str = ""  # PanDA server base URL, e.g. https://pandaserver.jinr.ru:25443 ("" = built-in simulator)
-    vo: str = "spd"  # virtual organisation sent in the Origin header
-    role: str = "production"  # role sent in the Origin header (Origin: <vo>.<role>)
-    transport: str = "auto"  # "auto" (probe /api/v1, then legacy), "v1" or "legacy" (/server/panda/)
-    connect_timeout_s: float = 5.0  # seconds to establish a connection to PanDA
-    read_timeout_s: float = 30.0  # seconds to wait for a reply; a write that times out is never resent
-    retries: int = 2  # extra attempts for reads and for requests PanDA never received
-    retry_backoff_s: float = 0.5  # first pause between attempts, doubled on each further attempt
-    verify: bool = True  # check PanDA's TLS certificate (false: tests only; every page then shows a warning)
-    ca_bundle: str = ""  # CA certificates for PanDA's certificate: a file, or a directory such as /etc/grid-security/certificates ("" = the system store)
-    proxy: str = ""  # HTTP(S) proxy for PanDA, e.g. http://proxy.jinr.ru:3128 ("" = direct; *_PROXY env vars are ignored)
-    production_group: str = "spd/production"  # IAM group that carries the production role (named in refusals)
-    sim_seed: int = 1  # sandbox simulator: seed of lifecycles, sizes and faults
-    sim_time_scale: float = 60.0  # sandbox simulator: simulated seconds per real second
-    sim_version: str = "1.0"  # sandbox simulator: the panda-server it emulates, "1.0" (API v1) or "0.8" (legacy API only)
-    sim_state_path: str = "panda-sim.sqlite3"  # sandbox simulator state: SQLite file (relative = in the instance folder; "" = in memory)
+    url: str = setting(
+        "",
+        'PanDA server base URL, e.g. https://pandaserver.jinr.ru:25443 ("" = built-in simulator)',
+        HTTP_URL,
+    )
+    vo: str = setting("spd", "virtual organisation sent in the Origin header")
+    role: str = setting("production", "role sent in the Origin header (Origin: <vo>.<role>)")
+    transport: str = setting(
+        "auto",
+        'protocol: "auto" probes /api/v1, then falls back to legacy /server/panda/ (servers before 1.0)',
+        one_of("auto", "v1", "legacy"),
+    )
+    connect_timeout_s: float = setting(5.0, "seconds to establish a connection to PanDA", above(0))
+    read_timeout_s: float = setting(
+        30.0, "seconds to wait for a reply; a write that times out is never resent", above(0)
+    )
+    retries: int = setting(2, "extra attempts for reads and for requests PanDA never received", at_least(0))
+    retry_backoff_s: float = setting(
+        0.5, "first pause between attempts, doubled on each further attempt", at_least(0)
+    )
+    verify: bool = setting(
+        True, "check PanDA's TLS certificate (false: tests only; every page then shows a warning)"
+    )
+    ca_bundle: str = setting(
+        "",
+        "CA certificates for PanDA's certificate: a file, or a directory such as "
+        '/etc/grid-security/certificates ("" = the system store)',
+    )
+    proxy: str = setting(
+        "",
+        'HTTP(S) proxy for PanDA, e.g. http://proxy.jinr.ru:3128 ("" = direct; *_PROXY env vars are ignored)',
+        HTTP_URL,
+    )
+    production_group: str = setting(
+        "spd/production", "IAM group that carries the production role (named in refusals)"
+    )
+    sim_seed: int = setting(1, "sandbox simulator: seed of lifecycles, sizes and faults")
+    sim_time_scale: float = setting(60.0, "sandbox simulator: simulated seconds per real second", at_least(0))
+    sim_version: str = setting(
+        "1.0",
+        'sandbox simulator: the panda-server it emulates, "1.0" (API v1) or "0.8" (legacy API only)',
+        one_of("1.0", "0.8"),
+    )
+    sim_state_path: str = setting(
+        "panda-sim.sqlite3",
+        'sandbox simulator state: SQLite file (relative = in the instance folder; "" = in memory)',
+    )
 
 
 @dataclass(frozen=True)
 class TaskSettings:
-    step_types: list[str] = field(default_factory=lambda: ["SIM", "RECO"])  # step types offered in forms
-    campaign_prefixes: list[str] = field(
-        default_factory=lambda: ["", "TEST_S1-"]
-    )  # allowed before PROD<yyyy>-<nnn>
-    production_prefix: str = "PROD"  # production ids are <campaign prefix><production_prefix><yyyy>-<nnn>
-    number_digits: int = 3  # zero-padded digits of the production number
-    task_name_pattern: str = "{production}.{step}"  # task names; placeholders {production} {step}
-    bunch_suffix: str = ".{n}"  # appended to the names of bunch members 1..N
-    dataset_pattern: str = "{scope}.{tag}.{production}.{step}.{version}"  # output dataset names
-    tag_strip_regex: str = r"\.V\d+$"  # removed from the exec path's last component to get the physics tag
-    scope_regex: str = "[A-Za-z0-9_]+"  # allowed dataset scopes
-    default_scope: str = "MC2025_S1"  # scope suggested in new task forms
-    cvmfs_roots: list[str] = field(
-        default_factory=lambda: ["/cvmfs/spd.jinr.ru/"]
-    )  # exec/container paths must be under one
-    container_regex: str = r"[^\s]+\.sif"  # container paths must match this (after the CVMFS root check)
-    clouds: list[str] = field(default_factory=lambda: ["JINR"])  # clouds offered in task forms
-    data_disks: list[str] = field(default_factory=lambda: ["JINR_DATADISK"])  # output destinations offered
-    request_id_regex: str = r"[1-9]\d{0,8}"  # well-formed production request ids (spd-requests)
-    max_bunch_size: int = 1000  # most tasks one bunch may launch
-    template_file: str = ""  # TOML overriding app/panda/templates/taskparams.toml ("" = SPD defaults; relative = instance folder)
-    dispatch_deadline_s: float = 600.0  # a background dispatch of one bunch stops after this many seconds
-    reconcile_grace_s: float = 900.0  # an unanswered submit not visible in PanDA after this long is reported failed (resendable)
+    step_types: list[str] = setting(["SIM", "RECO"], "step types offered in forms")
+    campaign_prefixes: list[str] = setting(["", "TEST_S1-"], "allowed before PROD<yyyy>-<nnn>")
+    production_prefix: str = setting(
+        "PROD", "production ids are <campaign prefix><production_prefix><yyyy>-<nnn>"
+    )
+    number_digits: int = setting(3, "zero-padded digits of the production number", between(1, 9))
+    task_name_pattern: str = setting(
+        "{production}.{step}",
+        "task names",
+        placeholders("production", "step"),
+    )
+    bunch_suffix: str = setting(".{n}", "appended to the names of bunch members 1..N", placeholders("n"))
+    dataset_pattern: str = setting(
+        "{scope}.{tag}.{production}.{step}.{version}",
+        "output dataset names",
+        placeholders("scope", "tag", "production", "step", "version"),
+    )
+    tag_strip_regex: str = setting(
+        r"\.V\d+$", "removed from the exec path's last component to get the physics tag", REGEX
+    )
+    scope_regex: str = setting("[A-Za-z0-9_]+", "allowed dataset scopes", REGEX)
+    default_scope: str = setting("MC2025_S1", "scope suggested in new task forms")
+    cvmfs_roots: list[str] = setting(["/cvmfs/spd.jinr.ru/"], "exec/container paths must be under one")
+    container_regex: str = setting(
+        r"[^\s]+\.sif", "container paths must match this (after the CVMFS root check)", REGEX
+    )
+    clouds: list[str] = setting(["JINR"], "clouds offered in task forms")
+    data_disks: list[str] = setting(["JINR_DATADISK"], "output destinations offered")
+    request_id_regex: str = setting(
+        r"[1-9]\d{0,8}", "well-formed production request ids (spd-requests)", REGEX
+    )
+    max_bunch_size: int = setting(1000, "most tasks one bunch may launch", at_least(1))
+    template_file: str = setting(
+        "",
+        'TOML overriding app/panda/templates/taskparams.toml ("" = SPD defaults; relative = instance folder)',
+        EXISTING_FILE,
+    )
+    dispatch_deadline_s: float = setting(
+        600.0, "a background dispatch of one bunch stops after this many seconds", above(0)
+    )
+    reconcile_grace_s: float = setting(
+        900.0,
+        "an unanswered submit not visible in PanDA after this long is reported failed (resendable)",
+        at_least(0),
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
-    database_url: str = ""  # SQLAlchemy URL; "" = SQLite file prodpanel.sqlite3 in the instance folder
+    database_url: str = setting(
+        "", 'SQLAlchemy URL; "" = SQLite file prodpanel.sqlite3 in the instance folder'
+    )
     secret_key: str = ""  # Flask secret; from PRODPANEL_SECRET_KEY or generated into instance/secret_key
     token_key: bytes = b""  # 32-byte token-encryption key; PRODPANEL_TOKEN_KEY (base64) or instance/token_key
-    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
+    log_level: str = setting("INFO", "log messages of this level and above", one_of(*LOG_LEVELS))
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     iam: IamSettings = field(default_factory=IamSettings)
@@ -183,7 +360,7 @@ def load_settings(instance_dir: Path, env: typing.Mapping[str, str] | None = Non
                 f"{key}: may not be set in config.toml; use PRODPANEL_{key.upper()} or the instance file"
             )
     _merge_env(data, env)
-    values = _build(Settings, data, prefix="")
+    values = _build(Settings, data, "", instance_dir)
     secret_key = env.get("PRODPANEL_SECRET_KEY") or _secret_file(
         instance_dir / "secret_key", lambda: secrets.token_urlsafe(48)
     )
@@ -236,7 +413,7 @@ def _is_section(f: dataclasses.Field) -> bool:
     return f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory)
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, data: dict[str, Any], prefix: str, instance_dir: Path) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.')}: expected a table")
     hints = typing.get_type_hints(cls)
@@ -247,9 +424,13 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             raise ConfigError(f"{prefix}{key}: unknown key (see instance/config.example.toml)")
         f = known[key]
         if _is_section(f):
-            kwargs[key] = _build(hints[key], value, prefix=f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(f"{prefix}{key}", hints[key], value)
+            kwargs[key] = _build(hints[key], value, f"{prefix}{key}.", instance_dir)
+            continue
+        kwargs[key] = _coerce(f"{prefix}{key}", hints[key], value)
+        for rule in f.metadata["rules"]:
+            problem = rule.problem(kwargs[key], instance_dir)
+            if problem:
+                raise ConfigError(f"{prefix}{key}: {problem}")
     return cls(**kwargs)
 
 
@@ -327,16 +508,7 @@ def _from_env_string(key: str, tp: Any, raw: str) -> Any:
 
 
 def render_example() -> str:
-    """instance/config.example.toml, generated from the dataclasses above and their trailing comments."""
-    import inspect
-
-    def comments(cls: type) -> dict[str, str]:
-        found = {}
-        for line in inspect.getsource(cls).splitlines():
-            name, _, rest = line.strip().partition(":")
-            if "#" in rest and name.isidentifier():
-                found[name] = rest.split("#", 1)[1].strip()
-        return found
+    """instance/config.example.toml, generated from the dataclasses above and their fields' docs."""
 
     def toml_value(value: Any) -> str:
         if isinstance(value, bool):
@@ -351,12 +523,12 @@ def render_example() -> str:
 
     def section(cls: type, header: str | None) -> list[str]:
         lines = [f"[{header}]"] if header else []
-        notes = comments(cls)
         instance = cls()
         for f in dataclasses.fields(cls):
             if f.name in _NOT_IN_FILE or _is_section(f):
                 continue
-            lines.append(f"# {notes.get(f.name, '')}".rstrip())
+            rules = "; ".join(rule.describe for rule in f.metadata["rules"])
+            lines.append(f"# {f.metadata['doc']}" + (f" [{rules}]" if rules else ""))
             lines.append(f"# {f.name} = {toml_value(getattr(instance, f.name))}")
         return lines
 

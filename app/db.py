@@ -1,11 +1,15 @@
 """The model base, the constraint naming convention and the SQLite connection settings."""
 
+import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from app.paths import create_private_file
 
 # Named constraints let Alembic's batch mode drop and recreate them on SQLite.
 NAMING_CONVENTION = {
@@ -47,3 +51,11 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Engine, "do_connect")
+def _private_sqlite_file(dialect, connection_record, cargs, cparams) -> None:
+    """Create a new SQLite database file 0600 before SQLite does (it would use the umask's mode)."""
+    if dialect.name == "sqlite" and cargs and cargs[0] not in ("", ":memory:") and not cparams.get("uri"):
+        with contextlib.suppress(OSError):  # e.g. a missing folder: SQLite's own error says it
+            create_private_file(Path(cargs[0]))

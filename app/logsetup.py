@@ -5,8 +5,9 @@ import re
 
 from flask import g, has_request_context
 
-# JWTs (three base64url parts, the first starting with eyJ) and Authorization header values.
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+from app.tokens.jwtutil import JWT_SHAPE
+
+# Authorization header values and token fields (JWTs anywhere: app.tokens.jwtutil.JWT_SHAPE).
 _AUTH = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+")
 _TOKEN_FIELD = re.compile(r"(?i)((?:access|refresh|id)_token['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+")
 
@@ -14,7 +15,7 @@ FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 
 
 def mask_secrets(text: str) -> str:
-    text = _JWT.sub("<jwt>", text)
+    text = JWT_SHAPE.sub("<jwt>", text)
     text = _AUTH.sub(lambda m: m.group(1) + "<redacted>", text)
     return _TOKEN_FIELD.sub(lambda m: m.group(1) + "<redacted>", text)
 

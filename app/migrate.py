@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from app import clock
+from app.paths import create_private_file, ensure_private_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _ADVISORY_LOCK_ID = 0x5D_50A7  # arbitrary, fixed: "SPD panel"
@@ -74,9 +75,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def backup_sqlite(engine: Engine, backups_dir: Path, current: str | None) -> Path:
     """Copy the live SQLite database with the backup API (consistent even under WAL)."""
-    backups_dir.mkdir(parents=True, exist_ok=True)
-    backups_dir.chmod(0o700)
+    ensure_private_dir(backups_dir)
     target = backups_dir / f"{clock.now():%Y%m%dT%H%M%SZ}-{current or 'empty'}.sqlite3"
+    create_private_file(target)  # 0600 before a byte is copied
     source = sqlite3.connect(engine.url.database)
     try:
         with sqlite3.connect(target) as dest:
@@ -84,7 +85,6 @@ def backup_sqlite(engine: Engine, backups_dir: Path, current: str | None) -> Pat
         dest.close()
     finally:
         source.close()
-    target.chmod(0o600)
     return target
 
 

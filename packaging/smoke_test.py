@@ -103,7 +103,9 @@ def run(binary: Path) -> None:
         out = Output(proc.stdout)
         try:
             base = out.wait_for(r"serving on (http://[\d.]+:\d+)/", START_TIMEOUT_S).group(1)
-            admin = out.wait_for(r"administrator '([^']+)' with password: (\S+)", 5)
+            # Standard output is a pipe here, so the password is in a file the log names.
+            admin = out.wait_for(r"created administrator '([^']+)'; its password is in (\S+) ", 5)
+            username, password = admin.group(1), Path(admin.group(2)).read_text().strip()
             print(f"smoke: serving on {base}")
 
             health = json.loads(poll(f"{base}/healthz", 30))
@@ -131,15 +133,15 @@ def run(binary: Path) -> None:
             token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', login_page)
             check(token is not None, "no CSRF token on the login page")
             form = urllib.parse.urlencode(
-                {"csrf_token": token.group(1), "username": admin.group(1), "password": admin.group(2)}
+                {"csrf_token": token.group(1), "username": username, "password": password}
             ).encode()
             after = opener.open(f"{base}/login", data=form, timeout=30)
             check(after.status == 200, f"login answered {after.status}")
             check(
                 urllib.parse.urlsplit(after.url).path != "/login",
-                "logging in with the printed admin credentials failed",
+                "logging in with the first-start admin credentials failed",
             )
-            print(f"smoke: logged in as {admin.group(1)} -> {urllib.parse.urlsplit(after.url).path}")
+            print(f"smoke: logged in as {username} -> {urllib.parse.urlsplit(after.url).path}")
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

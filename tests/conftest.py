@@ -66,7 +66,7 @@ def settings_factory(tmp_path):
 
     def make(instance_dir: Path | None = None, **overrides) -> Settings:
         folder = instance_dir or tmp_path / "instance"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the panel makes it
         settings = load_settings(folder, env={})
         changes = {}
         for key, value in overrides.items():

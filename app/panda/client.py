@@ -65,6 +65,7 @@ from app.panda.transports import (
     V1Transport,
     Wire,
 )
+from app.tokens.jwtutil import JWT_SHAPE
 
 if TYPE_CHECKING:  # app.config imports Flask; the client itself stays Flask-free
     from app.config import PandaSettings
@@ -194,8 +195,6 @@ LOG_TEXT_MAX = 4000  # characters of a message kept in the interaction log (pand
 _NOT_FOUND = re.compile(r"not found", re.I)
 # Credential keys; a bare "token" is JEDI's storage token of a dataset item, shown as sent.
 _SECRET_KEYS = re.compile(r"secret|password|authorization|passcode|.+_token$", re.I)
-# A JWT (header.payload.signature, base64url; headers start with '{"' = eyJ) wherever it appears.
-_JWT = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
 
 # Detected transport per server base URL (shared by all clients of the process).
 _transport_cache: dict[str, str] = {}
@@ -229,7 +228,7 @@ def strip_secrets(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, str):
-        return _JWT.sub("***", value)
+        return JWT_SHAPE.sub("***", value)
     return value
 
 
@@ -302,7 +301,7 @@ class PandaClient:
         if self._recorder is None:
             return
         try:
-            self._recorder(dataclasses.replace(record, message=_JWT.sub("***", record.message)))
+            self._recorder(dataclasses.replace(record, message=JWT_SHAPE.sub("***", record.message)))
         except Exception:  # the log must never break a PanDA call
             log.exception("could not record PanDA call %s", record.method)
 

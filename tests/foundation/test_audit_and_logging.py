@@ -1,8 +1,14 @@
 import logging
+import re
+from pathlib import Path
+
+import pytest
 
 from app.audit.models import AuditEvent
 from app.audit.services import record
 from app.logsetup import SecretMaskingFilter, mask_secrets
+from app.panda.client import strip_secrets
+from app.tokens.jwtutil import JWT_SHAPE
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBhcnQ"
 
@@ -63,3 +69,25 @@ def test_logging_filter_masks_arguments_and_exceptions(caplog):
         caplog.handler.removeFilter(handler_filter)
     assert JWT not in caplog.text
     assert "<jwt>" in caplog.text
+
+
+UNSIGNED_JWT = "eyJhbGciOiJub25lIn0.e30."  # alg "none", empty claims: short parts, no signature
+
+
+@pytest.mark.parametrize("token", [JWT, UNSIGNED_JWT])
+def test_logs_and_panda_call_records_mask_the_same_jwts(token):
+    text = f"PanDA said: token {token} rejected"
+    assert JWT_SHAPE.search(text).group() == token
+    assert token not in mask_secrets(text)
+    assert token not in strip_secrets(text)
+    assert token not in strip_secrets({"message": [text]})["message"][0]
+
+
+def test_one_jwt_pattern_in_the_code():
+    root = Path(__file__).resolve().parents[2] / "app"
+    defining = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if re.search(r"re\.compile\(r?[\"']eyJ", path.read_text(encoding="utf-8"))
+    )
+    assert defining == ["tokens/jwtutil.py"], "use app.tokens.jwtutil.JWT_SHAPE"

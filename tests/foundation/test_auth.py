@@ -1,3 +1,6 @@
+import re
+import stat
+
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
@@ -59,6 +62,34 @@ def test_login_is_rate_limited(client, make_user, app, db):
     assert events(db, "login.failed")[-1].outcome == "rate-limited"
 
 
+def test_one_address_gets_a_budget_of_password_checks_whatever_the_usernames(
+    client, make_user, app, db, monkeypatch
+):
+    from argon2 import PasswordHasher
+
+    make_user("viewer", "erin")
+    budget = app.config["SETTINGS"].auth.login_attempts_per_address
+    assert budget < 30
+    checks = []
+    real_verify = PasswordHasher.verify
+    monkeypatch.setattr(PasswordHasher, "verify", lambda *a: checks.append(1) or real_verify(*a))
+
+    statuses = [
+        post_form(client, "/login", {"username": f"user{i}", "password": "guessed-password"}).status_code
+        for i in range(30)
+    ]
+    assert statuses == [401] * budget + [429] * (30 - budget)
+    assert len(checks) == budget  # the refused ones cost no password check
+    # The address's budget holds for a real account too, while another address is unaffected.
+    assert post_form(client, "/login", {"username": "erin", "password": TEST_PASSWORD}).status_code == 429
+    other = {"environ_base": {"REMOTE_ADDR": "192.0.2.7"}}
+    assert (
+        post_form(client, "/login", {"username": "erin", "password": TEST_PASSWORD}, **other).status_code
+        == 302
+    )
+    assert [e.outcome for e in events(db, "login.failed")].count("rate-limited") == 30 - budget + 1
+
+
 def test_rate_limit_window_passes(client, make_user, app, clock):
     make_user("viewer", "dave")
     settings = app.config["SETTINGS"].auth
@@ -101,9 +132,20 @@ def test_roles_guard_admin_pages_and_denials_are_audited(client, login_as, db):
     assert event.target == "/audit/" and event.details == {"needed": "admin"}
 
 
-def test_admin_sees_audit(client, login_as):
+def test_admin_sees_audit(app, client, login_as, make_user):
+    # A preceding action writes an audit row: a manager is refused the audit page.
+    manager = make_user("manager", "carol")
+    other = app.test_client()
+    post_form(other, "/login", {"username": "carol", "password": TEST_PASSWORD})
+    assert other.get("/audit/").status_code == 403
+
     login_as("admin")
-    assert client.get("/audit/").status_code == 200
+    response = client.get("/audit/?action=access.denied")
+    assert response.status_code == 200
+    rows = re.findall(r"<tr>(.*?)</tr>", response.get_data(as_text=True).split("<tbody>", 1)[1], re.S)
+    assert len(rows) == 1
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", rows[0], re.S)]
+    assert cells[1:5] == [manager.username, "access.denied", "/audit/", "denied"]
 
 
 def test_disabled_user_is_logged_out_at_once(client, login_as, db):
@@ -148,3 +190,24 @@ def test_rate_limiter_forgets_old_failures(clock):
     limiter.failed("10.1.1.1", "y")
     assert len(limiter._failures) == 1
     assert not limiter.blocked("10.0.0.1", "x")
+
+
+def test_initial_password_file_is_private_and_goes_when_a_new_password_is_committed(app, db, capsys):
+    from app.auth.services import hand_over_initial_password, set_password
+
+    credentials = ensure_admin()
+    db.session.commit()
+    hand_over_initial_password(*credentials, app.config["SETTINGS"].instance_dir)  # pytest: no terminal
+    assert credentials[1] not in capsys.readouterr().out
+    path = app.config["SETTINGS"].instance_dir / "initial_admin_password"
+    assert path.read_text() == credentials[1] + "\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    admin = find_local_user("admin")
+
+    set_password(admin, "rolled-back-password")
+    db.session.rollback()
+    db.session.commit()
+    assert path.exists(), "a change that was rolled back keeps the file"
+    set_password(admin, "the-new-admin-password")
+    assert path.exists()
+    db.session.commit()
+    assert not path.exists()

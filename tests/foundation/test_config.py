@@ -1,4 +1,7 @@
+import dataclasses
+import re
 import stat
+import typing
 from pathlib import Path
 
 import pytest
@@ -133,8 +136,6 @@ def test_example_file_documents_every_key_with_its_default():
 
 
 def test_example_file_uncommented_is_a_valid_config(tmp_path):
-    import re
-
     lines = []
     for line in render_example().splitlines():
         if re.match(r"# [a-z_]+ = ", line):
@@ -143,3 +144,85 @@ def test_example_file_uncommented_is_a_valid_config(tmp_path):
             lines.append(line)
     folder = write(tmp_path / "i", "\n".join(lines) + "\n")
     assert load_settings(folder, env={}) == load_settings(tmp_path / "i", env={})
+
+
+def test_example_file_documents_each_key_on_the_line_above_it():
+    lines = render_example().splitlines()
+    keys = [i for i, line in enumerate(lines) if re.match(r"# [a-z_]+ = ", line)]
+    assert len(keys) > 50
+    undocumented = [lines[i] for i in keys if not re.match(r"# \S", lines[i - 1]) or lines[i - 1] == "#"]
+    assert undocumented == [], "keys without a doc line: give the field a doc in setting(...)"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[auth]\nlogin_attempts = 0\n", "auth.login_attempts: must be at least 1, got 0"),
+        ("[auth]\nsession_idle_minutes = -5\n", "auth.session_idle_minutes: must be at least 1, got -5"),
+        ("[server]\nthreads = 0\n", "server.threads: must be at least 1, got 0"),
+        ("[server]\nport = 70000\n", "server.port: must be 0..65535, got 70000"),
+        (
+            '[panda]\ntransport = "carrier-pigeon"\n',
+            'panda.transport: must be one of "auto", "v1", "legacy", got "carrier-pigeon"',
+        ),
+        ("[panda]\nread_timeout_s = -1\n", "panda.read_timeout_s: must be more than 0, got -1.0"),
+        ("[tasks]\nmax_bunch_size = -1\n", "tasks.max_bunch_size: must be at least 1, got -1"),
+        ('log_level = "LOUD"\n', 'log_level: must be one of "DEBUG", "INFO", "WARNING", "ERROR", got "LOUD"'),
+        (
+            '[iam]\nrole_map = { "spd" = "superuser" }\n',
+            'iam.role_map: must be one of "viewer", "manager", "admin", got "superuser"',
+        ),
+        ('[panda]\nurl = "pandaserver:25443"\n', "panda.url: must be an http:// or https:// URL"),
+        ('[panda]\nproxy = "http://[::1"\n', "panda.proxy: not a valid URL"),
+        (
+            '[tasks]\ntask_name_pattern = "{production}.{stp}"\n',
+            "tasks.task_name_pattern: unknown placeholder {stp}",
+        ),
+        ('[tasks]\nbunch_suffix = ".{n"\n', "tasks.bunch_suffix: not a valid pattern"),
+    ],
+)
+def test_values_outside_their_range_or_choices_are_refused_naming_the_key(tmp_path, toml, message):
+    folder = write(tmp_path / "i", toml)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(folder, env={})
+    assert str(refused.value).startswith(message) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("key", ["tag_strip_regex", "scope_regex", "container_regex", "request_id_regex"])
+def test_every_regex_key_must_compile(tmp_path, key):
+    folder = write(tmp_path / "i", f'[tasks]\n{key} = "[A-Z"\n')
+    with pytest.raises(ConfigError, match=rf"^tasks\.{key}: not a valid regular expression \(.+\): '\[A-Z'$"):
+        load_settings(folder, env={})
+
+
+def test_template_file_must_exist_relative_to_the_instance_folder(tmp_path):
+    folder = write(tmp_path / "i", '[tasks]\ntemplate_file = "spd-template.toml"\n')
+    with pytest.raises(
+        ConfigError, match=f"^tasks.template_file: no such file: {folder / 'spd-template.toml'}$"
+    ):
+        load_settings(folder, env={})
+    (folder / "spd-template.toml").write_text("[common]\n")
+    assert load_settings(folder, env={}).tasks.template_file == "spd-template.toml"
+
+
+def test_environment_values_follow_the_same_rules(tmp_path):
+    with pytest.raises(ConfigError, match="^server.threads: must be at least 1, got 0$"):
+        load_settings(tmp_path / "i", env={"PRODPANEL_SERVER__THREADS": "0"})
+
+
+def test_every_number_and_pattern_key_declares_its_rule():
+    from app.config import REGEX, Settings
+
+    sections = [
+        f.default_factory for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.default_factory)
+    ]
+    unruled = []
+    for section in [Settings, *sections]:
+        hints = typing.get_type_hints(section)
+        for f in dataclasses.fields(section):
+            rules = f.metadata.get("rules", ())
+            if f.name.endswith("_regex") and REGEX not in rules:
+                unruled.append(f"{f.name}: not checked as a regular expression")
+            if hints[f.name] in (int, float) and not rules and f.name != "sim_seed":  # any seed is fine
+                unruled.append(f"{f.name}: no range")
+    assert unruled == []

@@ -1,6 +1,7 @@
 """One head; an empty database upgraded to head matches the models exactly (SQLite and PostgreSQL)."""
 
 import sqlite3
+import stat
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -84,12 +85,23 @@ def test_sqlite_is_backed_up_before_an_upgrade(tmp_path):
     backup = migrate.upgrade_on_start(engine, tmp_path)
     assert backup is not None and backup.parent == tmp_path / "backups"
     assert "0001_foundation" in backup.name
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     with sqlite3.connect(backup) as copy:
         assert copy.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001_foundation",)
         assert copy.execute("SELECT username FROM user").fetchall() == [("keep",)]
     assert migrate.state(engine).current == migrate.head()
     assert migrate.upgrade_on_start(engine, tmp_path) is None  # already at head: no new backup
     engine.dispose()
+
+
+def test_sqlite_database_and_its_wal_files_are_created_private(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'p.sqlite3'}")
+    with engine.connect() as conn:
+        conn.execute(text("CREATE TABLE t (x)"))
+        conn.commit()
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    engine.dispose()
+    assert modes == {"p.sqlite3": 0o600, "p.sqlite3-wal": 0o600, "p.sqlite3-shm": 0o600}
 
 
 def test_sqlite_pragmas(app, db):

@@ -1,14 +1,18 @@
 """`prodpanel serve` as a newcomer runs it: first start, admin credentials, login, health, SIGTERM."""
 
 import os
+import pty
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import pytest
 import requests
+from click.testing import CliRunner
 
 from app.cli import main
 from tests.helpers import free_port, wait_until
@@ -18,17 +22,25 @@ PRODPANEL = [sys.executable, "-m", "app.cli"]
 
 
 class Served:
-    def __init__(self, instance: Path, port: int) -> None:
+    """`prodpanel serve` in a subprocess; its output goes to a pipe, or to a terminal (a pty)."""
+
+    def __init__(self, instance: Path, port: int, *, terminal: bool = False) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PRODPANEL_INSTANCE", None)
+        master, output = pty.openpty() if terminal else (None, subprocess.PIPE)
         self.proc = subprocess.Popen(
             [*PRODPANEL, "--instance", str(instance), "serve", "--port", str(port)],
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
             cwd=ROOT,
             env=env,
         )
+        if master is None:
+            self.stream = self.proc.stdout
+        else:
+            os.close(output)
+            self.stream = os.fdopen(master, "r", errors="replace")
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -41,57 +53,122 @@ class Served:
         assert self.proc.poll() is None, "".join(self.lines)
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
+        try:
+            for line in self.stream:
+                self.lines.append(line.replace("\r\n", "\n"))
+        except OSError:  # EIO: the process closed its terminal
+            pass
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         self.proc.send_signal(signum)
         code = self.proc.wait(timeout=30)
         self.reader.join(timeout=10)
-        self.proc.stdout.close()
+        self.stream.close()
         return code
 
 
-def test_first_start_prints_credentials_once_and_they_log_in(tmp_path):
+def log_in(url: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{url}/login", timeout=10).text
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    response = session.post(
+        f"{url}/login",
+        timeout=10,
+        allow_redirects=False,
+        data={"csrf_token": token, "username": username, "password": password},
+    )
+    assert response.status_code == 302
+    return session
+
+
+def open_to_others(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in [folder, *folder.rglob("*")]
+        if stat.S_IMODE(p.stat().st_mode) & 0o077
+    }
+
+
+def test_first_start_without_a_terminal_puts_the_admin_password_in_a_private_file(tmp_path):
     instance = tmp_path / "instance"
+    password_file = instance / "initial_admin_password"
     served = Served(instance, free_port())
     try:
-        output = "".join(served.lines)
-        match = re.search(r"created administrator 'admin' with password: (\S+)", output)
-        assert match, output
-        assert f"serving on {served.url}/" in output
+        wait_until(lambda: "initial_admin_password" in served.output, message="the log to name the file")
+        assert f"its password is in {password_file} " in served.output
+        password = password_file.read_text().strip()
+        assert len(password) >= 12 and password not in served.output
+        assert f"serving on {served.url}/" in served.output
         health = requests.get(f"{served.url}/healthz", timeout=10).json()
         assert health["database"]["ok"] and health["migrations"]["ok"]
-        session = requests.Session()
-        served.session = session
-        page = session.get(f"{served.url}/login", timeout=10).text
-        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
-        response = session.post(
-            f"{served.url}/login",
-            timeout=10,
-            allow_redirects=False,
-            data={"csrf_token": token, "username": "admin", "password": match.group(1)},
-        )
-        assert response.status_code == 302
-        assert session.get(f"{served.url}/audit/", timeout=10).status_code == 200
+        # Everything the panel created is its user's only: the database with its -wal and -shm, the
+        # simulator's state, keys, the password file.
+        names = {p.name for p in instance.iterdir()}
+        assert {"prodpanel.sqlite3-wal", "prodpanel.sqlite3-shm", "panda-sim.sqlite3"} <= names
+        assert open_to_others(instance) == {}
+        with log_in(served.url, "admin", password) as session:
+            assert session.get(f"{served.url}/audit/", timeout=10).status_code == 200
     finally:
-        if hasattr(served, "session"):
-            served.session.close()
-        assert served.stop() == 0, "".join(served.lines)
-    assert "prodpanel stopped." in "".join(served.lines)
+        assert served.stop() == 0, served.output
+    assert "prodpanel stopped." in served.output
 
     again = Served(instance, free_port())
     try:
-        assert "password" not in "".join(again.lines)
+        assert "password" not in again.output
     finally:
-        assert again.stop(signal.SIGINT) == 0, "".join(again.lines)  # Ctrl-C
-    assert "prodpanel stopped." in "".join(again.lines)
+        assert again.stop(signal.SIGINT) == 0, again.output  # Ctrl-C
+    assert "prodpanel stopped." in again.output
+
+    changed = CliRunner().invoke(
+        main, ["--instance", str(instance), "users", "passwd", "admin", "--password", "a-new-long-password"]
+    )
+    assert changed.exit_code == 0, changed.output
+    assert not password_file.exists()
 
 
-def test_serve_refuses_bad_configuration(tmp_path):
+def test_first_start_on_a_terminal_shows_the_admin_password_there(tmp_path):
     instance = tmp_path / "instance"
-    instance.mkdir()
-    (instance / "config.toml").write_text("[server]\nport = 'eighty'\n")
+    served = Served(instance, free_port(), terminal=True)
+    try:
+        wait_until(lambda: "shown only once" in served.output, message="the password on the terminal")
+        password = re.search(r"created administrator 'admin' with password: (\S+)", served.output).group(1)
+        assert not (instance / "initial_admin_password").exists()
+        log_in(served.url, "admin", password).close()
+    finally:
+        assert served.stop() == 0, served.output
+
+
+def test_start_warns_about_an_instance_folder_open_to_other_users(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o755)
+    instance.chmod(0o755)
+    (instance / "config.toml").write_text("[server]\nthreads = 2\n")
+    (instance / "config.toml").chmod(0o644)
+    served = Served(instance, free_port())
+    try:
+        assert f"{instance} was open to other users (mode 0755); restricted to 0700" in served.output
+        assert f"{instance / 'config.toml'} is open to other users (mode 0644)" in served.output
+    finally:
+        assert served.stop() == 0, served.output
+    assert open_to_others(instance) == {"config.toml": "0o644"}  # warned about, left as the owner set it
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[server]\nport = 'eighty'\n", "server.port: expected int, got str 'eighty'"),
+        ("[server]\nthreads = 0\n", "server.threads: must be at least 1, got 0"),
+        ('[panda]\ntransport = "carrier-pigeon"\n', 'panda.transport: must be one of "auto", "v1", "legacy"'),
+    ],
+)
+def test_serve_refuses_bad_configuration_in_one_line(tmp_path, toml, message):
+    instance = tmp_path / "instance"
+    instance.mkdir(mode=0o700)
+    (instance / "config.toml").write_text(toml)
     result = subprocess.run(
         [*PRODPANEL, "--instance", str(instance), "serve"],
         capture_output=True,
@@ -100,7 +177,9 @@ def test_serve_refuses_bad_configuration(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0
-    assert "server.port: expected int, got str" in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: configuration error: {message}")
+    assert not (instance / "prodpanel.sqlite3").exists()
 
 
 def test_users_commands(tmp_path):

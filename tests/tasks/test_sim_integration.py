@@ -6,6 +6,7 @@ committed and then time out. Every task must reach PanDA exactly once.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -142,8 +143,14 @@ def test_double_post_same_key_creates_one_bunch(app, client, login_as, sim):
     assert sorted(sim_task_names(sim)) == [f"PROD2025-008.SIM.{i}" for i in range(1, 5)]
 
 
+def call_log_rows(html: str) -> list[str]:
+    """The table rows of the task page's "PanDA interactions" section."""
+    section = html.split('class="panda-task-calls"', 1)[1].split("</section>", 1)[0]
+    return re.findall(r"<tr>(.*?)</tr>", section, re.S)
+
+
 def test_task_page_reads_status_from_panda_and_shows_calls(client, login_as, sim):
-    login_as("manager")
+    user = login_as("manager")
     post(client, "/tasks/create", form_data(sim_definition(), key="one"))
     bunch = _db.session.scalar(select(TaskBunch))
     settle(client, bunch.id)
@@ -155,8 +162,12 @@ def test_task_page_reads_status_from_panda_and_shows_calls(client, login_as, sim
         html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
         return html if "status-running" in html or "status-done" in html or "status-defined" in html else None
 
-    html = wait_until(page_status, timeout=30, message="task status read from PanDA")
-    assert "PanDA interactions" in html and "submit" in html
+    html = wait_until(page_status, timeout=30, interval=0.2, message="task status read from PanDA")
+    # The call log names the one submit (no faults were injected): its user and its outcome.
+    submits = [row for row in call_log_rows(html) if "<code>submit</code>" in row]
+    assert len(submits) == 1, call_log_rows(html)
+    assert f"<td>{user.username}</td>" in submits[0]
+    assert re.search(r'class="badge panda-outcome outcome-ok [^"]*">ok</span>', submits[0])
 
 
 def test_task_page_before_and_after_jedi_picks_the_task_up(client, login_as, sim):
