@@ -14,12 +14,12 @@ import trustme
 from sqlalchemy import select
 
 from app.extensions import db as _db
+from app.launches import dispatcher
+from app.launches.models import Launch
+from app.panda.calllog import flush_call_log
 from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaUnavailable
 from app.panda.models import PandaCall
-from app.panda.services import flush_call_log
-from app.tasks import dispatcher
-from app.tasks.models import Launch
 from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.pandasim.conftest import PROD_GROUPS
 from tests.tasks.conftest import form_data, post, sandbox_app, sim_definition

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db as _db
+from app.panda.calllog import flush_call_log
 from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaAuthError, first_part
 from app.panda.models import PandaCall
-from app.panda.services import flush_call_log
 from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.pandasim.conftest import PROD_GROUPS
 from tests.tasks.conftest import post, sandbox_app
