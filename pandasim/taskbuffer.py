@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ MESSAGE_TASK_ID = "jediTaskID must be an integer"
 MESSAGE_JSON = "failed to load JSON"
 
 MAX_JOB_DESCRIPTIONS = 5500
+# Jobs one call looks at, whatever the task's size (its oldest jobs): the per-call cost stays bounded.
+MAX_JOBS_LISTED = 10_000
 
 
 @dataclass
@@ -636,7 +639,12 @@ JOB_ATTRIBUTES = [
 
 
 def iter_jobs(sim: PandaCore, t: dict[str, Any], now: float):
-    """Every existing job of the task at `now` as a small record (status, times, serial, PandaID)."""
+    """The existing jobs of the task at `now` as small records (status, times, serial, PandaID),
+    oldest first, at most MAX_JOBS_LISTED of them."""
+    return itertools.islice(_all_jobs(sim, t, now), MAX_JOBS_LISTED)
+
+
+def _all_jobs(sim: PandaCore, t: dict[str, Any], now: float):
     serial_base = 0
     for r in t["sim"]["rounds"]:
         fails = sim.jedi.fails(t, r)

@@ -10,7 +10,6 @@ These functions flush, never commit.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,9 +100,12 @@ def mark_reachable(state: SyncState, now: datetime) -> None:
 # --- applying what PanDA says -----------------------------------------------------------------
 
 
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1  # the columns' ranges: whatever PanDA says is stored
+
+
 def _jobs(n_files: int | None, files_per_job: int) -> int | None:
     """Jobs from input-file counts (pseudo input for generation: one file per job)."""
-    return None if n_files is None else math.ceil(n_files / files_per_job)
+    return None if n_files is None else min(-(-n_files // files_per_job), INT32_MAX)
 
 
 def _files_per_job(params: dict[str, Any] | None) -> int:
@@ -114,6 +116,10 @@ def _files_per_job(params: dict[str, Any] | None) -> int:
         return max(int(params.get("nFilesPerJob") or 1), 1)
     except (TypeError, ValueError):
         return 1
+
+
+def _bounded(value: int | None) -> int | None:
+    return None if value is None else max(min(value, INT32_MAX), -INT32_MAX)
 
 
 def _record_status(task: Task, status: str, began_at: datetime) -> bool:
@@ -142,7 +148,7 @@ def apply_info(task: Task, info: TaskInfo, now: datetime) -> bool:
     per_job = _files_per_job(params)
     began = as_utc(info.raw.get("stateChangeTime")) or info.modification_time or now
     changed = _record_status(task, info.status, began)
-    requested = params.get("nEvents") if isinstance(params.get("nEvents"), int) else None
+    requested = min(params["nEvents"], INT64_MAX) if isinstance(params.get("nEvents"), int) else None
     changed |= _set(
         task,
         {
@@ -152,8 +158,8 @@ def apply_info(task: Task, info: TaskInfo, now: datetime) -> bool:
             "jobs_failed": _jobs(info.n_files_failed, per_job),
             "jobs_total": _jobs(info.n_files, per_job),
             "events_requested": requested,
-            "priority_default": info.task_priority,
-            "priority_current": info.current_priority,
+            "priority_default": _bounded(info.task_priority),
+            "priority_current": _bounded(info.current_priority),
             "submitted_at": info.creation_date,
             "started_at": info.start_time,
             "ended_at": info.end_time,
@@ -175,8 +181,8 @@ def apply_summary(task: Task, summary: TaskSummary, now: datetime) -> bool:
     }
     stats = parse_statistics(summary.raw.get("statistics"))
     if stats:
-        values.update(jobs_done=stats.get("finished", 0), jobs_failed=stats.get("failed", 0),
-                      jobs_total=sum(stats.values()))  # fmt: skip
+        values.update(jobs_done=_bounded(stats.get("finished", 0)), jobs_failed=_bounded(stats.get("failed", 0)),
+                      jobs_total=_bounded(sum(stats.values())))  # fmt: skip
     changed |= _set(task, values)
     task.panda_checked_at = now
     return changed
@@ -185,10 +191,10 @@ def apply_summary(task: Task, summary: TaskSummary, now: datetime) -> bool:
 def account(task: Task, jobs: list[JobDescription], now: datetime) -> None:
     """The final task's consumed walltime, processed events, output and log sizes (every attempt)."""
     finished = [job for job in jobs if job.status == "finished"]
-    task.walltime_s = int(sum(job.walltime_s for job in jobs))
-    task.events_processed = sum(job.n_events or 0 for job in finished)
-    task.output_bytes = sum(job.output_bytes for job in finished)
-    task.log_bytes = sum(job.log_bytes for job in jobs)
+    task.walltime_s = min(int(sum(job.walltime_s for job in jobs)), INT64_MAX)
+    task.events_processed = min(sum(job.n_events or 0 for job in finished), INT64_MAX)
+    task.output_bytes = min(sum(job.output_bytes for job in finished), INT64_MAX)
+    task.log_bytes = min(sum(job.log_bytes for job in jobs), INT64_MAX)
     task.accounted_jobs = len(jobs)
     task.accounted_at = now
     task.accounting_error = None

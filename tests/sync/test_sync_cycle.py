@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app import clock
 from app.extensions import db, panda_clients
 from app.panda.calllog import flush_call_log
 from app.panda.models import PandaCall
+from app.panda.results import TaskInfo
 from app.sync import jobs
 from app.sync.models import SyncState, TaskStatusChange
-from app.sync.services import sync_status
+from app.sync.services import apply_info, sync_status
 from app.tasks.models import Task
 from pandasim import Faults
 
@@ -184,3 +186,16 @@ def test_an_outage_backs_off_says_since_when_and_recovers(sim, submit, app, clie
     assert stored(task.id).panda_status == "running"
     assert sync_status().unreachable_since is None
     assert "PanDA unreachable since" not in client.get("/tasks/").get_data(as_text=True)
+
+
+def test_whatever_panda_says_is_stored_without_overflow(submit):
+    task = submit(1).tasks[0]
+    info = TaskInfo.from_dict(
+        {"jediTaskID": task.panda_task_id, "status": "running", "nFiles": 10**20, "nFilesFinished": 10**19,
+         "taskPriority": 10**12, "raw_task_params": {"nEvents": 10**30, "noInput": True}}
+    )  # fmt: skip
+    assert apply_info(task, info, clock.now())
+    db.session.commit()
+    task = stored(task.id)
+    assert task.jobs_total == task.jobs_done == 2**31 - 1 and task.events_requested == 2**63 - 1
+    assert task.priority_default == 2**31 - 1
