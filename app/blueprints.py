@@ -8,4 +8,5 @@ BLUEPRINTS: tuple[str, ...] = (
     "app.audit.views:bp",
     "app.panda.views:bp",
     "app.tasks.views:bp",
+    "app.prodrequests.views:bp",
 )

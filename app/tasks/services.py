@@ -24,6 +24,7 @@ from app import clock
 from app.config import Settings, TaskSettings, get_settings
 from app.extensions import db
 from app.panda import taskparams
+from app.prodrequests.checks import definition_warnings
 from app.tasks import naming
 from app.tasks.models import Launch, Task, TaskBunch
 from app.tasks.specs import TaskDefinition, TaskSpec, expand_bunch
@@ -247,6 +248,7 @@ def validate_definition(
         _check_unique(d, rules, err)
     if kind == "processing" and "task_name" not in errors:
         _check_parent(d, rules, err)
+    warnings += definition_warnings(d)  # unknown request, paths missing from the path catalog
     return errors, warnings
 
 

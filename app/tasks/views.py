@@ -14,6 +14,8 @@ from app.auth.decorators import role_required
 from app.auth.roles import role_at_least
 from app.config import get_settings
 from app.extensions import db
+from app.prodrequests import services as prodrequests
+from app.prodrequests.errors import RequestsServiceError
 from app.tasks import dispatcher, naming, services
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
 from app.tasks.models import LAUNCH_STATUSES, Task, TaskBunch
@@ -145,6 +147,21 @@ def _clone_info(label: str, *, single: bool = False, title: str = "") -> dict[st
         "reset_runtime": services.CLONE_RESET_RUNTIME,
         "note": note,
     }
+
+
+@bp.get("/from-request/<int:request_id>")
+@role_required("manager")
+def from_request(request_id: int):
+    """A form prefilled from a production request (names, physics tag via the path, events, paths)."""
+    try:
+        definition, prefill = prodrequests.task_prefill(request_id)
+    except RequestsServiceError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("prodrequests.detail", request_id=request_id))
+    form = _form()
+    form.fill(definition)
+    form.idempotency_key.data = services.new_idempotency_key()
+    return _render_form(form, from_request=prefill)
 
 
 @bp.get("/<int:task_id>/relaunch")
