@@ -19,6 +19,7 @@ from app.logsetup import configure_logging
 from app.paths import ensure_private_dir, instance_dir
 from app.tokens.cli import keys
 from pandasim.cli import panda_sim
+from reqsim.cli import requests_sim
 
 
 def build_app(ctx: click.Context) -> Flask:
@@ -246,6 +247,7 @@ def users_disable(ctx: click.Context, username: str) -> None:
 
 
 main.add_command(panda_sim)
+main.add_command(requests_sim)
 main.add_command(keys)
 
 
