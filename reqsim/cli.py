@@ -27,18 +27,22 @@ def requests_sim(host: str, port: int, token: str, page_size: int, faults_json: 
         faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
     except (ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from exc
-    sim = create_simulator(ReqSimConfig(token=token, page_size=page_size, faults=faults))
-    running = serve_in_thread(sim, host=host, port=port)
-    click.echo(f"requests simulator on {running.url}  ({len(sim.requests)} sample requests)")
-    click.echo(f'  configure the panel: [requests] url = "{running.url}"' + (' token = "…"' if token else ""))
-    click.echo(f'  faults: curl -X POST {running.url}/_sim/faults -d \'{{"http_status": 500, "times": 1}}\'')
-    sys.stdout.flush()
 
     def terminate(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, terminate)  # before the port opens: a caller may stop us at once
+    sim = create_simulator(ReqSimConfig(token=token, page_size=page_size, faults=faults))
+    running = serve_in_thread(sim, host=host, port=port)
     try:
+        click.echo(f"requests simulator on {running.url}  ({len(sim.requests)} sample requests)")
+        click.echo(
+            f'  configure the panel: [requests] url = "{running.url}"' + (' token = "…"' if token else "")
+        )
+        click.echo(
+            f'  faults: curl -X POST {running.url}/_sim/faults -d \'{{"http_status": 500, "times": 1}}\''
+        )
+        sys.stdout.flush()
         signal.pause()
     except KeyboardInterrupt:
         pass
