@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint services clean-venv
+.PHONY: run test lint typecheck services clean-venv
 .DEFAULT_GOAL := run
 
 include mk/frontend.mk mk/e2e.mk mk/oidc.mk
@@ -34,7 +34,11 @@ services:
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-test: $(VENV)/.installed-test e2e-deps oidc-deps services lint
+# mypy on the services, the PanDA and token code, the settings and the test fakes ([tool.mypy]).
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+test: $(VENV)/.installed-test e2e-deps oidc-deps services lint typecheck
 	$(BIN)/pytest
 
 clean-venv:

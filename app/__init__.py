@@ -1,29 +1,41 @@
 """The application factory: configuration, extensions, blueprints. No network, threads or queries."""
 
 from datetime import timedelta
-from importlib import import_module
 
 from flask import Flask, g
 from flask_wtf.csrf import generate_csrf
 
 from app import extensions
+from app.audit.views import bp as audit_bp
 from app.auth.current import current_user
+from app.auth.iam import bp as iam_bp
 from app.auth.roles import role_at_least
 from app.auth.services import LoginRateLimiter, load_user_from_session
 from app.auth.sessions import init_sessions
-from app.blueprints import BLUEPRINTS
+from app.auth.views import bp as auth_bp
 from app.config import Settings, load_settings
+from app.panda.services import make_client
+from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
+from app.prodrequests.views import bp as prodrequests_bp
+from app.tasks.views import bp as tasks_bp
+from app.tokens.views import bp as tokens_bp
+from app.transaction import TransactionalFlask
+from app.version import VERSION
 from app.web.nav import visible_nav
 from app.web.security import init_security
+from app.web.views import bp as web_bp
 
-VERSION = "0.1.0"  # also the package version (pyproject reads it)
+__all__ = ["VERSION", "create_app"]
+
+# One line per domain; the order is the order of their URL rules.
+BLUEPRINTS = (web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, prodrequests_bp)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings(instance_dir())
     root = resource_root()
-    app = Flask(
+    app = TransactionalFlask(  # one transaction per request: app/transaction.py
         __name__,
         instance_path=str(settings.instance_dir),
         template_folder=str(root / "templates"),
@@ -44,16 +56,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     extensions.db.init_app(app)
     extensions.csrf.init_app(app)
+    extensions.panda_clients.init_app(app, make_client)
     init_security(app)
     init_sessions(app)  # server-side sessions replace the signed cookie (app/auth/sessions.py)
     app.extensions["login_limiter"] = LoginRateLimiter(
         settings.auth.login_attempts, settings.auth.login_window_s, settings.auth.login_attempts_per_address
     )
     app.extensions.setdefault("health_checks", {})
-
-    for spec in BLUEPRINTS:
-        module, attr = spec.split(":")
-        app.register_blueprint(getattr(import_module(module), attr))
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
 
     @app.before_request
     def load_user() -> None:

@@ -582,5 +582,5 @@ def render_example() -> str:
     out += section(Settings, None)
     for f in dataclasses.fields(Settings):
         if _is_section(f):
-            out += ["", *section(f.default_factory, f.name)]
+            out += ["", *section(typing.cast(type, f.default_factory), f.name)]
     return "\n".join(out) + "\n"

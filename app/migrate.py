@@ -78,7 +78,7 @@ def backup_sqlite(engine: Engine, backups_dir: Path, current: str | None) -> Pat
     ensure_private_dir(backups_dir)
     target = backups_dir / f"{clock.now():%Y%m%dT%H%M%SZ}-{current or 'empty'}.sqlite3"
     create_private_file(target)  # 0600 before a byte is copied
-    source = sqlite3.connect(engine.url.database)
+    source = sqlite3.connect(engine.url.database or ":memory:")
     try:
         with sqlite3.connect(target) as dest:
             source.backup(dest)

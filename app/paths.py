@@ -10,6 +10,7 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def resource_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def instance_dir(cli_value: str | os.PathLike | None = None, env: dict | None = None) -> Path:
+def instance_dir(cli_value: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if cli_value:
         return Path(cli_value).expanduser().resolve()
@@ -68,12 +69,14 @@ def write_private_file(path: Path, text: str) -> None:
 def keep_private(folder: Path) -> list[Path]:
     """From now on this process creates files for its owner only (umask 077: the database and its
     -wal/-shm, backups, the simulator's state); warns about anything in the instance folder that
-    other users can read or enter, and returns those paths."""
+    other users can read or enter, and returns those paths (the shipped example config holds no secret)."""
     os.umask(0o077)
     exposed = []
     for root, dirs, files in os.walk(folder):
         for name in [*dirs, *files]:
             path = Path(root) / name
+            if path.name == "config.example.toml":
+                continue
             mode = path.lstat().st_mode
             if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
                 exposed.append(path)

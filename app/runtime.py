@@ -6,6 +6,11 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from app.extensions import db
+from app.launches.dispatcher import dispatch_due, wait_for_dispatchers
+from app.panda.calllog import stop_call_log
+from app.prodrequests.jobs import scheduled_rescan
+
 log = logging.getLogger(__name__)
 
 Stopper = Callable[[], None]
@@ -13,8 +18,6 @@ Stopper = Callable[[], None]
 
 def start_background(app: Flask) -> list[Stopper]:
     """Start what runs beside the web server; returns the functions that stop it, in start order."""
-    from app.panda.services import stop_call_log
-
     # First in, so run last: the PanDA calls made while the other services stop are stored too.
     stoppers: list[Stopper] = [stop_call_log]
     settings = app.config["SETTINGS"]
@@ -37,8 +40,6 @@ def start_background(app: Flask) -> list[Stopper]:
 
     def finish_dispatching() -> None:
         """Let launches in flight get their answer (bounded), so their calls reach the log and the DB."""
-        from app.tasks.dispatcher import wait_for_dispatchers
-
         resumer.join(timeout=30)
         if not wait_for_dispatchers(timeout=30):
             log.warning("stopped while launches were still being sent; they are settled at the next start")
@@ -54,9 +55,6 @@ def resume_launches(app: Flask) -> threading.Thread:
     """
 
     def run() -> None:
-        from app.extensions import db
-        from app.tasks.dispatcher import dispatch_due
-
         with app.app_context():
             try:
                 handled = dispatch_due(limit=10_000)
@@ -73,9 +71,7 @@ def resume_launches(app: Flask) -> threading.Thread:
 
 
 def start_catalog_scan(app: Flask) -> threading.Thread:
-    """Scan CVMFS for the path catalog once at start (the periodic refresh is a scheduler job)."""
-    from app.prodrequests.catalog import scheduled_rescan
-
+    """Scan CVMFS for the path catalog once at start, in a thread (an automount may be slow)."""
     thread = threading.Thread(target=scheduled_rescan, args=(app,), name="path-catalog-scan", daemon=True)
     thread.start()
     return thread

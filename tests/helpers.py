@@ -1,10 +1,13 @@
 """Small helpers shared by the tests."""
 
+import contextvars
 import re
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
+
+from click.testing import CliRunner, Result
 
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
@@ -41,3 +44,11 @@ def post_form(client, url: str, data: dict | None = None, token_page: str = "/lo
     """POST a form with a valid CSRF token, as a browser would."""
     payload = {"csrf_token": csrf_token(client, token_page), **(data or {})}
     return client.post(url, data=payload, **kwargs)
+
+
+def run_cli(*args: str, input: str | None = None) -> Result:
+    """Run `prodpanel <args>` as a separate command would: with its own app, outside the test's app
+    context (a fresh context holds no current app)."""
+    from app.cli import main
+
+    return contextvars.Context().run(CliRunner().invoke, main, list(args), input=input)

@@ -1,16 +1,27 @@
 """The one place that writes audit events."""
 
-from typing import Any
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 from flask import g, has_request_context, request
 from sqlalchemy import Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
 from app.audit.models import AuditEvent
 from app.extensions import db
 
-_ANONYMOUS = object()
+if TYPE_CHECKING:
+    from app.auth.models import User
+
+
+class _RequestUser:
+    """The default of `record(user=...)`: the user of the current request, if any."""
+
+
+REQUEST_USER = _RequestUser()
 
 
 def record(
@@ -19,17 +30,17 @@ def record(
     target: str | None = None,
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
-    user: Any = _ANONYMOUS,
-    session: Session | None = None,
+    user: User | None | _RequestUser = REQUEST_USER,
+    session: Session | scoped_session[Any] | None = None,
 ) -> AuditEvent:
-    """Append an audit event (flushed, committed by the caller). `user` defaults to the request's user;
-    `session` defaults to the request's (the token vault passes its own, which it commits itself)."""
-    if user is _ANONYMOUS:
+    """Append an audit event (flushed, committed with the caller's work). `user` defaults to the
+    request's user; `session` to the request's (the token vault passes its own)."""
+    if isinstance(user, _RequestUser):
         user = g.get("user") if has_request_context() else None
     event = AuditEvent(
         at=clock.now(),
-        user_id=getattr(user, "id", None),
-        username=getattr(user, "username", "") or "",
+        user_id=user.id if user else None,
+        username=user.username if user else "",
         action=action,
         target=(target or "")[:300],
         outcome=outcome,
@@ -37,16 +48,30 @@ def record(
         client_address=(request.remote_addr or "") if has_request_context() else "",
         details=details or {},
     )
-    session = session or db.session
-    session.add(event)
-    session.flush()
+    target_session = session or db.session
+    target_session.add(event)
+    target_session.flush()
     return event
 
 
+def record_now(action: str, **kwargs: Any) -> None:
+    """Append an audit event in a transaction of its own, committed at once: it stays when the
+    request's work is rolled back (a refusal that ends in an error response)."""
+    with Session(db.engine) as session:
+        record(action, session=session, **kwargs)
+        session.commit()
+
+
 def audit_query(
-    *, action: str = "", username: str = "", outcome: str = "", target: str = "", since=None, until=None
-) -> Select:
-    """Events matching the filters, newest first."""
+    *,
+    action: str = "",
+    username: str = "",
+    outcome: str = "",
+    target: str = "",
+    since: date | None = None,
+    until: date | None = None,
+) -> Select[AuditEvent]:
+    """Events matching the filters (`since` and `until` are whole UTC days, both included), newest first."""
     query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
     if action:
         query = query.where(AuditEvent.action.startswith(action))
@@ -57,10 +82,15 @@ def audit_query(
     if target:
         query = query.where(AuditEvent.target.contains(target))
     if since:
-        query = query.where(AuditEvent.at >= since)
+        query = query.where(AuditEvent.at >= day_start(since))
     if until:
-        query = query.where(AuditEvent.at < until)
+        query = query.where(AuditEvent.at < day_start(until + timedelta(days=1)))
     return query
+
+
+def day_start(day: date) -> datetime:
+    """Midnight UTC of `day`."""
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def known_outcomes() -> list[str]:

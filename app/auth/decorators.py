@@ -5,10 +5,9 @@ from functools import wraps
 
 from flask import abort, redirect, request, url_for
 
-from app.audit.services import record
+from app.audit.services import record_now
 from app.auth.current import current_user
 from app.auth.roles import role_at_least
-from app.extensions import db
 
 
 def login_required(view: Callable) -> Callable:
@@ -22,7 +21,8 @@ def login_required(view: Callable) -> Callable:
 
 
 def role_required(role: str) -> Callable[[Callable], Callable]:
-    """Refuse (403, audited) users below `role`; send anonymous users to the login page."""
+    """Refuse (403, audited in its own transaction: the refusal rolls the request back) users below
+    `role`; send anonymous users to the login page."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
@@ -31,8 +31,7 @@ def role_required(role: str) -> Callable[[Callable], Callable]:
             if user is None:
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if not role_at_least(user, role):
-                record("access.denied", target=request.path, outcome="denied", details={"needed": role})
-                db.session.commit()
+                record_now("access.denied", target=request.path, outcome="denied", details={"needed": role})
                 abort(403)
             return view(*args, **kwargs)
 

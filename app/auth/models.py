@@ -7,12 +7,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model
 
 LOCAL_ISSUER = "local"
 
 
-class User(db.Model):
+class User(Model):
     """An identity: local accounts use issuer 'local' and subject = username; IAM users their (iss, sub)."""
 
     __tablename__ = "user"
@@ -48,7 +48,7 @@ class User(db.Model):
         return f"<User {self.username} {self.role}>"
 
 
-class LocalPassword(db.Model):
+class LocalPassword(Model):
     """The argon2 hash of a local account's password."""
 
     __tablename__ = "local_password"

@@ -1,25 +1,38 @@
-"""Local accounts, log-in/log-out and the first-start admin. Services flush; callers commit."""
+"""Accounts and logins: local accounts, the local and the SPD-IAM login, log-out, the first-start
+admin, the login rate limits. Services flush; the request (or the CLI command) commits."""
+
+from __future__ import annotations
 
 import logging
 import secrets
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import g, session
+from authlib.integrations.base_client.errors import OAuthError
+from flask import Response, current_app, g, session, url_for
+from joserfc.errors import JoseError
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from app import clock
+from app.audit.services import record
 from app.auth.models import LOCAL_ISSUER, LocalPassword, User
-from app.auth.roles import ROLES
-from app.config import get_settings
+from app.auth.roles import ROLES, normalize_groups, role_for_groups
+from app.auth.sessions import end_sessions_of
+from app.config import Settings, get_settings
 from app.extensions import db
 from app.paths import write_private_file
+from app.tokens.oidc import TRANSPORT_ERRORS
+from app.tokens.vault import store_tokens
+from app.web.security import safe_next
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +107,7 @@ def authenticate(username: str, password: str) -> User | None:
 def log_in(user: User) -> None:
     """Start a fresh session for `user` (a new session, so a pre-login session id is never reused)."""
     session.clear()
-    session.regenerate()  # a new session id; the pre-login row is dropped (app/auth/sessions.py)
+    session.regenerate()  # type: ignore[attr-defined]  # a new id; the pre-login row is dropped (sessions.py)
     session["uid"] = user.id
     session.permanent = True
     user.last_login_at = clock.now()
@@ -103,8 +116,38 @@ def log_in(user: User) -> None:
 
 
 def log_out() -> None:
-    session.end()  # clears the data and deletes the row
+    session.end()  # type: ignore[attr-defined]  # ServerSession: clears the data, deletes the row
     g.user = None
+
+
+@dataclass(frozen=True)
+class LocalLogin:
+    user: User | None  # None: refused
+    refusal: str = ""  # "rate-limited" or "failed"
+
+
+def log_in_locally(username: str, password: str, address: str) -> LocalLogin:
+    """A local account's login, through the rate limit per client address and username; audited.
+    On success the session starts anew."""
+    limiter: LoginRateLimiter = current_app.extensions["login_limiter"]
+    if limiter.blocked(address, username):
+        record("login.failed", target=username, outcome="rate-limited", user=None)
+        return LocalLogin(None, "rate-limited")
+    user = authenticate(username, password)
+    if user is None:
+        limiter.failed(address, username)
+        record("login.failed", target=username, outcome="failed", user=None)
+        return LocalLogin(None, "failed")
+    limiter.succeeded(address, username)
+    log_in(user)
+    record("login.ok", target=user.username, details={"method": "local"}, user=user)
+    return LocalLogin(user)
+
+
+def sign_out(user: User) -> None:
+    """The user's log-out: audited; the session ends."""
+    record("logout", target=user.username, user=user)
+    log_out()
 
 
 def load_user_from_session() -> User | None:
@@ -219,3 +262,169 @@ class LoginRateLimiter:
     def succeeded(self, address: str, username: str) -> None:
         with self._lock:
             self._failures.pop((address, username.lower()), None)
+
+
+# ---- SPD-IAM login ------------------------------------------------------------------------
+# Authorization code + PKCE through authlib's Flask client (registered by app/auth/iam.py).
+# authlib checks the state (bound to the server-side session), PKCE, and the ID token (signature
+# through the JWKS, `iss` from discovery, `aud` = our client id, `exp`, `nonce`). On top of that the
+# discovery document's issuer must equal the configured issuer exactly, and so must the `iss`
+# parameter of the authorization response (RFC 9207) when the provider sends one. Users are the
+# pair (iss, sub); the groups claim decides the role through `iam.role_map` on every login.
+
+IAM_RATE_LIMITER = "iam_rate_limiter"  # app.extensions key, set when IAM login is configured
+
+
+class LoginRefused(Exception):
+    """The SPD-IAM login does not go through; the message says why, for the user."""
+
+
+def _refused(reason: str, *, target: str = "", details: dict[str, Any] | None = None) -> LoginRefused:
+    """The refusal, audited."""
+    record("login.failed", target=target or "iam", outcome="failed",
+           details={"method": "iam", "reason": reason, **(details or {})}, user=None)  # fmt: skip
+    return LoginRefused(reason)
+
+
+def iam_rate_limited(address: str) -> bool:
+    """Count an SPD-IAM login start or callback from `address`; True (audited) once over the limit.
+
+    Every request counts, not only failures: each one costs a call to IAM (discovery or token
+    endpoint) and a state entry in the session, whatever its outcome (ASVS 6.3.1).
+    """
+    limiter: LoginRateLimiter | None = current_app.extensions.get(IAM_RATE_LIMITER)
+    if limiter is None:
+        return False
+    if not limiter.blocked(address, "iam"):
+        limiter.failed(address, "iam")  # counts the attempt
+        return False
+    record("login.failed", target="iam", outcome="rate-limited", details={"method": "iam"}, user=None)
+    return True
+
+
+def begin_iam_login(client: Any, next_url: str | None) -> Response:
+    """The redirect to SPD-IAM's authorization endpoint, once its discovery document names the
+    configured issuer; raises LoginRefused (audited) otherwise."""
+    settings = get_settings()
+    try:
+        metadata = client.load_server_metadata()
+    except TRANSPORT_ERRORS as exc:
+        log.warning("SPD-IAM discovery failed: %s", type(exc).__name__)
+        raise _refused("SPD-IAM cannot be reached; try again later") from None
+    if metadata.get("issuer") != settings.iam.issuer:
+        raise _refused(
+            "the provider's issuer does not match the configured issuer",
+            details={"issuer": str(metadata.get("issuer"))[:200]},
+        )
+    session["iam_next"] = safe_next(next_url)
+    extra = {"prompt": settings.iam.login_prompt} if settings.iam.login_prompt else {}
+    return client.authorize_redirect(url_for("iam.callback", _external=True), **extra)
+
+
+def complete_iam_login(client: Any, args: Mapping[str, str]) -> str:
+    """Finish the SPD-IAM login: validate the answer, (iss, sub) → user, tokens → vault, a new
+    session. Returns where to go next; raises LoginRefused (audited)."""
+    settings = get_settings()
+    if args.get("error"):
+        raise _refused(f"SPD-IAM answered {args.get('error')}"[:120])
+    iss_param = args.get("iss")
+    if iss_param is not None and iss_param != settings.iam.issuer:
+        raise _refused(
+            "the authorization response came from another issuer", details={"iss": iss_param[:200]}
+        )
+    token = _token_response(client, settings)
+    claims = dict(token.get("userinfo") or {})
+    if not claims.get("sub") or claims.get("iss") != settings.iam.issuer:
+        raise _refused("the ID token is missing or names another issuer")
+    try:
+        user, groups = provision_user(claims, settings)
+    except LoginRefused as exc:  # refused before anything was written
+        raise _refused(str(exc), target=str(claims.get("preferred_username") or claims["sub"])) from None
+    store_tokens(
+        user, "login", token, issuer=settings.iam.issuer, client_id=settings.iam.client_id, groups=groups
+    )
+    next_url = session.get("iam_next") or url_for("web.index")
+    log_in(user)
+    session["login_method"] = "iam"
+    record("login.ok", target=user.username, details={"method": "iam", "role": user.role}, user=user)
+    return safe_next(next_url)
+
+
+def _token_response(client: Any, settings: Settings) -> dict[str, Any]:
+    """The token endpoint's answer to the authorization code, its ID token checked."""
+    try:
+        # authlib checks `aud` only through `azp` by default (aud "x" + azp "<us>" would pass), and
+        # `iss` only when discovery has one: spell both out (OIDC Core 3.1.3.7, ASVS 10.5.3/10.5.4).
+        return client.authorize_access_token(
+            claims_options={
+                "iss": {"essential": True, "values": [settings.iam.issuer]},
+                "aud": {"essential": True, "values": [settings.iam.client_id]},
+                "exp": {"essential": True},
+                "sub": {"essential": True},
+            }
+        )
+    except OAuthError as exc:
+        raise _refused(f"{exc.error or 'oauth error'}".replace("_", " ")) from None
+    except JoseError as exc:
+        raise _refused(f"the ID token was refused ({exc.error}: {exc.description or ''})".strip()) from None
+    except TRANSPORT_ERRORS as exc:
+        raise _refused(f"the token request failed ({type(exc).__name__})") from None
+
+
+def _unique_username(wanted: str) -> str:
+    base = "".join(c for c in wanted if c.isalnum() or c in "._-")[:140] or "iam-user"
+    candidate, n = base, 1
+    while db.session.scalar(select(User.id).where(User.username == candidate)) is not None:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def provision_user(claims: dict[str, Any], settings: Settings) -> tuple[User, list[str]]:
+    """Find or create the user (iss, sub) and apply name, email and role from the claims; flushes.
+
+    Raises LoginRefused, before writing anything, when no group maps to a role or the account is
+    disabled.
+    """
+    iss, sub = str(claims["iss"]), str(claims["sub"])
+    groups = normalize_groups(claims.get(settings.iam.groups_claim))
+    role = role_for_groups(groups, settings.iam.role_map)
+    user = db.session.scalar(select(User).where(User.iss == iss, User.sub == sub))
+    if role is None:
+        raise LoginRefused(
+            f"your SPD-IAM account is in none of the groups this panel accepts ({', '.join(settings.iam.role_map)})"
+        )
+    if user is None:
+        user = User(
+            username=_unique_username(str(claims.get("preferred_username") or sub)),
+            iss=iss,
+            sub=sub,
+            role=role,
+            active=True,
+        )
+        db.session.add(user)
+        db.session.flush()
+        record(
+            "user.created", target=user.username, details={"iss": iss, "role": role, "via": "iam"}, user=user
+        )
+    elif not user.active:
+        raise LoginRefused("your panel account is disabled")
+    elif user.role != role:
+        record(
+            "user.role_changed",
+            target=user.username,
+            details={"from": user.role, "to": role, "groups": groups[:20], "via": "iam-login"},
+            user=user,
+        )
+        user.role = role
+    user.display_name = str(claims.get("name") or user.display_name or user.username)[:200]
+    user.email = str(claims.get("email") or user.email or "")[:254]
+    db.session.flush()
+    return user, groups
+
+
+def end_user_sessions(user: User) -> int:
+    """An admin ends every session of `user` (they must log in again); audited. Returns how many."""
+    count = end_sessions_of(user.id)
+    record("session.ended_by_admin", target=user.username, details={"sessions": count})
+    return count

@@ -3,7 +3,8 @@
 The table stores the SHA-256 of the id, so a copy of the database does not yield live cookies.
 Sessions end after `auth.session_idle_minutes` without a request and `auth.session_max_hours` after
 they began (a login always begins a new session with a new id). Ending a row ends the session at
-once: logout, an admin's "end sessions", or a disabled account.
+once: logout, an admin's "end sessions", or a disabled account. The interface reads and writes the
+table through a database session of its own, so it never commits or rolls back the request's work.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, request
 from flask.sessions import SessionInterface, SessionMixin
-from sqlalchemy import JSON, ForeignKey, String, delete, event, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import JSON, ForeignKey, String, delete, func, select
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.orm import Mapped, Session, mapped_column, scoped_session
 from werkzeug.datastructures import CallbackDict
 
 from app import clock
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model, db
 
 # Refresh last_seen_at at most this often, so that reading pages does not write on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
 
 
-class WebSession(db.Model):
+class WebSession(Model):
     """One browser session."""
 
     __tablename__ = "web_session"
@@ -42,6 +44,11 @@ class WebSession(db.Model):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     client_address: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+
+def _own_session() -> Session:
+    """The session interface's own database session: its commits never touch the request's work."""
+    return Session(db.engine, expire_on_commit=False)
 
 
 def _hash(sid: str) -> str:
@@ -88,27 +95,10 @@ def _timed_out(row: WebSession, idle: timedelta, absolute: timedelta) -> bool:
     return now - row.last_seen_at > idle or now - row.created_at > absolute
 
 
-def _wrote(session: Session) -> bool:
-    return bool(session.new or session.dirty or session.deleted or session.info.get("prodpanel_wrote"))
-
-
-@event.listens_for(Session, "after_flush")
-def _mark_wrote(session: Session, flush_context: Any) -> None:
-    session.info["prodpanel_wrote"] = True
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _clear_wrote(session: Session) -> None:
-    session.info.pop("prodpanel_wrote", None)
-
-
 class ServerSessionInterface(SessionInterface):
     """Flask session interface backed by the `web_session` table."""
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        from flask import request
-
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
     def open_session(self, app: Flask, request: Request) -> ServerSession:
@@ -117,30 +107,29 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession()
         if app.static_url_path and request.path.startswith(app.static_url_path + "/"):
             return ServerSession()  # assets need no session: spare the database a read per file
-        row = db.session.get(WebSession, _hash(sid))
-        if row is None or _timed_out(row, *_limits(app)):
+        with _own_session() as store:
+            row = store.get(WebSession, _hash(sid))
+            if row is not None and not _timed_out(row, *_limits(app)):
+                return ServerSession(dict(row.data or {}), sid=sid, row_seen=row.last_seen_at)
             if row is not None:
-                db.session.delete(row)
-                db.session.commit()
-            session = ServerSession()
-            session.expired = True
-            return session
-        data = dict(row.data or {})
-        db.session.commit()  # end the read transaction; the view starts clean
-        return ServerSession(data, sid=sid, row_seen=row.last_seen_at)
+                store.delete(row)
+                store.commit()
+        session = ServerSession()
+        session.expired = True
+        return session
 
     def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:  # type: ignore[override]
+        with _own_session() as store:
+            self._save(app, store, session, response)
+            store.commit()
+
+    def _save(self, app: Flask, store: Session, session: ServerSession, response: Response) -> None:
         name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
-        # Whatever the view left uncommitted would be rolled back at teardown anyway; do it now so
-        # that committing the session row below cannot commit it.
-        if _wrote(db.session):
-            db.session.rollback()
         now = clock.now()
         if session.end_requested or (session.regenerate_requested and session.sid):
             if session.sid:
-                db.session.execute(delete(WebSession).where(WebSession.id == _hash(session.sid)))
+                store.execute(delete(WebSession).where(WebSession.id == _hash(session.sid)))
             if session.end_requested and not session:
-                db.session.commit()
                 response.delete_cookie(name, domain=domain, path=path)
                 response.vary.add("Cookie")
                 return
@@ -148,33 +137,31 @@ class ServerSessionInterface(SessionInterface):
         if session.sid is None and not session:
             if session.expired:
                 response.delete_cookie(name, domain=domain, path=path)
-            db.session.commit()
             return
         if session.sid is None:
             session.sid = secrets.token_urlsafe(32)
-            row = WebSession(id=_hash(session.sid), created_at=now, last_seen_at=now)
-            from flask import request
-
-            row.client_address = (request.remote_addr or "")[:64]
-            row.user_agent = request.headers.get("User-Agent", "")[:200]
-            row.data = dict(session)
-            row.user_id = session.get("uid")
-            db.session.add(row)
-            _purge_now_and_then(app)
-            db.session.commit()
+            row = WebSession(
+                id=_hash(session.sid),
+                created_at=now,
+                last_seen_at=now,
+                client_address=(request.remote_addr or "")[:64],
+                user_agent=request.headers.get("User-Agent", "")[:200],
+                data=dict(session),
+                user_id=session.get("uid"),
+            )
+            store.add(row)
+            _purge_now_and_then(app, store)
             self._set_cookie(app, session, response)
             return
         if session.modified or session.row_seen is None or now - session.row_seen > _TOUCH_EVERY:
-            row = db.session.get(WebSession, _hash(session.sid))
-            if row is None:  # ended meanwhile (admin, logout elsewhere): do not resurrect it
-                db.session.commit()
+            existing = store.get(WebSession, _hash(session.sid))
+            if existing is None:  # ended meanwhile (admin, logout elsewhere): do not resurrect it
                 response.delete_cookie(name, domain=domain, path=path)
                 return
-            row.last_seen_at = now
+            existing.last_seen_at = now
             if session.modified:
-                row.data = dict(session)
-                row.user_id = session.get("uid")
-            db.session.commit()
+                existing.data = dict(session)
+                existing.user_id = session.get("uid")
         if self.should_set_cookie(app, session):
             self._set_cookie(app, session, response)
 
@@ -195,12 +182,12 @@ _PURGE_EVERY_S = 600.0
 _last_purge = {"at": 0.0}
 
 
-def _purge_now_and_then(app: Flask) -> None:
+def _purge_now_and_then(app: Flask, store: Session) -> None:
     """Drop timed-out rows (mostly abandoned anonymous sessions) at most every 10 minutes."""
     if time.monotonic() - _last_purge["at"] < _PURGE_EVERY_S:
         return
     _last_purge["at"] = time.monotonic()
-    purge_expired(app)
+    purge_expired(app, store)
 
 
 def init_sessions(app: Flask) -> None:
@@ -212,7 +199,7 @@ def end_sessions_of(user_id: int) -> int:
     """End every session of a user (admin action, disabled account); flushes, the caller commits."""
     result = db.session.execute(delete(WebSession).where(WebSession.user_id == user_id))
     db.session.flush()
-    return result.rowcount or 0
+    return _rowcount(result)
 
 
 def active_sessions(user_id: int) -> list[WebSession]:
@@ -230,17 +217,24 @@ def session_counts() -> dict[int, int]:
         .where(WebSession.user_id.is_not(None))
         .group_by(WebSession.user_id)
     )
-    return {uid: n for uid, n in rows}
+    return {uid: n for uid, n in rows if uid is not None}
 
 
-def purge_expired(app: Flask) -> int:
-    """Delete timed-out sessions (housekeeping); flushes."""
+def purge_expired(app: Flask, store: Session | None = None) -> int:
+    """Delete timed-out sessions (housekeeping); flushes `store` (default: the app's)."""
     idle, absolute = _limits(app)
     now = clock.now()
-    result = db.session.execute(
+    target: Session | scoped_session[Any] = store or db.session
+    result = target.execute(
         delete(WebSession).where(
             (WebSession.last_seen_at < now - idle) | (WebSession.created_at < now - absolute)
         )
     )
-    db.session.flush()
+    target.flush()
+    return _rowcount(result)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a DELETE removed (the result of an UPDATE or DELETE is a CursorResult)."""
+    assert isinstance(result, CursorResult)
     return result.rowcount or 0

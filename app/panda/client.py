@@ -61,9 +61,11 @@ from app.panda.transports import (
     V1Transport,
     Wire,
 )
+from app.tokens.errors import TokenUnavailable
 from app.tokens.jwtutil import JWT_SHAPE
 
-if TYPE_CHECKING:  # app.config imports Flask; the client itself stays Flask-free
+if TYPE_CHECKING:  # for the types only: the client itself stays free of Flask and the database
+    from app.auth.models import User
     from app.config import PandaSettings
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CallRecord",
     "ClientConfig",
+    "PandaApi",
     "PandaClient",
     "Recorder",
     "TokenSource",
@@ -85,7 +88,50 @@ class TokenSource(Protocol):
     usable token (never logged in with IAM, refresh failed, ...).
     """
 
-    def token_for(self, user: Any) -> str: ...
+    def token_for(self, user: User) -> str: ...
+
+
+class PandaApi(Protocol):
+    """What the panel asks of PanDA, on behalf of a user (with the user's own token).
+
+    `PandaClient` implements it; the panel obtains one from `app.extensions.panda_clients`, and the
+    unit tests' fake (tests/fakes/) is checked against it. A caller that needs another PanDA call
+    adds it here first.
+    """
+
+    server: str
+
+    def close(self) -> None: ...
+
+    def get_user_attributes(self, user: User) -> UserAttributes: ...
+
+    def check_production_role(self, user: User) -> UserAttributes: ...
+
+    def submit(
+        self, user: User, task_params: dict[str, Any], parent_tid: int | None = None
+    ) -> SubmitResult: ...
+
+    def get_detailed_info(self, user: User, task_id: int) -> TaskInfo: ...
+
+    def get_tasks_detailed_info_since(
+        self,
+        user: User,
+        since: datetime | None = None,
+        *,
+        filters: dict[str, Any] | None = None,
+        n_tasks: int = 500,
+    ) -> list[TaskInfo]: ...
+
+    def get_tasks_modified_since(
+        self,
+        user: User,
+        since: datetime,
+        *,
+        dn: str | None = None,
+        full: bool = False,
+        min_task_id: int | None = None,
+        prod_source_label: str = "managed",
+    ) -> list[TaskSummary]: ...
 
 
 @dataclass(frozen=True)
@@ -255,7 +301,10 @@ class PandaClient:
         self._sleep = sleep
         self._local = threading.local()
         sender = HttpSender(session_factory or self._session)
-        self._transports = {V1: V1Transport(sender), LEGACY: LegacyTransport(sender)}
+        self._transports: dict[str, V1Transport | LegacyTransport] = {
+            V1: V1Transport(sender),
+            LEGACY: LegacyTransport(sender),
+        }
         # Production-role answers per (user, token hash): PanDA decides from the token + Origin, so an
         # answer holds for the token's lifetime (a new group membership comes with a new token).
         self._attr_cache: dict[tuple[Any, str], UserAttributes] = {}
@@ -434,7 +483,7 @@ class PandaClient:
     def _call(
         self,
         name: str,
-        user: Any,
+        user: User | None,
         args: dict[str, Any],
         interpret: Callable[[Reply], tuple[Any, int | None, int | None]],
         *,
@@ -471,10 +520,14 @@ class PandaClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _token(
-        self, user: Any, op: Op, args: dict[str, Any], user_id: int | None, task_id: int | None, tname: str
+        self,
+        user: User | None,
+        op: Op,
+        args: dict[str, Any],
+        user_id: int | None,
+        task_id: int | None,
+        tname: str,
     ) -> str:
-        from app.tokens.errors import TokenUnavailable
-
         if self._tokens is None or user is None:
             reason = "no token provider configured" if self._tokens is None else "no user given"
             exc = PandaAuthError(
@@ -569,27 +622,25 @@ class PandaClient:
     def is_alive(self) -> ServerAlive:
         """Unauthenticated liveness check; raises PandaUnavailable when PanDA cannot be reached."""
 
-        def interpret(reply: Reply):
+        def interpret(reply: Reply) -> tuple[ServerAlive, None, None]:
             if not reply.success:
                 raise PandaUnavailable(f"PanDA says it is not alive: {reply.message}")
             return ServerAlive(alive=True, transport=self._detect(), message=reply.message), None, None
 
         return self._call("is_alive", None, {}, interpret, auth=False)
 
-    def get_user_attributes(self, user: Any) -> UserAttributes:
+    def get_user_attributes(self, user: User) -> UserAttributes:
         """What PanDA sees of the user's token + Origin (DN, FQANs, production role)."""
         return self._call(
             "get_user_attributes", user, {}, self._plain(lambda d: UserAttributes.from_dict(d or {}))
         )
 
-    def check_production_role(self, user: Any) -> UserAttributes:
+    def check_production_role(self, user: User) -> UserAttributes:
         """Refuse (PandaRoleMissing) unless PanDA grants the production role to this user's token.
 
         Without it the server silently turns a production task into a user analysis task
         (reference §0.3), so every submission goes through here first.
         """
-        from app.tokens.errors import TokenUnavailable
-
         key_token = ""  # the cache is per token: new IAM groups come with a new token
         if self._tokens is not None and user is not None:
             # Without a token nothing is cached; get_user_attributes below reports it as PandaAuthError.
@@ -617,11 +668,11 @@ class PandaClient:
             )
         return attrs
 
-    def submit(self, user: Any, task_params: dict[str, Any], parent_tid: int | None = None) -> SubmitResult:
+    def submit(self, user: User, task_params: dict[str, Any], parent_tid: int | None = None) -> SubmitResult:
         """Register a task. A PandaOutcomeUnknown here means: do NOT resubmit; reconcile by task name."""
         self.check_production_role(user)
 
-        def interpret(reply: Reply):
+        def interpret(reply: Reply) -> tuple[SubmitResult, int, int]:
             if not reply.success:
                 raise self._failure(reply, "submit")
             if reply.code is None:
@@ -635,12 +686,12 @@ class PandaClient:
         args: dict[str, Any] = {"task_parameters": task_params, "parent_tid": parent_tid}
         return self._call("submit", user, args, interpret)
 
-    def get_status(self, user: Any, task_id: int) -> str:
+    def get_status(self, user: User, task_id: int) -> str:
         """The task's JEDI status; PandaNotFound right after submit until JEDI picks it up."""
         return self._call("get_status", user, {"task_id": task_id}, self._plain(str), task_id=task_id)
 
     def get_details(
-        self, user: Any, task_id: int, *, include_parameters: bool = False, include_status: bool = True
+        self, user: User, task_id: int, *, include_parameters: bool = False, include_status: bool = True
     ) -> TaskDetails:
         args = {
             "task_id": task_id,
@@ -655,7 +706,7 @@ class PandaClient:
             task_id=task_id,
         )
 
-    def get_detailed_info(self, user: Any, task_id: int) -> TaskInfo:
+    def get_detailed_info(self, user: User, task_id: int) -> TaskInfo:
         """Everything PanDA says about one task. On the legacy API (no such call) it is assembled
         from getJediTaskDetails + getTaskParamsMap: status, name, owner, priority and file counts
         from the input statistics; times and current priority stay None (`raw["assembled"]`)."""
@@ -669,7 +720,7 @@ class PandaClient:
             task_id=task_id,
         )
 
-    def _assembled_info(self, user: Any, task_id: int) -> TaskInfo:
+    def _assembled_info(self, user: User, task_id: int) -> TaskInfo:
         details = self.get_details(user, task_id, include_status=True)
         params = self.get_task_parameters(user, task_id)
         stats = details.statistics
@@ -691,7 +742,7 @@ class PandaClient:
         }
         return TaskInfo.from_dict(data)
 
-    def get_task_parameters(self, user: Any, task_id: int) -> dict[str, Any]:
+    def get_task_parameters(self, user: User, task_id: int) -> dict[str, Any]:
         """The task parameter map as stored by PanDA."""
 
         def convert(data: Any) -> dict[str, Any]:
@@ -705,7 +756,7 @@ class PandaClient:
 
     def get_tasks_modified_since(
         self,
-        user: Any,
+        user: User,
         since: datetime,
         *,
         dn: str | None = None,
@@ -733,7 +784,7 @@ class PandaClient:
 
     def get_tasks_detailed_info_since(
         self,
-        user: Any,
+        user: User,
         since: datetime | None = None,
         *,
         filters: dict[str, Any] | None = None,
@@ -752,7 +803,7 @@ class PandaClient:
         return self._call("get_tasks_detailed_info_since", user, args, self._plain(convert))
 
     def get_job_descriptions(
-        self, user: Any, task_id: int, *, unsuccessful_only: bool = False
+        self, user: User, task_id: int, *, unsuccessful_only: bool = False
     ) -> list[JobDescription]:
         args = {"task_id": task_id, "unsuccessful_only": unsuccessful_only}
 
@@ -763,13 +814,13 @@ class PandaClient:
 
     # -- commands (queued by PanDA; a newer command replaces an unexecuted one) --------------
 
-    def kill(self, user: Any, task_id: int, *, broadcast: bool = False) -> CommandResult:
+    def kill(self, user: User, task_id: int, *, broadcast: bool = False) -> CommandResult:
         return self._call(
             "kill", user, {"task_id": task_id, "broadcast": broadcast}, self._command, task_id=task_id
         )
 
     def finish(
-        self, user: Any, task_id: int, *, soft: bool = False, broadcast: bool = False
+        self, user: User, task_id: int, *, soft: bool = False, broadcast: bool = False
     ) -> CommandResult:
         """Finish the task; `soft` waits for running jobs instead of killing them."""
         args = {"task_id": task_id, "soft": soft, "broadcast": broadcast}
@@ -777,7 +828,7 @@ class PandaClient:
 
     def retry(
         self,
-        user: Any,
+        user: User,
         task_id: int,
         *,
         new_parameters: dict[str, Any] | None = None,
@@ -807,21 +858,21 @@ class PandaClient:
             "retry", user, args, lambda reply: self._command(reply, accepted=accepted), task_id=task_id
         )
 
-    def pause(self, user: Any, task_id: int) -> CommandResult:
+    def pause(self, user: User, task_id: int) -> CommandResult:
         return self._call("pause", user, {"task_id": task_id}, self._command, task_id=task_id)
 
-    def resume(self, user: Any, task_id: int) -> CommandResult:
+    def resume(self, user: User, task_id: int) -> CommandResult:
         return self._call("resume", user, {"task_id": task_id}, self._command, task_id=task_id)
 
-    def release(self, user: Any, task_id: int) -> CommandResult:
+    def release(self, user: User, task_id: int) -> CommandResult:
         return self._call("release", user, {"task_id": task_id}, self._command, task_id=task_id)
 
-    def avalanche(self, user: Any, task_id: int) -> CommandResult:
+    def avalanche(self, user: User, task_id: int) -> CommandResult:
         return self._call("avalanche", user, {"task_id": task_id}, self._command, task_id=task_id)
 
     def reassign(
         self,
-        user: Any,
+        user: User,
         task_id: int,
         *,
         site: str | None = None,
@@ -838,7 +889,7 @@ class PandaClient:
         args = {"task_id": task_id, "site": site, "cloud": cloud, "nucleus": nucleus, "mode": mode}
         return self._call("reassign", user, args, self._command, task_id=task_id)
 
-    def increase_attempts(self, user: Any, task_id: int, increase: int) -> CommandResult:
+    def increase_attempts(self, user: User, task_id: int, increase: int) -> CommandResult:
         if increase < 0:
             raise ValueError("increase must be a positive integer")
         args = {"task_id": task_id, "increase": increase}
@@ -846,29 +897,29 @@ class PandaClient:
             "increase_attempts", user, args, lambda reply: self._command(reply, "increase"), task_id=task_id
         )
 
-    def reload_input(self, user: Any, task_id: int, *, ignore_hard_exhausted: bool = False) -> CommandResult:
+    def reload_input(self, user: User, task_id: int, *, ignore_hard_exhausted: bool = False) -> CommandResult:
         args = {"task_id": task_id, "ignore_hard_exhausted": ignore_hard_exhausted}
         return self._call("reload_input", user, args, self._command, task_id=task_id)
 
     # -- direct changes ------------------------------------------------------------------------
 
-    def change_priority(self, user: Any, task_id: int, priority: int) -> ChangeResult:
+    def change_priority(self, user: User, task_id: int, priority: int) -> ChangeResult:
         """Set the task's current priority (taskPriority stays as submitted)."""
         args = {"task_id": task_id, "priority": int(priority)}
         return self._call("change_priority", user, args, self._change, task_id=task_id)
 
-    def change_attribute(self, user: Any, task_id: int, attribute_name: str, value: int) -> ChangeResult:
+    def change_attribute(self, user: User, task_id: int, attribute_name: str, value: int) -> ChangeResult:
         """attribute_name: ramCount, wallTime, cpuTime or coreCount."""
         args = {"task_id": task_id, "attribute_name": attribute_name, "value": int(value)}
         return self._call("change_attribute", user, args, self._change, task_id=task_id)
 
-    def change_split_rule(self, user: Any, task_id: int, attribute_name: str, value: str) -> ChangeResult:
+    def change_split_rule(self, user: User, task_id: int, attribute_name: str, value: str) -> ChangeResult:
         """attribute_name: a two-letter split-rule code PanDA allows to change (e.g. NF, NJ, MF)."""
         args = {"task_id": task_id, "attribute_name": attribute_name, "value": str(value)}
         return self._call("change_split_rule", user, args, self._change, task_id=task_id)
 
 
-def _user_id(user: Any) -> int | None:
+def _user_id(user: User | None) -> int | None:
     value = getattr(user, "id", None)
     return value if isinstance(value, int) else None
 

@@ -7,12 +7,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model
 
 OUTCOMES = ("ok", "rejected", "not_found", "auth", "unavailable", "unknown", "unsupported", "error")
 
 
-class PandaCall(db.Model):
+class PandaCall(Model):
     __tablename__ = "panda_call"
     __table_args__ = (
         Index("ix_panda_call_at", "at"),

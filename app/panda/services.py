@@ -1,203 +1,41 @@
-"""PanDA services: the client factory, the interaction-log recorder and queries, the health check.
+"""PanDA services: the client factory, the health check, and the interaction log's queries.
 
-The recorder writes `panda_call` rows from a small writer thread with its own sessions, because:
-- the log must survive a rollback of the caller's transaction (a failed launch must still show
-  the calls it made);
-- on SQLite a caller that has flushed holds the database write lock while it waits for PanDA, so
-  a synchronous write from another connection in the same thread would wait for itself;
-- it must work from the scheduler's threads, outside any Flask app context.
-`flush_call_log()` waits until everything recorded so far is stored (tests, shutdown).
+The log's writer (`calllog.py`) stores every call a client makes.
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import logging
-import queue
-import threading
-import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, timedelta
 from typing import Any
 
 from flask import current_app, has_app_context
+from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import selectinload
 
-from app.panda.client import CallRecord, ClientConfig, PandaClient, Recorder, TokenSource
+from app.audit.services import day_start
+from app.auth.models import User
+from app.config import Settings, get_settings
+from app.extensions import db, panda_clients
+from app.panda.calllog import db_recorder
+from app.panda.client import CallRecord, ClientConfig, PandaApi, PandaClient, Recorder, TokenSource
 from app.panda.errors import PandaError
-from app.panda.models import OUTCOMES, PandaCall
-
-log = logging.getLogger(__name__)
+from app.panda.models import PandaCall
+from app.tokens import services as token_vault
+from app.tokens.errors import TokenUnavailable
 
 # Where the sandbox simulator listens when no PanDA URL is configured (set by `serve`).
 SANDBOX_URL_KEY = "PANDA_SANDBOX_URL"
 
 
 # ---------------------------------------------------------------------------------------------
-# The interaction-log writer.
-
-
-class CallLogWriter:
-    """Stores CallRecords in `panda_call` from one daemon thread, in short own transactions."""
-
-    _BATCH = 200
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._queue: queue.Queue[CallRecord | None] = queue.Queue()
-        self._pending = 0
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, record: CallRecord) -> None:
-        with self._cond:
-            self._pending += 1
-        self._ensure_thread()
-        self._queue.put(record)
-
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="panda-call-log", daemon=True)
-                self._thread.start()
-
-    def stop(self) -> None:
-        """Let the writer thread end after storing what it already has."""
-        self._queue.put(None)
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every record handed over so far is stored (or dropped); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first]
-            while len(batch) < self._BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            records = [r for r in batch if r is not None]
-            try:
-                self._store(records)
-            finally:
-                with self._cond:
-                    self._pending -= len(records)
-                    self._cond.notify_all()
-            if any(r is None for r in batch):
-                return
-
-    def _store(self, records: list[CallRecord]) -> None:
-        if not records:
-            return
-        deadline = time.monotonic() + 60
-        delay = 0.05
-        while True:
-            try:
-                with Session(self.engine) as session, session.begin():
-                    session.add_all([_row(r) for r in records])
-                return
-            except OperationalError as exc:
-                # SQLite: another connection holds the write lock longer than busy_timeout; wait and retry.
-                if time.monotonic() > deadline:
-                    log.error("dropped %d PanDA call log rows: %s", len(records), exc.__class__.__name__)
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            except Exception:
-                log.exception("dropped %d PanDA call log rows", len(records))
-                return
-
-
-def _row(record: CallRecord) -> PandaCall:
-    return PandaCall(
-        at=record.started_at,
-        user_id=record.user_id,
-        server=record.server[:300],
-        transport=record.transport[:16],
-        method=record.method[:64],
-        task_id=record.task_id,
-        params=_jsonable(record.params),
-        http_status=record.http_status,
-        return_code=record.return_code,
-        message=record.message[:4000],
-        duration_ms=record.duration_ms,
-        outcome=record.outcome if record.outcome in OUTCOMES else "error",
-        attempt=record.attempt,
-    )
-
-
-def _jsonable(value: Any, depth: int = 0) -> Any:
-    if depth > 20:
-        return "…"
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, depth + 1) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-_writers: dict[int, CallLogWriter] = {}
-_writers_lock = threading.Lock()
-
-
-def db_recorder(engine: Engine | None = None) -> CallLogWriter:
-    """The recorder that stores calls in `panda_call` (one writer per engine, shared by clients)."""
-    if engine is None:
-        from app.extensions import db
-
-        engine = db.engine
-    with _writers_lock:
-        writer = _writers.get(id(engine))
-        if writer is None or writer.engine is not engine:
-            if writer is not None:
-                writer.stop()  # an engine that was disposed and whose id got reused
-            writer = CallLogWriter(engine)
-            _writers[id(engine)] = writer
-        return writer
-
-
-def flush_call_log(timeout: float = 10.0) -> bool:
-    """Wait until all recorded calls are stored; True when nothing is left pending."""
-    with _writers_lock:
-        writers = list(_writers.values())
-    return all(w.flush(timeout) for w in writers)
-
-
-atexit.register(flush_call_log, 5.0)
-
-
-def stop_call_log(timeout: float = 10.0) -> None:
-    """`serve`'s last stop step: store every recorded call before the process ends (the writer
-    threads are daemons, so rows still queued at exit would be lost)."""
-    if not flush_call_log(timeout):
-        log.error(
-            "some PanDA calls were not stored in the interaction log within %.0f s of shutdown", timeout
-        )
-
-
-# ---------------------------------------------------------------------------------------------
 # Client factory and health.
 
 
-def panda_url(settings: Any) -> str:
+def panda_url(settings: Settings) -> str:
     """The configured PanDA URL, or the sandbox simulator's when none is configured."""
     if settings.panda.url:
         return settings.panda.url
@@ -207,8 +45,8 @@ def panda_url(settings: Any) -> str:
 
 
 def panda_client_for(
-    settings: Any,
-    tokens: TokenSource | None = None,
+    settings: Settings,
+    tokens: TokenSource = token_vault,
     *,
     engine: Engine | None = None,
     recorder: Recorder | None = None,
@@ -216,19 +54,31 @@ def panda_client_for(
 ) -> PandaClient:
     """A PanDA client for these settings, recording every call in `panda_call`.
 
-    `tokens` gives users' ID tokens (default: the token vault `app.tokens.services`, which needs an
-    app context); `engine` defaults to the app's database (needed
-    outside an app context, e.g. in scheduler threads); `url` overrides the resolved server URL.
+    `tokens` gives users' ID tokens (default: the token vault, which needs an app context);
+    `engine` defaults to the app's database (needed outside an app context, e.g. in scheduler
+    threads); `url` overrides the resolved server URL.
     """
-    if tokens is None:
-        from app.tokens import services as token_vault  # the module provides token_for(user)
-
-        tokens = token_vault
     config = ClientConfig.from_settings(settings.panda, url=url if url is not None else panda_url(settings))
     return PandaClient(config, tokens, recorder=recorder or db_recorder(engine))
 
 
-def panda_alive(settings: Any, *, url: str | None = None) -> dict[str, Any]:
+def make_client(*, interactive: bool = False) -> PandaApi:
+    """The app's PanDA client factory (installed in `app.extensions.panda_clients`): a client for
+    the current app's settings, with the users' tokens from the vault, logging every call.
+
+    ``interactive`` (a user waiting for a page): short read timeout and no retries, so a slow PanDA
+    cannot hang the page.
+    """
+    settings = get_settings()
+    if interactive:
+        panda = dataclasses.replace(
+            settings.panda, read_timeout_s=min(settings.panda.read_timeout_s, 5.0), retries=0
+        )
+        settings = dataclasses.replace(settings, panda=panda)
+    return panda_client_for(settings)
+
+
+def panda_alive(settings: Settings, *, url: str | None = None) -> dict[str, Any]:
     """Health-check entry for /healthz: {"ok", "url", "transport", "sandbox", "error"?}.
 
     Uses short timeouts and no retries; only failed probes are logged, so that monitoring
@@ -272,14 +122,12 @@ class CallFilters:
     outcome: str = ""
     user: str = ""  # username (exact) or user id
     task_id: int | None = None
-    since: datetime | None = None
-    until: datetime | None = None  # exclusive
+    since: date | None = None  # whole UTC days, both included
+    until: date | None = None
 
 
-def calls_query(filters: CallFilters) -> Select:
+def calls_query(filters: CallFilters) -> Select[PandaCall]:
     """Calls matching the filters, newest first."""
-    from app.auth.models import User
-
     query = (
         select(PandaCall)
         .options(selectinload(PandaCall.user))
@@ -292,9 +140,9 @@ def calls_query(filters: CallFilters) -> Select:
     if filters.task_id is not None:
         query = query.where(PandaCall.task_id == filters.task_id)
     if filters.since is not None:
-        query = query.where(PandaCall.at >= filters.since)
+        query = query.where(PandaCall.at >= day_start(filters.since))
     if filters.until is not None:
-        query = query.where(PandaCall.at < filters.until)
+        query = query.where(PandaCall.at < day_start(filters.until + timedelta(days=1)))
     if filters.user:
         if filters.user.isdigit():
             query = query.where(PandaCall.user_id == int(filters.user))
@@ -303,10 +151,8 @@ def calls_query(filters: CallFilters) -> Select:
     return query
 
 
-def calls_for_task(task_id: int, page: int = 1, per_page: int = 20):
-    """One page (Flask-SQLAlchemy Pagination) of the PanDA calls about one task, newest first."""
-    from app.extensions import db
-
+def calls_for_task(task_id: int, page: int = 1, per_page: int = 20) -> Pagination:
+    """One page of the PanDA calls about one task, newest first."""
     return db.paginate(
         calls_query(CallFilters(task_id=task_id)), page=page, per_page=per_page, error_out=False
     )
@@ -314,6 +160,41 @@ def calls_for_task(task_id: int, page: int = 1, per_page: int = 20):
 
 def call_methods() -> list[str]:
     """Method names present in the log (for the filter's choices)."""
-    from app.extensions import db
-
     return list(db.session.scalars(select(PandaCall.method).distinct().order_by(PandaCall.method)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The production-role check of the token pages.
+
+
+@dataclass(frozen=True)
+class RoleCheck:
+    """PanDA's answer to "does this user's token carry the production role?" (None: no answer)."""
+
+    is_production: bool | None
+    message: str  # stored on the user's grants, shown on the token pages
+    notice: str  # what the user is told at once
+
+    @property
+    def category(self) -> str:
+        return {True: "success", False: "warning", None: "danger"}[self.is_production]
+
+
+def check_production_role(user: User) -> RoleCheck:
+    """Ask PanDA what it makes of the user's token (`get_user_attributes`), with the user's own
+    token, and remember the answer on the user's grants; flushes."""
+    client = panda_clients(interactive=True)
+    try:
+        attrs = client.get_user_attributes(user)
+    except TokenUnavailable as exc:
+        check = RoleCheck(None, f"no token: {exc.reason}", f"No token for PanDA: {exc.reason}")
+    except PandaError as exc:
+        check = RoleCheck(None, str(exc)[:300], f"PanDA check failed: {exc}")
+    else:
+        ok = bool(attrs.is_production_user)
+        message = "PanDA grants the production role" if ok else "PanDA does NOT grant the production role"
+        check = RoleCheck(ok, message, message + ".")
+    finally:
+        client.close()
+    token_vault.record_panda_check(user, check.is_production, check.message)
+    return check

@@ -1,11 +1,11 @@
-"""PanDA pages: the global interaction log and the per-task log fragment; the /healthz PanDA check."""
-
-from datetime import UTC, datetime, timedelta
+"""PanDA pages: the global interaction log and one task's log (a fragment inside the task page);
+the /healthz PanDA check."""
 
 from flask import Blueprint, current_app, render_template, request
 
-from app.auth.decorators import login_required, role_required
+from app.auth.decorators import role_required
 from app.extensions import db
+from app.panda.forms import CallFilterForm
 from app.panda.models import OUTCOMES
 from app.panda.services import CallFilters, call_methods, calls_for_task, calls_query, panda_alive
 
@@ -22,51 +22,26 @@ def _register_health_check(state) -> None:
     )
 
 
-def _date(value: str) -> datetime | None:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-
-
 @bp.get("/calls")
 @role_required("manager")
 def calls():
     """Every exchange with PanDA, newest first, with filters and paging."""
-    args = {
-        k: request.args.get(k, "").strip() for k in ("method", "outcome", "user", "task_id", "since", "until")
-    }
-    errors: list[str] = []
-    since, until = _date(args["since"]), _date(args["until"])
-    for key, value in (("since", since), ("until", until)):
-        if args[key] and value is None:
-            errors.append(f"{key}: use YYYY-MM-DD")
-    task_id = None
-    if args["task_id"]:
-        if args["task_id"].isdigit():
-            task_id = int(args["task_id"])
-        else:
-            errors.append("task id: a number")
-    if args["outcome"] and args["outcome"] not in OUTCOMES:
-        errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
-        args["outcome"] = ""
+    form = CallFilterForm(request.args)
     filters = CallFilters(
-        method=args["method"],
-        outcome=args["outcome"],
-        user=args["user"],
-        task_id=task_id,
-        since=since,
-        until=until + timedelta(days=1) if until else None,
-    )
+        method=form.value("method") or "", outcome=form.value("outcome") or "", user=form.value("user") or "",
+        task_id=form.value("task_id"), since=form.value("since"), until=form.value("until"),
+    )  # fmt: skip
     page = db.paginate(calls_query(filters), per_page=PER_PAGE, error_out=False)
     return render_template(
-        "panda/calls.html", page=page, args=args, errors=errors, outcomes=OUTCOMES, methods=call_methods()
-    )
+        "panda/calls.html", page=page, args=form.typed(), errors=form.messages(), outcomes=OUTCOMES,
+        methods=call_methods(),
+    )  # fmt: skip
 
 
 @bp.get("/tasks/<int:task_id>/calls")
-@login_required
+@role_required("manager")
 def task_calls(task_id: int):
-    """The per-task fragment (htmx target inside the task page; paging swaps it in place)."""
+    """One task's calls: the fragment for htmx (paging inside the task page), else a whole page."""
     page = calls_for_task(task_id, page=request.args.get("page", 1, type=int))
-    return render_template("panda/_task_calls.html", page=page, task_id=task_id)
+    template = "panda/_task_calls.html" if request.headers.get("HX-Request") else "panda/task_calls.html"
+    return render_template(template, page=page, task_id=task_id)

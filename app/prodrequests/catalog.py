@@ -3,30 +3,27 @@
 Entries are found by scanning the configured globs on CVMFS (`[catalog]`, only where the glob's fixed
 folder is mounted) and entered by admins for hosts without CVMFS. Suggestions are ranked for the
 selected request: its own paths first, then matching physics tag and software version.
-`scheduled_rescan(app)` is the periodic refresh; admins can also rescan at once.
+`app.prodrequests.jobs.scheduled_rescan` is the periodic refresh; admins can also rescan at once.
 """
 
 from __future__ import annotations
 
 import glob
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Flask
 from sqlalchemy import select
 
 from app import clock
 from app.audit.services import record
+from app.auth.models import User
 from app.config import Settings, get_settings
 from app.extensions import db
 from app.prodrequests.models import KINDS, CatalogEntry
 from app.prodrequests.schema import ProductionRequest
 from app.tasks import naming
-
-log = logging.getLogger(__name__)
 
 LABELS = {"container": "path to container", "exec": "path to execution files"}
 _MAGIC = re.compile(r"[*?[]")
@@ -138,22 +135,6 @@ def _matches(path: str, patterns: list[str]) -> bool:
     return any(PurePosixPath(path).match(pattern) for pattern in patterns)
 
 
-def scheduled_rescan(app: Flask) -> ScanResult | None:
-    """The periodic refresh of the catalog (a background job: commits; errors are logged)."""
-    with app.app_context():
-        try:
-            result = rescan()
-            db.session.commit()
-            log.info("path catalog: %s", result.summary)
-            return result
-        except Exception:
-            db.session.rollback()
-            log.exception("path catalog scan failed")
-            return None
-        finally:
-            db.session.remove()
-
-
 # --- admins' entries -------------------------------------------------------------------------------
 
 
@@ -173,7 +154,7 @@ def path_problem(kind: str, path: str, settings: Settings) -> str | None:
     return None
 
 
-def add_entry(kind: str, path: str, note: str, user: Any) -> CatalogEntry:
+def add_entry(kind: str, path: str, note: str, user: User) -> CatalogEntry:
     """An admin's entry (for hosts where CVMFS is not mounted). Raises `EntryRefused`; flushes."""
     settings = get_settings()
     path = path.strip().rstrip("/") if kind == "exec" else path.strip()
@@ -191,16 +172,14 @@ def add_entry(kind: str, path: str, note: str, user: Any) -> CatalogEntry:
             errors["path"] = [f"{path} is in the catalog already (entered by {by})"]
     if errors:
         raise EntryRefused(errors)
-    entry = CatalogEntry(
-        kind=kind, path=path, source="admin", note=note.strip(), created_by_id=getattr(user, "id", None)
-    )
+    entry = CatalogEntry(kind=kind, path=path, source="admin", note=note.strip(), created_by_id=user.id)
     db.session.add(entry)
     db.session.flush()
     record("catalog.add", target=path, details={"kind": kind}, user=user)
     return entry
 
 
-def delete_entry(entry_id: int, user: Any) -> CatalogEntry | None:
+def delete_entry(entry_id: int, user: User) -> CatalogEntry | None:
     """Remove an entry (a scan's row comes back at the next scan if the path still exists); flushes."""
     entry = db.session.get(CatalogEntry, entry_id)
     if entry is None:

@@ -9,13 +9,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app import clock
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model
 
 KINDS = ("container", "exec")
 SOURCES = ("scan", "admin")  # found on CVMFS by a scan | entered by an admin (hosts without CVMFS)
 
 
-class CatalogEntry(db.Model):
+class CatalogEntry(Model):
     """One known path. Scans add and remove their own rows; admins' rows are left to admins."""
 
     __tablename__ = "path_catalog_entry"

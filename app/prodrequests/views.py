@@ -5,29 +5,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from app import clock
-from app.auth.current import current_user
+from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
-from app.extensions import db
 from app.prodrequests import catalog, services
 from app.prodrequests.forms import CatalogEntryForm
 from app.tasks.forms import ActionForm
 from app.web.security import safe_next
 
 bp = Blueprint("prodrequests", __name__, url_prefix="/requests")
-
-
-@bp.after_request
-def _end_transaction(response: Response) -> Response:
-    # Views and services only flush; this commits their work (rolls back a refused request) until
-    # the app-wide request transaction of issue 8 takes over.
-    if response.status_code < 400:
-        db.session.commit()
-    else:
-        db.session.rollback()
-    return response
 
 
 @bp.app_template_global("request_label")
@@ -121,7 +109,7 @@ def catalog_add():
     if not form.validate_on_submit():
         return _render_catalog(form, 400)
     try:
-        entry = catalog.add_entry(form.kind.data, form.path.data, form.note.data or "", current_user())
+        entry = catalog.add_entry(form.kind.data, form.path.data, form.note.data or "", logged_in_user())
     except catalog.EntryRefused as exc:
         form.apply_errors(exc.errors)
         return _render_catalog(form, 400)
@@ -134,7 +122,7 @@ def catalog_add():
 def catalog_delete(entry_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
-    entry = catalog.delete_entry(entry_id, current_user())
+    entry = catalog.delete_entry(entry_id, logged_in_user())
     if entry is None:
         abort(404)
     flash(f"Removed {entry.path}.", "info")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -11,7 +12,10 @@ from wtforms import BooleanField, HiddenField, IntegerField, SelectField, String
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.config import Settings
-from app.tasks.specs import TaskDefinition
+from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
+
+# The type of each definition field (the form has a field of the same name for every one).
+_DEFINITION_TYPES = {name: typing.get_type_hints(TaskDefinition)[name] for name in DEFINITION_FIELDS}
 
 
 def _strip(value: Any) -> Any:
@@ -113,34 +117,27 @@ class TaskForm(FlaskForm):
         return int(text)
 
     def to_definition(self) -> TaskDefinition | None:
+        """The definition the form says, field by field (None, with a field error, when the template
+        overrides are not a JSON object)."""
         overrides = self.overrides_value()
         if overrides is None:
             return None
-        return TaskDefinition(
-            step=self.step.data,
-            task_name=self.task_name.data or "",
-            bunch_size=self.bunch_size.data if self.bunch_size.data is not None else 1,
-            output_dataset=self.output_dataset.data or "",
-            total_events=self.total_events.data,
-            events_per_job=self.events_per_job.data,
-            files_per_job=self.files_per_job.data,
-            parent_task=self.parent_task.data or None,
-            cloud=self.cloud.data,
-            data_disk=self.data_disk.data,
-            request_id=self.request_id_value(),
-            skip_scout=bool(self.skip_scout.data),
-            initial_offset=self.initial_offset.data if self.initial_offset.data is not None else 0,
-            exec_path=self.exec_path.data or "",
-            container_path=self.container_path.data or "",
-            memory_mb=self.memory_mb.data,
-            walltime_s=self.walltime_s.data,
-            max_attempts=self.max_attempts.data,
-            priority=self.priority.data,
-            site=self.site.data or None,
-            working_group=self.working_group.data or None,
-            template_overrides=overrides,
-            comment=self.comment.data or "",
-        )
+        values: dict[str, Any] = {}
+        for name, kind in _DEFINITION_TYPES.items():
+            data = self[name].data
+            if name == "template_overrides":
+                values[name] = overrides
+            elif name == "request_id":
+                values[name] = self.request_id_value()
+            elif kind is bool:
+                values[name] = bool(data)
+            elif kind is str:
+                values[name] = data or ""
+            elif kind == str | None:
+                values[name] = data or None
+            else:  # numbers: an empty field is the form's default (None when it has none)
+                values[name] = data if data is not None else self[name].default
+        return TaskDefinition(**values)
 
     def fill(self, definition: TaskDefinition) -> None:
         """Prefill from a definition (cloning, relaunch from manifest)."""

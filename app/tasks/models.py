@@ -1,21 +1,22 @@
-"""Task bunches (one saved definition), their tasks, and launches (the outbox of PanDA submissions)."""
+"""Task bunches (one saved definition) and their tasks; their launches are `app.launches.models`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
+from app.auth.models import User
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model
+from app.launches.models import Launch
+from app.launches.states import LaunchStatus
 
-LAUNCH_STATUSES = ("pending", "sending", "submitted", "failed", "unknown", "cancelled")
 
-
-class TaskBunch(db.Model):
+class TaskBunch(Model):
     """One "Create task": a definition launched as N tasks (N = 1 for a single task)."""
 
     __tablename__ = "task_bunch"
@@ -37,12 +38,12 @@ class TaskBunch(db.Model):
     )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="bunch", order_by="Task.bunch_index")
-    created_by = relationship("User")
+    created_by: Mapped[User | None] = relationship()
     cloned_from: Mapped[TaskBunch | None] = relationship(remote_side="TaskBunch.id", back_populates="clones")
     clones: Mapped[list[TaskBunch]] = relationship(back_populates="cloned_from")
 
 
-class Task(db.Model):
+class Task(Model):
     """One PanDA task as the panel defines it; names are unique (PanDA does not check them)."""
 
     __tablename__ = "task"
@@ -86,43 +87,4 @@ class Task(db.Model):
 
     @property
     def submitted_launch(self) -> Launch | None:
-        return next((launch for launch in self.launches if launch.status == "submitted"), None)
-
-
-class Launch(db.Model):
-    """The outbox: one row per submission of a task; claimed by the dispatcher exactly once.
-
-    pending → sending (claimed, committed before the request leaves) → submitted | failed | unknown;
-    unknown (timeout after sending) is reconciled by task name, never resent. A later "resend" of a
-    failed launch is a new row with a new idempotency key.
-    """
-
-    __tablename__ = "launch"
-    __table_args__ = (
-        CheckConstraint(
-            "status IN ('pending', 'sending', 'submitted', 'failed', 'unknown', 'cancelled')", name="status"
-        ),
-        Index("ix_launch_status_due_at", "status", "due_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("task.id", ondelete="CASCADE"), index=True)
-    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
-    attempt: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
-    )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
-    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    error: Mapped[str] = mapped_column(Text, default="")  # the server's reason or what went wrong
-    # A manager checked PanDA and confirmed the previous attempt is absent (when PanDA could not tell).
-    confirmed_absent_by: Mapped[str | None] = mapped_column(String(150), nullable=True)
-    # What was (or is about to be) sent and what came back: the submission manifest.
-    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-
-    task: Mapped[Task] = relationship(back_populates="launches")
-    created_by = relationship("User")
+        return next((launch for launch in self.launches if launch.status == LaunchStatus.SUBMITTED), None)

@@ -1,7 +1,7 @@
 """Task services: validation, planning (names, offsets, parameters), preview, creation, cloning.
 
-Services take plain data, flush and never commit; views commit. Dispatching the launches is
-``app.tasks.dispatcher``.
+Services take plain data, flush and never commit (the request commits). Sending the launches to
+PanDA is ``app.launches.dispatcher``.
 """
 
 from __future__ import annotations
@@ -10,34 +10,37 @@ import difflib
 import json
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased, selectinload
+from werkzeug.datastructures import FileStorage
 
 from app import clock
+from app.audit.services import record
+from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
-from app.extensions import db
+from app.extensions import db, panda_clients
+from app.launches.dispatcher import dispatch_after_commit
+from app.launches.models import Launch
+from app.launches.services import new_launch
+from app.launches.states import LaunchStatus
 from app.panda import taskparams
+from app.panda.errors import PandaError, PandaNotFound
+from app.panda.services import calls_for_task
 from app.prodrequests.checks import definition_warnings
 from app.tasks import naming
-from app.tasks.models import Launch, Task, TaskBunch
-from app.tasks.specs import TaskDefinition, TaskSpec, expand_bunch
+from app.tasks.models import Task, TaskBunch
+from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch
 
-# Fields the slides mark "available only for system": shown to and accepted from admins only.
-ADMIN_FIELDS = ("priority", "site", "working_group", "template_overrides")
-# What cloning copies (the definition) and what it resets (names, PanDA ids, runtime fields).
-CLONE_COPIED = (
-    "step", "bunch_size", "total_events", "events_per_job", "files_per_job", "cloud", "data_disk",
-    "request_id", "skip_scout", "initial_offset", "exec_path", "container_path", "memory_mb",
-    "walltime_s", "max_attempts", "priority", "site", "working_group", "template_overrides",
-)  # fmt: skip
-CLONE_RESET = ("task_name", "output_dataset", "parent_task", "comment")
+# Cloning also resets what PanDA and the dispatcher recorded about the source.
 CLONE_RESET_RUNTIME = ("PanDA task ids", "PanDA status", "launches and manifests")
 _SITE_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -260,7 +263,7 @@ def _member_names(d: TaskDefinition, rules: naming.NamingRules) -> tuple[list[st
     return names, datasets
 
 
-def _check_unique(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
+def _check_unique(d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None]) -> None:
     names, datasets = _member_names(d, rules)
     taken = db.session.scalar(select(Task.name).where(Task.name.in_(names)).limit(1))
     if taken:
@@ -297,7 +300,7 @@ def resolve_parents(d: TaskDefinition, settings: Settings | None = None) -> list
     return [found.get(member) or found.get(parent_name) for member in members]
 
 
-def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
+def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None]) -> None:
     settings = get_settings()
     parents = resolve_parents(d, settings)
     shown = (d.parent_task or "").strip() or default_parent_name(d, rules, settings) or "(none)"
@@ -309,7 +312,7 @@ def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err) -> None:
 
 
 def plan_bunch(
-    definition: TaskDefinition, user: Any, *, is_admin: bool, settings: Settings | None = None
+    definition: TaskDefinition, user: User, *, is_admin: bool, settings: Settings | None = None
 ) -> Plan:
     """Validate and expand a definition into tasks with their exact PanDA parameters (nothing saved)."""
     settings = settings or get_settings()
@@ -324,7 +327,7 @@ def plan_bunch(
     specs = expand_bunch(
         definition,
         rules,
-        user_name=getattr(user, "name", "") or getattr(user, "username", ""),
+        user_name=user.name,
         input_datasets=[p.output_dataset if p else None for p in parents],
     )
     plan = Plan(definition, warnings=warnings)
@@ -397,26 +400,32 @@ def bunch_by_key(key: str) -> TaskBunch | None:
     return db.session.scalar(select(TaskBunch).where(TaskBunch.idempotency_key == key))
 
 
+class CreateResult(NamedTuple):
+    bunch: TaskBunch
+    created: bool  # False: the key had created this bunch already (a repeated POST)
+    warnings: list[str]  # the definition's warnings, shown once after creation (not stored)
+
+
 def create_bunch(
     definition: TaskDefinition,
-    user: Any,
+    user: User,
     idempotency_key: str,
     *,
     is_admin: bool,
-    due_at=None,
+    due_at: datetime | None = None,
     cloned_from: Task | TaskBunch | None = None,
-) -> tuple[TaskBunch, bool]:
-    """Save the definition, its tasks and one pending launch per task (the outbox).
+) -> CreateResult:
+    """Save the definition, its tasks and one pending launch per task (the outbox); flushes.
 
-    Returns (bunch, created). A key already used returns the existing bunch and creates nothing, so
-    double clicks, refreshes and repeated POSTs are harmless; the unique constraint settles races
-    (``ConcurrentCreate``: the caller rolls back and calls again, then finds the winner's bunch).
+    A key already used returns the existing bunch and creates nothing, so double clicks, refreshes
+    and repeated POSTs are harmless; the unique constraint settles races (``ConcurrentCreate``: roll
+    back and call again, then the winner's bunch is found; ``submit_bunch`` does that).
     """
     if not idempotency_key or len(idempotency_key) > 64:
         raise ValidationFailed({"form": ["the form has no submission key; reload it and submit again"]})
     existing = bunch_by_key(idempotency_key)
     if existing is not None:
-        return existing, False
+        return CreateResult(existing, False, [])
     plan = plan_bunch(definition, user, is_admin=is_admin)
     rules = naming_rules()
     now = clock.now()
@@ -431,7 +440,7 @@ def create_bunch(
                 size=definition.bunch_size,
                 definition=definition.to_dict(),
                 comment=definition.comment,
-                created_by_id=getattr(user, "id", None),
+                created_by_id=user.id,
                 created_at=now,
                 cloned_from_id=source_bunch.id if source_bunch else None,
             )
@@ -457,86 +466,71 @@ def create_bunch(
                 )
                 db.session.add(task)
                 db.session.flush()
-                db.session.add(
-                    Launch(
-                        task_id=task.id,
-                        idempotency_key=f"{idempotency_key}:{planned.index}:1",
-                        attempt=1,
-                        status="pending",
-                        due_at=due_at or now,
-                        created_by_id=getattr(user, "id", None),
-                        created_at=now,
-                    )
-                )
+                new_launch(task, 1, user, due_at or now)
             db.session.flush()
     except (IntegrityError, OperationalError) as exc:
         # A concurrent request with the same key (or the same names) got there first. Our transaction
         # may not see its row yet (snapshot), so the caller rolls back and looks again.
         raise ConcurrentCreate(idempotency_key) from exc
-    _audit("task.create", bunch.base_name, {"bunch_id": bunch.id, "size": bunch.size}, user)
-    bunch.warnings = plan.warnings  # not stored: shown once after creation
-    return bunch, True
-
-
-def _audit(action: str, target: str, details: dict[str, Any], user: Any, outcome: str = "ok") -> None:
-    from app.audit.services import record
-
-    record(action, target=target, details=details, user=user, outcome=outcome)
-
-
-def _next_attempt(task: Task, latest: Launch, user: Any, now: datetime, **extra: Any) -> Launch:
-    """A pending launch, due now, for the attempt after `latest`; its key is unique per attempt, so
-    two concurrent resends cannot both create it."""
-    attempt = latest.attempt + 1
-    return Launch(
-        task_id=task.id,
-        idempotency_key=f"{task.bunch.idempotency_key}:{task.bunch_index}:{attempt}",
-        attempt=attempt,
-        status="pending",
-        due_at=now,
-        created_by_id=getattr(user, "id", None),
-        created_at=now,
-        **extra,
+    record(
+        "task.create", target=bunch.base_name, details={"bunch_id": bunch.id, "size": bunch.size}, user=user
     )
+    return CreateResult(bunch, True, plan.warnings)
 
 
-def resend_failed(bunch: TaskBunch, user: Any) -> list[Launch]:
-    """A new launch (next attempt) for every task whose latest launch failed; nothing else."""
-    created: list[Launch] = []
-    now = clock.now()
-    try:
-        with db.session.begin_nested():
-            for task in bunch.tasks:
-                latest = task.latest_launch
-                if latest is None or latest.status != "failed" or task.panda_task_id is not None:
-                    continue
-                launch = _next_attempt(task, latest, user, now)
-                db.session.add(launch)
-                created.append(launch)
-            db.session.flush()
-    except IntegrityError:
-        return []  # a concurrent resend created them
-    if created:
-        _audit("task.resend", bunch.base_name, {"bunch_id": bunch.id, "n": len(created)}, user)
-    return created
+class FormReused(Exception):
+    """The form's key already created a bunch, and the form was changed since (the back button)."""
 
 
-def mark_not_submitted(task: Task, user: Any) -> Launch | None:
-    """A manager checked PanDA: the unanswered submit did not arrive. Closes the unknown launch and
-    queues the next attempt, which is sent without the name pre-check PanDA could not answer."""
-    latest = task.latest_launch
-    if latest is None or latest.status != "unknown" or task.panda_task_id is not None:
-        return None
-    who = getattr(user, "username", "?")
-    now = clock.now()
-    latest.status = "failed"
-    latest.error = f"marked not in PanDA by {who}"
-    latest.finished_at = now
-    launch = _next_attempt(task, latest, user, now, confirmed_absent_by=who)
-    db.session.add(launch)
-    db.session.flush()
-    _audit("task.mark_not_submitted", task.name, {"task_id": task.id, "attempt": launch.attempt}, user)
-    return launch
+def submit_bunch(
+    definition: TaskDefinition | None,
+    idempotency_key: str,
+    user: User,
+    *,
+    is_admin: bool,
+    cloned_from: Task | TaskBunch | None = None,
+) -> CreateResult:
+    """The task form's "Create": save the bunch (``create_bunch``) and dispatch it once committed.
+
+    ``definition`` is None when the form has errors (they are on the form). A key that created a
+    bunch before returns that bunch, unless the form changed since: then ``FormReused``, so that new
+    values are never dropped silently. A request racing this one with the same key or the same
+    names loses cleanly: this one finds the winner's bunch, or the validation names what was taken.
+    """
+    existing = bunch_by_key(idempotency_key) if idempotency_key else None
+    if existing is not None:
+        if definition is None or definition.to_dict() == existing.definition:
+            return CreateResult(existing, False, [])
+        raise FormReused(
+            f"This form already created {existing.base_name} and was changed since. Nothing new was saved; "
+            "press Create task again to create another bunch with these values."
+        )
+    if definition is None:
+        raise ValidationFailed({})
+    for attempt in range(3):
+        try:
+            result = create_bunch(
+                definition, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from
+            )
+            break
+        except ValidationFailed:
+            # The rollback discards only this request's reads (nothing was written yet); a concurrent
+            # POST with this key may have committed its bunch while we validated.
+            db.session.rollback()
+            winner = bunch_by_key(idempotency_key)
+            if winner is not None:
+                return CreateResult(winner, False, [])
+            raise
+        except (ConcurrentCreate, IntegrityError, OperationalError):
+            # A concurrent POST (same key or same names) won. Our transaction may not see its rows yet
+            # (a snapshot), so start a fresh one: we find its bunch by key, or the validation names
+            # what was taken.
+            db.session.rollback()
+            if attempt == 2:
+                raise
+    if result.created:
+        dispatch_after_commit(result.bunch.id)
+    return result
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -549,24 +543,25 @@ class BunchProgress:
     pending: int
     sending: int
     failed: int
-    unknown: int
+    unknown: int  # sent without an answer: the dispatcher looks them up by name
+    needs_decision: int  # PanDA cannot tell whether they arrived: a manager decides
 
     @property
     def done(self) -> bool:
+        """Nothing left that the dispatcher settles by itself."""
         return self.pending == 0 and self.sending == 0 and self.unknown == 0
 
 
 def bunch_progress(bunch: TaskBunch) -> BunchProgress:
-    counts = {"submitted": 0, "pending": 0, "sending": 0, "failed": 0, "unknown": 0, "cancelled": 0}
+    """How many of the bunch's tasks are in PanDA, and where the latest launch of each other one is."""
+    S = LaunchStatus
+    counts = dict.fromkeys(S, 0)
     for task in bunch.tasks:
-        if task.panda_task_id is not None:
-            counts["submitted"] += 1
-            continue
         latest = task.latest_launch
-        counts[latest.status if latest else "pending"] += 1
+        counts[S.SUBMITTED if task.panda_task_id is not None else latest.status if latest else S.PENDING] += 1
     return BunchProgress(
-        len(bunch.tasks), counts["submitted"], counts["pending"], counts["sending"], counts["failed"],
-        counts["unknown"],
+        len(bunch.tasks), counts[S.SUBMITTED], counts[S.PENDING], counts[S.SENDING], counts[S.FAILED],
+        counts[S.UNKNOWN], counts[S.NEEDS_DECISION],
     )  # fmt: skip
 
 
@@ -604,7 +599,9 @@ def tasks_query(filters: TaskFilters) -> Select:
         query = query.where(Task.name.contains(filters.q))
     if filters.step:
         query = query.where(Task.step == filters.step)
-    if filters.launch:
+    if filters.launch and filters.launch not in set(LaunchStatus):
+        query = query.where(false())  # no launch has an unknown status
+    elif filters.launch:
         attempts = aliased(Launch)
         latest = select(func.max(attempts.id)).where(attempts.task_id == Launch.task_id).scalar_subquery()
         query = query.where(Task.launches.any((Launch.id == latest) & (Launch.status == filters.launch)))
@@ -647,7 +644,7 @@ def complete_definition(d: TaskDefinition, settings: Settings | None = None) -> 
 def clone_definition(source: Task | TaskBunch) -> TaskDefinition:
     """The source's definition with names moved to the next free production number.
 
-    Copied: ``CLONE_COPIED``; reset: ``CLONE_RESET`` (names and parent) and runtime fields.
+    Copied: ``specs.CLONE_COPIED``; reset: ``specs.CLONE_RESET`` (names, parent, comment) and runtime fields.
     """
     bunch = source.bunch if isinstance(source, Task) else source
     original = TaskDefinition.from_dict(bunch.definition)
@@ -703,4 +700,135 @@ def definition_from_manifest(manifest: dict[str, Any]) -> TaskDefinition:
         bunch_size=1,
         initial_offset=int(manifest.get("offset", definition.initial_offset)),
         comment=f"relaunch of {manifest.get('task_name', '')}",
+    )
+
+
+# --- the task form's starting points --------------------------------------------------------------
+
+
+def blank_definition(step: str) -> TaskDefinition:
+    """A new task of `step` under the next free production number, placed on the first cloud/disk."""
+    cfg = get_settings().tasks
+    task_name = naming.TaskName(suggest_production(), step).format(naming_rules())
+    return TaskDefinition(
+        step=step, task_name=task_name, bunch_size=1, output_dataset="", total_events=None,
+        events_per_job=None, cloud=cfg.clouds[0] if cfg.clouds else "",
+        data_disk=cfg.data_disks[0] if cfg.data_disks else "", request_id=None, skip_scout=False,
+        initial_offset=0, exec_path="", container_path="",
+    )  # fmt: skip
+
+
+def new_definition(step: str | None, after: TaskBunch | None) -> tuple[TaskDefinition, TaskBunch | None]:
+    """The "New task" form's definition: `step` (default: the first step type), as the next step of
+    the bunch `after` when that step processes another's output; else blank. Returns the definition
+    and the bunch it follows (None when blank)."""
+    steps = get_settings().tasks.step_types
+    chosen = step if step in steps else steps[0]
+    template = task_template()
+    if after is not None and chosen in template.steps and template.kind(chosen) == "processing":
+        return next_step_definition(after, chosen), after
+    return blank_definition(chosen), None
+
+
+def relaunch_definition(task: Task) -> TaskDefinition | None:
+    """A new single task from the task's submission manifest (None: it has none yet)."""
+    launch = task.submitted_launch or task.latest_launch
+    if launch is None or not launch.manifest:
+        return None
+    return definition_from_manifest(launch.manifest)
+
+
+class NotAManifest(ValueError):
+    """An uploaded file is not a submission manifest of this panel (the message says which file)."""
+
+
+def definition_from_manifest_file(file: FileStorage) -> TaskDefinition:
+    """Relaunch from an uploaded manifest file: its definition as a new single task (nothing saved)."""
+    filename = file.filename or "manifest"
+    try:
+        return definition_from_manifest(json.loads(file.read(2_000_000)))
+    except (ValueError, KeyError, TypeError, AttributeError, naming.NamingError) as exc:
+        raise NotAManifest(
+            f"{filename} is not a submission manifest of this panel ({exc.__class__.__name__})."
+        ) from None
+
+
+def refuse_admin_fields(sent: Mapping[str, str], *, is_admin: bool, target: str) -> list[str]:
+    """The admin-only fields a non-admin sent to `target` (they refuse the whole request; audited)."""
+    if is_admin:
+        return []
+    refused = [name for name in ADMIN_FIELDS if (sent.get(name) or "").strip()]
+    if refused:
+        record("task.admin_fields_refused", target=target, outcome="denied", details={"fields": refused})
+    return refused
+
+
+# --- the task page --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """What the task page shows: stored state only (PanDA is read by "Refresh from PanDA")."""
+
+    task: Task
+    launch: Launch | None  # the launch that submitted it, else the latest attempt
+    manifest_json: str | None
+    definition_json: str
+    params_json: str
+    siblings: list[Task]
+    calls: Pagination | None  # the PanDA log of the task (for managers)
+
+    @property
+    def needs_decision(self) -> bool:
+        return self.launch is not None and self.launch.status == LaunchStatus.NEEDS_DECISION
+
+
+def task_page(task: Task, *, with_calls: bool) -> TaskPage:
+    launch = task.submitted_launch or task.latest_launch
+    manifest = launch.manifest if launch else None
+    return TaskPage(
+        task=task,
+        launch=launch,
+        manifest_json=json.dumps(manifest, indent=2, sort_keys=True) if manifest else None,
+        definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
+        params_json=pretty(task.params),
+        siblings=[t for t in task.bunch.tasks if t.id != task.id],
+        calls=calls_for_task(task.panda_task_id) if with_calls and task.panda_task_id is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A sentence for the user and its weight (a Bootstrap alert category)."""
+
+    message: str
+    category: str = "info"
+
+
+def refresh_from_panda(task: Task, user: User) -> Notice:
+    """Read the task from PanDA now with `user`'s own token, store its status, and say what PanDA
+    said (a manager's button; the page itself never calls PanDA)."""
+    if task.panda_task_id is None:
+        return Notice("The task is not in PanDA yet.", "warning")
+    client = panda_clients(interactive=True)
+    try:
+        info = client.get_detailed_info(user, task.panda_task_id)
+    except PandaNotFound:
+        return Notice(
+            "PanDA has not picked the task up yet (JEDI registers a new task within minutes).", "warning"
+        )
+    except PandaError as exc:
+        return Notice(f"Reading the task from PanDA failed: {exc}", "danger")
+    finally:
+        client.close()
+    task.panda_status = info.status
+    task.panda_checked_at = clock.now()
+    db.session.flush()
+    counters = " / ".join(
+        "—" if n is None else str(n) for n in (info.n_files_finished, info.n_files_failed, info.n_files)
+    )
+    priority = f"{info.task_priority}/{info.current_priority}"
+    return Notice(
+        f"PanDA says {info.status}; jobs (files) done / failed / total: {counters}; priority (default/current) {priority}.",
+        "success",
     )

@@ -1,45 +1,60 @@
 """Typed specs: what a task definition (the form) says and what each task of a bunch is.
 
-A ``TaskDefinition`` is one row of the form (a bunch of ``bunch_size`` tasks). ``expand_bunch`` turns it
-into one ``TaskSpec`` per task: the input of ``app.panda.taskparams.build_task_params``.
+The task fields are declared once, here. ``TaskParameters`` are the fields every task of a bunch
+gets unchanged; a ``TaskDefinition`` (one row of the form: a bunch of ``bunch_size`` tasks) adds the
+bunch's names, size and offset; ``expand_bunch`` turns it into one ``TaskSpec`` per task, the input
+of ``app.panda.taskparams.build_task_params``. Each field's metadata says whether only admins may
+set it and what cloning and "next step" do with it; the form, the services and the pages read the
+field lists from here.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.tasks import naming
 
+ADMIN = {"admin": True}  # "available only for system" in the slides: shown to and accepted from admins only
+NEW_NAME = {"clone": "reset", "next_step": "reset"}  # names, parent, comment: never copied
+NEXT_STEP_RESET = {"next_step": "reset"}  # set anew for a processing step that reads a bunch's output
 
-@dataclass(frozen=True)
-class TaskDefinition:
-    """The definition a production manager enters (shared by every task of the bunch)."""
+
+@dataclass(frozen=True, kw_only=True)
+class TaskParameters:
+    """The fields every task of a bunch gets unchanged from its definition."""
 
     step: str
-    task_name: str  # base name, e.g. PROD2025-008.SIM (bunch members get .1 … .N)
-    bunch_size: int
-    output_dataset: str  # dataset of the first task; member i writes version + i - 1
-    total_events: int | None  # per task (generation steps)
-    events_per_job: int | None
     cloud: str
     data_disk: str
-    request_id: int | None
-    skip_scout: bool
-    initial_offset: int
     exec_path: str
     container_path: str
-    files_per_job: int | None = None  # processing steps
-    parent_task: str | None = None  # processing steps: the task whose output is read
-    priority: int | None = None
+    total_events: int | None = field(default=None, metadata=NEXT_STEP_RESET)  # per task (generation steps)
+    events_per_job: int | None = field(default=None, metadata=NEXT_STEP_RESET)
+    files_per_job: int | None = field(default=None, metadata=NEXT_STEP_RESET)  # processing steps
+    request_id: int | None = None
+    skip_scout: bool = False
+    priority: int | None = field(default=None, metadata=ADMIN)
     memory_mb: int | None = None
     walltime_s: int | None = None
     max_attempts: int | None = None
-    site: str | None = None
-    working_group: str | None = None
-    template_overrides: dict[str, Any] = field(default_factory=dict)
-    comment: str = ""
+    site: str | None = field(default=None, metadata=ADMIN)
+    working_group: str | None = field(default=None, metadata=ADMIN)
+    template_overrides: dict[str, Any] = field(default_factory=dict, metadata=ADMIN)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskDefinition(TaskParameters):
+    """The definition a production manager enters (shared by every task of the bunch)."""
+
+    task_name: str = field(metadata=NEW_NAME)  # base name, e.g. PROD2025-008.SIM (members get .1 … .N)
+    bunch_size: int
+    output_dataset: str = field(metadata=NEW_NAME)  # dataset of the first task; member i: version + i - 1
+    initial_offset: int = field(metadata=NEXT_STEP_RESET)
+    parent_task: str | None = field(default=None, metadata=NEW_NAME)  # processing: the task read
+    comment: str = field(default="", metadata=NEW_NAME)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -50,32 +65,31 @@ class TaskDefinition:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-@dataclass(frozen=True)
-class TaskSpec:
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec(TaskParameters):
     """One task as the task-parameter builder sees it (all names resolved)."""
 
-    step: str
     task_name: str
     output_dataset: str
-    cloud: str
-    data_disk: str
-    exec_path: str
-    container_path: str
     user_name: str
     offset: int = 0
-    total_events: int | None = None
-    events_per_job: int | None = None
-    files_per_job: int | None = None
     input_dataset: str | None = None  # processing steps: the parent's output dataset
-    request_id: int | None = None
-    skip_scout: bool = False
-    priority: int | None = None
-    memory_mb: int | None = None
-    walltime_s: int | None = None
-    max_attempts: int | None = None
-    site: str | None = None
-    working_group: str | None = None
-    template_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _names(**metadata: Any) -> tuple[str, ...]:
+    return tuple(
+        f.name
+        for f in dataclasses.fields(TaskDefinition)
+        if all(f.metadata.get(key) == value for key, value in metadata.items())
+    )
+
+
+DEFINITION_FIELDS = _names()
+ADMIN_FIELDS = _names(admin=True)
+CLONE_RESET = _names(clone="reset")  # cloning also resets the runtime state (PanDA ids, launches)
+CLONE_COPIED = tuple(name for name in DEFINITION_FIELDS if name not in CLONE_RESET)
+NEXT_STEP_RESET_FIELDS = _names(next_step="reset")
+NEXT_STEP_COPIED = tuple(name for name in DEFINITION_FIELDS if name not in (*NEXT_STEP_RESET_FIELDS, "step"))
 
 
 def bunch_offsets(initial_offset: int, events_per_task: int, bunch_size: int) -> list[int]:
@@ -95,32 +109,19 @@ def expand_bunch(
     base_ds = naming.parse_dataset_name(definition.output_dataset, rules)
     n = definition.bunch_size
     offsets = bunch_offsets(definition.initial_offset, definition.total_events or 0, n)
-    specs = []
-    for i in range(1, n + 1):
-        specs.append(
-            TaskSpec(
-                step=definition.step,
-                task_name=naming.bunch_task_name(base_name, i, n).format(rules),
-                output_dataset=naming.bunch_dataset_name(base_ds, i).format(rules),
-                cloud=definition.cloud,
-                data_disk=definition.data_disk,
-                exec_path=definition.exec_path,
-                container_path=definition.container_path,
-                user_name=user_name,
-                offset=offsets[i - 1],
-                total_events=definition.total_events,
-                events_per_job=definition.events_per_job,
-                files_per_job=definition.files_per_job,
-                input_dataset=input_datasets[i - 1] if input_datasets else None,
-                request_id=definition.request_id,
-                skip_scout=definition.skip_scout,
-                priority=definition.priority,
-                memory_mb=definition.memory_mb,
-                walltime_s=definition.walltime_s,
-                max_attempts=definition.max_attempts,
-                site=definition.site,
-                working_group=definition.working_group,
-                template_overrides=dict(definition.template_overrides),
-            )
+    return [
+        TaskSpec(
+            **_shared(definition),
+            task_name=naming.bunch_task_name(base_name, i, n).format(rules),
+            output_dataset=naming.bunch_dataset_name(base_ds, i).format(rules),
+            user_name=user_name,
+            offset=offsets[i - 1],
+            input_dataset=input_datasets[i - 1] if input_datasets else None,
         )
-    return specs
+        for i in range(1, n + 1)
+    ]
+
+
+def _shared(definition: TaskDefinition) -> dict[str, Any]:
+    """The definition's TaskParameters, copied (no dict shared between tasks)."""
+    return {f.name: copy.deepcopy(getattr(definition, f.name)) for f in dataclasses.fields(TaskParameters)}

@@ -1,24 +1,5 @@
 """The token vault: IAM tokens stored sealed, refreshed on the ID token's expiry, handed to PanDA.
 
-The module itself satisfies the PanDA client's `TokenSource` protocol (`token_for(user)`).
+`services` is the vault's API (`token_for(user)`, the PanDA client's `TokenSource`); `vault` holds
+its building blocks (keyring, sealing, own sessions, per-user locks, storing a token response).
 """
-
-from app.tokens.errors import TokenUnavailable
-from app.tokens.services import (
-    delete_tokens,
-    health,
-    refresh_now,
-    store_tokens,
-    token_for,
-    valid_until,
-)
-
-__all__ = [
-    "TokenUnavailable",
-    "delete_tokens",
-    "health",
-    "refresh_now",
-    "store_tokens",
-    "token_for",
-    "valid_until",
-]

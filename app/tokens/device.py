@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app import clock
+from app.audit.services import record
 from app.auth.models import User
+from app.auth.roles import normalize_groups
 from app.config import get_settings
 from app.tokens import oidc
 from app.tokens.errors import TokenUnavailable
 from app.tokens.jwtutil import unverified_claims
 from app.tokens.models import UserToken
-from app.tokens.services import store_tokens
+from app.tokens.vault import store_tokens
 
 DEVICE_SCOPES = "openid profile email offline_access"
 
@@ -89,8 +91,21 @@ def poll_link(user: User) -> UserToken | None:
     """Ask IAM once whether the user approved; the stored grant when done, None while pending.
 
     Raises TokenUnavailable when the code expired or was denied, or when an SPD-IAM user's code was
-    approved by another SPD-IAM account. Flushes; the caller commits.
+    approved by another SPD-IAM account. Audited (linked or failed); flushes.
     """
+    try:
+        grant = _poll(user)
+    except TokenUnavailable as exc:
+        details = {"reason": exc.reason[:200]}
+        record("token.link_failed", target=user.username, outcome="failed", details=details)
+        raise
+    if grant is not None:
+        details = {"client_id": grant.client_id, "subject": grant.subject}
+        record("token.linked", target=user.username, details=details)
+    return grant
+
+
+def _poll(user: User) -> UserToken | None:
     settings = get_settings()
     link = pending_link(user)
     if link is None:
@@ -114,8 +129,6 @@ def poll_link(user: User) -> UserToken | None:
         raise TokenUnavailable(
             "linking failed: the code was approved by another SPD-IAM account; approve it with your own"
         )
-    from app.auth.iam import normalize_groups
-
     groups = normalize_groups(claims.get(settings.iam.groups_claim))
     return store_tokens(
         user, "device-link", answer, issuer=settings.iam.issuer, client_id=client.client_id, groups=groups

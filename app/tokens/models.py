@@ -19,13 +19,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app import clock
 from app.auth.models import User
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import Model
 
 # What each sealed column holds; also the "purpose" in the ciphertext's associated data.
 SEALED_KINDS = ("refresh_token", "id_token", "access_token", "exchanged_token")
 
 
-class UserToken(db.Model):
+class UserToken(Model):
     """One grant of one user: the tokens from the IAM login, from a device-code link, or sandbox tokens.
 
     Token values exist only as `*_sealed` ciphertexts; expiries are plain so pages can show health.

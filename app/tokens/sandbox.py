@@ -19,6 +19,7 @@ from app import clock
 from app.auth.models import User
 from app.auth.roles import role_at_least
 from app.config import get_settings
+from app.tokens import vault
 from app.tokens.crypto import VaultKeyError
 from app.tokens.errors import TokenUnavailable
 from app.tokens.jwtutil import unverified_header
@@ -60,10 +61,8 @@ def sandbox_groups(user: User) -> list[str]:
 
 def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
     """A sandbox ID token for the user, minted anew when the stored one is about to expire."""
-    from app.tokens import services
-
     settings = get_settings()
-    with services._lock_for(user_id), services._vault_session() as session:
+    with vault.lock_for(user_id), vault.vault_session() as session:
         user = session.get(User, user_id)
         if user is None or not user.active:
             raise TokenUnavailable("unknown or disabled user")
@@ -76,10 +75,10 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
             row is not None
             and not force
             and row.groups == groups
-            and services._fresh(row.id_token_expires_at, settings)
+            and vault.fresh(row.id_token_expires_at, settings)
         ):
             try:
-                token = services.unseal(row, "id_token")
+                token = vault.unseal(row, "id_token")
             except VaultKeyError:
                 token = None  # sealed under a lost key: mint a new one
             # A simulator started anew (serve restarted) has a new key and address: its JWKS
@@ -108,7 +107,7 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
         row.issuer = getattr(issuer, "issuer_url", "") + "/"
         row.client_id, row.subject, row.groups = audience, user.sub or user.username, groups
         row.needs_relogin, row.last_error = False, ""
-        services.seal(row, "id_token", token)
+        vault.seal(row, "id_token", token)
         row.id_token_expires_at = now + timedelta(seconds=lifetime)
         session.commit()
         return token

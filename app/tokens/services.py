@@ -11,144 +11,33 @@ open write transaction (on SQLite that would block the vault's own commit).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
+from app.audit.services import record, record_now
 from app.auth.models import User
+from app.auth.roles import normalize_groups
 from app.config import Settings, get_settings
 from app.extensions import db
-from app.tokens import oidc
-from app.tokens.crypto import Keyring, VaultKeyError, load_keyring
+from app.tokens import crypto, oidc, vault
+from app.tokens.crypto import VaultKeyError
+from app.tokens.device import cancel_link
 from app.tokens.errors import TokenUnavailable
 from app.tokens.jwtutil import expiry, unverified_claims
-from app.tokens.models import UserToken
+from app.tokens.models import SEALED_KINDS, UserToken
+from app.tokens.sandbox import sandbox_token_for
 
 RELOGIN = "re-login needed"
-
-_locks: dict[int, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock_for(user_id: int) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(user_id, threading.Lock())
-
-
-def keyring() -> Keyring:
-    """The instance's token keyring (loaded once per app)."""
-    ring = current_app.extensions.get("token_keyring")
-    if ring is None:
-        settings = get_settings()
-        ring = load_keyring(settings.token_key, settings.instance_dir)
-        current_app.extensions["token_keyring"] = ring
-    return ring
-
-
-def purpose(row: UserToken, kind: str) -> str:
-    return f"{row.source}:{kind}"
-
-
-def seal(row: UserToken, kind: str, value: str | None) -> None:
-    setattr(
-        row,
-        f"{kind}_sealed",
-        None if value is None else keyring().seal(value, user_id=row.user_id, purpose=purpose(row, kind)),
-    )
-
-
-def unseal(row: UserToken, kind: str) -> str | None:
-    blob = getattr(row, f"{kind}_sealed")
-    if blob is None:
-        return None
-    try:
-        return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
-    except VaultKeyError:
-        if Keyring.key_id_of(blob) in keyring().keys:
-            raise
-        # Sealed with a key this process does not know yet: `prodpanel keys rotate` ran meanwhile.
-        current_app.extensions.pop("token_keyring", None)
-        return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
-
-
-@contextmanager
-def _vault_session() -> Iterator[Session]:
-    with Session(db.engine, expire_on_commit=False) as session:
-        yield session
 
 
 def _user_id(user: User | int) -> int:
     return user if isinstance(user, int) else user.id
-
-
-# ---- storing ------------------------------------------------------------------------------
-
-
-def store_tokens(
-    user: User,
-    source: str,
-    response: dict[str, Any],
-    *,
-    issuer: str,
-    client_id: str,
-    groups: list[str] | None = None,
-    session: Session | None = None,
-) -> UserToken:
-    """Save a token response (login, device link or sandbox) for `user`, replacing that source's grant.
-
-    Flushes into `session` (default: the request's session); the caller commits.
-    """
-    session = session or db.session
-    row = session.scalar(select(UserToken).where(UserToken.user_id == user.id, UserToken.source == source))
-    if row is None:
-        row = UserToken(user_id=user.id, source=source)
-        session.add(row)
-    now = clock.now()
-    row.issuer, row.client_id = issuer, client_id
-    row.obtained_at = now
-    row.needs_relogin = False
-    row.last_error = ""
-    row.refresh_count = 0
-    row.last_refresh_at = None
-    row.exchanged_token_sealed, row.exchanged_token_expires_at = None, None
-    row.refresh_token_sealed, row.refresh_token_expires_at = None, None
-    if groups is not None:
-        row.groups = list(groups)
-    _apply_response(row, response, now)
-    row.subject = str(unverified_claims(response.get("id_token", "")).get("sub", row.subject or ""))
-    session.flush()
-    return row
-
-
-def _apply_response(row: UserToken, response: dict[str, Any], now: datetime) -> None:
-    """Seal the tokens of a token-endpoint response into the row; keep the old refresh token if none came."""
-    settings = get_settings()
-    if response.get("refresh_token"):
-        seal(row, "refresh_token", response["refresh_token"])
-        row.refresh_token_expires_at = expiry(response["refresh_token"]) or (
-            row.obtained_at + timedelta(days=settings.iam.refresh_token_days)
-        )
-    if response.get("id_token"):
-        seal(row, "id_token", response["id_token"])
-        row.id_token_expires_at = expiry(response["id_token"])
-    if response.get("access_token"):
-        seal(row, "access_token", response["access_token"])
-        expires_in = response.get("expires_in")
-        row.access_token_expires_at = (
-            now + timedelta(seconds=int(expires_in))
-            if isinstance(expires_in, int | float)
-            else expiry(response["access_token"])
-        )
-    if response.get("scope"):
-        row.scope = str(response["scope"])[:500]
 
 
 # ---- handing tokens out -------------------------------------------------------------------
@@ -185,16 +74,14 @@ def _grant(session: Session, user_id: int, settings: Settings, *, for_update: bo
     return row
 
 
-def _fresh(expires_at: datetime | None, settings: Settings) -> bool:
-    return expires_at is not None and expires_at - clock.now() > timedelta(
-        seconds=settings.iam.refresh_leeway_s
-    )
-
-
 def _usable(row: UserToken, settings: Settings) -> str | None:
     if settings.iam.exchange_audience:
-        return unseal(row, "exchanged_token") if _fresh(row.exchanged_token_expires_at, settings) else None
-    return unseal(row, "id_token") if _fresh(row.id_token_expires_at, settings) else None
+        return (
+            vault.unseal(row, "exchanged_token")
+            if vault.fresh(row.exchanged_token_expires_at, settings)
+            else None
+        )
+    return vault.unseal(row, "id_token") if vault.fresh(row.id_token_expires_at, settings) else None
 
 
 def _unavailable_reason(user_id: int, settings: Settings) -> str:
@@ -215,11 +102,9 @@ def token_for(user: User | int) -> str:
     settings = get_settings()
     user_id = _user_id(user)
     if settings.sandbox:
-        from app.tokens.sandbox import sandbox_token_for
-
         return sandbox_token_for(user_id)
     try:
-        with _vault_session() as session:
+        with vault.vault_session() as session:
             token = _usable(_grant(session, user_id, settings), settings)
             if token:
                 return token
@@ -232,7 +117,7 @@ def _undecryptable(user_id: int, exc: VaultKeyError) -> TokenUnavailable:
     """The stored tokens cannot be opened with this instance's keys (lost or replaced key): the
     grant is useless, so the user must log in (or link) again."""
     message = f"stored tokens cannot be decrypted with this instance's keys ({exc})"
-    with _vault_session() as session:
+    with vault.vault_session() as session:
         for row in session.scalars(select(UserToken).where(UserToken.user_id == user_id)):
             row.needs_relogin = True
             row.last_error = message[:500]
@@ -241,23 +126,22 @@ def _undecryptable(user_id: int, exc: VaultKeyError) -> TokenUnavailable:
     return TokenUnavailable(f"{RELOGIN}: the stored tokens cannot be decrypted ({exc})", relogin=True)
 
 
-def refresh_now(user: User | int) -> None:
-    """Refresh the user's PanDA grant now, whatever its expiry (the token page's button)."""
+def refresh_now(user: User) -> None:
+    """Refresh the user's PanDA grant now, whatever its expiry (the token page's button). Like the
+    refresh, its audit event is committed at once; a failure raises TokenUnavailable (audited too)."""
     settings = get_settings()
-    user_id = _user_id(user)
     if settings.sandbox:
-        from app.tokens.sandbox import sandbox_token_for
-
-        sandbox_token_for(user_id, force=True)
+        sandbox_token_for(user.id, force=True)
     else:
         try:
-            _refresh_locked(user_id, settings, force=True)
+            _refresh_locked(user.id, settings, force=True)
         except VaultKeyError as exc:
-            raise _undecryptable(user_id, exc) from None
+            raise _undecryptable(user.id, exc) from None
+    record_now("token.refreshed", target=user.username, details={"trigger": "button"}, user=user)
 
 
 def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
-    with _lock_for(user_id), _vault_session() as session:
+    with vault.lock_for(user_id), vault.vault_session() as session:
         # Re-read under the lock: another thread (or process, via FOR UPDATE) may have refreshed.
         row = _grant(session, user_id, settings, for_update=True)
         if not force:
@@ -265,12 +149,17 @@ def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
             if token:
                 return token
         # With token exchange, a still-valid access token is enough to exchange without a refresh.
-        if force or not settings.iam.exchange_audience or not _fresh(row.access_token_expires_at, settings):
+        if (
+            force
+            or not settings.iam.exchange_audience
+            or not vault.fresh(row.access_token_expires_at, settings)
+        ):
             _refresh_row(session, row, settings)
         if settings.iam.exchange_audience:
             _exchange_row(session, row, settings)
-            return unseal(row, "exchanged_token")
-        return unseal(row, "id_token")
+        token = vault.unseal(row, "exchanged_token" if settings.iam.exchange_audience else "id_token")
+        assert token is not None, "the refresh or the exchange above stored it"
+        return token
 
 
 def _client_for(row: UserToken, settings: Settings) -> oidc.ClientCredentials:
@@ -302,9 +191,9 @@ def _relogin_text(row: UserToken, message: str) -> str:
     return f"{RELOGIN} ({action}): {message}"
 
 
-def _audit_failure(session: Session, row: UserToken, message: str, relogin: bool) -> None:
-    from app.audit.services import record
-
+def _audit_failure(
+    session: Session | scoped_session[Any], row: UserToken, message: str, relogin: bool
+) -> None:
     user = session.get(User, row.user_id)
     record(
         "token.refresh_failed",
@@ -318,7 +207,7 @@ def _audit_failure(session: Session, row: UserToken, message: str, relogin: bool
 
 def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
     """Use the refresh token once; commit the rotated refresh token before anything else uses it."""
-    refresh_token = unseal(row, "refresh_token")
+    refresh_token = vault.unseal(row, "refresh_token")
     if not refresh_token:
         raise _fail(session, row, "no refresh token stored (offline_access not granted?)", relogin=True)
     timeout = settings.iam.http_timeout_s
@@ -329,7 +218,7 @@ def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
         if exc.error == "invalid_grant":
             # Another process may have rotated the token meanwhile: re-read once before giving up.
             session.refresh(row)
-            if unseal(row, "refresh_token") != refresh_token and not row.needs_relogin:
+            if vault.unseal(row, "refresh_token") != refresh_token and not row.needs_relogin:
                 return
             raise _fail(
                 session,
@@ -349,9 +238,7 @@ def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
         or (row.subject and claims.get("sub") != row.subject)
     ):
         raise _fail(session, row, "the refreshed ID token does not match the stored identity", relogin=True)
-    from app.auth.iam import normalize_groups
-
-    _apply_response(row, response, clock.now())
+    vault.apply_response(row, response, clock.now())
     if settings.iam.groups_claim in claims:  # what PanDA will now see
         row.groups = normalize_groups(claims[settings.iam.groups_claim])
     row.last_refresh_at = clock.now()
@@ -362,7 +249,7 @@ def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
 
 
 def _exchange_row(session: Session, row: UserToken, settings: Settings) -> None:
-    access_token = unseal(row, "access_token")
+    access_token = vault.unseal(row, "access_token")
     if not access_token:
         raise _fail(session, row, "no access token to exchange", relogin=False)
     timeout = settings.iam.http_timeout_s
@@ -377,7 +264,7 @@ def _exchange_row(session: Session, row: UserToken, settings: Settings) -> None:
     token = response.get("access_token", "")
     if not token:
         raise _fail(session, row, "token exchange returned no access token", relogin=False)
-    seal(row, "exchanged_token", token)
+    vault.seal(row, "exchanged_token", token)
     expires_in = response.get("expires_in")
     row.exchanged_token_expires_at = expiry(token) or (
         clock.now() + timedelta(seconds=int(expires_in)) if isinstance(expires_in, int | float) else None
@@ -398,7 +285,7 @@ def valid_until(user: User | int) -> datetime | None:
     user_id = _user_id(user)
     if settings.sandbox:
         return clock.now() + timedelta(days=365)
-    with _vault_session() as session:
+    with vault.vault_session() as session:
         row = _pick(_candidate_rows(session, user_id, settings))
         if row is None or row.needs_relogin:
             return None
@@ -491,16 +378,16 @@ def all_health() -> list[tuple[User, list[TokenHealth]]]:
     return [(u, by_user.get(u.id, [])) for u in users]
 
 
-def delete_tokens(user: User | int) -> int:
+def delete_tokens(user: User, *, by_admin: bool = False) -> int:
     """Forget the user's stored tokens and any device-code link in progress (it would store new
-    ones); flushes, the caller commits."""
-    from app.tokens.device import cancel_link
-
+    ones); audited, flushes. Returns how many grants went."""
     cancel_link(user)
-    rows = db.session.scalars(select(UserToken).where(UserToken.user_id == _user_id(user))).all()
+    rows = db.session.scalars(select(UserToken).where(UserToken.user_id == user.id)).all()
     for row in rows:
         db.session.delete(row)
     db.session.flush()
+    details = {"grants": len(rows), **({"by": "admin"} if by_admin else {})}
+    record("token.deleted", target=user.username, details=details)
     return len(rows)
 
 
@@ -513,19 +400,15 @@ def record_panda_check(user: User | int, is_production: bool | None, message: st
     db.session.flush()
 
 
-def rotate_keys(prune: bool = False) -> tuple[int, int, int]:
-    """Re-encrypt every stored token under a newly generated current key.
+def rotate_keys() -> tuple[int, int]:
+    """Re-encrypt every stored token under a newly generated current key; flushes.
 
-    Returns (tokens re-encrypted, keys pruned, grants dropped). A grant that cannot be opened (sealed
-    under a lost key) is useless: it is dropped and its user marked "re-login needed", so one such
-    row cannot stop the rotation. With `prune`, keys in instance/token_keys.json that no ciphertext
-    uses any more are removed (the base key stays). Commits.
+    Returns (tokens re-encrypted, grants dropped). A grant that cannot be opened (sealed under a
+    lost key) is useless: it is dropped and its user marked "re-login needed", so one such row
+    cannot stop the rotation. Old keys stay until `prune_unused_keys`, called once this is committed.
     """
-    from app.tokens import crypto
-    from app.tokens.models import SEALED_KINDS
-
     settings = get_settings()
-    old = keyring()
+    old = vault.keyring()
     crypto.add_new_key(settings.instance_dir)
     new = crypto.load_keyring(settings.token_key, settings.instance_dir)
     count = dropped = 0
@@ -533,7 +416,7 @@ def rotate_keys(prune: bool = False) -> tuple[int, int, int]:
         kinds = [kind for kind in SEALED_KINDS if getattr(row, f"{kind}_sealed") is not None]
         try:
             plain = {
-                k: old.open(getattr(row, f"{k}_sealed"), user_id=row.user_id, purpose=purpose(row, k))
+                k: old.open(getattr(row, f"{k}_sealed"), user_id=row.user_id, purpose=vault.purpose(row, k))
                 for k in kinds
             }
         except VaultKeyError as exc:
@@ -547,13 +430,22 @@ def rotate_keys(prune: bool = False) -> tuple[int, int, int]:
             dropped += 1
             continue
         for kind, value in plain.items():
-            setattr(row, f"{kind}_sealed", new.seal(value, user_id=row.user_id, purpose=purpose(row, kind)))
+            setattr(
+                row, f"{kind}_sealed", new.seal(value, user_id=row.user_id, purpose=vault.purpose(row, kind))
+            )
             count += 1
-    db.session.commit()
-    current_app.extensions["token_keyring"] = new
-    pruned = crypto.prune_keys(settings.instance_dir, keep={new.current}) if prune else 0
+    db.session.flush()
+    current_app.extensions["token_keyring"] = new  # holds the old keys too, until they are pruned
+    return count, dropped
+
+
+def prune_unused_keys() -> int:
+    """Remove the keys in instance/token_keys.json other than the current one (the base key stays);
+    only once the rotation that stopped using them is committed. Returns how many went."""
+    settings = get_settings()
+    pruned = crypto.prune_keys(settings.instance_dir, keep={vault.keyring().current})
     if pruned:
         current_app.extensions["token_keyring"] = crypto.load_keyring(
             settings.token_key, settings.instance_dir
         )
-    return count, pruned, dropped
+    return pruned

@@ -1,10 +1,15 @@
 """The main navigation: an entry appears only when its page exists and the user's role may see it."""
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
 
 from flask import current_app
 
 from app.auth.roles import role_at_least
+
+if TYPE_CHECKING:
+    from app.auth.models import User
 
 
 class NavItem(NamedTuple):
@@ -26,5 +31,5 @@ NAV: tuple[NavItem, ...] = (
 )
 
 
-def visible_nav(user) -> list[NavItem]:
+def visible_nav(user: User | None) -> list[NavItem]:
     return [i for i in NAV if i.endpoint in current_app.view_functions and role_at_least(user, i.min_role)]

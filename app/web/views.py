@@ -2,14 +2,14 @@
 
 import logging
 
-from flask import Blueprint, current_app, jsonify, render_template
-from sqlalchemy import text
+from flask import Blueprint, jsonify, render_template
 from werkzeug.exceptions import HTTPException
 
-from app import migrate
-from app.auth.current import current_user
+from app.auth.current import logged_in_user
 from app.auth.decorators import login_required
-from app.extensions import db
+from app.tasks.services import recent_bunches
+from app.tokens.services import valid_until
+from app.web.services import health_report
 
 bp = Blueprint("web", __name__)
 log = logging.getLogger(__name__)
@@ -19,33 +19,15 @@ log = logging.getLogger(__name__)
 @login_required
 def index():
     """The manager's start page: recent bunches and how long the panel can act with their token."""
-    from app.tasks.services import recent_bunches
-    from app.tokens import valid_until
-
     return render_template(
-        "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(current_user())
+        "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(logged_in_user())
     )
 
 
 @bp.get("/healthz")
 def healthz():
     """Database reachability, migration state and whatever other checks the domains registered."""
-    report: dict = {}
-    try:
-        db.session.execute(text("SELECT 1"))
-        report["database"] = {"ok": True}
-        state = migrate.state(db.engine)
-        report["migrations"] = {
-            "ok": state.current == state.head,
-            "current": state.current,
-            "head": state.head,
-        }
-    except Exception as exc:  # the point of a health check is to report, not to fail
-        log.warning("health check: database unreachable: %s", exc.__class__.__name__)
-        report["database"] = {"ok": False, "error": exc.__class__.__name__}
-        report["migrations"] = {"ok": False}
-    for name, check in current_app.extensions.get("health_checks", {}).items():
-        report[name] = check()
+    report = health_report()
     ok = all(part.get("ok") for part in report.values())
     return jsonify(status="ok" if ok else "degraded", **report), 200 if ok else 503
 
@@ -70,8 +52,7 @@ def http_error(exc: HTTPException):
 
 @bp.app_errorhandler(Exception)
 def internal_error(exc: Exception):
-    log.exception("unhandled error")
-    db.session.rollback()
+    log.exception("unhandled error")  # the request's work is rolled back (app/transaction.py)
     return render_template(
         "errors/error.html",
         code=500,

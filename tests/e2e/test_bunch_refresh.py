@@ -23,7 +23,7 @@ def test_bunch_page_refreshes_without_csp_violations_and_shows_its_indicator_onl
 ):
     manager = make_user("manager")
     # Launches due tomorrow stay pending, so the page keeps polling its progress fragment.
-    bunch, _ = services.create_bunch(
+    bunch, _, _ = services.create_bunch(
         sim_definition(bunch_size=2), manager, "e2e-refresh", is_admin=False,
         due_at=clock.now() + timedelta(days=1),
     )  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.extensions import db as _db
-from app.tasks import dispatcher
+from app.launches import dispatcher
 from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.e2e.conftest import log_in
 from tests.tasks.conftest import sandbox_app
@@ -86,7 +86,9 @@ def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     panda_id = page.locator("#panda-task-id").inner_text()
     stored = sim.state.select_rows("SELECT jediTaskID FROM tasks WHERE taskName=?", (f"{task_name}.2",))
     assert panda_id == str(stored[0][0])
-    expect(page.locator("#panda-status .status").first).to_have_text(
+    expect(page.locator("#panda-task-status")).to_contain_text("—")  # the page itself never asks PanDA
+    page.locator("#refresh-from-panda").click()
+    expect(page.locator("#panda-task-status .status")).to_have_text(
         re.compile(r"^(registered|defined|ready|scouting|running|done|finished)$")
     )
     expect(page.locator("#manifest-download")).to_be_visible()

@@ -15,7 +15,7 @@ import requests
 from click.testing import CliRunner
 
 from app.cli import main
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, run_cli, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODPANEL = [sys.executable, "-m", "app.cli"]
@@ -148,13 +148,16 @@ def test_start_warns_about_an_instance_folder_open_to_other_users(tmp_path):
     instance.chmod(0o755)
     (instance / "config.toml").write_text("[server]\nthreads = 2\n")
     (instance / "config.toml").chmod(0o644)
+    (instance / "config.example.toml").write_text("# the example shipped with the panel: no secrets\n")
+    (instance / "config.example.toml").chmod(0o644)
     served = Served(instance, free_port())
     try:
         assert f"{instance} was open to other users (mode 0755); restricted to 0700" in served.output
         assert f"{instance / 'config.toml'} is open to other users (mode 0644)" in served.output
+        assert "config.example.toml is open" not in served.output
     finally:
         assert served.stop() == 0, served.output
-    assert open_to_others(instance) == {"config.toml": "0o644"}  # warned about, left as the owner set it
+    assert open_to_others(instance) == {"config.toml": "0o644", "config.example.toml": "0o644"}  # warned about, left as the owner set it
 
 
 @pytest.mark.parametrize(
@@ -229,7 +232,6 @@ def test_users_commands(tmp_path):
 
 
 def test_users_disable_ends_open_sessions(app, db, client, login_as):
-    from click.testing import CliRunner
     from sqlalchemy import func, select
 
     from app.auth.sessions import WebSession
@@ -239,9 +241,28 @@ def test_users_disable_ends_open_sessions(app, db, client, login_as):
         select(func.count()).select_from(WebSession).where(WebSession.user_id == user.id)
     )
     instance = str(app.config["SETTINGS"].instance_dir)
-    result = CliRunner().invoke(main, ["--instance", instance, "users", "disable", user.username])
+    result = run_cli("--instance", instance, "users", "disable", user.username)
     assert result.exit_code == 0, result.output
     db.session.expire_all()
     assert not db.session.scalar(
         select(func.count()).select_from(WebSession).where(WebSession.user_id == user.id)
     )
+
+
+def test_flask_routes_and_shell_work_through_prodpanel(tmp_path):
+    instance = str(tmp_path / "inst")
+    routes = run_cli("--instance", instance, "routes")
+    assert routes.exit_code == 0, routes.output
+    assert re.search(r"tasks\.create\s+POST\s+/tasks/create", routes.output)
+    assert re.search(r"panda\.task_calls\s+GET\s+/panda/tasks/<int:task_id>/calls", routes.output)
+    shell = run_cli("--instance", instance, "shell", input="print('instance:', app.instance_path)\n")
+    assert shell.exit_code == 0, shell.output
+    assert f"instance: {(tmp_path / 'inst').resolve()}" in shell.output
+
+
+def test_commands_work_on_the_chosen_instance(tmp_path):
+    instance = str(tmp_path / "inst")
+    assert run_cli("--instance", instance, "db", "upgrade").exit_code == 0
+    assert "up to date" in run_cli("--instance", instance, "db", "current").output
+    missing = run_cli("--instance", str(tmp_path / "other"), "db", "current").output
+    assert "(empty)" in missing

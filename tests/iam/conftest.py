@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-import app.tokens as vault
+from app.tokens import services as vault
 from tests.oidc_fixture import build_iam_app
 
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.audit.models import AuditEvent
 from app.panda.errors import PandaAuthError
+from app.tokens import services as vault
 from app.tokens.jwtutil import unverified_claims
 from app.tokens.models import UserToken
 from pandasim.issuer import SimIssuer

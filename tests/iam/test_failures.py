@@ -5,9 +5,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.audit.models import AuditEvent
 from app.auth.models import User
+from app.tokens import services as vault
 from app.tokens.models import UserToken
 from tests.oidc_fixture import build_iam_app, iam_login
 

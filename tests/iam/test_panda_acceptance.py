@@ -7,14 +7,15 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.auth.models import User
 from app.panda.errors import PandaAuthError
 from app.panda.services import panda_client_for
+from app.tokens import services as vault
 from app.tokens.jwtutil import unverified_claims
 from pandasim.app import SimApp
 from pandasim.config import SimConfig
 from pandasim.server import serve_in_thread
+from tests.fakes.tokens import FixedTokens
 from tests.helpers import post_form
 from tests.oidc_fixture import build_iam_app, iam_login
 
@@ -51,14 +52,6 @@ def real_clock(clock):
     return clock
 
 
-class FixedToken:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def token_for(self, user) -> str:
-        return self.token
-
-
 def _user(db, sub):
     return db.session.scalar(select(User).where(User.sub == sub))
 
@@ -93,13 +86,13 @@ def test_simulator_refuses_an_expired_id_token(app, client, db, oidc_op, real_cl
     alice = _user(db, "alice")
     oidc_op.tamper_next_id_token(exp=int(time.time()) - 30)
     vault.refresh_now(alice)  # the vault now holds an ID token that expired 30 s ago
-    from app.tokens import services
     from app.tokens.models import UserToken
+    from app.tokens.vault import unseal
 
     row = db.session.scalar(select(UserToken).where(UserToken.user_id == alice.id))
     db.session.refresh(row)
-    expired = services.unseal(row, "id_token")
-    client_ = panda_client_for(app.config["SETTINGS"], tokens=FixedToken(expired))
+    expired = unseal(row, "id_token")
+    client_ = panda_client_for(app.config["SETTINGS"], tokens=FixedTokens(expired))
     with pytest.raises(PandaAuthError, match="(?i)expired"):
         client_.get_user_attributes(alice)
     client_.close()

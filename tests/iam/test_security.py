@@ -8,13 +8,13 @@ from urllib.parse import quote, urlsplit
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.auth.sessions import WebSession
-from app.tokens import services
+from app.tokens import services as vault
 from app.tokens.crypto import VaultKeyError
 from app.tokens.models import UserToken
+from app.tokens.vault import unseal
 from tests.conftest import TEST_PASSWORD
 from tests.helpers import post_form
 from tests.oidc_fixture import iam_login
@@ -125,7 +125,7 @@ def test_a_ciphertext_copied_into_another_users_row_does_not_decrypt(app, db, oi
     bob_row.refresh_token_sealed = alice_row.refresh_token_sealed
     db.session.commit()
     with pytest.raises(VaultKeyError, match="owner/purpose"):
-        services.unseal(bob_row, "id_token")
+        unseal(bob_row, "id_token")
     with pytest.raises(vault.TokenUnavailable, match="cannot be decrypted") as info:
         vault.token_for(bob)
     assert info.value.relogin and _tokens(db, bob)[0].needs_relogin

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.audit.models import AuditEvent
 from app.auth.models import User
-from app.tokens import services
+from app.tokens import services as vault
 from app.tokens.jwtutil import JWT_SHAPE, unverified_claims
 from app.tokens.models import UserToken
+from app.tokens.vault import keyring, seal, unseal
 from tests.iam.conftest import token_for_in_two_threads
 from tests.oidc_fixture import iam_login
 
@@ -51,7 +51,7 @@ def test_token_for_returns_the_login_id_token(alice, db, oidc_op):
 
 def test_refresh_follows_the_id_token_expiry_not_the_access_token(alice, db, oidc_op, real_clock):
     first = vault.token_for(alice)
-    first_refresh_token = services.unseal(_row(db, alice), "refresh_token")
+    first_refresh_token = unseal(_row(db, alice), "refresh_token")
     before = oidc_op.stats()["refresh"]
     assert vault.token_for(alice) == first  # still fresh: no refresh
     assert oidc_op.stats()["refresh"] == before
@@ -69,7 +69,7 @@ def test_refresh_follows_the_id_token_expiry_not_the_access_token(alice, db, oid
     assert row.refresh_count == 1 and row.last_refresh_at == real_clock.current
     assert row.groups == ["spd"]
     # The provider rotated the refresh token; the vault committed the new one (read back from the DB).
-    assert services.unseal(row, "refresh_token") != first_refresh_token
+    assert unseal(row, "refresh_token") != first_refresh_token
     real_clock.set(datetime.now(UTC))  # back to the provider's time: the new token is fresh
     assert vault.token_for(alice) == second
     vault.refresh_now(alice)  # the stored refresh token is the live one (raises otherwise)
@@ -92,7 +92,7 @@ def test_two_threads_at_once_cause_one_refresh(app, alice, db, oidc_op, real_clo
 
 def test_revoked_refresh_token_means_relogin_needed(client, alice, db, oidc_op, real_clock):
     row = _row(db, alice)
-    oidc_op.revoke(services.unseal(row, "refresh_token"))
+    oidc_op.revoke(unseal(row, "refresh_token"))
     real_clock.set(row.id_token_expires_at)
     with pytest.raises(vault.TokenUnavailable) as info:
         vault.token_for(alice)
@@ -131,7 +131,7 @@ def test_no_token_in_database_file_pages_or_logs(app, client, db, oidc_op, real_
     real_clock.set(_row(db, alice).id_token_expires_at)  # force a refresh too
     id_token = vault.token_for(alice)
     row = _row(db, alice)
-    secrets_ = [id_token, services.unseal(row, "refresh_token"), services.unseal(row, "access_token")]
+    secrets_ = [id_token, unseal(row, "refresh_token"), unseal(row, "access_token")]
     pages = "".join(client.get(url).get_data(as_text=True) for url in ("/tokens/", "/"))
     db.session.commit()
     db.engine.dispose()  # flush SQLite's WAL into the file
@@ -168,13 +168,14 @@ def test_refresh_now_button(client, alice, db, oidc_op):
 
 def test_keys_rotate_reencrypts_everything(app, alice, db):
     token = vault.token_for(alice)
-    old_kid = services.keyring().current
-    count, pruned, dropped = services.rotate_keys(prune=True)
-    assert count >= 3 and pruned == 0 and dropped == 0
+    old_kid = keyring().current
+    count, dropped = vault.rotate_keys()
+    db.session.commit()
+    assert count >= 3 and dropped == 0 and vault.prune_unused_keys() == 0
     row = _row(db, alice)
-    assert services.keyring().current != old_kid
-    assert row.id_token_sealed[1:9] == services.keyring().current
-    assert services.unseal(row, "id_token") == token
+    assert keyring().current != old_kid
+    assert row.id_token_sealed[1:9] == keyring().current
+    assert unseal(row, "id_token") == token
 
 
 def test_admin_sees_every_users_token_health(app, alice, oidc_op, db):
@@ -186,16 +187,14 @@ def test_admin_sees_every_users_token_health(app, alice, oidc_op, db):
 
 
 def test_keys_rotate_cli_while_the_panel_runs(app, alice, db):
-    from click.testing import CliRunner
-
-    from app.cli import main
+    from tests.helpers import run_cli
 
     token = vault.token_for(alice)  # the running app has its keyring cached
     instance = app.config["SETTINGS"].instance_dir
-    result = CliRunner().invoke(main, ["--instance", str(instance), "keys", "rotate"])
+    result = run_cli("--instance", str(instance), "keys", "rotate", "--prune")
     assert result.exit_code == 0, result.output
     assert "re-encrypted" in result.output
-    status = CliRunner().invoke(main, ["--instance", str(instance), "keys", "status"])
+    status = run_cli("--instance", str(instance), "keys", "status")
     assert "current" in status.output and "MISSING" not in status.output
     # The running panel opens tokens sealed under the new key (it reloads its keyring).
     assert vault.token_for(alice) == token
@@ -229,17 +228,17 @@ def test_keys_rotate_drops_grants_sealed_under_a_lost_key(app, alice, make_user,
     token = vault.token_for(alice)
     bob = make_user("viewer", "bob")
     lost = UserToken(user_id=bob.id, source="login", obtained_at=_row(db, alice).obtained_at)
-    services.seal(lost, "refresh_token", "bob-refresh-token")
+    seal(lost, "refresh_token", "bob-refresh-token")
     blob = lost.refresh_token_sealed
     lost.refresh_token_sealed = blob[:1] + b"lostkey!" + blob[9:]  # a key id this instance never had
     db.session.add(lost)
     db.session.commit()
 
-    count, _, dropped = services.rotate_keys()
+    count, dropped = vault.rotate_keys()
 
     assert dropped == 1 and count >= 3
     db.session.expire_all()
-    assert services.unseal(_row(db, alice), "id_token") == token
+    assert unseal(_row(db, alice), "id_token") == token
     bob_row = db.session.get(UserToken, lost.id)
     assert bob_row.refresh_token_sealed is None and bob_row.needs_relogin
     assert "lost key" in bob_row.last_error

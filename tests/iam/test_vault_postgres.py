@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-import app.tokens as vault
 from app.auth.models import User
-from app.tokens import services
+from app.tokens import services as vault
 from app.tokens.models import UserToken
 from tests.iam.conftest import token_for_in_two_threads
 from tests.oidc_fixture import iam_login
@@ -30,7 +29,7 @@ def test_row_lock_serialises_refreshes_between_processes(app, client, db, oidc_o
     clock.set(row.id_token_expires_at)
     oidc_op.tamper_next_id_token(exp=int((row.id_token_expires_at + timedelta(hours=1)).timestamp()))
     # Each call gets its own lock, as two processes would: only the database row lock is shared.
-    monkeypatch.setattr(services, "_lock_for", lambda user_id: threading.Lock())
+    monkeypatch.setattr("app.tokens.vault.lock_for", lambda user_id: threading.Lock())
     before = oidc_op.stats()
     results = token_for_in_two_threads(app, alice.id)
     assert len(results) == 2 and results[0] == results[1]

@@ -9,23 +9,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app.panda.calllog import db_recorder, flush_call_log
 from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaError, PandaNotFound, PandaOutcomeUnknown, PandaUnavailable
 from app.panda.models import PandaCall
-from app.panda.services import db_recorder, flush_call_log
 from pandasim import SimConfig, create_simulator, serve_in_thread
+from tests.fakes.tokens import FixedTokens
 from tests.panda.test_contract import task_params
 
 N_TASKS = 100
 FINAL = {"done", "finished", "failed", "broken", "aborted"}
-
-
-class Tokens:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def token_for(self, user) -> str:
-        return self.token
 
 
 @pytest.mark.parametrize("transport", ["v1", "legacy"])
@@ -49,7 +42,7 @@ def test_hundred_task_bunch_with_faults(app, db, make_user, transport):
             retries=2,
             retry_backoff_s=0.0,
         ),
-        Tokens(sim.mint_token("alice", "Alice Manager", ["spd", "spd/production"])),
+        FixedTokens(sim.mint_token("alice", "Alice Manager", ["spd", "spd/production"])),
         recorder=recorder,
     )
     try:

@@ -26,6 +26,7 @@ from app.panda.errors import (
 )
 from app.panda.transports import decode_json, restricted_loads
 from app.tokens.errors import TokenUnavailable
+from tests.fakes.tokens import FixedTokens
 
 URL = "http://panda.test:25443"
 
@@ -33,16 +34,6 @@ URL = "http://panda.test:25443"
 class User:
     def __init__(self, id=7):
         self.id = id
-
-
-class Tokens:
-    def __init__(self, token="tok-abc", fail=None):
-        self.token, self.fail = token, fail
-
-    def token_for(self, user):
-        if self.fail:
-            raise TokenUnavailable(self.fail)
-        return self.token
 
 
 def response(status=200, body=b"", url=URL):
@@ -82,7 +73,7 @@ def make_client(routes, transport="v1", tokens=None, retries=2, **config):
     records, sleeps = [], []
     client = PandaClient(
         ClientConfig(url=URL, transport=transport, retries=retries, retry_backoff_s=0.1, **config),
-        tokens or Tokens(),
+        tokens or FixedTokens(),
         recorder=records.append,
         sleep=sleeps.append,
         session_factory=lambda: session,
@@ -264,7 +255,7 @@ def test_submit_refused_without_production_role_names_the_group():
 
 
 def test_missing_token_is_an_auth_error_and_recorded():
-    client, session, records, _ = make_client({}, tokens=Tokens(fail="refresh token expired"))
+    client, session, records, _ = make_client({}, tokens=FixedTokens(fail="refresh token expired"))
     with pytest.raises(PandaAuthError) as info:
         client.get_status(User(), 1)
     assert info.value.reason == "refresh token expired" and isinstance(info.value.__cause__, TokenUnavailable)
@@ -328,6 +319,6 @@ def test_recorder_failure_never_breaks_a_call():
 
     session = FakeSession({"/api/v1/task/get_status": response(200, envelope(data="done"))})
     client = PandaClient(
-        ClientConfig(url=URL, transport="v1"), Tokens(), recorder=broken, session_factory=lambda: session
+        ClientConfig(url=URL, transport="v1"), FixedTokens(), recorder=broken, session_factory=lambda: session
     )
     assert client.get_status(User(), 1) == "done"

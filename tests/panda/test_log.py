@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from app.auth.models import User
+from app.panda.calllog import db_recorder, flush_call_log
 from app.panda.client import CallRecord
 from app.panda.models import PandaCall
-from app.panda.services import calls_for_task, db_recorder, flush_call_log, panda_alive
+from app.panda.services import calls_for_task, panda_alive
 from tests.helpers import free_port
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -66,7 +67,7 @@ def test_recorder_works_from_background_threads(app, db):
 
 
 def test_stopping_serve_stores_the_calls_still_queued(app, db, monkeypatch):
-    from app.panda.services import CallLogWriter
+    from app.panda.calllog import CallLogWriter
     from app.runtime import start_background, stop_background
 
     real_store = CallLogWriter._store
@@ -133,8 +134,8 @@ def test_calls_page_needs_manager(client, login_as):
     assert client.get("/panda/calls").status_code == 403
 
 
-def test_task_fragment_pages_one_tasks_calls(app, db, client, login_as):
-    login_as("viewer")
+def test_task_calls_fragment_for_htmx_and_page_otherwise(app, db, client, login_as):
+    login_as("manager")
     writer = db_recorder()
     for i in range(25):
         writer(record(method="get_status", task_id=77, at=T0 + timedelta(seconds=i)))
@@ -142,10 +143,23 @@ def test_task_fragment_pages_one_tasks_calls(app, db, client, login_as):
     assert flush_call_log(15)
     page = calls_for_task(77, page=2)
     assert page.total == 25 and len(page.items) == 5
-    html = client.get("/panda/tasks/77/calls").get_data(as_text=True)
-    assert 'id="panda-task-calls-77"' in html and "page 1 of 2 (25 calls)" in html
-    assert "kill</code>" not in html
-    assert "all in the PanDA log" not in html  # the global log is for managers
+    fragment = client.get("/panda/tasks/77/calls", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="panda-task-calls-77"' in fragment and "page 1 of 2 (25 calls)" in fragment
+    assert "<html" not in fragment and "kill</code>" not in fragment
+    assert "all in the PanDA log" in fragment
+    # Opened directly (a bookmark, "open in new tab"): the same list inside the whole styled page.
+    whole = client.get("/panda/tasks/77/calls?page=2").get_data(as_text=True)
+    assert (
+        whole.startswith("<!doctype html>") and 'rel="stylesheet"' in whole and '<nav class="navbar' in whole
+    )
+    assert 'id="panda-task-calls-77"' in whole and "page 2 of 2 (25 calls)" in whole
+
+
+def test_task_calls_need_the_role_of_the_panda_log(client, login_as):
+    assert client.get("/panda/tasks/77/calls").status_code == 302  # to the login page
+    login_as("viewer")
+    assert client.get("/panda/tasks/77/calls").status_code == 403
+    assert client.get("/panda/tasks/77/calls", headers={"HX-Request": "true"}).status_code == 403
 
 
 def test_healthz_reports_panda_unreachable(app, client, settings_factory):

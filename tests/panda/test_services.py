@@ -7,10 +7,11 @@ import re
 import pytest
 from sqlalchemy import select
 
+from app.panda.calllog import flush_call_log
 from app.panda.errors import PandaAuthError, PandaNotFound, PandaRoleMissing
 from app.panda.models import PandaCall
 from app.panda.sandbox import attach_sandbox, start_sandbox
-from app.panda.services import flush_call_log, panda_client_for
+from app.panda.services import panda_client_for
 from tests.panda.test_contract import task_params
 
 

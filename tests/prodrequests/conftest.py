@@ -22,10 +22,10 @@ def make_task(
     user, number: int, request_id: int | None, status: str | None = None, events: int = 10000
 ) -> Task:
     """Save task PROD2025-<number>.SIM for `request_id` (not dispatched) with this PanDA status."""
-    bunch, _ = task_services.create_bunch(
+    created = task_services.create_bunch(
         sim_definition(number, request_id=request_id, total_events=events), user, f"k{number}", is_admin=False
     )
-    task = bunch.tasks[0]
+    task = created.bunch.tasks[0]
     task.panda_status = status
     return task
 
@@ -82,6 +82,6 @@ def app(settings_factory, migrated_sqlite, reqsim_server, tmp_path):
 def _join_dispatchers():
     """A task created here is dispatched in the background: let it finish before the app goes."""
     yield
-    from app.tasks import dispatcher
+    from app.launches import dispatcher
 
     assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"

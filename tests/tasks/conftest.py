@@ -1,10 +1,9 @@
-"""Fixtures for the tasks tests: a valid SIM definition, a fake PanDA client for unit tests and a
+"""Fixtures for the tasks tests: a valid SIM definition, the fake PanDA client for unit tests and a
 panel bound to a served simulator (sandbox_app)."""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import shutil
 from html import unescape
 from html.parser import HTMLParser
@@ -17,10 +16,11 @@ from flask import Flask, g
 
 from app import create_app
 from app.config import Settings
-from app.panda.errors import PandaOutcomeUnknown, PandaRejected, PandaUnavailable
-from app.panda.results import SubmitResult
+from app.extensions import panda_clients
+from app.launches import dispatcher
 from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
+from tests.fakes.panda import FakePanda
 from tests.helpers import csrf_token
 
 EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
@@ -80,100 +80,11 @@ def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:
     return data
 
 
-@dataclasses.dataclass
-class _Info:
-    task_id: int
-    name: str
-    status: str = "registered"
-
-
-@dataclasses.dataclass
-class _Summary:
-    task_id: int
-    name: str
-    req_id: int | None
-
-
-class LegacyFakePanda:
-    """Marker mixin: the server has no get_tasks_detailed_info_since (panda-server < 1.0)."""
-
-    def get_tasks_detailed_info_since(self, user, since=None, *, filters=None, n_tasks=500):
-        from app.panda.errors import PandaUnsupported
-
-        raise PandaUnsupported("The legacy PanDA API has no equivalent of get_tasks_detailed_info_since.")
-
-
-class FakePanda:
-    """Stands in for PandaClient in unit tests: scripted outcomes per submit, a task registry by name."""
-
-    def __init__(self) -> None:
-        self.ids = itertools.count(1000)
-        self.tasks: dict[int, dict[str, Any]] = {}
-        self.script: list[
-            str
-        ] = []  # outcomes for the next submits: ok | unknown | reject | unavailable | lost
-        self.submits: list[str] = []
-        self.visible = True  # whether submitted tasks show up in listings
-
-    def submit(self, user, task_params, parent_tid=None):
-        outcome = self.script.pop(0) if self.script else "ok"
-        self.submits.append(task_params["taskName"])
-        if outcome == "reject":
-            raise PandaRejected(
-                "PanDA refused the task: too many active tasks.", code=10, server_message="too many"
-            )
-        if outcome == "unavailable":
-            raise PandaUnavailable("PanDA is unavailable")
-        if outcome == "lost":  # sent, never arrived
-            raise PandaOutcomeUnknown("no reply")
-        if outcome == "notoken":
-            from app.tokens.errors import TokenUnavailable
-
-            raise TokenUnavailable("log in with SPD-IAM again", relogin=True)
-        if outcome == "crash":  # a bug after the request left: it did arrive
-            self.tasks[next(self.ids)] = {"params": task_params, "parent_tid": parent_tid}
-            raise RuntimeError("bad reply handling")
-        task_id = next(self.ids)
-        self.tasks[task_id] = {"params": task_params, "parent_tid": parent_tid}
-        if outcome == "unknown":
-            raise PandaOutcomeUnknown("timeout after sending")
-        return SubmitResult(task_id=task_id, code=0, message=f"succeeded. new jediTaskID={task_id}")
-
-    def get_tasks_detailed_info_since(self, user, since=None, *, filters=None, n_tasks=500):
-        if not self.visible:
-            return []
-        name = (filters or {}).get("taskName")
-        return [
-            _Info(tid, t["params"]["taskName"])
-            for tid, t in self.tasks.items()
-            if t["params"]["taskName"] == name
-        ]
-
-    def get_tasks_modified_since(
-        self, user, since, *, dn=None, full=False, min_task_id=None, prod_source_label="managed"
-    ):
-        """Legacy listing: one entry per reqID (the newest task), like the server's dict keyed by reqID."""
-        by_req: dict[Any, Any] = {}
-        for tid, t in sorted(self.tasks.items()):
-            if self.visible:
-                by_req[t["params"].get("reqID", tid)] = _Summary(
-                    tid, t["params"]["taskName"], t["params"].get("reqID", tid)
-                )
-        return list(by_req.values())
-
-    def get_detailed_info(self, user, task_id):
-        raise PandaUnavailable("not in unit tests")
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
-def fake_panda(monkeypatch):
-    from app.tasks import dispatcher
-
+def fake_panda(app) -> FakePanda:
+    """The app's PanDA clients are this scripted fake (tests/fakes/panda.py)."""
     fake = FakePanda()
-    monkeypatch.setattr(dispatcher, "make_client", lambda **_: fake)
+    panda_clients.init_app(app, lambda **_: fake)
     return fake
 
 
@@ -181,8 +92,6 @@ def fake_panda(monkeypatch):
 def _join_dispatchers():
     """Background dispatch threads must finish before the app (and its database) goes away."""
     yield
-    from app.tasks import dispatcher
-
     assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"
 
 

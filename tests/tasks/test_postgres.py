@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 
 from app import create_app
 from app.extensions import db as _db
-from app.tasks import dispatcher, services
-from app.tasks.models import Launch, TaskBunch
+from app.launches import dispatcher
+from app.launches.models import Launch
+from app.tasks import services
+from app.tasks.models import TaskBunch
 from tests.helpers import csrf_token
 from tests.tasks.conftest import form_data, sim_definition
 

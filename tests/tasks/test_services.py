@@ -5,8 +5,13 @@ import dataclasses
 import pytest
 from sqlalchemy import func, select
 
-from app.tasks import dispatcher, services
-from app.tasks.models import Launch, Task, TaskBunch
+from app.launches import dispatcher
+from app.launches import services as launches
+from app.launches.models import Launch
+from app.launches.states import LaunchStatus
+from app.tasks import services
+from app.tasks.models import Task, TaskBunch
+from tests.fakes.panda import LegacyFakePanda
 from tests.tasks.conftest import EXEC, SIF, TAG, sim_definition
 
 
@@ -121,7 +126,7 @@ def test_admin_value_rules(app):
 
 def test_create_bunch_outbox_and_idempotency(app, db, make_user):
     user = make_user("manager")
-    bunch, created = services.create_bunch(
+    bunch, created, _ = services.create_bunch(
         sim_definition(bunch_size=3, initial_offset=7), user, "k1", is_admin=False
     )
     db.session.commit()
@@ -131,7 +136,7 @@ def test_create_bunch_outbox_and_idempotency(app, db, make_user):
     assert [t.output_dataset.rsplit(".", 1)[1] for t in bunch.tasks] == ["1", "2", "3"]
     keys = sorted(launch.idempotency_key for t in bunch.tasks for launch in t.launches)
     assert keys == ["k1:1:1", "k1:2:1", "k1:3:1"]
-    again, created = services.create_bunch(
+    again, created, _ = services.create_bunch(
         sim_definition(bunch_size=3, initial_offset=7), user, "k1", is_admin=False
     )
     assert not created and again.id == bunch.id
@@ -173,7 +178,7 @@ def test_next_production_suggestion(app, db, make_user, clock):
 
 def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_panda):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(bunch_size=5), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(bunch_size=5), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["ok", "unknown", "reject", "unavailable", "ok"]
     counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
@@ -195,8 +200,8 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
 
     assert manifest["panel_version"] == VERSION and manifest["sent_at"] and "panda_server" in manifest
     # Resend only the failed ones; a second resend creates nothing more.
-    assert len(services.resend_failed(bunch, user)) == 2
-    assert services.resend_failed(bunch, user) == []
+    assert len(launches.resend_failed(bunch, user)) == 2
+    assert launches.resend_failed(bunch, user) == []
     db.session.commit()
     counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
     assert counts == {"submitted": 5, "failed": 2}
@@ -206,7 +211,7 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
 
 def test_claim_is_exclusive_and_crash_left_rows_are_reconciled(app, db, make_user, fake_panda, clock):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
     db.session.commit()
     launch = bunch.tasks[0].launches[0]
     assert dispatcher.claim(launch.id, clock())
@@ -222,7 +227,7 @@ def test_claim_is_exclusive_and_crash_left_rows_are_reconciled(app, db, make_use
 
 def test_unknown_that_never_arrives_fails_after_grace(app, db, make_user, fake_panda, clock):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["lost"]
     assert dispatcher.dispatch_bunch(bunch.id, deadline_s=0.5, client=fake_panda) == {"unknown": 1}
@@ -231,7 +236,7 @@ def test_unknown_that_never_arrives_fails_after_grace(app, db, make_user, fake_p
     assert dispatcher.reconcile(launch.id, fake_panda) == "failed"
     assert "did not arrive; resend it" in launch.error
     # A resend first looks the name up again (attempt 2), then sends.
-    services.resend_failed(bunch, user)
+    launches.resend_failed(bunch, user)
     db.session.commit()
     assert dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda) == {
         "failed": 1,
@@ -242,14 +247,14 @@ def test_unknown_that_never_arrives_fails_after_grace(app, db, make_user, fake_p
 
 def test_resend_adopts_task_found_by_name(app, db, make_user, fake_panda, clock):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["unknown"]
     fake_panda.visible = False
     dispatcher.dispatch_bunch(bunch.id, deadline_s=0.3, client=fake_panda)
     clock.advance(minutes=16)
     dispatcher.reconcile(bunch.tasks[0].launches[0].id, fake_panda)
-    services.resend_failed(bunch, user)
+    launches.resend_failed(bunch, user)
     db.session.commit()
     fake_panda.visible = True  # it did arrive after all
     dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
@@ -259,7 +264,7 @@ def test_resend_adopts_task_found_by_name(app, db, make_user, fake_panda, clock)
 
 def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_panda):
     user = make_user("manager")
-    sim, _ = services.create_bunch(sim_definition(bunch_size=2), user, "s", is_admin=False)
+    sim, *_ = services.create_bunch(sim_definition(bunch_size=2), user, "s", is_admin=False)
     reco_def = sim_definition(
         step="RECO",
         task_name="PROD2025-008.RECO",
@@ -269,7 +274,7 @@ def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_
         output_dataset=f"MC2025_S1.{TAG}.PROD2025-008.RECO.1",
         files_per_job=2,
     )
-    reco, _ = services.create_bunch(reco_def, user, "r", is_admin=False)
+    reco, *_ = services.create_bunch(reco_def, user, "r", is_admin=False)
     db.session.commit()
     assert [t.parent.name for t in reco.tasks] == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
     item = next(i for i in reco.tasks[1].params["jobParameters"] if i.get("param_type") == "input")
@@ -277,7 +282,7 @@ def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_
     assert dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda) == {"failed": 2}
     assert "is not in PanDA yet" in reco.tasks[0].latest_launch.error
     dispatcher.dispatch_bunch(sim.id, deadline_s=5, client=fake_panda)
-    services.resend_failed(reco, user)
+    launches.resend_failed(reco, user)
     db.session.commit()
     dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda)
     sent = {t["params"]["taskName"]: t["parent_tid"] for t in fake_panda.tasks.values()}
@@ -312,7 +317,7 @@ def test_reco_without_parent_is_refused(app):
 
 def test_clone_and_relaunch_definitions(app, db, make_user, fake_panda, clock):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(
+    bunch, *_ = services.create_bunch(
         sim_definition(bunch_size=3, initial_offset=5, comment="c"), user, "k", is_admin=False
     )
     db.session.commit()
@@ -326,7 +331,7 @@ def test_clone_and_relaunch_definitions(app, db, make_user, fake_panda, clock):
     relaunch = services.definition_from_manifest(bunch.tasks[1].launches[0].manifest)
     assert relaunch.initial_offset == 10005 and relaunch.bunch_size == 1
     assert relaunch.comment == "relaunch of PROD2025-008.SIM.2"
-    cloned, _ = services.create_bunch(one, user, "c", is_admin=False, cloned_from=bunch.tasks[2])
+    cloned, *_ = services.create_bunch(one, user, "c", is_admin=False, cloned_from=bunch.tasks[2])
     db.session.commit()
     assert cloned.tasks[0].cloned_from.id == bunch.tasks[2].id
     assert bunch.tasks[2].clones[0].id == cloned.tasks[0].id
@@ -364,26 +369,23 @@ def test_unknown_step_in_config_without_template_is_reported(app):
 
 
 def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app, db, make_user, clock):
-    from tests.tasks.conftest import FakePanda, LegacyFakePanda
-
-    class Legacy(LegacyFakePanda, FakePanda):
-        pass
-
-    fake = Legacy()
+    fake = LegacyFakePanda()
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)  # all reqID 42
+    bunch, *_ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)  # all reqID 42
     db.session.commit()
     fake.script = ["unknown", "lost", "ok"]
     dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
     first, second, third = bunch.tasks
     # Task .3 is the newest with reqID 42, so the listing hides .1 (which did arrive) and .2 (which did not).
-    assert first.latest_launch.status == second.latest_launch.status == "unknown"
+    assert first.latest_launch.status == second.latest_launch.status == LaunchStatus.NEEDS_DECISION
     assert first.latest_launch.error == dispatcher.INCONCLUSIVE
     clock.advance(hours=2)
     assert dispatcher.dispatch_due(client=fake) == 0  # awaiting a manager: PanDA is not asked again
-    assert second.latest_launch.status == "unknown"  # the grace period never turns a guess into a resend
-    assert services.mark_not_submitted(third, user) is None  # only for undecided tasks
-    launch = services.mark_not_submitted(second, user)
+    assert (
+        second.latest_launch.status == LaunchStatus.NEEDS_DECISION
+    )  # no grace period turns a guess into a resend
+    assert launches.mark_not_submitted(third, user) is None  # only for undecided tasks
+    launch = launches.mark_not_submitted(second, user)
     db.session.commit()
     assert launch.confirmed_absent_by == user.username and launch.attempt == 2
     assert second.launches[0].error == f"marked not in PanDA by {user.username}"
@@ -398,14 +400,11 @@ def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app,
 
 
 def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_user, clock):
-    from tests.tasks.conftest import FakePanda, LegacyFakePanda
-
-    class Legacy(LegacyFakePanda, FakePanda):
-        pass
-
-    fake = Legacy()
+    fake = LegacyFakePanda()
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(bunch_size=2, request_id=None), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(
+        sim_definition(bunch_size=2, request_id=None), user, "k", is_admin=False
+    )
     db.session.commit()
     fake.script = ["unknown", "lost"]
     dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
@@ -416,7 +415,7 @@ def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_us
 
 def test_no_token_fails_and_unexpected_errors_are_settled_by_name(app, db, make_user, fake_panda):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["notoken", "crash"]
     counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
@@ -450,11 +449,11 @@ def test_a_panda_id_seen_before_is_recorded(app, db, make_user, fake_panda):
     import itertools
 
     user = make_user("manager")
-    old, _ = services.create_bunch(sim_definition(number=1), user, "old", is_admin=False)
+    old, *_ = services.create_bunch(sim_definition(number=1), user, "old", is_admin=False)
     db.session.commit()
     dispatcher.dispatch_bunch(old.id, deadline_s=5, client=fake_panda)
     fake_panda.ids = itertools.count(1000)  # the new server starts again
-    new, _ = services.create_bunch(sim_definition(number=2, bunch_size=2), user, "new", is_admin=False)
+    new, *_ = services.create_bunch(sim_definition(number=2, bunch_size=2), user, "new", is_admin=False)
     db.session.commit()
     assert dispatcher.dispatch_bunch(new.id, deadline_s=5, client=fake_panda) == {"submitted": 2}
     assert [t.panda_task_id for t in (*old.tasks, *new.tasks)] == [1000, 1000, 1001]
@@ -462,7 +461,7 @@ def test_a_panda_id_seen_before_is_recorded(app, db, make_user, fake_panda):
 
 def test_one_row_failing_in_the_database_does_not_stop_the_bunch(app, db, make_user, fake_panda, monkeypatch):
     user = make_user("manager")
-    bunch, _ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)
     db.session.commit()
     build = dispatcher.build_manifest
 

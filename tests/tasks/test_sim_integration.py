@@ -14,10 +14,14 @@ from flask import g
 from sqlalchemy import func, select
 
 from app.extensions import db as _db
-from app.tasks import dispatcher
-from app.tasks.models import Launch, Task, TaskBunch
+from app.extensions import panda_clients
+from app.launches import dispatcher
+from app.launches.models import Launch
+from app.panda.calllog import flush_call_log
+from app.panda.models import PandaCall
+from app.tasks.models import Task, TaskBunch
 from pandasim import Faults, SimConfig, Timings, create_simulator, serve_in_thread
-from tests.helpers import csrf_token, wait_until
+from tests.helpers import csrf_token
 from tests.tasks.conftest import TAG, form_data, form_values, post, sandbox_app, sim_definition
 
 
@@ -54,8 +58,6 @@ def app(settings_factory, migrated_sqlite, sim):
     with application.app_context():
         yield application
         assert dispatcher.wait_for_dispatchers(120)
-        from app.panda.services import flush_call_log
-
         flush_call_log(10)
         _db.session.remove()
         _db.engine.dispose()
@@ -105,7 +107,7 @@ def test_bunch_of_20_submitted_exactly_once_despite_faults(client, login_as, sim
     assert any(launch.status == "failed" for launch in launches), "no HTTP 500 / refusal was exercised"
     # The parameters PanDA stored are exactly the ones previewed, saved and put in the manifest.
     first = tasks[0]
-    panda = dispatcher.make_client()
+    panda = panda_clients()
     try:
         stored = panda.get_task_parameters(first.submitted_launch.created_by, first.panda_task_id)
     finally:
@@ -149,20 +151,21 @@ def call_log_rows(html: str) -> list[str]:
     return re.findall(r"<tr>(.*?)</tr>", section, re.S)
 
 
-def test_task_page_reads_status_from_panda_and_shows_calls(client, login_as, sim):
+def test_task_page_shows_stored_state_and_never_calls_panda(client, login_as, sim):
     user = login_as("manager")
     post(client, "/tasks/create", form_data(sim_definition(), key="one"))
     bunch = _db.session.scalar(select(TaskBunch))
     settle(client, bunch.id)
     task = bunch.tasks[0]
-    from app.panda.services import flush_call_log
-
-    def page_status():
-        flush_call_log(5)
-        html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
-        return html if "status-running" in html or "status-done" in html or "status-defined" in html else None
-
-    html = wait_until(page_status, timeout=30, interval=0.2, message="task status read from PanDA")
+    flush_call_log(5)
+    calls_before = _db.session.scalar(select(func.count()).select_from(PandaCall))
+    html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    flush_call_log(5)
+    assert _db.session.scalar(select(func.count()).select_from(PandaCall)) == calls_before
+    assert (
+        'id="refresh-from-panda"' in html
+        and "status-" not in html.split('id="panda-task-status"', 1)[1][:200]
+    )
     # The call log names the one submit (no faults were injected): its user and its outcome.
     submits = [row for row in call_log_rows(html) if "<code>submit</code>" in row]
     assert len(submits) == 1, call_log_rows(html)
@@ -170,34 +173,51 @@ def test_task_page_reads_status_from_panda_and_shows_calls(client, login_as, sim
     assert re.search(r'class="badge panda-outcome outcome-ok [^"]*">ok</span>', submits[0])
 
 
-def test_task_page_before_and_after_jedi_picks_the_task_up(client, login_as, sim):
+def test_refresh_from_panda_before_and_after_jedi_picks_the_task_up(client, login_as, sim):
     login_as("manager")
     sim.clock.set_scale(0)  # simulated time stands still: the task stays in DEFT's "waiting"
     post(client, "/tasks/create", form_data(sim_definition(), key="wait"))
     bunch = _db.session.scalar(select(TaskBunch))
     settle(client, bunch.id)
     task_id = bunch.tasks[0].id
-    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
-    assert "PanDA has not picked the task up yet" in html
+    refresh = post(client, f"/tasks/{task_id}/refresh", {}, follow_redirects=True).get_data(as_text=True)
+    assert "PanDA has not picked the task up yet" in refresh
     sim.advance(300)
-    html = client.get(f"/tasks/{task_id}").get_data(as_text=True)
-    assert "not picked the task up" not in html and "Jobs (files) done / failed / total" in html
-    # The status and counters on the page are PanDA's (simulated time stands still, so they agree).
+    refresh = post(client, f"/tasks/{task_id}/refresh", {}, follow_redirects=True).get_data(as_text=True)
+    assert "not picked the task up" not in refresh
+    # The status and counters shown are PanDA's (simulated time stands still, so they agree).
     task = _db.session.get(Task, task_id)
-    panda = dispatcher.make_client()
+    panda = panda_clients()
     try:
         info = panda.get_detailed_info(task.submitted_launch.created_by, task.panda_task_id)
     finally:
         panda.close()
     assert info.n_files == 10  # 10000 events, 1000 per job
     counters = f"{info.n_files_finished} / {info.n_files_failed} / {info.n_files}"
-    assert f'<dd class="col-8">{counters}</dd>' in html
-    assert f"status-{info.status}" in html and task.panda_status == info.status
-    from app.panda.services import flush_call_log
-
+    assert f"jobs (files) done / failed / total: {counters}" in refresh
+    assert task.panda_status == info.status and task.panda_checked_at is not None
+    status = refresh.split('id="panda-task-status"', 1)[1][:300]
+    assert f"status-{info.status}" in status  # the page shows what was stored
     flush_call_log(5)
     calls = client.get(f"/tasks/{task_id}").get_data(as_text=True).split("PanDA interactions", 1)[1]
     assert "<code>submit</code>" in calls and "<code>get_detailed_info</code>" in calls
+
+
+def test_viewer_sees_the_stored_status_without_refresh_or_calls(client, login_as, sim):
+    login_as("manager")
+    post(client, "/tasks/create", form_data(sim_definition(), key="v"))
+    bunch = _db.session.scalar(select(TaskBunch))
+    settle(client, bunch.id)
+    task = bunch.tasks[0]
+    task.panda_status = "running"
+    _db.session.commit()
+    post(client, "/logout", {})
+    g.pop("csrf_token", None)  # the token cached for the manager's session (one app context)
+    login_as("viewer")
+    html = client.get(f"/tasks/{task.id}").get_data(as_text=True)
+    assert "status-running" in html.split('id="panda-task-status"', 1)[1][:300]
+    assert 'id="refresh-from-panda"' not in html and "PanDA interactions" not in html
+    assert post(client, f"/tasks/{task.id}/refresh", {}).status_code == 403
 
 
 @pytest.mark.parametrize("sim", ["legacy"], indirect=True)
@@ -232,7 +252,6 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     assert values["output_dataset"] == f"MC2025_S1.{TAG}.PROD2025-008.RECO.1" and values["bunch_size"] == "2"
     # Preview: diffed against the newest saved task of the production, and nothing goes to PanDA.
     from app.panda.models import PandaCall
-    from app.panda.services import flush_call_log
 
     flush_call_log(5)
     calls_before = _db.session.scalar(select(func.count()).select_from(PandaCall))
@@ -249,7 +268,7 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     settle(client, reco_bunch.id)
     sim_tasks = {t.bunch_index: t for t in sim_bunch.tasks}
     sim.advance(120)  # past JEDI's pick-up window: the RECO tasks exist in JEDI now
-    panda = dispatcher.make_client()
+    panda = panda_clients()
     try:
         for task in reco_bunch.tasks:
             info = panda.get_detailed_info(task.launches[-1].created_by, task.panda_task_id)
@@ -276,7 +295,7 @@ def test_launches_left_pending_are_sent_when_the_panel_starts(app, login_as, sim
     from app.tasks import services
 
     user = login_as("manager")
-    bunch, created = services.create_bunch(
+    bunch, created, _ = services.create_bunch(
         sim_definition(number=31, bunch_size=3), user, "left-pending", is_admin=False
     )
     _db.session.commit()

@@ -7,8 +7,12 @@ from html import unescape
 import pytest
 from sqlalchemy import func, select
 
-from app.tasks import dispatcher, services
-from app.tasks.models import Launch, Task, TaskBunch
+from app.extensions import panda_clients
+from app.launches import dispatcher
+from app.launches.models import Launch
+from app.tasks import services
+from app.tasks.models import Task, TaskBunch
+from tests.fakes.panda import LegacyFakePanda
 from tests.helpers import wait_until
 from tests.tasks.conftest import TAG, form_data, form_values, post, sim_definition
 
@@ -161,7 +165,10 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     task = db.session.scalar(select(Task))
     page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
     assert task.name in page and "download JSON" in page and str(task.panda_task_id) in page
-    assert "not in unit tests" in page  # PanDA was asked for the status when the page opened
+    refreshed = post(client, f"/tasks/{task.id}/refresh", {}, follow_redirects=True).get_data(as_text=True)
+    assert "PanDA says registered" in refreshed and "status-registered" in refreshed
+    db.session.expire_all()
+    assert db.session.get(Task, task.id).panda_status == "registered"
     manifest = client.get(f"/tasks/{task.id}/manifest.json")
     assert manifest.headers["Content-Disposition"] == f'attachment; filename="{task.name}.manifest.json"'
     body = manifest.get_json()
@@ -243,18 +250,9 @@ def test_admin_may_set_admin_fields(client, login_as, db, fake_panda):
     )  # fmt: skip
 
 
-def test_undecided_task_mark_or_adopt(client, login_as, db, monkeypatch, clock):
-    from app.panda.errors import PandaNotFound
-    from tests.tasks.conftest import FakePanda, LegacyFakePanda, _Info
-
-    class Legacy(LegacyFakePanda, FakePanda):
-        def get_detailed_info(self, user, task_id):
-            if task_id not in self.tasks:
-                raise PandaNotFound("task not found")
-            return _Info(task_id, self.tasks[task_id]["params"]["taskName"])
-
-    fake = Legacy()
-    monkeypatch.setattr(dispatcher, "make_client", lambda **_: fake)
+def test_undecided_task_mark_or_adopt(app, client, login_as, db, clock):
+    fake = LegacyFakePanda()
+    panda_clients.init_app(app, lambda **_: fake)
     login_as("manager")
     fake.script = ["unknown", "lost", "ok"]
     post(client, "/tasks/create", form_data(sim_definition(bunch_size=3), key="k"))
@@ -415,7 +413,7 @@ def test_an_interrupted_send_is_explained_and_dispatching_resumes(client, login_
     from app.tasks import services
 
     user = login_as("manager")
-    bunch, _ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
+    bunch, *_ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
     db.session.commit()
     first = bunch.tasks[0].launches[0]
     assert dispatcher.claim(first.id, clock())  # a dispatcher claimed it, then the panel stopped
@@ -429,7 +427,7 @@ def test_an_interrupted_send_is_explained_and_dispatching_resumes(client, login_
 
 def test_home_page_shows_recent_bunches_and_token_validity(client, login_as, db):
     user = login_as("manager")
-    bunch, _ = services.create_bunch(
+    bunch, *_ = services.create_bunch(
         sim_definition(number=77, bunch_size=3), user, "home-page", is_admin=False
     )
     db.session.commit()

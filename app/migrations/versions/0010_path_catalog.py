@@ -1,7 +1,7 @@
 """path catalog (container and execution-file paths for the task form's autocomplete)
 
 Revision ID: 0010_path_catalog
-Revises: 0004_tasks
+Revises: 0005_launch_needs_decision
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import app.db
 
 revision = "0010_path_catalog"
-down_revision = "0004_tasks"
+down_revision = "0005_launch_needs_decision"
 branch_labels = None
 depends_on = None
 

@@ -7,83 +7,71 @@ Exactly once, step by step:
    server's reason is kept; "resend failed" makes a new attempt row), or unknown (the request was sent
    and no reply came).
 3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
-   task up by name in PanDA and adopts the task id when found.
+   task up by name in PanDA and adopts the task id when found. When PanDA cannot tell (its listing
+   may hide the task), the row waits for a manager's decision (needs_decision).
 
-This module commits (it is a job, one transaction per row); it runs in a background thread started by
-the view, and later from the scheduler for delayed launches (``dispatch_due``).
+This module is a background job: it commits, one transaction per row. It runs in a thread per bunch
+started once a request's launches are committed (``dispatch_after_commit``), and at start-up for
+launches that came due while the panel was down (``dispatch_due``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import select, update
+from flask import Flask, current_app
+from sqlalchemy import ColumnElement, CursorResult, select, update
 
-from app import VERSION, clock
+from app import clock
 from app.config import get_settings
-from app.extensions import db
-from app.tasks.models import Launch, Task
+from app.extensions import db, panda_clients
+from app.launches.models import Launch
+from app.launches.states import LaunchStatus, check, transition
+from app.panda.client import PandaApi
+from app.panda.errors import (
+    PandaAuthError,
+    PandaError,
+    PandaOutcomeUnknown,
+    PandaRejected,
+    PandaUnavailable,
+    PandaUnsupported,
+)
+from app.tasks.models import Task
+from app.tokens.errors import TokenUnavailable
+from app.transaction import after_commit
+from app.version import VERSION
 
 log = logging.getLogger(__name__)
 
+S = LaunchStatus
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
     "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
 )
 
 
-class _Tokens:
-    """TokenSource over ``app.tokens.token_for`` (imported lazily: app/tokens is another domain)."""
-
-    def token_for(self, user: Any) -> str:
-        from app.tokens import token_for
-
-        return token_for(user)
-
-
-def make_client(*, interactive: bool = False):
-    """A PanDA client for the current app, recording every call in the interaction log.
-
-    ``interactive`` (page views): short read timeout and no retries, so a slow PanDA cannot hang a page.
-    """
-    from app.panda.services import panda_client_for
-
-    settings = get_settings()
-    if interactive:
-        panda = dataclasses.replace(
-            settings.panda, read_timeout_s=min(settings.panda.read_timeout_s, 5.0), retries=0
-        )
-        settings = dataclasses.replace(settings, panda=panda)
-    return panda_client_for(settings, _Tokens())
-
-
 def claim(launch_id: int, now: datetime) -> bool:
-    """pending → sending, committed; False when someone else claimed it (or it is not pending)."""
+    """pending → sending, committed; False when someone else claimed it (or it is not pending).
+
+    The one transition made by a conditional UPDATE instead of `transition()`: the database settles
+    which dispatcher wins; the state table still decides that the move is allowed.
+    """
+    check(S.PENDING, S.SENDING)
     result = db.session.execute(
         update(Launch)
-        .where(Launch.id == launch_id, Launch.status == "pending")
-        .values(status="sending", claimed_at=now)
+        .where(Launch.id == launch_id, Launch.status == S.PENDING)
+        .values(status=S.SENDING, claimed_at=now)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    assert isinstance(result, CursorResult)
     return result.rowcount == 1
-
-
-def _finish(launch: Launch, status: str, *, error: str = "", reply: dict[str, Any] | None = None) -> None:
-    launch.status = status
-    launch.error = error[:4000]
-    launch.finished_at = clock.now()
-    manifest = dict(launch.manifest or {})
-    if reply is not None:
-        manifest["panda_reply"] = reply
-    launch.manifest = manifest
 
 
 def build_manifest(launch: Launch, parent_tid: int | None, server: str = "") -> dict[str, Any]:
@@ -101,8 +89,8 @@ def build_manifest(launch: Launch, parent_tid: int | None, server: str = "") -> 
         "bunch_size": bunch.size,
         "launch_idempotency_key": launch.idempotency_key,
         "attempt": launch.attempt,
-        "user": getattr(user, "username", None),
-        "user_display_name": getattr(user, "name", None),
+        "user": user.username if user else None,
+        "user_display_name": user.name if user else None,
         "sent_at": clock.now().isoformat(),
         "request_id": spec.get("request_id"),
         "container_path": spec.get("container_path"),
@@ -116,98 +104,81 @@ def build_manifest(launch: Launch, parent_tid: int | None, server: str = "") -> 
     }
 
 
-def _adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -> None:
-    task = launch.task
+def adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -> None:
+    """The launch's task is PanDA task `panda_task_id` (answered, found by name, or confirmed by a manager)."""
     launch.panda_task_id = panda_task_id
-    task.panda_task_id = panda_task_id
-    _finish(launch, "submitted", reply={**reply, "how": how})
+    launch.task.panda_task_id = panda_task_id
+    transition(launch, S.SUBMITTED, reply={**reply, "how": how})
 
 
-def dispatch_launch(launch_id: int, client: Any) -> str:
+def dispatch_launch(launch_id: int, client: PandaApi) -> str:
     """Claim and submit one launch; returns its final status. Commits."""
-    from app.panda.errors import (
-        PandaAuthError,
-        PandaError,
-        PandaOutcomeUnknown,
-        PandaRejected,
-        PandaUnavailable,
-    )
-    from app.tokens.errors import TokenUnavailable
+    if not claim(launch_id, clock.now()):
+        return db.session.get_one(Launch, launch_id).status
+    launch = db.session.get_one(Launch, launch_id)
+    _send(launch, client)
+    db.session.commit()
+    return launch.status
 
-    now = clock.now()
-    if not claim(launch_id, now):
-        return db.session.get(Launch, launch_id).status
-    launch = db.session.get(Launch, launch_id)
+
+def _send(launch: Launch, client: PandaApi) -> None:
+    """Submit a claimed launch and record the outcome (commits once, just before sending)."""
     task = launch.task
-    user = launch.created_by
     if task.panda_task_id is not None:
         # Submitted by an earlier attempt (e.g. reconciled later): never a second time.
-        _finish(launch, "submitted", error=f"already in PanDA as task {task.panda_task_id}")
+        transition(launch, S.SUBMITTED, error=f"already in PanDA as task {task.panda_task_id}")
         launch.panda_task_id = task.panda_task_id
-        db.session.commit()
-        return launch.status
+        return
     parent_tid = None
     if task.parent is not None:
         if task.parent.panda_task_id is None:
             launch.manifest = build_manifest(launch, None)
-            _finish(
-                launch, "failed", error=f"parent task {task.parent.name} is not in PanDA yet; resend later"
-            )
-            db.session.commit()
-            return launch.status
+            error = f"parent task {task.parent.name} is not in PanDA yet; resend later"
+            transition(launch, S.FAILED, error=error)
+            return
         parent_tid = task.parent.panda_task_id
     if launch.attempt > 1 and not launch.confirmed_absent_by:
         # An earlier attempt may have reached PanDA after all: look before sending again.
         try:
-            lookup = _find_in_panda(client, launch)
+            lookup = find_in_panda(client, launch)
         except PandaError as exc:
-            _finish(
-                launch, "failed", error=f"could not check PanDA for an earlier attempt ({exc}); resend later"
-            )
-            db.session.commit()
-            return launch.status
+            error = f"could not check PanDA for an earlier attempt ({exc}); resend later"
+            transition(launch, S.FAILED, error=error)
+            return
         if lookup.task_id is not None:
-            _adopt(launch, lookup.task_id, "found by name before resending", {"task_id": lookup.task_id})
-            db.session.commit()
-            return launch.status
+            adopt(launch, lookup.task_id, "found by name before resending", {"task_id": lookup.task_id})
+            return
         if not lookup.conclusive:
-            _finish(launch, "unknown", error=INCONCLUSIVE)
-            db.session.commit()
-            return launch.status
-    launch.manifest = build_manifest(launch, parent_tid, getattr(client, "server", ""))
+            transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
+            return
+    if launch.created_by is None:  # PanDA calls carry the owner's token
+        transition(launch, S.FAILED, error="not sent: the account that created it no longer exists")
+        return
+    launch.manifest = build_manifest(launch, parent_tid, client.server)
     db.session.commit()
     try:
-        result = client.submit(user, task.params, parent_tid=parent_tid)
+        result = client.submit(launch.created_by, task.params, parent_tid=parent_tid)
     except PandaOutcomeUnknown as exc:
-        _finish(launch, "unknown", error=f"{exc} The panel will look the task up by name; it is not resent.")
-        launch.manifest = {**launch.manifest, "panda_reply": {"outcome": "unknown", "message": str(exc)}}
+        transition(launch, S.UNKNOWN, error=f"{exc} The panel will look the task up by name; it is not resent.",
+                   reply={"outcome": "unknown", "message": str(exc)})  # fmt: skip
     except PandaRejected as exc:
-        _finish(launch, "failed", error=exc.human, reply={"outcome": "rejected", "code": exc.code,
-                                                           "message": exc.server_message or str(exc)})  # fmt: skip
+        transition(launch, S.FAILED, error=exc.human, reply={"outcome": "rejected", "code": exc.code,
+                                                             "message": exc.server_message or str(exc)})  # fmt: skip
     except PandaAuthError as exc:
-        _finish(launch, "failed", error=str(exc), reply={"outcome": "auth", "message": exc.reason})
+        transition(launch, S.FAILED, error=str(exc), reply={"outcome": "auth", "message": exc.reason})
     except PandaUnavailable as exc:
-        _finish(launch, "failed", error=f"{exc} Nothing was submitted; resend when PanDA is back.",
-                reply={"outcome": "unavailable", "message": str(exc)})  # fmt: skip
+        transition(launch, S.FAILED, error=f"{exc} Nothing was submitted; resend when PanDA is back.",
+                   reply={"outcome": "unavailable", "message": str(exc)})  # fmt: skip
     except TokenUnavailable as exc:  # no usable IAM token: nothing left the panel
-        _finish(
-            launch,
-            "failed",
-            error=f"not sent: {exc.reason}",
-            reply={"outcome": "not_sent", "message": exc.reason},
-        )
+        transition(launch, S.FAILED, error=f"not sent: {exc.reason}",
+                   reply={"outcome": "not_sent", "message": exc.reason})  # fmt: skip
     except Exception as exc:  # unexpected: the request may have left, so settle it by name, never resend
-        log.exception("launch %s: unexpected error around the submit", launch_id)
-        _finish(
-            launch,
-            "unknown",
-            error=f"unexpected error ({exc.__class__.__name__}); looking the task up by name",
-        )
+        log.exception("launch %s: unexpected error around the submit", launch.id)
+        error = f"unexpected error ({exc.__class__.__name__}); looking the task up by name"
+        transition(launch, S.UNKNOWN, error=error)
     else:
-        _adopt(launch, result.task_id, "submit", {"outcome": "ok", "task_id": result.task_id,
-                                                   "code": result.code, "message": result.message})  # fmt: skip
-    db.session.commit()
-    return launch.status
+        adopt(launch, result.task_id, "submit", {"outcome": "ok", "task_id": result.task_id,
+                                                 "code": result.code, "message": result.message})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -218,18 +189,19 @@ class Lookup:
     conclusive: bool = True  # False: the listing could hide the task (legacy listing keyed by reqID)
 
 
-def _find_in_panda(client: Any, launch: Launch) -> Lookup:
+def find_in_panda(client: PandaApi, launch: Launch) -> Lookup:
     """Look the launch's task up in PanDA by name (the way to settle an unknown outcome; never resend)."""
-    from app.panda.errors import PandaUnsupported
-
     task = launch.task
+    owner = launch.created_by
+    if owner is None:
+        raise PandaAuthError("the account that sent it no longer exists", reason="no owner")
     filters = {"taskName": task.name}
     user_name = task.params.get("userName")
     if user_name:
         filters["userName"] = user_name
     try:
         # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
-        infos = client.get_tasks_detailed_info_since(launch.created_by, None, filters=filters, n_tasks=10)
+        infos = client.get_tasks_detailed_info_since(owner, None, filters=filters, n_tasks=10)
         matches = sorted(info.task_id for info in infos if info.name == task.name)
         return Lookup(matches[0] if matches else None)
     except PandaUnsupported:
@@ -239,9 +211,8 @@ def _find_in_panda(client: Any, launch: Launch) -> Lookup:
     # our reqID in the listing.
     since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
     summaries = client.get_tasks_modified_since(
-        launch.created_by, since, dn=user_name or None,
-        prod_source_label=task.params.get("prodSourceLabel", "managed"),
-    )  # fmt: skip
+        owner, since, dn=user_name or None, prod_source_label=task.params.get("prodSourceLabel", "managed")
+    )
     matches = sorted(s.task_id for s in summaries if s.name == task.name)
     if matches:
         return Lookup(matches[0])
@@ -250,96 +221,69 @@ def _find_in_panda(client: Any, launch: Launch) -> Lookup:
     return Lookup(None, conclusive=not hidden)
 
 
-def adopt_by_id(task: Task, panda_task_id: int, user: Any, client: Any) -> str | None:
-    """A manager found the task in PanDA by hand: adopt its id once PanDA confirms the name.
-    Returns an error sentence, or None when adopted (committed)."""
-    from app.panda.errors import PandaError
-
-    launch = task.latest_launch
-    if launch is None or launch.status != "unknown" or task.panda_task_id is not None:
-        return "the task is not waiting for a decision"
-    try:
-        info = client.get_detailed_info(user, panda_task_id)
-    except PandaError as exc:
-        return f"PanDA could not confirm task {panda_task_id}: {exc}"
-    if info.name != task.name:
-        return f"PanDA task {panda_task_id} is named {info.name!r}, not {task.name!r}"
-    _adopt(launch, panda_task_id, f"adopted by {getattr(user, 'username', '?')} after checking PanDA",
-           {"outcome": "adopted", "task_id": panda_task_id})  # fmt: skip
-    db.session.commit()
-    return None
-
-
 def _grace() -> timedelta:
     """How long an unanswered submit may stay invisible in PanDA (JEDI's pick-up window) before the
     panel stops waiting for it and reports it failed (then it may be resent)."""
     return timedelta(seconds=get_settings().tasks.reconcile_grace_s)
 
 
-def reconcile(launch_id: int, client: Any) -> str:
+def reconcile(launch_id: int, client: PandaApi) -> str:
     """Settle an unknown (or stale "sending") launch by asking PanDA for the task by name. Commits."""
-    from app.panda.errors import PandaError
-
-    launch = db.session.get(Launch, launch_id)
-    if launch.status not in ("unknown", "sending"):
+    launch = db.session.get_one(Launch, launch_id)
+    if launch.status not in (S.UNKNOWN, S.SENDING):
         return launch.status
     try:
-        lookup = _find_in_panda(client, launch)
+        lookup = find_in_panda(client, launch)
     except PandaError as exc:
         launch.error = f"reconciliation pending: {exc}"
         db.session.commit()
         return launch.status
     if lookup.task_id is not None:
         found = lookup.task_id
-        _adopt(launch, found, "reconciled by task name", {"outcome": "reconciled", "task_id": found})
+        adopt(launch, found, "reconciled by task name", {"outcome": "reconciled", "task_id": found})
     elif not lookup.conclusive:
-        if launch.status == "sending":
-            _finish(launch, "unknown", error=INCONCLUSIVE)
-        else:
-            launch.error = INCONCLUSIVE
+        transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
     elif clock.now() - (launch.claimed_at or launch.created_at) > _grace():
-        _finish(
-            launch,
-            "failed",
-            error=f"PanDA has no task named {launch.task.name} {int(_grace().total_seconds())} s "
-            "after the unanswered submit: it did not arrive; resend it.",
+        error = (
+            f"PanDA has no task named {launch.task.name} {int(_grace().total_seconds())} s "
+            "after the unanswered submit: it did not arrive; resend it."
         )
+        transition(launch, S.FAILED, error=error)
     db.session.commit()
     return launch.status
 
 
-def dispatch_bunch(bunch_id: int, *, deadline_s: float | None = None, client: Any = None) -> dict[str, int]:
+def dispatch_bunch(
+    bunch_id: int, *, deadline_s: float | None = None, client: PandaApi | None = None
+) -> dict[str, int]:
     """Submit every pending launch of a bunch, then reconcile its unknown ones until settled or the
     deadline passes. Returns counts by final launch status."""
     deadline = time.monotonic() + (
         deadline_s if deadline_s is not None else get_settings().tasks.dispatch_deadline_s
     )
-    own_client = client is None
-    client = client or make_client()
+    panda = client or panda_clients()
     try:
-        launch_ids = _launch_ids(bunch_id, ("pending",))
-        for launch_id in launch_ids:
+        for launch_id in _launch_ids(bunch_id, S.PENDING):
             if time.monotonic() > deadline:
                 break
-            _guarded(dispatch_launch, launch_id, client)
+            _guarded(dispatch_launch, launch_id, panda)
         delay = 0.2
         while time.monotonic() < deadline:
-            # Rows PanDA cannot settle wait for a manager; polling them again changes nothing.
-            unknown = _launch_ids(bunch_id, ("unknown",), Launch.error != INCONCLUSIVE)
-            unknown += _stale_sending(bunch_id)
-            if not unknown:
+            # Rows awaiting a manager's decision are left alone: asking PanDA again changes nothing.
+            unsettled = _launch_ids(bunch_id, S.UNKNOWN) + _stale_sending(bunch_id)
+            if not unsettled:
                 break
-            for launch_id in unknown:
-                _guarded(reconcile, launch_id, client)
+            for launch_id in unsettled:
+                _guarded(reconcile, launch_id, panda)
             time.sleep(delay)  # give PanDA time to make the task visible; not a test wait
             delay = min(delay * 2, 5.0)
     finally:
-        if own_client:
-            client.close()
+        if client is None:
+            panda.close()
     return _counts(bunch_id)
 
 
-def _guarded(step: Any, launch_id: int, client: Any) -> None:
+def _guarded(step: Callable[[int, PandaApi], str], launch_id: int, client: PandaApi) -> None:
     """One row's failure (e.g. the database refusing a write) must not stop the others. A row it
     leaves in "sending" was claimed, and may have been sent: it is reconciled by name later."""
     try:
@@ -349,14 +293,12 @@ def _guarded(step: Any, launch_id: int, client: Any) -> None:
         db.session.rollback()
 
 
-def _launch_ids(bunch_id: int, statuses: tuple[str, ...], *conditions: Any) -> list[int]:
+def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
     db.session.expire_all()
     query = (
         select(Launch.id)
         .join(Task, Launch.task_id == Task.id)
-        .where(
-            Task.bunch_id == bunch_id, Launch.status.in_(statuses), Launch.due_at <= clock.now(), *conditions
-        )
+        .where(Task.bunch_id == bunch_id, Launch.status == status, Launch.due_at <= clock.now())
         .order_by(Task.bunch_index, Launch.id)
     )
     return list(db.session.scalars(query))
@@ -367,61 +309,67 @@ def _stale_sending(bunch_id: int | None = None) -> list[int]:
     One bunch's, or every bunch's when `bunch_id` is None."""
     panda = get_settings().panda
     limit = clock.now() - timedelta(seconds=panda.connect_timeout_s + panda.read_timeout_s + 30)
-    query = select(Launch.id).where(Launch.status == "sending", Launch.claimed_at < limit)
+    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < limit]
+    query = select(Launch.id).where(*conditions)
     if bunch_id is not None:
         query = query.join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
     return list(db.session.scalars(query))
 
 
 def _counts(bunch_id: int) -> dict[str, int]:
-    rows = db.session.execute(
+    rows = db.session.scalars(
         select(Launch.status).join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
     )
     counts: dict[str, int] = {}
-    for (status,) in rows:
+    for status in rows:
         counts[status] = counts.get(status, 0) + 1
     return counts
 
 
-def dispatch_due(limit: int = 100, client: Any = None) -> int:
+def dispatch_due(limit: int = 100, client: PandaApi | None = None) -> int:
     """Submit launches whose ``due_at`` has come (any bunch) and reconcile unknown/stale ones.
 
-    For the scheduler (delayed launches) and for start-up: a row left in "sending" by a crash is
-    reconciled, never resent. Returns how many rows were handled.
+    For start-up (and later the scheduler): a row left in "sending" by a crash is reconciled, never
+    resent. Returns how many rows were handled.
     """
-    own_client = client is None
-    client = client or make_client()
+    panda = client or panda_clients()
     handled = 0
     try:
-        now = clock.now()
-        ids = db.session.scalars(
+        due = db.session.scalars(
             select(Launch.id)
-            .where(Launch.status == "pending", Launch.due_at <= now)
+            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
             .order_by(Launch.due_at)
             .limit(limit)
         ).all()
-        for launch_id in ids:
-            _guarded(dispatch_launch, launch_id, client)
+        for launch_id in due:
+            _guarded(dispatch_launch, launch_id, panda)
             handled += 1
-        # Unknown outcomes awaiting a manager's decision (INCONCLUSIVE) are left to the manager:
-        # asking PanDA again cannot settle them.
-        unknown = db.session.scalars(
-            select(Launch.id).where(Launch.status == "unknown", Launch.error != INCONCLUSIVE)
-        ).all()
+        unknown = db.session.scalars(select(Launch.id).where(Launch.status == S.UNKNOWN)).all()
         for launch_id in [*unknown, *_stale_sending()]:
-            _guarded(reconcile, launch_id, client)
+            _guarded(reconcile, launch_id, panda)
             handled += 1
     finally:
-        if own_client:
-            client.close()
+        if client is None:
+            panda.close()
     return handled
 
 
-# --- background dispatch started by the view ------------------------------------------------------
+# --- background dispatch, one thread per bunch ------------------------------------------------------
 
 _running: set[int] = set()
 _running_lock = threading.Lock()
 _threads: list[threading.Thread] = []
+
+
+def dispatch_after_commit(bunch_id: int) -> None:
+    """Dispatch the bunch in the background once the current transaction commits (before that, the
+    dispatcher's own session cannot see the new launches)."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def start() -> None:
+        start_background_dispatch(app, bunch_id)
+
+    after_commit(start)
 
 
 def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | None:

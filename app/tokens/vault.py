@@ -1,0 +1,138 @@
+"""The vault's building blocks: the keyring, sealing, the vault's own database sessions, the per-user
+refresh locks, and storing a token response.
+
+`app.tokens.services` (the vault's API) and `app.tokens.sandbox` build on these.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import clock
+from app.auth.models import User
+from app.config import Settings, get_settings
+from app.extensions import db
+from app.tokens.crypto import Keyring, VaultKeyError, load_keyring
+from app.tokens.jwtutil import expiry, unverified_claims
+from app.tokens.models import UserToken
+
+_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def lock_for(user_id: int) -> threading.Lock:
+    """The lock that lets one refresh at a time run for a user in this process."""
+    with _locks_guard:
+        return _locks.setdefault(user_id, threading.Lock())
+
+
+def keyring() -> Keyring:
+    """The instance's token keyring (loaded once per app)."""
+    ring = current_app.extensions.get("token_keyring")
+    if ring is None:
+        settings = get_settings()
+        ring = load_keyring(settings.token_key, settings.instance_dir)
+        current_app.extensions["token_keyring"] = ring
+    return ring
+
+
+def purpose(row: UserToken, kind: str) -> str:
+    return f"{row.source}:{kind}"
+
+
+def seal(row: UserToken, kind: str, value: str | None) -> None:
+    setattr(
+        row,
+        f"{kind}_sealed",
+        None if value is None else keyring().seal(value, user_id=row.user_id, purpose=purpose(row, kind)),
+    )
+
+
+def unseal(row: UserToken, kind: str) -> str | None:
+    blob = getattr(row, f"{kind}_sealed")
+    if blob is None:
+        return None
+    try:
+        return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
+    except VaultKeyError:
+        if Keyring.key_id_of(blob) in keyring().keys:
+            raise
+        # Sealed with a key this process does not know yet: `prodpanel keys rotate` ran meanwhile.
+        current_app.extensions.pop("token_keyring", None)
+        return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
+
+
+@contextmanager
+def vault_session() -> Iterator[Session]:
+    """A database session of the vault's own: its commits never commit the caller's work."""
+    with Session(db.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def fresh(expires_at: datetime | None, settings: Settings) -> bool:
+    """True while a token expiring at `expires_at` is usable (more than the refresh leeway left)."""
+    return expires_at is not None and expires_at - clock.now() > timedelta(
+        seconds=settings.iam.refresh_leeway_s
+    )
+
+
+def store_tokens(
+    user: User,
+    source: str,
+    response: dict[str, Any],
+    *,
+    issuer: str,
+    client_id: str,
+    groups: list[str] | None = None,
+) -> UserToken:
+    """Save a token response (login or device link) for `user`, replacing that source's grant; flushes."""
+    row = db.session.scalar(select(UserToken).where(UserToken.user_id == user.id, UserToken.source == source))
+    if row is None:
+        row = UserToken(user_id=user.id, source=source)
+        db.session.add(row)
+    now = clock.now()
+    row.issuer, row.client_id = issuer, client_id
+    row.obtained_at = now
+    row.needs_relogin = False
+    row.last_error = ""
+    row.refresh_count = 0
+    row.last_refresh_at = None
+    row.exchanged_token_sealed, row.exchanged_token_expires_at = None, None
+    row.refresh_token_sealed, row.refresh_token_expires_at = None, None
+    if groups is not None:
+        row.groups = list(groups)
+    apply_response(row, response, now)
+    row.subject = str(unverified_claims(response.get("id_token", "")).get("sub", row.subject or ""))
+    db.session.flush()
+    return row
+
+
+def apply_response(row: UserToken, response: dict[str, Any], now: datetime) -> None:
+    """Seal the tokens of a token-endpoint response into the row; keep the old refresh token if none came."""
+    settings = get_settings()
+    if response.get("refresh_token"):
+        seal(row, "refresh_token", response["refresh_token"])
+        row.refresh_token_expires_at = expiry(response["refresh_token"]) or (
+            row.obtained_at + timedelta(days=settings.iam.refresh_token_days)
+        )
+    if response.get("id_token"):
+        seal(row, "id_token", response["id_token"])
+        row.id_token_expires_at = expiry(response["id_token"])
+    if response.get("access_token"):
+        seal(row, "access_token", response["access_token"])
+        expires_in = response.get("expires_in")
+        row.access_token_expires_at = (
+            now + timedelta(seconds=int(expires_in))
+            if isinstance(expires_in, int | float)
+            else expiry(response["access_token"])
+        )
+    if response.get("scope"):
+        row.scope = str(response["scope"])[:500]
