@@ -229,8 +229,14 @@ class PandaSettings:
     retry_backoff_s: float = setting(
         0.5, "first pause between attempts, doubled on each further attempt", at_least(0)
     )
-    verify_tls: bool = setting(True, "check PanDA's TLS certificate")
-    ca_bundle: str = setting("", 'path to a CA bundle for PanDA\'s certificate ("" = system/certifi default)')
+    verify: bool = setting(
+        True, "check PanDA's TLS certificate (false: tests only; every page then shows a warning)"
+    )
+    ca_bundle: str = setting(
+        "",
+        "CA certificates for PanDA's certificate: a file, or a directory such as "
+        '/etc/grid-security/certificates ("" = the system store)',
+    )
     proxy: str = setting(
         "",
         'HTTP(S) proxy for PanDA, e.g. http://proxy.jinr.ru:3128 ("" = direct; *_PROXY env vars are ignored)',
@@ -241,10 +247,10 @@ class PandaSettings:
     )
     sim_seed: int = setting(1, "sandbox simulator: seed of lifecycles, sizes and faults")
     sim_time_scale: float = setting(60.0, "sandbox simulator: simulated seconds per real second", at_least(0))
-    sim_transports: str = setting(
-        "both",
-        "sandbox simulator protocols: v1 (like panda-server 1.0.x), legacy (like 0.8.x) or both",
-        one_of("v1", "legacy", "both"),
+    sim_version: str = setting(
+        "1.0",
+        'sandbox simulator: the panda-server it emulates, "1.0" (API v1) or "0.8" (legacy API only)',
+        one_of("1.0", "0.8"),
     )
     sim_state_path: str = setting(
         "panda-sim.sqlite3",
