@@ -357,6 +357,49 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class RequestsSettings:
+    url: str = setting(
+        "",
+        'spd-requests base URL, e.g. https://spd-requests.jinr.ru ("" = built-in simulator)',
+        HTTP_URL,
+    )
+    token: str = setting(
+        "", 'API token sent as "Authorization: Token <token>" (prefer PRODPANEL_REQUESTS__TOKEN)'
+    )
+    connect_timeout_s: float = setting(3.0, "seconds to establish a connection to spd-requests", above(0))
+    read_timeout_s: float = setting(10.0, "seconds to wait for each reply of spd-requests", above(0))
+    verify_tls: bool = setting(True, "check spd-requests' TLS certificate")
+    ca_bundle: str = setting("", 'CA bundle for spd-requests\' certificate ("" = system/certifi default)')
+    proxy: str = setting(
+        "", 'HTTP(S) proxy for spd-requests ("" = direct; *_PROXY env vars are ignored)', HTTP_URL
+    )
+    cache_s: int = setting(
+        300, "requests fetched are shown this long before spd-requests is asked again", at_least(0)
+    )
+    retry_after_s: int = setting(
+        30, "after a failed fetch spd-requests is left alone this long (Refresh asks at once)", at_least(0)
+    )
+    page_size: int = setting(20, "requests per page of the Requests list", between(5, 500))
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    container_globs: list[str] = setting(
+        ["/cvmfs/spd.jinr.ru/images/*.sif"],
+        "container images offered in the task form (scanned when mounted)",
+    )
+    exec_globs: list[str] = setting(
+        ["/cvmfs/spd.jinr.ru/production/MC/*"],
+        "execution-file paths offered in the task form (scanned when mounted)",
+    )
+    version_regex: str = setting(
+        r"(?i)spdroot\D*?(\d+(?:\.\d+)*?)(?=[-_]|\.[\d.]+gev|\.[a-z]|$)",
+        "software version in a path's last component or a request's version (group 1; digits compared)",
+        REGEX,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
     database_url: str = setting(
@@ -372,6 +415,8 @@ class Settings:
     tasks: TaskSettings = field(default_factory=TaskSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    requests: RequestsSettings = field(default_factory=RequestsSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -67,6 +67,11 @@ def panda_sim(
     if tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(tls_cert, tls_key or None)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)  # before the port opens: a caller may stop us at once
     running = serve_in_thread(create_simulator(config), host=host, port=port, ssl_context=tls)
     click.echo(f"PanDA simulator on {running.url}  (like panda-server {version}.x, seed {seed}, x{time_scale})")
     if not issuer_url:
@@ -77,11 +82,6 @@ def panda_sim(
             + '"}'
         )
     sys.stdout.flush()
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     try:
         signal.pause()
     except KeyboardInterrupt:

@@ -34,6 +34,7 @@ from app.launches.services import new_launch
 from app.launches.states import LaunchStatus
 from app.panda import taskparams
 from app.panda.services import calls_for_task
+from app.prodrequests.checks import definition_warnings
 from app.sync.models import TaskStatusChange
 from app.sync.services import status_history
 from app.tasks import naming
@@ -265,6 +266,7 @@ def validate_definition(
         _check_unique(d, rules, err)
     if kind == "processing" and "task_name" not in errors:
         _check_parent(d, rules, err)
+    warnings += definition_warnings(d)  # unknown request, paths missing from the path catalog
     return errors, warnings
 
 
