@@ -449,9 +449,10 @@ def _spec_out(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def detailed_info(sim: PandaCore, task_id: int) -> dict[str, Any] | None:
-    """get_task_details_json: all JediTaskSpec columns + job template + raw params + file progress."""
-    now = sim.now()
+def detailed_info(sim: PandaCore, task_id: int, now: float | None = None) -> dict[str, Any] | None:
+    """get_task_details_json: all JediTaskSpec columns + job template + raw params + file progress
+    (`now`: the time a listing already caught up to, so that it catches up once, not per task)."""
+    now = sim.now() if now is None else now
     t = sim.jedi.get(task_id)
     if t is None:
         return None

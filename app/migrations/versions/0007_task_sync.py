@@ -40,12 +40,15 @@ def task_columns() -> list[sa.Column]:
     ]
 
 
+# Columns are added and dropped in place, never in batch mode: recreating "task" on SQLite would
+# delete every launch and status change of the tasks (their foreign keys cascade).
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("task") as batch_op:
-        for column in task_columns():
-            batch_op.add_column(column)
-        batch_op.create_index("ix_task_panda_status", ["panda_status"])
-        batch_op.create_index("ix_task_ended_at", ["ended_at"])
+    for column in task_columns():
+        op.add_column("task", column)
+    op.create_index("ix_task_panda_status", "task", ["panda_status"])
+    op.create_index("ix_task_ended_at", "task", ["ended_at"])
     op.create_table(
         "task_status_change",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -79,8 +82,7 @@ def downgrade() -> None:
     op.drop_index("ix_task_status_change_status_began_at", table_name="task_status_change")
     op.drop_index("ix_task_status_change_task_id_began_at", table_name="task_status_change")
     op.drop_table("task_status_change")
-    with op.batch_alter_table("task") as batch_op:
-        batch_op.drop_index("ix_task_ended_at")
-        batch_op.drop_index("ix_task_panda_status")
-        for column in reversed(task_columns()):
-            batch_op.drop_column(column.name)
+    op.drop_index("ix_task_ended_at", table_name="task")
+    op.drop_index("ix_task_panda_status", table_name="task")
+    for column in reversed(task_columns()):
+        op.drop_column("task", column.name)
