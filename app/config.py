@@ -302,6 +302,14 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class ChainSettings:
+    processing_types: list[str] = setting(
+        ["MC production", "reprocessing"], "processing types offered in the chain form"
+    )
+    max_steps: int = setting(10, "most steps one chain may have", between(1, 50))
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
     database_url: str = setting(
@@ -315,6 +323,7 @@ class Settings:
     iam: IamSettings = field(default_factory=IamSettings)
     panda: PandaSettings = field(default_factory=PandaSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    chains: ChainSettings = field(default_factory=ChainSettings)
 
     @property
     def sqlalchemy_url(self) -> str:
