@@ -186,11 +186,15 @@ SWEEP_PARAMETERS = {
 
 class SweepForm(FlaskForm):
     idempotency_key = HiddenField()
-    parameter = SelectField("Vary", choices=list(SWEEP_PARAMETERS.items()), validators=[InputRequired()])
+    parameter = SelectField("Vary", validators=[InputRequired()])
     values = TextAreaField(
         "Values, one per line", filters=[_strip], validators=[InputRequired("enter at least one value")],
         description="e.g. 10GeV, 13.5GeV, 27GeV on three lines: one chain per value",
     )  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parameter.choices = list(SWEEP_PARAMETERS.items())
 
     def value_list(self) -> list[str]:
         return [line.strip() for line in (self.values.data or "").splitlines() if line.strip()]

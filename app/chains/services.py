@@ -232,7 +232,7 @@ def create_chain(
             for i, d in enumerate(checked.steps, start=1):
                 bunch = tasks.create_bunch(
                     dataclasses.replace(d, comment=f"step {i} of chain {row.name}"), user, f"{idempotency_key}.{i}",
-                    is_admin=is_admin, cloned_from=sources.get(i), after_parent_done=checked.wait_for_parent_done,
+                    is_admin=is_admin, cloned_from=sources.get(i), after_parent_done=checked.wait_for_parent_done and i > 1,
                 ).bunch  # fmt: skip
                 db.session.add(ChainStep(chain_id=row.id, position=i, step=d.step, bunch_id=bunch.id))
             db.session.flush()
