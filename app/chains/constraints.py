@@ -16,13 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from app.chains.specs import ChainDefinition, Problem, problem
+from app.config import CatalogSettings
 from app.tasks import naming
 from app.tasks.specs import NEXT_STEP_COPIED, TaskDefinition
 
 GENERATION, PROCESSING = "generation", "processing"
 MAX_NAME_LENGTH = 120
-# SpdRoot's version in a container image name, e.g. spdroot-dev-4.1.7.sif → (4, 1).
-SPDROOT_VERSION = re.compile(r"spdroot\D*?(\d+)\.(\d+)(?:\.\d+)*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,8 @@ class Context:
     processing_types: tuple[str, ...]
     max_steps: int
     is_admin: bool = False
+    # The software version in a path's last component (group 1): the path catalog's rule.
+    version_regex: str = CatalogSettings().version_regex
 
 
 Constraint = Callable[[ChainDefinition, Context], list[Problem]]
@@ -57,10 +58,14 @@ def _tag(d: TaskDefinition, rules: naming.NamingRules) -> str | None:
         return None
 
 
-def spdroot_version(container_path: str) -> tuple[int, int] | None:
-    """SpdRoot's major.minor in a container path, or None when the name carries no version."""
-    match = SPDROOT_VERSION.search(container_path.rsplit("/", 1)[-1])
-    return (int(match[1]), int(match[2])) if match else None
+def spdroot_version(container_path: str, version_regex: str) -> tuple[int, int] | None:
+    """SpdRoot's major.minor in a container path ("spdroot-dev-4.1.7.sif" → (4, 1)), or None when
+    the name carries no dotted version."""
+    match = re.search(version_regex, container_path.rstrip("/").rsplit("/", 1)[-1])
+    if match is None:
+        return None
+    parts = re.findall(r"\d+", match.group(1) if match.re.groups else match.group(0))
+    return (int(parts[0]), int(parts[1])) if len(parts) >= 2 else None
 
 
 # --- the constraints --------------------------------------------------------------------------------
@@ -228,7 +233,7 @@ def compatible_containers(chain: ChainDefinition, ctx: Context) -> list[Problem]
     """Same SpdRoot major.minor in every step, unless an admin overrides it with a reason."""
     if len(chain.steps) < 2 or (ctx.is_admin and chain.version_override_reason.strip()):
         return []
-    versions = [spdroot_version(d.container_path) for d in chain.steps]
+    versions = [spdroot_version(d.container_path, ctx.version_regex) for d in chain.steps]
     out = []
     for i, (d, version) in enumerate(zip(chain.steps, versions, strict=True), start=1):
         if version is None and d.container_path:

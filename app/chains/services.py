@@ -79,6 +79,7 @@ def context(*, is_admin: bool, settings: Settings | None = None) -> constraints.
         processing_types=tuple(settings.chains.processing_types),
         max_steps=settings.chains.max_steps,
         is_admin=is_admin,
+        version_regex=settings.catalog.version_regex,
     )
 
 
@@ -349,7 +350,7 @@ def _row(task: Task) -> TaskRow:
         and task.parent is not None
         and task.parent.panda_status in PARENT_FAILED
     ):
-        reason = f"its parent {task.parent.name} ended {task.parent.panda_status}; PanDA fails the child then"
+        reason = f"its parent {task.parent.name} ended {task.parent.panda_status}, so PanDA did not run it"
     elif launch is not None and launch.status != LaunchStatus.SUBMITTED:
         reason = launch.error
     return TaskRow(task, launch, state, reason)

@@ -146,10 +146,11 @@ def test_compatible_containers():
         ("/cvmfs/x/spdroot-dev-4.1.7.sif", (4, 1)),
         ("/cvmfs/x/SpdRoot_5.0.sif", (5, 0)),
         ("/cvmfs/x/root-6.30.sif", None),
+        ("/cvmfs/x/spdroot417.sif", None),
     ],
 )
 def test_spdroot_version(path, version):
-    assert constraints.spdroot_version(path) == version
+    assert constraints.spdroot_version(path, ctx().version_regex) == version
 
 
 def test_names_follow_conventions():

@@ -40,7 +40,7 @@ def _seed(conn) -> None:
 
 
 def _check(engine) -> None:
-    migrate.upgrade(engine, "0005_launch_needs_decision")
+    migrate.upgrade(engine, "0010_path_catalog")
     with engine.begin() as conn:
         _seed(conn)
     migrate.upgrade(engine)
@@ -63,7 +63,7 @@ def _check(engine) -> None:
     assert [s["task_name"] for s in document["steps"]] == ["PROD2025-001.SIM", "PROD2025-001.RECO"]
     assert flags == {False}
     with engine.begin() as conn:
-        command.downgrade(migrate.alembic_config(conn), "0005_launch_needs_decision")
+        command.downgrade(migrate.alembic_config(conn), "0010_path_catalog")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM task")).scalar_one() == 7  # the tasks stay
 

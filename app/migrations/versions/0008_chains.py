@@ -7,7 +7,7 @@ becomes step 2 of a chain whose step 1 is that bunch, named after the production
 step of one chain at most).
 
 Revision ID: 0008_chains
-Revises: 0005_launch_needs_decision
+Revises: 0010_path_catalog
 """
 
 import json
@@ -18,7 +18,7 @@ from alembic import op
 import app.db
 
 revision = "0008_chains"
-down_revision = "0005_launch_needs_decision"
+down_revision = "0010_path_catalog"
 branch_labels = None
 depends_on = None
 
