@@ -358,34 +358,17 @@ def _row(task: Task) -> TaskRow:
 
 def chain_page(chain: Chain) -> ChainPage:
     """The chain as stored: each step's tasks with their launch, PanDA status and why they wait or failed."""
-    ctx = context(is_admin=False)
-    definition = schema.from_document(chain.definition)
+    kinds = context(is_admin=False).kinds
     views = []
+    generated: int | None = None  # events per task of the last generation step (what later steps read)
     for step in chain.steps:
         bunch = step.bunch
         rows = [_row(t) for t in bunch.tasks]
-        kind = ctx.kinds.get(step.step, "?")
-        d = definition.steps[step.position - 1] if step.position <= len(definition.steps) else None
-        events = (
-            (
-                d.total_events
-                if kind == GENERATION
-                else constraints.derived_events(definition, step.position, ctx)
-            )
-            if d
-            else None
-        )
-        views.append(
-            StepView(
-                step,
-                bunch,
-                kind,
-                events,
-                rows,
-                tasks.bunch_progress(bunch),
-                dict(Counter(r.state for r in rows)),
-            )
-        )
+        kind = kinds.get(step.step, "?")
+        if kind == GENERATION:
+            generated = bunch.definition.get("total_events")
+        counts = dict(Counter(r.state for r in rows))
+        views.append(StepView(step, bunch, kind, generated, rows, tasks.bunch_progress(bunch), counts))
     return ChainPage(chain, views)
 
 
