@@ -357,6 +357,14 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class ChainSettings:
+    processing_types: list[str] = setting(
+        ["MC production", "reprocessing"], "processing types offered in the chain form"
+    )
+    max_steps: int = setting(10, "most steps one chain may have", between(1, 50))
+
+
+@dataclass(frozen=True)
 class RequestsSettings:
     url: str = setting(
         "",
@@ -415,6 +423,7 @@ class Settings:
     tasks: TaskSettings = field(default_factory=TaskSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    chains: ChainSettings = field(default_factory=ChainSettings)
     requests: RequestsSettings = field(default_factory=RequestsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
 

@@ -1,7 +1,7 @@
 """PanDA sync: the stored state of each task, its status history, and the sync's own state
 
 Revision ID: 0007_task_sync
-Revises: 0010_path_catalog
+Revises: 0008_chains
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import app.db
 
 revision = "0007_task_sync"
-down_revision = "0010_path_catalog"  # re-chained after main's 0010 (the lead re-chains at merge)
+down_revision = "0008_chains"  # re-chained after main's 0008 (the lead re-chains at merge)
 branch_labels = None
 depends_on = None
 
