@@ -6,6 +6,7 @@ from flask import Flask, g
 from flask_wtf.csrf import generate_csrf
 
 from app import extensions
+from app.actions.views import bp as actions_bp
 from app.audit.views import bp as audit_bp
 from app.auth.current import current_user
 from app.auth.iam import bp as iam_bp
@@ -31,7 +32,9 @@ from app.web.views import bp as web_bp
 __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
-BLUEPRINTS = (web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, chains_bp, prodrequests_bp)
+BLUEPRINTS = (
+    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, actions_bp, chains_bp, prodrequests_bp,
+)  # fmt: skip
 
 
 def create_app(settings: Settings | None = None) -> Flask:

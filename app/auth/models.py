@@ -31,6 +31,9 @@ class User(Model):
     sub: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set for the first-start administrator and for accounts an admin creates: the next login must
+    # choose a new password before anything else.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
 
     password: Mapped["LocalPassword | None"] = relationship(
         back_populates="user", cascade="all, delete-orphan"

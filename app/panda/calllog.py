@@ -126,6 +126,7 @@ def _row(record: CallRecord) -> PandaCall:
         duration_ms=record.duration_ms,
         outcome=record.outcome if record.outcome in OUTCOMES else "error",
         attempt=record.attempt,
+        comment=record.comment[:4000],
     )
 
 

@@ -141,6 +141,41 @@ class PandaApi(Protocol):
         self, user: User, task_id: int, *, unsuccessful_only: bool = False
     ) -> list[JobDescription]: ...
 
+    # Task actions (app/actions): queued commands and direct changes, each with the manager's comment.
+    def kill(self, user: User, task_id: int, *, broadcast: bool = False, comment: str = "") -> CommandResult: ...
+
+    def finish(
+        self, user: User, task_id: int, *, soft: bool = False, broadcast: bool = False, comment: str = ""
+    ) -> CommandResult: ...
+
+    def retry(
+        self, user: User, task_id: int, *, new_parameters: dict[str, Any] | None = None, comment: str = ""
+    ) -> CommandResult: ...
+
+    def pause(self, user: User, task_id: int, *, comment: str = "") -> CommandResult: ...
+
+    def resume(self, user: User, task_id: int, *, comment: str = "") -> CommandResult: ...
+
+    def release(self, user: User, task_id: int, *, comment: str = "") -> CommandResult: ...
+
+    def avalanche(self, user: User, task_id: int, *, comment: str = "") -> CommandResult: ...
+
+    def reassign(
+        self, user: User, task_id: int, *, site: str | None = None, cloud: str | None = None, comment: str = ""
+    ) -> CommandResult: ...
+
+    def increase_attempts(self, user: User, task_id: int, increase: int, *, comment: str = "") -> CommandResult: ...
+
+    def change_priority(self, user: User, task_id: int, priority: int, *, comment: str = "") -> ChangeResult: ...
+
+    def change_attribute(
+        self, user: User, task_id: int, attribute_name: str, value: int, *, comment: str = ""
+    ) -> ChangeResult: ...
+
+    def change_split_rule(
+        self, user: User, task_id: int, attribute_name: str, value: str, *, comment: str = ""
+    ) -> ChangeResult: ...
+
 
 @dataclass(frozen=True)
 class CallRecord:
@@ -159,6 +194,7 @@ class CallRecord:
     duration_ms: int
     outcome: str  # ok | rejected | not_found | auth | unavailable | unknown | unsupported | error
     attempt: int = 1
+    comment: str = ""  # the manager's reason for a command: kept in the log, never sent to PanDA
 
 
 Recorder = Callable[[CallRecord], None]
@@ -359,13 +395,14 @@ class PandaClient:
             log.exception("could not record PanDA call %s", record.method)
 
     def _record_refusal(
-        self, exc: PandaError, user_id: int | None, tname: str, method: str, task_id: int | None, args: dict
+        self, exc: PandaError, user_id: int | None, tname: str, method: str, task_id: int | None, args: dict,
+        comment: str = "",
     ) -> None:
         """Record a call the client refused before sending anything (no token, unsupported)."""
         self._record(
             CallRecord(
                 clock.now(), user_id, self.server, tname, method, task_id, strip_secrets(args),
-                None, None, str(exc), 0, exc.outcome,
+                None, None, str(exc), 0, exc.outcome, comment=comment,
             )
         )  # fmt: skip
 
@@ -431,6 +468,7 @@ class PandaClient:
         transport_name: str,
         task_id: int | None = None,
         interpret: Callable[[Reply], tuple[Any, int | None, int | None]] | None = None,
+        comment: str = "",
     ) -> Any:
         """One HTTP exchange, recorded whatever happens. Returns the Reply, or interpret(reply)[0]."""
         started_at = clock.now()
@@ -445,6 +483,7 @@ class PandaClient:
             task_id=task_id,
             params=strip_secrets(args),
             attempt=attempt,
+            comment=comment,
         )
         try:
             reply = transport.call(self._wire(token), op, args, exchange)
@@ -498,6 +537,7 @@ class PandaClient:
         *,
         task_id: int | None = None,
         auth: bool = True,
+        comment: str = "",
     ) -> Any:
         op = OPS[name]
         user_id = _user_id(user)
@@ -508,17 +548,17 @@ class PandaClient:
                 transport_name = self._detect()
                 transport = self._transports[transport_name]
                 if auth and token is None:
-                    token = self._token(user, op, args, user_id, task_id, transport_name)
+                    token = self._token(user, op, args, user_id, task_id, transport_name, comment)
                 if not transport.supports(name):
                     exc = PandaUnsupported(
                         f"The {transport_name} PanDA API has no equivalent of {name}.",
                         method=name,
                         server=self.server,
                     )
-                    self._record_refusal(exc, user_id, transport_name, name, task_id, args)
+                    self._record_refusal(exc, user_id, transport_name, name, task_id, args, comment)
                     raise exc
                 return self._attempt(
-                    transport, op, args, token, user_id, attempt, transport_name, task_id, interpret
+                    transport, op, args, token, user_id, attempt, transport_name, task_id, interpret, comment
                 )
             except PandaUnavailable:
                 # Only "nothing was processed" errors are retried (including a failed protocol
@@ -536,6 +576,7 @@ class PandaClient:
         user_id: int | None,
         task_id: int | None,
         tname: str,
+        comment: str = "",
     ) -> str:
         if self._tokens is None or user is None:
             reason = "no token provider configured" if self._tokens is None else "no user given"
@@ -560,7 +601,7 @@ class PandaClient:
                     "The token provider returned an empty token.", reason="empty token", method=op.name
                 )
         exc.server = self.server
-        self._record_refusal(exc, user_id, tname, op.name, task_id, args)
+        self._record_refusal(exc, user_id, tname, op.name, task_id, args, comment)
         raise exc
 
     # ------------------------------------------------------------------ interpretation
@@ -822,18 +863,18 @@ class PandaClient:
         return self._call("get_job_descriptions", user, args, self._plain(convert), task_id=task_id)
 
     # -- commands (queued by PanDA; a newer command replaces an unexecuted one) --------------
+    # `comment`: the manager's reason, stored with the call in the interaction log (never sent).
 
-    def kill(self, user: User, task_id: int, *, broadcast: bool = False) -> CommandResult:
-        return self._call(
-            "kill", user, {"task_id": task_id, "broadcast": broadcast}, self._command, task_id=task_id
-        )
+    def kill(self, user: User, task_id: int, *, broadcast: bool = False, comment: str = "") -> CommandResult:
+        args = {"task_id": task_id, "broadcast": broadcast}
+        return self._call("kill", user, args, self._command, task_id=task_id, comment=comment)
 
     def finish(
-        self, user: User, task_id: int, *, soft: bool = False, broadcast: bool = False
+        self, user: User, task_id: int, *, soft: bool = False, broadcast: bool = False, comment: str = ""
     ) -> CommandResult:
         """Finish the task; `soft` waits for running jobs instead of killing them."""
         args = {"task_id": task_id, "soft": soft, "broadcast": broadcast}
-        return self._call("finish", user, args, self._command, task_id=task_id)
+        return self._call("finish", user, args, self._command, task_id=task_id, comment=comment)
 
     def retry(
         self,
@@ -846,6 +887,7 @@ class PandaClient:
         disable_staging_mode: bool = False,
         keep_gshare_priority: bool = False,
         ignore_hard_exhausted: bool = False,
+        comment: str = "",
     ) -> CommandResult:
         """Retry a finished/failed/exhausted task. With `new_parameters` PanDA re-inserts the task
         parameters, which is a submission: the production role is checked first."""
@@ -864,20 +906,23 @@ class PandaClient:
         # (`new_task_id`), 3 = accepted as an incremental execution of this task.
         accepted = (0, 3) if new_parameters else (0,)
         return self._call(
-            "retry", user, args, lambda reply: self._command(reply, accepted=accepted), task_id=task_id
+            "retry", user, args, lambda reply: self._command(reply, accepted=accepted), task_id=task_id,
+            comment=comment,
+        )  # fmt: skip
+
+    def pause(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._call("pause", user, {"task_id": task_id}, self._command, task_id=task_id, comment=comment)
+
+    def resume(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._call("resume", user, {"task_id": task_id}, self._command, task_id=task_id, comment=comment)
+
+    def release(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._call("release", user, {"task_id": task_id}, self._command, task_id=task_id, comment=comment)
+
+    def avalanche(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._call(
+            "avalanche", user, {"task_id": task_id}, self._command, task_id=task_id, comment=comment
         )
-
-    def pause(self, user: User, task_id: int) -> CommandResult:
-        return self._call("pause", user, {"task_id": task_id}, self._command, task_id=task_id)
-
-    def resume(self, user: User, task_id: int) -> CommandResult:
-        return self._call("resume", user, {"task_id": task_id}, self._command, task_id=task_id)
-
-    def release(self, user: User, task_id: int) -> CommandResult:
-        return self._call("release", user, {"task_id": task_id}, self._command, task_id=task_id)
-
-    def avalanche(self, user: User, task_id: int) -> CommandResult:
-        return self._call("avalanche", user, {"task_id": task_id}, self._command, task_id=task_id)
 
     def reassign(
         self,
@@ -888,6 +933,7 @@ class PandaClient:
         cloud: str | None = None,
         nucleus: str | None = None,
         mode: str | None = None,
+        comment: str = "",
     ) -> CommandResult:
         """Reassign to exactly one of site/cloud/nucleus; mode is kill (default), soft or nokill."""
         targets = [t for t in (site, cloud, nucleus) if t]
@@ -896,15 +942,16 @@ class PandaClient:
         if mode not in (None, "kill", "soft", "nokill"):
             raise ValueError("reassign mode must be kill, soft or nokill")
         args = {"task_id": task_id, "site": site, "cloud": cloud, "nucleus": nucleus, "mode": mode}
-        return self._call("reassign", user, args, self._command, task_id=task_id)
+        return self._call("reassign", user, args, self._command, task_id=task_id, comment=comment)
 
-    def increase_attempts(self, user: User, task_id: int, increase: int) -> CommandResult:
+    def increase_attempts(self, user: User, task_id: int, increase: int, *, comment: str = "") -> CommandResult:
         if increase < 0:
             raise ValueError("increase must be a positive integer")
         args = {"task_id": task_id, "increase": increase}
         return self._call(
-            "increase_attempts", user, args, lambda reply: self._command(reply, "increase"), task_id=task_id
-        )
+            "increase_attempts", user, args, lambda reply: self._command(reply, "increase"), task_id=task_id,
+            comment=comment,
+        )  # fmt: skip
 
     def reload_input(self, user: User, task_id: int, *, ignore_hard_exhausted: bool = False) -> CommandResult:
         args = {"task_id": task_id, "ignore_hard_exhausted": ignore_hard_exhausted}
@@ -912,20 +959,24 @@ class PandaClient:
 
     # -- direct changes ------------------------------------------------------------------------
 
-    def change_priority(self, user: User, task_id: int, priority: int) -> ChangeResult:
+    def change_priority(self, user: User, task_id: int, priority: int, *, comment: str = "") -> ChangeResult:
         """Set the task's current priority (taskPriority stays as submitted)."""
         args = {"task_id": task_id, "priority": int(priority)}
-        return self._call("change_priority", user, args, self._change, task_id=task_id)
+        return self._call("change_priority", user, args, self._change, task_id=task_id, comment=comment)
 
-    def change_attribute(self, user: User, task_id: int, attribute_name: str, value: int) -> ChangeResult:
+    def change_attribute(
+        self, user: User, task_id: int, attribute_name: str, value: int, *, comment: str = ""
+    ) -> ChangeResult:
         """attribute_name: ramCount, wallTime, cpuTime or coreCount."""
         args = {"task_id": task_id, "attribute_name": attribute_name, "value": int(value)}
-        return self._call("change_attribute", user, args, self._change, task_id=task_id)
+        return self._call("change_attribute", user, args, self._change, task_id=task_id, comment=comment)
 
-    def change_split_rule(self, user: User, task_id: int, attribute_name: str, value: str) -> ChangeResult:
+    def change_split_rule(
+        self, user: User, task_id: int, attribute_name: str, value: str, *, comment: str = ""
+    ) -> ChangeResult:
         """attribute_name: a two-letter split-rule code PanDA allows to change (e.g. NF, NJ, MF)."""
         args = {"task_id": task_id, "attribute_name": attribute_name, "value": str(value)}
-        return self._call("change_split_rule", user, args, self._change, task_id=task_id)
+        return self._call("change_split_rule", user, args, self._change, task_id=task_id, comment=comment)
 
 
 def _tls_verify(config: ClientConfig) -> bool | str:

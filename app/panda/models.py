@@ -35,6 +35,7 @@ class PandaCall(Model):
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str] = mapped_column(String(16), default="ok")  # one of OUTCOMES
     attempt: Mapped[int] = mapped_column(Integer, default=1)  # 2+ = automatic retry of a read
+    comment: Mapped[str] = mapped_column(Text, default="")  # the manager's reason for a command (never sent)
 
     user = relationship("User")
 

@@ -14,7 +14,15 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
-from app.panda.results import JobDescription, SubmitResult, TaskInfo, TaskSummary, UserAttributes
+from app.panda.results import (
+    ChangeResult,
+    CommandResult,
+    JobDescription,
+    SubmitResult,
+    TaskInfo,
+    TaskSummary,
+    UserAttributes,
+)
 from app.tokens.errors import TokenUnavailable
 
 if TYPE_CHECKING:
@@ -34,6 +42,10 @@ class FakePanda:
         self.script: list[str] = []
         self.submits: list[str] = []
         self.visible = True
+        # Task actions: every command sent, as (method, task id, arguments); `refuse` maps a PanDA
+        # task id to the error its next command raises.
+        self.commands: list[tuple[str, int, dict[str, Any]]] = []
+        self.refuse: dict[int, Exception] = {}
 
     def close(self) -> None:
         pass
@@ -116,6 +128,64 @@ class FakePanda:
         if task_id not in self.tasks:
             raise PandaNotFound("task not found")
         return []
+
+
+    def _command(self, method: str, task_id: int, **args: Any) -> CommandResult:
+        self.commands.append((method, task_id, args))
+        error = self.refuse.pop(task_id, None)
+        if error is not None:
+            raise error
+        return CommandResult(0, f"command={method} is registered for task ID {task_id}. will be executed in a few minutes")
+
+    def _change(self, method: str, task_id: int, **args: Any) -> ChangeResult:
+        self._command(method, task_id, **args)
+        return ChangeResult(1, "1 tasks changed")
+
+    def kill(self, user: User, task_id: int, *, broadcast: bool = False, comment: str = "") -> CommandResult:
+        return self._command("kill", task_id, comment=comment)
+
+    def finish(
+        self, user: User, task_id: int, *, soft: bool = False, broadcast: bool = False, comment: str = ""
+    ) -> CommandResult:
+        return self._command("finish", task_id, soft=soft, comment=comment)
+
+    def retry(
+        self, user: User, task_id: int, *, new_parameters: dict[str, Any] | None = None, comment: str = ""
+    ) -> CommandResult:
+        return self._command("retry", task_id, new_parameters=new_parameters, comment=comment)
+
+    def pause(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._command("pause", task_id, comment=comment)
+
+    def resume(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._command("resume", task_id, comment=comment)
+
+    def release(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._command("release", task_id, comment=comment)
+
+    def avalanche(self, user: User, task_id: int, *, comment: str = "") -> CommandResult:
+        return self._command("avalanche", task_id, comment=comment)
+
+    def reassign(
+        self, user: User, task_id: int, *, site: str | None = None, cloud: str | None = None, comment: str = ""
+    ) -> CommandResult:
+        return self._command("reassign", task_id, site=site, cloud=cloud, comment=comment)
+
+    def increase_attempts(self, user: User, task_id: int, increase: int, *, comment: str = "") -> CommandResult:
+        return self._command("increase_attempts", task_id, increase=increase, comment=comment)
+
+    def change_priority(self, user: User, task_id: int, priority: int, *, comment: str = "") -> ChangeResult:
+        return self._change("change_priority", task_id, priority=priority, comment=comment)
+
+    def change_attribute(
+        self, user: User, task_id: int, attribute_name: str, value: int, *, comment: str = ""
+    ) -> ChangeResult:
+        return self._change("change_attribute", task_id, attribute_name=attribute_name, value=value, comment=comment)
+
+    def change_split_rule(
+        self, user: User, task_id: int, attribute_name: str, value: str, *, comment: str = ""
+    ) -> ChangeResult:
+        return self._change("change_split_rule", task_id, attribute_name=attribute_name, value=value, comment=comment)
 
 
 class LegacyFakePanda(FakePanda):

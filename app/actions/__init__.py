@@ -1,0 +1,1 @@
+"""Task actions: the status × action × role matrix, commands sent to PanDA, bulk actions."""

@@ -1,0 +1,125 @@
+"""Which tasks a bulk action is about: ticked rows of the task list, every task matching the task
+list's filter ("select all N matching this filter"), a bunch, a chain, or a production request.
+
+The filter is the task list's (`app.tasks.services.TaskFilters` and `tasks_query`): the one seam to
+change when the monitoring filter object replaces it (`filters_from` and `_filtered`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from app.chains.models import Chain, ChainStep
+from app.extensions import db
+from app.tasks.models import Task
+from app.tasks.services import TaskFilters, tasks_query
+
+MAX_TASKS = 10_000  # one bulk action acts on at most this many tasks
+FILTER_FIELDS = tuple(f.name for f in fields(TaskFilters))
+SCOPES = ("ids", "filter", "bunch", "chain", "request")
+
+
+class BadSelection(ValueError):
+    """The selection names nothing usable; the message says what is missing."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    scope: str  # one of SCOPES
+    task_ids: tuple[int, ...] = ()
+    filters: TaskFilters | None = None
+    target_id: int | None = None  # the bunch, chain or request
+
+    def describe(self) -> str:
+        """The selection in words, stored with the bulk action."""
+        if self.scope == "ids":
+            return f"{len(self.task_ids)} selected task(s)"
+        if self.scope == "filter":
+            assert self.filters is not None
+            shown = {
+                name: getattr(self.filters, name)
+                for name in ("q", "step", "launch")
+                if getattr(self.filters, name)
+            }
+            return "every task matching " + (", ".join(f"{k}={v}" for k, v in shown.items()) or "no filter")
+        return f"{self.scope} {self.target_id}"
+
+    def form_fields(self) -> list[tuple[str, str]]:
+        """The hidden fields that carry this selection to the next form."""
+        out = [("scope", self.scope)]
+        out += [("task_id", str(i)) for i in self.task_ids]
+        if self.filters is not None:
+            out += [(name, str(getattr(self.filters, name))) for name in FILTER_FIELDS]
+        if self.target_id is not None:
+            out.append(("target_id", str(self.target_id)))
+        return out
+
+
+def filters_from(data: Mapping[str, Any]) -> TaskFilters:
+    """The task list's filter from its query string (or the hidden fields that carry it)."""
+    values = {name: str(data.get(name) or "").strip() for name in FILTER_FIELDS}
+    return TaskFilters(**{k: v for k, v in values.items() if v})
+
+
+def selection_from(data: Any) -> Selection:
+    """A selection from a form (a MultiDict: `task_id` may repeat); raises BadSelection."""
+    scope = str(data.get("scope") or "")
+    if scope == "ids":
+        raw = data.getlist("task_id") if hasattr(data, "getlist") else data.get("task_id") or []
+        ids = tuple(dict.fromkeys(int(v) for v in raw if str(v).isdigit()))
+        if not ids:
+            raise BadSelection("tick at least one task")
+        if len(ids) > MAX_TASKS:
+            raise BadSelection(f"at most {MAX_TASKS} tasks at once")
+        return Selection("ids", task_ids=ids)
+    if scope == "filter":
+        return Selection("filter", filters=filters_from(data))
+    if scope in ("bunch", "chain", "request"):
+        target = str(data.get("target_id") or "")
+        if not target.isdigit():
+            raise BadSelection(f"no {scope} given")
+        return Selection(scope, target_id=int(target))
+    raise BadSelection("nothing selected")
+
+
+def _filtered(filters: TaskFilters) -> Select[Any]:
+    return tasks_query(filters).with_only_columns(Task.id).order_by(None).order_by(Task.id)
+
+
+def _query(selection: Selection) -> Select[Any]:
+    ids = select(Task.id)
+    if selection.scope == "ids":
+        return ids.where(Task.id.in_(selection.task_ids)).order_by(Task.id)
+    if selection.scope == "filter":
+        assert selection.filters is not None
+        return _filtered(selection.filters)
+    if selection.scope == "bunch":
+        return ids.where(Task.bunch_id == selection.target_id).order_by(Task.bunch_index)
+    if selection.scope == "chain":
+        steps = select(ChainStep.bunch_id).where(ChainStep.chain_id == selection.target_id)
+        return ids.where(Task.bunch_id.in_(steps)).order_by(Task.id)
+    return ids.where(Task.spec["request_id"].as_integer() == selection.target_id).order_by(Task.id)
+
+
+def count(selection: Selection) -> int:
+    """How many tasks the selection names now."""
+    return (
+        db.session.scalar(select(func.count()).select_from(_query(selection).order_by(None).subquery())) or 0
+    )
+
+
+def selected_tasks(selection: Selection) -> list[Task]:
+    """The selected tasks (at most MAX_TASKS; BadSelection beyond, or when there are none)."""
+    if selection.scope == "chain" and db.session.get(Chain, selection.target_id) is None:
+        raise BadSelection("no such chain")
+    ids = list(db.session.scalars(_query(selection).limit(MAX_TASKS + 1)))
+    if not ids:
+        raise BadSelection("no task matches this selection")
+    if len(ids) > MAX_TASKS:
+        raise BadSelection(f"more than {MAX_TASKS} tasks match: narrow the filter")
+    tasks = {t.id: t for t in db.session.scalars(select(Task).where(Task.id.in_(ids)))}
+    return [tasks[i] for i in ids if i in tasks]
