@@ -131,17 +131,14 @@ class Progress:
 
 def progress(bulk: BulkAction) -> Progress:
     """The bulk action's counts per outcome and its items (with their tasks)."""
-    counts = dict(
-        db.session.execute(
-            select(BulkItem.outcome, func.count())
-            .where(BulkItem.bulk_id == bulk.id)
-            .group_by(BulkItem.outcome)
-        ).tuples()
+    rows = db.session.execute(
+        select(BulkItem.outcome, func.count()).where(BulkItem.bulk_id == bulk.id).group_by(BulkItem.outcome)
     )
+    counts = {str(outcome): n for outcome, n in rows}
     items = list(
         db.session.scalars(select(BulkItem).where(BulkItem.bulk_id == bulk.id).order_by(BulkItem.id))
     )
-    return Progress(bulk, {str(k): v for k, v in counts.items()}, items)
+    return Progress(bulk, counts, items)
 
 
 def retry_selection(bulk: BulkAction) -> Selection:

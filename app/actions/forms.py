@@ -50,7 +50,12 @@ class ModifyForm(FlaskForm):
     memory_mb = StringField("Memory per core, MB")
     walltime_s = StringField("Walltime per job, s")
     split_rule = SelectField(
-        "Split rule", choices=[SelectChoice("", "—"), *(SelectChoice(r) for r in SPLIT_RULES)], validate_choice=False
+        "Split rule",
+        choices=[
+            SelectChoice("", "—"),
+            *(SelectChoice(tag, f"{tag} ({name})") for tag, name in SPLIT_RULES.items()),
+        ],
+        validate_choice=False,
     )  # the service checks it
     split_value = StringField("Split rule value")
     add_attempts = StringField(

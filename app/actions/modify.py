@@ -22,27 +22,14 @@ from app.config import get_settings
 from app.extensions import db, panda_clients
 from app.tasks.models import Task
 
-# The split-rule tags PanDA lets a running task change (`changeable_split_rule_tags`, real server).
-SPLIT_RULES = (
-    "AI",
-    "TW",
-    "EC",
-    "MF",
-    "NG",
-    "NI",
-    "NF",
-    "ES",
-    "NJ",
-    "AV",
-    "IL",
-    "LI",
-    "LC",
-    "CC",
-    "OT",
-    "UZ",
-    "IM",
-    "NP",
-)
+# The split-rule tags PanDA lets a running task change (`changeable_split_rule_tags` of the real
+# server, reference/panda-real-replies.md #65) and their names in PanDA's task information.
+SPLIT_RULES = {
+    "AI": "allowIncompleteInDS", "TW": "t1Weight", "EC": "nEsConsumers", "MF": "nMaxFilesPerJob",
+    "NG": "nGBPerJob", "NI": "noInputPooling", "NF": "nFilesPerJob", "ES": "nEventsPerWorker",
+    "NJ": "nJumboJobs", "AV": "avoidVP", "IL": "allowInputLAN", "LI": "useLocalIO", "LC": "noLoopingCheck",
+    "CC": "maxCoreCount", "OT": "onlyTagsForFC", "UZ": "useZipToPin", "IM": "ignoreMissingInDS", "NP": "noAutoPause",
+}  # fmt: skip
 _RULE_VALUE = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 LABELS = {
     "priority": "Priority",
@@ -64,7 +51,9 @@ class Change:
 
     @property
     def label(self) -> str:
-        return LABELS[self.field] + (f" {self.params['rule']}" if self.field == "split_rule" else "")
+        if self.field == "split_rule":
+            return f"{LABELS[self.field]} {self.params['rule']} ({SPLIT_RULES[self.params['rule']]})"
+        return LABELS[self.field]
 
 
 def current_values(task: Task) -> dict[str, Any]:

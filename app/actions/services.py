@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -31,7 +31,6 @@ from app.panda.errors import (
     PandaRejected,
 )
 from app.panda.results import ChangeResult, CommandResult
-from app.sync.models import TaskStatusChange
 from app.tasks.models import Task
 from app.tokens.errors import TokenUnavailable
 
@@ -105,26 +104,6 @@ def buttons(task: Task, user: User | None) -> list[Button]:
 
 # --- parameters -------------------------------------------------------------------------------
 
-SPLIT_RULES = (
-    "NF",
-    "NJ",
-    "MF",
-    "NG",
-    "NI",
-    "AV",
-    "IL",
-    "LI",
-    "LC",
-    "CC",
-    "OT",
-    "UZ",
-    "IM",
-    "NP",
-    "AI",
-    "TW",
-    "EC",
-    "ES",
-)
 _SITE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
@@ -410,28 +389,16 @@ def _shows(command: TaskCommand, status: str | None) -> bool:
     return expected is not None and status in expected
 
 
-def shown_in_panda(command: TaskCommand, task: Task, history: list[TaskStatusChange] | None = None) -> bool:
-    """Does what the panel read from PanDA since the command was queued show it executed?"""
-    read_after = task.panda_checked_at is not None and task.panda_checked_at >= command.requested_at
-    if read_after and _shows(command, task.panda_status):
+def shown_in_panda(command: TaskCommand, task: Task) -> bool:
+    """Does the status the panel read from PanDA since the command was queued show it executed? (The
+    status as last read, not the history: PanDA's clock stamps the history, the panel's the command.)"""
+    if task.panda_checked_at is None or task.panda_checked_at < command.requested_at:
+        return False
+    if _shows(command, task.panda_status):
         return True
-    if history is None:
-        history = status_history_since(task, command.requested_at)
-    if any(change.began_at >= command.requested_at and _shows(command, change.status) for change in history):
-        return True
-    # No status shows it (release), or it may have come and gone between two syncs (reassign).
-    return bool(read_after and task.panda_checked_at and task.panda_checked_at - command.requested_at >= COMMAND_WINDOW
-                and (EXPECTED.get(command.action, ()) is None or command.action == "reassign"))  # fmt: skip
-
-
-def status_history_since(task: Task, since: datetime) -> list[TaskStatusChange]:
-    return list(
-        db.session.scalars(
-            select(TaskStatusChange).where(
-                TaskStatusChange.task_id == task.id, TaskStatusChange.began_at >= since
-            )
-        )
-    )
+    # No status shows it (release), or it may have come and gone between two reads (reassign).
+    quiet = EXPECTED.get(command.action, ()) is None or command.action == "reassign"
+    return quiet and task.panda_checked_at - command.requested_at >= COMMAND_WINDOW
 
 
 @dataclass(frozen=True)

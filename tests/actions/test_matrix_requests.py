@@ -28,7 +28,11 @@ from tests.fakes.panda import FakePanda
 from tests.helpers import csrf_token
 
 # Valid parameters for the actions that need some.
-PARAMS = {"priority": {"priority": "700"}, "increase_attempts": {"increase": "2"}, "reassign": {"cloud": "JINR"}}
+PARAMS = {
+    "priority": {"priority": "700"},
+    "increase_attempts": {"increase": "2"},
+    "reassign": {"cloud": "JINR"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,9 @@ def world(tmp_path_factory, migrated_sqlite):
         client = app.test_client()
         with app.app_context():
             token = csrf_token(client)
-            client.post("/login", data={"csrf_token": token, "username": f"m-{role}", "password": TEST_PASSWORD})
+            client.post(
+                "/login", data={"csrf_token": token, "username": f"m-{role}", "password": TEST_PASSWORD}
+            )
             g.pop("csrf_token", None)
             clients[role] = (client, csrf_token(client, "/tasks/"))
     yield app, fake, clients, task_id, user_ids
@@ -101,7 +107,11 @@ def test_service(world, action, status, role):
         user = db.session.get(User, user_ids[role])
         expected = check(action, status, role)
         assert services.verdict(task, action, user) == expected
-        params = {"field": "memory_mb", "from": None, "to": 3000} if action == "modify" else services.parse_params(action, PARAMS.get(action, {}))
+        params = (
+            {"field": "memory_mb", "from": None, "to": 3000}
+            if action == "modify"
+            else services.parse_params(action, PARAMS.get(action, {}))
+        )
         sent_before = len(fake.commands)
         if expected:
             command = services.act_on_task(task, action, params, user, "matrix test", client=fake)
@@ -129,4 +139,6 @@ def test_the_action_pages_show_every_field_they_need(world):
 def test_commands_are_recorded(world):
     app, _, _, task_id, _ = world
     with app.app_context():
-        assert db.session.scalar(select(TaskCommand).where(TaskCommand.task_id == task_id).limit(1)) is not None
+        assert (
+            db.session.scalar(select(TaskCommand).where(TaskCommand.task_id == task_id).limit(1)) is not None
+        )
