@@ -9,6 +9,8 @@ Exactly once, step by step:
 3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
    task up by name in PanDA and adopts the task id when found. When PanDA cannot tell (its listing
    may hide the task), the row waits for a manager's decision (needs_decision).
+4. A launch whose owner has no valid token while SPD-IAM is unreachable is not claimed: it stays
+   pending with the reason ("waiting: SPD-IAM unreachable since …") and goes out on a later dispatch.
 
 This module is a background job: it commits, one transaction per row. It runs in a thread per bunch
 started once a request's launches are committed (``dispatch_after_commit``), and at start-up for
@@ -43,7 +45,8 @@ from app.panda.errors import (
     PandaUnsupported,
 )
 from app.tasks.models import Task
-from app.tokens.errors import TokenUnavailable
+from app.tokens import services as token_vault
+from app.tokens.errors import IamUnreachable, TokenUnavailable
 from app.transaction import after_commit
 from app.version import VERSION
 
@@ -113,12 +116,30 @@ def adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -
 
 def dispatch_launch(launch_id: int, client: PandaApi) -> str:
     """Claim and submit one launch; returns its final status. Commits."""
+    if _waits_for_iam(launch_id):
+        return S.PENDING
     if not claim(launch_id, clock.now()):
         return db.session.get_one(Launch, launch_id).status
     launch = db.session.get_one(Launch, launch_id)
     _send(launch, client)
     db.session.commit()
     return launch.status
+
+
+def _waits_for_iam(launch_id: int) -> bool:
+    """SPD-IAM is down and the owner has no valid token left: the launch stays pending, unclaimed,
+    with the reason (committed), and is tried again later. Any other token problem is the submit's."""
+    launch = db.session.get_one(Launch, launch_id)
+    try:
+        if launch.status == S.PENDING and launch.created_by_id is not None:
+            token_vault.token_for(launch.created_by_id)
+    except IamUnreachable as exc:
+        launch.error = f"waiting: {exc.reason}"
+        db.session.commit()
+        return True
+    except TokenUnavailable:
+        pass
+    return False
 
 
 def _send(launch: Launch, client: PandaApi) -> None:
