@@ -17,6 +17,7 @@ from app.config import Settings, load_settings
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
+from app.prodrequests.views import bp as prodrequests_bp
 from app.tasks.views import bp as tasks_bp
 from app.tokens.views import bp as tokens_bp
 from app.transaction import TransactionalFlask
@@ -28,7 +29,7 @@ from app.web.views import bp as web_bp
 __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
-BLUEPRINTS = (web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp)
+BLUEPRINTS = (web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, prodrequests_bp)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -25,6 +25,7 @@ from app.paths import ensure_private_dir, instance_dir, keep_private
 from app.runtime import start_background, stop_background
 from app.tokens.cli import keys
 from pandasim.cli import panda_sim
+from reqsim.cli import requests_sim
 
 
 def _remember_instance(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -166,6 +167,7 @@ def db_history() -> None:
 main.add_command(users)
 main.add_command(keys)
 main.add_command(panda_sim)
+main.add_command(requests_sim)
 main.add_command(routes_command)
 main.add_command(shell_command)
 

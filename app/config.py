@@ -234,8 +234,14 @@ class PandaSettings:
     retry_backoff_s: float = setting(
         0.5, "first pause between attempts, doubled on each further attempt", at_least(0)
     )
-    verify_tls: bool = setting(True, "check PanDA's TLS certificate")
-    ca_bundle: str = setting("", 'path to a CA bundle for PanDA\'s certificate ("" = system/certifi default)')
+    verify: bool = setting(
+        True, "check PanDA's TLS certificate (false: tests only; every page then shows a warning)"
+    )
+    ca_bundle: str = setting(
+        "",
+        "CA certificates for PanDA's certificate: a file, or a directory such as "
+        '/etc/grid-security/certificates ("" = the system store)',
+    )
     proxy: str = setting(
         "",
         'HTTP(S) proxy for PanDA, e.g. http://proxy.jinr.ru:3128 ("" = direct; *_PROXY env vars are ignored)',
@@ -246,10 +252,10 @@ class PandaSettings:
     )
     sim_seed: int = setting(1, "sandbox simulator: seed of lifecycles, sizes and faults")
     sim_time_scale: float = setting(60.0, "sandbox simulator: simulated seconds per real second", at_least(0))
-    sim_transports: str = setting(
-        "both",
-        "sandbox simulator protocols: v1 (like panda-server 1.0.x), legacy (like 0.8.x) or both",
-        one_of("v1", "legacy", "both"),
+    sim_version: str = setting(
+        "1.0",
+        'sandbox simulator: the panda-server it emulates, "1.0" (API v1) or "0.8" (legacy API only)',
+        one_of("1.0", "0.8"),
     )
     sim_state_path: str = setting(
         "panda-sim.sqlite3",
@@ -307,6 +313,49 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class RequestsSettings:
+    url: str = setting(
+        "",
+        'spd-requests base URL, e.g. https://spd-requests.jinr.ru ("" = built-in simulator)',
+        HTTP_URL,
+    )
+    token: str = setting(
+        "", 'API token sent as "Authorization: Token <token>" (prefer PRODPANEL_REQUESTS__TOKEN)'
+    )
+    connect_timeout_s: float = setting(3.0, "seconds to establish a connection to spd-requests", above(0))
+    read_timeout_s: float = setting(10.0, "seconds to wait for each reply of spd-requests", above(0))
+    verify_tls: bool = setting(True, "check spd-requests' TLS certificate")
+    ca_bundle: str = setting("", 'CA bundle for spd-requests\' certificate ("" = system/certifi default)')
+    proxy: str = setting(
+        "", 'HTTP(S) proxy for spd-requests ("" = direct; *_PROXY env vars are ignored)', HTTP_URL
+    )
+    cache_s: int = setting(
+        300, "requests fetched are shown this long before spd-requests is asked again", at_least(0)
+    )
+    retry_after_s: int = setting(
+        30, "after a failed fetch spd-requests is left alone this long (Refresh asks at once)", at_least(0)
+    )
+    page_size: int = setting(20, "requests per page of the Requests list", between(5, 500))
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    container_globs: list[str] = setting(
+        ["/cvmfs/spd.jinr.ru/images/*.sif"],
+        "container images offered in the task form (scanned when mounted)",
+    )
+    exec_globs: list[str] = setting(
+        ["/cvmfs/spd.jinr.ru/production/MC/*"],
+        "execution-file paths offered in the task form (scanned when mounted)",
+    )
+    version_regex: str = setting(
+        r"(?i)spdroot\D*?(\d+(?:\.\d+)*?)(?=[-_]|\.[\d.]+gev|\.[a-z]|$)",
+        "software version in a path's last component or a request's version (group 1; digits compared)",
+        REGEX,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
     database_url: str = setting(
@@ -320,6 +369,8 @@ class Settings:
     iam: IamSettings = field(default_factory=IamSettings)
     panda: PandaSettings = field(default_factory=PandaSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    requests: RequestsSettings = field(default_factory=RequestsSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -5,5 +5,6 @@ from app.auth import models as auth_models  # noqa: F401
 from app.auth import sessions as auth_sessions  # noqa: F401
 from app.launches import models as launches_models  # noqa: F401
 from app.panda import models as panda_models  # noqa: F401
+from app.prodrequests import models as prodrequests_models  # noqa: F401
 from app.tasks import models as tasks_models  # noqa: F401
 from app.tokens import models as token_models  # noqa: F401

@@ -9,6 +9,7 @@ from flask import Flask
 from app.extensions import db
 from app.launches.dispatcher import dispatch_due, wait_for_dispatchers
 from app.panda.calllog import stop_call_log
+from app.prodrequests.jobs import scheduled_rescan
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,14 @@ def start_background(app: Flask) -> list[Stopper]:
         attach_sandbox(app, running)
         log.info("sandbox mode: PanDA simulator on %s", running.url)
         stoppers.append(running.stop)
+    if not settings.requests.url:  # sandbox: the requests-service simulator on a loopback port
+        from app.prodrequests.sandbox import start_sandbox as start_requests_sim
+
+        requests_sim = start_requests_sim(app)
+        log.info("sandbox mode: requests-service simulator on %s", requests_sim.url)
+        stoppers.append(requests_sim.stop)
+    scan = start_catalog_scan(app)
+    stoppers.append(lambda: scan.join(timeout=30))  # the scan uses the database: let it end first
     resumer = resume_launches(app)
 
     def finish_dispatching() -> None:
@@ -57,6 +66,13 @@ def resume_launches(app: Flask) -> threading.Thread:
                 db.session.remove()
 
     thread = threading.Thread(target=run, name="resume-launches", daemon=True)
+    thread.start()
+    return thread
+
+
+def start_catalog_scan(app: Flask) -> threading.Thread:
+    """Scan CVMFS for the path catalog once at start, in a thread (an automount may be slow)."""
+    thread = threading.Thread(target=scheduled_rescan, args=(app,), name="path-catalog-scan", daemon=True)
     thread.start()
     return thread
 

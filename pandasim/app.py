@@ -104,15 +104,17 @@ class SimApp:
         if path.startswith("/_sim/") and self.config.admin_endpoints:
             return self._admin(environ, start_response, path)
         fields = path.split("/")
+        legacy_server = self.config.version == "0.8"
         if path.startswith("/api/") and len(fields) == 5:
-            if self.config.transports == "legacy":
+            if legacy_server:  # 0.8.x behind Apache: only /server/panda/ is mapped to the server
                 return _text(start_response, "404 Not Found", "Not Found")
             version, module, method = fields[2], fields[3], fields[4]
             func = api_v1.MODULES.get(module, {}).get(method) if version in ("v1", "latest") else None
             return self._dispatch(environ, start_response, method, func, new_api=True)
         if path.startswith("/server/panda/") and len(fields) == 4:
             method = fields[3]
-            func = legacy.METHODS.get(method) if self.config.transports != "v1" else None
+            # 1.0.x removed the legacy task methods: each answers 403 "method X is forbidden"
+            func = legacy.METHODS.get(method) if legacy_server else None
             return self._dispatch(environ, start_response, method, func, new_api=False)
         return _text(start_response, "404 Not Found", "Not Found")
 

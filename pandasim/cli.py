@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import sys
 
 import click
 
-from .config import Faults, SimConfig
+from .config import VERSIONS, Faults, SimConfig
 
 
 @click.command("panda-sim")
@@ -19,8 +20,8 @@ from .config import Faults, SimConfig
     "--time-scale", default=60.0, show_default=True, type=float, help="Simulated seconds per real second."
 )
 @click.option(
-    "--transports", default="both", show_default=True, type=click.Choice(["v1", "legacy", "both"]),
-    help="v1 (like panda-server 1.0.x), legacy (like 0.8.x) or both.",
+    "--version", "version", default="1.0", show_default=True, type=click.Choice(VERSIONS),
+    help="The panda-server emulated: 1.0 (API v1; legacy methods forbidden) or 0.8 (legacy API only).",
 )  # fmt: skip
 @click.option("--vo", default="spd", show_default=True)
 @click.option(
@@ -34,23 +35,36 @@ from .config import Faults, SimConfig
 @click.option(
     "--issuer-url", default="", help="External OIDC issuer (default: the embedded one under /oidc)."
 )
+@click.option("--tls-cert", default="", help="Serve HTTPS with this certificate chain (PEM; with --tls-key).")
+@click.option("--tls-key", default="", help="The private key of --tls-cert (PEM).")
+@click.option("--ca-bundle", default="", help="CA file trusted when fetching the OIDC issuer's keys.")
 @click.option("--state", "state_path", default="", help="SQLite file for the state (default: memory).")
 @click.option(
     "--faults", "faults_json", default="", help='Fault injection as JSON, e.g. {"error_rate": 0.1}.'
 )
 def panda_sim(
-    host, port, seed, time_scale, transports, vo, client_ids, issuer_url, state_path, faults_json
-) -> None:
-    """Run the PanDA simulator (API v1 + legacy, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
+    host, port, seed, time_scale, version, vo, client_ids, issuer_url, tls_cert, tls_key, ca_bundle,
+    state_path, faults_json,
+) -> None:  # fmt: skip
+    """Run the PanDA simulator (one server version, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
     from . import create_simulator, serve_in_thread
 
     faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
     config = SimConfig(
-        seed=seed, time_scale=time_scale, transports=transports, vo=vo, client_ids=tuple(client_ids),
-        issuer_url=issuer_url, state_path=state_path, faults=faults,
+        seed=seed, time_scale=time_scale, version=version, vo=vo, client_ids=tuple(client_ids),
+        issuer_url=issuer_url, ca_bundle=ca_bundle, state_path=state_path, faults=faults,
     )  # fmt: skip
-    running = serve_in_thread(create_simulator(config), host=host, port=port)
-    click.echo(f"PanDA simulator on {running.url}  (API {transports}, seed {seed}, x{time_scale})")
+    tls = None
+    if tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(tls_cert, tls_key or None)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)  # before the port opens: a caller may stop us at once
+    running = serve_in_thread(create_simulator(config), host=host, port=port, ssl_context=tls)
+    click.echo(f"PanDA simulator on {running.url}  (like panda-server {version}.x, seed {seed}, x{time_scale})")
     if not issuer_url:
         click.echo(f"OIDC issuer {running.url}/oidc ; mint tokens: POST {running.url}/oidc/mint")
         click.echo(
@@ -59,11 +73,6 @@ def panda_sim(
             + '"}'
         )
     sys.stdout.flush()
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
     try:
         signal.pause()
     except KeyboardInterrupt:

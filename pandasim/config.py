@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TRANSPORTS = ("v1", "legacy", "both")
+VERSIONS = ("0.8", "1.0")  # panda-server 0.8.x: legacy API only; 1.0.x: API v1, legacy methods forbidden
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Timings:
     refine_s: float = 30.0  # registered -> defined/pending
     generate_s: float = 60.0  # defined -> scouting/running
     command_delay_s: float = 60.0  # queued command -> executed by TaskCommando
-    abort_s: float = 30.0  # toabort -> aborted, finishing -> final, toretry -> ready ...
+    abort_s: float = 30.0  # toabort -> aborted, passed -> final, toretry -> ready ...
     job_walltime_s: float = 3600.0  # nominal walltime of one job (0.8-1.0 of it drawn per job)
     slots: int = 1000  # jobs of one task running at the same time
     n_scouts: int = 10  # scout jobs when the task does not skip scouting
@@ -51,7 +51,7 @@ class SimConfig:
 
     seed: int = 1  # one seed makes lifecycles, sizes and faults reproducible
     time_scale: float = 1.0  # simulated seconds per real second (0 = clock moves only when advanced)
-    transports: str = "both"  # "v1" (like 1.0.x), "legacy" (like 0.8.x) or "both"
+    version: str = "1.0"  # the panda-server emulated: "1.0" (API v1) or "0.8" (the legacy /server/panda/ API)
     issuer_url: str = ""  # external OIDC issuer ("" = embedded SimIssuer)
     ca_bundle: str = ""  # CA file trusted when fetching the issuer's discovery and keys ("" = system store)
     client_ids: tuple[str, ...] = ("prodpanel",)  # client ids of the VO auth config (aud accepted)
@@ -81,8 +81,8 @@ class SimConfig:
     sites: tuple[str, ...] = ("JINR_PROD", "JINR_PROD_2", "PNPI_PROD")
 
     def __post_init__(self) -> None:
-        if self.transports not in TRANSPORTS:
-            raise ValueError(f"transports must be one of {TRANSPORTS}, got {self.transports!r}")
+        if self.version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {self.version!r}")
         if isinstance(self.faults, dict):
             self.faults = Faults.from_dict(self.faults)
         if isinstance(self.timings, dict):

@@ -17,7 +17,8 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+import traceback
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,15 +168,17 @@ CHANGEABLE_SPLIT_RULE_TAGS = [
 ]  # fmt: skip
 _TAG_NAMES = {v: k for k, v in SPLIT_RULE_TAGS.items()}
 
+# superStatus mirrors DEFT's status, which JEDI updates on these transitions only
+# (task_complex_module.py): a defined or pending task still says "registered".
 SUPER_STATUS = {
     "registered": "registered",
-    "defined": "submitting",
-    "assigning": "submitting",
-    "ready": "submitting",
-    "pending": "submitting",
     "scouting": "submitting",
-    "scouted": "submitting",
+    **{s: s for s in ("running", "assigning", "staging", "exhausted", "aborting", "aborted", "broken")},
+    **{s: s for s in ("done", "finished", "failed")},
 }
+
+# GenTaskRefiner's transformation when the task names none
+DEFAULT_TRANS_PATH = "https://pandaserver-doma.cern.ch/trf/user/runGen-00-00-02"
 
 
 def fmt_dt(ts: float) -> str:
@@ -275,6 +278,8 @@ class Jedi:
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
             -- which task a PandaID belongs to: each round of jobs takes the PandaIDs pid0 .. pid0+m-1
             CREATE TABLE IF NOT EXISTS rounds (pid0 INTEGER PRIMARY KEY, m INTEGER NOT NULL, task_id INTEGER NOT NULL);
+            -- the datasets DDM knows: outputs of the tasks JEDI defined (input of tasks without a parent)
+            CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, task_id INTEGER NOT NULL);
             INSERT OR IGNORE INTO meta VALUES ('next_task_id', 1);
             INSERT OR IGNORE INTO meta VALUES ('next_panda_id', 1);
             INSERT OR IGNORE INTO meta VALUES ('clock', 0);
@@ -345,23 +350,25 @@ class Jedi:
 
     # ------------------------------------------------------------------ clock-driven lifecycle
     def catch_up(self, now: float) -> int:
-        """Apply every transition and queued command due at or before `now`; returns how many."""
+        """Apply every transition and queued command due at or before `now`, in time order across
+        tasks (a child's refiner sees its parent as it was at that moment); returns how many."""
         applied = 0
         with self.lock:
             self.db.execute("BEGIN")
             try:
                 while True:
-                    rows = self.db.execute(
-                        "SELECT jediTaskID, in_jedi, spec, params, sim, cmd FROM tasks "
-                        "WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT 200",
+                    due = self.db.execute(
+                        "SELECT jediTaskID, due_at FROM tasks WHERE due_at IS NOT NULL AND due_at <= ? "
+                        "ORDER BY due_at, jediTaskID LIMIT 2",
                         (now,),
                     ).fetchall()
-                    if not rows:
+                    if not due:
                         break
-                    for row in rows:
-                        t = self._row_to_task(row)
-                        applied += self._advance_task(t, now)
-                        self._save(t)
+                    # The first task runs until the next task's turn, then the order is looked at again.
+                    horizon = due[1][1] if len(due) > 1 else now
+                    t = self._load(due[0][0])
+                    applied += self._advance_task(t, horizon)
+                    self._save(t)
                 self.db.execute("UPDATE meta SET value=? WHERE key='clock' AND value<?", (int(now), int(now)))
                 self.db.execute("COMMIT")
             except BaseException:
@@ -397,7 +404,7 @@ class Jedi:
     def _set_status(self, t: dict[str, Any], status: str, at: float, error: str | None = None) -> None:
         spec = t["spec"]
         spec["status"] = status
-        spec["superStatus"] = SUPER_STATUS.get(status, status)
+        spec["superStatus"] = SUPER_STATUS.get(status, spec["superStatus"])
         spec["modificationTime"] = fmt_dt(at)
         spec["stateChangeTime"] = fmt_dt(at)
         if error is not None:
@@ -430,28 +437,51 @@ class Jedi:
         self._schedule(t, "refine", at + self.config.timings.refine_s)
 
     def _phase_refine(self, t: dict[str, Any], at: float) -> None:
+        """JEDI's TaskRefiner: extractCommon, then the parent check, then doRefine (TaskRefiner.py)."""
         if t["sim"].get("outcome") == "broken":
-            self._set_status(t, "tobroken", at, "task parameters are broken (simulated)")
-            self._schedule(t, "broken", at + self.config.timings.abort_s)
+            self._break(t, at, "task parameters are broken (simulated)")
+            return
+        error = extract_common_error(t["params"])
+        if error is not None:
+            self._break(t, at, error)
             return
         parent = t["spec"]["parent_tid"]
         if parent is not None and parent != t["id"]:
             self._phase_parent_check(t, at)
             return
-        self._define(t, at)
+        self._refine(t, at)
 
     def _phase_parent_check(self, t: dict[str, Any], at: float) -> None:
+        """checkParentTask_JEDI: done/finished -> refine; still running -> pending; broken, aborted,
+        failed or not in JEDI at all -> the child breaks."""
         parent_id = t["spec"]["parent_tid"]
         row = self.db.execute(
             "SELECT status, sim FROM tasks WHERE jediTaskID=? AND in_jedi=1", (parent_id,)
         ).fetchone()
         parent_status = row[0] if row else None
         if parent_status in GOOD_PARENT:
-            self._define(t, at, parent_done_jobs=json.loads(row[1]).get("n_ok", 0))
-        elif parent_status in BAD_PARENT:
-            self._set_status(t, "failed", at, f"parent task {parent_id} failed to complete")
+            self._refine(t, at, parent_done_jobs=json.loads(row[1]).get("n_ok", 0))
+        elif parent_status is None or parent_status in BAD_PARENT:
+            self._break(t, at, f"parent task {parent_id} failed to complete")
         elif t["spec"]["status"] != "pending":
             self._set_status(t, "pending", at, f"pending until parent task {parent_id} is done")
+
+    def _refine(self, t: dict[str, Any], at: float, parent_done_jobs: int | None = None) -> None:
+        """doRefine: the job parameters and datasets; the task is defined or breaks."""
+        error = do_refine_error(t["params"], self._known_dataset)
+        if error is not None:
+            self._break(t, at, error)
+            return
+        self._define(t, at, parent_done_jobs)
+
+    def _known_dataset(self, name: str) -> bool:
+        """Whether DDM knows the dataset: in the simulator, the output of a task JEDI defined."""
+        return self.db.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone() is not None
+
+    def _break(self, t: dict[str, Any], at: float, error: str) -> None:
+        """A refinement failure: `tobroken` with JEDI's errorDialog, `broken` shortly after."""
+        self._set_status(t, "tobroken", at, error)
+        self._schedule(t, "broken", at + self.config.timings.abort_s)
 
     def _phase_broken(self, t: dict[str, Any], at: float) -> None:
         self._set_status(t, "broken", at)
@@ -468,6 +498,11 @@ class Jedi:
             sim["n_input_files"] = n_files
         sim["n_jobs"] = max(n_jobs, 1)
         t["spec"]["errorDialog"] = None
+        t["spec"]["startTime"] = t["spec"]["startTime"] or fmt_dt(at)
+        self.db.executemany(  # JEDI registers the output datasets of a defined task
+            "INSERT OR IGNORE INTO datasets VALUES (?, ?)",
+            [(item["dataset"], t["id"]) for item in output_items(params)],
+        )
         self._set_status(t, "defined", at)
         self._schedule(t, "generate", at + self.config.timings.generate_s)
 
@@ -593,7 +628,7 @@ class Jedi:
         elif name == "finish":
             soft = (cmd.get("comment") or "").startswith("soft ")
             self._stop_rounds(t, at, cancel=not soft)
-            self._set_status(t, "finishing", at)
+            self._set_status(t, "passed", at)  # accepted; real 1.0.4 shows "passed" here
             self._schedule(t, "finish_done", max(at + timings.abort_s, self._rounds_end(t)))
         elif name == "retry":
             self._set_status(t, "toretry", at)
@@ -802,23 +837,26 @@ class Jedi:
                 processingType=params.get("processingType"),
                 taskPriority=params.get("taskPriority", 100),
                 currentPriority=params.get("currentPriority", params.get("taskPriority", 100)),
-                architecture=params.get("architecture"),
+                architecture=reformat_architecture(params.get("architecture")),
                 transUses=params.get("transUses"),
                 transHome=params.get("transHome"),
-                transPath=params.get("transPath"),
+                transPath=params.get("transPath", DEFAULT_TRANS_PATH),
                 splitRule=build_split_rule(params),
-                walltime=params.get("walltime"),
+                walltime=params.get("walltime", 0),
                 walltimeUnit=params.get("walltimeUnit"),
-                ramCount=params.get("ramCount", 2000),
-                ramUnit=params.get("ramUnit", "MBPerCore"),
+                ramCount=params.get("ramCount", 2000),  # GenTaskRefiner: 2000 MBPerCore when unset
+                ramUnit=params.get("ramUnit") if "ramCount" in params else "MBPerCore",
+                baseRamCount=params.get("baseRamCount", 0),
+                baseWalltime=params.get("baseWalltime", 600),  # JEDI: a 10-minute offset by default
+                cpuEfficiency=params.get("cpuEfficiency", 90),
                 coreCount=params.get("coreCount", 1),
                 cpuTime=params.get("cpuTime"),
                 cpuTimeUnit=params.get("cpuTimeUnit"),
-                outDiskCount=params.get("outDiskCount"),
+                outDiskCount=params.get("outDiskCount", 0),
                 outDiskUnit=params.get("outDiskUnit"),
-                workDiskCount=params.get("workDiskCount"),
+                workDiskCount=params.get("workDiskCount", 0),
                 reqID=int(params["reqID"]) if str(params.get("reqID", "")).isdigit() else task_id,
-                cloud=params.get("cloud"),
+                cloud=params.get("cloud", params.get("workingGroup")),
                 site=params.get("site"),
                 nucleus=params.get("nucleus"),
                 parent_tid=parent_tid if parent_tid is not None else task_id,
@@ -918,6 +956,124 @@ def round_end(r: dict[str, Any]) -> float:
         return min(stop, natural)
     stop_wave_start = r["start"] + math.floor((stop - r["start"]) / r["wl"]) * r["wl"]
     return min(natural, stop_wave_start + r["wl"])
+
+
+# TaskRefinerBase.extractCommon reads these keys unconditionally: a missing one breaks the task.
+EXTRACT_COMMON_KEYS = (
+    "taskName", "userName", "vo", "prodSourceLabel", "taskPriority", "architecture", "transUses",
+    "transHome", "processingType", "taskType",
+)  # fmt: skip
+
+
+def extract_common_error(params: dict[str, Any]) -> str | None:
+    """JEDI's errorDialog when extractCommon fails (TaskRefiner.py appends the traceback)."""
+    try:
+        for key in EXTRACT_COMMON_KEYS:
+            params[key]
+    except Exception as exc:
+        return f"failed to extract common parameters with {type(exc).__name__}:{exc} {traceback.format_exc()}"
+    return None
+
+
+def do_refine_error(params: dict[str, Any], known_dataset: Callable[[str], bool]) -> str | None:
+    """JEDI's errorDialog when doBasicRefine fails: no jobParameters, an output or log item without
+    `value`, or an input dataset DDM does not know (its diag, then TaskRefiner's own line)."""
+    try:
+        items = list(params["jobParameters"])
+        if "log" in params:
+            items += [params["log"]] if isinstance(params["log"], dict) else list(params["log"])
+        seen: set[str] = set()
+        for item in items:
+            if item["type"] != "template" or "dataset" not in item or item["dataset"] in seen:
+                continue
+            seen.add(item["dataset"])
+            if item["param_type"] == "input" and not known_dataset(item["dataset"]):
+                diag = f'doBasicRefine : unknown input dataset "{item["dataset"]}"'
+                return f"{diag} failed to refine task with UnknownDatasetError:{diag}"
+            if item["param_type"] in ("output", "log"):
+                item["value"]
+    except Exception as exc:  # e.g. KeyError 'jobParameters', KeyError 'value'
+        return f"failed to refine task with {type(exc).__name__}:{exc}"
+    return None
+
+
+def output_items(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The output and log items (with a dataset) of a task's parameters."""
+    logs = params.get("log")
+    items = [*(params.get("jobParameters") or []), *(logs if isinstance(logs, list) else [logs] if logs else [])]
+    return [
+        i for i in items if isinstance(i, dict) and i.get("param_type") in ("output", "log") and i.get("dataset")
+    ]
+
+
+def reformat_architecture(architecture: str | None) -> str | None:
+    """JediTaskSpec.reformat_architecture: the old `sw_platform@base_platform#cpu&gpu` text becomes a
+    JSON object ("" becomes "{}"); JSON without an encoded platform stays as it is. The GPU spec's
+    extended attributes (`:cuda>=12` ...) are not simulated."""
+    if architecture is None:
+        return None
+    try:
+        if "encoded_platform" not in json.loads(architecture):
+            return architecture
+    except (ValueError, TypeError):
+        pass
+    new: dict[str, Any] = {}
+    sw_platform = re.match(r"[^@#&]*", architecture).group(0)  # type: ignore[union-attr]
+    if sw_platform:
+        new["sw_platform"] = sw_platform
+    base = re.search(r"@([^#&]*)", architecture)
+    if base and base.group(1):
+        new["base_platform"] = base.group(1)
+    if "#" in architecture:
+        specs_text = re.search(r"#([^\^@&]*)", architecture).group(1).strip("()")  # type: ignore[union-attr]
+        specs = [dict(zip(("arch", "vendor", "instr"), (spec + "-*-*").split("-")[:3], strict=True))
+                 for spec in specs_text.split("|") if spec]  # fmt: skip
+    elif architecture and not re.match(r"[\^@&]", architecture) and architecture.split("-")[0]:
+        specs = [{"arch": architecture.split("-")[0]}]
+    else:
+        specs = []
+    specs = [d for d in ({k: v for k, v in spec.items() if v != "*"} for spec in specs) if d]
+    if specs:
+        new["cpu_specs"] = specs
+    gpu = re.search(r"&([^\^@#:]*)", architecture)
+    if gpu and gpu.group(1):
+        vendor_model = dict(zip(("vendor", "model"), (gpu.group(1) + "-*").split("-")[:2], strict=True))
+        gpu_spec = {k: v for k, v in vendor_model.items() if v != "*"}
+        if gpu_spec:
+            new["gpu_spec"] = gpu_spec
+    return json.dumps(new)
+
+
+def job_params_template(params: dict[str, Any]) -> str | None:
+    """The job-parameter template doBasicRefine makes: each output item's file name template becomes
+    its stream (`--output=${OUTPUT0}`); hidden items are left out (get_detailed_info's
+    `job_execution_params`)."""
+    items = params.get("jobParameters")
+    if not isinstance(items, list):
+        return None
+    streams: dict[int, str] = {}
+    counts: dict[str, int] = {}
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("type") != "template" or "dataset" not in item:
+            continue
+        if item["dataset"] in seen:
+            continue
+        seen.add(item["dataset"])
+        kind = item.get("param_type")
+        if kind in ("output", "log"):
+            streams[index] = f"{kind.upper()}{counts.get(kind, 0)}"
+            counts[kind] = counts.get(kind, 0) + 1
+    text = ""
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or "value" not in item or item.get("hidden") is True:
+            continue
+        value = str(item["value"])
+        if index in streams:  # RefinerUtils.extractReplaceOutFileTemplate
+            template = value.split("=")[-1].replace("'", "")
+            value = value.replace(template, f"${{{streams[index]}}}")
+        text += value + ("" if item.get("padding") is False else " ")
+    return text[:-1]
 
 
 def build_split_rule(params: dict[str, Any]) -> str:

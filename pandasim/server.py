@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 
@@ -36,11 +37,14 @@ class RunningServer:
         self._server.server_close()
 
 
-def serve_in_thread(sim_app: SimApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve `sim_app` on host:port (0 = a free port) in a daemon thread; the embedded issuer
-    then lives at `<url>/oidc`."""
-    server = make_server(host, port, sim_app, threaded=True, request_handler=_Handler)
-    url = f"http://{host}:{server.server_port}"
+def serve_in_thread(
+    sim_app: SimApp, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+) -> RunningServer:
+    """Serve `sim_app` on host:port (0 = a free port) in a daemon thread, over HTTPS when an
+    `ssl_context` (server side, with its certificate chain) is given; the embedded issuer then lives
+    at `<url>/oidc`."""
+    server = make_server(host, port, sim_app, threaded=True, request_handler=_Handler, ssl_context=ssl_context)
+    url = f"{'https' if ssl_context else 'http'}://{host}:{server.server_port}"
     sim_app.set_base_url(url)
     thread = threading.Thread(target=server.serve_forever, name=f"panda-sim:{server.server_port}", daemon=True)
     thread.start()

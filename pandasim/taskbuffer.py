@@ -18,6 +18,7 @@ from .jedi import (
     clean_user_id,
     decode_split_rule,
     fmt_dt,
+    job_params_template,
     since_floor,
     to_naive,
     uniform,
@@ -453,10 +454,7 @@ def detailed_info(sim: PandaCore, task_id: int) -> dict[str, Any] | None:
         return None
     info = _spec_out(t["spec"])
     info["splitRule"] = decode_split_rule(t["spec"]["splitRule"])
-    items = [i for i in t["params"].get("jobParameters") or [] if isinstance(i, dict)]
-    info["job_execution_params"] = (
-        " ".join(str(i.get("value", "")) for i in items if not i.get("hidden")) or None
-    )
+    info["job_execution_params"] = job_params_template(t["params"])
     info["task_creation_arguments"] = t["params"].get("cliParams")
     info["raw_task_params"] = json.loads(json.dumps(t["params"]))
     fc = _file_counts(sim, t, now)

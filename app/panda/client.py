@@ -16,7 +16,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
+import urllib3
 
 from app import clock
 from app.panda.errors import (
@@ -36,6 +39,7 @@ from app.panda.errors import (
     PandaRoleMissing,
     PandaUnavailable,
     PandaUnsupported,
+    first_part,
     human_sentence,
 )
 from app.panda.results import (
@@ -169,7 +173,7 @@ class ClientConfig:
     read_timeout_s: float = 30.0
     retries: int = 2
     retry_backoff_s: float = 0.5
-    verify_tls: bool = True
+    verify: bool = True
     ca_bundle: str = ""
     proxy: str = ""
     production_group: str = "spd/production"
@@ -186,7 +190,7 @@ class ClientConfig:
             read_timeout_s=settings.read_timeout_s,
             retries=settings.retries,
             retry_backoff_s=settings.retry_backoff_s,
-            verify_tls=settings.verify_tls,
+            verify=settings.verify,
             ca_bundle=settings.ca_bundle,
             proxy=settings.proxy,
             production_group=settings.production_group,
@@ -234,6 +238,7 @@ _AUTH_MESSAGES = (
     *LEGACY_ROLE_MESSAGES,
 )
 MESSAGE_DATABASE = "database error in the PanDA server"
+LOG_TEXT_MAX = 4000  # characters of a message kept in the interaction log (panda_call.message)
 _NOT_FOUND = re.compile(r"not found", re.I)
 # Credential keys; a bare "token" is JEDI's storage token of a dataset item, shown as sent.
 _SECRET_KEYS = re.compile(r"secret|password|authorization|passcode|.+_token$", re.I)
@@ -306,6 +311,7 @@ class PandaClient:
             V1: V1Transport(sender),
             LEGACY: LegacyTransport(sender),
         }
+        self._verify = _tls_verify(config)
         # Production-role answers per (user, token hash): PanDA decides from the token + Origin, so an
         # answer holds for the token's lifetime (a new group membership comes with a new token).
         self._attr_cache: dict[tuple[Any, str], UserAttributes] = {}
@@ -332,13 +338,12 @@ class PandaClient:
         headers = {"Accept": "application/json", "Origin": self.config.origin}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        verify: bool | str = self.config.ca_bundle or self.config.verify_tls
         return Wire(
             base_url=self.server,
             headers=headers,
             connect_timeout_s=self.config.connect_timeout_s,
             read_timeout_s=self.config.read_timeout_s,
-            verify=verify,
+            verify=self._verify,
             proxy=self.config.proxy,
         )
 
@@ -447,7 +452,7 @@ class PandaClient:
                         **record,
                         http_status=exchange.http_status,
                         return_code=reply.code,
-                        message=reply.message[:1000],
+                        message=reply.message[:LOG_TEXT_MAX],
                         duration_ms=_ms(t0),
                         outcome=outcome,
                     )
@@ -459,7 +464,7 @@ class PandaClient:
                     **{**record, "task_id": new_task_id or task_id},
                     http_status=exchange.http_status,
                     return_code=code,
-                    message=reply.message[:1000],
+                    message=reply.message[:LOG_TEXT_MAX],
                     duration_ms=_ms(t0),
                     outcome="ok",
                 )
@@ -474,7 +479,7 @@ class PandaClient:
                     **record,
                     http_status=exchange.http_status,
                     return_code=code,
-                    message=str(exc)[:1000],
+                    message=_log_text(exc),
                     duration_ms=_ms(t0),
                     outcome=exc.outcome,
                 )
@@ -564,7 +569,7 @@ class PandaClient:
 
         kind: submit | command | increase | change | read (codes differ: see errors.py tables).
         """
-        message = reply.message
+        message = first_part(reply.message)  # the whole message stays in the interaction log
         code = reply.code
         if any(text in message for text in _AUTH_MESSAGES):
             return PandaAuthError(f"PanDA refused the role or identity: {message}", reason=message)
@@ -919,6 +924,31 @@ class PandaClient:
         """attribute_name: a two-letter split-rule code PanDA allows to change (e.g. NF, NJ, MF)."""
         args = {"task_id": task_id, "attribute_name": attribute_name, "value": str(value)}
         return self._call("change_split_rule", user, args, self._change, task_id=task_id)
+
+
+def _tls_verify(config: ClientConfig) -> bool | str:
+    """What requests checks PanDA's certificate against: [panda] ca_bundle (file or directory), else
+    the system's CA store (grid CAs are often installed there), else requests' own bundle."""
+    if not config.verify:
+        # The warning is the banner on every page, not a line per request in the log.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        return False
+    if config.ca_bundle:
+        return config.ca_bundle
+    system = ssl.get_default_verify_paths()
+    for path in (system.cafile, system.capath):
+        if path and os.path.exists(path):
+            return path
+    return True
+
+
+def _log_text(exc: PandaError) -> str:
+    """The interaction log's message for a failed call: what the user saw, then the server's whole
+    reply when the message shows only part of it (e.g. a 403 with a Python traceback)."""
+    text = str(exc)
+    if exc.detail and exc.detail not in text:
+        text = f"{text}\nPanDA's reply: {exc.detail}"
+    return text[:LOG_TEXT_MAX]
 
 
 def _user_id(user: User | None) -> int | None:

@@ -48,16 +48,51 @@ LEGACY_CODES: dict[int, str] = {
 }
 
 
+TRACEBACK = "Traceback (most recent call last):"
+
+# What PanDA's token failures mean for the user (the server appends Python tracebacks to some).
+TOKEN_ADVICE = (
+    ("Token decode failure. 'groups'", "your IAM token has no groups claim: ask IAM for the `groups` scope "
+     "([iam] extra_scopes), then log in again"),
+    ("'NoneType' object has no attribute 'replace'", "the request reached PanDA without an Origin header "
+     "(a proxy between the panel and PanDA may drop it)"),
+    ("unhashable type: 'list'", "your IAM token names several audiences (aud is a list): PanDA accepts "
+     "only an ID token issued to one client"),
+    ("Signature has expired", "your IAM token has expired: log in again with IAM"),
+    ("cannot extract client_id from token", "PanDA does not know the client your IAM token was issued "
+     "to: ask the PanDA operators to add the panel's client id to the VO's secondary_ids"),
+)  # fmt: skip
+
+
+def first_part(text: str) -> str:
+    """What users see of a server text: its first line, never a Python traceback."""
+    head = text.split(TRACEBACK, 1)[0].strip()
+    return head.splitlines()[0].strip() if head else ""
+
+
+def token_advice(reason: str) -> str:
+    """A token failure's reason (first part) as advice where the cause is known."""
+    for marker, advice in TOKEN_ADVICE:
+        if marker in reason:
+            return f"{advice} (PanDA said: {reason})"
+    return reason
+
+
 class PandaError(Exception):
-    """Base class of every error the PanDA client raises."""
+    """Base class of every error the PanDA client raises.
+
+    `detail` is the server's whole reply text when the message shows only part of it (tracebacks
+    are cut for users); the interaction log keeps it for the managers.
+    """
 
     outcome = "error"  # short name stored in the interaction log (PandaCall.outcome)
 
-    def __init__(self, message: str, *, method: str = "", server: str = "") -> None:
+    def __init__(self, message: str, *, method: str = "", server: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.method = method
         self.server = server
+        self.detail = detail
 
     def __str__(self) -> str:
         return self.message
@@ -78,8 +113,10 @@ class PandaOutcomeUnknown(PandaError):
 class PandaAuthError(PandaError):
     """The server refused the token or the role; `reason` is the server's own text."""
 
-    def __init__(self, message: str, *, reason: str = "", method: str = "", server: str = "") -> None:
-        super().__init__(message, method=method, server=server)
+    def __init__(
+        self, message: str, *, reason: str = "", method: str = "", server: str = "", detail: str = ""
+    ) -> None:
+        super().__init__(message, method=method, server=server, detail=detail)
         self.reason = reason or message
 
     outcome = "auth"
@@ -101,8 +138,9 @@ class PandaRejected(PandaError):
         kind: str = "command",
         method: str = "",
         server: str = "",
+        detail: str = "",
     ) -> None:
-        super().__init__(message, method=method, server=server)
+        super().__init__(message, method=method, server=server, detail=detail)
         self.code = code
         self.server_message = server_message
         self.kind = kind

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.panda.errors import first_part
+
 
 def as_utc(value: Any) -> datetime | None:
     """Naive-UTC datetime or ISO string from PanDA -> aware UTC datetime; anything else -> None."""
@@ -201,7 +203,7 @@ class TaskInfo:
             pct_failed=_float(data.get("pctFailed")),
             walltime=_int(data.get("walltime")),
             walltime_unit=_str(data.get("walltimeUnit")),
-            error_dialog=_str(data.get("errorDialog")),
+            error_dialog=first_part(data["errorDialog"]) if data.get("errorDialog") else None,  # raw keeps all
             site=_str(data.get("site")),
             cloud=_str(data.get("cloud")),
             nucleus=_str(data.get("nucleus")),

@@ -28,7 +28,7 @@ def sandbox_config(settings: Any) -> SimConfig:
     return SimConfig(
         seed=panda.sim_seed,
         time_scale=panda.sim_time_scale,
-        transports=panda.sim_transports,
+        version=panda.sim_version,
         state_path=_state_path(settings),
         vo=panda.vo,
         roles=(panda.role,) if panda.role else (),

@@ -16,10 +16,12 @@ import io
 import json
 import pickle
 import re
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -31,6 +33,8 @@ from app.panda.errors import (
     PandaRejected,
     PandaUnavailable,
     PandaUnsupported,
+    first_part,
+    token_advice,
 )
 
 V1 = "v1"
@@ -147,22 +151,57 @@ _TOKEN_FAILED = re.compile(r"Token authentication failed\.?\s*(.*)", re.S)
 _FORBIDDEN_METHOD = re.compile(r"method \S+ is forbidden")
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception behind it (causes, contexts, urllib3's `reason`, exceptions in args)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue  # e.g. ssl.SSLError.reason is a string, not an exception
+        seen.add(id(current))
+        yield current
+        stack.extend([getattr(current, "reason", None), current.__cause__, current.__context__, *current.args])
+
+
 def _nothing_sent(exc: requests.ConnectionError) -> bool:
     """True when the connection was never established, so the server cannot have seen the request."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    seen: set[int] = set()
-    stack: list[BaseException | None] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
-            return True
-        stack.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        stack.extend(a for a in current.args if isinstance(a, BaseException))
-    return False
+    return any(
+        isinstance(cause, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError)
+        for cause in _causes(exc)
+    )
+
+
+# OpenSSL's reasons when the other side does not speak TLS (a plain-HTTP port behind an https:// URL).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL")
+
+
+def _tls_failure(exc: requests.exceptions.SSLError, base_url: str) -> str:
+    """A sentence a manager can act on for a failed TLS handshake (nothing was sent)."""
+    ssl_error = next((c for c in _causes(exc) if isinstance(c, ssl.SSLError)), None)
+    if isinstance(ssl_error, ssl.SSLCertVerificationError):
+        detail = ssl_error.verify_message or ssl_error.reason or "verification failed"
+        if "mismatch" in detail:
+            host = urlsplit(base_url).hostname
+            return (
+                f"PanDA's certificate is not valid for {host} ({detail}): put the host name the "
+                "certificate was issued for in [panda] url."
+            )
+        if "expired" in detail:
+            return f"PanDA's certificate has expired ({detail}): tell the PanDA operators."
+        return (
+            f"PanDA's certificate is not trusted ({detail}): set [panda] ca_bundle to the grid CA "
+            "bundle (a file, or a directory of CA certificates such as /etc/grid-security/certificates)."
+        )
+    reason = str(getattr(ssl_error, "reason", "") or "")
+    if reason.upper() in _NOT_TLS:
+        return (
+            f"PanDA at {base_url} does not answer TLS on this port ({reason}): check [panda] url "
+            "(is it a plain-HTTP port, so that the URL should start with http://?)."
+        )
+    return f"The TLS connection to PanDA at {base_url} failed ({_short(exc)}): check [panda] url and ca_bundle."
 
 
 class HttpSender:
@@ -204,6 +243,8 @@ class HttpSender:
                 proxies={"http": wire.proxy, "https": wire.proxy} if wire.proxy else None,
                 allow_redirects=False,
             )
+        except requests.exceptions.SSLError as exc:  # the handshake failed: the request never left
+            raise PandaUnavailable(_tls_failure(exc, wire.base_url)) from exc
         except requests.ConnectionError as exc:
             # ConnectTimeout is a ConnectionError too; ReadTimeout is not (handled below).
             if _nothing_sent(exc):
@@ -232,6 +273,10 @@ class HttpSender:
                     f"PanDA's reply broke off; the request may or may not have been applied ({_short(exc)})."
                 ) from exc
             raise PandaUnavailable(f"PanDA's reply broke off: {_short(exc)}") from exc
+        except OSError as exc:  # raised before connecting, e.g. a ca_bundle path that does not exist
+            raise PandaUnavailable(
+                f"The TLS settings for PanDA cannot be used ({_short(exc)}): check [panda] ca_bundle."
+            ) from exc
         exchange.http_status = response.status_code
         self._check_status(response, write=write)
         return response
@@ -242,12 +287,16 @@ class HttpSender:
         if status == 200:
             return
         text = _body_text(response)
+        summary = first_part(text)[:300]  # users never see a server traceback ...
+        detail = text if summary != text else ""  # ... the interaction log keeps the whole reply
         if status == 403:
-            if _FORBIDDEN_METHOD.search(text):
-                raise PandaUnsupported(f"PanDA does not offer this method here ({text})")
-            match = _TOKEN_FAILED.search(text)
-            reason = (match.group(1).strip() if match else text) or "forbidden"
-            raise PandaAuthError(f"PanDA refused the token or role: {reason}", reason=reason)
+            if _FORBIDDEN_METHOD.search(summary):
+                raise PandaUnsupported(f"PanDA does not offer this method here ({summary})", detail=detail)
+            match = _TOKEN_FAILED.search(summary)
+            reason = (match.group(1).strip() if match else summary) or "forbidden"
+            raise PandaAuthError(
+                f"PanDA refused the token or role: {token_advice(reason)}", reason=reason, detail=detail
+            )
         if status == 404:
             raise PandaUnsupported(
                 f"PanDA has no such endpoint (HTTP 404): {response.request.path_url.split('?')[0]}"
@@ -257,11 +306,14 @@ class HttpSender:
         if status >= 500 or status == 408:
             if write:
                 raise PandaOutcomeUnknown(
-                    f"PanDA failed while handling the request (HTTP {status}): {text[:200]}; it may or may not have been applied."
+                    f"PanDA failed while handling the request (HTTP {status}): {summary[:200]}; it may or may not have been applied.",
+                    detail=detail,
                 )
-            raise PandaUnavailable(f"PanDA failed while handling the request (HTTP {status}): {text[:200]}")
+            raise PandaUnavailable(
+                f"PanDA failed while handling the request (HTTP {status}): {summary[:200]}", detail=detail
+            )
         raise PandaRejected(
-            f"PanDA refused the request (HTTP {status}): {text[:200]}", server_message=text[:500]
+            f"PanDA refused the request (HTTP {status}): {summary[:200]}", server_message=summary, detail=detail
         )
 
 
@@ -430,7 +482,16 @@ class LegacyTransport:
         handler = getattr(self, f"_{op.name}", None)
         if handler is None or op.name not in self.SUPPORTED:
             raise PandaUnsupported(f"The legacy PanDA API has no equivalent of {op.name}.")
-        return handler(wire, op, args, exchange)
+        try:
+            return handler(wire, op, args, exchange)
+        except PandaUnsupported as exc:
+            if exchange.http_status != 403:
+                raise
+            # panda-server 1.0 and newer answer every legacy task method with 403 "method X is forbidden".
+            raise PandaUnsupported(
+                f"PanDA at {wire.base_url} forbids the legacy /server/panda/ API (removed in panda-server "
+                f'1.0; {exc}): set [panda] transport to "auto" or "v1".'
+            ) from exc
 
     # -- plumbing ---------------------------------------------------------------------------
 

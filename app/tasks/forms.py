@@ -64,10 +64,12 @@ class TaskForm(FlaskForm):
     exec_path = StringField(
         "Path to execution files", filters=[_strip], validators=[InputRequired()],
         description="e.g. /cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01",
+        render_kw={"list": "exec-path-options", "autocomplete": "off", "data-catalog-check": ""},
     )  # fmt: skip
     container_path = StringField(
         "Path to container", filters=[_strip], validators=[InputRequired()],
         description="e.g. /cvmfs/spd.jinr.ru/images/spdroot-dev-4.1.7.sif",
+        render_kw={"list": "container-path-options", "autocomplete": "off", "data-catalog-check": ""},
     )  # fmt: skip
     memory_mb = IntegerField("Memory (MB per core)", validators=[Optional()])
     walltime_s = IntegerField("Walltime per job (s)", validators=[Optional()])

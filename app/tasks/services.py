@@ -35,6 +35,7 @@ from app.launches.states import LaunchStatus
 from app.panda import taskparams
 from app.panda.errors import PandaError, PandaNotFound
 from app.panda.services import calls_for_task
+from app.prodrequests.checks import definition_warnings
 from app.tasks import naming
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch
@@ -250,6 +251,7 @@ def validate_definition(
         _check_unique(d, rules, err)
     if kind == "processing" and "task_name" not in errors:
         _check_parent(d, rules, err)
+    warnings += definition_warnings(d)  # unknown request, paths missing from the path catalog
     return errors, warnings
 
 

@@ -15,6 +15,8 @@ from app.extensions import db
 from app.launches import dispatcher
 from app.launches import services as launches
 from app.launches.states import LaunchStatus
+from app.prodrequests import services as prodrequests
+from app.prodrequests.errors import RequestsServiceError
 from app.tasks import services, specs
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
 from app.tasks.models import Task, TaskBunch
@@ -138,6 +140,18 @@ def _next_step_info(source: TaskBunch, step: str) -> dict[str, Any]:
 def _shown(names: tuple[str, ...]) -> tuple[str, ...]:
     """The fields the user sees: admin-only ones are neither shown to nor accepted from managers."""
     return names if _is_admin() else tuple(name for name in names if name not in specs.ADMIN_FIELDS)
+
+
+@bp.get("/from-request/<int:request_id>")
+@role_required("manager")
+def from_request(request_id: int):
+    """A form prefilled from a production request (names, physics tag via the path, events, paths)."""
+    try:
+        definition, prefill = prodrequests.task_prefill(request_id)
+    except RequestsServiceError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("prodrequests.detail", request_id=request_id))
+    return _render_form(_form(definition), from_request=prefill)
 
 
 @bp.get("/<int:task_id>/relaunch")

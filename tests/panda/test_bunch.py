@@ -23,7 +23,8 @@ FINAL = {"done", "finished", "failed", "broken", "aborted"}
 
 @pytest.mark.parametrize("transport", ["v1", "legacy"])
 def test_hundred_task_bunch_with_faults(app, db, make_user, transport):
-    sim = create_simulator(SimConfig(seed=5, time_scale=0, job_failure_rate=0.05))
+    version = "0.8" if transport == "legacy" else "1.0"
+    sim = create_simulator(SimConfig(seed=5, time_scale=0, job_failure_rate=0.05, version=version))
     running = serve_in_thread(sim)
     user = make_user("manager")
     seen: list[CallRecord] = []

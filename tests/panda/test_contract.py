@@ -101,12 +101,29 @@ def task_params(name: str, n_events: int = 1000, per_job: int = 100, **extra) ->
     return params
 
 
+# The panda-server version each transport talks to: 1.0 offers API v1 only, 0.8 the legacy API only.
+VERSION_OF = {"v1": "1.0", "legacy": "0.8"}
+
+
 @pytest.fixture(scope="module")
-def sim():
-    simulator = create_simulator(SimConfig(seed=11, time_scale=0, transports="both", job_failure_rate=0.0))
-    running = serve_in_thread(simulator)
+def servers():
+    """One simulator per server version, shared by the module."""
+    running = {
+        transport: serve_in_thread(
+            create_simulator(SimConfig(seed=11, time_scale=0, version=version, job_failure_rate=0.0))
+        )
+        for transport, version in VERSION_OF.items()
+    }
     yield running
-    running.stop()
+    for server in running.values():
+        server.stop()
+
+
+@pytest.fixture
+def sim(servers, request):
+    """The simulator of the test's transport (API v1 when the test has none)."""
+    transport = request.getfixturevalue("transport") if "transport" in request.fixturenames else "v1"
+    return servers[transport]
 
 
 def make_client(
@@ -132,7 +149,7 @@ def transport(request) -> str:
 
 @pytest.fixture
 def env(sim, transport):
-    """(client, simulator app, records) for one transport against the shared simulator."""
+    """(client, simulator app, records) for one transport against its shared simulator."""
     records: list[CallRecord] = []
     client = make_client(sim.url, transport, SimTokens(sim.app), records)
     yield client, sim.app, records
@@ -172,7 +189,7 @@ def advance_until(
 def test_detection_prefers_v1_then_falls_back_to_legacy(sim):
     client = make_client(sim.url, "auto", None)
     assert client.is_alive().transport == "v1"
-    legacy_only = serve_in_thread(create_simulator(SimConfig(transports="legacy")))
+    legacy_only = serve_in_thread(create_simulator(SimConfig(version="0.8")))
     try:
         records: list[CallRecord] = []
         client = make_client(legacy_only.url, "auto", None, records)
@@ -182,6 +199,18 @@ def test_detection_prefers_v1_then_falls_back_to_legacy(sim):
         assert probes[0] == ("v1", "unsupported") and ("legacy", "ok") in probes
     finally:
         legacy_only.stop()
+
+
+def test_legacy_forced_against_a_1_0_server_says_to_use_auto_or_v1(sim):
+    records: list[CallRecord] = []
+    client = make_client(sim.url, "legacy", SimTokens(sim.app), records, retries=0)
+    for call in (client.is_alive, lambda: client.get_status(MANAGER, 1)):
+        with pytest.raises(PandaUnsupported) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"PanDA at {sim.url} forbids the legacy /server/panda/ API")
+        assert message.endswith('set [panda] transport to "auto" or "v1".')
+    assert [(r.transport, r.http_status, r.outcome) for r in records] == [("legacy", 403, "unsupported")] * 2
 
 
 def test_is_alive(env):
@@ -416,7 +445,9 @@ def test_increase_attempts_codes(env):
 
 
 def test_submit_code_10_too_many_active_tasks(transport):
-    limited = serve_in_thread(create_simulator(SimConfig(time_scale=0, max_active_tasks_per_user=0)))
+    limited = serve_in_thread(
+        create_simulator(SimConfig(time_scale=0, max_active_tasks_per_user=0, version=VERSION_OF[transport]))
+    )
     try:
         client = make_client(limited.url, transport, SimTokens(limited.app))
         client.submit(MANAGER, task_params(unique("lim")))
@@ -458,7 +489,7 @@ class SimTokens_stub:
 @pytest.fixture
 def faulty(transport):
     """A private simulator whose faults each test sets."""
-    running = serve_in_thread(create_simulator(SimConfig(seed=3, time_scale=0)))
+    running = serve_in_thread(create_simulator(SimConfig(seed=3, time_scale=0, version=VERSION_OF[transport])))
     records: list[CallRecord] = []
     client = make_client(running.url, transport, SimTokens(running.app), records, read_timeout_s=0.5)
     yield client, running.app, records
@@ -534,7 +565,7 @@ def test_connection_reset_on_a_write_is_unknown_on_a_read_retried(faulty):
 
 def test_a_failing_v1_server_is_not_taken_for_a_legacy_one():
     """A transient HTTP 500 on the v1 probe must not make `auto` fall back to legacy for good."""
-    simulator = create_simulator(SimConfig(seed=5, transports="both"))
+    simulator = create_simulator(SimConfig(seed=5))
     running = serve_in_thread(simulator)
     try:
         simulator.set_faults({"error_rate": 1.0, "methods": ["is_alive"]})

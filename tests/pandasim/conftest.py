@@ -137,6 +137,17 @@ def sim(sim_config):
 
 
 @pytest.fixture
+def legacy_sim():
+    """A simulator emulating panda-server 0.8.x (the legacy /server/panda/ API only)."""
+    app = create_simulator(SimConfig(seed=7, time_scale=0, version="0.8"))
+    running = serve_in_thread(app)
+    try:
+        yield app
+    finally:
+        running.stop()
+
+
+@pytest.fixture
 def prod(sim) -> Panda:
     """A production manager (group spd/production, Origin spd.production)."""
     return Panda(sim.url, sim.mint_token("pm", "test manager", PROD_GROUPS))

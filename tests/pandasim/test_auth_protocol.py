@@ -6,6 +6,7 @@ import pickle
 import time
 
 import jwt
+import pytest
 import requests
 
 from pandasim import SimConfig, SimIssuer, create_simulator, serve_in_thread
@@ -202,7 +203,8 @@ def _legacy(url: str, method: str, token: str, origin: str = "spd.production", *
     return requests.post(f"{url}/server/panda/{method}", data=form, headers=headers, timeout=5)
 
 
-def test_legacy_transport(sim):
+def test_legacy_transport(legacy_sim):
+    sim = legacy_sim
     token = sim.mint_token("pm", "test manager", PROD_GROUPS)
     import json
 
@@ -258,11 +260,15 @@ def test_legacy_transport(sim):
     assert voms.text == "GRST_CRED_AUTH_TOKEN_0 : VOMS /spd/Role=production\n"
 
 
-def test_legacy_jobs_by_panda_id(sim, prod):
+def test_legacy_jobs_by_panda_id(legacy_sim):
     """0.8.x: getPandaIDsWithTaskID (pickle), then getJobStatus answering JSON JobSpec.to_dict()."""
     import json
 
-    task_id = prod.submit(evgen(nEvents=3000))
+    sim = legacy_sim
+    token = sim.mint_token("pm", "test manager", PROD_GROUPS)
+    reply = _legacy(sim.url, "insertTaskParams", token, taskParams=json.dumps(evgen(nEvents=3000)))
+    ok, task_id = pickle.loads(reply.content)  # without properErrorCode: (True, jediTaskID)
+    assert ok is True
     sim.advance(200 + 3 * 3600)
     ids = pickle.loads(_legacy(sim.url, "getPandaIDsWithTaskID", "", jediTaskID=str(task_id)).content)
     assert len(ids) == 3
@@ -282,19 +288,24 @@ def test_legacy_jobs_by_panda_id(sim, prod):
     assert pickled.status_code == 500  # JobSpec pickles are not simulated
 
 
-def test_transport_modes():
-    v1 = create_simulator(SimConfig(time_scale=0, transports="v1"))
-    old = create_simulator(SimConfig(time_scale=0, transports="legacy"))
-    r1, r2 = serve_in_thread(v1), serve_in_thread(old)
+def test_one_server_version_at_a_time():
+    """1.0.x forbids every legacy method (panda-real-replies.md rows 3-4); 0.8.x has no /api/ at all."""
+    new = create_simulator(SimConfig(time_scale=0))
+    old = create_simulator(SimConfig(time_scale=0, version="0.8"))
+    r1, r2 = serve_in_thread(new), serve_in_thread(old)
     try:
         forbidden = requests.get(f"{r1.url}/server/panda/getTaskStatus", params={"jediTaskID": 1}, timeout=5)
         assert forbidden.status_code == 403 and forbidden.text == "ERROR : method getTaskStatus is forbidden"
-        assert requests.get(f"{r1.url}/server/panda/isAlive", timeout=5).status_code == 403
+        alive = requests.get(f"{r1.url}/server/panda/isAlive", timeout=5)
+        assert alive.status_code == 403 and alive.text == "ERROR : method isAlive is forbidden"
+        assert requests.get(f"{r1.url}/api/v1/system/is_alive", timeout=5).status_code == 200
         assert requests.get(f"{r2.url}/api/v1/system/is_alive", timeout=5).status_code == 404
         assert requests.get(f"{r2.url}/server/panda/isAlive", timeout=5).text == "alive=yes"
     finally:
         r1.stop()
         r2.stop()
+    with pytest.raises(ValueError, match="version must be one of"):
+        SimConfig(version="both")
 
 
 def test_issuer_endpoints(sim):

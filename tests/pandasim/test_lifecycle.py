@@ -106,13 +106,14 @@ def test_child_waits_for_parent_then_runs(sim, prod):
     assert parent_info["jediTaskID"] == parent
 
 
-def test_child_fails_when_parent_fails(sim, prod):
+def test_child_breaks_when_parent_fails(sim, prod):
+    """JEDI breaks (not fails) the child of a failed parent: only failed tasks can be retried."""
     parent = prod.submit(evgen("spd.mc.simfail.evgen"))
     child = prod.submit(reco("spd.mc.child.reco", input_ds="spd.mc.simfail.evgen.root"), parent_tid=parent)
     sim.advance(3900)
     assert prod.status(parent) == "failed"
     info = prod.call("task/get_detailed_info", task_id=child)["data"]
-    assert info["status"] == "failed" and info["errorDialog"] == f"parent task {parent} failed to complete"
+    assert info["status"] == "broken" and info["errorDialog"] == f"parent task {parent} failed to complete"
 
 
 def test_tasks_modified_since_and_detailed_info_since(sim, prod):

@@ -19,20 +19,20 @@ def test_stop_closes_the_port_even_after_a_session_reused_its_connection():
     running = serve_in_thread(create_simulator(SimConfig(time_scale=0)))
     session = requests.Session()  # keeps connections alive when the server allows it
     for _ in range(2):
-        assert session.get(f"{running.url}/server/panda/isAlive", timeout=5).text == "alive=yes"
+        assert session.get(f"{running.url}/api/v1/system/is_alive", timeout=5).status_code == 200
     started = time.monotonic()
     running.stop()
     assert time.monotonic() - started < 5
     for client in (session, requests):  # neither a pooled connection nor a new one is answered
         with pytest.raises(requests.ConnectionError):
-            client.get(f"{running.url}/server/panda/isAlive", timeout=5)
+            client.get(f"{running.url}/api/v1/system/is_alive", timeout=5)
 
 
 def test_panda_sim_command_serves_until_sigterm():
     port = free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "prodpanel")
     proc = subprocess.Popen(
-        [exe, "panda-sim", "--port", str(port), "--time-scale", "0", "--seed", "4"],
+        [exe, "panda-sim", "--port", str(port), "--time-scale", "0", "--seed", "4", "--version", "0.8"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -59,4 +59,5 @@ def test_panda_sim_command_serves_until_sigterm():
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
-    assert f"PanDA simulator on http://127.0.0.1:{port}" in out and "PanDA simulator stopped." in out
+    assert f"PanDA simulator on http://127.0.0.1:{port}  (like panda-server 0.8.x" in out
+    assert "PanDA simulator stopped." in out

@@ -28,7 +28,7 @@ from tests.tasks.conftest import TAG, form_data, form_values, post, sandbox_app,
 @pytest.fixture
 def sim(request):
     config = SimConfig(
-        transports=getattr(request, "param", "both"),  # "legacy": like panda-server 0.8.x
+        version=getattr(request, "param", "1.0"),  # "0.8": the legacy API only
         seed=11,
         time_scale=600.0,  # JEDI's pick-up window (60 simulated s) lasts 0.1 s
         client_ids=("prodpanel",),
@@ -49,7 +49,7 @@ def app(settings_factory, migrated_sqlite, sim):
             "retries": 3,
             "retry_backoff_s": 0.05,
             # Pinned: a fault-injected 500 on the auto-detection probe must not switch the panel to legacy.
-            "transport": "legacy" if sim.config.transports == "legacy" else "v1",
+            "transport": "legacy" if sim.config.version == "0.8" else "v1",
         },
         tasks={"dispatch_deadline_s": 60.0, "reconcile_grace_s": 2.0},
     )
@@ -220,7 +220,7 @@ def test_viewer_sees_the_stored_status_without_refresh_or_calls(client, login_as
     assert post(client, f"/tasks/{task.id}/refresh", {}).status_code == 403
 
 
-@pytest.mark.parametrize("sim", ["legacy"], indirect=True)
+@pytest.mark.parametrize("sim", ["0.8"], indirect=True)
 def test_legacy_server_bunch_exactly_once(client, login_as, sim):
     """Against a pre-1.0 server (form fields, pickled replies) reconciliation lists tasks by time."""
     login_as("manager")

@@ -1,0 +1,1 @@
+"""Production requests: the spd-requests client, request pages, path autocomplete, reconciliation."""

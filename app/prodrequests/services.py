@@ -1,0 +1,312 @@
+"""Request pages: the filtered list, one request with its tasks and progress, the reconciliation
+report, the task definition prefilled from a request and the path options of the task form.
+
+Reads only: requests come from the in-memory cache (`current`), tasks from the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
+
+from app.config import Settings, get_settings
+from app.extensions import db
+from app.prodrequests import catalog, current
+from app.prodrequests.client import Snapshot
+from app.prodrequests.errors import RequestNotFound, RequestsServiceError
+from app.prodrequests.schema import STATUSES, ProductionRequest
+from app.tasks import naming
+from app.tasks import services as task_services
+from app.tasks.models import Task
+from app.tasks.specs import TaskDefinition
+
+# PanDA's final task statuses (DESIGN §5); a task in one of them adds no more events.
+FINAL_PANDA_STATUSES = frozenset({"done", "finished", "failed", "broken", "aborted"})
+MAX_PATH_OPTIONS = 200  # per kind in the task form's datalists
+
+
+class ListPagination(Pagination):
+    """Flask-SQLAlchemy's pagination (the `pagination` macro) over a plain list."""
+
+    def _query_items(self) -> list[Any]:
+        start = (self.page - 1) * self.per_page
+        return self._query_args["items"][start : start + self.per_page]
+
+    def _query_count(self) -> int:
+        return len(self._query_args["items"])
+
+
+# --- the list --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    status: str = ""
+    group: str = ""
+
+    def args(self) -> dict[str, str]:
+        """The filters as query arguments (the empty ones left out)."""
+        return {k: v for k, v in (("status", self.status), ("group", self.group)) if v}
+
+
+@dataclass(frozen=True)
+class RequestList:
+    snapshot: Snapshot
+    page: ListPagination
+    statuses: list[str]  # offered in the status filter
+    groups: list[str]  # offered in the group filter
+
+
+def request_list(filters: RequestFilters, page: int) -> RequestList:
+    """One page of the requests matching `filters`, newest first, with the filters' choices."""
+    snapshot = current.snapshot()
+    chosen = [
+        r
+        for r in sorted(snapshot.requests, key=lambda r: r.id, reverse=True)
+        if (not filters.status or r.status == filters.status)
+        and (not filters.group or r.physics_group == filters.group)
+    ]
+    statuses = [*STATUSES, *sorted({r.status for r in snapshot.requests} - set(STATUSES))]
+    groups = sorted({r.physics_group for r in snapshot.requests if r.physics_group})
+    pagination = ListPagination(
+        page=max(page, 1), per_page=get_settings().requests.page_size, error_out=False, items=chosen
+    )
+    return RequestList(snapshot, pagination, statuses, groups)
+
+
+def refresh() -> Snapshot:
+    """Ask the service again now, whatever the cache's age."""
+    return current.snapshot(force=True)
+
+
+def describe(found: ProductionRequest) -> str:
+    """A request as the task form's request field names it."""
+    return f"{found.label} ({found.status.replace('_', ' ')}, {found.physics_group or 'no group'})"
+
+
+def request_label(value: Any) -> str | None:
+    """The cached description of request `value` (an id, or the form's text); None when not cached.
+    Never asks the service, so pages that show it never wait for it."""
+    text = str(value or "").strip()
+    found = current.cached().find(int(text)) if text.isdigit() else None
+    return describe(found) if found else None
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    events: int  # events generated
+    output_bytes: int | None  # None: not known
+
+
+def task_output(task: Task) -> TaskOutput:
+    """What one task produced, from what the panel stores today.
+
+    SEAM (issue 10): tasks have no counters synced from PanDA yet. Until they do, a generation task
+    counts its planned events once PanDA reports it `done` (every job succeeded), nothing before, and
+    output sizes are unknown. Issue 10 replaces this body with the synced counters.
+    """
+    events = task.spec.get("total_events") or 0  # processing steps generate no events
+    return TaskOutput(events if task.panda_status == "done" else 0, None)
+
+
+def _settled(task: Task) -> bool:
+    """Nothing more will come from this task: PanDA finished with it, or it never reached PanDA and
+    its last launch failed or was cancelled."""
+    if task.panda_status in FINAL_PANDA_STATUSES:
+        return True
+    launch = task.latest_launch
+    return task.panda_task_id is None and launch is not None and launch.status in ("failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RequestProgress:
+    requested: int
+    planned: int  # events of the request's generation tasks in the panel
+    produced: int
+    output_bytes: int | None  # None until task sizes are synced (issue 10)
+    tasks: int
+    active: int  # tasks that may still add events
+
+    @property
+    def percent(self) -> float:
+        return min(100.0, 100.0 * self.produced / self.requested) if self.requested else 0.0
+
+    @property
+    def output_tb(self) -> float | None:
+        return None if self.output_bytes is None else self.output_bytes / 1e12
+
+    @property
+    def short(self) -> bool:
+        """Every task is settled and they produced fewer events than requested."""
+        return self.tasks > 0 and self.active == 0 and self.produced < self.requested
+
+
+def progress(requested: int, tasks: list[Task]) -> RequestProgress:
+    outputs = [task_output(t) for t in tasks]
+    sizes = [o.output_bytes for o in outputs if o.output_bytes is not None]
+    return RequestProgress(
+        requested=requested,
+        planned=sum(t.spec.get("total_events") or 0 for t in tasks),
+        produced=sum(o.events for o in outputs),
+        output_bytes=sum(sizes) if sizes else None,
+        tasks=len(tasks),
+        active=sum(not _settled(t) for t in tasks),
+    )
+
+
+def _tasks_query() -> Select:
+    return select(Task).options(selectinload(Task.launches), selectinload(Task.bunch)).order_by(Task.id)
+
+
+def tasks_for_request(request_id: int) -> list[Task]:
+    """The panel's tasks made for a request (its id is in each task's spec)."""
+    query = _tasks_query().where(Task.spec["request_id"].as_integer() == request_id)
+    return list(db.session.scalars(query))
+
+
+# --- one request -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestView:
+    request_id: int
+    request: ProductionRequest | None  # None: not found, or the service failed (`error` says)
+    error: str
+    not_found: bool
+    snapshot: Snapshot
+    tasks: list[Task]
+    progress: RequestProgress | None  # None without the request (the requested events are unknown)
+
+
+def request_view(request_id: int) -> RequestView:
+    """A request with its tasks and progress; the tasks are shown even when the service is down."""
+    found, error, not_found = None, "", False
+    try:
+        found = current.fetch_request(request_id)
+    except RequestNotFound as exc:
+        error, not_found = exc.message, True
+    except RequestsServiceError as exc:
+        error = exc.message
+    tasks = tasks_for_request(request_id)
+    shown = progress(found.events_requested, tasks) if found else None
+    return RequestView(request_id, found, error, not_found, current.cached(), tasks, shown)
+
+
+# --- reconciliation --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    snapshot: Snapshot
+    without_tasks: list[ProductionRequest]  # rejected requests are not listed
+    orphan_tasks: list[tuple[Task, str]]  # (task, why it has no request)
+    short: list[tuple[ProductionRequest, RequestProgress]]
+
+
+def reconciliation() -> Reconciliation:
+    """Requests without tasks, tasks without a (known) request, requests whose production fell short."""
+    snapshot = current.snapshot()
+    by_request: dict[int, list[Task]] = {}
+    orphans: list[tuple[Task, str]] = []
+    known = {r.id for r in snapshot.requests}
+    for task in db.session.scalars(_tasks_query()):
+        request_id = task.spec.get("request_id")
+        if request_id is None:
+            orphans.append((task, "no request"))
+            continue
+        by_request.setdefault(request_id, []).append(task)
+        if snapshot.fetched_at is not None and request_id not in known:
+            orphans.append((task, f"request {request_id} is not on the requests service"))
+    newest_first = sorted(snapshot.requests, key=lambda r: r.id, reverse=True)
+    without = [r for r in newest_first if r.id not in by_request and r.status != "rejected"]
+    short = [
+        (r, p)
+        for r in newest_first
+        if r.id in by_request and (p := progress(r.events_requested, by_request[r.id])).short
+    ]
+    return Reconciliation(snapshot, without, orphans, short)
+
+
+# --- the task form -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestPrefill:
+    """What the task form took from a request (shown above the form)."""
+
+    request: ProductionRequest
+    exec_choice: catalog.Suggestion | None
+    container_choice: catalog.Suggestion | None
+
+
+def _generation_step(settings: Settings) -> str:
+    template = task_services.task_template(settings)
+    steps = settings.tasks.step_types
+    return next((s for s in steps if s in template.steps and template.kind(s) == "generation"), steps[0])
+
+
+def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
+    """A task definition for a request: the next production's names, the requested events, and the
+    best paths for it (its own, else the catalog's with its physics tag / software version).
+    Raises `RequestsServiceError`s."""
+    settings = get_settings()
+    found = current.fetch_request(request_id)
+    step = _generation_step(settings)
+    execs = catalog.suggestions("exec", found, settings)
+    containers = catalog.suggestions("container", found, settings)
+    # A path with another physics tag would name the datasets wrongly: leave the field to the user.
+    exec_choice = execs[0] if execs and execs[0].rank <= 2 else None
+    container_choice = containers[0] if containers and containers[0].rank <= 3 else None
+    cfg = settings.tasks
+    name = naming.TaskName(task_services.suggest_production(settings=settings), step)
+    definition = TaskDefinition(
+        step=step,
+        task_name=name.format(task_services.naming_rules(settings)),
+        bunch_size=1,
+        output_dataset="",
+        total_events=found.events_requested or None,
+        events_per_job=None,
+        cloud=cfg.clouds[0] if cfg.clouds else "",
+        data_disk=cfg.data_disks[0] if cfg.data_disks else "",
+        request_id=found.id,
+        skip_scout=False,
+        initial_offset=0,
+        exec_path=exec_choice.path if exec_choice else "",
+        container_path=container_choice.path if container_choice else "",
+        comment=f"{found.label} ({found.physics_group}; requested by {found.requester})",
+    )
+    return definition, RequestPrefill(found, exec_choice, container_choice)
+
+
+@dataclass(frozen=True)
+class PathOptions:
+    """The task form's datalists for the request typed in its request field."""
+
+    label: str | None  # the request's description (None: no request, or it could not be read)
+    error: str  # why the request could not be read ("" when it was, or when none was given)
+    containers: list[catalog.Suggestion]
+    execs: list[catalog.Suggestion]
+
+
+def path_options(request_text: str) -> PathOptions:
+    found, error = None, ""
+    text = request_text.strip()
+    if text.isdigit() and int(text) > 0 and current.service_url():
+        try:
+            found = current.fetch_request(int(text))
+        except RequestsServiceError as exc:
+            error = exc.message
+    settings = get_settings()
+    return PathOptions(
+        describe(found) if found else None,
+        error,
+        catalog.suggestions("container", found, settings)[:MAX_PATH_OPTIONS],
+        catalog.suggestions("exec", found, settings)[:MAX_PATH_OPTIONS],
+    )

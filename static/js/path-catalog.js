@@ -1,0 +1,62 @@
+/*
+ * The task form's path autocomplete (loaded by templates/tasks/form.html).
+ *
+ *   <input list="exec-path-options" data-catalog-check>
+ *
+ * The <datalist> is loaded and reloaded by htmx (#path-options, ranked for the request in the
+ * request field). While the catalog lists paths, a value that is not among them gets a warning
+ * under the field; the form still accepts it (the server warns again on preview). Options with
+ * data-source="request" are the request's own paths, offered but not part of the catalog.
+ */
+(function () {
+  "use strict";
+
+  const MESSAGE = "Not in the path catalog: check that it exists on CVMFS (the task can still be created).";
+
+  function catalogPaths(input) {
+    const list = document.getElementById(input.getAttribute("list"));
+    if (!list) {
+      return [];
+    }
+    return Array.from(list.options)
+      .filter(function (option) {
+        return option.dataset.source !== "request";
+      })
+      .map(function (option) {
+        return option.value;
+      });
+  }
+
+  function check(input) {
+    const known = catalogPaths(input);
+    const value = input.value.trim().replace(/(.)\/+$/, "$1");
+    const unknown = value !== "" && known.length > 0 && known.indexOf(value) === -1;
+    let note = input.parentElement.querySelector(".catalog-warning");
+    if (unknown && !note) {
+      note = document.createElement("div");
+      note.className = "form-text text-warning-emphasis catalog-warning";
+      note.setAttribute("role", "status");
+      note.textContent = MESSAGE;
+      input.parentElement.appendChild(note);
+    }
+    if (note) {
+      note.hidden = !unknown;
+    }
+  }
+
+  function checkAll() {
+    document.querySelectorAll("input[data-catalog-check][list]").forEach(check);
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("input[data-catalog-check][list]")) {
+      check(event.target);
+    }
+  });
+  // The datalists arrived or changed (another request chosen): check the values again.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target && event.target.id === "path-options") {
+      checkAll();
+    }
+  });
+})();

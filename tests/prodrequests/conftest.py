@@ -1,0 +1,87 @@
+"""Fixtures: the requests-service simulator served on loopback, and the panel configured to use it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from flask import g
+
+from app import create_app
+from app.extensions import db as _db
+from app.prodrequests.client import ClientConfig, RequestsClient
+from app.tasks import services as task_services
+from app.tasks.models import Task
+from reqsim import ReqSimConfig, create_simulator, serve_in_thread
+from tests.tasks.conftest import sim_definition
+
+TOKEN = "s3cret-requests-token"
+
+
+def make_task(
+    user, number: int, request_id: int | None, status: str | None = None, events: int = 10000
+) -> Task:
+    """Save task PROD2025-<number>.SIM for `request_id` (not dispatched) with this PanDA status."""
+    created = task_services.create_bunch(
+        sim_definition(number, request_id=request_id, total_events=events), user, f"k{number}", is_admin=False
+    )
+    task = created.bunch.tasks[0]
+    task.panda_status = status
+    return task
+
+
+@pytest.fixture
+def reqsim_server():
+    running = serve_in_thread(create_simulator(ReqSimConfig(token=TOKEN)))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def reqsim(reqsim_server):
+    """The simulator (ReqSimApp): `set_faults`, `put`, `calls`."""
+    return reqsim_server.app
+
+
+@pytest.fixture
+def requests_client(reqsim_server):
+    client = RequestsClient(
+        ClientConfig(url=reqsim_server.url, token=TOKEN, connect_timeout_s=1, read_timeout_s=0.5)
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite, reqsim_server, tmp_path):
+    """The panel with [requests] pointing at the simulator (short timeouts) and an empty CVMFS-like
+    tree under tmp_path/cvmfs as its catalog globs."""
+    cvmfs = tmp_path / "cvmfs" / "spd.jinr.ru"
+    settings = settings_factory(
+        requests={"url": reqsim_server.url, "token": TOKEN, "connect_timeout_s": 1.0, "read_timeout_s": 0.5},
+        catalog={
+            "container_globs": [f"{cvmfs}/images/*.sif"],
+            "exec_globs": [f"{cvmfs}/production/MC/*"],
+        },
+    )
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    application = create_app(settings)
+    application.config["TESTING"] = True
+
+    @application.before_request
+    def _fresh_csrf_cache() -> None:  # as the root `app` fixture: one app context spans the requests
+        g.pop("csrf_token", None)
+
+    with application.app_context():
+        yield application
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _join_dispatchers():
+    """A task created here is dispatched in the background: let it finish before the app goes."""
+    yield
+    from app.launches import dispatcher
+
+    assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"
