@@ -13,6 +13,7 @@ from app.auth.roles import role_at_least
 from app.auth.services import LoginRateLimiter, load_user_from_session
 from app.auth.sessions import init_sessions
 from app.auth.views import bp as auth_bp
+from app.chains.views import bp as chains_bp
 from app.config import Settings, load_settings
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
@@ -29,7 +30,7 @@ from app.web.views import bp as web_bp
 __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
-BLUEPRINTS = (web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, prodrequests_bp)
+BLUEPRINTS = (web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, chains_bp, prodrequests_bp)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -313,6 +313,14 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class ChainSettings:
+    processing_types: list[str] = setting(
+        ["MC production", "reprocessing"], "processing types offered in the chain form"
+    )
+    max_steps: int = setting(10, "most steps one chain may have", between(1, 50))
+
+
+@dataclass(frozen=True)
 class RequestsSettings:
     url: str = setting(
         "",
@@ -369,6 +377,7 @@ class Settings:
     iam: IamSettings = field(default_factory=IamSettings)
     panda: PandaSettings = field(default_factory=PandaSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    chains: ChainSettings = field(default_factory=ChainSettings)
     requests: RequestsSettings = field(default_factory=RequestsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
 

@@ -9,8 +9,9 @@ Exactly once, step by step:
 3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
    task up by name in PanDA and adopts the task id when found. When PanDA cannot tell (its listing
    may hide the task), the row waits for a manager's decision (needs_decision).
-4. A launch whose owner has no valid token while SPD-IAM is unreachable is not claimed: it stays
-   pending with the reason ("waiting: SPD-IAM unreachable since …") and goes out on a later dispatch.
+4. A launch whose owner has no valid token while SPD-IAM is unreachable is not claimed
+   (``iam_gate``): it stays pending with the reason ("waiting: SPD-IAM unreachable since …") and
+   goes out on a later dispatch.
 
 This module is a background job: it commits, one transaction per row. It runs in a thread per bunch
 started once a request's launches are committed (``dispatch_after_commit``), and at start-up for
@@ -53,6 +54,8 @@ from app.version import VERSION
 log = logging.getLogger(__name__)
 
 S = LaunchStatus
+PARENT_DONE = ("done", "finished")  # PanDA releases a pending child then
+PARENT_FAILED = ("failed", "broken", "aborted")  # … and fails it then
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
     "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
@@ -114,10 +117,65 @@ def adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -
     transition(launch, S.SUBMITTED, reply={**reply, "how": how})
 
 
+@dataclass(frozen=True)
+class Gate:
+    """Whether a launch may be sent now: ``wait`` (held back, stays pending, ``reason`` says why),
+    or go, with ``parent_tid`` (None: no parent) or ``refusal`` (the launch fails with that reason)."""
+
+    wait: bool = False
+    reason: str = ""
+    parent_tid: int | None = None
+    refusal: str = ""
+
+
+def parent_gate(launch: Launch) -> Gate:
+    """The one place deciding when the launch of a child task (a chain's RECO) may go.
+
+    PanDA needs the parent's task id (``parent_tid``) and keeps the child pending until the parent is
+    done, so by default the launch goes as soon as the parent has an id. With ``after_parent_done``
+    (a chain option) the panel itself waits until the parent is done. A parent whose own launch
+    failed keeps the child waiting: resending the parent resumes it. (Dependent launches of issue 10
+    are meant to take this over: "launch when task X is done".)
+    """
+    parent = launch.task.parent
+    if parent is None:
+        return Gate()
+    if parent.panda_task_id is None:
+        latest = parent.latest_launch
+        if latest is not None and latest.status == S.CANCELLED:
+            return Gate(refusal=f"parent task {parent.name} was cancelled; it will never reach PanDA")
+        why = (
+            f" (its launch failed: {latest.error})"
+            if latest is not None and latest.status == S.FAILED
+            else ""
+        )
+        return Gate(wait=True, reason=f"waiting for parent task {parent.name} to reach PanDA{why}")
+    if launch.after_parent_done:
+        if parent.panda_status in PARENT_FAILED:
+            return Gate(
+                refusal=f"parent task {parent.name} ended {parent.panda_status} in PanDA; not submitted"
+            )
+        if parent.panda_status not in PARENT_DONE:
+            status = parent.panda_status or "not read yet"
+            return Gate(
+                wait=True, reason=f"waiting for parent task {parent.name} to be done (PanDA status: {status})"
+            )
+    return Gate(parent_tid=parent.panda_task_id)
+
+
 def dispatch_launch(launch_id: int, client: PandaApi) -> str:
-    """Claim and submit one launch; returns its final status. Commits."""
-    if _waits_for_iam(launch_id):
-        return S.PENDING
+    """Claim and submit one launch, unless `parent_gate` or `iam_gate` holds it back; returns its
+    status. Commits."""
+    launch = db.session.get_one(Launch, launch_id)
+    if launch.status == S.PENDING:
+        gate = parent_gate(launch)
+        if not gate.wait:
+            gate = iam_gate(launch)
+        if gate.wait:
+            if launch.error != gate.reason:
+                launch.error = gate.reason
+                db.session.commit()
+            return launch.status
     if not claim(launch_id, clock.now()):
         return db.session.get_one(Launch, launch_id).status
     launch = db.session.get_one(Launch, launch_id)
@@ -126,20 +184,19 @@ def dispatch_launch(launch_id: int, client: PandaApi) -> str:
     return launch.status
 
 
-def _waits_for_iam(launch_id: int) -> bool:
-    """SPD-IAM is down and the owner has no valid token left: the launch stays pending, unclaimed,
-    with the reason (committed), and is tried again later. Any other token problem is the submit's."""
-    launch = db.session.get_one(Launch, launch_id)
+def iam_gate(launch: Launch) -> Gate:
+    """Hold the launch back while SPD-IAM is unreachable and its owner has no valid token left: it
+    stays pending, unclaimed, and goes on a later dispatch. Any other token problem is the submit's
+    to report (the launch fails with the reason)."""
+    if launch.created_by_id is None:
+        return Gate()
     try:
-        if launch.status == S.PENDING and launch.created_by_id is not None:
-            token_vault.token_for(launch.created_by_id)
+        token_vault.token_for(launch.created_by_id)
     except IamUnreachable as exc:
-        launch.error = f"waiting: {exc.reason}"
-        db.session.commit()
-        return True
+        return Gate(wait=True, reason=f"waiting: {exc.reason}")
     except TokenUnavailable:
         pass
-    return False
+    return Gate()
 
 
 def _send(launch: Launch, client: PandaApi) -> None:
@@ -150,14 +207,12 @@ def _send(launch: Launch, client: PandaApi) -> None:
         transition(launch, S.SUBMITTED, error=f"already in PanDA as task {task.panda_task_id}")
         launch.panda_task_id = task.panda_task_id
         return
-    parent_tid = None
-    if task.parent is not None:
-        if task.parent.panda_task_id is None:
-            launch.manifest = build_manifest(launch, None)
-            error = f"parent task {task.parent.name} is not in PanDA yet; resend later"
-            transition(launch, S.FAILED, error=error)
-            return
-        parent_tid = task.parent.panda_task_id
+    gate = parent_gate(launch)
+    if gate.wait or gate.refusal:  # claimed while the parent changed: it is never sent without one
+        launch.manifest = build_manifest(launch, None)
+        transition(launch, S.FAILED, error=gate.refusal or f"{gate.reason}; resend later")
+        return
+    parent_tid = gate.parent_tid
     if launch.attempt > 1 and not launch.confirmed_absent_by:
         # An earlier attempt may have reached PanDA after all: look before sending again.
         try:
@@ -292,10 +347,13 @@ def dispatch_bunch(
         while time.monotonic() < deadline:
             # Rows awaiting a manager's decision are left alone: asking PanDA again changes nothing.
             unsettled = _launch_ids(bunch_id, S.UNKNOWN) + _stale_sending(bunch_id)
-            if not unsettled:
+            waiting = _launch_ids(bunch_id, S.PENDING)  # held back by parent_gate
+            if not unsettled and not waiting:
                 break
             for launch_id in unsettled:
                 _guarded(reconcile, launch_id, panda)
+            for launch_id in waiting:
+                _guarded(dispatch_launch, launch_id, panda)
             time.sleep(delay)  # give PanDA time to make the task visible; not a test wait
             delay = min(delay * 2, 5.0)
     finally:

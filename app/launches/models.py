@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
@@ -48,6 +48,9 @@ class Launch(Model):
     error: Mapped[str] = mapped_column(Text, default="")  # the server's reason or what went wrong
     # A manager checked PanDA and confirmed the previous attempt is absent (when PanDA could not tell).
     confirmed_absent_by: Mapped[str | None] = mapped_column(String(150), nullable=True)
+    # A chain option: hold the launch until the parent task is done in PanDA, instead of submitting
+    # it with parent_tid as soon as the parent has a PanDA id (`dispatcher.parent_gate`).
+    after_parent_done: Mapped[bool] = mapped_column(Boolean, default=False)
     # What was (or is about to be) sent and what came back: the submission manifest.
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 

@@ -24,9 +24,13 @@ S = LaunchStatus
 UNDECIDED = (S.UNKNOWN, S.NEEDS_DECISION)
 
 
-def new_launch(task: Task, attempt: int, user: User, due_at: datetime, **extra: str) -> Launch:
+def new_launch(task: Task, attempt: int, user: User, due_at: datetime, **extra: str | bool) -> Launch:
     """A pending launch of `task`, due at `due_at`, added to the session. Its key is unique per
-    attempt, so two concurrent requests cannot both create the same attempt."""
+    attempt, so two concurrent requests cannot both create the same attempt. A later attempt waits
+    for the parent as the first one did."""
+    previous = task.latest_launch if attempt > 1 else None
+    if previous is not None:
+        extra.setdefault("after_parent_done", previous.after_parent_done)
     launch = Launch(
         task_id=task.id,
         idempotency_key=f"{task.bunch.idempotency_key}:{task.bunch_index}:{attempt}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
@@ -22,12 +22,16 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-class TaskForm(FlaskForm):
-    built_dataset = ""  # the output dataset name built for an empty field (shown as the field's help)
+class TaskFields:
+    """The task fields and their conversion to a ``TaskDefinition``: the task form has them all, and
+    each step of the chain form (``app.chains.forms.StepForm``) has them except its own comment."""
 
-    idempotency_key = HiddenField()
-    cloned_from_task = HiddenField()
-    cloned_from_bunch = HiddenField()
+    if TYPE_CHECKING:  # what wtforms.Form provides once mixed in
+
+        @property
+        def _fields(self) -> dict[str, Any]: ...
+
+        def __getitem__(self, name: str) -> Any: ...
 
     step = SelectField("Step type", validators=[InputRequired()])
     task_name = StringField(
@@ -84,7 +88,7 @@ class TaskForm(FlaskForm):
         description='top-level task parameters that replace the template\'s, e.g. {"gshare": "Test"}',
     )  # fmt: skip
 
-    def configure(self, settings: Settings) -> TaskForm:
+    def configure(self, settings: Settings) -> Any:
         cfg = settings.tasks
         self.step.choices = [(s, s) for s in cfg.step_types]
         self.cloud.choices = [(c, c) for c in cfg.clouds]
@@ -124,6 +128,8 @@ class TaskForm(FlaskForm):
             return None
         values: dict[str, Any] = {}
         for name, kind in _DEFINITION_TYPES.items():
+            if name not in self._fields:  # a chain step: the chain has the comment
+                continue
             data = self[name].data
             if name == "template_overrides":
                 values[name] = overrides
@@ -162,6 +168,14 @@ class TaskForm(FlaskForm):
                 continue
             field.errors = [*field.errors, *messages]
         return leftover
+
+
+class TaskForm(TaskFields, FlaskForm):
+    built_dataset = ""  # the output dataset name built for an empty field (shown as the field's help)
+
+    idempotency_key = HiddenField()
+    cloned_from_task = HiddenField()
+    cloned_from_bunch = HiddenField()
 
 
 class ActionForm(FlaskForm):

@@ -38,7 +38,7 @@ from app.panda.services import calls_for_task
 from app.prodrequests.checks import definition_warnings
 from app.tasks import naming
 from app.tasks.models import Task, TaskBunch
-from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch
+from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch, next_step
 
 # Cloning also resets what PanDA and the dispatcher recorded about the source.
 CLONE_RESET_RUNTIME = ("PanDA task ids", "PanDA status", "launches and manifests")
@@ -118,10 +118,11 @@ def _under_roots(path: str, roots: list[str]) -> bool:
 
 
 def validate_definition(
-    definition: TaskDefinition, *, is_admin: bool, settings: Settings | None = None
+    definition: TaskDefinition, *, is_admin: bool, settings: Settings | None = None, check_parent: bool = True
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Check every rule of the task form; returns (field errors, warnings). Touches the DB only to
-    check name uniqueness and the parent task."""
+    check name uniqueness and the parent task (``check_parent=False``: a chain checks a later step,
+    whose parent is the chain's previous step, not saved yet)."""
     settings = settings or get_settings()
     cfg: TaskSettings = settings.tasks
     rules = naming_rules(settings)
@@ -249,8 +250,8 @@ def validate_definition(
 
     if not errors and task_name and dataset:
         _check_unique(d, rules, err)
-    if kind == "processing" and "task_name" not in errors:
-        _check_parent(d, rules, err)
+    if kind == "processing" and "task_name" not in errors and check_parent:
+        _check_parent(d, rules, err, warnings.append)
     warnings += definition_warnings(d)  # unknown request, paths missing from the path catalog
     return errors, warnings
 
@@ -300,12 +301,25 @@ def resolve_parents(d: TaskDefinition, settings: Settings | None = None) -> list
     return [found.get(member) or found.get(parent_name) for member in members]
 
 
-def _check_parent(d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None]) -> None:
+def _check_parent(
+    d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None], warn: Callable[[str], None]
+) -> None:
     settings = get_settings()
-    parents = resolve_parents(d, settings)
     shown = (d.parent_task or "").strip() or default_parent_name(d, rules, settings) or "(none)"
+    parent_bunch = db.session.scalar(select(TaskBunch).where(TaskBunch.base_name == shown))
+    if parent_bunch is not None and parent_bunch.size > 1 and parent_bunch.size != d.bunch_size:
+        err("bunch_size", f"tasks to launch ({d.bunch_size}) must match the {parent_bunch.size} tasks of "
+                          f"parent bunch {shown}: task i reads the output of {shown}.i")  # fmt: skip
+        return
+    parents = resolve_parents(d, settings)
     if any(p is None for p in parents):
         err("parent_task", f"parent task {shown} does not exist in the panel")
+        return
+    absent = sorted({p.name for p in parents if p is not None and p.panda_task_id is None})
+    if absent:
+        listed = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        warn(f"{len(absent)} parent task(s) have not reached PanDA yet ({listed}): their {d.step} tasks "
+             "wait until they do (resend the failed ones on the parent's bunch page).")  # fmt: skip
 
 
 # --- planning, preview ----------------------------------------------------------------------------
@@ -370,22 +384,20 @@ class PreviewItem:
 
 
 def preview(plan: Plan) -> list[PreviewItem]:
-    """The parameters of each task and their diff against the previous task of the same production."""
+    """The parameters of each task and their diff: a task reading a parent's output against that
+    parent; the first other task against the previous saved task of the production, the next ones
+    against the task before them."""
     rules = naming_rules()
     items: list[PreviewItem] = []
     production = naming.parse_task_name(plan.definition.task_name, rules).production.format(rules)
     saved = previous_task(production)
     prev_name, prev_params = (saved.name, saved.params) if saved else (None, None)
     for planned in plan.tasks:
-        items.append(
-            PreviewItem(
-                planned.spec.task_name,
-                pretty(planned.params),
-                params_diff(prev_params, planned.params, prev_name or "", planned.spec.task_name),
-                prev_name,
-            )
-        )
-        prev_name, prev_params = planned.spec.task_name, planned.params
+        name = planned.spec.task_name
+        against = (planned.parent.name, planned.parent.params) if planned.parent else (prev_name, prev_params)
+        items.append(PreviewItem(name, pretty(planned.params), params_diff(against[1], planned.params, against[0] or "", name),
+                                 against[0]))  # fmt: skip
+        prev_name, prev_params = name, planned.params
     return items
 
 
@@ -414,8 +426,10 @@ def create_bunch(
     is_admin: bool,
     due_at: datetime | None = None,
     cloned_from: Task | TaskBunch | None = None,
+    after_parent_done: bool = False,
 ) -> CreateResult:
     """Save the definition, its tasks and one pending launch per task (the outbox); flushes.
+    ``after_parent_done``: the launches wait until each task's parent is done in PanDA (chains).
 
     A key already used returns the existing bunch and creates nothing, so double clicks, refreshes
     and repeated POSTs are harmless; the unique constraint settles races (``ConcurrentCreate``: roll
@@ -466,7 +480,7 @@ def create_bunch(
                 )
                 db.session.add(task)
                 db.session.flush()
-                new_launch(task, 1, user, due_at or now)
+                new_launch(task, 1, user, due_at or now, after_parent_done=after_parent_done)
             db.session.flush()
     except (IntegrityError, OperationalError) as exc:
         # A concurrent request with the same key (or the same names) got there first. Our transaction
@@ -563,6 +577,33 @@ def bunch_progress(bunch: TaskBunch) -> BunchProgress:
         len(bunch.tasks), counts[S.SUBMITTED], counts[S.PENDING], counts[S.SENDING], counts[S.FAILED],
         counts[S.UNKNOWN], counts[S.NEEDS_DECISION],
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BunchRelations:
+    reads: list[TaskBunch]  # bunches whose tasks are the parents of this bunch's tasks (SIM for a RECO)
+    read_by: list[TaskBunch]  # bunches whose tasks are children of this bunch's tasks (RECO for a SIM)
+
+
+def bunch_relations(bunch: TaskBunch) -> BunchRelations:
+    """The bunches this bunch reads from and the bunches reading it, through the tasks' parents."""
+    parent, child = aliased(Task), aliased(Task)
+    reads = (
+        select(TaskBunch)
+        .join(parent, parent.bunch_id == TaskBunch.id)
+        .join(child, child.parent_id == parent.id)
+    )
+    read_by = (
+        select(TaskBunch)
+        .join(child, child.bunch_id == TaskBunch.id)
+        .join(parent, child.parent_id == parent.id)
+    )
+    return BunchRelations(
+        list(db.session.scalars(reads.where(child.bunch_id == bunch.id).distinct().order_by(TaskBunch.id))),
+        list(
+            db.session.scalars(read_by.where(parent.bunch_id == bunch.id).distinct().order_by(TaskBunch.id))
+        ),
+    )
 
 
 def recent_bunches(limit: int = 8) -> list[tuple[TaskBunch, BunchProgress]]:
@@ -673,22 +714,7 @@ def _renumbered(definition: TaskDefinition, output_dataset: str, **changes: Any)
 def next_step_definition(source: TaskBunch, step: str) -> TaskDefinition:
     """A processing step (e.g. RECO) for a generation bunch: same production, size and placement,
     reading the source's outputs task by task (``parent_task`` = the source's base name)."""
-    original = TaskDefinition.from_dict(source.definition)
-    rules = naming_rules()
-    base = naming.parse_task_name(original.task_name, rules)
-    dataset = naming.parse_dataset_name(original.output_dataset, rules)
-    return replace(
-        original,
-        step=step,
-        task_name=naming.TaskName(base.production, step).format(rules),
-        output_dataset=replace(dataset, step=step, version=1).format(rules),
-        total_events=None,
-        events_per_job=None,
-        files_per_job=1,
-        parent_task=source.base_name,
-        initial_offset=0,
-        comment="",
-    )
+    return next_step(TaskDefinition.from_dict(source.definition), step, naming_rules())
 
 
 def definition_from_manifest(manifest: dict[str, Any]) -> TaskDefinition:
@@ -742,15 +768,24 @@ class NotAManifest(ValueError):
     """An uploaded file is not a submission manifest of this panel (the message says which file)."""
 
 
-def definition_from_manifest_file(file: FileStorage) -> TaskDefinition:
-    """Relaunch from an uploaded manifest file: its definition as a new single task (nothing saved)."""
+class Relaunch(NamedTuple):
+    definition: TaskDefinition
+    source: Task | None  # the manifest's task when it is in this panel: stored as cloned_from
+
+
+def definition_from_manifest_file(file: FileStorage) -> Relaunch:
+    """Relaunch from an uploaded manifest file: its definition as a new single task (nothing saved),
+    and the task it was made from when that task is in this panel."""
     filename = file.filename or "manifest"
     try:
-        return definition_from_manifest(json.loads(file.read(2_000_000)))
+        manifest = json.loads(file.read(2_000_000))
+        definition = definition_from_manifest(manifest)
     except (ValueError, KeyError, TypeError, AttributeError, naming.NamingError) as exc:
         raise NotAManifest(
             f"{filename} is not a submission manifest of this panel ({exc.__class__.__name__})."
         ) from None
+    source = db.session.scalar(select(Task).where(Task.name == str(manifest.get("task_name", ""))))
+    return Relaunch(definition, source)
 
 
 def refuse_admin_fields(sent: Mapping[str, str], *, is_admin: bool, target: str) -> list[str]:
@@ -832,3 +867,48 @@ def refresh_from_panda(task: Task, user: User) -> Notice:
         f"PanDA says {info.status}; jobs (files) done / failed / total: {counters}; priority (default/current) {priority}.",
         "success",
     )
+
+
+# --- the naming convention page --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamingExample:
+    what: str
+    rule: str  # the configured pattern or rule
+    example: str  # built by app.tasks.naming from that rule
+
+
+def naming_guide(settings: Settings | None = None) -> list[NamingExample]:
+    """The naming conventions as configured, each with an example built by the naming module itself
+    (so the page cannot disagree with what the forms enforce)."""
+    settings = settings or get_settings()
+    cfg, rules = settings.tasks, naming_rules(settings)
+    production = suggest_production("", settings)
+    prefixes = [p for p in rules.campaign_prefixes if p]
+    steps = rules.step_types
+    base = naming.TaskName(production, steps[0])
+    exec_path = f"{cfg.cvmfs_roots[0].rstrip('/')}/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
+    try:
+        tag = naming.physics_tag_from_path(exec_path, rules)
+    except naming.NamingError as exc:
+        tag = f"(no tag: {exc.message})"
+    dataset = naming.DatasetName(cfg.default_scope, tag, production, steps[0], 1)
+    members = [naming.bunch_task_name(base, i, 3).format(rules) for i in (1, 2, 3)]
+    return [
+        NamingExample("Production id", f"<campaign prefix>{rules.production_prefix}<yyyy>-<{'n' * rules.number_digits}>; "
+                      f"campaign prefixes: {', '.join(prefixes) or 'none'} (or none)", production.format(rules)),
+        *(NamingExample("Production id in a campaign", f"prefix {p}", replace(production, campaign=p).format(rules))
+          for p in prefixes),
+        NamingExample("Task name", rules.task_name_pattern, ", ".join(naming.TaskName(production, s).format(rules) for s in steps)),
+        NamingExample("Bunch members (tasks to launch = 3)", f"task name + {rules.bunch_suffix}", ", ".join(members)),
+        NamingExample("Physics tag", f"last component of the execution path without {rules.tag_strip_regex}",
+                      f"{exec_path} → {tag}"),
+        NamingExample("Output dataset", f"{rules.dataset_pattern}; scope matches {rules.scope_regex}", dataset.format(rules)),
+        NamingExample("Bunch member i's dataset", "version + i − 1",
+                      ", ".join(naming.bunch_dataset_name(dataset, i).format(rules) for i in (1, 2, 3))),
+        NamingExample("Chain steps", "one production id and physics tag for all steps; step i+1's task j reads step i's task j",
+                      " → ".join(naming.TaskName(production, s).format(rules) for s in steps)),
+        NamingExample("Paths", f"under {', '.join(cfg.cvmfs_roots)}; containers match {cfg.container_regex}",
+                      f"{cfg.cvmfs_roots[0].rstrip('/')}/images/spdroot-dev-4.1.7.sif"),
+    ]  # fmt: skip

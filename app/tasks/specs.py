@@ -92,6 +92,25 @@ NEXT_STEP_RESET_FIELDS = _names(next_step="reset")
 NEXT_STEP_COPIED = tuple(name for name in DEFINITION_FIELDS if name not in (*NEXT_STEP_RESET_FIELDS, "step"))
 
 
+def next_step(previous: TaskDefinition, step: str, rules: naming.NamingRules) -> TaskDefinition:
+    """A processing step (e.g. RECO) reading `previous`'s outputs task by task: same production, size
+    and placement; names for `step`; what the next step sets anew (``NEXT_STEP_RESET_FIELDS``) reset."""
+    base = naming.parse_task_name(previous.task_name, rules)
+    dataset = naming.parse_dataset_name(previous.output_dataset, rules)
+    return dataclasses.replace(
+        previous,
+        step=step,
+        task_name=naming.TaskName(base.production, step).format(rules),
+        output_dataset=dataclasses.replace(dataset, step=step, version=1).format(rules),
+        total_events=None,
+        events_per_job=None,
+        files_per_job=1,
+        parent_task=base.format(rules),
+        initial_offset=0,
+        comment="",
+    )
+
+
 def bunch_offsets(initial_offset: int, events_per_task: int, bunch_size: int) -> list[int]:
     """offset_i = initial + i × events per task (i = 0 … N-1): seeds and first events never overlap."""
     return [initial_offset + i * events_per_task for i in range(bunch_size)]

@@ -178,14 +178,14 @@ def relaunch_upload():
         flash("; ".join(upload.manifest.errors) or "The form expired; reload the page.", "danger")
         return redirect(url_for("tasks.index"))
     try:
-        definition = services.definition_from_manifest_file(upload.manifest.data)
+        relaunch = services.definition_from_manifest_file(upload.manifest.data)
     except services.NotAManifest as exc:
         flash(str(exc), "danger")
         return redirect(url_for("tasks.index"))
+    form = _form(relaunch.definition)
+    form.cloned_from_task.data = str(relaunch.source.id) if relaunch.source else ""
     label = f"manifest file {upload.manifest.data.filename or 'manifest'}"
-    return _render_form(
-        _form(definition), clone_info=_clone_info(label, single=True, title="Relaunch from a manifest")
-    )
+    return _render_form(form, clone_info=_clone_info(label, single=True, title="Relaunch from a manifest"))
 
 
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
@@ -261,6 +261,7 @@ def bunch(bunch_id: int):
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
         dispatching=dispatcher.is_dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
+        relations=services.bunch_relations(bunch),
     )  # fmt: skip
 
 
@@ -348,6 +349,13 @@ def refresh(task_id: int):
     notice = services.refresh_from_panda(task, logged_in_user())
     flash(notice.message, notice.category)
     return redirect(url_for("tasks.detail", task_id=task.id))
+
+
+@bp.get("/naming")
+@role_required("viewer")
+def naming():
+    """The naming conventions as configured, with examples built by the naming module."""
+    return render_template("tasks/naming.html", guide=services.naming_guide())
 
 
 @bp.get("/<int:task_id>/manifest.json")

@@ -15,6 +15,9 @@
  *   <time datetime="2026-11-28T12:00:00Z" data-local>
  *                                             rewritten into the browser's time zone
  *   <div id="flash-messages">                 where htmx request errors are reported
+ *   <select data-step-kinds='{"SIM": "generation"}'> with <div data-for-kind="processing">
+ *                                             in the same form: shown only while the selected
+ *                                             step is of that kind
  *
  * Everything also works on content that htmx swaps in later (htmx.onLoad / event delegation).
  */
@@ -216,6 +219,26 @@
         pad(when.getHours()) + ":" + pad(when.getMinutes());
     });
   }
+
+  // --- fields of one kind of step ------------------------------------------------------------
+  function syncStepKind(select) {
+    let kinds = {};
+    try {
+      kinds = JSON.parse(select.dataset.stepKinds || "{}");
+    } catch (error) {
+      return;
+    }
+    const kind = kinds[select.value];
+    (select.form || document).querySelectorAll("[data-for-kind]").forEach(function (el) {
+      el.hidden = el.dataset.forKind !== kind;
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target instanceof HTMLSelectElement && event.target.dataset.stepKinds) {
+      syncStepKind(event.target);
+    }
+  });
 
   // --- wiring ----------------------------------------------------------------------------------
   function init(root) {

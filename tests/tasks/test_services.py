@@ -279,12 +279,12 @@ def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_
     assert [t.parent.name for t in reco.tasks] == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
     item = next(i for i in reco.tasks[1].params["jobParameters"] if i.get("param_type") == "input")
     assert item["dataset"] == sim.tasks[1].output_dataset
-    assert dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda) == {"failed": 2}
-    assert "is not in PanDA yet" in reco.tasks[0].latest_launch.error
+    # The parents are not in PanDA yet: the RECO launches wait (pending, saying why), nothing is sent.
+    assert dispatcher.dispatch_bunch(reco.id, deadline_s=0.5, client=fake_panda) == {"pending": 2}
+    assert reco.tasks[0].latest_launch.error == "waiting for parent task PROD2025-008.SIM.1 to reach PanDA"
+    assert fake_panda.submits == []
     dispatcher.dispatch_bunch(sim.id, deadline_s=5, client=fake_panda)
-    launches.resend_failed(reco, user)
-    db.session.commit()
-    dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda)
+    assert dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda) == {"submitted": 2}
     sent = {t["params"]["taskName"]: t["parent_tid"] for t in fake_panda.tasks.values()}
     assert sent["PROD2025-008.RECO.2"] == sim.tasks[1].panda_task_id
 

@@ -250,14 +250,15 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
     values = form_values(form)
     assert (values["task_name"], values["parent_task"]) == ("PROD2025-008.RECO", "PROD2025-008.SIM")
     assert values["output_dataset"] == f"MC2025_S1.{TAG}.PROD2025-008.RECO.1" and values["bunch_size"] == "2"
-    # Preview: diffed against the newest saved task of the production, and nothing goes to PanDA.
+    # Preview: each RECO task diffed against its own parent (not the newest SIM task), nothing sent.
     from app.panda.models import PandaCall
 
     flush_call_log(5)
     calls_before = _db.session.scalar(select(func.count()).select_from(PandaCall))
     html = post(client, "/tasks/preview", values).get_data(as_text=True)
     assert "nothing has been sent" in html
-    assert "PROD2025-008.RECO.1</code> — diff against <code>PROD2025-008.SIM.2</code>" in html
+    assert "PROD2025-008.RECO.1</code> — diff against <code>PROD2025-008.SIM.1</code>" in html
+    assert "PROD2025-008.RECO.2</code> — diff against <code>PROD2025-008.SIM.2</code>" in html
     assert "-  &#34;processingType&#34;: &#34;simul&#34;," in html
     assert "+  &#34;processingType&#34;: &#34;reco&#34;," in html
     flush_call_log(5)
