@@ -58,7 +58,10 @@ def test_an_iam_outage_loses_no_launch_and_asks_no_one_to_log_in_again(
 
     op = make_op()
     sim = sim_trusting(op)
-    app = make_app(op, panda={"url": sim.url}, iam={"http_timeout_s": 0.5})
+    # A bunch's dispatch thread retries its waiting launches until its deadline: keep that short.
+    app = make_app(
+        op, panda={"url": sim.url}, iam={"http_timeout_s": 0.5}, tasks={"dispatch_deadline_s": 2.0}
+    )
     client = app.test_client()
     assert iam_login(client, op, "alice").status_code == 302
     # PanDA has read SPD-IAM's keys (panda-server keeps them for 10 minutes).
