@@ -2,8 +2,9 @@
 
 from datetime import timedelta
 
-from flask import Flask, g
+from flask import Flask, g, request
 from flask_wtf.csrf import generate_csrf
+from werkzeug.wrappers import Response
 
 from app import extensions
 from app.actions.views import bp as actions_bp
@@ -11,7 +12,7 @@ from app.audit.views import bp as audit_bp
 from app.auth.current import current_user
 from app.auth.iam import bp as iam_bp
 from app.auth.roles import role_at_least
-from app.auth.services import LoginRateLimiter, load_user_from_session
+from app.auth.services import LoginRateLimiter, load_user_from_session, password_gate
 from app.auth.sessions import init_sessions
 from app.auth.views import bp as auth_bp
 from app.chains.views import bp as chains_bp
@@ -72,8 +73,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
 
     @app.before_request
-    def load_user() -> None:
+    def load_user() -> Response | None:
         g.user = load_user_from_session()
+        return password_gate(g.user, request.endpoint)  # a password someone else chose is changed first
 
     @app.context_processor
     def shell_context() -> dict:

@@ -38,6 +38,12 @@ def _action(name: str) -> Action:
     return Action(name)
 
 
+def _refused(exc: services.ActionRefused) -> ResponseReturnValue:
+    """The matrix's refusal: 403 (the role) or 409 (the task's status) with its reason."""
+    code = exc.verdict.http_status
+    return render_template("errors/error.html", code=code, title="Not possible", message=exc.verdict.reason), code
+
+
 def _render(task: Task, action: Action, form: ActionForm, status: int | None = None) -> ResponseReturnValue:
     page = services.action_page(task, action, current_user())
     html = render_template(
@@ -67,8 +73,7 @@ def act(task_id: int, name: str) -> ResponseReturnValue:
         form.show_errors(exc.errors)
         return _render(task, action, form, 400)
     except services.ActionRefused as exc:
-        return render_template("errors/error.html", code=exc.verdict.http_status, title="Not possible",
-                               message=exc.verdict.reason), exc.verdict.http_status  # fmt: skip
+        return _refused(exc)
     note = services.notice(command)
     flash(note.message, note.category)
     return redirect(url_for("tasks.detail", task_id=task.id))
@@ -118,16 +123,10 @@ def bulk_start() -> ResponseReturnValue:
         started = bulk_services.start_from_form(request.form, logged_in_user())
     except services.InvalidInput as exc:
         form.show_errors(exc.errors)
-        return _render_bulk(
-            bulk_services.plan_from_form(request.form, logged_in_user()),
-            form,
-            400,
-            request.form.get("retry_of", type=int),
-        )
+        plan = bulk_services.plan_from_form(request.form, logged_in_user())
+        return _render_bulk(plan, form, 400, request.form.get("retry_of", type=int))
     except services.ActionRefused as exc:
-        return render_template(
-            "errors/error.html", code=403, title="Not possible", message=exc.verdict.reason
-        ), 403
+        return _refused(exc)
     except (BadSelection, ValueError) as exc:
         return _nothing_selected(exc)
     return redirect(url_for("actions.bulk", bulk_id=started.id))
@@ -190,12 +189,7 @@ def modify_task(task_id: int) -> ResponseReturnValue:
         form.show_errors(exc.errors)
         return _render_modify(task, form, status=400)
     except services.ActionRefused as exc:
-        return render_template(
-            "errors/error.html",
-            code=exc.verdict.http_status,
-            title="Not possible",
-            message=exc.verdict.reason,
-        ), exc.verdict.http_status
+        return _refused(exc)
     for note in map(services.notice, commands):
         flash(note.message, note.category)
     return redirect(url_for("tasks.detail", task_id=task.id))

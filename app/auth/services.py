@@ -18,10 +18,11 @@ from urllib.parse import urlencode
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from authlib.integrations.base_client.errors import OAuthError
-from flask import Response, current_app, g, session, url_for
+from flask import Response, current_app, g, redirect, session, url_for
 from joserfc.errors import BadSignatureError, JoseError
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, scoped_session
+from werkzeug.wrappers import Response as BaseResponse
 
 from app import clock
 from app.audit.services import record
@@ -74,8 +75,11 @@ def create_local_user(username: str, password: str, role: str = "viewer", displa
     return user
 
 
-def set_password(user: User, password: str) -> None:
+def set_password(user: User, password: str, *, must_change: bool = False) -> None:
+    """Set a local account's password; `must_change`: its next login must choose another one first
+    (a password someone else chose: the first-start administrator's, one an admin set)."""
     _check_password(password)
+    user.must_change_password = must_change
     if user.password is None:
         user.password = LocalPassword(hash=_hasher.hash(password))
     else:
@@ -174,7 +178,8 @@ def ensure_admin() -> tuple[str, str] | None:
     if db.session.scalar(select(func.count()).select_from(User)):
         return None
     password = secrets.token_urlsafe(12)
-    create_local_user(INITIAL_ADMIN, password, role="admin", display_name="Administrator")
+    admin = create_local_user(INITIAL_ADMIN, password, role="admin", display_name="Administrator")
+    admin.must_change_password = True  # the first login sets its own (and the password file goes)
     return INITIAL_ADMIN, password
 
 
@@ -516,3 +521,103 @@ def end_user_sessions(user: User) -> int:
     count = end_sessions_of(user.id)
     record("session.ended_by_admin", target=user.username, details={"sessions": count})
     return count
+
+
+# ---- accounts in the UI ------------------------------------------------------------------------
+# Every change is audited; admins manage local accounts (IAM users' roles follow their groups).
+
+# Where a user who must change their password may still go (the gate in `password_gate`).
+_OPEN_WHILE_CHANGING = frozenset({"auth.password", "auth.logout", "static", "web.healthz"})
+
+
+def password_gate(user: User | None, endpoint: str | None) -> BaseResponse | None:
+    """Send a user who must change their password to that page first (nothing else is served)."""
+    if user is None or not user.must_change_password or endpoint in _OPEN_WHILE_CHANGING:
+        return None
+    return redirect(url_for("auth.password"))
+
+
+def verify_password(user: User, password: str) -> bool:
+    if user.password is None:
+        return False
+    try:
+        return _hasher.verify(user.password.hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def change_own_password(user: User, current: str, new: str, repeated: str) -> None:
+    """A local user's own password change; every other session of theirs ends and this one starts
+    anew. Raises AccountError (nothing changed); audited."""
+    if not user.is_local:
+        raise AccountError("password: your password is managed by SPD-IAM")
+    if not verify_password(user, current):
+        record("user.password_change_failed", target=user.username, outcome="failed")
+        raise AccountError("current password: wrong password")
+    if new != repeated:
+        raise AccountError("repeat: the two new passwords differ")
+    if new == current:
+        raise AccountError("new password: choose a password other than the current one")
+    try:
+        set_password(user, new)
+    except AccountError as exc:
+        raise AccountError(f"new {exc}") from None
+    end_sessions_of(user.id)
+    log_in(user)
+    record("user.password_changed", target=user.username, details={"by": "self"})
+
+
+def _active_admins() -> int:
+    return db.session.scalar(select(func.count()).select_from(User).where(User.role == "admin", User.active)) or 0
+
+
+def _keep_an_admin(target: User, *, leaves: bool) -> None:
+    if leaves and target.role == "admin" and target.active and _active_admins() <= 1:
+        raise AccountError("the panel must keep one active administrator")
+
+
+def admin_add_user(admin: User, username: str, display_name: str, role: str, password: str) -> User:
+    """A local account an admin creates; its first login must choose a new password. Audited."""
+    user = create_local_user(username, password, role=role, display_name=display_name.strip())
+    user.must_change_password = True
+    record("user.created", target=user.username, details={"role": role, "via": "admin"}, user=admin)
+    db.session.flush()
+    return user
+
+
+def admin_set_role(admin: User, target: User, role: str) -> None:
+    """Change a local account's role (an IAM user's follows their groups). Audited."""
+    if not target.is_local:
+        raise AccountError("role: an SPD-IAM user's role follows their IAM groups (iam.role_map)")
+    if role not in ROLES:
+        raise AccountError(f"role: must be one of {', '.join(ROLES)}")
+    if role == target.role:
+        return
+    _keep_an_admin(target, leaves=role != "admin")
+    record("user.role_changed", target=target.username, details={"from": target.role, "to": role, "via": "admin"}, user=admin)
+    target.role = role
+    db.session.flush()
+
+
+def admin_set_active(admin: User, target: User, active: bool) -> int:
+    """Enable or disable an account; disabling ends its sessions at once (returns how many). Audited."""
+    if target.id == admin.id and not active:
+        raise AccountError("you cannot disable your own account")
+    if target.active == active:
+        return 0
+    _keep_an_admin(target, leaves=not active)
+    target.active = active
+    ended = 0 if active else end_sessions_of(target.id)
+    record("user.enabled" if active else "user.disabled", target=target.username,
+           details={"via": "admin", **({} if active else {"sessions_ended": ended})}, user=admin)  # fmt: skip
+    db.session.flush()
+    return ended
+
+
+def admin_set_password(admin: User, target: User, password: str) -> None:
+    """An admin sets a local account's password; its next login must choose another. Audited."""
+    if not target.is_local:
+        raise AccountError("password: an SPD-IAM user has no panel password")
+    set_password(target, password, must_change=True)
+    end_sessions_of(target.id)
+    record("user.password_set", target=target.username, details={"via": "admin"}, user=admin)

@@ -27,6 +27,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Requests", "prodrequests.index", "viewer"),
     NavItem("PanDA log", "panda.calls", "manager"),
     NavItem("Tokens", "tokens.index", "viewer"),
+    NavItem("Users", "auth.users", "admin"),
     NavItem("Audit", "audit.index", "admin"),
 )
 

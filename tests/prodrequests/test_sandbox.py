@@ -9,7 +9,7 @@ from flask import Flask
 
 from app.prodrequests.current import SANDBOX_URL_KEY
 from app.prodrequests.sandbox import start_sandbox
-from tests.foundation.test_serve_and_cli import Served, log_in
+from tests.foundation.test_serve_and_cli import Served, first_log_in
 from tests.helpers import free_port, wait_until
 
 
@@ -30,7 +30,7 @@ def test_serve_in_sandbox_mode_shows_the_sample_requests(tmp_path):
     try:
         wait_until(lambda: (instance / "initial_admin_password").exists(), message="the admin password file")
         password = (instance / "initial_admin_password").read_text().strip()
-        with log_in(served.url, "admin", password) as session:
+        with first_log_in(served.url, password) as session:
             html = unescape(session.get(f"{served.url}/requests/", timeout=10).text)
             assert "minbias (Pythia8) at 27 GeV, SpdRoot 4.1.8" in html and "25 in all" in html
             form = unescape(session.get(f"{served.url}/tasks/from-request/3", timeout=10).text)
