@@ -390,6 +390,43 @@ def valid_until(user: User | int) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class PandaTokenLine:
+    """The home page's truthful line about the user's PanDA token.
+
+    kind: "sandbox" (the simulator accepts tokens the panel mints), "accepted" (PanDA accepts the
+    token the panel sends until `accepted_until`; after that the panel refreshes it until
+    `refresh_until`, or, without a refresh token, the user logs in again), "refused" (PanDA refused
+    it: `reason`; no date is shown then) or "missing" (no usable token: `reason`).
+    """
+
+    kind: str
+    accepted_until: datetime | None = None
+    has_refresh_token: bool = False
+    refresh_until: datetime | None = None  # None with a refresh token: its end is not known
+    reason: str = ""
+
+
+def panda_token_line(user: User) -> PandaTokenLine:
+    """What PanDA will accept from the panel for `user` and until when, and what happens after."""
+    settings = get_settings()
+    if uses_sandbox_tokens(user.id, settings):
+        return PandaTokenLine("sandbox")
+    with vault.vault_session() as session:
+        row = _pick(_candidate_rows(session, user.id, settings))
+        if row is None:
+            return PandaTokenLine("missing", reason=_unavailable_reason(user.id, settings))
+        if row.needs_relogin:
+            return PandaTokenLine("missing", reason=_relogin_text(row, row.last_error or "the stored grant was refused"))
+        if row.panda_checked_at is not None and row.panda_is_production is False:
+            return PandaTokenLine("refused", reason=row.panda_check_message or "PanDA does not grant the production role")
+        _, sent_until = _sent(row, settings)
+        has_refresh = row.refresh_token_sealed is not None
+        if not has_refresh and (sent_until is None or sent_until <= clock.now()):
+            return PandaTokenLine("missing", reason=_relogin_text(row, "the token expired and no refresh token was granted"))
+        return PandaTokenLine("accepted", sent_until, has_refresh, row.refresh_token_expires_at if has_refresh else None)
+
+
+@dataclass(frozen=True)
 class TokenHealth:
     """What the token pages show about one stored grant (never a token value)."""
 

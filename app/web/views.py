@@ -8,7 +8,7 @@ from werkzeug.exceptions import HTTPException
 from app.auth.current import logged_in_user
 from app.auth.decorators import login_required
 from app.tasks.services import recent_bunches
-from app.tokens.services import valid_until
+from app.tokens.services import panda_token_line
 from app.web.services import health_report
 
 bp = Blueprint("web", __name__)
@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 @bp.get("/")
 @login_required
 def index():
-    """The manager's start page: recent bunches and how long the panel can act with their token."""
+    """The manager's start page: recent bunches and what PanDA accepts from the panel for them."""
     return render_template(
-        "web/index.html", bunches=recent_bunches(), token_valid_until=valid_until(logged_in_user())
+        "web/index.html", bunches=recent_bunches(), token_line=panda_token_line(logged_in_user())
     )
 
 
