@@ -177,9 +177,11 @@ def modify(task: Task, values: Mapping[str, Any], user: User) -> list[TaskComman
     changes = plan_changes(task, values, user)
     comment = services.check_comment(Action.MODIFY, str(values.get("comment") or ""))
     client = panda_clients(interactive=True)
-    try:
-        return [
-            services.act_on_task(task, Action.MODIFY, c.params, user, comment, client=client) for c in changes
-        ]
+    try:  # every call first, then the records (see services.send)
+        answers = [services.send(task, Action.MODIFY, c.params, user, comment, client) for c in changes]
     finally:
         client.close()
+    return [
+        services.record_command(task, Action.MODIFY, c.params, user, comment, answer)
+        for c, answer in zip(changes, answers, strict=True)
+    ]

@@ -217,7 +217,10 @@ def _send_modification(
     client: PandaApi, user: User, task_id: int, params: Mapping[str, Any], comment: str
 ) -> CommandResult | ChangeResult:
     """One field of a modification after submission: each is its own PanDA call."""
-    field, value = params["field"], params["to"]
+    field = params["field"]
+    if field == "attempts":  # added to the attempts left, not set
+        return client.increase_attempts(user, task_id, int(params["add"]), comment=comment)
+    value = params["to"]
     if field == "priority":
         return client.change_priority(user, task_id, int(value), comment=comment)
     if field == "memory_mb":
@@ -226,8 +229,6 @@ def _send_modification(
         return client.change_attribute(user, task_id, "wallTime", int(value), comment=comment)
     if field == "split_rule":
         return client.change_split_rule(user, task_id, params["rule"], str(value), comment=comment)
-    if field == "attempts":
-        return client.increase_attempts(user, task_id, int(params["add"]), comment=comment)
     raise ValueError(f"PanDA cannot change {field} after submission")
 
 

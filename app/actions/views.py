@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
-from app.actions import modify, services
+from app.actions import edit, modify, services
 from app.actions.forms import FIELDS, ActionForm, ModifyForm
 from app.actions.matrix import Action
 from app.actions.models import BulkAction
@@ -29,6 +29,7 @@ def _task_actions() -> dict:
         "task_actions": lambda task: services.task_panel(task, current_user()),
         "queued_command": services.queued_command,
         "bulk_actions": bulk_services.BULK_ACTIONS,
+        "bunch_editable": lambda bunch: edit.not_editable_reason(bunch) is None,
     }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, false, func, select
+from sqlalchemy import Select, false, func, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased, selectinload
 from werkzeug.datastructures import FileStorage
@@ -119,11 +119,17 @@ def _under_roots(path: str, roots: list[str]) -> bool:
 
 
 def validate_definition(
-    definition: TaskDefinition, *, is_admin: bool, settings: Settings | None = None, check_parent: bool = True
+    definition: TaskDefinition,
+    *,
+    is_admin: bool,
+    settings: Settings | None = None,
+    check_parent: bool = True,
+    editing: TaskBunch | None = None,
 ) -> tuple[dict[str, list[str]], list[str]]:
     """Check every rule of the task form; returns (field errors, warnings). Touches the DB only to
     check name uniqueness and the parent task (``check_parent=False``: a chain checks a later step,
-    whose parent is the chain's previous step, not saved yet)."""
+    whose parent is the chain's previous step, not saved yet; ``editing``: the bunch being edited,
+    whose own names are not taken)."""
     settings = settings or get_settings()
     cfg: TaskSettings = settings.tasks
     rules = naming_rules(settings)
@@ -264,7 +270,7 @@ def validate_definition(
             err("output_dataset", exc.message)
 
     if not errors and task_name and dataset:
-        _check_unique(d, rules, err)
+        _check_unique(d, rules, err, editing)
     if kind == "processing" and "task_name" not in errors and check_parent:
         _check_parent(d, rules, err, warnings.append)
     warnings += definition_warnings(d)  # unknown request, paths missing from the path catalog
@@ -283,14 +289,20 @@ def _member_names(d: TaskDefinition, rules: naming.NamingRules) -> tuple[list[st
     return names, datasets
 
 
-def _check_unique(d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None]) -> None:
+def _check_unique(
+    d: TaskDefinition, rules: naming.NamingRules, err: Callable[[str, str], None], editing: TaskBunch | None = None
+) -> None:
     names, datasets = _member_names(d, rules)
-    taken = db.session.scalar(select(Task.name).where(Task.name.in_(names)).limit(1))
+    others = Task.bunch_id != editing.id if editing is not None else true()
+    taken = db.session.scalar(select(Task.name).where(Task.name.in_(names), others).limit(1))
+    other_bunches = TaskBunch.id != editing.id if editing is not None else true()
     if taken:
         err("task_name", f"task name {taken} is already used")
-    elif db.session.scalar(select(TaskBunch.id).where(TaskBunch.base_name == d.task_name.strip()).limit(1)):
+    elif db.session.scalar(
+        select(TaskBunch.id).where(TaskBunch.base_name == d.task_name.strip(), other_bunches).limit(1)
+    ):
         err("task_name", f"{d.task_name} is already used by another bunch; choose the next production number")
-    taken = db.session.scalar(select(Task.output_dataset).where(Task.output_dataset.in_(datasets)).limit(1))
+    taken = db.session.scalar(select(Task.output_dataset).where(Task.output_dataset.in_(datasets), others).limit(1))
     if taken:
         err("output_dataset", f"output dataset {taken} is already used")
 
@@ -345,11 +357,17 @@ def _check_parent(
 
 
 def plan_bunch(
-    definition: TaskDefinition, user: User, *, is_admin: bool, settings: Settings | None = None
+    definition: TaskDefinition,
+    user: User,
+    *,
+    is_admin: bool,
+    settings: Settings | None = None,
+    editing: TaskBunch | None = None,
 ) -> Plan:
-    """Validate and expand a definition into tasks with their exact PanDA parameters (nothing saved)."""
+    """Validate and expand a definition into tasks with their exact PanDA parameters (nothing saved;
+    ``editing``: the not yet submitted bunch this definition replaces)."""
     settings = settings or get_settings()
-    errors, warnings = validate_definition(definition, is_admin=is_admin, settings=settings)
+    errors, warnings = validate_definition(definition, is_admin=is_admin, settings=settings, editing=editing)
     if errors:
         raise ValidationFailed(errors)
     rules = naming_rules(settings)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 
+from app.actions import edit as editing
 from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
 from app.auth.roles import role_at_least
@@ -57,13 +58,13 @@ def _render_form(form: TaskForm, *, status: int = 200, **context: Any):
     )  # fmt: skip
 
 
-def _refused_admin_fields(form: TaskForm):
+def _refused_admin_fields(form: TaskForm, **context: Any):
     """Non-admins may not send the admin-only fields: refuse the whole request (audited)."""
     refused = services.refuse_admin_fields(request.form, is_admin=_is_admin(), target=request.path)
     if not refused:
         return None
     return _render_form(
-        form, status=403, form_errors=[f"only admins may set: {', '.join(refused)}; nothing was saved"]
+        form, status=403, form_errors=[f"only admins may set: {', '.join(refused)}; nothing was saved"], **context
     )
 
 
@@ -389,3 +390,41 @@ def manifest(task_id: int):
         mimetype="application/json",
         headers={"Content-Disposition": f'attachment; filename="{task.name}.manifest.json"'},
     )
+
+
+@bp.get("/bunch/<int:bunch_id>/edit")
+@role_required("manager")
+def edit(bunch_id: int):
+    """A bunch scheduled and not yet submitted, in the task form to edit like a new one."""
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    reason = editing.not_editable_reason(bunch)
+    if reason:
+        flash(f"{bunch.base_name} is {reason}.", "warning")
+        return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
+    return _render_form(_form(editing.definition_of(bunch)), editing=bunch)
+
+
+@bp.post("/bunch/<int:bunch_id>/edit")
+@role_required("manager")
+def save_edit(bunch_id: int):
+    """With `preview`: each task's difference from what is saved; else the changes saved."""
+    bunch, form = db.get_or_404(TaskBunch, bunch_id), _form()
+    refused = _refused_admin_fields(form, editing=bunch)
+    if refused:
+        return refused
+    definition = _definition_from_post(form)
+    if definition is None:
+        return _render_form(form, status=400, editing=bunch)
+    try:
+        if request.form.get("preview"):
+            items = editing.preview_edit(bunch, definition, logged_in_user(), is_admin=_is_admin())
+            return _render_form(form, editing=bunch, preview=items)
+        changed = editing.save_edit(bunch, definition, logged_in_user(), is_admin=_is_admin())
+    except services.ValidationFailed as exc:
+        return _render_form(form, status=400, editing=bunch, form_errors=form.apply_errors(exc.errors))
+    return _saved_edit(bunch, changed)
+
+
+def _saved_edit(bunch: TaskBunch, changed: list[str]):
+    flash(f"{bunch.base_name} saved ({', '.join(changed) or 'nothing changed'}); its launches stay as scheduled.", "success")
+    return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
