@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.orm import defer
 
 from app.chains.models import Chain, ChainStep
 from app.extensions import db
@@ -121,5 +122,6 @@ def selected_tasks(selection: Selection) -> list[Task]:
         raise BadSelection("no task matches this selection")
     if len(ids) > MAX_TASKS:
         raise BadSelection(f"more than {MAX_TASKS} tasks match: narrow the filter")
-    tasks = {t.id: t for t in db.session.scalars(select(Task).where(Task.id.in_(ids)))}
+    query = select(Task).options(defer(Task.spec), defer(Task.params)).where(Task.id.in_(ids))
+    tasks = {t.id: t for t in db.session.scalars(query)}
     return [tasks[i] for i in ids if i in tasks]
