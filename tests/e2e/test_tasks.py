@@ -109,7 +109,7 @@ def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     page.locator("#mainnav").get_by_role("link", name="Tasks").click()
     expect(page.locator("#tasks-table tbody tr").first).to_contain_text(clone_name)
     page.get_by_label("Name contains").fill(task_name)
-    page.get_by_role("button", name="Filter").click()
+    page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.locator("#tasks-table tbody tr")).to_have_count(2)
     page.get_by_role("link", name="Task", exact=True).click()  # by name, descending
     expect(page).to_have_url(re.compile(r"sort=name&order=desc"))
