@@ -1,6 +1,6 @@
 """Request pages: the filtered list, one request with its chains, tasks and progress, the
-reconciliation report, the task definition prefilled from a request and the path options of the
-task form.
+reconciliation report, the task and chain definitions prefilled from a request and the path options
+of their forms.
 
 Reads only: requests come from the in-memory cache (`current`), tasks and chains from the database.
 A task counts for its own request, else for its chain's (``request_of``).
@@ -8,6 +8,7 @@ A task counts for its own request, else for its chain's (``request_of``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,10 @@ from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import selectinload
 
+from app.chains import constraints
 from app.chains import services as chain_services
 from app.chains.models import Chain, ChainStep
+from app.chains.specs import ChainDefinition
 from app.config import Settings, get_settings
 from app.extensions import db
 from app.prodrequests import catalog, current
@@ -328,12 +331,17 @@ def _generation_step(settings: Settings) -> str:
     return next((s for s in steps if s in template.steps and template.kind(s) == "generation"), steps[0])
 
 
-def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
-    """A task definition for a request: the next production's names, the requested events, and the
-    best paths for it (its own, else the catalog's with its physics tag / software version).
-    Raises `RequestsServiceError`s."""
-    settings = get_settings()
-    found = current.fetch_request(request_id)
+def _request_comment(found: ProductionRequest) -> str:
+    return f"{found.label} ({found.physics_group}; requested by {found.requester})"
+
+
+def _generation_definition(
+    found: ProductionRequest, settings: Settings
+) -> tuple[TaskDefinition, RequestPrefill]:
+    """A generation task for `found`: the next production's names, the requested events, and the best
+    paths for it (its own, else the catalog's with its physics tag / software version). The physics
+    tag comes with the execution path; when no path matches, it is written into the output dataset
+    name, so that the path the user then chooses is checked against it."""
     step = _generation_step(settings)
     execs = catalog.suggestions("exec", found, settings)
     containers = catalog.suggestions("container", found, settings)
@@ -341,12 +349,20 @@ def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
     exec_choice = execs[0] if execs and execs[0].rank <= 2 else None
     container_choice = containers[0] if containers and containers[0].rank <= 3 else None
     cfg = settings.tasks
-    name = naming.TaskName(task_services.suggest_production(settings=settings), step)
+    rules = task_services.naming_rules(settings)
+    production = task_services.suggest_production(settings=settings)
+    dataset = ""
+    if exec_choice is None and found.physics_tag:
+        try:
+            tag = naming.check_physics_tag(found.physics_tag)
+            dataset = naming.DatasetName(cfg.default_scope, tag, production, step, 1).format(rules)
+        except naming.NamingError:
+            dataset = ""  # a tag the conventions refuse: the user's execution path will name one
     definition = TaskDefinition(
         step=step,
-        task_name=name.format(task_services.naming_rules(settings)),
+        task_name=naming.TaskName(production, step).format(rules),
         bunch_size=1,
-        output_dataset="",
+        output_dataset=dataset,
         total_events=found.events_requested or None,
         events_per_job=None,
         cloud=cfg.clouds[0] if cfg.clouds else "",
@@ -356,14 +372,43 @@ def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
         initial_offset=0,
         exec_path=exec_choice.path if exec_choice else "",
         container_path=container_choice.path if container_choice else "",
-        comment=f"{found.label} ({found.physics_group}; requested by {found.requester})",
+        comment=_request_comment(found),
     )
     return definition, RequestPrefill(found, exec_choice, container_choice)
 
 
+def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
+    """A task definition for a request (``_generation_definition``). Raises `RequestsServiceError`s."""
+    settings = get_settings()
+    return _generation_definition(current.fetch_request(request_id), settings)
+
+
+def chain_prefill(request_id: int) -> tuple[ChainDefinition, RequestPrefill]:
+    """A chain for a request: the first processing type, a name from the production and the physics
+    tag, the generation step as ``task_prefill`` makes it, and the processing step the chain form
+    adds after it (``constraints.next_step``). Raises `RequestsServiceError`s."""
+    settings = get_settings()
+    found = current.fetch_request(request_id)
+    first, prefill = _generation_definition(found, settings)
+    first = dataclasses.replace(first, comment="")  # a step's comment is the chain's
+    ctx = chain_services.context(is_admin=False, settings=settings)
+    steps = [first]
+    if constraints.PROCESSING in ctx.kinds.values():
+        steps.append(constraints.next_step(first, ctx))
+    production = naming.parse_task_name(first.task_name, ctx.rules).production.format(ctx.rules)
+    name = f"{production} {found.physics_tag or f'request {found.id}'}"
+    chain = ChainDefinition(
+        name=name[: constraints.MAX_NAME_LENGTH],
+        processing_type=settings.chains.processing_types[0],
+        steps=tuple(steps),
+        comment=_request_comment(found),
+    )
+    return chain, prefill
+
+
 @dataclass(frozen=True)
 class PathOptions:
-    """The task form's datalists for the request typed in its request field."""
+    """The datalists of the task and chain forms, for the request typed in a request field."""
 
     label: str | None  # the request's description (None: no request, or it could not be read)
     error: str  # why the request could not be read ("" when it was, or when none was given)
