@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: run test lint typecheck services clean-venv
 .DEFAULT_GOAL := run
 
-include mk/frontend.mk mk/e2e.mk mk/oidc.mk
+include mk/frontend.mk mk/e2e.mk mk/oidc.mk mk/broker.mk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-test e2e-deps oidc-deps services lint typecheck
+test: $(VENV)/.installed-test e2e-deps oidc-deps services broker lint typecheck
 	$(BIN)/pytest
 
 clean-venv:

@@ -19,6 +19,7 @@ from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
 from app.prodrequests.views import bp as prodrequests_bp
+from app.sync.services import FINAL, sync_status
 from app.tasks.views import bp as tasks_bp
 from app.tokens.views import bp as tokens_bp
 from app.transaction import TransactionalFlask
@@ -81,6 +82,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             "csrf_token": generate_csrf,
             "settings": settings,
             "app_version": VERSION,
+            "panda_sync": sync_status,  # called by the pages that show PanDA states (one query then)
+            "panda_final": FINAL,
         }
 
     return app

@@ -24,6 +24,7 @@ from app.logsetup import configure_logging
 from app.paths import ensure_private_dir, instance_dir, keep_private
 from app.runtime import start_background, stop_background
 from app.tokens.cli import keys
+from pandasim import StateError
 from pandasim.cli import panda_sim
 from reqsim.cli import requests_sim
 
@@ -118,6 +119,8 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
         server.run()  # returns after SIGTERM/Ctrl-C (waitress catches SystemExit and KeyboardInterrupt)
     except SystemExit:
         pass
+    except StateError as exc:  # the sandbox simulator's state file cannot be used
+        raise click.ClickException(f"sandbox PanDA simulator: {exc}") from exc
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

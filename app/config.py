@@ -305,6 +305,55 @@ class TaskSettings:
         "an unanswered submit not visible in PanDA after this long is reported failed (resendable)",
         at_least(0),
     )
+    max_total_events: int = setting(10**9, "most events one task may generate", at_least(1))
+    max_events_per_job: int = setting(10**7, "most events one job may generate", at_least(1))
+    max_jobs_per_task: int = setting(10**6, "most jobs one task may run", at_least(1))
+    max_memory_mb: int = setting(64_000, "most memory per core a task may ask for, MB", at_least(1))
+    max_walltime_s: int = setting(7 * 24 * 3600, "most walltime per job a task may ask for, s", at_least(1))
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    enabled: bool = setting(True, "`serve` keeps the tasks' PanDA status, progress and accounting fresh")
+    interval_s: float = setting(60.0, "seconds between two sync cycles", at_least(5))
+    max_calls_per_cycle: int = setting(
+        25, "most PanDA calls one cycle makes (the rest waits for the next cycle)", at_least(2)
+    )
+    max_tasks_per_call: int = setting(
+        5000, "most tasks one bulk listing asks PanDA for (n_tasks)", between(10, 100_000)
+    )
+    overlap_s: float = setting(
+        300.0, "a modified-since listing starts this much before the previous one (clock skew)", at_least(0)
+    )
+    backoff_max_s: float = setting(
+        900.0, "while PanDA is unreachable the sync retries after 2, 4, 8 … cycles, at most this", at_least(5)
+    )
+    accounting_per_cycle: int = setting(
+        5, "final tasks whose job descriptions one cycle reads (walltime, events, sizes)", at_least(0)
+    )
+    identity: str = setting(
+        "",
+        'panel username whose token the sync uses for every task ("" = each task\'s owner)',
+    )
+    page_refresh_s: float = setting(
+        10.0, "open task pages re-read the stored PanDA state of active rows this often", at_least(1)
+    )
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    enabled: bool = setting(False, "`serve` reads JEDI's task-status messages from a STOMP broker")
+    host: str = setting("127.0.0.1", "STOMP broker host")
+    port: int = setting(61613, "STOMP broker port", between(1, 65535))
+    user: str = setting("", "broker user")
+    password: str = setting("", "broker password (prefer PRODPANEL_QUEUE__PASSWORD)")
+    vhost: str = setting("/", "virtual host, sent as STOMP's host header (RabbitMQ's default is /)")
+    destination: str = setting(
+        "/topic/jedi_taskstatus",
+        "where JEDI's task_status messages are published for the panel (never JEDI's own queue)",
+    )
+    use_ssl: bool = setting(False, "TLS to the broker")
+    reconnect_max_s: float = setting(300.0, "longest pause between two reconnection attempts", at_least(1))
 
 
 @dataclass(frozen=True)
@@ -372,6 +421,8 @@ class Settings:
     iam: IamSettings = field(default_factory=IamSettings)
     panda: PandaSettings = field(default_factory=PandaSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
     chains: ChainSettings = field(default_factory=ChainSettings)
     requests: RequestsSettings = field(default_factory=RequestsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)

@@ -10,6 +10,8 @@ from app.extensions import db
 from app.launches.dispatcher import dispatch_due, wait_for_dispatchers
 from app.panda.calllog import stop_call_log
 from app.prodrequests.jobs import scheduled_rescan
+from app.sync.jobs import refresh_hinted
+from app.sync.queue import Hints, TaskStatusConsumer
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ def start_background(app: Flask) -> list[Stopper]:
         attach_sandbox(app, running)
         log.info("sandbox mode: PanDA simulator on %s", running.url)
         stoppers.append(running.stop)
+    if settings.queue.enabled:
+        stoppers.append(start_status_consumer(app))
     if not settings.requests.url:  # sandbox: the requests-service simulator on a loopback port
         from app.prodrequests.sandbox import start_sandbox as start_requests_sim
 
@@ -70,6 +74,35 @@ def resume_launches(app: Flask) -> threading.Thread:
     return thread
 
 
+def start_status_consumer(app: Flask) -> Stopper:
+    """The task-status consumer (`[queue]`) and the worker that re-reads the tasks its messages
+    name, at once; returns what stops both."""
+    hints = Hints()
+    consumer = TaskStatusConsumer(app.config["SETTINGS"].queue, hints.add)
+    stopping = threading.Event()
+
+    def refresh() -> None:
+        while not stopping.is_set():
+            if not hints.wait(1.0):
+                continue
+            with app.app_context():
+                try:
+                    refresh_hinted(hints.drain())
+                except Exception:  # the next message or the next sync cycle tries again
+                    log.exception("refreshing the tasks named by status messages failed")
+                finally:
+                    db.session.remove()
+
+    worker = threading.Thread(target=refresh, name="task-status-refresh", daemon=True)
+    consumer.start()
+    worker.start()
+
+    def stop() -> None:
+        consumer.stop()
+        stopping.set()
+        worker.join(5)
+
+    return stop
 def start_catalog_scan(app: Flask) -> threading.Thread:
     """Scan CVMFS for the path catalog once at start, in a thread (an automount may be slow)."""
     thread = threading.Thread(target=scheduled_rescan, args=(app,), name="path-catalog-scan", daemon=True)

@@ -10,6 +10,7 @@ sim.advance(600)                          # move the simulated clock
 from .app import SimApp
 from .config import Faults, SimConfig, Timings
 from .issuer import SimIssuer
+from .jedi import StateError
 from .server import RunningServer, serve_in_thread
 
 
@@ -24,6 +25,7 @@ __all__ = [
     "SimApp",
     "SimConfig",
     "SimIssuer",
+    "StateError",
     "Timings",
     "create_simulator",
     "serve_in_thread",

@@ -274,8 +274,9 @@ def get_tasks_detailed_info_since(req, since: str = None, filters: str = None, n
     if task_ids is None:
         return generate_response(False, message="Failed to retrieve task IDs")
     result = []
+    now = req.sim.now()
     for task_id in task_ids:
-        info = detailed_info(req.sim, task_id)
+        info = detailed_info(req.sim, task_id, now)
         if info is None:
             continue
         skip = False

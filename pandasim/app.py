@@ -10,7 +10,7 @@ import io
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +21,7 @@ from .auth import TokenChecker
 from .clock import SimClock
 from .config import Faults, SimConfig
 from .issuer import SimIssuer
+from .mq import JediTicker, StatusPublisher
 from .taskbuffer import PandaCore, SimRequest
 
 Environ = dict[str, Any]
@@ -58,6 +59,25 @@ class SimApp:
         self.faults: Faults = config.faults
         self._fault_calls: dict[str, int] = defaultdict(int)  # calls per method since faults were set
         self._fault_lock = threading.Lock()
+        self.calls: Counter[str] = Counter()  # API calls per method since start (see /_sim/stats)
+        self.publisher: StatusPublisher | None = None
+        self._ticker: JediTicker | None = None
+        if config.mq_url:
+            self.publisher = StatusPublisher(config.mq_url, config.mq_destination)
+            self.state.on_status = self.publisher.publish
+
+    def start_jedi(self) -> None:
+        """With a broker, JEDI runs by itself (statuses change and messages go out between calls)."""
+        if self.publisher is not None and self._ticker is None:
+            self._ticker = JediTicker(self.core.now, self.config.mq_tick_s)
+            self._ticker.start()
+
+    def stop_jedi(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        if self.publisher is not None:
+            self.publisher.close()
         self.url = ""
 
     # ------------------------------------------------------------------ setup helpers
@@ -114,6 +134,8 @@ class SimApp:
         return _text(start_response, "404 Not Found", "Not Found")
 
     def _dispatch(self, environ: Environ, start_response, method_name: str, func, new_api: bool):
+        with self._fault_lock:
+            self.calls[method_name] += 1
         if func is None:
             return _text(start_response, "403 Forbidden", f"ERROR : method {method_name} is forbidden")
         request_method = environ.get("REQUEST_METHOD", "GET")
@@ -284,7 +306,9 @@ class SimApp:
             )
         if path == "/_sim/stats":
             self.core.now()
-            return _json(start_response, "200 OK", self.state.stats())
+            with self._fault_lock:
+                calls = dict(self.calls)
+            return _json(start_response, "200 OK", {**self.state.stats(), "calls": calls})
         if path == "/_sim/mint" and method == "POST" and self.issuer is not None:
             status, answer = self.issuer.handle("/mint", "POST", json.dumps(body).encode())
             return _json(start_response, status, answer)

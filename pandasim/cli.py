@@ -42,9 +42,17 @@ from .config import VERSIONS, Faults, SimConfig
 @click.option(
     "--faults", "faults_json", default="", help='Fault injection as JSON, e.g. {"error_rate": 0.1}.'
 )
+@click.option(
+    "--mq-url",
+    default="",
+    help="Publish JEDI's task-status messages to this STOMP broker: stomp://user:password@host:port.",
+)
+@click.option(
+    "--mq-destination", default="/topic/jedi_taskstatus", show_default=True, help="Where to publish them."
+)
 def panda_sim(
     host, port, seed, time_scale, version, vo, client_ids, issuer_url, tls_cert, tls_key, ca_bundle,
-    state_path, faults_json,
+    state_path, faults_json, mq_url, mq_destination,
 ) -> None:  # fmt: skip
     """Run the PanDA simulator (one server version, JEDI lifecycle, OIDC issuer) until Ctrl-C."""
     from . import create_simulator, serve_in_thread
@@ -52,7 +60,8 @@ def panda_sim(
     faults = Faults.from_dict(json.loads(faults_json)) if faults_json else Faults()
     config = SimConfig(
         seed=seed, time_scale=time_scale, version=version, vo=vo, client_ids=tuple(client_ids),
-        issuer_url=issuer_url, ca_bundle=ca_bundle, state_path=state_path, faults=faults,
+        issuer_url=issuer_url, ca_bundle=ca_bundle, state_path=state_path, faults=faults, mq_url=mq_url,
+        mq_destination=mq_destination,
     )  # fmt: skip
     tls = None
     if tls_cert:

@@ -76,6 +76,10 @@ class SimConfig:
     state_path: str = ""  # SQLite file for the state ("" = in memory)
     admin_endpoints: bool = True  # expose /_sim/* (faults, clock, stats)
     sites: tuple[str, ...] = ("JINR_PROD", "JINR_PROD_2", "PNPI_PROD")
+    # JEDI's task-status messages: a STOMP broker (stomp://user:password@host:port, "" = none), where to.
+    mq_url: str = ""
+    mq_destination: str = "/topic/jedi_taskstatus"
+    mq_tick_s: float = 1.0  # with a broker, JEDI runs by itself: due transitions every this many s
 
     def __post_init__(self) -> None:
         if self.version not in VERSIONS:

@@ -9,8 +9,6 @@ are derived from the seed, so a 10 000-job task costs one row.
 
 from __future__ import annotations
 
-import bisect
-import functools
 import hashlib
 import json
 import math
@@ -18,7 +16,7 @@ import re
 import sqlite3
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -225,14 +223,40 @@ def uniform(seed: int, task_id: int, rnd: int, k: int, salt: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-@functools.lru_cache(maxsize=4096)
-def _fail_indices(seed: int, task_id: int, rnd: int, m: int, rate: float, forced: str) -> tuple[int, ...]:
-    """Sorted indices of the jobs of a round that fail for good."""
-    if forced == "failed":
-        return tuple(range(m))
-    if forced in ("finished", "exhausted"):
-        return tuple(range(1, m, 2))
-    return tuple(k for k in range(m) if uniform(seed, task_id, rnd, k, "fail") < rate)
+class RoundFails:
+    """Which jobs of a round fail for good, in O(1) per job and per count whatever the round's size:
+    failures are spread evenly at the failure rate from a per-round phase (exact integer arithmetic),
+    so the failures among the first n jobs are `count(n)` without looking at any job."""
+
+    SCALE = 1_000_000
+
+    def __init__(self, seed: int, task_id: int, rnd: int, rate: float, forced: str) -> None:
+        self.forced = forced
+        self.rate = round(min(max(rate, 0.0), 1.0) * self.SCALE)
+        self.phase = int(uniform(seed, task_id, rnd, 0, "fail") * self.SCALE)
+
+    def count(self, n: int) -> int:
+        """Failed jobs among the jobs 0 .. n-1."""
+        if self.forced == "failed":
+            return n
+        if self.forced in ("finished", "exhausted"):  # every other job
+            return n // 2
+        return (self.rate * n + self.phase) // self.SCALE - self.phase // self.SCALE
+
+    def __contains__(self, k: int) -> bool:
+        return self.count(k + 1) > self.count(k)
+
+
+# A task row (spec, parameters, simulation state) larger than this is refused when a state is opened.
+MAX_ROW_BYTES = 2_000_000
+
+# PandaIDs handed out per round at most: a larger round (a task of 1e20 jobs) never lists more jobs
+# than slots x elapsed waves, so this keeps next_panda_id far below SQLite's 2**63.
+MAX_ROUND_IDS = 10**12
+
+
+class StateError(Exception):
+    """The state file cannot be used (not a simulator state, or a row too large to load)."""
 
 
 class Jedi:
@@ -244,9 +268,19 @@ class Jedi:
         self.db = sqlite3.connect(
             config.state_path or ":memory:", check_same_thread=False, isolation_level=None
         )
-        self.db.execute("PRAGMA journal_mode=WAL" if config.state_path else "PRAGMA journal_mode=MEMORY")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self._create_schema()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL" if config.state_path else "PRAGMA journal_mode=MEMORY")
+            self.db.execute("PRAGMA synchronous=OFF")
+            self._create_schema()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise StateError(
+                f"{config.state_path} is not a simulator state ({exc}); move it away to start afresh"
+            ) from None
+        self._check_row_sizes()
+        # Receives the task-status messages of each committed catch_up (mq.StatusPublisher.publish).
+        self.on_status: Callable[[list[dict[str, Any]]], None] | None = None
+        self._messages: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ storage
     def _create_schema(self) -> None:
@@ -285,6 +319,20 @@ class Jedi:
             INSERT OR IGNORE INTO meta VALUES ('clock', 0);
             """
         )
+
+    def _check_row_sizes(self) -> None:
+        """Refuse a state whose task rows are too large to load quickly (each call loads rows)."""
+        row = self.db.execute(
+            "SELECT jediTaskID, length(spec) + length(params) + length(sim) + coalesce(length(cmd), 0) AS size "
+            "FROM tasks WHERE size > ? LIMIT 1",
+            (MAX_ROW_BYTES,),
+        ).fetchone()
+        if row is not None:
+            self.db.close()
+            raise StateError(
+                f"task {row[0]} in {self.config.state_path} is too large ({row[1]:,} bytes, at most "
+                f"{MAX_ROW_BYTES:,}) to be loaded at every call; move the state file away to start afresh"
+            )
 
     def saved_clock(self) -> float:
         """The simulated time the stored state has reached (0 for a new state)."""
@@ -373,7 +421,11 @@ class Jedi:
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
+                self._messages.clear()
                 raise
+            messages, self._messages = self._messages, []
+        if messages and self.on_status is not None:  # after the commit, outside the lock, as JEDI
+            self.on_status(messages)
         return applied
 
     def _advance_task(self, t: dict[str, Any], now: float) -> int:
@@ -409,6 +461,10 @@ class Jedi:
         spec["stateChangeTime"] = fmt_dt(at)
         if error is not None:
             spec["errorDialog"] = error
+        if self.on_status is not None and "PC=1" in (spec.get("splitRule") or "").split(","):
+            self._messages.append(
+                {"msg_type": "task_status", "taskid": t["id"], "status": status, "timestamp": int(at)}
+            )
         if status in FINAL_STATUSES or status == "exhausted":
             spec["endTime"] = fmt_dt(at)
             self._wake_children(t["id"], at)
@@ -491,10 +547,10 @@ class Jedi:
         if params.get("noInput"):
             n_events = int(params.get("nEvents") or params.get("nEventsPerJob") or 1)
             per_job = int(params.get("nEventsPerJob") or n_events)
-            n_jobs = math.ceil(n_events / max(per_job, 1))
+            n_jobs = -(-n_events // max(per_job, 1))
         else:
             n_files = parent_done_jobs if parent_done_jobs is not None else int(params.get("nFiles") or 10)
-            n_jobs = math.ceil(n_files / max(int(params.get("nFilesPerJob") or 1), 1))
+            n_jobs = -(-n_files // max(int(params.get("nFilesPerJob") or 1), 1))
             sim["n_input_files"] = n_files
         sim["n_jobs"] = max(n_jobs, 1)
         t["spec"]["errorDialog"] = None
@@ -534,7 +590,7 @@ class Jedi:
     def _phase_run_end(self, t: dict[str, Any], at: float) -> None:
         end = self._rounds_end(t)
         if end > at:  # a wave ended: JEDI touches the task (progress), the rest keeps running
-            counts = self.task_counts(t, at)
+            counts = self.task_counts(t, at, ended_waves_only=True)  # O(1): this runs at every wave
             t["spec"]["progress"] = int(100 * counts["finished"] / max(counts["n_jobs"], 1))
             t["spec"]["modificationTime"] = fmt_dt(at)
             self._schedule(t, "run_end", self._next_tick(t, at))
@@ -690,8 +746,9 @@ class Jedi:
         if m <= 0:
             return
         sim = t["sim"]
-        pid0 = self._next("next_panda_id", m)
-        self.db.execute("INSERT INTO rounds VALUES (?, ?, ?)", (pid0, m, t["id"]))
+        ids = min(m, MAX_ROUND_IDS)
+        pid0 = self._next("next_panda_id", ids)
+        self.db.execute("INSERT INTO rounds VALUES (?, ?, ?)", (pid0, ids, t["id"]))
         sim["rounds"].append(
             {
                 "pid0": pid0,
@@ -738,15 +795,9 @@ class Jedi:
             sim["n_fail"] += c["failed"]
             r["settled"] = True
 
-    def fails(self, t: dict[str, Any], r: dict[str, Any]) -> tuple[int, ...]:
-        return _fail_indices(
-            self.config.seed,
-            t["id"],
-            r["rnd"],
-            r["m"],
-            self.config.job_failure_rate,
-            t["sim"].get("outcome") or "",
-        )
+    def fails(self, t: dict[str, Any], r: dict[str, Any]) -> RoundFails:
+        outcome = t["sim"].get("outcome") or ""
+        return RoundFails(self.config.seed, t["id"], r["rnd"], self.config.job_failure_rate, outcome)
 
     def job_times(self, t: dict[str, Any], r: dict[str, Any], k: int) -> tuple[float, float]:
         """Start and natural end of job k of round r."""
@@ -757,7 +808,7 @@ class Jedi:
         return start, start + duration
 
     def job_status(
-        self, t: dict[str, Any], r: dict[str, Any], k: int, now: float, fails: Iterable[int] | None = None
+        self, t: dict[str, Any], r: dict[str, Any], k: int, now: float, fails: RoundFails | None = None
     ) -> tuple[str | None, float, float]:
         """(status or None when the job does not exist yet, start, end) of job k at `now`."""
         start, end = self.job_times(t, r, k)
@@ -771,37 +822,38 @@ class Jedi:
             return "cancelled", start, stop
         if now < end:
             return "running", start, end
-        fail_set = fails if fails is not None else self.fails(t, r)
-        failed = k in fail_set if isinstance(fail_set, set | frozenset) else _contains(fail_set, k)
+        failed = k in (fails if fails is not None else self.fails(t, r))
         return ("failed" if failed else "finished"), start, end
 
-    def _round_counts(self, t: dict[str, Any], r: dict[str, Any], now: float) -> dict[str, int]:
-        """Job counts of one round at `now`, computed per wave (only the current waves job by job)."""
+    def _round_counts(
+        self, t: dict[str, Any], r: dict[str, Any], now: float, ended_waves_only: bool = False
+    ) -> dict[str, int]:
+        """Job counts of one round at `now`: the waves that ended in aggregate (O(1)), the few current
+        waves job by job (at most a few times `slots` jobs, whatever the round's size) unless
+        `ended_waves_only`."""
         counts = {"finished": 0, "failed": 0, "running": 0, "activated": 0, "cancelled": 0, "exists": 0}
         m, slots, wl = r["m"], r["slots"], r["wl"]
         fails = self.fails(t, r)
-        n_waves = math.ceil(m / slots)
+        n_waves = -(-m // slots)
+        ended_by = now if r["stop"] is None else min(now, r["stop"])
+        done_waves = min(n_waves, max(0, math.floor((ended_by - r["start"]) / wl)))
+        done_jobs = min(m, done_waves * slots)
+        counts["failed"] = fails.count(done_jobs)
+        counts["finished"] = done_jobs - counts["failed"]
+        counts["exists"] = done_jobs
         horizon = now if r["stop"] is None else min(now, r["stop"])
-        for w in range(n_waves):
-            lo, hi = w * slots, min(m, (w + 1) * slots)
-            wave_start = r["start"] + w * wl
-            if wave_start - wl > horizon:
+        for w in range(done_waves, done_waves if ended_waves_only else n_waves):
+            if r["start"] + w * wl - wl > horizon:
                 break
-            if wave_start + wl <= now and (r["stop"] is None or (wave_start + wl <= r["stop"])):
-                n_fail = bisect.bisect_left(fails, hi) - bisect.bisect_left(fails, lo)
-                counts["failed"] += n_fail
-                counts["finished"] += (hi - lo) - n_fail
-                counts["exists"] += hi - lo
-                continue
-            for k in range(lo, hi):
+            for k in range(w * slots, min(m, (w + 1) * slots)):
                 status, _, _ = self.job_status(t, r, k, now, fails)
                 if status is not None:
                     counts[status] += 1
                     counts["exists"] += 1
         return counts
 
-    def task_counts(self, t: dict[str, Any], now: float) -> dict[str, int]:
-        """Settled + live job counts of a task at `now`."""
+    def task_counts(self, t: dict[str, Any], now: float, ended_waves_only: bool = False) -> dict[str, int]:
+        """Settled + live job counts of a task at `now` (`ended_waves_only`: O(1) per round)."""
         sim = t["sim"]
         total = {
             "finished": sim["n_ok"],
@@ -813,7 +865,7 @@ class Jedi:
         for r in sim["rounds"]:
             if r["settled"]:
                 continue
-            c = self._round_counts(t, r, now)
+            c = self._round_counts(t, r, now, ended_waves_only)
             for key in total:
                 total[key] += c[key]
         total["n_jobs"] = sim.get("n_jobs", 0)
@@ -938,11 +990,6 @@ class Jedi:
         with self.lock:
             rows = self.db.execute("SELECT status, COUNT(*) FROM tasks GROUP BY status").fetchall()
         return {"tasks_by_status": dict(rows), "tasks": sum(n for _, n in rows)}
-
-
-def _contains(sorted_tuple: tuple[int, ...], k: int) -> bool:
-    i = bisect.bisect_left(sorted_tuple, k)
-    return i < len(sorted_tuple) and sorted_tuple[i] == k
 
 
 def round_end(r: dict[str, Any]) -> float:

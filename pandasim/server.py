@@ -35,6 +35,7 @@ class RunningServer:
         self._server.shutdown()
         self._thread.join(timeout)
         self._server.server_close()
+        self.app.stop_jedi()
 
 
 def serve_in_thread(
@@ -48,4 +49,5 @@ def serve_in_thread(
     sim_app.set_base_url(url)
     thread = threading.Thread(target=server.serve_forever, name=f"panda-sim:{server.server_port}", daemon=True)
     thread.start()
+    sim_app.start_jedi()
     return RunningServer(url=url, app=sim_app, _server=server, _thread=thread)

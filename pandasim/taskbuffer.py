@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ MESSAGE_TASK_ID = "jediTaskID must be an integer"
 MESSAGE_JSON = "failed to load JSON"
 
 MAX_JOB_DESCRIPTIONS = 5500
+# Jobs one call looks at, whatever the task's size (its oldest jobs): the per-call cost stays bounded.
+MAX_JOBS_LISTED = 10_000
 
 
 @dataclass
@@ -446,9 +449,10 @@ def _spec_out(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def detailed_info(sim: PandaCore, task_id: int) -> dict[str, Any] | None:
-    """get_task_details_json: all JediTaskSpec columns + job template + raw params + file progress."""
-    now = sim.now()
+def detailed_info(sim: PandaCore, task_id: int, now: float | None = None) -> dict[str, Any] | None:
+    """get_task_details_json: all JediTaskSpec columns + job template + raw params + file progress
+    (`now`: the time a listing already caught up to, so that it catches up once, not per task)."""
+    now = sim.now() if now is None else now
     t = sim.jedi.get(task_id)
     if t is None:
         return None
@@ -636,7 +640,12 @@ JOB_ATTRIBUTES = [
 
 
 def iter_jobs(sim: PandaCore, t: dict[str, Any], now: float):
-    """Every existing job of the task at `now` as a small record (status, times, serial, PandaID)."""
+    """The existing jobs of the task at `now` as small records (status, times, serial, PandaID),
+    oldest first, at most MAX_JOBS_LISTED of them."""
+    return itertools.islice(_all_jobs(sim, t, now), MAX_JOBS_LISTED)
+
+
+def _all_jobs(sim: PandaCore, t: dict[str, Any], now: float):
     serial_base = 0
     for r in t["sim"]["rounds"]:
         fails = sim.jedi.fails(t, r)

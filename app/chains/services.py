@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
 
-from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.chains import constraints, schema
@@ -41,10 +40,12 @@ from app.launches.states import LaunchStatus
 from app.panda import taskparams
 from app.panda.client import PandaApi
 from app.panda.errors import PandaError, PandaNotFound
+from app.sync.services import Notice, refresh_task
 from app.tasks import naming
 from app.tasks import services as tasks
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import TaskDefinition, expand_bunch
+from app.tokens.errors import TokenUnavailable
 
 FINAL_STATUSES = (*PARENT_DONE, *PARENT_FAILED)
 
@@ -387,9 +388,10 @@ def chains_query() -> Select[Chain]:
     )
 
 
-def refresh_from_panda(chain: Chain, user: User) -> tasks.Notice:
-    """Read the chain's unfinished tasks from PanDA with the manager's own token and store their
-    status; the launches that wait for a parent to be done are then looked at again."""
+def refresh_from_panda(chain: Chain) -> Notice:
+    """Read the chain's unfinished tasks from PanDA now, each with its owner's token (as the sync
+    does), and store what PanDA says; the launches that wait for a parent to be done are then looked
+    at again."""
     running = [
         t
         for s in chain.steps
@@ -397,33 +399,28 @@ def refresh_from_panda(chain: Chain, user: User) -> tasks.Notice:
         if t.panda_task_id and t.panda_status not in FINAL_STATUSES
     ]
     if not running:
-        return tasks.Notice("Nothing to refresh: no task of this chain is running in PanDA.", "info")
+        return Notice("Nothing to refresh: no task of this chain is running in PanDA.", "info")
     client = panda_clients(interactive=True)
     try:
-        errors = [error for task in running if (error := _read_status(client, task, user))]
+        errors = [error for task in running if (error := _read_status(client, task))]
     finally:
         client.close()
     db.session.flush()
     dispatch_chain_after_commit(chain, start=2)
     read = len(running) - len(errors)
     if errors:
-        return tasks.Notice(
-            f"Read {read} of {len(running)} tasks from PanDA; " + "; ".join(errors[:3]), "warning"
-        )
-    return tasks.Notice(f"Read {read} task(s) from PanDA.", "success")
+        return Notice(f"Read {read} of {len(running)} tasks from PanDA; " + "; ".join(errors[:3]), "warning")
+    return Notice(f"Read {read} task(s) from PanDA.", "success")
 
 
-def _read_status(client: PandaApi, task: Task, user: User) -> str | None:
-    """Store PanDA's status of `task`; returns what went wrong (None: stored, or not registered yet)."""
-    assert task.panda_task_id is not None
+def _read_status(client: PandaApi, task: Task) -> str | None:
+    """Store PanDA's state of `task`; returns what went wrong (None: stored, or not registered yet)."""
     try:
-        info = client.get_detailed_info(user, task.panda_task_id)
+        refresh_task(task, client)
     except PandaNotFound:
         return None  # JEDI registers a new task within minutes
-    except PandaError as exc:
+    except (PandaError, TokenUnavailable) as exc:
         return f"{task.name}: {exc}"
-    task.panda_status = info.status
-    task.panda_checked_at = clock.now()
     return None
 
 

@@ -165,11 +165,11 @@ def progress(chain_id: int):
 @bp.post("/<int:chain_id>/refresh")
 @role_required("manager")
 def refresh(chain_id: int):
-    """Read the chain's running tasks from PanDA now, with the manager's own token."""
+    """Read the chain's running tasks from PanDA now (each with its owner's token) and store them."""
     chain = db.get_or_404(Chain, chain_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    notice = chains.refresh_from_panda(chain, logged_in_user())
+    notice = chains.refresh_from_panda(chain)
     flash(notice.message, notice.category)
     return redirect(url_for("chains.detail", chain_id=chain.id))
 

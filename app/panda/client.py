@@ -137,6 +137,10 @@ class PandaApi(Protocol):
         prod_source_label: str = "managed",
     ) -> list[TaskSummary]: ...
 
+    def get_job_descriptions(
+        self, user: User, task_id: int, *, unsuccessful_only: bool = False
+    ) -> list[JobDescription]: ...
+
 
 @dataclass(frozen=True)
 class CallRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from app.panda.services import SANDBOX_URL_KEY as URL_KEY  # read by panda_url
 from app.tokens.sandbox import EXTENSION  # read by the sandbox token minting
@@ -23,7 +24,16 @@ def sandbox_config(settings: Any) -> SimConfig:
         vo=panda.vo,
         roles=(panda.role,) if panda.role else (),
         client_ids=("prodpanel",),
+        # With the task-status queue on, the simulated JEDI publishes where the panel listens.
+        mq_url=_broker_url(settings.queue) if settings.queue.enabled else "",
+        mq_destination=settings.queue.destination,
     )
+
+
+def _broker_url(queue: Any) -> str:
+    scheme = "stomp+ssl" if queue.use_ssl else "stomp"
+    credentials = f"{quote(queue.user, safe='')}:{quote(queue.password, safe='')}"
+    return f"{scheme}://{credentials}@{queue.host}:{queue.port}/{quote(queue.vhost.lstrip('/') or '', safe='')}"
 
 
 def _state_path(settings: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
@@ -68,6 +68,29 @@ class Task(Model):
     panda_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
+    # What the PanDA sync stored (app/sync): PanDA's own view of the task, never read from a page.
+    panda_modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    panda_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # JEDI's errorDialog
+    jobs_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    jobs_failed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    jobs_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    events_requested: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    events_processed: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # known once accounted
+    priority_default: Mapped[int | None] = mapped_column(Integer, nullable=True)  # taskPriority
+    priority_current: Mapped[int | None] = mapped_column(Integer, nullable=True)  # currentPriority
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # creationDate
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cloud: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    site: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Final accounting, from the job descriptions once the task is final (accounted_jobs of jobs_total).
+    accounted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    accounted_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    walltime_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # consumed, all attempts
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    log_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    accounting_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it could not be read
+
     bunch: Mapped[TaskBunch] = relationship(back_populates="tasks")
     parent: Mapped[Task | None] = relationship(
         remote_side="Task.id", foreign_keys=[parent_id], back_populates="children"
@@ -79,7 +102,12 @@ class Task(Model):
     clones: Mapped[list[Task]] = relationship(foreign_keys=[cloned_from_id], back_populates="cloned_from")
     launches: Mapped[list[Launch]] = relationship(back_populates="task", order_by="Launch.id")
 
-    __table_args__ = (UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),)
+    __table_args__ = (
+        UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),
+        # The sync selects non-final tasks; monitoring filters by status and sorts by end time.
+        Index("ix_task_panda_status", "panda_status"),
+        Index("ix_task_ended_at", "ended_at"),
+    )
 
     @property
     def latest_launch(self) -> Launch | None:

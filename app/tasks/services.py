@@ -27,15 +27,16 @@ from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
-from app.extensions import db, panda_clients
+from app.extensions import db
 from app.launches.dispatcher import dispatch_after_commit
 from app.launches.models import Launch
 from app.launches.services import new_launch
 from app.launches.states import LaunchStatus
 from app.panda import taskparams
-from app.panda.errors import PandaError, PandaNotFound
 from app.panda.services import calls_for_task
 from app.prodrequests.checks import definition_warnings
+from app.sync.models import TaskStatusChange
+from app.sync.services import status_history
 from app.tasks import naming
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import ADMIN_FIELDS, TaskDefinition, TaskSpec, expand_bunch, next_step
@@ -154,10 +155,19 @@ def validate_definition(
     if kind == "generation":
         if d.total_events is None or d.total_events <= 0:
             err("total_events", "total events must be greater than 0")
+        elif d.total_events > cfg.max_total_events:
+            err("total_events", f"total events must be at most {cfg.max_total_events:,} per task")
         if d.events_per_job is None or d.events_per_job <= 0:
             err("events_per_job", "events per job must be greater than 0")
-        elif d.total_events and d.total_events > 0:
-            if d.events_per_job > d.total_events:
+        elif d.events_per_job > cfg.max_events_per_job:
+            err("events_per_job", f"events per job must be at most {cfg.max_events_per_job:,}")
+        elif d.total_events and 0 < d.total_events <= cfg.max_total_events:
+            jobs = _jobs_per_task(d.total_events, d.events_per_job)
+            if jobs > cfg.max_jobs_per_task:
+                fewest = _jobs_per_task(d.total_events, cfg.max_jobs_per_task)
+                err("events_per_job", f"this makes {jobs:,} jobs per task, at most {cfg.max_jobs_per_task:,} are "
+                    f"allowed: raise events per job to {fewest:,} or more")  # fmt: skip
+            elif d.events_per_job > d.total_events:
                 err(
                     "events_per_job",
                     f"events per job ({d.events_per_job}) must not exceed total events ({d.total_events})",
@@ -183,10 +193,15 @@ def validate_definition(
 
     if d.initial_offset < 0:
         err("initial_offset", "initial offset must be 0 or more")
-    for name, label in (("memory_mb", "memory"), ("walltime_s", "walltime")):
+    limits = {"memory_mb": ("memory", cfg.max_memory_mb, "MB"), "walltime_s": ("walltime", cfg.max_walltime_s, "s")}  # fmt: skip
+    for name, (label, most, unit) in limits.items():
         value = getattr(d, name)
         if value is not None and value <= 0:
             err(name, f"{label} must be greater than 0")
+        elif value is not None and value > most:
+            err(name, f"{label} must be at most {most:,} {unit}")
+    if d.files_per_job is not None and d.files_per_job > cfg.max_jobs_per_task:
+        err("files_per_job", f"files per job must be at most {cfg.max_jobs_per_task:,}")
     if d.max_attempts is not None and not 1 <= d.max_attempts <= 100:
         err("max_attempts", "max attempts must be between 1 and 100")
     if d.priority is not None and not 0 <= d.priority <= 10000:
@@ -254,6 +269,10 @@ def validate_definition(
         _check_parent(d, rules, err, warnings.append)
     warnings += definition_warnings(d)  # unknown request, paths missing from the path catalog
     return errors, warnings
+
+
+def _jobs_per_task(total_events: int, events_per_job: int) -> int:
+    return -(-total_events // events_per_job)
 
 
 def _member_names(d: TaskDefinition, rules: naming.NamingRules) -> tuple[list[str], list[str]]:
@@ -803,7 +822,7 @@ def refuse_admin_fields(sent: Mapping[str, str], *, is_admin: bool, target: str)
 
 @dataclass(frozen=True)
 class TaskPage:
-    """What the task page shows: stored state only (PanDA is read by "Refresh from PanDA")."""
+    """What the task page shows: stored state only (the sync and "Sync this task now" read PanDA)."""
 
     task: Task
     launch: Launch | None  # the launch that submitted it, else the latest attempt
@@ -811,6 +830,7 @@ class TaskPage:
     definition_json: str
     params_json: str
     siblings: list[Task]
+    history: list[TaskStatusChange]  # its PanDA statuses as the sync saw them
     calls: Pagination | None  # the PanDA log of the task (for managers)
 
     @property
@@ -828,44 +848,8 @@ def task_page(task: Task, *, with_calls: bool) -> TaskPage:
         definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
         params_json=pretty(task.params),
         siblings=[t for t in task.bunch.tasks if t.id != task.id],
+        history=status_history(task),
         calls=calls_for_task(task.panda_task_id) if with_calls and task.panda_task_id is not None else None,
-    )
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A sentence for the user and its weight (a Bootstrap alert category)."""
-
-    message: str
-    category: str = "info"
-
-
-def refresh_from_panda(task: Task, user: User) -> Notice:
-    """Read the task from PanDA now with `user`'s own token, store its status, and say what PanDA
-    said (a manager's button; the page itself never calls PanDA)."""
-    if task.panda_task_id is None:
-        return Notice("The task is not in PanDA yet.", "warning")
-    client = panda_clients(interactive=True)
-    try:
-        info = client.get_detailed_info(user, task.panda_task_id)
-    except PandaNotFound:
-        return Notice(
-            "PanDA has not picked the task up yet (JEDI registers a new task within minutes).", "warning"
-        )
-    except PandaError as exc:
-        return Notice(f"Reading the task from PanDA failed: {exc}", "danger")
-    finally:
-        client.close()
-    task.panda_status = info.status
-    task.panda_checked_at = clock.now()
-    db.session.flush()
-    counters = " / ".join(
-        "—" if n is None else str(n) for n in (info.n_files_finished, info.n_files_failed, info.n_files)
-    )
-    priority = f"{info.task_priority}/{info.current_priority}"
-    return Notice(
-        f"PanDA says {info.status}; jobs (files) done / failed / total: {counters}; priority (default/current) {priority}.",
-        "success",
     )
 
 

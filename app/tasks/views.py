@@ -17,6 +17,7 @@ from app.launches import services as launches
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
+from app.sync import services as sync
 from app.tasks import services, specs
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
 from app.tasks.models import Task, TaskBunch
@@ -75,7 +76,7 @@ def index():
     page = db.paginate(services.tasks_query(filters), per_page=50, error_out=False)
     return render_template(
         "tasks/index.html", page=page, filters=filters, args=args, steps=get_settings().tasks.step_types,
-        launch_statuses=list(LaunchStatus), upload=ManifestUploadForm(),
+        launch_statuses=list(LaunchStatus), upload=ManifestUploadForm(), rows=sync.rows_of(page.items),
     )  # fmt: skip
 
 
@@ -261,6 +262,7 @@ def bunch(bunch_id: int):
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
         dispatching=dispatcher.is_dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
+        rows=sync.rows_of(bunch.tasks, bunch.id),
         relations=services.bunch_relations(bunch),
     )  # fmt: skip
 
@@ -274,6 +276,15 @@ def bunch_progress(bunch_id: int):
         "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
         action_form=ActionForm(), dispatching=dispatcher.is_dispatching(bunch.id),
     )  # fmt: skip
+
+
+@bp.get("/panda")
+@role_required("viewer")
+def panda_states():
+    """The polled in-place refresh of rows' PanDA state (task list: ?ids=1,2; bunch page: ?bunch=)."""
+    ids = [int(part) for part in request.args.get("ids", "").split(",") if part.isdigit()]
+    rows = sync.panda_rows(ids, request.args.get("bunch", type=int))
+    return render_template("tasks/_panda_states.html", rows=rows)
 
 
 @bp.post("/bunch/<int:bunch_id>/resend")
@@ -339,14 +350,22 @@ def detail(task_id: int):
     return render_template("tasks/detail.html", page=page, task=task, action_form=ActionForm())
 
 
+@bp.get("/<int:task_id>/panda")
+@role_required("viewer")
+def panda_detail(task_id: int):
+    """The task page's PanDA state (polled while the task is active); stored state only."""
+    task = db.get_or_404(Task, task_id)
+    return render_template("tasks/_panda_detail.html", task=task, history=sync.status_history(task))
+
+
 @bp.post("/<int:task_id>/refresh")
 @role_required("manager")
 def refresh(task_id: int):
-    """Read the task from PanDA now, with the manager's own token, and store its status."""
+    """ "Sync this task now": read the task from PanDA with its owner's token and store it."""
     task = db.get_or_404(Task, task_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    notice = services.refresh_from_panda(task, logged_in_user())
+    notice = sync.sync_task_now(task)
     flash(notice.message, notice.category)
     return redirect(url_for("tasks.detail", task_id=task.id))
 

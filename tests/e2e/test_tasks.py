@@ -86,7 +86,7 @@ def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     panda_id = page.locator("#panda-task-id").inner_text()
     stored = sim.state.select_rows("SELECT jediTaskID FROM tasks WHERE taskName=?", (f"{task_name}.2",))
     assert panda_id == str(stored[0][0])
-    expect(page.locator("#panda-task-status")).to_contain_text("—")  # the page itself never asks PanDA
+    expect(page.locator("#panda-task-status")).to_contain_text("not read from PanDA yet")  # no PanDA call
     page.locator("#refresh-from-panda").click()
     expect(page.locator("#panda-task-status .status")).to_have_text(
         re.compile(r"^(registered|defined|ready|scouting|running|done|finished)$")

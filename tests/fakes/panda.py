@@ -14,7 +14,7 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
-from app.panda.results import SubmitResult, TaskInfo, TaskSummary, UserAttributes
+from app.panda.results import JobDescription, SubmitResult, TaskInfo, TaskSummary, UserAttributes
 from app.tokens.errors import TokenUnavailable
 
 if TYPE_CHECKING:
@@ -109,6 +109,13 @@ class FakePanda:
                     {"jediTaskID": tid, "taskName": t["params"]["taskName"], "reqID": req_id}
                 )
         return list(by_req.values())
+
+    def get_job_descriptions(
+        self, user: User, task_id: int, *, unsuccessful_only: bool = False
+    ) -> list[JobDescription]:
+        if task_id not in self.tasks:
+            raise PandaNotFound("task not found")
+        return []
 
 
 class LegacyFakePanda(FakePanda):

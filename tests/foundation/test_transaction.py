@@ -101,6 +101,7 @@ def test_only_the_request_hook_jobs_and_commands_commit():
     allowed = {
         "app/transaction.py",
         "app/launches/dispatcher.py",
+        "app/sync/jobs.py",
         "app/prodrequests/jobs.py",
         "app/cli.py",
         "app/auth/cli.py",

@@ -33,6 +33,20 @@ def errors_of(definition, *, is_admin=False):
             "events per job (20000) must not exceed total events (10000)",
         ),
         ({"initial_offset": -1}, "initial_offset", "initial offset must be 0 or more"),
+        # Upper limits (tasks.max_*): a task too big for PanDA (or the simulator) is refused at preview.
+        ({"total_events": 10**20}, "total_events", "total events must be at most 1,000,000,000 per task"),
+        (
+            {"total_events": 10**9, "events_per_job": 100},
+            "events_per_job",
+            "this makes 10,000,000 jobs per task, at most 1,000,000 are allowed: raise events per job to 1,000 or more",
+        ),
+        (
+            {"events_per_job": 10**8, "total_events": 10**9},
+            "events_per_job",
+            "events per job must be at most 10,000,000",
+        ),
+        ({"memory_mb": 10**6}, "memory_mb", "memory must be at most 64,000 MB"),
+        ({"walltime_s": 10**8}, "walltime_s", "walltime must be at most 604,800 s"),
         ({"bunch_size": 0}, "bunch_size", "tasks to launch must be between 1 and 1000"),
         ({"bunch_size": 1001}, "bunch_size", "tasks to launch must be between 1 and 1000"),
         (

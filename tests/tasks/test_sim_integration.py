@@ -173,7 +173,7 @@ def test_task_page_shows_stored_state_and_never_calls_panda(client, login_as, si
     assert re.search(r'class="badge panda-outcome outcome-ok [^"]*">ok</span>', submits[0])
 
 
-def test_refresh_from_panda_before_and_after_jedi_picks_the_task_up(client, login_as, sim):
+def test_sync_this_task_now_before_and_after_jedi_picks_the_task_up(client, login_as, sim):
     login_as("manager")
     sim.clock.set_scale(0)  # simulated time stands still: the task stays in DEFT's "waiting"
     post(client, "/tasks/create", form_data(sim_definition(), key="wait"))
@@ -194,7 +194,7 @@ def test_refresh_from_panda_before_and_after_jedi_picks_the_task_up(client, logi
         panda.close()
     assert info.n_files == 10  # 10000 events, 1000 per job
     counters = f"{info.n_files_finished} / {info.n_files_failed} / {info.n_files}"
-    assert f"jobs (files) done / failed / total: {counters}" in refresh
+    assert f"jobs done / failed / total: {counters}" in refresh
     assert task.panda_status == info.status and task.panda_checked_at is not None
     status = refresh.split('id="panda-task-status"', 1)[1][:300]
     assert f"status-{info.status}" in status  # the page shows what was stored

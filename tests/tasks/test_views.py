@@ -127,6 +127,22 @@ def test_preview_shows_exact_parameters_and_diff(client, login_as, db, fake_pand
     assert [t.latest_launch.manifest["task_parameters"] for t in tasks] == previewed
 
 
+def test_a_task_over_the_limits_gets_field_messages_at_preview_and_keeps_what_was_typed(
+    client, login_as, db, fake_panda
+):
+    login_as("manager")
+    data = form_data(sim_definition(total_events=10**20, memory_mb=10**9), key="huge")
+    response = post(client, "/tasks/preview", data)
+    html = unescape(response.get_data(as_text=True))
+    assert response.status_code == 400
+    assert "total events must be at most 1,000,000,000 per task" in html
+    assert "memory must be at most 64,000 MB" in html
+    assert form_values(html)["total_events"] == str(10**20)  # nothing the user typed is lost
+    response = post(client, "/tasks/create", data)
+    assert response.status_code == 400 and db.session.scalar(select(func.count()).select_from(TaskBunch)) == 0
+    assert fake_panda.submits == []
+
+
 def test_create_twice_with_same_key_creates_one_bunch(client, login_as, db, fake_panda):
     login_as("manager")
     data = form_data(sim_definition(bunch_size=3), key="same-key")

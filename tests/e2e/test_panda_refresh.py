@@ -1,0 +1,58 @@
+"""The task list refreshes its active rows' PanDA state in place (htmx, out-of-band swaps) when the
+sync stored something new: no reload, no PanDA call from the page, no CSP violation."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from app.extensions import db as _db
+from app.launches import dispatcher
+from app.sync import jobs
+from app.tasks import services
+from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
+from tests.e2e.conftest import log_in
+from tests.tasks.conftest import sandbox_app, sim_definition
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def sim():
+    running = serve_in_thread(
+        create_simulator(SimConfig(seed=5, time_scale=0.0, timings=Timings(pickup_s=60.0)))
+    )
+    yield running.app
+    running.stop()
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite, sim):
+    settings = settings_factory(panda={"transport": "v1", "retries": 0}, sync={"page_refresh_s": 1.0})
+    application = sandbox_app(settings, migrated_sqlite, sim)
+    with application.app_context():
+        yield application
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+def test_active_rows_refresh_in_place(page, make_user, sim, browser_log):
+    manager = make_user("manager")
+    bunch, _, _ = services.create_bunch(sim_definition(bunch_size=2), manager, "e2e-sync", is_admin=False)
+    _db.session.commit()
+    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=30) == {"submitted": 2}
+    task = bunch.tasks[0]
+    log_in(page, manager.username)
+    page.goto("/tasks/")
+    state = page.locator(f"#panda-state-{task.id}")
+    expect(state).to_contain_text("not read yet")
+    page.evaluate("() => { window.__notReloaded = true; }")
+
+    calls = sum(sim.calls.values())
+    sim.advance(150)
+    jobs.sync_cycle()  # the background job stores "running"; the page picks it up by itself
+    expect(state.locator(".status")).to_have_text("running")
+    expect(state).to_contain_text("0/10 jobs")
+    assert page.evaluate("() => window.__notReloaded") is True  # swapped in place, not reloaded
+    assert sum(sim.calls.values()) == calls + 1  # the sync's one listing; the page asked PanDA nothing
+    assert browser_log.console_errors == [], browser_log.http_errors
