@@ -113,14 +113,19 @@ class TaskOutput:
 
 
 def task_output(task: Task) -> TaskOutput:
-    """What one task produced, from what the panel stores today.
+    """What one task produced, from what the PanDA sync stored (app/sync).
 
-    SEAM (issue 10): tasks have no counters synced from PanDA yet. Until they do, a generation task
-    counts its planned events once PanDA reports it `done` (every job succeeded), nothing before, and
-    output sizes are unknown. Issue 10 replaces this body with the synced counters.
+    Once the sync has accounted the final task (its job descriptions read): the events its finished
+    jobs processed, for a generation task (processing steps, such as a chain's RECO, read events a
+    generation task made and add none), and the output size of any task. Before that, a generation
+    task that PanDA reports `done` (every job succeeded) counts its planned events, and the size is
+    not known yet.
     """
-    events = task.spec.get("total_events") or 0  # processing steps generate no events
-    return TaskOutput(events if task.panda_status == "done" else 0, None)
+    generation = bool(task.spec.get("total_events"))  # processing steps have no events of their own
+    if task.accounted_at is not None:
+        return TaskOutput((task.events_processed or 0) if generation else 0, task.output_bytes)
+    planned = task.spec.get("total_events") or 0
+    return TaskOutput(planned if task.panda_status == "done" else 0, None)
 
 
 def _settled(task: Task) -> bool:
@@ -137,7 +142,7 @@ class RequestProgress:
     requested: int
     planned: int  # events of the request's generation tasks in the panel
     produced: int
-    output_bytes: int | None  # None until task sizes are synced (issue 10)
+    output_bytes: int | None  # None until the sync has accounted a task
     tasks: int
     active: int  # tasks that may still add events
     chains: int = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import unescape
 
+from app import clock as app_clock
 from app.prodrequests import services
 from tests.prodrequests.conftest import make_chain, make_task
 
@@ -75,3 +76,19 @@ def test_reconciliation_counts_chain_tasks(client, login_as, make_user, db):
     html = unescape(client.get("/requests/reconcile").get_data(as_text=True))
     assert "Tasks without a request (2)" in html
     assert "PROD2025-001.RECO" not in html.split('id="orphan-tasks"')[1].split("</section>")[0]
+
+
+def test_progress_reads_what_the_sync_accounted(client, login_as, make_user, db):
+    user = make_user("manager")
+    chain = make_chain(
+        user, 1, sim_request=3, reco_request=3, statuses=("finished", "done"), events=4_000_000
+    )
+    sim, reco = (s.bunch.tasks[0] for s in chain.steps)
+    for task, events, size in ((sim, 3_900_000, 2 * 10**12), (reco, 3_900_000, 5 * 10**11)):
+        task.accounted_at, task.events_processed, task.output_bytes = app_clock.now(), events, size
+    make_task(user, 2, request_id=3, status="done", events=1_000_000)  # done, not accounted yet: planned
+    db.session.commit()
+    login_as("viewer")
+    html = unescape(client.get("/requests/3").get_data(as_text=True))
+    assert 'id="events-produced">4 900 000 (49 %)<' in html  # SIM's jobs made 3.9M of its 4M; RECO adds none
+    assert 'id="output-size">2.50 TB<' in html  # both steps' output (the single task's is not known yet)
