@@ -185,7 +185,9 @@ class IamSettings:
     )
     exchange_scopes: str = setting("openid profile", "scopes asked in the token exchange")
     refresh_leeway_s: int = setting(
-        120, "refresh an ID token this many seconds before it expires", at_least(0)
+        120,
+        "refresh an ID token this many seconds before it expires (at most half its lifetime)",
+        at_least(0),
     )
     refresh_token_days: int = setting(
         30, "refresh-token lifetime assumed when IAM does not say (IAM default: 30)", at_least(1)
@@ -194,8 +196,11 @@ class IamSettings:
     rp_logout: bool = setting(True, "offer IAM's RP-initiated logout after the panel's logout")
     login_rate_limit: int = setting(
         20,
-        "SPD-IAM login starts and callbacks allowed per client address within auth.login_window_s",
+        "failed SPD-IAM logins (callbacks) allowed per client address within auth.login_window_s",
         at_least(1),
+    )
+    login_start_limit: int = setting(
+        300, "SPD-IAM login starts allowed per client address within auth.login_window_s", at_least(1)
     )
     sandbox_token_lifetime_s: int = setting(
         3600, "lifetime of the sandbox ID tokens of the built-in simulator", at_least(60)

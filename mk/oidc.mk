@@ -11,7 +11,8 @@ $(OIDC_OP_DIR)/node_modules/.package-lock.json: $(OIDC_OP_DIR)/package.json $(OI
 	cd $(OIDC_OP_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
-# Run the provider by hand for a demo (DEMO ONLY: accepts any password). OP_PORT=9000 by default.
+# Run the provider by hand for a demo (DEMO ONLY: accepts any password). OP_PORT=9000 by default;
+# OP_ID_TOKEN_TTL=<seconds> shortens the ID tokens (600 s, like IAM's, by default).
 # Users alice (manager), carol (admin), bob (viewer); point the panel at it with
 #   PRODPANEL_IAM__ISSUER=http://127.0.0.1:9000/ PRODPANEL_IAM__CLIENT_ID=prodpanel-demo \
 #   PRODPANEL_IAM__CLIENT_SECRET=demo-secret-not-for-production prodpanel serve

@@ -51,7 +51,8 @@ class SimApp:
         saved = self.state.saved_clock()
         if saved > self.clock.now():  # a stored state whose simulated time ran ahead: continue from there
             self.clock.advance(saved - self.clock.now())
-        self.issuer: SimIssuer | None = None if config.issuer_url else SimIssuer()
+        embedded = not config.issuer_url or bool(config.local_client_ids)
+        self.issuer: SimIssuer | None = SimIssuer() if embedded else None
         discovery = (
             config.issuer_url.rstrip("/") + "/.well-known/openid-configuration" if config.issuer_url else ""
         )
@@ -86,15 +87,19 @@ class SimApp:
         self.url = url.rstrip("/")
         if self.issuer is not None:
             self.issuer.set_url(self.url + "/oidc")
-            self.checker.discovery_url = self.issuer.discovery_url
+            if self.config.issuer_url:
+                self.checker.local_discovery_url = self.issuer.discovery_url
+            else:
+                self.checker.discovery_url = self.issuer.discovery_url
 
     def mint_token(
         self, sub: str, name: str, groups: list[str], lifetime_s: int = 3600, aud: str | None = None
     ) -> str:
-        """Mint an ID token with the embedded issuer for the first configured client id."""
+        """Mint an ID token with the embedded issuer for its first client id."""
         if self.issuer is None:
             raise RuntimeError("the simulator uses an external issuer; mint tokens there")
-        return self.issuer.mint_id_token(sub, name, groups, aud or self.config.client_ids[0], lifetime_s)
+        ids = self.config.local_client_ids if self.config.issuer_url else self.config.client_ids
+        return self.issuer.mint_id_token(sub, name, groups, aud or ids[0], lifetime_s)
 
     def set_faults(self, faults: Faults | dict[str, Any]) -> None:
         self.faults = faults if isinstance(faults, Faults) else Faults.from_dict(faults)

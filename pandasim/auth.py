@@ -20,20 +20,23 @@ from typing import Any
 
 import jwt
 from jwt import PyJWKClient
-from jwt.exceptions import InvalidIssuerError, InvalidTokenError, PyJWKClientError
+from jwt.exceptions import InvalidIssuerError, InvalidSignatureError, InvalidTokenError, PyJWKClientError
 
 from .config import SimConfig
 
 CACHE_SECONDS = 600  # TokenDecoder refreshes discovery documents and key sets every 10 minutes
 DECISION_SECONDS = 60  # how long one (token, Origin) decision is reused
+REFETCH_SECONDS = 30  # a bad signature re-reads the key set at most this often (issuer key rotation)
 
 
 class TokenChecker:
     """Decides, per (token, Origin), what panda-server's PandaRequest decides."""
 
-    def __init__(self, config: SimConfig, discovery_url: str) -> None:
+    def __init__(self, config: SimConfig, discovery_url: str, local_discovery_url: str = "") -> None:
         self.config = config
         self.discovery_url = discovery_url
+        self.local_discovery_url = local_discovery_url  # the embedded issuer's, for local_client_ids
+        self._refetched: dict[str, float] = {}  # jwks_uri -> when a bad signature last re-read it
         self._ssl = ssl.create_default_context(cafile=config.ca_bundle or None)
         self._discovery: dict[str, tuple[float, dict[str, Any]]] = {}
         self._key_sets: dict[str, PyJWKClient] = {}
@@ -55,7 +58,9 @@ class TokenChecker:
         }
 
     def known_client_ids(self) -> set[str]:
-        return set(self.config.client_ids) | set(self.config.secondary_ids)
+        return (
+            set(self.config.client_ids) | set(self.config.secondary_ids) | set(self.config.local_client_ids)
+        )
 
     def decide(self, serialized: str, origin: str | None) -> dict[str, Any]:
         """{"authenticated", "message", "env"} for this token and Origin (cached briefly)."""
@@ -140,24 +145,46 @@ class TokenChecker:
         headers = jwt.get_unverified_header(serialized)
         if "kid" not in headers:
             raise InvalidTokenError("cannot extract kid from headers")
-        oidc_config = self._discovery_document()
-        try:
-            key = self._key_set(oidc_config["jwks_uri"]).get_signing_key(headers["kid"]).key
-        except PyJWKClientError as exc:
-            raise InvalidTokenError(f"JWK not found for kid={headers['kid']}") from exc
+        local = client_id in self.config.local_client_ids
+        oidc_config = self._discovery_document(self.local_discovery_url if local else self.discovery_url)
         issuer = oidc_config["issuer"]
         iss = unverified.get("iss")
         if iss and iss != issuer and issuer.startswith(iss):
             issuer = iss  # iss without the trailing slash
+        jwks_uri = oidc_config["jwks_uri"]
         try:
-            decoded = jwt.decode(serialized, key, algorithms=["RS256"], audience=audience, issuer=issuer)
+            key = self._signing_key(jwks_uri, headers["kid"])
+            try:
+                decoded = jwt.decode(serialized, key, algorithms=["RS256"], audience=audience, issuer=issuer)
+            except InvalidSignatureError:
+                if not self._may_refetch(jwks_uri):
+                    raise
+                # The issuer may have a new key under the same kid (a restart, a rotation).
+                key = self._signing_key(jwks_uri, headers["kid"], refresh=True)
+                decoded = jwt.decode(serialized, key, algorithms=["RS256"], audience=audience, issuer=issuer)
         except InvalidIssuerError as exc:
             raise InvalidTokenError(f"failed to decode: {exc}") from exc
         decoded["vo"] = origin if origin is not None else self.config.vo
         return decoded
 
-    def _discovery_document(self) -> dict[str, Any]:
-        url = self.discovery_url
+    def _signing_key(self, jwks_uri: str, kid: str, refresh: bool = False) -> Any:
+        key_set = self._key_set(jwks_uri)
+        try:
+            if refresh:
+                key_set.get_signing_keys(refresh=True)
+            return key_set.get_signing_key(kid).key
+        except PyJWKClientError as exc:
+            raise InvalidTokenError(f"JWK not found for kid={kid}") from exc
+
+    def _may_refetch(self, jwks_uri: str) -> bool:
+        with self._lock:
+            last = self._refetched.get(jwks_uri)
+            if last is not None and time.monotonic() - last < REFETCH_SECONDS:
+                return False
+            self._refetched[jwks_uri] = time.monotonic()
+            return True
+
+    def _discovery_document(self, url: str) -> dict[str, Any]:
         with self._lock:
             cached = self._discovery.get(url)
             if cached and time.monotonic() - cached[0] < CACHE_SECONDS:

@@ -56,6 +56,9 @@ class SimConfig:
     ca_bundle: str = ""  # CA file trusted when fetching the issuer's discovery and keys ("" = system store)
     client_ids: tuple[str, ...] = ("prodpanel",)  # client ids of the VO auth config (aud accepted)
     secondary_ids: tuple[str, ...] = ()  # extra accepted client ids (e.g. the web app)
+    # With an external issuer: client ids whose tokens the embedded issuer signs (a second auth
+    # config, like a second VO's on panda-server), e.g. the panel's sandbox tokens for local accounts.
+    local_client_ids: tuple[str, ...] = ()
     vo: str = "spd"
     roles: tuple[str, ...] = ("production",)  # roles with a <vo>.<role>_auth_config.json
     auto_roles: tuple[str, ...] = ()  # roles auto-selected when Origin carries no role
@@ -90,4 +93,5 @@ class SimConfig:
             self.timings = Timings(**self.timings)
         self.client_ids = tuple(self.client_ids)
         self.secondary_ids = tuple(self.secondary_ids)
+        self.local_client_ids = tuple(self.local_client_ids)
         self.roles = tuple(self.roles)

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class OidcOp:
         return requests.get(self.issuer + ".well-known/openid-configuration", timeout=5).json()
 
     def stats(self) -> dict:
-        """Counts of successful grants by type (`refresh` = refresh-token grants)."""
+        """Counts of successful grants by type (`refresh` = refresh-token grants) and of key-set
+        reads (`jwks`)."""
         return requests.get(self.issuer + "_test/stats", timeout=5).json()
 
     def tamper_next_id_token(self, **claims) -> None:
@@ -108,6 +110,18 @@ class OidcOp:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    @property
+    def port(self) -> int:
+        return int(self.issuer.rstrip("/").rsplit(":", 1)[1])
+
+    def pause(self) -> None:
+        """An outage: the process stops answering (connections are accepted, then time out) and
+        keeps its grants for when it goes on (`resume`)."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.process.pid, signal.SIGCONT)
 
     # ---- driving the devInteractions pages with `requests` ------------------------------
     def sign_in(self, browser: requests.Session, page: requests.Response, username: str) -> requests.Response:
@@ -156,8 +170,11 @@ def _form(text: str) -> tuple[str, dict[str, str]]:
     return html.unescape(match.group(1)), fields
 
 
-def start_op(tmp_dir: Path, config: dict, extra_env: dict | None = None, deadline_s: float = 20.0) -> OidcOp:
-    """Start server.mjs on a free loopback port and wait for discovery; fail with a clear message."""
+def start_op(
+    tmp_dir: Path, config: dict, extra_env: dict | None = None, deadline_s: float = 20.0, port: int = 0
+) -> OidcOp:
+    """Start server.mjs on a loopback port (default: a free one) and wait for discovery; fail with a
+    clear message."""
     node = shutil.which("node")
     if node is None:
         pytest.fail(
@@ -168,7 +185,7 @@ def start_op(tmp_dir: Path, config: dict, extra_env: dict | None = None, deadlin
             f"{OP_DIR}/node_modules is missing: run `make test` (or `make oidc-deps`) to install oidc-provider",
             pytrace=False,
         )
-    port = free_port()
+    port = port or free_port()
     issuer = f"http://127.0.0.1:{port}/"
     log_path = tmp_dir / f"oidc-op-{port}.log"
     env = {
@@ -178,7 +195,7 @@ def start_op(tmp_dir: Path, config: dict, extra_env: dict | None = None, deadlin
         "OP_CONFIG_JSON": json.dumps(config),
         **(extra_env or {}),
     }
-    log = open(log_path, "wb")  # noqa: SIM115 - stays open for the child's lifetime
+    log = open(log_path, "ab")  # noqa: SIM115 - stays open for the child's lifetime (a restart appends)
     proc = subprocess.Popen([node, "server.mjs"], cwd=OP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     op = OidcOp(issuer=issuer, process=proc, log_path=log_path)
@@ -205,6 +222,8 @@ def start_op(tmp_dir: Path, config: dict, extra_env: dict | None = None, deadlin
 
 
 def stop_op(op: OidcOp) -> None:
+    if op.process.poll() is None:
+        op.resume()  # a paused process would not handle SIGTERM
     op.process.terminate()
     try:
         op.process.wait(timeout=10)

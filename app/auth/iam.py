@@ -3,21 +3,23 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 
+from app.auth.iam_client import IamClient
 from app.auth.services import (
-    IAM_RATE_LIMITER,
+    IAM_FAILURE_LIMITER,
+    IAM_START_LIMITER,
     LoginRateLimiter,
     LoginRefused,
     begin_iam_login,
     complete_iam_login,
+    iam_logout_redirect,
     iam_rate_limited,
+    returned_from_iam_logout,
 )
 from app.config import Settings, get_settings
-from app.tokens.oidc import TRANSPORT_ERRORS, discovery_url, join_scopes
+from app.tokens.oidc import discovery_url, join_scopes
 
 bp = Blueprint("iam", __name__, url_prefix="/auth/iam")
 
@@ -33,19 +35,20 @@ def _register_client(state) -> None:
     oauth = OAuth(app)
     oauth.register(
         "iam",
+        client_cls=IamClient,
         client_id=settings.iam.client_id,
         client_secret=settings.iam.client_secret,
         server_metadata_url=discovery_url(settings.iam.issuer),
         client_kwargs={
             "scope": join_scopes(settings.iam.scopes, settings.iam.extra_scopes),
             "code_challenge_method": "S256",
-            "timeout": settings.iam.http_timeout_s,
+            "default_timeout": settings.iam.http_timeout_s,  # every call to IAM, discovery included
         },
     )
     app.extensions[_EXTENSION] = oauth
-    app.extensions[IAM_RATE_LIMITER] = LoginRateLimiter(
-        settings.iam.login_rate_limit, settings.auth.login_window_s
-    )
+    window_s = settings.auth.login_window_s
+    app.extensions[IAM_START_LIMITER] = LoginRateLimiter(settings.iam.login_start_limit, window_s)
+    app.extensions[IAM_FAILURE_LIMITER] = LoginRateLimiter(settings.iam.login_rate_limit, window_s)
 
 
 def _client():
@@ -60,18 +63,19 @@ def _refused(exc: LoginRefused):
     return redirect(url_for("auth.login"))
 
 
+_STEPS = {"iam.login": "start", "iam.callback": "callback"}
+
+
 @bp.before_request
 def _rate_limit():
-    """Refuse (429, audited) a client address that started too many IAM logins or callbacks."""
-    if request.endpoint not in ("iam.login", "iam.callback") or not iam_rate_limited(
-        request.remote_addr or "-"
-    ):
+    """Refuse (429, audited) a client address that started too many IAM logins, or whose callbacks
+    failed too often (app.auth.services.iam_rate_limited)."""
+    step = _STEPS.get(request.endpoint or "")
+    if step is None or not iam_rate_limited(request.remote_addr or "-", step):
         return None
     window_s = get_settings().auth.login_window_s
-    message = (
-        "Too many SPD-IAM login attempts from your address. "
-        f"Wait {max(1, window_s // 60)} minute(s), then try again."
-    )
+    what = "SPD-IAM login attempts" if step == "start" else "failed SPD-IAM logins"
+    message = f"Too many {what} from your address. Wait {max(1, window_s // 60)} minute(s), then try again."
     response = current_app.make_response(
         (render_template("errors/error.html", code=429, title="Too many requests", message=message), 429)
     )
@@ -92,7 +96,7 @@ def login():
 def callback():
     """Finish the login: validate everything, then (iss, sub) → user, tokens → vault, new session."""
     try:
-        return redirect(complete_iam_login(_client(), request.args))
+        return redirect(complete_iam_login(_client(), request.args, request.remote_addr or "-"))
     except LoginRefused as exc:
         return _refused(exc)
 
@@ -106,23 +110,22 @@ def logged_out():
 
 @bp.get("/signed-out")
 def signed_out():
-    """Where SPD-IAM sends the browser back after its own logout (the registered post-logout URI)."""
-    return render_template("auth/iam_logged_out.html", iam_logout=False, done=True)
+    """Where SPD-IAM sends the browser back after its logout page (the registered post-logout URI).
+    IAM's answer does not say whether the user chose to sign out there: the page says what it knows."""
+    iam = get_settings().iam
+    return render_template(
+        "auth/iam_logged_out.html",
+        iam_logout=iam.enabled and iam.rp_logout,
+        done=True,
+        returned=returned_from_iam_logout(request.args.get("state")),
+    )
 
 
 @bp.get("/end-session")
 def end_session():
-    """Redirect to IAM's end-session endpoint. No id_token_hint: tokens never go into URLs."""
-    client = _client()
-    try:
-        endpoint = client.load_server_metadata().get("end_session_endpoint")
-    except TRANSPORT_ERRORS:
-        endpoint = None
-    if not endpoint:
+    """Redirect to IAM's end-session endpoint (no id_token_hint: tokens never go into URLs)."""
+    target = iam_logout_redirect(_client())
+    if target is None:
         flash("SPD-IAM offers no logout endpoint; close the browser to end the SPD-IAM session.", "warning")
         return redirect(url_for("auth.login"))
-    params = {
-        "client_id": get_settings().iam.client_id,
-        "post_logout_redirect_uri": url_for("iam.signed_out", _external=True),
-    }
-    return redirect(f"{endpoint}?{urlencode(params)}")
+    return redirect(target)

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from authlib.integrations.base_client.errors import OAuthError
 from flask import Response, current_app, g, session, url_for
-from joserfc.errors import JoseError
+from joserfc.errors import BadSignatureError, JoseError
 from sqlalchemy import event, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
 from app.audit.services import record
@@ -30,6 +31,7 @@ from app.auth.sessions import end_sessions_of
 from app.config import Settings, get_settings
 from app.extensions import db
 from app.paths import write_private_file
+from app.tokens.models import UserToken
 from app.tokens.oidc import TRANSPORT_ERRORS
 from app.tokens.vault import store_tokens
 from app.web.security import safe_next
@@ -265,14 +267,22 @@ class LoginRateLimiter:
 
 
 # ---- SPD-IAM login ------------------------------------------------------------------------
-# Authorization code + PKCE through authlib's Flask client (registered by app/auth/iam.py).
-# authlib checks the state (bound to the server-side session), PKCE, and the ID token (signature
-# through the JWKS, `iss` from discovery, `aud` = our client id, `exp`, `nonce`). On top of that the
-# discovery document's issuer must equal the configured issuer exactly, and so must the `iss`
-# parameter of the authorization response (RFC 9207) when the provider sends one. Users are the
-# pair (iss, sub); the groups claim decides the role through `iam.role_map` on every login.
+# Authorization code + PKCE through authlib's Flask client (app/auth/iam_client.py, registered by
+# app/auth/iam.py). The callback first checks that its `state` belongs to a login started in this
+# browser; authlib then checks PKCE and the ID token (signature through the JWKS, `iss` from
+# discovery, `aud` = our client id, `exp`, `nonce`). On top of that the discovery document's issuer
+# must equal the configured issuer exactly, and so must the `iss` parameter of the authorization
+# response (RFC 9207) when the provider sends one. Users are the pair (iss, sub); the groups claim
+# decides the role through `iam.role_map` on every login and on every token refresh that carries it.
 
-IAM_RATE_LIMITER = "iam_rate_limiter"  # app.extensions key, set when IAM login is configured
+# app.extensions keys, set when IAM login is configured: login starts, and failed callbacks.
+IAM_START_LIMITER = "iam_start_limiter"
+IAM_FAILURE_LIMITER = "iam_failure_limiter"
+_IAM = "iam"  # the limiters' "username": IAM logins are counted per client address only
+UNKNOWN_STATE = (
+    "this answer does not belong to a login started in this browser (unknown state); start the login again"
+)
+ACCESS_ENDED = "your SPD-IAM groups no longer give access to this panel"
 
 
 class LoginRefused(Exception):
@@ -286,19 +296,25 @@ def _refused(reason: str, *, target: str = "", details: dict[str, Any] | None = 
     return LoginRefused(reason)
 
 
-def iam_rate_limited(address: str) -> bool:
-    """Count an SPD-IAM login start or callback from `address`; True (audited) once over the limit.
+def iam_rate_limited(address: str, step: str) -> bool:
+    """True (audited) when `address` may not take this step of the SPD-IAM login now.
 
-    Every request counts, not only failures: each one costs a call to IAM (discovery or token
-    endpoint) and a state entry in the session, whatever its outcome (ASVS 6.3.1).
+    step "start": every login start counts (each costs a discovery call and a state entry in the
+    session), against the generous `iam.login_start_limit`. step "callback": only failed callbacks
+    count (`complete_iam_login` counts them), against `iam.login_rate_limit`; successful logins
+    never do, so that many users behind one NAT or proxy do not lock each other out.
     """
-    limiter: LoginRateLimiter | None = current_app.extensions.get(IAM_RATE_LIMITER)
+    limiter: LoginRateLimiter | None = current_app.extensions.get(
+        IAM_START_LIMITER if step == "start" else IAM_FAILURE_LIMITER
+    )
     if limiter is None:
         return False
-    if not limiter.blocked(address, "iam"):
-        limiter.failed(address, "iam")  # counts the attempt
+    if not limiter.blocked(address, _IAM):
+        if step == "start":
+            limiter.failed(address, _IAM)  # counts the attempt
         return False
-    record("login.failed", target="iam", outcome="rate-limited", details={"method": "iam"}, user=None)
+    record("login.failed", target=_IAM, outcome="rate-limited", details={"method": "iam", "step": step},
+           user=None)  # fmt: skip
     return True
 
 
@@ -307,7 +323,8 @@ def begin_iam_login(client: Any, next_url: str | None) -> Response:
     configured issuer; raises LoginRefused (audited) otherwise."""
     settings = get_settings()
     try:
-        metadata = client.load_server_metadata()
+        # Read afresh: a cached copy would send the browser to an IAM that is down.
+        metadata = client.reload_server_metadata()
     except TRANSPORT_ERRORS as exc:
         log.warning("SPD-IAM discovery failed: %s", type(exc).__name__)
         raise _refused("SPD-IAM cannot be reached; try again later") from None
@@ -321,12 +338,29 @@ def begin_iam_login(client: Any, next_url: str | None) -> Response:
     return client.authorize_redirect(url_for("iam.callback", _external=True), **extra)
 
 
-def complete_iam_login(client: Any, args: Mapping[str, str]) -> str:
+def complete_iam_login(client: Any, args: Mapping[str, str], address: str) -> str:
     """Finish the SPD-IAM login: validate the answer, (iss, sub) → user, tokens → vault, a new
-    session. Returns where to go next; raises LoginRefused (audited)."""
-    settings = get_settings()
+    session. Returns where to go next; raises LoginRefused (audited, and counted against the
+    client address's budget of failed callbacks)."""
+    try:
+        return _complete_iam_login(client, args, get_settings())
+    except LoginRefused:
+        limiter: LoginRateLimiter | None = current_app.extensions.get(IAM_FAILURE_LIMITER)
+        if limiter is not None:
+            limiter.failed(address, _IAM)
+        raise
+
+
+def _complete_iam_login(client: Any, args: Mapping[str, str], settings: Settings) -> str:
+    state = args.get("state") or ""
+    # Before anything else: an answer to no login of this browser is refused with one fixed message,
+    # whatever else it carries (its text is neither shown nor audited).
+    if not state or client.framework.get_state_data(session, state) is None:
+        raise _refused(UNKNOWN_STATE)
     if args.get("error"):
-        raise _refused(f"SPD-IAM answered {args.get('error')}"[:120])
+        client.framework.clear_state_data(session, state)
+        code = "".join(c for c in args["error"] if c.isalnum() or c in "_.-")[:60] or "an error"
+        raise _refused(f"SPD-IAM answered {code}")
     iss_param = args.get("iss")
     if iss_param is not None and iss_param != settings.iam.issuer:
         raise _refused(
@@ -350,6 +384,33 @@ def complete_iam_login(client: Any, args: Mapping[str, str]) -> str:
     return safe_next(next_url)
 
 
+_LOGOUT_STATE = "iam_logout_state"
+
+
+def iam_logout_redirect(client: Any) -> str | None:
+    """Where to send the browser for SPD-IAM's own logout (RP-initiated), or None when IAM offers
+    no end-session endpoint. Its `state` comes back with IAM's answer (`returned_from_iam_logout`)."""
+    try:
+        endpoint = client.load_server_metadata().get("end_session_endpoint")
+    except TRANSPORT_ERRORS:
+        endpoint = None
+    if not endpoint:
+        return None
+    session[_LOGOUT_STATE] = state = secrets.token_urlsafe(24)
+    params = {
+        "client_id": get_settings().iam.client_id,
+        "post_logout_redirect_uri": url_for("iam.signed_out", _external=True),
+        "state": state,
+    }
+    return f"{endpoint}?{urlencode(params)}"
+
+
+def returned_from_iam_logout(state: str | None) -> bool:
+    """True when this browser comes back from the SPD-IAM logout the panel sent it to."""
+    expected = session.pop(_LOGOUT_STATE, None)
+    return bool(state and expected and secrets.compare_digest(state, expected))
+
+
 def _token_response(client: Any, settings: Settings) -> dict[str, Any]:
     """The token endpoint's answer to the authorization code, its ID token checked."""
     try:
@@ -365,8 +426,11 @@ def _token_response(client: Any, settings: Settings) -> dict[str, Any]:
         )
     except OAuthError as exc:
         raise _refused(f"{exc.error or 'oauth error'}".replace("_", " ")) from None
+    except BadSignatureError:
+        raise _refused("the ID token's signature does not match SPD-IAM's published keys") from None
     except JoseError as exc:
-        raise _refused(f"the ID token was refused ({exc.error}: {exc.description or ''})".strip()) from None
+        detail = f"{exc.error}: {exc.description}" if exc.description else exc.error
+        raise _refused(f"the ID token was refused ({detail})") from None
     except TRANSPORT_ERRORS as exc:
         raise _refused(f"the token request failed ({type(exc).__name__})") from None
 
@@ -383,14 +447,16 @@ def _unique_username(wanted: str) -> str:
 def provision_user(claims: dict[str, Any], settings: Settings) -> tuple[User, list[str]]:
     """Find or create the user (iss, sub) and apply name, email and role from the claims; flushes.
 
-    Raises LoginRefused, before writing anything, when no group maps to a role or the account is
-    disabled.
+    Raises LoginRefused when the account is disabled, or when no group maps to a role (an existing
+    user's access then ends: `follow_groups`).
     """
     iss, sub = str(claims["iss"]), str(claims["sub"])
     groups = normalize_groups(claims.get(settings.iam.groups_claim))
     role = role_for_groups(groups, settings.iam.role_map)
     user = db.session.scalar(select(User).where(User.iss == iss, User.sub == sub))
     if role is None:
+        if user is not None:  # a user who had access: it ends everywhere
+            follow_groups(user, groups, settings, via="iam-login")
         raise LoginRefused(
             f"your SPD-IAM account is in none of the groups this panel accepts ({', '.join(settings.iam.role_map)})"
         )
@@ -409,18 +475,40 @@ def provision_user(claims: dict[str, Any], settings: Settings) -> tuple[User, li
         )
     elif not user.active:
         raise LoginRefused("your panel account is disabled")
-    elif user.role != role:
-        record(
-            "user.role_changed",
-            target=user.username,
-            details={"from": user.role, "to": role, "groups": groups[:20], "via": "iam-login"},
-            user=user,
-        )
-        user.role = role
+    else:
+        follow_groups(user, groups, settings, via="iam-login")
     user.display_name = str(claims.get("name") or user.display_name or user.username)[:200]
     user.email = str(claims.get("email") or user.email or "")[:254]
     db.session.flush()
     return user, groups
+
+
+def follow_groups(
+    user: User,
+    groups: list[str],
+    settings: Settings,
+    *,
+    via: str,
+    store: Session | scoped_session[Any] | None = None,
+) -> str | None:
+    """Give the IAM user the role its groups map to now; a change is audited. When no group maps
+    any more, access ends: every session of the user ends (at its next request) and every stored
+    grant needs a re-login (scheduled launches stop too). Flushes `store` (default: the app's).
+    Returns the role, or None when access ended."""
+    target: Session | scoped_session[Any] = store or db.session
+    role = role_for_groups(groups, settings.iam.role_map)
+    if role == user.role:
+        return role
+    details: dict[str, Any] = {"from": user.role, "to": role, "groups": groups[:20], "via": via}
+    if role is None:
+        details["sessions_ended"] = end_sessions_of(user.id, target)
+        for grant in target.scalars(select(UserToken).where(UserToken.user_id == user.id)):
+            grant.needs_relogin, grant.last_error = True, ACCESS_ENDED
+    else:
+        user.role = role
+    record("user.role_changed", target=user.username, details=details, user=user, session=target)
+    target.flush()
+    return role
 
 
 def end_user_sessions(user: User) -> int:

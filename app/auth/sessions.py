@@ -195,10 +195,12 @@ def init_sessions(app: Flask) -> None:
     app.session_interface = ServerSessionInterface()
 
 
-def end_sessions_of(user_id: int) -> int:
-    """End every session of a user (admin action, disabled account); flushes, the caller commits."""
-    result = db.session.execute(delete(WebSession).where(WebSession.user_id == user_id))
-    db.session.flush()
+def end_sessions_of(user_id: int, store: Session | scoped_session[Any] | None = None) -> int:
+    """End every session of a user (admin action, lost access); flushes `store` (default: the
+    app's), the caller commits."""
+    target: Session | scoped_session[Any] = store or db.session
+    result = target.execute(delete(WebSession).where(WebSession.user_id == user_id))
+    target.flush()
     return _rowcount(result)
 
 

@@ -9,6 +9,9 @@ Exactly once, step by step:
 3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
    task up by name in PanDA and adopts the task id when found. When PanDA cannot tell (its listing
    may hide the task), the row waits for a manager's decision (needs_decision).
+4. A launch whose owner has no valid token while SPD-IAM is unreachable is not claimed
+   (``iam_gate``): it stays pending with the reason ("waiting: SPD-IAM unreachable since …") and
+   goes out on a later dispatch.
 
 This module is a background job: it commits, one transaction per row. It runs in a thread per bunch
 started once a request's launches are committed (``dispatch_after_commit``), and at start-up for
@@ -43,7 +46,8 @@ from app.panda.errors import (
     PandaUnsupported,
 )
 from app.tasks.models import Task
-from app.tokens.errors import TokenUnavailable
+from app.tokens import services as token_vault
+from app.tokens.errors import IamUnreachable, TokenUnavailable
 from app.transaction import after_commit
 from app.version import VERSION
 
@@ -160,10 +164,13 @@ def parent_gate(launch: Launch) -> Gate:
 
 
 def dispatch_launch(launch_id: int, client: PandaApi) -> str:
-    """Claim and submit one launch, unless `parent_gate` holds it back; returns its status. Commits."""
+    """Claim and submit one launch, unless `parent_gate` or `iam_gate` holds it back; returns its
+    status. Commits."""
     launch = db.session.get_one(Launch, launch_id)
     if launch.status == S.PENDING:
         gate = parent_gate(launch)
+        if not gate.wait:
+            gate = iam_gate(launch)
         if gate.wait:
             if launch.error != gate.reason:
                 launch.error = gate.reason
@@ -175,6 +182,21 @@ def dispatch_launch(launch_id: int, client: PandaApi) -> str:
     _send(launch, client)
     db.session.commit()
     return launch.status
+
+
+def iam_gate(launch: Launch) -> Gate:
+    """Hold the launch back while SPD-IAM is unreachable and its owner has no valid token left: it
+    stays pending, unclaimed, and goes on a later dispatch. Any other token problem is the submit's
+    to report (the launch fails with the reason)."""
+    if launch.created_by_id is None:
+        return Gate()
+    try:
+        token_vault.token_for(launch.created_by_id)
+    except IamUnreachable as exc:
+        return Gate(wait=True, reason=f"waiting: {exc.reason}")
+    except TokenUnavailable:
+        pass
+    return Gate()
 
 
 def _send(launch: Launch, client: PandaApi) -> None:

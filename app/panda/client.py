@@ -89,7 +89,8 @@ class TokenSource(Protocol):
     """Gives the IAM ID token to send for a user (implemented in app/tokens/).
 
     `token_for` raises `app.tokens.errors.TokenUnavailable` (with `.reason`) when the user has no
-    usable token (never logged in with IAM, refresh failed, ...).
+    usable token (never logged in with IAM, refresh failed, ...); its `IamUnreachable` when SPD-IAM
+    is down and no valid token is left (transient: wait, do not ask for a new login).
     """
 
     def token_for(self, user: User) -> str: ...
@@ -547,8 +548,9 @@ class PandaClient:
                 token = self._tokens.token_for(user)
             except TokenUnavailable as err:
                 reason = getattr(err, "reason", "") or str(err)
+                # The reason says what to do (a new login only when that can help).
                 exc = PandaAuthError(
-                    f"No usable IAM token to call PanDA: {reason}. Log in again with IAM.",
+                    f"No usable IAM token to call PanDA: {reason}.",
                     reason=reason,
                     method=op.name,
                 )

@@ -7,15 +7,25 @@ from typing import Any
 from urllib.parse import quote
 
 from app.panda.services import SANDBOX_URL_KEY as URL_KEY  # read by panda_url
-from app.tokens.sandbox import EXTENSION  # read by the sandbox token minting
+from app.tokens.sandbox import DEFAULT_AUDIENCE, EXTENSION, LOCAL_AUDIENCE  # read by the token minting
 from pandasim import RunningServer, SimApp, SimConfig, serve_in_thread
 
 __all__ = ["EXTENSION", "URL_KEY", "attach_sandbox", "sandbox_config", "start_sandbox"]
 
 
 def sandbox_config(settings: Any) -> SimConfig:
-    """SimConfig from the panel's Settings (`panda.vo`, `panda.role`, `panda.sim_*`)."""
-    panda = settings.panda
+    """SimConfig from the panel's Settings (`panda.vo`, `panda.role`, `panda.sim_*`).
+
+    With SPD-IAM configured the simulator trusts it as PanDA would (`iam.issuer`, `iam.client_id`,
+    like `panda-sim --issuer-url --client-id`), so IAM users' own tokens reach it; its embedded
+    issuer still signs the sandbox tokens of local accounts, for their own audience.
+    """
+    panda, iam = settings.panda, settings.iam
+    trust = (
+        {"issuer_url": iam.issuer, "client_ids": (iam.client_id,), "local_client_ids": (LOCAL_AUDIENCE,)}
+        if iam.enabled
+        else {"client_ids": (DEFAULT_AUDIENCE,)}
+    )
     return SimConfig(
         seed=panda.sim_seed,
         time_scale=panda.sim_time_scale,
@@ -23,7 +33,7 @@ def sandbox_config(settings: Any) -> SimConfig:
         state_path=_state_path(settings),
         vo=panda.vo,
         roles=(panda.role,) if panda.role else (),
-        client_ids=("prodpanel",),
+        **trust,
         # With the task-status queue on, the simulated JEDI publishes where the panel listens.
         mq_url=_broker_url(settings.queue) if settings.queue.enabled else "",
         mq_destination=settings.queue.destination,

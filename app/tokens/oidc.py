@@ -31,6 +31,11 @@ class OidcError(Exception):
         self.description = description
         self.status = status
 
+    @property
+    def transient(self) -> bool:
+        """The provider did not answer, or answered with a server error: it may work later."""
+        return self.error == "unreachable" or (self.status is not None and self.status >= 500)
+
 
 @dataclass(frozen=True)
 class ClientCredentials:

@@ -3,8 +3,12 @@ whose embedded issuer (`SimIssuer`) mints ID tokens. Groups follow the panel rol
 gets the production group and a viewer only the VO group.
 
 The running simulator is found in `current_app.extensions["panda_sandbox"]` (set by `serve` and by
-tests): either the simulator object with an `issuer` attribute (and optionally `config.client_ids`),
-or a `SimIssuer` itself.
+tests): either the simulator object with an `issuer` attribute (and optionally a `config` with
+`client_ids` and `local_client_ids`), or a `SimIssuer` itself.
+
+With SPD-IAM configured only local accounts get sandbox tokens (IAM users send their own IAM
+tokens); the simulator then trusts SPD-IAM for the panel's client id and its embedded issuer for
+`LOCAL_AUDIENCE`, so the two kinds of tokens never share an audience.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from app.tokens.models import UserToken
 
 EXTENSION = "panda_sandbox"
 DEFAULT_AUDIENCE = "prodpanel"
+LOCAL_AUDIENCE = "prodpanel-local-accounts"
 
 
 def _issuer_and_audience() -> tuple[Any, str]:
@@ -39,8 +44,12 @@ def _issuer_and_audience() -> tuple[Any, str]:
             "sandbox mode, but the simulator uses an external issuer (log in with SPD-IAM)"
         )
     config = getattr(sandbox, "config", None)
-    client_ids = getattr(config, "client_ids", None) or (DEFAULT_AUDIENCE,)
-    return issuer, client_ids[0]
+    audiences = (
+        getattr(config, "local_client_ids", None)
+        or getattr(config, "client_ids", None)
+        or (DEFAULT_AUDIENCE,)
+    )
+    return issuer, audiences[0]
 
 
 def _minted_by(issuer: Any, token: str) -> bool:
@@ -75,7 +84,9 @@ def sandbox_token_for(user_id: int, *, force: bool = False) -> str:
             row is not None
             and not force
             and row.groups == groups
-            and vault.fresh(row.id_token_expires_at, settings)
+            and vault.fresh(
+                row.id_token_expires_at, settings, timedelta(seconds=settings.iam.sandbox_token_lifetime_s)
+            )
         ):
             try:
                 token = vault.unseal(row, "id_token")

@@ -1,16 +1,29 @@
 """The token vault: stores tokens sealed, keeps ID tokens fresh, and hands PanDA-capable tokens out.
 
 `token_for(user)` is the only way the PanDA client obtains a token. Refreshes follow the ID token's
-own `exp` (IAM's ID tokens live 10 minutes, its access tokens an hour), one at a time per user: a
+own `exp` (IAM's ID tokens live 10 minutes, its access tokens an hour), `iam.refresh_leeway_s`
+before it but never earlier than half-way through the token's life, one at a time per user: a
 per-user lock in this process plus `SELECT ... FOR UPDATE` on PostgreSQL, then a re-read, so a second
 caller uses the first caller's result. The new refresh token is committed before the new ID token
 is handed out. Token reads and writes happen in a separate database session, so `token_for` can be
 called from a request or a scheduler job without committing the caller's work; call it outside an
 open write transaction (on SQLite that would block the vault's own commit).
+
+A refresh whose ID token carries the groups claim re-applies `iam.role_map` to the user
+(`app.auth.services.follow_groups`): a changed role is audited, no role left ends the user's access.
+
+When SPD-IAM does not answer, a token that is still valid is handed out all the same (the refresh
+is tried again by a later call, at most every `vault.RETRY_AFTER_S` seconds); once none is left,
+`token_for` raises `IamUnreachable`, a `TokenUnavailable` that is not the user's to fix: callers
+wait (a launch stays pending) instead of failing or asking for a new login.
+
+In sandbox mode (no PanDA URL) local accounts, and everyone while no SPD-IAM is configured, get
+sandbox tokens from the built-in simulator's issuer; SPD-IAM users send their own IAM tokens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,12 +36,13 @@ from app import clock
 from app.audit.services import record, record_now
 from app.auth.models import User
 from app.auth.roles import normalize_groups
+from app.auth.services import follow_groups
 from app.config import Settings, get_settings
 from app.extensions import db
 from app.tokens import crypto, oidc, vault
 from app.tokens.crypto import VaultKeyError
 from app.tokens.device import cancel_link
-from app.tokens.errors import TokenUnavailable
+from app.tokens.errors import IamUnreachable, TokenUnavailable
 from app.tokens.jwtutil import expiry, unverified_claims
 from app.tokens.models import SEALED_KINDS, UserToken
 from app.tokens.sandbox import sandbox_token_for
@@ -74,14 +88,17 @@ def _grant(session: Session, user_id: int, settings: Settings, *, for_update: bo
     return row
 
 
-def _usable(row: UserToken, settings: Settings) -> str | None:
+def _sent(row: UserToken, settings: Settings) -> tuple[str | None, datetime | None]:
+    """The token sent to PanDA (the ID token, or the exchanged one) and its expiry."""
     if settings.iam.exchange_audience:
-        return (
-            vault.unseal(row, "exchanged_token")
-            if vault.fresh(row.exchanged_token_expires_at, settings)
-            else None
-        )
-    return vault.unseal(row, "id_token") if vault.fresh(row.id_token_expires_at, settings) else None
+        return vault.unseal(row, "exchanged_token"), row.exchanged_token_expires_at
+    return vault.unseal(row, "id_token"), row.id_token_expires_at
+
+
+def _usable(row: UserToken, settings: Settings) -> str | None:
+    """The token to send, while it needs no refresh yet."""
+    token, expires_at = _sent(row, settings)
+    return token if token and vault.fresh(expires_at, settings, vault.lifetime(token)) else None
 
 
 def _unavailable_reason(user_id: int, settings: Settings) -> str:
@@ -97,11 +114,13 @@ def token_for(user: User | int) -> str:
     """A valid token for PanDA on behalf of `user` (the ID token, or the exchanged token when
     `iam.exchange_audience` is set); raises TokenUnavailable with the reason otherwise.
 
-    In sandbox mode (no PanDA URL) the token comes from the built-in simulator's issuer.
+    In sandbox mode (no PanDA URL) local accounts get tokens from the built-in simulator's issuer
+    (`uses_sandbox_tokens`). Raises IamUnreachable (a TokenUnavailable) when SPD-IAM does not answer
+    and no valid token is left.
     """
     settings = get_settings()
     user_id = _user_id(user)
-    if settings.sandbox:
+    if uses_sandbox_tokens(user_id, settings):
         return sandbox_token_for(user_id)
     try:
         with vault.vault_session() as session:
@@ -111,6 +130,21 @@ def token_for(user: User | int) -> str:
         return _refresh_locked(user_id, settings, force=False)
     except VaultKeyError as exc:
         raise _undecryptable(user_id, exc) from None
+
+
+def sandbox_user(user: User, settings: Settings) -> bool:
+    """True when the user's PanDA tokens are sandbox tokens: in sandbox mode, for local accounts, and
+    for everyone while no SPD-IAM is configured (the simulator then trusts only its own issuer)."""
+    return settings.sandbox and (user.is_local or not settings.iam.enabled)
+
+
+def uses_sandbox_tokens(user: User | int, settings: Settings) -> bool:
+    """`sandbox_user` for a user given by id too (read in the vault's own session)."""
+    if not settings.sandbox:
+        return False
+    with vault.vault_session() as session:
+        found = session.get(User, _user_id(user))
+        return found is None or sandbox_user(found, settings)
 
 
 def _undecryptable(user_id: int, exc: VaultKeyError) -> TokenUnavailable:
@@ -130,7 +164,7 @@ def refresh_now(user: User) -> None:
     """Refresh the user's PanDA grant now, whatever its expiry (the token page's button). Like the
     refresh, its audit event is committed at once; a failure raises TokenUnavailable (audited too)."""
     settings = get_settings()
-    if settings.sandbox:
+    if uses_sandbox_tokens(user, settings):
         sandbox_token_for(user.id, force=True)
     else:
         try:
@@ -148,15 +182,27 @@ def _refresh_locked(user_id: int, settings: Settings, *, force: bool) -> str:
             token = _usable(row, settings)
             if token:
                 return token
-        # With token exchange, a still-valid access token is enough to exchange without a refresh.
-        if (
-            force
-            or not settings.iam.exchange_audience
-            or not vault.fresh(row.access_token_expires_at, settings)
-        ):
-            _refresh_row(session, row, settings)
-        if settings.iam.exchange_audience:
-            _exchange_row(session, row, settings)
+        try:
+            # With token exchange, a still-valid access token is enough to exchange without a refresh.
+            if (
+                force
+                or not settings.iam.exchange_audience
+                or not vault.fresh(row.access_token_expires_at, settings)
+            ):
+                _refresh_row(session, row, settings, force=force)
+            if settings.iam.exchange_audience:
+                _exchange_row(session, row, settings)
+        except IamUnreachable as exc:
+            # Not fatal while the current token lasts: send it; a later call refreshes.
+            token, expires_at = _sent(row, settings)
+            if not token or not vault.still_valid(expires_at):
+                raise
+            if force:
+                raise TokenUnavailable(
+                    f"SPD-IAM unreachable since {exc.since:%Y-%m-%d %H:%M:%S} UTC; the current token "
+                    f"stays in use until {expires_at:%H:%M:%S} UTC"
+                ) from None
+            return token
         token = vault.unseal(row, "exchanged_token" if settings.iam.exchange_audience else "id_token")
         assert token is not None, "the refresh or the exchange above stored it"
         return token
@@ -182,6 +228,30 @@ def _fail(session: Session, row: UserToken, message: str, *, relogin: bool) -> T
     return TokenUnavailable(_relogin_text(row, message) if relogin else message, relogin=relogin)
 
 
+def _call_iam(row: UserToken, call: Callable[[], dict[str, Any]], *, force: bool = False) -> dict[str, Any]:
+    """`call` SPD-IAM for this grant, keeping track of outages: while it was down moments ago, raise
+    IamUnreachable without calling it (unless `force`, the user's button)."""
+    outage = vault.outage(row.issuer)
+    if outage is not None and not force and clock.now() < outage.retry_at:
+        raise IamUnreachable(outage.since, (outage.retry_at - clock.now()).total_seconds())
+    try:
+        response = call()
+    except oidc.OidcError as exc:
+        vault.note_call(row.issuer, answered=not exc.transient)
+        raise
+    vault.note_call(row.issuer, answered=True)
+    return response
+
+
+def _unreachable(session: Session, row: UserToken, exc: oidc.OidcError, what: str) -> IamUnreachable:
+    """SPD-IAM did not answer `what` (recorded like a failure; the grant itself is fine)."""
+    outage = vault.outage(row.issuer)
+    since = outage.since if outage else clock.now()
+    _fail(session, row, f"SPD-IAM unreachable since {since:%Y-%m-%d %H:%M:%S} UTC ({what}: {exc})",
+          relogin=False)  # fmt: skip
+    return IamUnreachable(since, vault.RETRY_AFTER_S)
+
+
 def _relogin_text(row: UserToken, message: str) -> str:
     action = (
         "link a token again on the Tokens page"
@@ -205,15 +275,20 @@ def _audit_failure(
     )
 
 
-def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
-    """Use the refresh token once; commit the rotated refresh token before anything else uses it."""
+def _refresh_row(session: Session, row: UserToken, settings: Settings, *, force: bool = False) -> None:
+    """Use the refresh token once; commit the rotated refresh token before anything else uses it.
+    `force` (the user's button) calls SPD-IAM even while it was down moments ago."""
     refresh_token = vault.unseal(row, "refresh_token")
     if not refresh_token:
         raise _fail(session, row, "no refresh token stored (offline_access not granted?)", relogin=True)
     timeout = settings.iam.http_timeout_s
-    try:
+
+    def refresh() -> dict[str, Any]:
         meta = oidc.discovery(row.issuer, timeout)
-        response = oidc.refresh(meta, _client_for(row, settings), refresh_token, timeout)
+        return oidc.refresh(meta, _client_for(row, settings), refresh_token, timeout)
+
+    try:
+        response = _call_iam(row, refresh, force=force)
     except oidc.OidcError as exc:
         if exc.error == "invalid_grant":
             # Another process may have rotated the token meanwhile: re-read once before giving up.
@@ -226,6 +301,8 @@ def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
                 f"IAM refused the refresh token ({exc.description or 'invalid_grant'})",
                 relogin=True,
             ) from None
+        if exc.transient:
+            raise _unreachable(session, row, exc, "token refresh failed") from None
         raise _fail(session, row, f"token refresh failed: {exc}", relogin=False) from None
     if not response.get("id_token"):
         raise _fail(session, row, "IAM returned no ID token on refresh", relogin=False)
@@ -239,13 +316,25 @@ def _refresh_row(session: Session, row: UserToken, settings: Settings) -> None:
     ):
         raise _fail(session, row, "the refreshed ID token does not match the stored identity", relogin=True)
     vault.apply_response(row, response, clock.now())
-    if settings.iam.groups_claim in claims:  # what PanDA will now see
-        row.groups = normalize_groups(claims[settings.iam.groups_claim])
     row.last_refresh_at = clock.now()
     row.refresh_count += 1
     row.last_error = ""
     row.exchanged_token_sealed, row.exchanged_token_expires_at = None, None
+    if settings.iam.groups_claim in claims:  # what PanDA will now see, and what the role follows
+        row.groups = normalize_groups(claims[settings.iam.groups_claim])
+        if _follow_groups(session, row, settings) is None:
+            session.commit()  # the refreshed tokens stay sealed; the grant is unusable now
+            raise TokenUnavailable(_relogin_text(row, row.last_error), relogin=True)
     session.commit()
+
+
+def _follow_groups(session: Session, row: UserToken, settings: Settings) -> str | None:
+    """Re-apply the role map to the IAM user this grant belongs to (not to a local account's device
+    link, whose IAM identity is not the user's); returns the user's role, None when access ended."""
+    user = session.get_one(User, row.user_id)
+    if user.is_local or (user.iss, user.sub) != (row.issuer, row.subject):
+        return user.role
+    return follow_groups(user, list(row.groups), settings, via="iam-refresh", store=session)
 
 
 def _exchange_row(session: Session, row: UserToken, settings: Settings) -> None:
@@ -253,13 +342,19 @@ def _exchange_row(session: Session, row: UserToken, settings: Settings) -> None:
     if not access_token:
         raise _fail(session, row, "no access token to exchange", relogin=False)
     timeout = settings.iam.http_timeout_s
-    try:
+
+    def exchange() -> dict[str, Any]:
         meta = oidc.discovery(row.issuer, timeout)
         client = oidc.ClientCredentials(settings.iam.client_id, settings.iam.client_secret)
-        response = oidc.exchange(
+        return oidc.exchange(
             meta, client, access_token, settings.iam.exchange_audience, settings.iam.exchange_scopes, timeout
         )
+
+    try:
+        response = _call_iam(row, exchange)
     except oidc.OidcError as exc:
+        if exc.transient:
+            raise _unreachable(session, row, exc, "token exchange failed") from None
         raise _fail(session, row, f"token exchange failed: {exc}", relogin=False) from None
     token = response.get("access_token", "")
     if not token:
@@ -283,8 +378,8 @@ def valid_until(user: User | int) -> datetime | None:
     """
     settings = get_settings()
     user_id = _user_id(user)
-    if settings.sandbox:
-        return clock.now() + timedelta(days=365)
+    if uses_sandbox_tokens(user_id, settings):
+        return clock.now() + timedelta(days=365)  # minted on demand: no grant to run out
     with vault.vault_session() as session:
         row = _pick(_candidate_rows(session, user_id, settings))
         if row is None or row.needs_relogin:
@@ -317,34 +412,40 @@ class TokenHealth:
     panda_checked_at: datetime | None
     panda_is_production: bool | None
     panda_check_message: str
+    retired: bool  # a sandbox grant the panel no longer uses (a real PanDA, or the user's IAM tokens)
 
     @property
     def status(self) -> str:
-        """ok | warning (refresh token ends within 3 days) | expired | relogin."""
+        """retired | relogin | expired | failing (the last refresh or PanDA check failed) | warning
+        (refresh token ends within 3 days) | ok."""
         now = clock.now()
+        if self.retired:
+            return "retired"
         if self.needs_relogin:
             return "relogin"
         if self.has_refresh_token:
             end = self.refresh_token_expires_at
             if end is not None and end <= now:
                 return "expired"
-            if end is not None and end - now < timedelta(days=3):
-                return "warning"
-            return "ok"
-        if self.id_token_expires_at is None or self.id_token_expires_at <= now:
+        elif self.id_token_expires_at is None or self.id_token_expires_at <= now:
             return "expired"
+        if self.last_error or (self.panda_checked_at is not None and not self.panda_is_production):
+            return "failing"
+        end = self.refresh_token_expires_at if self.has_refresh_token else None
+        if end is not None and end - now < timedelta(days=3):
+            return "warning"
         return "ok"
 
 
-def health(user: User | int) -> list[TokenHealth]:
+def health(user: User) -> list[TokenHealth]:
     """The user's stored grants, for the token pages."""
     rows = db.session.scalars(
-        select(UserToken).where(UserToken.user_id == _user_id(user)).order_by(UserToken.source)
+        select(UserToken).where(UserToken.user_id == user.id).order_by(UserToken.source)
     )
-    return [_health(row) for row in rows]
+    return [_health(row, user, get_settings()) for row in rows]
 
 
-def _health(row: UserToken) -> TokenHealth:
+def _health(row: UserToken, user: User, settings: Settings) -> TokenHealth:
     return TokenHealth(
         source=row.source,
         issuer=row.issuer,
@@ -365,16 +466,19 @@ def _health(row: UserToken) -> TokenHealth:
         panda_checked_at=row.panda_checked_at,
         panda_is_production=row.panda_is_production,
         panda_check_message=row.panda_check_message,
+        retired=row.source == "sandbox" and not sandbox_user(user, settings),
     )
 
 
 def all_health() -> list[tuple[User, list[TokenHealth]]]:
     """Every user with their grants (users without any included), for the admin page."""
+    settings = get_settings()
     users = db.session.scalars(select(User).order_by(User.username)).all()
     rows = db.session.scalars(select(UserToken).order_by(UserToken.source)).all()
+    by_id = {u.id: u for u in users}
     by_user: dict[int, list[TokenHealth]] = {}
     for row in rows:
-        by_user.setdefault(row.user_id, []).append(_health(row))
+        by_user.setdefault(row.user_id, []).append(_health(row, by_id[row.user_id], settings))
     return [(u, by_user.get(u.id, [])) for u in users]
 
 

@@ -1,5 +1,5 @@
 """The vault's building blocks: the keyring, sealing, the vault's own database sessions, the per-user
-refresh locks, and storing a token response.
+refresh locks, storing a token response, and SPD-IAM outages.
 
 `app.tokens.services` (the vault's API) and `app.tokens.sandbox` build on these.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,11 @@ from app.tokens.crypto import Keyring, VaultKeyError, load_keyring
 from app.tokens.jwtutil import expiry, unverified_claims
 from app.tokens.models import UserToken
 
+# A token sent with less than this left might expire before PanDA checks it.
+MIN_VALIDITY_S = 15
+# While SPD-IAM is down, the vault calls it at most this often (per issuer, per app).
+RETRY_AFTER_S = 30
+
 _locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -32,6 +38,42 @@ def lock_for(user_id: int) -> threading.Lock:
     """The lock that lets one refresh at a time run for a user in this process."""
     with _locks_guard:
         return _locks.setdefault(user_id, threading.Lock())
+
+
+@dataclass(frozen=True)
+class Outage:
+    """SPD-IAM has not answered since `since`; the last call to it was at `last_attempt`."""
+
+    since: datetime
+    last_attempt: datetime
+
+    @property
+    def retry_at(self) -> datetime:
+        return self.last_attempt + timedelta(seconds=RETRY_AFTER_S)
+
+
+_outages_lock = threading.Lock()
+
+
+def _outages() -> dict[str, Outage]:
+    return current_app.extensions.setdefault("iam_outages", {})  # issuer -> outage, per app
+
+
+def outage(issuer: str) -> Outage | None:
+    """The issuer's current outage, or None while it answers."""
+    with _outages_lock:
+        return _outages().get(issuer)
+
+
+def note_call(issuer: str, answered: bool) -> None:
+    """Remember how a call to the issuer went (any answer, even a refusal, ends an outage)."""
+    now = clock.now()
+    with _outages_lock:
+        outages = _outages()
+        if answered:
+            outages.pop(issuer, None)
+        else:
+            outages[issuer] = Outage(outages[issuer].since if issuer in outages else now, now)
 
 
 def keyring() -> Keyring:
@@ -77,11 +119,30 @@ def vault_session() -> Iterator[Session]:
         yield session
 
 
-def fresh(expires_at: datetime | None, settings: Settings) -> bool:
+def leeway(settings: Settings, lifetime: timedelta | None) -> timedelta:
+    """How long before its expiry a token is refreshed: `iam.refresh_leeway_s`, but never more than
+    half the token's lifetime (else a token shorter than the leeway would be refreshed at every use)."""
+    configured = timedelta(seconds=settings.iam.refresh_leeway_s)
+    return configured if lifetime is None else min(configured, lifetime / 2)
+
+
+def lifetime(token: str | None) -> timedelta | None:
+    """A JWT's lifetime (`exp` - `iat`, both stamped by its issuer), or None when it does not say."""
+    claims = unverified_claims(token or "")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if isinstance(exp, int | float) and isinstance(iat, int | float) and exp > iat:
+        return timedelta(seconds=exp - iat)
+    return None
+
+
+def fresh(expires_at: datetime | None, settings: Settings, token_lifetime: timedelta | None = None) -> bool:
     """True while a token expiring at `expires_at` is usable (more than the refresh leeway left)."""
-    return expires_at is not None and expires_at - clock.now() > timedelta(
-        seconds=settings.iam.refresh_leeway_s
-    )
+    return expires_at is not None and expires_at - clock.now() > leeway(settings, token_lifetime)
+
+
+def still_valid(expires_at: datetime | None) -> bool:
+    """True while a token can still be sent, with time to spare for the request to reach PanDA."""
+    return expires_at is not None and expires_at - clock.now() > timedelta(seconds=MIN_VALIDITY_S)
 
 
 def store_tokens(
@@ -107,6 +168,8 @@ def store_tokens(
     row.last_refresh_at = None
     row.exchanged_token_sealed, row.exchanged_token_expires_at = None, None
     row.refresh_token_sealed, row.refresh_token_expires_at = None, None
+    # PanDA's answer about the previous tokens says nothing about these.
+    row.panda_checked_at, row.panda_is_production, row.panda_check_message = None, None, ""
     if groups is not None:
         row.groups = list(groups)
     apply_response(row, response, now)

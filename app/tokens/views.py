@@ -33,11 +33,11 @@ def index() -> ResponseReturnValue:
         "tokens/index.html",
         user=user,
         grants=grants,
-        groups=sorted({g for grant in grants for g in grant.groups}),
+        groups=sorted({g for grant in grants if not grant.retired for g in grant.groups}),
         valid_until=services.valid_until(user),
         pending=device.pending_link(user),
         sessions=active_sessions(user.id),
-        sandbox=settings.sandbox,
+        sandbox=services.sandbox_user(user, settings),
         iam_configured=bool(settings.iam.issuer),
         now=clock.now(),
     )

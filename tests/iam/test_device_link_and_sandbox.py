@@ -2,12 +2,13 @@
 PanDA simulator."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
+from app.auth.models import User
 from app.panda.errors import PandaAuthError
 from app.tokens import services as vault
 from app.tokens.jwtutil import unverified_claims
@@ -200,3 +201,44 @@ def test_sandbox_restart_keeps_panda_tasks_and_remints_tokens(settings_factory, 
             second.stop()
         _db.session.remove()
         _db.engine.dispose()
+
+
+def test_sandbox_with_iam_configured_trusts_iam_for_iam_users(make_app, oidc_op, real_clock):
+    """[iam] configured, no [panda] url: the built-in simulator trusts SPD-IAM like PanDA would, so
+    an IAM user's own token reaches it; local accounts keep sandbox tokens."""
+    from app.auth.services import create_local_user
+    from app.extensions import db
+    from app.panda.sandbox import attach_sandbox, start_sandbox
+    from app.panda.services import panda_client_for
+    from tests.oidc_fixture import iam_login
+
+    app = make_app(panda={"url": ""})
+    settings = app.config["SETTINGS"]
+    assert settings.sandbox
+    running = start_sandbox(settings)
+    try:
+        attach_sandbox(app, running)
+        client = app.test_client()
+        assert iam_login(client, oidc_op, "alice").status_code == 302
+        alice = db.session.scalar(select(User).where(User.sub == "alice"))
+        local = create_local_user("local-mgr", "long-enough-password", role="manager")
+        db.session.commit()
+        claims = unverified_claims(vault.token_for(alice))
+        assert claims["iss"] == oidc_op.issuer and claims["aud"] == oidc_op.client_id
+        assert unverified_claims(vault.token_for(local))["iss"] == running.app.issuer.issuer_url + "/"
+        panda = panda_client_for(settings, tokens=vault)
+        try:
+            assert panda.get_user_attributes(alice).is_production_user
+            assert panda.get_user_attributes(local).is_production_user
+        finally:
+            panda.close()
+        # What the page says lasts is the IAM grant's refresh token (30 days), not a sandbox year.
+        assert vault.valid_until(alice) < real_clock.current + timedelta(days=31)
+        page = client.get("/tokens/").get_data(as_text=True)
+        valid_until = page.split('id="valid-until">', 1)[1].split("</dd>", 1)[0]
+        assert "(in 30 days)" in valid_until and "364 days" not in page
+        assert [
+            row.source for row in db.session.scalars(select(UserToken).where(UserToken.user_id == alice.id))
+        ] == ["login"]
+    finally:
+        running.stop()

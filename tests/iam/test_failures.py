@@ -9,27 +9,7 @@ from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.tokens import services as vault
 from app.tokens.models import UserToken
-from tests.oidc_fixture import build_iam_app, iam_login
-
-
-@pytest.fixture
-def make_app(settings_factory, migrated_sqlite, oidc_op):
-    made = []
-
-    def make(**overrides):
-        application = build_iam_app(settings_factory, migrated_sqlite, oidc_op, **overrides)
-        ctx = application.app_context()
-        ctx.push()
-        made.append(ctx)
-        return application
-
-    yield make
-    from app.extensions import db as _db
-
-    for ctx in reversed(made):
-        _db.session.remove()
-        _db.engine.dispose()
-        ctx.pop()
+from tests.oidc_fixture import iam_login
 
 
 def _failures(db):

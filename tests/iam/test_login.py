@@ -1,6 +1,6 @@
 """IAM login against the real OpenID provider: roles from groups, refusals, logout."""
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -154,3 +154,37 @@ def test_wlcg_groups_claim(client, db, oidc_op, iam_overrides):
     assert "wlcg.groups" in parse_qs(urlsplit(start.headers["Location"]).query)["scope"][0]
     assert iam_login(client, oidc_op, "carol").status_code == 302
     assert db.session.scalar(select(User.role).where(User.sub == "carol")) == "admin"
+
+
+def test_a_callback_with_an_unknown_state_shows_one_fixed_message(client, db, oidc_op):
+    from app.auth.services import UNKNOWN_STATE
+
+    client.get("/auth/iam/login")  # a login is under way in this browser, with its own state
+    lure = "Your account is locked: call +1 555 0100"
+    response = client.get("/auth/iam/callback", query_string={"error": lure, "state": "forged"})
+    assert response.headers["Location"].endswith("/login")
+    page = client.get("/login").get_data(as_text=True)
+    assert "555" not in page and "unknown state" in page
+    [failed] = _events(db, "login.failed")
+    assert failed.details == {"method": "iam", "reason": UNKNOWN_STATE}
+
+
+def test_an_error_from_iam_for_this_browsers_login_is_shown(client, db, oidc_op):
+    import re
+
+    import requests
+
+    start = client.get("/auth/iam/login")
+    browser = requests.Session()
+    page = browser.get(start.headers["Location"])
+    cancel = re.search(r'href="([^"]+)">\[ Cancel \]', page.text).group(1)  # the user cancels at IAM
+    target = urljoin(page.url, cancel)
+    while target.startswith(oidc_op.issuer):  # through the provider's own redirects
+        target = urljoin(target, browser.get(target, allow_redirects=False).headers["Location"])
+    url = urlsplit(target)
+    assert parse_qs(url.query)["error"] == ["access_denied"]
+    assert client.get(url.path, query_string=url.query).headers["Location"].endswith("/login")
+    assert "SPD-IAM answered access_denied" in client.get("/login").get_data(as_text=True)
+    # The state is spent: the same answer again is an unknown one.
+    client.get(url.path, query_string=url.query)
+    assert [e.details["reason"] for e in _events(db, "login.failed")][-1].endswith("start the login again")

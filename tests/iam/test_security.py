@@ -2,7 +2,6 @@
 CSRF on every form, admin-only pages, ciphertexts bound to their owner, local accounts switched off."""
 
 import dataclasses
-from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -34,31 +33,39 @@ def _tokens(db, user):
     return db.session.scalars(select(UserToken).where(UserToken.user_id == user.id)).all()
 
 
-@pytest.fixture
-def real_clock(clock):
-    clock.set(datetime.now(UTC))  # the provider stamps tokens with the real time
-    return clock
-
-
 # ---- rate limit -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("iam_overrides", [{"iam": {"login_rate_limit": 3}, "auth": {"login_window_s": 120}}])
-def test_iam_login_and_callback_are_rate_limited_per_address(app, client, db, clock, iam_overrides):
-    for _ in range(3):
+@pytest.mark.parametrize(
+    "iam_overrides",
+    [{"iam": {"login_rate_limit": 2, "login_start_limit": 6}, "auth": {"login_window_s": 120}}],
+)
+def test_iam_limits_count_failed_callbacks_and_generously_login_starts(
+    app, client, db, oidc_op, clock, iam_overrides
+):
+    # Successful logins never count as failures: four in a row, from one address (a site's NAT).
+    for _ in range(4):
+        assert iam_login(app.test_client(), oidc_op, "bob").headers["Location"].endswith("/")
+    # Failed callbacks do: two are allowed, the third is refused before any call to IAM.
+    for _ in range(2):
+        response = client.get("/auth/iam/callback", query_string={"code": "c", "state": "s"})
+        assert response.headers["Location"].endswith("/login")
+    refused = client.get("/auth/iam/callback", query_string={"code": "c", "state": "s"})
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "120"
+    assert "Too many failed SPD-IAM logins" in refused.get_data(as_text=True)
+    [event] = [e for e in _events(db, "login.failed") if e.outcome == "rate-limited"]
+    assert event.details == {"method": "iam", "step": "callback"} and event.client_address == "127.0.0.1"
+    # Starts have their own, larger budget (4 used by the logins above).
+    for _ in range(2):
         assert client.get("/auth/iam/login").status_code == 302
     refused = client.get("/auth/iam/login")
-    assert refused.status_code == 429 and refused.headers["Retry-After"] == "120"
-    assert "Too many SPD-IAM login attempts" in refused.get_data(as_text=True)
-    # The callback shares the budget: no call to IAM's token endpoint either.
-    assert client.get("/auth/iam/callback", query_string={"code": "c", "state": "s"}).status_code == 429
-    [first, *_] = [e for e in _events(db, "login.failed") if e.outcome == "rate-limited"]
-    assert first.details == {"method": "iam"} and first.client_address == "127.0.0.1"
+    assert refused.status_code == 429 and "Too many SPD-IAM login attempts" in refused.get_data(as_text=True)
     # Another address is not affected; the window passes.
     other = app.test_client()
     assert other.get("/auth/iam/login", environ_base={"REMOTE_ADDR": "127.0.0.2"}).status_code == 302
     clock.advance(121)
     assert client.get("/auth/iam/login").status_code == 302
+    assert iam_login(client, oidc_op, "bob").headers["Location"].endswith("/")
 
 
 # ---- redirect after login ---------------------------------------------------------------------

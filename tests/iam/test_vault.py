@@ -19,13 +19,6 @@ from tests.oidc_fixture import iam_login
 
 
 @pytest.fixture
-def real_clock(clock):
-    """The panel's clock at the real time (the provider stamps tokens with the real time)."""
-    clock.set(datetime.now(UTC))
-    return clock
-
-
-@pytest.fixture
 def alice(client, db, oidc_op, real_clock) -> User:
     assert iam_login(client, oidc_op, "alice").status_code == 302
     return db.session.scalar(select(User).where(User.sub == "alice"))

@@ -12,6 +12,9 @@
 //   OP_ID_TOKEN_TTL    overrides ttl.IdToken (seconds)
 //   OP_TEST_HOOKS=1    enables /_test/* endpoints (statistics, tampering with the next ID token)
 //
+// The signing key is new at every start (its key id stays "op-test-key"), as after a restart of a
+// provider that keeps no keys: relying parties must read the key set again.
+//
 // Like IAM: `groups` (plain names) in the ID token under the `profile` scope, `wlcg.groups`
 // (paths with a leading '/') under the `wlcg.groups` scope, refresh tokens only with
 // offline_access, the device flow, and an RFC 8693 token-exchange grant (impersonation only).
@@ -77,7 +80,7 @@ function accountClaims(login) {
 
 const subToLogin = new Map(Object.entries(users).map(([login, u]) => [u.sub || login, login]));
 
-const stats = { grants: {}, refresh: 0, token_exchange: 0, grant_errors: 0 };
+const stats = { grants: {}, refresh: 0, token_exchange: 0, grant_errors: 0, jwks: 0 };
 let tamperNextIdToken = null;
 
 const configuration = {
@@ -208,6 +211,7 @@ if (process.env.OP_TEST_HOOKS === '1') {
       ctx.body = stats;
       return;
     }
+    if (ctx.path === '/jwks') stats.jwks += 1; // key-set reads (relying parties' key rotation)
     if (ctx.path === '/_test/tamper-next-id-token' && ctx.method === 'POST') {
       const chunks = [];
       for await (const chunk of ctx.req) chunks.push(chunk);
