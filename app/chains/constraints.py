@@ -4,8 +4,8 @@ idea: check the whole chain before anything runs).
 Each constraint is a function ``(chain, context) -> list[Problem]``; ``CONSTRAINTS`` lists them and
 ``check`` runs them all. They are pure: no database, no PanDA (the services add what needs the
 database, such as names already taken). Every problem names its step and field. ``derive`` fills in
-what a later step takes from the one before it, and ``prefill_next_step`` builds the form row of a
-step added after another.
+what a later step takes from the one before it; ``prefill_next_step`` builds the form row of a
+step added after another, and ``next_step`` the same step as a definition.
 """
 
 from __future__ import annotations
@@ -330,21 +330,45 @@ def derived_events(chain: ChainDefinition, position: int, ctx: Context) -> int |
     return None
 
 
+def _next_step_type(ctx: Context, previous_step: str) -> str:
+    """The step type added after another: the first processing step type."""
+    return next((s for s, kind in ctx.kinds.items() if kind == PROCESSING), previous_step)
+
+
+def _next_names(task_name: str, output_dataset: str, step: str, rules: naming.NamingRules) -> tuple[str, str]:
+    """Task and dataset names of a `step` added after a step with these names: same production and
+    physics tag, dataset version 1 ("" for what cannot be derived from names that do not parse)."""
+    try:
+        task = naming.parse_task_name(task_name, rules)
+    except naming.NamingError:
+        return "", ""
+    name = naming.TaskName(task.production, step).format(rules)
+    try:
+        dataset = naming.parse_dataset_name(output_dataset, rules)
+    except naming.NamingError:
+        return name, ""
+    return name, dataclasses.replace(dataset, production=task.production, step=step, version=1).format(rules)
+
+
 def prefill_next_step(previous: Mapping[str, str], ctx: Context) -> dict[str, str]:
     """The form row of a step added after `previous` (a form row: field name -> text): the first
     processing step type, and everything derivable from `previous` (same production and tag, names
     for the new step, size, placement, paths). What cannot be derived stays empty."""
-    step = next((s for s, kind in ctx.kinds.items() if kind == PROCESSING), previous.get("step", ""))
+    step = _next_step_type(ctx, previous.get("step", ""))
     row = {name: previous.get(name, "") for name in NEXT_STEP_COPIED if name in previous}
     row.update(step=step, total_events="", events_per_job="", files_per_job="1", initial_offset="0")
-    try:
-        task = naming.parse_task_name(previous.get("task_name", ""), ctx.rules)
-        row["task_name"] = naming.TaskName(task.production, step).format(ctx.rules)
-        dataset = naming.parse_dataset_name(previous.get("output_dataset", ""), ctx.rules)
-        row["output_dataset"] = dataclasses.replace(
-            dataset, production=task.production, step=step, version=1
-        ).format(ctx.rules)
-    except naming.NamingError:
-        row.setdefault("task_name", "")
-        row.setdefault("output_dataset", "")
+    row["task_name"], row["output_dataset"] = _next_names(
+        previous.get("task_name", ""), previous.get("output_dataset", ""), step, ctx.rules
+    )
     return row
+
+
+def next_step(previous: TaskDefinition, ctx: Context) -> TaskDefinition:
+    """The step added after `previous` when a chain is built outside the form (from a request): what
+    ``prefill_next_step`` puts in the form row, as a definition (its parent is derived later)."""
+    step = _next_step_type(ctx, previous.step)
+    task_name, dataset = _next_names(previous.task_name, previous.output_dataset, step, ctx.rules)
+    return dataclasses.replace(
+        previous, step=step, task_name=task_name, output_dataset=dataset, total_events=None,
+        events_per_job=None, files_per_job=1, initial_offset=0, parent_task=None, comment="",
+    )  # fmt: skip

@@ -337,6 +337,12 @@ class ChainPage:
         return all(s.finished for s in self.steps)
 
     @property
+    def request_ids(self) -> list[int]:
+        """The production requests the steps name, in step order."""
+        named = (s.bunch.definition.get("request_id") for s in self.steps)
+        return list(dict.fromkeys(r for r in named if r is not None))
+
+    @property
     def waiting_for_panda(self) -> bool:
         """Tasks in PanDA whose status is not final: a manager's refresh may tell more."""
         return any(r.task.panda_task_id and r.state not in FINAL_STATUSES for s in self.steps for r in s.rows)

@@ -1,4 +1,4 @@
-"""Chain pages: list, form (new / clone / import; rows added, removed and moved with htmx or plain
+"""Chain pages: list, form (new / clone / import / from a request; rows added, removed and moved with htmx or plain
 buttons), preview, create, the chain page with progress, resend, refresh, sweep, export."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from app.chains.models import Chain
 from app.chains.specs import LABELS, ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.prodrequests import services as prodrequests
+from app.prodrequests.errors import RequestsServiceError
 from app.tasks.forms import ActionForm
 
 bp = Blueprint("chains", __name__, url_prefix="/chains")
@@ -60,6 +62,19 @@ def index():
 @role_required("manager")
 def new():
     return _render(_form(chains.blank_chain()))
+
+
+@bp.get("/from-request/<int:request_id>")
+@role_required("manager")
+def from_request(request_id: int):
+    """A chain form prefilled from a production request (its generation step, and the processing
+    step derived from it as "Add step" derives it)."""
+    try:
+        definition, prefill = prodrequests.chain_prefill(request_id)
+    except RequestsServiceError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("prodrequests.detail", request_id=request_id))
+    return _render(_form(definition), from_request=prefill)
 
 
 @bp.post("/edit")

@@ -1,18 +1,25 @@
-"""Request pages: the filtered list, one request with its tasks and progress, the reconciliation
-report, the task definition prefilled from a request and the path options of the task form.
+"""Request pages: the filtered list, one request with its chains, tasks and progress, the
+reconciliation report, the task and chain definitions prefilled from a request and the path options
+of their forms.
 
-Reads only: requests come from the in-memory cache (`current`), tasks from the database.
+Reads only: requests come from the in-memory cache (`current`), tasks and chains from the database.
+A task counts for its own request, else for its chain's (``request_of``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import selectinload
 
+from app.chains import constraints
+from app.chains import services as chain_services
+from app.chains.models import Chain, ChainStep
+from app.chains.specs import ChainDefinition
 from app.config import Settings, get_settings
 from app.extensions import db
 from app.prodrequests import catalog, current
@@ -21,7 +28,7 @@ from app.prodrequests.errors import RequestNotFound, RequestsServiceError
 from app.prodrequests.schema import STATUSES, ProductionRequest
 from app.tasks import naming
 from app.tasks import services as task_services
-from app.tasks.models import Task
+from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import TaskDefinition
 
 # PanDA's final task statuses (DESIGN §5); a task in one of them adds no more events.
@@ -106,14 +113,19 @@ class TaskOutput:
 
 
 def task_output(task: Task) -> TaskOutput:
-    """What one task produced, from what the panel stores today.
+    """What one task produced, from what the PanDA sync stored (app/sync).
 
-    SEAM (issue 10): tasks have no counters synced from PanDA yet. Until they do, a generation task
-    counts its planned events once PanDA reports it `done` (every job succeeded), nothing before, and
-    output sizes are unknown. Issue 10 replaces this body with the synced counters.
+    Once the sync has accounted the final task (its job descriptions read): the events its finished
+    jobs processed, for a generation task (processing steps, such as a chain's RECO, read events a
+    generation task made and add none), and the output size of any task. Before that, a generation
+    task that PanDA reports `done` (every job succeeded) counts its planned events, and the size is
+    not known yet.
     """
-    events = task.spec.get("total_events") or 0  # processing steps generate no events
-    return TaskOutput(events if task.panda_status == "done" else 0, None)
+    generation = bool(task.spec.get("total_events"))  # processing steps have no events of their own
+    if task.accounted_at is not None:
+        return TaskOutput((task.events_processed or 0) if generation else 0, task.output_bytes)
+    planned = task.spec.get("total_events") or 0
+    return TaskOutput(planned if task.panda_status == "done" else 0, None)
 
 
 def _settled(task: Task) -> bool:
@@ -130,9 +142,10 @@ class RequestProgress:
     requested: int
     planned: int  # events of the request's generation tasks in the panel
     produced: int
-    output_bytes: int | None  # None until task sizes are synced (issue 10)
+    output_bytes: int | None  # None until the sync has accounted a task
     tasks: int
     active: int  # tasks that may still add events
+    chains: int = 0
 
     @property
     def percent(self) -> float:
@@ -148,7 +161,9 @@ class RequestProgress:
         return self.tasks > 0 and self.active == 0 and self.produced < self.requested
 
 
-def progress(requested: int, tasks: list[Task]) -> RequestProgress:
+def progress(requested: int, tasks: list[Task], chains: int = 0) -> RequestProgress:
+    """Events requested vs produced by `tasks` (chain tasks included: a chain's generation steps
+    produce, its processing steps only keep the request active until they end)."""
     outputs = [task_output(t) for t in tasks]
     sizes = [o.output_bytes for o in outputs if o.output_bytes is not None]
     return RequestProgress(
@@ -158,6 +173,7 @@ def progress(requested: int, tasks: list[Task]) -> RequestProgress:
         output_bytes=sum(sizes) if sizes else None,
         tasks=len(tasks),
         active=sum(not _settled(t) for t in tasks),
+        chains=chains,
     )
 
 
@@ -165,13 +181,61 @@ def _tasks_query() -> Select:
     return select(Task).options(selectinload(Task.launches), selectinload(Task.bunch)).order_by(Task.id)
 
 
+def _chain_requests() -> dict[int, int]:
+    """Bunch id -> the request of the chain the bunch is a step of: the first of the chain's steps
+    that names a request (chains whose steps name none are left out)."""
+    rows = db.session.execute(
+        select(ChainStep.chain_id, ChainStep.bunch_id, TaskBunch.definition["request_id"].as_integer())
+        .join(TaskBunch, TaskBunch.id == ChainStep.bunch_id)
+        .order_by(ChainStep.chain_id, ChainStep.position)
+    ).all()
+    first: dict[int, int] = {}
+    for chain_id, _, request_id in rows:
+        if request_id is not None:
+            first.setdefault(chain_id, request_id)
+    return {bunch_id: first[chain_id] for chain_id, bunch_id, _ in rows if chain_id in first}
+
+
+def request_of(task: Task, chain_requests: dict[int, int]) -> int | None:
+    """The request `task` counts for: its own, else its chain's (`chain_requests`: ``_chain_requests()``)."""
+    own = task.spec.get("request_id")
+    return own if own is not None else chain_requests.get(task.bunch_id)
+
+
 def tasks_for_request(request_id: int) -> list[Task]:
-    """The panel's tasks made for a request (its id is in each task's spec)."""
-    query = _tasks_query().where(Task.spec["request_id"].as_integer() == request_id)
+    """The panel's tasks made for a request: those naming it, and those of its chains naming none."""
+    inherited = [bunch for bunch, owner in _chain_requests().items() if owner == request_id]
+    own = Task.spec["request_id"].as_integer()
+    query = _tasks_query().where(or_(own == request_id, and_(own.is_(None), Task.bunch_id.in_(inherited))))
+    return list(db.session.scalars(query))
+
+
+def chains_for_request(request_id: int) -> list[Chain]:
+    """The chains with a step that names the request, oldest first, their steps and tasks loaded."""
+    naming_it = (
+        select(ChainStep.chain_id)
+        .join(TaskBunch, TaskBunch.id == ChainStep.bunch_id)
+        .where(TaskBunch.definition["request_id"].as_integer() == request_id)
+    )
+    query = (
+        select(Chain)
+        .where(Chain.id.in_(naming_it))
+        .options(selectinload(Chain.steps).selectinload(ChainStep.bunch).selectinload(TaskBunch.tasks))
+        .order_by(Chain.id)
+    )
     return list(db.session.scalars(query))
 
 
 # --- one request -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestChain:
+    chain: Chain
+    steps: str  # "SIM → RECO"
+    tasks: int
+    in_panda: int
+    finished: int
 
 
 @dataclass(frozen=True)
@@ -181,12 +245,25 @@ class RequestView:
     error: str
     not_found: bool
     snapshot: Snapshot
+    chains: list[RequestChain]
     tasks: list[Task]
+    chain_of: dict[int, Chain]  # bunch id -> the chain it is a step of (for the tasks table)
     progress: RequestProgress | None  # None without the request (the requested events are unknown)
 
 
+def _request_chain(chain: Chain) -> RequestChain:
+    summary = chain_services.launch_summary(chain)
+    return RequestChain(
+        chain,
+        " → ".join(s.step for s in chain.steps),
+        summary["tasks"],
+        summary["in_panda"],
+        summary["finished"],
+    )
+
+
 def request_view(request_id: int) -> RequestView:
-    """A request with its tasks and progress; the tasks are shown even when the service is down."""
+    """A request with its chains, tasks and progress; they are shown even when the service is down."""
     found, error, not_found = None, "", False
     try:
         found = current.fetch_request(request_id)
@@ -194,9 +271,14 @@ def request_view(request_id: int) -> RequestView:
         error, not_found = exc.message, True
     except RequestsServiceError as exc:
         error = exc.message
+    chains = chains_for_request(request_id)
     tasks = tasks_for_request(request_id)
-    shown = progress(found.events_requested, tasks) if found else None
-    return RequestView(request_id, found, error, not_found, current.cached(), tasks, shown)
+    chain_of = {step.bunch_id: chain for chain in chains for step in chain.steps}
+    shown = progress(found.events_requested, tasks, len(chains)) if found else None
+    return RequestView(
+        request_id, found, error, not_found, current.cached(),
+        [_request_chain(c) for c in chains], tasks, chain_of, shown,
+    )  # fmt: skip
 
 
 # --- reconciliation --------------------------------------------------------------------------------
@@ -211,13 +293,15 @@ class Reconciliation:
 
 
 def reconciliation() -> Reconciliation:
-    """Requests without tasks, tasks without a (known) request, requests whose production fell short."""
+    """Requests without tasks, tasks without a (known) request, requests whose production fell short;
+    a chain's task counts for its chain's request when it names none itself."""
     snapshot = current.snapshot()
     by_request: dict[int, list[Task]] = {}
     orphans: list[tuple[Task, str]] = []
     known = {r.id for r in snapshot.requests}
+    chain_requests = _chain_requests()
     for task in db.session.scalars(_tasks_query()):
-        request_id = task.spec.get("request_id")
+        request_id = request_of(task, chain_requests)
         if request_id is None:
             orphans.append((task, "no request"))
             continue
@@ -234,12 +318,12 @@ def reconciliation() -> Reconciliation:
     return Reconciliation(snapshot, without, orphans, short)
 
 
-# --- the task form -------------------------------------------------------------------------------
+# --- the task and chain forms ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RequestPrefill:
-    """What the task form took from a request (shown above the form)."""
+    """What the task or chain form took from a request (shown above the form)."""
 
     request: ProductionRequest
     exec_choice: catalog.Suggestion | None
@@ -252,12 +336,17 @@ def _generation_step(settings: Settings) -> str:
     return next((s for s in steps if s in template.steps and template.kind(s) == "generation"), steps[0])
 
 
-def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
-    """A task definition for a request: the next production's names, the requested events, and the
-    best paths for it (its own, else the catalog's with its physics tag / software version).
-    Raises `RequestsServiceError`s."""
-    settings = get_settings()
-    found = current.fetch_request(request_id)
+def _request_comment(found: ProductionRequest) -> str:
+    return f"{found.label} ({found.physics_group}; requested by {found.requester})"
+
+
+def _generation_definition(
+    found: ProductionRequest, settings: Settings
+) -> tuple[TaskDefinition, RequestPrefill]:
+    """A generation task for `found`: the next production's names, the requested events, and the best
+    paths for it (its own, else the catalog's with its physics tag / software version). The physics
+    tag comes with the execution path; when no path matches, it is written into the output dataset
+    name, so that the path the user then chooses is checked against it."""
     step = _generation_step(settings)
     execs = catalog.suggestions("exec", found, settings)
     containers = catalog.suggestions("container", found, settings)
@@ -265,12 +354,20 @@ def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
     exec_choice = execs[0] if execs and execs[0].rank <= 2 else None
     container_choice = containers[0] if containers and containers[0].rank <= 3 else None
     cfg = settings.tasks
-    name = naming.TaskName(task_services.suggest_production(settings=settings), step)
+    rules = task_services.naming_rules(settings)
+    production = task_services.suggest_production(settings=settings)
+    dataset = ""
+    if exec_choice is None and found.physics_tag:
+        try:
+            tag = naming.check_physics_tag(found.physics_tag)
+            dataset = naming.DatasetName(cfg.default_scope, tag, production, step, 1).format(rules)
+        except naming.NamingError:
+            dataset = ""  # a tag the conventions refuse: the user's execution path will name one
     definition = TaskDefinition(
         step=step,
-        task_name=name.format(task_services.naming_rules(settings)),
+        task_name=naming.TaskName(production, step).format(rules),
         bunch_size=1,
-        output_dataset="",
+        output_dataset=dataset,
         total_events=found.events_requested or None,
         events_per_job=None,
         cloud=cfg.clouds[0] if cfg.clouds else "",
@@ -280,14 +377,43 @@ def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
         initial_offset=0,
         exec_path=exec_choice.path if exec_choice else "",
         container_path=container_choice.path if container_choice else "",
-        comment=f"{found.label} ({found.physics_group}; requested by {found.requester})",
+        comment=_request_comment(found),
     )
     return definition, RequestPrefill(found, exec_choice, container_choice)
 
 
+def task_prefill(request_id: int) -> tuple[TaskDefinition, RequestPrefill]:
+    """A task definition for a request (``_generation_definition``). Raises `RequestsServiceError`s."""
+    settings = get_settings()
+    return _generation_definition(current.fetch_request(request_id), settings)
+
+
+def chain_prefill(request_id: int) -> tuple[ChainDefinition, RequestPrefill]:
+    """A chain for a request: the first processing type, a name from the production and the physics
+    tag, the generation step as ``task_prefill`` makes it, and the processing step the chain form
+    adds after it (``constraints.next_step``). Raises `RequestsServiceError`s."""
+    settings = get_settings()
+    found = current.fetch_request(request_id)
+    first, prefill = _generation_definition(found, settings)
+    first = dataclasses.replace(first, comment="")  # a step's comment is the chain's
+    ctx = chain_services.context(is_admin=False, settings=settings)
+    steps = [first]
+    if constraints.PROCESSING in ctx.kinds.values():
+        steps.append(constraints.next_step(first, ctx))
+    production = naming.parse_task_name(first.task_name, ctx.rules).production.format(ctx.rules)
+    name = f"{production} {found.physics_tag or f'request {found.id}'}"
+    chain = ChainDefinition(
+        name=name[: constraints.MAX_NAME_LENGTH],
+        processing_type=settings.chains.processing_types[0],
+        steps=tuple(steps),
+        comment=_request_comment(found),
+    )
+    return chain, prefill
+
+
 @dataclass(frozen=True)
 class PathOptions:
-    """The task form's datalists for the request typed in its request field."""
+    """The datalists of the task and chain forms, for the request typed in a request field."""
 
     label: str | None  # the request's description (None: no request, or it could not be read)
     error: str  # why the request could not be read ("" when it was, or when none was given)

@@ -3,6 +3,7 @@ admins' path catalog."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -16,6 +17,8 @@ from app.tasks.forms import ActionForm
 from app.web.security import safe_next
 
 bp = Blueprint("prodrequests", __name__, url_prefix="/requests")
+# The request field the forms send for ranking: the task form's, or a step's of the chain form.
+_REQUEST_FIELD = re.compile(r"request_id|steps-\d+-request_id")
 
 
 @bp.app_template_global("request_label")
@@ -82,9 +85,11 @@ def reconcile():
 @bp.get("/paths")
 @role_required("viewer")
 def path_options():
-    """The task form's datalists (htmx), ranked for the request in its request field."""
-    options = services.path_options(request.args.get("request_id", ""))
-    return render_template("prodrequests/_path_options.html", options=options)
+    """The datalists of the task and chain forms (htmx), ranked for the request in the request field
+    sent (its help text, the request's title, is replaced too)."""
+    field = next((name for name in request.args if _REQUEST_FIELD.fullmatch(name)), "request_id")
+    options = services.path_options(request.args.get(field, ""))
+    return render_template("prodrequests/_path_options.html", options=options, help_id=f"{field}-help")
 
 
 @bp.get("/catalog")

@@ -1,5 +1,6 @@
 /*
- * The task form's path autocomplete (loaded by templates/tasks/form.html).
+ * Path autocomplete of the task and chain forms (loaded by templates/tasks/form.html and
+ * templates/chains/form.html).
  *
  *   <input list="exec-path-options" data-catalog-check>
  *
@@ -7,11 +8,14 @@
  * request field). While the catalog lists paths, a value that is not among them gets a warning
  * under the field; the form still accepts it (the server warns again on preview). Options with
  * data-source="request" are the request's own paths, offered but not part of the catalog.
+ *
+ * The chain form's request field sits in step rows that htmx replaces, so #path-options names it
+ * (data-request-field, a selector) and is told here when it changes ("request-changed").
  */
 (function () {
   "use strict";
 
-  const MESSAGE = "Not in the path catalog: check that it exists on CVMFS (the task can still be created).";
+  const MESSAGE = "Not in the path catalog: check that it exists on CVMFS (it can still be used).";
 
   function catalogPaths(input) {
     const list = document.getElementById(input.getAttribute("list"));
@@ -53,10 +57,14 @@
       check(event.target);
     }
   });
-  // The datalists arrived or changed (another request chosen): check the values again.
-  document.addEventListener("htmx:afterSettle", function (event) {
-    if (event.target && event.target.id === "path-options") {
-      checkAll();
+  document.addEventListener("change", function (event) {
+    const options = document.getElementById("path-options");
+    const field = options && options.dataset.requestField;
+    if (field && event.target.matches && event.target.matches(field)) {
+      window.htmx.trigger(options, "request-changed");
     }
   });
+  // The datalists arrived or changed (another request chosen), or the chain form's rows were
+  // replaced (a step added with its paths): check the values again.
+  document.addEventListener("htmx:afterSettle", checkAll);
 })();

@@ -6,7 +6,7 @@ import pytest
 
 from app.chains import constraints
 from app.chains.specs import ChainDefinition
-from tests.chains.conftest import chain_definition, ctx, reco_definition, step
+from tests.chains.conftest import chain_definition, chain_form_data, ctx, reco_definition, step
 from tests.tasks.conftest import sim_definition
 
 
@@ -206,3 +206,26 @@ def test_adding_a_reco_after_a_sim_prefills_everything_derivable():
     )
     # What cannot be derived stays empty instead of failing.
     assert constraints.prefill_next_step({"step": "SIM", "task_name": "oops"}, ctx())["task_name"] == ""
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"output_dataset": ""},  # built later from the execution path: the RECO's is built too
+        {"task_name": "oops"},  # names that do not parse: nothing derived from them
+    ],
+)
+def test_next_step_is_the_row_add_step_prefills(changes):
+    """A chain built outside the form (from a request) gets the same step as "Add step" would add."""
+    sim = sim_definition(8, bunch_size=3, initial_offset=500, **changes)
+    reco = constraints.next_step(sim, ctx())
+    sim_row = chain_form_data(ChainDefinition(name="c", processing_type="MC production", steps=(sim,)))
+    row = constraints.prefill_next_step(
+        {k.removeprefix("steps-0-"): v for k, v in sim_row.items() if k.startswith("steps-0-")}, ctx()
+    )
+    reco_row = chain_form_data(ChainDefinition(name="c", processing_type="MC production", steps=(reco,)))
+    assert {k.removeprefix("steps-0-"): v for k, v in reco_row.items() if k.startswith("steps-0-")} == {
+        k: v for k, v in row.items() if v not in ("", None)
+    }
+    assert reco.step == "RECO" and reco.parent_task is None and reco.total_events is None

@@ -1,4 +1,5 @@
-"""Fixtures: the requests-service simulator served on loopback, and the panel configured to use it."""
+"""Fixtures: the requests-service simulator served on loopback, and the panel configured to use it;
+helpers that save tasks and chains for requests."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import pytest
 from flask import g
 
 from app import create_app
+from app.chains import services as chain_services
+from app.chains.models import Chain
 from app.extensions import db as _db
 from app.prodrequests.client import ClientConfig, RequestsClient
 from app.tasks import services as task_services
 from app.tasks.models import Task
 from reqsim import ReqSimConfig, create_simulator, serve_in_thread
+from tests.chains.conftest import chain_definition, step
 from tests.tasks.conftest import sim_definition
 
 TOKEN = "s3cret-requests-token"
@@ -28,6 +32,24 @@ def make_task(
     task = created.bunch.tasks[0]
     task.panda_status = status
     return task
+
+
+def make_chain(
+    user,
+    number: int,
+    sim_request: int | None,
+    reco_request: int | None,
+    statuses: tuple[str | None, str | None] = (None, None),
+    events: int = 10000,
+) -> Chain:
+    """Save chain PROD2025-<number> (SIM → RECO, one task each; not dispatched) whose steps name
+    these requests, its tasks with these PanDA statuses."""
+    definition = step(chain_definition(number, bunch_size=1), 1, request_id=sim_request, total_events=events)
+    definition = step(definition, 2, request_id=reco_request)
+    chain = chain_services.create_chain(definition, user, f"chain{number}", is_admin=False).chain
+    for chain_step, status in zip(chain.steps, statuses, strict=True):
+        chain_step.bunch.tasks[0].panda_status = status
+    return chain
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ def test_create_task_from_a_request_prefills_the_form(client, login_as, clock, e
     assert values["total_events"] == "20000000" and values["request_id"] == "10"
     assert values["exec_path"] == f"{MC}/jpsi-P8-spdroot418.27GeV.V02"  # its physics tag, newest
     assert values["container_path"] == f"{IMAGES}/spdroot-4.1.8.sif"  # its software version
+    assert values["output_dataset"] == ""  # built from the path: it follows the path the user may change
     assert values["comment"].startswith("#10 jpsi (Pythia8) at 27 GeV, SpdRoot 4.1.8 (Charmonia;")
     assert "Prefilled from request" in page and "physics tag and software version match" in page
     assert "#10 jpsi (Pythia8) at 27 GeV, SpdRoot 4.1.8 (new, Charmonia)" in page  # the request field's title
@@ -70,12 +71,18 @@ def test_a_request_with_its_own_paths_keeps_them(client, login_as):
     assert values["container_path"] == f"{IMAGES}/spdroot-4.1.7.sif"
 
 
-def test_without_a_matching_path_the_field_is_left_to_the_user(client, login_as, entries):
+def test_without_a_matching_path_the_field_is_left_to_the_user(client, login_as, clock, entries):
     login_as("manager")
     page = unescape(client.get("/tasks/from-request/8").get_data(as_text=True))  # dd at 13.5 GeV, 4.1.8
     values = form_values(page)
     assert values["exec_path"] == "" and values["container_path"] == f"{IMAGES}/spdroot-4.1.8.sif"
     assert "execution files: none matches the request, choose one" in page
+    # The request's physics tag is kept in the dataset name: a path of another tag is refused.
+    assert values["output_dataset"] == "MC2025_S1.dd-minbias-UrQMD-spdroot418.13.5GeV.PROD2026-001.SIM.1"
+    chosen = {**values, "exec_path": f"{MC}/jpsi-P8-spdroot418.27GeV.V01", "events_per_job": "1000"}
+    html = unescape(post(client, "/tasks/preview", chosen).get_data(as_text=True))
+    assert 'id="preview"' not in html
+    assert "physics tag dd-minbias-UrQMD-spdroot418.13.5GeV does not match the execution path's tag" in html
 
 
 def test_a_failing_service_sends_back_to_the_request_page(client, login_as, reqsim):

@@ -94,7 +94,7 @@ def test_a_request_with_its_tasks_and_progress(client, login_as, make_user, db):
     assert 'id="events-produced">4 000 000 (40 %)<' in html  # of 10 000 000 requested
     assert "(1 still running or waiting)" in html
     assert 'id="task-from-request"' not in html  # viewers do not create tasks
-    assert "sizes come with PanDA progress sync" in html
+    assert "known once the sync has read a finished task's jobs" in html
 
 
 def test_an_unknown_request_is_404_and_a_down_service_still_shows_the_tasks(
