@@ -16,6 +16,7 @@ from sqlalchemy.orm import defer
 
 from app.chains.models import Chain, ChainStep
 from app.extensions import db
+from app.prodrequests.services import tasks_for_request
 from app.tasks.models import Task
 from app.tasks.services import TaskFilters, tasks_query
 
@@ -103,7 +104,9 @@ def _query(selection: Selection) -> Select[Any]:
     if selection.scope == "chain":
         steps = select(ChainStep.bunch_id).where(ChainStep.chain_id == selection.target_id)
         return ids.where(Task.bunch_id.in_(steps)).order_by(Task.id)
-    return ids.where(Task.spec["request_id"].as_integer() == selection.target_id).order_by(Task.id)
+    assert selection.target_id is not None
+    request_tasks = [t.id for t in tasks_for_request(selection.target_id)]  # as the request's page counts them
+    return ids.where(Task.id.in_(request_tasks)).order_by(Task.id)
 
 
 def count(selection: Selection) -> int:

@@ -160,5 +160,7 @@ def test_select_all_matching_the_filter_and_act_on_a_bunch(client, login_as, sim
     assert "to PanDA for 3 task(s)" in text(page)
     page = post(client, "/actions/bulk/confirm", {"scope": "bunch", "target_id": str(other[0].bunch_id), "action": "pause"})
     assert "2 task(s) are not allowed" in text(page)  # not read from PanDA yet
+    page = post(client, "/actions/bulk/confirm", {"scope": "request", "target_id": "42", "action": "pause"})
+    assert "to PanDA for 3 task(s)" in text(page) and "2 task(s) are not allowed" in text(page)  # request 42's five
     empty = post(client, "/actions/bulk/confirm", {"scope": "ids", "action": "pause"})
     assert empty.status_code == 302  # back with "Nothing to act on: tick at least one task."
