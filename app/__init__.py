@@ -17,6 +17,7 @@ from app.auth.sessions import init_sessions
 from app.auth.views import bp as auth_bp
 from app.chains.views import bp as chains_bp
 from app.config import Settings, load_settings
+from app.inputs import IdConverter
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.auth.login_attempts, settings.auth.login_window_s, settings.auth.login_attempts_per_address
     )
     app.extensions.setdefault("health_checks", {})
+    app.url_map.converters["int"] = IdConverter  # before the blueprints' rules are built
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
 

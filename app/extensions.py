@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
 from app.db import Base
+from app.inputs import page_number
 
 if TYPE_CHECKING:
     from app.panda.client import PandaApi
 
-db = SQLAlchemy(model_class=Base)
+
+
+class PanelSQLAlchemy(SQLAlchemy):
+    """`db.paginate` reads the page number within bounds (Flask-SQLAlchemy's own reading lets a huge
+    number overflow the OFFSET in the database driver)."""
+
+    def paginate(self, select: Any, *, page: int | None = None, **kwargs: Any) -> Any:
+        return super().paginate(select, page=page_number() if page is None and has_request_context() else page, **kwargs)
+
+
+db = PanelSQLAlchemy(model_class=Base)
 csrf = CSRFProtect()
 
 # The models' base class. Flask-SQLAlchemy builds db.Model at run time (Base plus its bind and

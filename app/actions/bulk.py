@@ -23,6 +23,7 @@ from app.actions.selection import Selection, selected_tasks, selection_from
 from app.audit.services import record
 from app.auth.models import User
 from app.extensions import db
+from app.inputs import as_id
 from app.tasks.models import Task
 
 # Bulk actions offered (a modification is per task: its difference is shown before sending).
@@ -162,7 +163,7 @@ def start_from_form(data: Any, user: User) -> BulkAction:
     """`start` with what the confirmation form sent (its `retry_of`: the bulk action retried)."""
     retry_of = str(data.get("retry_of") or "")
     return start(selection_from(data), bulk_action(str(data.get("action") or "")), data, user,
-                 retry_of=int(retry_of) if retry_of.isdigit() else None)  # fmt: skip
+                 retry_of=as_id(retry_of))  # fmt: skip
 
 
 def retry_form(bulk: BulkAction) -> dict[str, Any]:

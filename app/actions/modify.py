@@ -20,6 +20,7 @@ from app.actions.models import Outcome, TaskCommand
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db, panda_clients
+from app.inputs import as_id
 from app.tasks.models import Task
 
 # The split-rule tags PanDA lets a running task change (`changeable_split_rule_tags` of the real
@@ -90,10 +91,11 @@ def _number(values: Mapping[str, Any], name: str, low: int, high: int, errors: d
     raw = str(values.get(name) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = as_id(raw)
+    if number is None or not low <= number <= high:
         errors[name] = f"a whole number from {low} to {high}"
         return None
-    return int(raw)
+    return number
 
 
 def plan_changes(task: Task, values: Mapping[str, Any], user: User) -> list[Change]:

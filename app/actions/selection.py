@@ -16,6 +16,7 @@ from sqlalchemy.orm import defer
 
 from app.chains.models import Chain, ChainStep
 from app.extensions import db
+from app.inputs import as_id
 from app.prodrequests.services import tasks_for_request
 from app.tasks.models import Task
 from app.tasks.services import TaskFilters, tasks_query
@@ -72,7 +73,7 @@ def selection_from(data: Any) -> Selection:
     scope = str(data.get("scope") or "")
     if scope == "ids":
         raw = data.getlist("task_id") if hasattr(data, "getlist") else data.get("task_id") or []
-        ids = tuple(dict.fromkeys(int(v) for v in raw if str(v).isdigit()))
+        ids = tuple(dict.fromkeys(i for v in raw if (i := as_id(str(v))) is not None))
         if not ids:
             raise BadSelection("tick at least one task")
         if len(ids) > MAX_TASKS:
@@ -81,10 +82,10 @@ def selection_from(data: Any) -> Selection:
     if scope == "filter":
         return Selection("filter", filters=filters_from(data))
     if scope in ("bunch", "chain", "request"):
-        target = str(data.get("target_id") or "")
-        if not target.isdigit():
+        target = as_id(str(data.get("target_id") or ""))
+        if target is None:
             raise BadSelection(f"no {scope} given")
-        return Selection(scope, target_id=int(target))
+        return Selection(scope, target_id=target)
     raise BadSelection("nothing selected")
 
 

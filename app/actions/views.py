@@ -16,6 +16,7 @@ from app.actions.selection import BadSelection
 from app.auth.current import current_user, logged_in_user
 from app.auth.decorators import role_required
 from app.extensions import db
+from app.inputs import db_int
 from app.tasks.models import Task
 from app.web.security import safe_next
 
@@ -111,7 +112,7 @@ def bulk_confirm() -> ResponseReturnValue:
         plan = bulk_services.plan_from_form(request.form, logged_in_user())
     except (BadSelection, ValueError) as exc:
         return _nothing_selected(exc)
-    return _render_bulk(plan, form, retry_of=request.form.get("retry_of", type=int))
+    return _render_bulk(plan, form, retry_of=request.form.get("retry_of", type=db_int))
 
 
 @bp.post("/actions/bulk")
@@ -125,7 +126,7 @@ def bulk_start() -> ResponseReturnValue:
     except services.InvalidInput as exc:
         form.show_errors(exc.errors)
         plan = bulk_services.plan_from_form(request.form, logged_in_user())
-        return _render_bulk(plan, form, 400, request.form.get("retry_of", type=int))
+        return _render_bulk(plan, form, 400, request.form.get("retry_of", type=db_int))
     except services.ActionRefused as exc:
         return _refused(exc)
     except (BadSelection, ValueError) as exc:

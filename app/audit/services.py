@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import g, has_request_context, request
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
@@ -81,16 +81,23 @@ def audit_query(
         query = query.where(AuditEvent.outcome == outcome)
     if target:
         query = query.where(AuditEvent.target.contains(target))
-    if since:
-        query = query.where(AuditEvent.at >= day_start(since))
-    if until:
-        query = query.where(AuditEvent.at < day_start(until + timedelta(days=1)))
-    return query
+    return query.where(*within_days(AuditEvent.at, since, until))
 
 
 def day_start(day: date) -> datetime:
     """Midnight UTC of `day`."""
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def within_days(column: Any, since: date | None, until: date | None) -> list[ColumnElement[bool]]:
+    """Conditions keeping `column` within the whole UTC days `since`..`until`, both included (either
+    may be None; the calendar's last day has no day after it, so it sets no upper bound)."""
+    conditions = []
+    if since:
+        conditions.append(column >= day_start(since))
+    if until and until < date.max:
+        conditions.append(column < day_start(until + timedelta(days=1)))
+    return conditions
 
 
 def known_outcomes() -> list[str]:

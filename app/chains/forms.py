@@ -31,6 +31,7 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from app.chains.specs import ChainDefinition, Problem
 from app.config import Settings
+from app.inputs import as_id
 from app.tasks.forms import TaskFields, _strip
 
 _ROW_KEY = re.compile(r"steps-(\d+)-(.+)")
@@ -154,7 +155,8 @@ def rearranged(
             rest.add(key, value)
     ordered = [rows[index] for index in sorted(rows)]
     verb, _, arg = action.partition(":")
-    position = int(arg) if arg.isdigit() else -1
+    position = as_id(arg)
+    position = -1 if position is None else position
     if verb == "add":
         last = {k: v for k, v in ordered[-1].items()} if ordered else {}
         ordered.append(MultiDict(prefill(last)))

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from app.chains.specs import LABELS, STEP_FIELDS, ChainDefinition, Problem
+from app.inputs import parse_document
 from app.tasks.specs import TaskDefinition
 
 SCHEMA_ID = "prodpanel.chain/1"
@@ -89,8 +90,8 @@ def loads(text: str, filename: str = "") -> Any:
     """Parse YAML or JSON (JSON is YAML too, but its errors read better from the JSON parser)."""
     try:
         if filename.lower().endswith(".json") or text.lstrip().startswith("{"):
-            return json.loads(text)
-        return yaml.safe_load(text)
+            return parse_document(json.loads, text)
+        return parse_document(yaml.safe_load, text)
     except (ValueError, yaml.YAMLError) as exc:
         where = f"{filename}: " if filename else ""
         raise SchemaError(

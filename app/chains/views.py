@@ -17,6 +17,7 @@ from app.chains.models import Chain
 from app.chains.specs import LABELS, ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.inputs import as_id
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
 from app.tasks.forms import ActionForm
@@ -47,8 +48,8 @@ def _render(form: ChainForm, *, status: int = 200, problems: list[Problem] | Non
 
 
 def _source(form: ChainForm) -> Chain | None:
-    value = form.cloned_from.data or ""
-    return db.session.get(Chain, int(value)) if value.isdigit() else None
+    chain_id = as_id(form.cloned_from.data)
+    return None if chain_id is None else db.session.get(Chain, chain_id)
 
 
 @bp.get("/")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -16,10 +16,11 @@ from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import selectinload
 
-from app.audit.services import day_start
+from app.audit.services import within_days
 from app.auth.models import User
 from app.config import Settings, get_settings
 from app.extensions import db, panda_clients
+from app.inputs import as_id
 from app.panda.calllog import db_recorder
 from app.panda.client import CallRecord, ClientConfig, PandaApi, PandaClient, Recorder, TokenSource
 from app.panda.errors import PandaError
@@ -139,13 +140,10 @@ def calls_query(filters: CallFilters) -> Select[PandaCall]:
         query = query.where(PandaCall.outcome == filters.outcome)
     if filters.task_id is not None:
         query = query.where(PandaCall.task_id == filters.task_id)
-    if filters.since is not None:
-        query = query.where(PandaCall.at >= day_start(filters.since))
-    if filters.until is not None:
-        query = query.where(PandaCall.at < day_start(filters.until + timedelta(days=1)))
+    query = query.where(*within_days(PandaCall.at, filters.since, filters.until))
     if filters.user:
-        if filters.user.isdigit():
-            query = query.where(PandaCall.user_id == int(filters.user))
+        if (user_id := as_id(filters.user)) is not None:
+            query = query.where(PandaCall.user_id == user_id)
         else:
             query = query.where(PandaCall.user_id.in_(select(User.id).where(User.username == filters.user)))
     return query

@@ -5,6 +5,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from app.auth.decorators import role_required
 from app.extensions import db
+from app.inputs import page_number
 from app.panda.forms import CallFilterForm
 from app.panda.models import OUTCOMES
 from app.panda.services import CallFilters, call_methods, calls_for_task, calls_query, panda_alive
@@ -42,6 +43,6 @@ def calls():
 @role_required("manager")
 def task_calls(task_id: int):
     """One task's calls: the fragment for htmx (paging inside the task page), else a whole page."""
-    page = calls_for_task(task_id, page=request.args.get("page", 1, type=int))
+    page = calls_for_task(task_id, page=page_number())
     template = "panda/_task_calls.html" if request.headers.get("HX-Request") else "panda/task_calls.html"
     return render_template(template, page=page, task_id=task_id)

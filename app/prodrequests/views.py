@@ -11,6 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from app import clock
 from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
+from app.inputs import page_number
 from app.prodrequests import catalog, services
 from app.prodrequests.forms import CatalogEntryForm
 from app.tasks.forms import ActionForm
@@ -45,7 +46,7 @@ def index():
     filters = services.RequestFilters(
         status=request.args.get("status", "").strip(), group=request.args.get("group", "").strip()
     )
-    listing = services.request_list(filters, request.args.get("page", 1, type=int))
+    listing = services.request_list(filters, page_number())
     return render_template(
         "prodrequests/index.html", listing=listing, filters=filters, action_form=ActionForm()
     )

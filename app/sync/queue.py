@@ -24,6 +24,7 @@ import stomp
 from stomp.exception import StompException
 
 from app.config import QueueSettings
+from app.inputs import MAX_ID, as_id
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ def parse_message(body: str | bytes) -> StatusMessage | None:
             return None  # another kind of JEDI message on the same destination
         raise MalformedMessage("no msg_type")
     task_id, status, timestamp = data.get("taskid"), data.get("status"), data.get("timestamp")
-    if isinstance(task_id, str) and task_id.isdigit():
-        task_id = int(task_id)
-    if not isinstance(task_id, int) or isinstance(task_id, bool) or task_id <= 0:
+    if isinstance(task_id, str):
+        task_id = as_id(task_id)
+    if not isinstance(task_id, int) or isinstance(task_id, bool) or not 0 < task_id <= MAX_ID:
         raise MalformedMessage(f"taskid is not a task id: {task_id!r}")
     if not isinstance(status, str) or not status:
         raise MalformedMessage(f"status is not a status: {status!r}")

@@ -12,6 +12,7 @@ from wtforms import BooleanField, HiddenField, IntegerField, SelectField, String
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.config import Settings
+from app.inputs import as_id, parse_document
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
 
 # The type of each definition field (the form has a field of the same name for every one).
@@ -101,14 +102,12 @@ class TaskFields:
         if not text:
             return {}
         try:
-            value = json.loads(text)
-        except ValueError:
-            value = None
-        if not isinstance(value, dict):
-            self.template_overrides.errors = [
-                *self.template_overrides.errors,
-                "template overrides must be a JSON object",
-            ]
+            value = parse_document(json.loads, text)
+            problem = None if isinstance(value, dict) else "must be a JSON object"
+        except ValueError as exc:  # not JSON, or too large or deep
+            problem = "must be a JSON object" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        if problem:
+            self.template_overrides.errors = [*self.template_overrides.errors, f"template overrides {problem}"]
             return None
         return value
 
@@ -116,9 +115,8 @@ class TaskFields:
         text = self.request_id.data or ""
         if not text:
             return None
-        if not text.isdigit():
-            return -1  # rejected by the service with the well-formedness message
-        return int(text)
+        number = as_id(text)
+        return -1 if number is None else number  # -1: rejected by the service with the well-formedness message
 
     def to_definition(self) -> TaskDefinition | None:
         """The definition the form says, field by field (None, with a field error, when the template

@@ -28,6 +28,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
 from app.extensions import db
+from app.inputs import MAX_DOCUMENT_CHARS, parse_document
 from app.launches.dispatcher import dispatch_after_commit
 from app.launches.models import Launch
 from app.launches.services import new_launch
@@ -815,7 +816,7 @@ def definition_from_manifest_file(file: FileStorage) -> Relaunch:
     and the task it was made from when that task is in this panel."""
     filename = file.filename or "manifest"
     try:
-        manifest = json.loads(file.read(2_000_000))
+        manifest = parse_document(json.loads, file.read(MAX_DOCUMENT_CHARS + 1))
         definition = definition_from_manifest(manifest)
     except (ValueError, KeyError, TypeError, AttributeError, naming.NamingError) as exc:
         raise NotAManifest(

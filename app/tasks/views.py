@@ -13,6 +13,7 @@ from app.auth.decorators import role_required
 from app.auth.roles import role_at_least
 from app.config import get_settings
 from app.extensions import db
+from app.inputs import as_id, db_int, id_list, search_args
 from app.launches import dispatcher
 from app.launches import services as launches
 from app.launches.states import LaunchStatus
@@ -71,8 +72,7 @@ def _refused_admin_fields(form: TaskForm, **context: Any):
 @bp.get("/")
 @role_required("viewer")
 def index():
-    args = {key: request.args.get(key, "").strip() for key in ("q", "step", "launch", "sort", "order")}
-    args = {key: value for key, value in args.items() if value}
+    args = search_args("q", "step", "launch", "sort", "order")
     filters = services.TaskFilters(**args)
     page = db.paginate(services.tasks_query(filters), per_page=50, error_out=False)
     return render_template(
@@ -84,7 +84,7 @@ def index():
 @bp.get("/new")
 @role_required("manager")
 def new():
-    after = db.session.get(TaskBunch, request.args.get("after", type=int) or 0)
+    after = db.session.get(TaskBunch, request.args.get("after", type=db_int) or 0)
     definition, follows = services.new_definition(request.args.get("step"), after)
     clone_info = _next_step_info(follows, definition.step) if follows else None
     return _render_form(_form(definition), clone_info=clone_info)
@@ -96,9 +96,9 @@ def clone():
     """A prefilled form from a task (``?task=<id>``) or a whole bunch (``?bunch=<id>``)."""
     source: Task | TaskBunch
     if request.args.get("task"):
-        source = db.get_or_404(Task, request.args.get("task", type=int))
+        source = db.get_or_404(Task, request.args.get("task", 0, type=db_int))
     elif request.args.get("bunch"):
-        source = db.get_or_404(TaskBunch, request.args.get("bunch", type=int))
+        source = db.get_or_404(TaskBunch, request.args.get("bunch", 0, type=db_int))
     else:
         abort(400)
     form = _form(services.clone_definition(source))
@@ -247,10 +247,10 @@ def _flash_created(result: services.CreateResult) -> None:
 
 
 def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
-    if (form.cloned_from_task.data or "").isdigit():
-        return db.session.get(Task, int(form.cloned_from_task.data))
-    if (form.cloned_from_bunch.data or "").isdigit():
-        return db.session.get(TaskBunch, int(form.cloned_from_bunch.data))
+    if (task_id := as_id(form.cloned_from_task.data)) is not None:
+        return db.session.get(Task, task_id)
+    if (bunch_id := as_id(form.cloned_from_bunch.data)) is not None:
+        return db.session.get(TaskBunch, bunch_id)
     return None
 
 
@@ -283,8 +283,8 @@ def bunch_progress(bunch_id: int):
 @role_required("viewer")
 def panda_states():
     """The polled in-place refresh of rows' PanDA state (task list: ?ids=1,2; bunch page: ?bunch=)."""
-    ids = [int(part) for part in request.args.get("ids", "").split(",") if part.isdigit()]
-    rows = sync.panda_rows(ids, request.args.get("bunch", type=int))
+    ids = id_list(request.args.get("ids", ""))
+    rows = sync.panda_rows(ids, request.args.get("bunch", 0, type=db_int))
     return render_template("tasks/_panda_states.html", rows=rows)
 
 
@@ -333,7 +333,7 @@ def adopt(task_id: int):
     task = db.get_or_404(Task, task_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    panda_id = request.form.get("panda_task_id", type=int)
+    panda_id = request.form.get("panda_task_id", type=db_int)
     if not panda_id or panda_id <= 0:
         flash("Enter the PanDA task id (a number).", "danger")
         return redirect(url_for("tasks.detail", task_id=task.id))

@@ -5,18 +5,25 @@ import secrets
 from urllib.parse import urlsplit
 
 from flask import Flask, g, request, url_for
+from werkzeug.urls import iri_to_uri
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go to after login; anything absolute or scheme-relative falls back to the home page."""
-    if target:
-        parts = urlsplit(target)
+    """A local path to go to after login; anything absolute, scheme-relative or holding control
+    characters (a header splitting attempt) falls back to the home page. Non-ASCII is percent-encoded,
+    since it goes into the Location header."""
+    if target and not _CONTROL.search(target):
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            return url_for("web.index")
         if (
             not parts.scheme
             and not parts.netloc
@@ -24,7 +31,7 @@ def safe_next(target: str | None) -> str:
             and not target.startswith("//")
             and "\\" not in target
         ):
-            return target
+            return iri_to_uri(target)
     return url_for("web.index")
 
 
