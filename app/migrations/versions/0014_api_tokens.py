@@ -1,7 +1,7 @@
 """personal API tokens (api_token): hashed secret, scope, expiry, revocation
 
 Revision ID: 0014_api_tokens
-Revises: 0009_actions
+Revises: 0013_stats
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 import app.db
 
 revision = "0014_api_tokens"
-down_revision = "0009_actions"  # chained after main's head at landing
+down_revision = "0013_stats"  # chained after main's head at landing
 branch_labels = None
 depends_on = None
 
