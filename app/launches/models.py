@@ -59,7 +59,7 @@ class Launch(Model):
     )
     at_percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Set while the owner's token cannot be used for this launch ("token unusable: log in again");
-    # `app.launches.schedule.flag_unusable_tokens` keeps it current.
+    # `app.launches.jobs.flag_unusable_tokens` keeps it current.
     token_problem: Mapped[str] = mapped_column(String(500), default="")
     # What was (or is about to be) sent and what came back: the submission manifest.
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

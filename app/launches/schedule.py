@@ -6,12 +6,11 @@ A schedule is checked before anything is saved (`check`): a time in the past, a 
 found or can never get there, or an owner whose token will not be usable then is refused with a
 message for the form field (`ScheduleRefused`). Changes to an existing launch are conditional UPDATEs
 on its status, so a launch the dispatcher claimed meanwhile is never changed (and a cancelled one
-never runs). Services flush, never commit; `flag_unusable_tokens` is a background job and commits.
+never runs). Services flush, never commit (the token check job is `app.launches.jobs`).
 """
 
 from __future__ import annotations
 
-import logging
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from app.launches.states import LaunchStatus
 from app.launches.states import check as check_transition
 from app.tasks.models import Task
 from app.tokens import services as token_vault
-
-log = logging.getLogger(__name__)
 
 S = LaunchStatus
 # A time this close to now counts as "now" (the form was filled in a minute ago).
@@ -158,10 +155,10 @@ def _dependency_problem(other: Task, launching: set[int]) -> str | None:
 def token_problem(owner: User, at: datetime | None) -> str | None:
     """Why `owner`'s token will not be usable for a launch at `at` (None: on a condition, at any time
     from now), or None. A grant lasts until its refresh token ends (without one, its current token)."""
-    return _token_problem(owner, token_vault.valid_until(owner), at)
+    return token_problem_for(owner, token_vault.valid_until(owner), at)
 
 
-def _token_problem(owner: User, until: datetime | None, at: datetime | None) -> str | None:
+def token_problem_for(owner: User, until: datetime | None, at: datetime | None) -> str | None:
     if until is None:
         return f"{TOKEN_UNUSABLE}: the panel holds no usable PanDA token for {owner.username}"
     if until <= clock.now():
@@ -274,41 +271,3 @@ def schedule_launch(
     if not reschedule([launch], Schedule(at, after_task, at_percent), user):
         raise ScheduleRefused({"launch": [f"the launch of {launch.task.name} is no longer pending"]})
     return launch
-
-
-# --- the token check (a background job) ---------------------------------------------------------------
-
-
-def flag_unusable_tokens() -> int:
-    """Flag pending launches whose owner's token is not usable for them (none, refused, or ending
-    before the launch is due) with "token unusable: log in again …", and clear the flag once it is
-    usable again. A scheduler job: commits. Returns how many launches were newly flagged."""
-    pending = db.session.scalars(select(Launch).where(Launch.status == S.PENDING).order_by(Launch.id)).all()
-    by_owner: dict[int | None, list[Launch]] = {}
-    for row in pending:
-        by_owner.setdefault(row.created_by_id, []).append(row)
-    flagged = 0
-    now = clock.now()
-    for owner_id, rows in by_owner.items():
-        owner = db.session.get(User, owner_id) if owner_id is not None else None
-        until = token_vault.valid_until(owner) if owner is not None else None
-        for row in rows:
-            problem = (
-                _token_problem(owner, until, row.due_at if row.due_at > now else None)
-                if owner is not None
-                else f"{TOKEN_UNUSABLE}: the account that scheduled it no longer exists"
-            )
-            text = (
-                ""
-                if problem is None
-                else problem
-                if problem.startswith(TOKEN_UNUSABLE)
-                else f"{TOKEN_UNUSABLE}: {problem}"
-            )
-            if row.token_problem != text[:500]:
-                if text:
-                    flagged += 1
-                    log.warning("launch %s of %s flagged: %s", row.id, row.task.name, text)
-                row.token_problem = text[:500]
-    db.session.commit()
-    return flagged

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
-from app.launches import dispatcher, gates, schedule
+from app.launches import dispatcher, gates, jobs, schedule
 from app.launches.schedule import Schedule, ScheduleRefused
 from app.tasks import services
 from app.tasks.models import TaskBunch
@@ -255,17 +255,17 @@ def test_launches_are_flagged_as_soon_as_their_token_becomes_unusable(iam_app, d
     soon = _bunch(user, 7, plan=Schedule(at=clock() + timedelta(hours=1)))
     late = _bunch(user, 8, plan=Schedule(at=clock() + timedelta(hours=3)))
     db.session.commit()
-    assert schedule.flag_unusable_tokens() == 0
+    assert jobs.flag_unusable_tokens() == 0
     clock.advance(hours=2)  # the grant (4 h) still outlasts both
-    assert schedule.flag_unusable_tokens() == 0
+    assert jobs.flag_unusable_tokens() == 0
     grant.needs_relogin = True  # IAM refused the refresh token
     db.session.commit()
-    assert schedule.flag_unusable_tokens() == 2
+    assert jobs.flag_unusable_tokens() == 2
     assert _launch(soon).token_problem.startswith("token unusable: log in again")
-    assert schedule.flag_unusable_tokens() == 0  # flagged once
+    assert jobs.flag_unusable_tokens() == 0  # flagged once
     grant.needs_relogin = False
     grant.refresh_token_expires_at = clock() + timedelta(minutes=30)  # ends before `late` is due
     db.session.commit()
-    schedule.flag_unusable_tokens()
+    jobs.flag_unusable_tokens()
     assert _launch(soon).token_problem == ""
     assert _launch(late).token_problem.startswith("token unusable: log in again: the PanDA token of")
