@@ -3,14 +3,14 @@
 and users keep the time zone they schedule in (user.time_zone)
 
 Revision ID: 0011_launch_schedule
-Revises: 0013_stats
+Revises: 0014_api_tokens
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_launch_schedule"
-down_revision = "0013_stats"  # re-chained after main's head at landing
+down_revision = "0014_api_tokens"  # re-chained after main's head at landing
 branch_labels = None
 depends_on = None
 
