@@ -30,6 +30,7 @@ from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.inputs import MAX_PAGE, as_id
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
@@ -45,10 +46,12 @@ def _positive(args: Mapping[str, str], name: str, default: int, high: int | None
     raw = str(args.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+    number = as_id(raw)
+    high = MAX_PAGE if high is None and name == "page" else high
+    if number is None or number < 1 or (high is not None and number > high):
         upper = f" and at most {high}" if high is not None else ""
         raise invalid([FieldError(name, f"must be a whole number from 1{upper}")])
-    return int(raw)
+    return number
 
 
 def page(query: Select, args: Mapping[str, str], record: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.auth.roles import role_at_least
 from app.extensions import db
+from app.inputs import as_id
 from app.launches.dispatcher import dispatch_after_commit
 from app.launches.gates import PARENT_FAILED
 from app.launches.models import Launch
@@ -108,9 +109,9 @@ def remember_zone(user: User, zone: str) -> None:
 def find_task(text: str) -> Task | None:
     """The task a user names: its name, or a PanDA task id (the newest task with that id)."""
     text = text.strip()
-    if text.isdigit():
+    if (panda_id := as_id(text)) is not None:
         found = db.session.scalar(
-            select(Task).where(Task.panda_task_id == int(text)).order_by(Task.id.desc()).limit(1)
+            select(Task).where(Task.panda_task_id == panda_id).order_by(Task.id.desc()).limit(1)
         )
         if found is not None:
             return found

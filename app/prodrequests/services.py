@@ -22,6 +22,7 @@ from app.chains.models import Chain, ChainStep
 from app.chains.specs import ChainDefinition
 from app.config import Settings, get_settings
 from app.extensions import db
+from app.inputs import as_id
 from app.prodrequests import catalog, current
 from app.prodrequests.client import Snapshot
 from app.prodrequests.errors import RequestNotFound, RequestsServiceError
@@ -99,7 +100,8 @@ def request_label(value: Any) -> str | None:
     """The cached description of request `value` (an id, or the form's text); None when not cached.
     Never asks the service, so pages that show it never wait for it."""
     text = str(value or "").strip()
-    found = current.cached().find(int(text)) if text.isdigit() else None
+    request_id = as_id(text)
+    found = current.cached().find(request_id) if request_id is not None else None
     return describe(found) if found else None
 
 
@@ -424,9 +426,10 @@ class PathOptions:
 def path_options(request_text: str) -> PathOptions:
     found, error = None, ""
     text = request_text.strip()
-    if text.isdigit() and int(text) > 0 and current.service_url():
+    request_id = as_id(text)
+    if request_id and current.service_url():
         try:
-            found = current.fetch_request(int(text))
+            found = current.fetch_request(request_id)
         except RequestsServiceError as exc:
             error = exc.message
     settings = get_settings()
