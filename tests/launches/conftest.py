@@ -1,3 +1,3 @@
-"""The launches tests use the tasks tests' fixtures: definitions, the fake PanDA, the dispatcher join."""
+"""Launch test fixtures: the fake PanDA of the task tests and their definitions."""
 
-from tests.tasks.conftest import _join_dispatchers, fake_panda  # noqa: F401 (fixtures)
+from tests.tasks.conftest import _join_dispatchers, fake_panda, sim_definition  # noqa: F401 (fixtures)

@@ -1,17 +1,19 @@
-"""Claims on PostgreSQL (a team's shared instance): another instance's lock is skipped, never waited for."""
+"""The schedule proofs and dependent launches again on PostgreSQL (a team's shared instance): the
+conditional UPDATEs of cancel / reschedule and the gate's reads, on the other database."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from app import create_app
 from app.extensions import db as _db
-from app.launches import dispatcher
-from app.launches.models import Launch
-from app.launches.states import LaunchStatus
-from app.tasks import services
-from tests.tasks.conftest import sim_definition
+from tests.launches.test_schedule import (  # noqa: F401 (collected here too, on PostgreSQL)
+    test_a_cancelled_launch_never_runs,
+    test_a_claimed_launch_is_neither_cancelled_nor_rescheduled,
+    test_a_launch_due_during_downtime_runs_once_at_start,
+    test_a_rescheduled_launch_runs_at_its_new_time,
+    test_when_another_task_has_n_percent_of_its_jobs_done,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -24,21 +26,3 @@ def app(settings_factory, migrated_pg_url):
         yield application
         _db.session.remove()
         _db.engine.dispose()
-
-
-def test_claim_skips_a_row_another_instance_holds(app, db, make_user, migrated_pg_url):
-    """Without SKIP LOCKED the claim would wait for the other transaction (here: fail on lock_timeout)."""
-    bunch = services.create_bunch(sim_definition(), make_user("manager"), "k", is_admin=False)[0]
-    db.session.commit()
-    launch_id = bunch.tasks[0].launches[0].id
-    other = create_engine(migrated_pg_url)
-    try:
-        with other.connect() as holder:
-            holder.execute(text("SELECT id FROM launch WHERE id = :id FOR UPDATE"), {"id": launch_id})
-            db.session.execute(text("SET lock_timeout = '2s'"))
-            assert not dispatcher.claim(launch_id, bunch.created_at)
-            holder.rollback()
-    finally:
-        other.dispose()
-    assert dispatcher.claim(launch_id, bunch.created_at)
-    assert db.session.get(Launch, launch_id).status == LaunchStatus.SENDING
