@@ -21,6 +21,7 @@ from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
 from app.prodrequests.views import bp as prodrequests_bp
+from app.stats.views import bp as stats_bp
 from app.sync.services import FINAL, sync_status
 from app.tasks.views import bp as tasks_bp
 from app.tokens.views import bp as tokens_bp
@@ -34,7 +35,7 @@ __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
 BLUEPRINTS = (
-    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, actions_bp, chains_bp, prodrequests_bp,
+    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, actions_bp, chains_bp, prodrequests_bp, stats_bp,
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from app.chains import models as chains_models  # noqa: F401
 from app.launches import models as launches_models  # noqa: F401
 from app.panda import models as panda_models  # noqa: F401
 from app.prodrequests import models as prodrequests_models  # noqa: F401
+from app.stats import models as stats_models  # noqa: F401
 from app.sync import models as sync_models  # noqa: F401
 from app.tasks import models as tasks_models  # noqa: F401
 from app.tokens import models as token_models  # noqa: F401
