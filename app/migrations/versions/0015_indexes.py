@@ -2,13 +2,13 @@
 and what a user's or a command's rows are found by (deleting a user sets these columns to NULL)
 
 Revision ID: 0015_indexes
-Revises: 0009_actions
+Revises: 0013_stats
 """
 
 from alembic import op
 
 revision = "0015_indexes"
-down_revision = "0009_actions"
+down_revision = "0013_stats"
 branch_labels = None
 depends_on = None
 
