@@ -436,6 +436,14 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    token_days: int = setting(90, "lifetime offered for a new personal API token, days", at_least(1))
+    token_max_days: int = setting(366, "longest lifetime a personal API token may have, days", at_least(1))
+    page_size: int = setting(50, "items per page of an API list unless per_page says otherwise", between(1, 500))
+    max_page_size: int = setting(500, "most items one page of an API list may have", between(1, 5000))
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
     database_url: str = setting(
@@ -456,6 +464,7 @@ class Settings:
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
     stats: StatsSettings = field(default_factory=StatsSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def sqlalchemy_url(self) -> str:

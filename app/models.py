@@ -1,6 +1,7 @@
 """Imports every domain's models so that Alembic and the tests see the whole schema."""
 
 from app.actions import models as actions_models  # noqa: F401
+from app.api import models as api_models  # noqa: F401
 from app.audit import models as audit_models  # noqa: F401
 from app.auth import models as auth_models  # noqa: F401
 from app.auth import sessions as auth_sessions  # noqa: F401

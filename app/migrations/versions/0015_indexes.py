@@ -2,13 +2,13 @@
 and what a user's or a command's rows are found by (deleting a user sets these columns to NULL)
 
 Revision ID: 0015_indexes
-Revises: 0013_stats
+Revises: 0011_launch_schedule
 """
 
 from alembic import op
 
 revision = "0015_indexes"
-down_revision = "0013_stats"
+down_revision = "0011_launch_schedule"
 branch_labels = None
 depends_on = None
 
