@@ -258,7 +258,7 @@ def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
 @bp.get("/bunch/<int:bunch_id>")
 @role_required("viewer")
 def bunch(bunch_id: int):
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     template = services.task_template()
     kinds = {step: template.kind(step) for step in get_settings().tasks.step_types if step in template.steps}
     return render_template(
@@ -273,7 +273,7 @@ def bunch(bunch_id: int):
 @role_required("viewer")
 def bunch_progress(bunch_id: int):
     """The progress fragment polled by the bunch page (htmx)."""
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     return render_template(
         "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
         action_form=ActionForm(), dispatching=dispatcher.is_dispatching(bunch.id),
@@ -397,7 +397,7 @@ def manifest(task_id: int):
 @role_required("manager")
 def edit(bunch_id: int):
     """A bunch scheduled and not yet submitted, in the task form to edit like a new one."""
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     reason = editing.not_editable_reason(bunch)
     if reason:
         flash(f"{bunch.base_name} is {reason}.", "warning")
