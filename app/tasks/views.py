@@ -18,6 +18,7 @@ from app.launches import services as launches
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
+from app.stats.estimate import estimate
 from app.sync import services as sync
 from app.tasks import services, specs
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
@@ -217,7 +218,7 @@ def preview():
         plan = services.plan_bunch(definition, logged_in_user(), is_admin=_is_admin())
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
-    return _render_form(form, preview=services.preview(plan), warnings=plan.warnings)
+    return _render_form(form, preview=services.preview(plan), warnings=plan.warnings, estimate=estimate(definition))
 
 
 @bp.post("/create")
