@@ -113,6 +113,12 @@ ACTION_BODY = {"type": "object", "properties": {
     "comment": STR, "soft": BOOL, "memory_mb": INT, "walltime_s": INT, "priority": INT, "increase": INT,
     "site": STR, "cloud": STR,
 }, "description": "the action's parameters and its comment (needed by kill, finish and avalanche)"}  # fmt: skip
+MODIFY_BODY = {"type": "object", "properties": {
+    "priority": INT, "memory_mb": INT, "walltime_s": INT, "split_rule": STR, "split_value": STR, "add_attempts": INT,
+    "comment": STR, "preview": BOOL,
+}}  # fmt: skip
+MODIFICATION = obj({"changes": array(obj({"field": STR, "label": STR, "current": {}, "new": {}})),
+                    "commands": array(ref("Command"))})  # fmt: skip
 BULK_BODY = {"type": "object", "required": ["action"], "properties": {
     "action": {"enum": [a.value for a in Action if a is not Action.MODIFY]},
     "task_ids": array(INT), "filter": obj({k: STR for k in FILTER_FIELDS}, required=()),
@@ -155,7 +161,7 @@ SCHEMAS = {
     "Chain": CHAIN, "ChainDetail": CHAIN_DETAIL, "ChainDocument": CHAIN_DOCUMENT, "ChainPreview": CHAIN_PREVIEW,
     "ChainCreated": {"allOf": [ref("Chain"), obj({"warnings": array(STR)})]},
     "Command": COMMAND, "Bulk": BULK, "ActionBody": ACTION_BODY, "BulkBody": BULK_BODY, "Token": TOKEN, "Me": ME,
-    "AuditEvent": AUDIT, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
+    "AuditEvent": AUDIT, "ModifyBody": MODIFY_BODY, "Modification": MODIFICATION, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
 }  # fmt: skip
 
 
@@ -172,7 +178,8 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 def path_id(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+    schema = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    return {"name": name, "in": "path", "required": True, "schema": schema, "example": 1}
 
 
 def query(name: str, description: str = "", schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -185,7 +192,7 @@ def query(name: str, description: str = "", schema: dict[str, Any] | None = None
     }
 
 
-PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1}),
+PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1, "maximum": 100_000}),
           query("per_page", "items per page", {"type": "integer", "minimum": 1})]  # fmt: skip
 TASK_FILTERS = [
     query("q", "the task name contains this"), query("step", "step type"),
@@ -223,7 +230,13 @@ _CHAIN_BODY = {"application/json": {"schema": ref("ChainDocument")},
 
 def _paths() -> dict[str, Any]:
     task, chain, bunch = path_id("task_id"), path_id("chain_id"), path_id("bunch_id")
-    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [a.value for a in Action]}}
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "example": "kill",
+        "schema": {"enum": [a.value for a in Action if a is not Action.MODIFY]},
+    }
     return {
         "/me": {"get": op("Who is calling (user, role, token)", "viewer", (200, ref("Me"), "the caller"), tag="meta")},
         "/tasks": {
@@ -243,6 +256,10 @@ def _paths() -> dict[str, Any]:
             "Take an action on a task (the status × action × role matrix decides)", "viewer (the matrix names the role)",
             (200, ref("Command"), "the command and PanDA's answer"), tag="actions", params=[task, name],
             body=_json(ref("ActionBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
+        "/tasks/{task_id}/modify": {"post": op(
+            "Modify a submitted task: priority, memory, walltime, split rule, attempts", "viewer (the matrix names the role)",
+            (200, ref("Modification"), "the difference (preview) or the commands sent"), tag="actions", params=[task],
+            body=_json(ref("ModifyBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
         "/bunches/{bunch_id}": {"get": op("A bunch with its launch progress and tasks", "viewer",
                                           (200, ref("BunchDetail"), "the bunch"), tag="tasks", params=[bunch], refusals=(404,))},
         "/bunches/{bunch_id}/clone": {"get": op("A bunch's definition to clone", "manager", (200, OBJ, "the definition"),

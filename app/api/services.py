@@ -15,6 +15,7 @@ from sqlalchemy import Select, select
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
+from app.actions import modify
 from app.actions import services as actions
 from app.actions.matrix import Action
 from app.actions.models import BulkAction
@@ -38,16 +39,19 @@ from app.tasks.forms import TaskForm
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
 
+ID_MAX = 2**31 - 1  # ids and page numbers beyond a 32-bit integer name nothing (and overflow SQLite)
+PAGE_MAX = 100_000
+
+
 # --- paging -----------------------------------------------------------------------------------------
 
 
-def _positive(args: Mapping[str, str], name: str, default: int, high: int | None = None) -> int:
+def _positive(args: Mapping[str, str], name: str, default: int, high: int = ID_MAX) -> int:
     raw = str(args.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
-        upper = f" and at most {high}" if high is not None else ""
-        raise invalid([FieldError(name, f"must be a whole number from 1{upper}")])
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise invalid([FieldError(name, f"must be a whole number from 1 to {high}")])
     return int(raw)
 
 
@@ -55,7 +59,7 @@ def page(query: Select, args: Mapping[str, str], record: Callable[[Any], dict[st
     """One page of `query` (``page``, ``per_page``); ``next_page`` is null on the last page. Counting
     the whole set is left out on purpose: lists can be large, one more row tells whether there is more."""
     limits = get_settings().api
-    number = _positive(args, "page", 1)
+    number = _positive(args, "page", 1, PAGE_MAX)
     per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
     rows = list(db.session.scalars(query.offset((number - 1) * per_page).limit(per_page + 1)))
     more = len(rows) > per_page
@@ -70,7 +74,7 @@ def page_of_list(
 ) -> dict[str, Any]:
     """`page` over a list already in memory (the requests service's cached list)."""
     limits = get_settings().api
-    number = _positive(args, "page", 1)
+    number = _positive(args, "page", 1, PAGE_MAX)
     per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
     start = (number - 1) * per_page
     chunk = items[start : start + per_page]
@@ -80,7 +84,7 @@ def page_of_list(
 
 
 def get_or_404(model: type, object_id: int, what: str) -> Any:
-    row = db.session.get(model, object_id)
+    row = db.session.get(model, object_id) if 0 < object_id <= ID_MAX else None
     if row is None:
         raise ApiProblem(404, "Not found", f"no {what} {object_id}", "not_found")
     return row
@@ -212,9 +216,14 @@ def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
 # --- actions ----------------------------------------------------------------------------------------
 
 
+SINGLE_ACTIONS = tuple(a for a in Action if a is not Action.MODIFY)  # a modification has its own route
+
+
 def action_of(name: str) -> Action:
-    if name not in Action.__members__.values():
-        raise ApiProblem(404, "Not found", f"no action {name!r}", "not_found")
+    if name not in SINGLE_ACTIONS:
+        raise ApiProblem(
+            404, "Not found", f"no action {name!r} (modify: POST /tasks/{{id}}/modify)", "not_found"
+        )
     return Action(name)
 
 
@@ -235,6 +244,24 @@ def act(task: Task, name: str, body: Any, user: User) -> dict[str, Any]:
     except actions.ActionRefused as exc:
         raise _refused(exc) from None
     return records.command_record(command)
+
+
+def _change(change: modify.Change) -> dict[str, Any]:
+    return {"field": change.field, "label": change.label, "current": change.current, "new": change.new}
+
+
+def modify_task(task: Task, body: Any, user: User) -> dict[str, Any]:
+    """The modification page: with ``preview`` true only the difference, else each change sent to PanDA."""
+    values = body_object(body)
+    try:
+        if values.get("preview") is True:
+            return {"changes": [_change(c) for c in modify.plan_changes(task, values, user)], "commands": []}
+        commands = modify.modify(task, values, user)
+    except actions.InvalidInput as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    except actions.ActionRefused as exc:
+        raise _refused(exc) from None
+    return {"changes": [], "commands": [records.command_record(c) for c in commands]}
 
 
 def bulk_record(bulk: BulkAction) -> dict[str, Any]:
@@ -383,6 +410,8 @@ def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
 
 
 def request_detail(request_id: int) -> dict[str, Any]:
+    if not 0 < request_id <= ID_MAX:
+        raise ApiProblem(404, "Not found", f"no request {request_id}", "not_found")
     view = prodrequests.request_view(request_id)
     if view.not_found and not view.tasks and not view.chains:
         raise ApiProblem(404, "Not found", view.error or f"no request {request_id}", "not_found")

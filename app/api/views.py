@@ -103,6 +103,14 @@ def task_action(task_id: int, name: str) -> ResponseReturnValue:
     return jsonify(services.act(task, name, _body(), logged_in_user()))
 
 
+@bp.post("/tasks/<int:task_id>/modify")
+@role("viewer")
+def task_modify(task_id: int) -> ResponseReturnValue:
+    """Change what PanDA can change in a submitted task (``preview``: the difference only)."""
+    task = services.get_or_404(Task, task_id, "task")
+    return jsonify(services.modify_task(task, _body(), logged_in_user()))
+
+
 @bp.get("/bunches/<int:bunch_id>")
 @role("viewer")
 def bunch_get(bunch_id: int) -> ResponseReturnValue:
