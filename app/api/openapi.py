@@ -68,7 +68,8 @@ CHAIN_DOCUMENT = obj(
 LAUNCH = obj({
     "id": INT, "task_id": INT, "attempt": INT, "status": {"enum": list(LaunchStatus)}, "due_at": TIME,
     "created_at": TIME, "claimed_at": TIME, "finished_at": TIME, "panda_task_id": nullable(INT), "error": STR,
-    "after_parent_done": BOOL, "created_by": nullable(STR),
+    "after_parent_done": BOOL, "created_by": nullable(STR), "after_task_id": nullable(INT),
+    "at_percent": nullable(INT), "token_problem": STR,
 })  # fmt: skip
 TASK = obj({
     "id": INT, "name": STR, "step": STR, "production": STR, "bunch_id": INT, "bunch_index": INT,
@@ -150,6 +151,7 @@ REQUEST_DETAIL = obj({
     "chain_ids": array(INT), "task_ids": array(INT), "progress": {"type": ["object", "null"]},
 })  # fmt: skip
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
+CHANGED = obj({"changed": INT})
 PROBLEM_SCHEMA = obj({"type": STR, "title": STR, "status": INT, "detail": STR, "instance": STR,
                       "errors": array(ref("FieldError"))}, required=("type", "title", "status", "detail"))  # fmt: skip
 
@@ -194,6 +196,15 @@ def query(name: str, description: str = "", schema: dict[str, Any] | None = None
 
 PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1, "maximum": 100_000}),
           query("per_page", "items per page", {"type": "integer", "minimum": 1})]  # fmt: skip
+SCHEDULE = [
+    query(
+        "at", "launch at this time (ISO 8601; without an offset: the user's time zone)", {"type": "string"}
+    ),
+    query("after_task", "launch when this task (name or PanDA id) is done"),
+    query(
+        "at_percent", "… or has this % of its jobs done", {"type": "integer", "minimum": 1, "maximum": 100}
+    ),
+]
 TASK_FILTERS = [
     query("q", "the task name contains this"), query("step", "step type"),
     query("launch", "status of the latest launch", {"enum": list(LaunchStatus)}),
@@ -242,8 +253,8 @@ def _paths() -> dict[str, Any]:
         "/tasks": {
             "get": op("List tasks (the task list's filters)", "viewer", (200, paged("Task"), "a page of tasks"),
                       tag="tasks", params=TASK_FILTERS + PAGING, refusals=(422,)),
-            "post": op("Create and launch a task or bunch", "manager", (201, ref("Created"), "the bunch created"),
-                       tag="tasks", body=_json(ref("TaskCreate"))["content"], refusals=(400, 404, 409, 422), write=True),
+            "post": op("Create and launch a task or bunch (now or scheduled)", "manager",
+                       (201, ref("Created"), "the bunch created"), tag="tasks", params=SCHEDULE, body=_json(ref("TaskCreate"))["content"], refusals=(400, 404, 409, 422), write=True),
         },
         "/tasks/preview": {"post": op("Preview a definition: each task's PanDA parameters", "manager",
                                       (200, ref("TaskPreview"), "the planned tasks"), tag="tasks",
@@ -273,8 +284,8 @@ def _paths() -> dict[str, Any]:
         "/chains": {
             "get": op("List chains", "viewer", (200, paged("Chain"), "a page of chains"), tag="chains", params=PAGING,
                       refusals=(422,)),
-            "post": op("Create and launch a chain from its document (YAML or JSON)", "manager",
-                       (201, ref("ChainCreated"), "the chain created"), tag="chains", body=_CHAIN_BODY,
+            "post": op("Create and launch a chain from its document (YAML or JSON; now or scheduled)", "manager",
+                       (201, ref("ChainCreated"), "the chain created"), tag="chains", body=_CHAIN_BODY, params=SCHEDULE,
                        refusals=(400, 409, 422), write=True),
         },
         "/chains/preview": {"post": op("Preview a chain document: every task of every step", "manager",
@@ -297,6 +308,15 @@ def _paths() -> dict[str, Any]:
                                     query("status", "launch status", {"enum": list(LaunchStatus)}),
                                     query("task_id", "", {"type": "integer", "minimum": 1}),
                                     query("bunch_id", "", {"type": "integer", "minimum": 1}), *PAGING])},
+        "/launches/{launch_id}/cancel": {"post": op(
+            "Cancel a pending launch (its owner or an admin)", "manager", (200, CHANGED, "how many were cancelled"),
+            tag="launches", params=[path_id("launch_id")], body=_json(obj({"whole_bunch": BOOL}, required=()))["content"],
+            refusals=(400, 404, 409, 422), write=True)},
+        "/launches/{launch_id}/reschedule": {"post": op(
+            "Reschedule a pending launch: at a time, after a task, at N % (none: now)", "manager",
+            (200, CHANGED, "how many were rescheduled"), tag="launches", params=[path_id("launch_id")],
+            body=_json(obj({"at": STR, "after_task": STR, "at_percent": INT, "whole_bunch": BOOL}, required=()))["content"],
+            refusals=(400, 404, 409, 422), write=True)},
         "/requests": {"get": op("List production requests (spd-requests, cached)", "viewer",
                                 (200, {"allOf": [paged("Request"), obj({"service_error": nullable(STR)})]},
                                  "a page of requests"), tag="requests", refusals=(422,),

@@ -8,6 +8,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import g
@@ -31,6 +32,7 @@ from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.launches import schedule as launch_schedule
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
@@ -94,6 +96,51 @@ def current_token() -> dict[str, Any] | None:
     """The personal token of this request (None: the browser's session)."""
     token = g.get("api_token")
     return records.token_record(token) if token is not None else None
+
+
+# --- when a launch goes ---------------------------------------------------------------------------------
+
+SCHEDULE_FIELDS = ("at", "after_task", "at_percent")
+
+
+def schedule_from(values: Mapping[str, Any], user: User) -> launch_schedule.Schedule:
+    """A launch schedule from ``at`` (ISO 8601; without an offset: in the user's time zone, else UTC),
+    ``after_task`` (a task name or PanDA task id) and ``at_percent`` (of its jobs done); none: now."""
+    errors: list[FieldError] = []
+    at, after, percent = None, None, None
+    raw_at = str(values.get("at") or "").strip()
+    if raw_at:
+        try:
+            parsed = datetime.fromisoformat(raw_at.replace("Z", "+00:00"))
+            at = (
+                parsed.astimezone(UTC)
+                if parsed.tzinfo
+                else launch_schedule.to_utc(parsed, user.time_zone or "UTC")
+            )
+        except (ValueError, launch_schedule.ScheduleRefused):
+            errors.append(FieldError("at", "an ISO 8601 date and time, e.g. 2026-12-01T08:00:00Z"))
+    name = str(values.get("after_task") or "").strip()
+    if name:
+        after = launch_schedule.find_task(name)
+        if after is None:
+            errors.append(FieldError("after_task", f"no task named {name!r} or with PanDA id {name}"))
+    raw_percent = values.get("at_percent")
+    if raw_percent not in (None, ""):
+        if not str(raw_percent).isdigit() or after is None and not name:
+            errors.append(FieldError("at_percent", "a whole percentage, with after_task"))
+        else:
+            percent = int(str(raw_percent))
+    if errors:
+        raise invalid(errors)
+    return launch_schedule.Schedule(at, after, percent)
+
+
+_API_NAMES = {"launch_at": "at"}  # the forms' field names the API calls otherwise
+
+
+def _field_problem(errors: Mapping[str, list[str]]) -> ApiProblem:
+    """The services' field errors (a schedule's ``launch_at`` … under the API's ``at`` …)."""
+    return invalid([FieldError(_API_NAMES.get(k, k), m) for k, messages in errors.items() for m in messages])
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -184,16 +231,20 @@ def _clone_source(body: Mapping[str, Any]) -> Task | TaskBunch | None:
 
 
 def create_tasks(
-    body: Any, user: User, *, is_admin: bool, key: str, target: str
+    body: Any, user: User, *, is_admin: bool, key: str, target: str, when: Mapping[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """The task form's "Create": save the bunch and launch it once committed. A repeated key returns
-    the bunch it created (``created`` False) unless the definition changed (409)."""
+    """The task form's "Create": save the bunch and launch it as `when` says (now by default) once
+    committed. A repeated key returns the bunch it created (``created`` False) unless the definition
+    changed (409)."""
     definition = task_definition(body, is_admin=is_admin, target=target)
+    schedule = schedule_from(when, user)
     key = str(body.get("idempotency_key") or key or tasks.new_idempotency_key())
     try:
-        result = tasks.submit_bunch(definition, key, user, is_admin=is_admin, cloned_from=_clone_source(body))
+        result = tasks.submit_bunch(
+            definition, key, user, is_admin=is_admin, cloned_from=_clone_source(body), schedule=schedule
+        )
     except tasks.ValidationFailed as exc:
-        raise invalid(field_errors(exc.errors)) from None
+        raise _field_problem(exc.errors) from None
     except tasks.FormReused as exc:
         raise ApiProblem(409, "Conflict", str(exc), "idempotency_key_reused") from None
     return {**records.bunch_record(result.bunch), "warnings": result.warnings}, result.created
@@ -353,11 +404,15 @@ def preview_chain(definition: ChainDefinition, user: User, *, is_admin: bool) ->
 
 
 def create_chain(
-    definition: ChainDefinition, user: User, *, is_admin: bool, key: str
+    definition: ChainDefinition, user: User, *, is_admin: bool, key: str, when: Mapping[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """Save the chain and launch its steps once committed (later steps wait for their parents)."""
+    """Save the chain and launch its first step as `when` says once committed (later steps wait for
+    their parents)."""
+    schedule = schedule_from(when, user)
     try:
-        result = chains.submit_chain(definition, key or chains.new_idempotency_key(), user, is_admin=is_admin)
+        result = chains.submit_chain(
+            definition, key or chains.new_idempotency_key(), user, is_admin=is_admin, schedule=schedule
+        )
     except chains.ChainInvalid as exc:
         raise _problems(exc.problems) from None
     except chains.FormReused as exc:
@@ -398,6 +453,43 @@ def launches_list(args: Mapping[str, str]) -> dict[str, Any]:
             query = query.join(Task, Launch.task) if name == "bunch_id" else query
             query = query.where(column == _positive(args, name, 0))
     return page(query, args, records.launch_record)
+
+
+def _launches(launch: Launch, whole_bunch: Any) -> list[Launch]:
+    if not isinstance(whole_bunch, bool):
+        raise invalid([FieldError("whole_bunch", "true or false")])
+    return launch_schedule.targets(launch, whole_bunch)
+
+
+def cancel_launch(launch: Launch, body: Any, user: User) -> dict[str, Any]:
+    """Cancel a pending launch (``whole_bunch``: every pending launch of its bunch): it never runs."""
+    try:
+        count = launch_schedule.cancel(_launches(launch, body_object(body).get("whole_bunch", False)), user)
+    except launch_schedule.NotAllowed as exc:
+        raise ApiProblem(403, "Forbidden", str(exc), "forbidden") from None
+    if not count:
+        raise ApiProblem(
+            409, "Conflict", f"the launch of {launch.task.name} is no longer pending", "not_pending"
+        )
+    return {"changed": count}
+
+
+def reschedule_launch(launch: Launch, body: Any, user: User) -> dict[str, Any]:
+    """Give a pending launch (``whole_bunch``: its bunch's) a new schedule: ``at``, ``after_task``,
+    ``at_percent``; none of them: now."""
+    values = body_object(body)
+    try:
+        count = launch_schedule.reschedule(_launches(launch, values.get("whole_bunch", False)),
+                                           schedule_from(values, user), user)  # fmt: skip
+    except launch_schedule.NotAllowed as exc:
+        raise ApiProblem(403, "Forbidden", str(exc), "forbidden") from None
+    except launch_schedule.ScheduleRefused as exc:
+        raise _field_problem(exc.errors) from None
+    if not count:
+        raise ApiProblem(
+            409, "Conflict", f"the launch of {launch.task.name} is no longer pending", "not_pending"
+        )
+    return {"changed": count}
 
 
 def requests_list(args: Mapping[str, str]) -> dict[str, Any]:

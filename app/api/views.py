@@ -14,6 +14,7 @@ from app.auth.current import logged_in_user
 from app.chains import schema
 from app.chains.models import Chain
 from app.extensions import csrf
+from app.launches.models import Launch
 from app.tasks.models import Task, TaskBunch
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -84,7 +85,8 @@ def tasks_preview() -> ResponseReturnValue:
 @bp.post("/tasks")
 @role("manager")
 def tasks_create() -> ResponseReturnValue:
-    record, created = services.create_tasks(_body(), logged_in_user(), is_admin=is_admin(),
+    """Launched now, or as ``?at=…``, ``?after_task=…``, ``?at_percent=…`` say."""
+    record, created = services.create_tasks(_body(), logged_in_user(), is_admin=is_admin(), when=request.args,
                                             key=request.headers.get("Idempotency-Key", ""), target=request.path)  # fmt: skip
     return _created(record, created, url_for("api.bunch_get", bunch_id=record["id"]))
 
@@ -161,8 +163,9 @@ def chains_preview() -> ResponseReturnValue:
 @bp.post("/chains")
 @role("manager")
 def chains_create() -> ResponseReturnValue:
+    """Launched now, or as ``?at=…``, ``?after_task=…``, ``?at_percent=…`` say."""
     record, created = services.create_chain(_chain_document(), logged_in_user(), is_admin=is_admin(),
-                                            key=request.headers.get("Idempotency-Key", ""))  # fmt: skip
+                                            key=request.headers.get("Idempotency-Key", ""), when=request.args)  # fmt: skip
     return _created(record, created, url_for("api.chain_get", chain_id=record["id"]))
 
 
@@ -205,6 +208,21 @@ def chain_action(chain_id: int, name: str) -> ResponseReturnValue:
 @role("viewer")
 def launches_list() -> ResponseReturnValue:
     return jsonify(services.launches_list(request.args))
+
+
+@bp.post("/launches/<int:launch_id>/cancel")
+@role("manager")
+def launch_cancel(launch_id: int) -> ResponseReturnValue:
+    """A manager cancels their own pending launches, an admin anyone's (``whole_bunch``: its bunch's)."""
+    launch = services.get_or_404(Launch, launch_id, "launch")
+    return jsonify(services.cancel_launch(launch, _body() or {}, logged_in_user()))
+
+
+@bp.post("/launches/<int:launch_id>/reschedule")
+@role("manager")
+def launch_reschedule(launch_id: int) -> ResponseReturnValue:
+    launch = services.get_or_404(Launch, launch_id, "launch")
+    return jsonify(services.reschedule_launch(launch, _body() or {}, logged_in_user()))
 
 
 @bp.get("/requests")
