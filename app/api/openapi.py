@@ -10,6 +10,7 @@ from typing import Any
 from app.actions.matrix import Action
 from app.actions.selection import FILTER_FIELDS
 from app.api.models import SCOPES
+from app.chains.forms import SWEEP_PARAMETERS
 from app.chains.schema import CHAIN_FIELDS, STEP_TYPES
 from app.launches.states import LaunchStatus
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
@@ -152,6 +153,14 @@ REQUEST_DETAIL = obj({
 })  # fmt: skip
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
 CHANGED = obj({"changed": INT})
+SWEEP_BODY = {"type": "object", "required": ["parameter", "values"], "properties": {
+    "parameter": {"enum": list(SWEEP_PARAMETERS)}, "values": array(STR),
+    "preview": BOOL, "idempotency_key": STR,
+}}  # fmt: skip
+SWEEP = {"type": "object", "properties": {
+    "variants": array(obj({"value": STR, "problems": array(STR), "definition": {"oneOf": [ref("ChainDocument"), {"type": "null"}]}})),
+    "chains": array(ref("Chain")),
+}}  # fmt: skip
 PROBLEM_SCHEMA = obj({"type": STR, "title": STR, "status": INT, "detail": STR, "instance": STR,
                       "errors": array(ref("FieldError"))}, required=("type", "title", "status", "detail"))  # fmt: skip
 
@@ -163,7 +172,7 @@ SCHEMAS = {
     "Chain": CHAIN, "ChainDetail": CHAIN_DETAIL, "ChainDocument": CHAIN_DOCUMENT, "ChainPreview": CHAIN_PREVIEW,
     "ChainCreated": {"allOf": [ref("Chain"), obj({"warnings": array(STR)})]},
     "Command": COMMAND, "Bulk": BULK, "ActionBody": ACTION_BODY, "BulkBody": BULK_BODY, "Token": TOKEN, "Me": ME,
-    "AuditEvent": AUDIT, "ModifyBody": MODIFY_BODY, "Modification": MODIFICATION, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
+    "AuditEvent": AUDIT, "Sweep": SWEEP, "SweepBody": SWEEP_BODY, "ModifyBody": MODIFY_BODY, "Modification": MODIFICATION, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
 }  # fmt: skip
 
 
@@ -213,7 +222,7 @@ TASK_FILTERS = [
 
 
 def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, tag: str, params: list | None = None,
-       body: dict[str, Any] | None = None, refusals: tuple[int, ...] = (), write: bool = False) -> dict[str, Any]:  # fmt: skip
+       body: dict[str, Any] | None = None, refusals: tuple[int, ...] = (), write: bool = False, created: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """One operation: its success answer (status, JSON schema or None for text, what it is) and the
     problems it may answer with."""
     status, schema, description = ok
@@ -222,6 +231,8 @@ def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, t
     }
     if schema is None:
         responses[str(status)]["content"] = {"application/json": {}, "application/yaml": {}}
+    if created is not None:  # an operation that previews (200) or creates (201)
+        responses["201"] = {"description": "created", **_json(created)}
     responses["401"] = _problem("no valid token or session")
     responses["403"] = _problem(f"needs the {role} role" + (" and a write token" if write else ""))
     for code in refusals:
@@ -299,6 +310,10 @@ def _paths() -> dict[str, Any]:
         "/chains/{chain_id}/clone": {"get": op("A chain's document to clone (next free production)", "manager",
                                                (200, ref("ChainDocument"), "the document"), tag="chains", params=[chain],
                                                refusals=(404,))},
+        "/chains/{chain_id}/sweep": {"post": op(
+            "Sweep: one chain per value of energy, physics tag, exec path or container (preview first)", "manager",
+            (200, ref("Sweep"), "the variants (preview)"), tag="chains", params=[chain],
+            body=_json(ref("SweepBody"))["content"], refusals=(400, 404, 422), write=True, created=ref("Sweep"))},
         "/chains/{chain_id}/actions/{name}": {"post": op(
             "Take an action on every task of a chain (a bulk action)", "viewer (the matrix names the role)",
             (202, ref("Bulk"), "the bulk action"), tag="chains", params=[chain, name],

@@ -28,6 +28,7 @@ from app.audit.services import audit_query
 from app.auth.models import User
 from app.chains import schema
 from app.chains import services as chains
+from app.chains.forms import SweepForm
 from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
@@ -431,6 +432,32 @@ def chain_detail(chain: Chain) -> dict[str, Any]:
 def chain_tasks_action(chain: Chain, name: str, body: Any, user: User) -> dict[str, Any]:
     """An action on every task of the chain: a bulk action (the matrix filters the tasks)."""
     return start_bulk({**body_object(body), "action": action_of(name).value, "chain_id": chain.id}, user)
+
+
+def chain_sweep(source: Chain, body: Any, user: User, *, is_admin: bool) -> tuple[dict[str, Any], bool]:
+    """The chain page's sweep: the source with ``parameter`` varied over ``values``, one chain per
+    value under its own production; ``preview`` lists the variants and their problems (nothing saved),
+    else every variant is created and launched, or none when any has a problem."""
+    body = body_object(body)
+    values = body.get("values")
+    if not isinstance(values, list) or not all(isinstance(v, str | int | float) for v in values):
+        raise invalid([FieldError("values", 'a list of values, e.g. ["10GeV", "27GeV"]')])
+    form = SweepForm(formdata=MultiDict({"parameter": str(body.get("parameter") or ""),
+                                         "values": "\n".join(str(v) for v in values)}), meta={"csrf": False})  # fmt: skip
+    if not form.validate():
+        raise invalid(field_errors({k: list(v) for k, v in form.errors.items()}))
+    if body.get("preview") is True:
+        variants = chains.sweep(source, form.parameter.data, form.value_list(), is_admin=is_admin)
+        return {"variants": [{"value": v.value, "problems": v.problems,
+                              "definition": schema.to_document(v.chain) if v.chain else None} for v in variants]}, False  # fmt: skip
+    key = str(body.get("idempotency_key") or chains.new_idempotency_key())[:40]
+    try:
+        created = chains.create_sweep(
+            source, form.parameter.data, form.value_list(), user, key, is_admin=is_admin
+        )
+    except chains.ChainInvalid as exc:
+        raise _problems(exc.problems) from None
+    return {"chains": [records.chain_record(c) for c in created]}, True
 
 
 def chain_clone(chain: Chain) -> dict[str, Any]:

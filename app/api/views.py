@@ -192,6 +192,15 @@ def chain_clone(chain_id: int) -> ResponseReturnValue:
     return jsonify(services.chain_clone(services.get_or_404(Chain, chain_id, "chain")))
 
 
+@bp.post("/chains/<int:chain_id>/sweep")
+@role("manager")
+def chain_sweep(chain_id: int) -> ResponseReturnValue:
+    """One chain per value of a parameter (``preview``: the variants and their problems only)."""
+    chain = services.get_or_404(Chain, chain_id, "chain")
+    result, created = services.chain_sweep(chain, _body(), logged_in_user(), is_admin=is_admin())
+    return jsonify(result), 201 if created else 200
+
+
 @bp.post("/chains/<int:chain_id>/actions/<name>")
 @role("viewer")
 def chain_action(chain_id: int, name: str) -> ResponseReturnValue:

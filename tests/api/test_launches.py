@@ -14,11 +14,16 @@ PROBLEM = "application/problem+json"
 def test_schedule_list_reschedule_cancel(api, db, clock, short_dispatch, fake_panda):
     manager = api()
     at = (clock() + timedelta(hours=3)).isoformat()
-    created = manager.post("/api/v1/tasks", json=sim_definition(bunch_size=2).to_dict(), query_string={"at": at})
+    created = manager.post(
+        "/api/v1/tasks", json=sim_definition(bunch_size=2).to_dict(), query_string={"at": at}
+    )
     assert created.status_code == 201, created.json
     listed = manager.get(f"/api/v1/launches?bunch_id={created.json['id']}").json["items"]
     assert [entry["status"] for entry in listed] == ["pending", "pending"]
-    assert all(entry["due_at"].startswith((clock() + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")) for entry in listed)
+    assert all(
+        entry["due_at"].startswith((clock() + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M"))
+        for entry in listed
+    )
     first = listed[-1]["id"]
     later = (clock() + timedelta(hours=5)).isoformat()
     moved = manager.post(f"/api/v1/launches/{first}/reschedule", json={"at": later})
