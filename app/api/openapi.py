@@ -153,6 +153,15 @@ REQUEST_DETAIL = obj({
 })  # fmt: skip
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
 CHANGED = obj({"changed": INT})
+TOTALS = obj({**{k: INT for k in ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")},
+              "output_tb": {"type": "number"}, "walltime_h": {"type": "number"}})  # fmt: skip
+STAT_ROWS = array(obj({"label": STR, "totals": TOTALS, "filter": {"type": ["object", "null"]}}))
+STATISTICS = obj({"since": {"type": ["string", "null"]}, "total": TOTALS, "since_total": {"oneOf": [TOTALS, {"type": "null"}]},
+                  "weeks": STAT_ROWS, "months": STAT_ROWS, "splits": {"type": "object", "additionalProperties": STAT_ROWS}})  # fmt: skip
+ERROR_SUMMARY = obj({"groups": array(obj({
+    "source": STR, "code": INT, "message": STR, "example": STR, "jobs": INT, "tasks": INT, "memory": BOOL,
+    "affected": array(obj({"id": INT, "name": STR, "jobs": INT, "retry_memory_mb": nullable(INT)})),
+}))})  # fmt: skip
 SWEEP_BODY = {"type": "object", "required": ["parameter", "values"], "properties": {
     "parameter": {"enum": list(SWEEP_PARAMETERS)}, "values": array(STR),
     "preview": BOOL, "idempotency_key": STR,
@@ -172,7 +181,7 @@ SCHEMAS = {
     "Chain": CHAIN, "ChainDetail": CHAIN_DETAIL, "ChainDocument": CHAIN_DOCUMENT, "ChainPreview": CHAIN_PREVIEW,
     "ChainCreated": {"allOf": [ref("Chain"), obj({"warnings": array(STR)})]},
     "Command": COMMAND, "Bulk": BULK, "ActionBody": ACTION_BODY, "BulkBody": BULK_BODY, "Token": TOKEN, "Me": ME,
-    "AuditEvent": AUDIT, "Sweep": SWEEP, "SweepBody": SWEEP_BODY, "ModifyBody": MODIFY_BODY, "Modification": MODIFICATION, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
+    "AuditEvent": AUDIT, "Statistics": STATISTICS, "ErrorSummary": ERROR_SUMMARY, "Sweep": SWEEP, "SweepBody": SWEEP_BODY, "ModifyBody": MODIFY_BODY, "Modification": MODIFICATION, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
 }  # fmt: skip
 
 
@@ -339,6 +348,14 @@ def _paths() -> dict[str, Any]:
         "/requests/{request_id}": {"get": op("A request with its chains, tasks and progress", "viewer",
                                              (200, ref("RequestDetail"), "the request"), tag="requests",
                                              params=[path_id("request_id")], refusals=(404,))},
+        "/statistics": {"get": op(
+            "Statistics: totals, per week and month, splits by step, status, request, creator", "viewer",
+            (200, ref("Statistics"), "the statistics"), tag="statistics", refusals=(422,),
+            params=[query("since", "YYYY-MM-DD: the evolution and splits from this day", {"type": "string", "format": "date"})])},
+        "/statistics/errors": {"get": op(
+            "Failed jobs grouped by normalised error (overall, or of a task, bunch or chain)", "viewer",
+            (200, ref("ErrorSummary"), "the groups, most jobs first"), tag="statistics", refusals=(422,),
+            params=[query(k, f"a {k} id", {"type": "integer", "minimum": 1}) for k in ("task", "bunch", "chain")])},
         "/audit": {"get": op("The audit trail, newest first", "admin", (200, paged("AuditEvent"), "a page of events"),
                              tag="audit", refusals=(422,), params=[
                                  query("action", "starts with"), query("user", "username"), query("outcome"),

@@ -37,6 +37,8 @@ from app.launches import schedule as launch_schedule
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
+from app.stats import errors as stats_errors
+from app.stats import services as stats
 from app.tasks import services as tasks
 from app.tasks.forms import TaskForm
 from app.tasks.models import Task, TaskBunch
@@ -540,6 +542,38 @@ def request_detail(request_id: int) -> dict[str, Any]:
         "chain_ids": [c.chain.id for c in view.chains], "task_ids": [t.id for t in view.tasks],
         "progress": None if progress is None else {**dataclasses.asdict(progress), "percent": progress.percent},
     }  # fmt: skip
+
+
+def _totals(totals: stats.Totals) -> dict[str, Any]:
+    return {**asdict(totals), "output_tb": totals.output_tb, "walltime_h": totals.walltime_h}
+
+
+def _rows(rows: list[stats.Row]) -> list[dict[str, Any]]:
+    return [{"label": r.label, "totals": _totals(r.totals), "filter": r.link} for r in rows]
+
+
+def statistics(args: Mapping[str, str]) -> dict[str, Any]:
+    """The statistics page: totals, per week and month, splits; ``since`` (YYYY-MM-DD) compares."""
+    try:
+        page = stats.statistics(stats.parse_since(args.get("since")))
+    except stats.BadParameter as exc:
+        raise invalid([FieldError("since", str(exc))]) from None
+    return {
+        "since": page.since.isoformat() if page.since else None, "total": _totals(page.total),
+        "since_total": _totals(page.since_total) if page.since_total else None,
+        "weeks": _rows(page.weeks), "months": _rows(page.months),
+        "splits": {title: _rows(rows) for title, rows in page.splits.items()},
+    }  # fmt: skip
+
+
+def error_summary(args: Mapping[str, str]) -> dict[str, Any]:
+    """Failed jobs grouped by normalised error: overall, or of a ``task``, ``bunch`` or ``chain``."""
+    scope = stats_errors.Scope(
+        **{f"{k}_id": _positive(args, k, 0) for k in ("task", "bunch", "chain") if args.get(k)}
+    )
+    groups = stats_errors.error_groups(scope)
+    return {"groups": [{**{k: getattr(g, k) for k in ("source", "code", "message", "example", "jobs", "tasks")},
+                        "memory": g.memory, "affected": [asdict(a) for a in g.affected]} for g in groups]}  # fmt: skip
 
 
 def audit_list(args: Mapping[str, str]) -> dict[str, Any]:

@@ -246,6 +246,18 @@ def request_get(request_id: int) -> ResponseReturnValue:
     return jsonify(services.request_detail(request_id))
 
 
+@bp.get("/statistics")
+@role("viewer")
+def statistics() -> ResponseReturnValue:
+    return jsonify(services.statistics(request.args))
+
+
+@bp.get("/statistics/errors")
+@role("viewer")
+def error_summary() -> ResponseReturnValue:
+    return jsonify(services.error_summary(request.args))
+
+
 @bp.get("/audit")
 @role("admin")
 def audit_list() -> ResponseReturnValue:
