@@ -8,22 +8,26 @@ domains and are only registered here.
 
 import signal
 import sys
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import click
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo, routes_command, shell_command
 from waitress import create_server
+from waitress.server import BaseWSGIServer
 
 from app import create_app, migrate
 from app.api.cli import COMMANDS as API_COMMANDS
 from app.auth.cli import users
 from app.auth.services import ensure_admin, hand_over_initial_password
-from app.config import ConfigError, load_settings, render_example
+from app.config import ConfigError, Settings, load_settings, make_url_safe, render_example
 from app.extensions import db
 from app.logsetup import configure_logging
 from app.paths import ensure_private_dir, instance_dir, keep_private
 from app.runtime import start_background, stop_background
+from app.startup import failing_as, refuse
 from app.stats.cli import stats
 from app.tokens.cli import keys
 from pandasim import StateError
@@ -45,19 +49,47 @@ instance_option = click.option(
 )
 
 
+def _remember_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(ScriptInfo).data["debug"] = True
+
+
+debug_option = click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_remember_debug,
+    help="Show the traceback of a start-up failure (also PRODPANEL_DEBUG=1).",
+)
+
+
 def _load_app(info: ScriptInfo) -> Flask:
     """Settings from the chosen instance folder, then the app; configuration errors end the command."""
-    folder = ensure_private_dir(instance_dir(info.data.get("instance")))
-    try:
-        settings = load_settings(folder)
-    except ConfigError as exc:
-        raise click.ClickException(f"configuration error: {exc}") from exc
+    with failing_as("instance folder"):
+        folder = ensure_private_dir(instance_dir(info.data.get("instance")))
+        try:
+            settings = load_settings(folder)
+        except ConfigError as exc:
+            refuse(f"configuration error: {exc}", exc)
     configure_logging(settings.log_level)
     return create_app(settings)
 
 
+def _database(settings: Settings) -> AbstractContextManager[None]:
+    """Database errors at start name the database (without its password)."""
+    return failing_as(f"database {make_url_safe(settings.sqlalchemy_url)}")
+
+
+def _migrate(settings: Settings) -> Path | None:
+    try:
+        return migrate.upgrade_on_start(db.engine, settings.instance_dir)
+    except migrate.MigrationError as exc:
+        refuse(str(exc), exc)
+
+
 @click.group(cls=AppGroup)
 @instance_option
+@debug_option
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """SPD production panel."""
@@ -76,32 +108,20 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
     """Migrate the database, then serve the panel with waitress until SIGTERM or Ctrl-C."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = app.config["SETTINGS"]
-    keep_private(settings.instance_dir)
+    with failing_as("instance folder"):
+        keep_private(settings.instance_dir)
+    server = _listen(app, settings, host or settings.server.host, settings.server.port if port is None else port,
+                     threads or settings.server.threads)  # fmt: skip  # first: a taken port changes nothing
     try:
-        backup = migrate.upgrade_on_start(db.engine, settings.instance_dir)
-    except migrate.MigrationError as exc:
-        raise click.ClickException(str(exc)) from exc
+        with _database(settings):
+            backup = _migrate(settings)
+            credentials = ensure_admin()
+            db.session.commit()
+    except BaseException:
+        server.close()
+        raise
     if backup:
         click.echo(f"Database backed up to {backup} before upgrading.")
-    credentials = ensure_admin()
-    db.session.commit()
-    proxy = (
-        {
-            "trusted_proxy": settings.server.trusted_proxy,
-            "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
-        }
-        if settings.server.trusted_proxy
-        else {}
-    )
-    server = create_server(
-        app,
-        host=host or settings.server.host,
-        port=settings.server.port if port is None else port,
-        threads=threads or settings.server.threads,
-        clear_untrusted_proxy_headers=True,
-        ident="prodpanel",
-        **proxy,
-    )
 
     def terminate(signum, frame):
         raise SystemExit(0)
@@ -131,6 +151,21 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
         click.echo("prodpanel stopped.")
 
 
+def _listen(app: Flask, settings: Settings, host: str, port: int, threads: int) -> BaseWSGIServer:
+    proxy = (
+        {
+            "trusted_proxy": settings.server.trusted_proxy,
+            "trusted_proxy_headers": {"x-forwarded-for", "x-forwarded-proto"},
+        }
+        if settings.server.trusted_proxy
+        else {}
+    )
+    with failing_as(f"cannot listen on {host}:{port}"):
+        return create_server(
+            app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True, ident="prodpanel", **proxy
+        )
+
+
 @main.command("config-example", with_appcontext=False)
 def config_example() -> None:
     """Print instance/config.example.toml: every key with its default and meaning."""
@@ -145,10 +180,9 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the schema to the newest revision (SQLite is backed up first)."""
-    try:
-        backup = migrate.upgrade_on_start(db.engine, current_app.config["SETTINGS"].instance_dir)
-    except migrate.MigrationError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = current_app.config["SETTINGS"]
+    with _database(settings):
+        backup = _migrate(settings)
     if backup:
         click.echo(f"Backed up to {backup}")
     click.echo(f"Database at revision {migrate.state(db.engine).current}")
@@ -157,7 +191,8 @@ def db_upgrade() -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Show the database's revision and the code's head."""
-    state = migrate.state(db.engine)
+    with _database(current_app.config["SETTINGS"]):
+        state = migrate.state(db.engine)
     status = "up to date" if state.current == state.head else "needs upgrade"
     click.echo(f"current: {state.current or '(empty)'}  head: {state.head}  ({status})")
 

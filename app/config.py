@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.auth.roles import ROLES
 from app.paths import ensure_private_dir
@@ -109,7 +111,32 @@ def _file_problem(value: str, instance_dir: Path) -> str | None:
     return None
 
 
+_DATABASES = ("sqlite", "postgresql", "postgres")
+
+
+def _database_url_problem(value: str, _: Path) -> str | None:
+    """The panel runs on SQLite and PostgreSQL only (its migrations and locks are written for those)."""
+    if not value:
+        return None
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        return f"not a database URL ({exc}): {make_url_safe(value)}"
+    if url.get_backend_name() not in _DATABASES:
+        return f"must be a sqlite:/// or postgresql:// URL (or empty), got {url.get_backend_name()}://…"
+    return None
+
+
+def make_url_safe(value: str) -> str:
+    """A database URL as it may appear in messages: without its password."""
+    try:
+        return make_url(value).render_as_string(hide_password=True)
+    except ArgumentError:
+        return value.split("@")[-1]
+
+
 REGEX = Rule("a regular expression", _regex_problem)
+DATABASE_URL = Rule('"" or a sqlite:/// or postgresql:// URL', _database_url_problem)
 HTTP_URL = Rule('"" or an http(s) URL', _url_problem)
 EXISTING_FILE = Rule('"" or an existing file', _file_problem)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -461,7 +488,7 @@ class ApiSettings:
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
     database_url: str = setting(
-        "", 'SQLAlchemy URL; "" = SQLite file prodpanel.sqlite3 in the instance folder'
+        "", 'SQLAlchemy URL; "" = SQLite file prodpanel.sqlite3 in the instance folder', DATABASE_URL
     )
     secret_key: str = ""  # Flask secret; from PRODPANEL_SECRET_KEY or generated into instance/secret_key
     token_key: bytes = b""  # 32-byte token-encryption key; PRODPANEL_TOKEN_KEY (base64) or instance/token_key
@@ -509,7 +536,7 @@ def load_settings(instance_dir: Path, env: typing.Mapping[str, str] | None = Non
     path = instance_dir / "config.toml"
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(_read_file(path))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     for key in data:
@@ -519,6 +546,9 @@ def load_settings(instance_dir: Path, env: typing.Mapping[str, str] | None = Non
             )
     _merge_env(data, env)
     values = _build(Settings, data, "", instance_dir)
+    for name in ("secret_key", "token_key"):  # before either is generated: a refused start writes nothing
+        if (instance_dir / name).exists():
+            _read_file(instance_dir / name)
     secret_key = env.get("PRODPANEL_SECRET_KEY") or _secret_file(
         instance_dir / "secret_key", lambda: secrets.token_urlsafe(48)
     )
@@ -540,7 +570,17 @@ def _secret_file(path: Path, generate: typing.Callable[[], str]) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(generate())
-    return path.read_text().strip()
+    return _read_file(path).strip()
+
+
+def _read_file(path: Path) -> str:
+    """A configuration or key file's text; ConfigError naming it when it is a folder or unreadable."""
+    if not path.is_file():
+        raise ConfigError(f"{path.name}: {path} is not a regular file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path.name}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
 
 
 def _merge_env(data: dict[str, Any], env: typing.Mapping[str, str]) -> None:
@@ -549,6 +589,7 @@ def _merge_env(data: dict[str, Any], env: typing.Mapping[str, str]) -> None:
     for name, raw in env.items():
         if not name.startswith("PRODPANEL_") or name in {
             "PRODPANEL_INSTANCE",
+            "PRODPANEL_DEBUG",
             "PRODPANEL_SECRET_KEY",
             "PRODPANEL_TOKEN_KEY",
         }:

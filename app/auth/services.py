@@ -22,6 +22,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from flask import Response, current_app, g, redirect, session, url_for
 from joserfc.errors import BadSignatureError, JoseError
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -180,12 +181,19 @@ INITIAL_PASSWORD_FILE = "initial_admin_password"  # in the instance folder until
 
 
 def ensure_admin() -> tuple[str, str] | None:
-    """On first start (no users at all) create 'admin' with a random password; return the credentials once."""
+    """On first start (no users at all) create 'admin' with a random password; return the credentials once.
+
+    Two servers starting at once on an empty database both see no users: the one whose insert comes
+    second meets the other's admin (unique username) and leaves it be."""
     if db.session.scalar(select(func.count()).select_from(User)):
         return None
     password = secrets.token_urlsafe(12)
-    admin = create_local_user(INITIAL_ADMIN, password, role="admin", display_name="Administrator")
-    admin.must_change_password = True  # the first login sets its own (and the password file goes)
+    try:
+        with db.session.begin_nested():
+            admin = create_local_user(INITIAL_ADMIN, password, role="admin", display_name="Administrator")
+            admin.must_change_password = True  # the first login sets its own (and the password file goes)
+    except (IntegrityError, AccountError):  # the other server's admin, committed or not yet
+        return None
     return INITIAL_ADMIN, password
 
 
