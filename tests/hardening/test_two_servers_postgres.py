@@ -37,8 +37,10 @@ def test_two_servers_on_an_empty_postgresql_database_both_start(tmp_path, pg_dat
         servers.append((subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          cwd=ROOT, env=env), port))  # fmt: skip
     outputs = {port: [] for _, port in servers}
-    for proc, port in servers:
-        threading.Thread(target=lambda p=proc, o=outputs[port]: o.extend(p.stdout), daemon=True).start()
+    readers = [threading.Thread(target=lambda p=proc, o=outputs[port]: o.extend(p.stdout), daemon=True)
+               for proc, port in servers]  # fmt: skip
+    for reader in readers:
+        reader.start()
     try:
         for proc, port in servers:
             wait_until(lambda p=proc, o=outputs[port]: p.poll() is not None or any("serving on" in x for x in o),
@@ -50,6 +52,9 @@ def test_two_servers_on_an_empty_postgresql_database_both_start(tmp_path, pg_dat
         for proc, _ in servers:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(timeout=60) for proc, _ in servers]
+        for reader, (proc, _) in zip(readers, servers, strict=True):
+            reader.join(timeout=10)
+            proc.stdout.close()
     assert codes == [0, 0], outputs
     text = "".join(line for lines in outputs.values() for line in lines)
     assert "Traceback" not in text and "UniqueViolation" not in text
