@@ -142,3 +142,21 @@ def test_cancel_reschedule_and_launch_now_with_role_checks(client, login_as, mak
     assert dispatcher.wait_for_dispatchers(30)
     assert fake_panda.submits == [third.task.name]  # launched now, once; the others never
     assert services.bunch_progress(bunch).submitted == 1
+
+
+def test_a_chain_scheduled_for_later(short_dispatch, client, login_as, db, fake_panda, clock):
+    from app.chains.models import Chain
+    from tests.chains.conftest import chain_definition, chain_form_data
+
+    login_as("manager")
+    data = {**chain_form_data(chain_definition(bunch_size=2), key="c1"), "launch_when": "at",
+            "launch_at": "2026-01-15T18:00", "time_zone": "UTC"}  # fmt: skip
+    assert post(client, "/chains/create", data).status_code == 302
+    chain = db.session.scalar(select(Chain))
+    due = {t.latest_launch.due_at.isoformat() for step in chain.steps for t in step.bunch.tasks}
+    assert due == {"2026-01-15T18:00:00+00:00"}  # every step; later steps also wait for their parents
+    assert dispatcher.wait_for_dispatchers(30) and fake_panda.submits == []
+    past = {**chain_form_data(chain_definition(9), key="c2"), "launch_when": "at", "launch_at": "2026-01-15T06:00",
+            "time_zone": "UTC"}  # fmt: skip
+    refused = post(client, "/chains/create", past)
+    assert refused.status_code == 400 and "is in the past" in refused.get_data(as_text=True)
