@@ -44,7 +44,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db, panda_clients
-from app.launches.gates import dependencies, gate
+from app.launches.gates import dependencies, gate, may_go
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, check, transition
 from app.panda.client import PandaApi
@@ -573,7 +573,7 @@ def dispatch_due(limit: int = 100, client: PandaApi | None = None) -> int:
     due = list(
         db.session.scalars(
             select(Launch.id)
-            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
+            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now(), may_go())
             .order_by(Launch.due_at, Launch.id)
             .limit(limit)
         )
