@@ -13,22 +13,21 @@ Exactly once, step by step:
    (``iam_gate``): it stays pending with the reason ("waiting: SPD-IAM unreachable since …") and
    goes out on a later dispatch.
 
-This module is a background job: it commits, one transaction per row. It runs in a thread per bunch
-started once a request's launches are committed (``dispatch_after_commit``), and at start-up for
-launches that came due while the panel was down (``dispatch_due``).
+This module is background work: it commits, one transaction per row. The scheduler's "dispatch" job
+(``dispatch_pending``) sends due rows every few seconds, and at once when a request committed
+launches (``dispatch_soon``); its "reconcile" job (``reconcile_unsettled``) settles unanswered ones.
+Launches that came due while the panel was down are just due at start.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, current_app
 from sqlalchemy import ColumnElement, CursorResult, select, update
 
 from app import clock
@@ -45,13 +44,15 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
+from app.scheduler import stopping, wake_after_commit
 from app.tasks.models import Task
 from app.tokens import services as token_vault
 from app.tokens.errors import IamUnreachable, TokenUnavailable
-from app.transaction import after_commit
 from app.version import VERSION
 
 log = logging.getLogger(__name__)
+
+DISPATCH_JOB, RECONCILE_JOB = "dispatch", "reconcile"  # their names in app.jobs.JOBS
 
 S = LaunchStatus
 PARENT_DONE = ("done", "finished")  # PanDA releases a pending child then
@@ -386,13 +387,17 @@ def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
 def _stale_sending(bunch_id: int | None = None) -> list[int]:
     """Rows left in "sending" by a dispatcher that died (a restart): longer than any request can take.
     One bunch's, or every bunch's when `bunch_id` is None."""
-    panda = get_settings().panda
-    limit = clock.now() - timedelta(seconds=panda.connect_timeout_s + panda.read_timeout_s + 30)
-    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < limit]
+    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < _stale_limit()]
     query = select(Launch.id).where(*conditions)
     if bunch_id is not None:
         query = query.join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
     return list(db.session.scalars(query))
+
+
+def _stale_limit() -> datetime:
+    """Claimed before this, a row still "sending" has outlived any request: its dispatcher died."""
+    panda = get_settings().panda
+    return clock.now() - timedelta(seconds=panda.connect_timeout_s + panda.read_timeout_s + 30)
 
 
 def _counts(bunch_id: int) -> dict[str, int]:
@@ -405,27 +410,51 @@ def _counts(bunch_id: int) -> dict[str, int]:
     return counts
 
 
-def dispatch_due(limit: int = 100, client: PandaApi | None = None) -> int:
-    """Submit launches whose ``due_at`` has come (any bunch) and reconcile unknown/stale ones.
+def dispatch_due(limit: int = 1000, client: PandaApi | None = None) -> int:
+    """Submit launches whose ``due_at`` has come (any bunch), then reconcile unknown/stale ones.
+    Returns how many rows were handled. The scheduler runs the two halves as separate jobs."""
+    panda = client or panda_clients()
+    try:
+        return dispatch_pending(limit, panda) + reconcile_unsettled(panda)
+    finally:
+        if client is None:
+            panda.close()
 
-    For start-up (and later the scheduler): a row left in "sending" by a crash is reconciled, never
-    resent. Returns how many rows were handled.
-    """
+
+def dispatch_pending(limit: int = 1000, client: PandaApi | None = None) -> int:
+    """The "dispatch" job: submit the pending launches that are due, oldest first (a resend's new
+    attempt goes out at the next run). Returns how many rows were handled."""
+    due = db.session.scalars(
+        select(Launch.id)
+        .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
+        .order_by(Launch.due_at, Launch.id)
+        .limit(limit)
+    ).all()
+    db.session.rollback()  # no transaction (nor SQLite read lock) held between the rows
+    return _each(dispatch_launch, due, client)
+
+
+def reconcile_unsettled(client: PandaApi | None = None) -> int:
+    """The "reconcile" job: look up by name the launches without an answer (unknown, or left in
+    "sending" by a crash), never resending them. Returns how many rows were handled."""
+    unknown = db.session.scalars(select(Launch.id).where(Launch.status == S.UNKNOWN).order_by(Launch.id)).all()
+    rows = [*unknown, *_stale_sending()]
+    db.session.rollback()
+    return _each(reconcile, rows, client)
+
+
+def _each(step: Callable[[int, PandaApi], str], launch_ids: Sequence[int], client: PandaApi | None) -> int:
+    """`step` for each row, each guarded, until done or `serve` stops (the row in hand is finished)."""
+    if not launch_ids:
+        return 0
     panda = client or panda_clients()
     handled = 0
     try:
-        due = db.session.scalars(
-            select(Launch.id)
-            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
-            .order_by(Launch.due_at)
-            .limit(limit)
-        ).all()
-        for launch_id in due:
-            _guarded(dispatch_launch, launch_id, panda)
-            handled += 1
-        unknown = db.session.scalars(select(Launch.id).where(Launch.status == S.UNKNOWN)).all()
-        for launch_id in [*unknown, *_stale_sending()]:
-            _guarded(reconcile, launch_id, panda)
+        for launch_id in launch_ids:
+            if stopping():
+                log.info("stopping: %d launch(es) left for the next start", len(launch_ids) - handled)
+                break
+            _guarded(step, launch_id, panda)
             handled += 1
     finally:
         if client is None:
@@ -433,62 +462,17 @@ def dispatch_due(limit: int = 100, client: PandaApi | None = None) -> int:
     return handled
 
 
-# --- background dispatch, one thread per bunch ------------------------------------------------------
-
-_running: set[int] = set()
-_running_lock = threading.Lock()
-_threads: list[threading.Thread] = []
-
-
-def dispatch_after_commit(bunch_id: int) -> None:
-    """Dispatch the bunch in the background once the current transaction commits (before that, the
-    dispatcher's own session cannot see the new launches)."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def start() -> None:
-        start_background_dispatch(app, bunch_id)
-
-    after_commit(start)
+def dispatch_soon(*, reconcile: bool = False) -> None:
+    """Wake the dispatch job (and the reconcile job) once the current transaction commits: the
+    job's own session sees the new rows then."""
+    wake_after_commit(DISPATCH_JOB)
+    if reconcile:
+        wake_after_commit(RECONCILE_JOB)
 
 
-def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | None:
-    """Dispatch a bunch in a daemon thread (the page shows progress); one thread per bunch at a time."""
-    with _running_lock:
-        if bunch_id in _running:
-            return None
-        _running.add(bunch_id)
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                try:
-                    dispatch_bunch(bunch_id)
-                finally:
-                    db.session.remove()
-        except Exception:
-            log.exception("background dispatch of bunch %s failed", bunch_id)
-        finally:
-            with _running_lock:
-                _running.discard(bunch_id)
-
-    thread = threading.Thread(target=run, name=f"dispatch-bunch-{bunch_id}", daemon=True)
-    thread.start()
-    with _running_lock:  # forget finished threads: a long-running panel starts one per bunch
-        _threads[:] = [t for t in _threads if t.is_alive()]
-        _threads.append(thread)
-    return thread
-
-
-def is_dispatching(bunch_id: int) -> bool:
-    with _running_lock:
-        return bunch_id in _running
-
-
-def wait_for_dispatchers(timeout: float = 30.0) -> bool:
-    """Join the background dispatch threads (tests and shutdown); True when all finished."""
-    deadline = time.monotonic() + timeout
-    for thread in list(_threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
-    alive = [t for t in _threads if t.is_alive()]
-    _threads[:] = alive
-    return not alive
+def dispatching(bunch_id: int) -> bool:
+    """Whether a dispatcher (of any panel instance) is sending one of the bunch's launches now: a
+    row claimed recently enough to still be waiting for PanDA's answer."""
+    query = select(Launch.id).join(Task, Launch.task_id == Task.id)
+    query = query.where(Task.bunch_id == bunch_id, Launch.status == S.SENDING, Launch.claimed_at >= _stale_limit())
+    return db.session.scalar(query.limit(1)) is not None

@@ -12,11 +12,10 @@ from sqlalchemy import select
 
 from app.chains.models import Chain
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.panda.calllog import flush_call_log
 from pandasim import Faults, SimConfig, Timings, create_simulator, serve_in_thread
 from tests.chains.conftest import chain_definition, chain_form_data, post
-from tests.helpers import wait_until
+from tests.helpers import settle_launches, wait_until
 from tests.tasks.conftest import sandbox_app
 
 FAILING_SIM = "PROD2025-061.SIM.2"
@@ -54,7 +53,6 @@ def app(settings_factory, migrated_sqlite, sim):
     application.config["TESTING"] = True
     with application.app_context():
         yield application
-        assert dispatcher.wait_for_dispatchers(60)
         flush_call_log(10)
         _db.session.remove()
         _db.engine.dispose()
@@ -163,7 +161,7 @@ def test_resending_a_failed_step_leaves_the_others_untouched(client, login_as, s
     launches_before = {t.name: [launch.id for launch in t.launches] for t in [*sims, *recos]}
     response = post(client, f"/chains/{chain.id}/steps/1/resend", {}, follow_redirects=True)
     assert f"Resending {len(failed)} failed task(s) of step 1." in response.get_data(as_text=True)
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     _db.session.expire_all()
     tasks = in_panda(sim)
     assert sorted(tasks) == sorted(t.name for t in [*sims, *recos])  # each of the 6 exactly once

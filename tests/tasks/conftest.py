@@ -17,7 +17,6 @@ from flask import Flask, g
 from app import create_app
 from app.config import Settings
 from app.extensions import panda_clients
-from app.launches import dispatcher
 from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
 from tests.fakes.panda import FakePanda
@@ -87,12 +86,6 @@ def fake_panda(app) -> FakePanda:
     panda_clients.init_app(app, lambda **_: fake)
     return fake
 
-
-@pytest.fixture(autouse=True)
-def _join_dispatchers():
-    """Background dispatch threads must finish before the app (and its database) goes away."""
-    yield
-    assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"
 
 
 class _FormValues(HTMLParser):
