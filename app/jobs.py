@@ -13,8 +13,10 @@ from app.actions.bulk import BULK_JOB
 from app.actions.jobs import run_bulk_actions
 from app.auth.jobs import purge_sessions
 from app.launches.dispatcher import DISPATCH_JOB, RECONCILE_JOB, dispatch_pending, reconcile_unsettled
+from app.launches.jobs import flag_unusable_tokens
 from app.prodrequests.jobs import rescan_catalog
 from app.scheduler import Job
+from app.stats.jobs import run_alerts
 from app.sync.jobs import HINTS_JOB, account_final_tasks, refresh_hints, sync_cycle
 from app.tokens.jobs import refresh_tokens_ahead
 
@@ -33,4 +35,6 @@ JOBS: tuple[Job, ...] = (
     Job("token-refresh", refresh_tokens_ahead, lambda s: s.scheduler.token_refresh_interval_s),
     Job("session-purge", purge_sessions, lambda s: s.scheduler.session_purge_interval_s),
     Job("catalog-rescan", rescan_catalog, lambda s: s.requests.rescan_interval_s),
+    Job("token-flags", flag_unusable_tokens, lambda s: s.scheduler.token_refresh_interval_s),
+    Job("alerts", run_alerts, lambda s: s.stats.alerts_interval_s),
 )
