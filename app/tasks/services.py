@@ -29,7 +29,7 @@ from app.config import Settings, TaskSettings, get_settings
 from app.extensions import db
 from app.inputs import MAX_DOCUMENT_CHARS, parse_document
 from app.launches import schedule as launch_schedule
-from app.launches.dispatcher import dispatch_after_commit
+from app.launches.dispatcher import dispatch_soon
 from app.launches.models import Launch
 from app.launches.services import new_launch
 from app.launches.states import LaunchStatus
@@ -484,6 +484,7 @@ def create_bunch(
         launch_schedule.check(schedule, user)
     except launch_schedule.ScheduleRefused as exc:
         raise ValidationFailed(exc.errors) from exc
+    launch_schedule.remember_zone(user, schedule.zone)
     rules = naming_rules()
     now = clock.now()
     production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
@@ -588,7 +589,7 @@ def submit_bunch(
             if attempt == 2:
                 raise
     if result.created:
-        dispatch_after_commit(result.bunch.id)
+        dispatch_soon()
     return result
 
 
