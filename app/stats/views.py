@@ -7,6 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
+from app.inputs import db_int
 from app.stats import alerts, errors, progress, services
 from app.stats.dashboard import dashboard
 from app.stats.forms import NotifyForm
@@ -36,7 +37,7 @@ def error_summary() -> ResponseReturnValue:
     """Failed jobs by normalised error: overall, or `?task=`, `?bunch=`, `?chain=` (ids)."""
     try:
         scope = errors.Scope(
-            **{f"{k}_id": int(request.args[k]) for k in ("task", "bunch", "chain") if request.args.get(k)}
+            **{f"{k}_id": db_int(request.args[k]) for k in ("task", "bunch", "chain") if request.args.get(k)}
         )
     except ValueError:
         return bad_request("task, bunch and chain must be ids (whole numbers)")

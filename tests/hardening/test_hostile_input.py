@@ -129,3 +129,10 @@ def test_login_next_with_control_characters_goes_home_or_stays_same_site(client,
     assert location in ("/", "/t%C3%A2ches/%C3%BC") or location.startswith("/audit/")
     again = client.get("/login", query_string={"next": target})  # already logged in: straight on
     assert again.status_code == 302 and again.headers["Location"] == location
+
+
+def test_error_summary_ids_beyond_the_database(client, login_as):
+    login_as("viewer")
+    for scope in ("task", "bunch", "chain"):
+        assert client.get(f"/stats/errors?{scope}={HUGE}").status_code == 400
+        assert client.get(f"/stats/errors?{scope}=7").status_code == 200
