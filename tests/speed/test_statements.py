@@ -25,7 +25,7 @@ NOT_PAGES = {"static", "iam.login", "iam.callback", "iam.end_session"}
 def _arguments(w: world.World) -> dict[str, object]:
     """The value of each URL argument, by name: every argument of a GET route must be here."""
     return {"task_id": w.task_id, "bunch_id": w.bunch_id, "chain_id": w.chain_id, "bulk_id": w.bulk_id,
-            "request_id": 42, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id}  # fmt: skip
+            "request_id": w.request_id, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id}  # fmt: skip
 
 
 def page_urls(app: Flask, w: world.World) -> dict[str, str]:
@@ -58,7 +58,7 @@ def variants(w: world.World) -> dict[str, str]:
         "panda.calls filtered": f"/panda/calls?method=getTaskStatus&task_id={1000}",
         "audit.index filtered": "/audit/?action=task&outcome=ok",
         "statistics.progress chain": f"/statistics/progress/chain/{w.chain_id}",
-        "statistics.progress request": "/statistics/progress/request/42",
+        "statistics.progress request": f"/statistics/progress/request/{w.request_id}",
     }
 
 

@@ -47,6 +47,7 @@ class World:
     clone_id: int  # the clone of that bunch: not sent yet, so editable
     chain_id: int
     bulk_id: int
+    request_id: int = 42  # the production request the tasks name
 
 
 def settings_changes(instance_dir) -> dict:
