@@ -14,6 +14,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo, routes_command, shell_command
 
+from app.api.cli import COMMANDS as API_COMMANDS
+
 # The domains' command groups, imported when they run: `prodpanel --help` loads none of them (nor the
 # app), so it answers at once. name -> (module:object, its help line; a test checks they agree).
 LAZY_GROUPS = {
@@ -215,6 +217,8 @@ def db_history() -> None:
 
 main.add_command(routes_command)
 main.add_command(shell_command)
+for command in API_COMMANDS:  # tasks, chain, launches, export, import: through the JSON API
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover - PyInstaller entry point

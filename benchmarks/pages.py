@@ -280,6 +280,7 @@ def _world(app):
     from app.auth.models import User
     from app.chains.models import Chain
     from app.extensions import db
+    from app.launches.models import Launch
     from app.tasks.models import Task, TaskBunch
     from tests.speed.world import World
 
@@ -299,7 +300,8 @@ def _world(app):
         action = bulk.start(Selection("bunch", target_id=big), Action.KILL, {"comment": "benchmark"}, admin).id
         db.session.commit()
     request = db.session.scalar(select(Task.spec["request_id"].as_integer()).where(Task.id == task))
-    return World(task, big, waiting, chain, action, request)
+    launch = db.session.scalar(select(Launch.id).join(Task).where(Task.bunch_id == waiting).limit(1))
+    return World(task, big, waiting, chain, action, launch, request)
 
 
 def worker(instance: Path, url: str, requests: int) -> dict:

@@ -483,6 +483,7 @@ def create_bunch(
         launch_schedule.check(schedule, user)
     except launch_schedule.ScheduleRefused as exc:
         raise ValidationFailed(exc.errors) from exc
+    launch_schedule.remember_zone(user, schedule.zone)
     rules = naming_rules()
     now = clock.now()
     production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
@@ -922,6 +923,11 @@ class TaskPage:
     @property
     def needs_decision(self) -> bool:
         return self.launch is not None and self.launch.status == LaunchStatus.NEEDS_DECISION
+
+    @property
+    def undecided(self) -> bool:
+        """PanDA never answered its submit: a manager may look it up now, adopt an id or confirm absence."""
+        return self.launch is not None and self.launch.status in (LaunchStatus.UNKNOWN, LaunchStatus.NEEDS_DECISION)
 
 
 def task_page(task: Task, *, with_calls: bool) -> TaskPage:
