@@ -300,7 +300,9 @@ def _world(app):
         action = bulk.start(Selection("bunch", target_id=big), Action.KILL, {"comment": "benchmark"}, admin).id
         db.session.commit()
     request = db.session.scalar(select(Task.spec["request_id"].as_integer()).where(Task.id == task))
-    launch = db.session.scalar(select(Launch.id).join(Task).where(Task.bunch_id == waiting).limit(1))
+    launch = db.session.scalar(
+        select(Launch.id).join(Task, Task.id == Launch.task_id).where(Task.bunch_id == waiting).limit(1)
+    )
     return World(task, big, waiting, chain, action, launch, request)
 
 
