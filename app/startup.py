@@ -12,7 +12,6 @@ from typing import NoReturn
 
 import click
 from flask.cli import ScriptInfo
-from sqlalchemy.exc import DBAPIError
 
 
 class StartupError(click.ClickException):
@@ -35,6 +34,8 @@ def refuse(message: str, cause: BaseException) -> NoReturn:
 @contextlib.contextmanager
 def failing_as(what: str) -> Iterator[None]:
     """An OSError or a database driver's error inside the block ends the command as `what: reason`."""
+    from sqlalchemy.exc import DBAPIError  # here: `prodpanel --help` loads no database layer
+
     try:
         yield
     except (OSError, DBAPIError) as exc:
@@ -42,6 +43,8 @@ def failing_as(what: str) -> Iterator[None]:
 
 
 def reason(exc: BaseException) -> str:
+    from sqlalchemy.exc import DBAPIError
+
     if isinstance(exc, DBAPIError):
         lines = str(exc.orig).strip().splitlines()
         return lines[0] if lines else type(exc.orig).__name__
