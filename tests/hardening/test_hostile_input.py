@@ -134,5 +134,5 @@ def test_login_next_with_control_characters_goes_home_or_stays_same_site(client,
 def test_error_summary_ids_beyond_the_database(client, login_as):
     login_as("viewer")
     for scope in ("task", "bunch", "chain"):
-        assert client.get(f"/stats/errors?{scope}={HUGE}").status_code == 400
-        assert client.get(f"/stats/errors?{scope}=7").status_code == 200
+        assert client.get(f"/statistics/errors?{scope}={HUGE}").status_code == 400
+        assert client.get(f"/statistics/errors?{scope}=7").status_code == 200
