@@ -6,6 +6,7 @@ benchmarks/fuzz.py sends each value alone, as both."""
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.routing import Rule
 
 from tests.hardening.fuzz import Fuzzer, Request, Visitor, report, routes, simulated_panda
 
@@ -25,13 +26,18 @@ def test_every_route_answers_hostile_input_without_5xx(app, fuzzer):
     assert {"page", "q", "next", "template_overrides", "cloned_from_task", "until"} <= set(fuzzer.names)
     sent = sum(1 for _ in fuzzer.run())
     for rule, method in routes(app):
-
-        @settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
-        @given(st.sampled_from(fuzzer.visitors), fuzzer.request_strategy(rule))
-        def one(visitor: Visitor, request: Request, rule=rule, method=method) -> None:
-            fuzzer.send(visitor, rule, method, request)
-
-        one()
+        drawn_requests(fuzzer, rule, method)()
     assert sum(fuzzer.statuses.values()) > sent
     assert not fuzzer.failures, f"{len(fuzzer.failures)} route(s) answered 5xx:\n{report(fuzzer)}"
+
+
+def drawn_requests(fuzzer: Fuzzer, rule: Rule, method: str):
+    """A hypothesis test sending EXAMPLES_PER_ROUTE drawn requests to one route and method."""
+
+    @settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(st.sampled_from(fuzzer.visitors), fuzzer.request_strategy(rule))
+    def send(visitor: Visitor, request: Request) -> None:
+        fuzzer.send(visitor, rule, method, request)
+
+    return send
