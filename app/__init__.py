@@ -55,7 +55,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # Sized with the web and job threads (Settings.db_pool_size); the overflow absorbs bursts.
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "pool_pre_ping": True, "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size,
+        },
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.server.base_url.startswith("https://"),

@@ -19,7 +19,10 @@ Exactly once, step by step:
    not claimed (``gates.gate``): it stays pending with the reason ("waiting for task 123 to reach
    50 % of its jobs") and goes out on a later dispatch.
 
-This module is a background job: it commits, one transaction per row. Submits go out
+This module is background work: it commits, one transaction per row. The scheduler's "dispatch" job
+(``dispatch_pending``) sends due rows every few seconds, and at once when a request committed
+launches (``dispatch_soon``); its "reconcile" job (``reconcile_unsettled``) settles unanswered ones.
+Launches that came due while the panel was down are just due at start. Submits go out
 ``[panda] max_parallel_submits`` at a time, each worker with its own client and database session.
 """
 
@@ -36,14 +39,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 
 from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db, panda_clients
-from app.launches.gates import dependencies, gate
+from app.launches.gates import dependencies, gate, may_go
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, check, transition
 from app.panda.client import PandaApi
@@ -55,13 +58,14 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
+from app.scheduler import stopping, wake_after_commit
 from app.tasks.models import Task
 from app.tokens.errors import TokenUnavailable
-from app.transaction import after_commit
 from app.version import VERSION
 
 log = logging.getLogger(__name__)
 
+DISPATCH_JOB, RECONCILE_JOB = "dispatch", "reconcile"  # their names in app.jobs.JOBS
 S = LaunchStatus
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
@@ -354,6 +358,8 @@ def settle_unknown(client: PandaApi, launch_ids: Iterable[int] | None = None, *,
     for launch in rows:
         groups[(launch.created_by_id, launch.task.params.get("userName") or "")].append(launch)
     for (_owner_id, user_name), launches in groups.items():
+        if stopping():  # `serve` stops: the other owners' rows are looked up at the next start
+            break
         try:
             _settle_group(client, user_name, launches, comment, by, report)
         except (PandaError, TokenUnavailable) as exc:  # raised before any row changed
@@ -483,6 +489,8 @@ def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
         panda = client or panda_clients()
         try:
             for launch_id in launch_ids:
+                if stopping():  # `serve` stops: the row in hand was the last one
+                    break
                 _guarded(dispatch_launch, launch_id, panda)
         finally:
             if client is None:
@@ -498,7 +506,7 @@ def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
             try:
                 while True:
                     with lock:
-                        launch_id = next(todo, None)
+                        launch_id = None if stopping() else next(todo, None)
                     if launch_id is None:
                         return
                     _guarded(dispatch_launch, launch_id, own)
@@ -533,20 +541,22 @@ def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
 
 
 def _stale_sending(bunch_id: int | None = None) -> list[int]:
-    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take,
-    the client's own retries of a request PanDA never received included. One bunch's, or every
-    bunch's when `bunch_id` is None."""
-    panda = get_settings().panda
-    attempts = panda.retries + 1
-    longest = (
-        attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
-    )
-    limit = clock.now() - timedelta(seconds=longest + 5)
-    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < limit]
+    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take.
+    One bunch's, or every bunch's when `bunch_id` is None."""
+    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < _stale_limit()]
     query = select(Launch.id).where(*conditions)
     if bunch_id is not None:
         query = query.join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
     return list(db.session.scalars(query))
+
+
+def _stale_limit() -> datetime:
+    """Claimed before this, a row still "sending" has outlived any submit, the client's own retries of
+    a request PanDA never received included: its dispatcher died."""
+    panda = get_settings().panda
+    attempts = panda.retries + 1
+    longest = attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
+    return clock.now() - timedelta(seconds=longest + 5)
 
 
 def _counts(bunch_id: int) -> dict[str, int]:
@@ -559,84 +569,56 @@ def _counts(bunch_id: int) -> dict[str, int]:
     return counts
 
 
-def dispatch_due(limit: int = 100, client: PandaApi | None = None) -> int:
+def dispatch_due(limit: int = 1000, client: PandaApi | None = None) -> int:
     """Submit launches whose ``due_at`` has come (any bunch), then settle unknown and stale ones in
-    bulk (`settle_unknown`). For start-up and the scheduler: a row left in "sending" by a crash is
-    looked up, never resent on absence alone. Returns how many rows were handled."""
+    bulk. Returns how many rows were handled. The scheduler runs the two halves as separate jobs."""
+    return dispatch_pending(limit, client) + reconcile_unsettled(client)
+
+
+def dispatch_pending(limit: int = 1000, client: PandaApi | None = None) -> int:
+    """The "dispatch" job: submit the pending launches that are due, oldest first (a resend's new
+    attempt goes out at the next run). Returns how many rows it took."""
     due = list(
         db.session.scalars(
             select(Launch.id)
-            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
+            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now(), may_go())
             .order_by(Launch.due_at, Launch.id)
             .limit(limit)
         )
     )
+    db.session.commit()  # no transaction (nor SQLite read lock) held while PanDA is asked
     send_all(due, client)
+    if stopping():
+        left = db.session.scalar(
+            select(func.count()).where(Launch.status == S.PENDING, Launch.id.in_(due))
+        )
+        if left:
+            log.info("stopping: %d launch(es) left for the next start", left)
+    return len(due)
+
+
+def reconcile_unsettled(client: PandaApi | None = None) -> int:
+    """The "reconcile" job: look up by name, in bulk, the launches without an answer (unknown, or left
+    in "sending" by a crash), never resending them on absence alone. Returns how many it settled."""
     panda = client or panda_clients()
     try:
-        settled = settle_unknown(panda)
+        return settle_unknown(panda).handled
     finally:
         if client is None:
             panda.close()
-    return len(due) + settled.handled
 
 
-# --- background dispatch, one thread per bunch ------------------------------------------------------
-
-_running: set[int] = set()
-_running_lock = threading.Lock()
-_threads: list[threading.Thread] = []
-
-
-def dispatch_after_commit(bunch_id: int) -> None:
-    """Dispatch the bunch in the background once the current transaction commits (before that, the
-    dispatcher's own session cannot see the new launches)."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def start() -> None:
-        start_background_dispatch(app, bunch_id)
-
-    after_commit(start)
+def dispatch_soon(*, reconcile: bool = False) -> None:
+    """Wake the dispatch job (and the reconcile job) once the current transaction commits: the
+    job's own session sees the new rows then."""
+    wake_after_commit(DISPATCH_JOB)
+    if reconcile:
+        wake_after_commit(RECONCILE_JOB)
 
 
-def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | None:
-    """Dispatch a bunch in a daemon thread (the page shows progress); one thread per bunch at a time."""
-    with _running_lock:
-        if bunch_id in _running:
-            return None
-        _running.add(bunch_id)
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                try:
-                    dispatch_bunch(bunch_id)
-                finally:
-                    db.session.remove()
-        except Exception:
-            log.exception("background dispatch of bunch %s failed", bunch_id)
-        finally:
-            with _running_lock:
-                _running.discard(bunch_id)
-
-    thread = threading.Thread(target=run, name=f"dispatch-bunch-{bunch_id}", daemon=True)
-    thread.start()
-    with _running_lock:  # forget finished threads: a long-running panel starts one per bunch
-        _threads[:] = [t for t in _threads if t.is_alive()]
-        _threads.append(thread)
-    return thread
-
-
-def is_dispatching(bunch_id: int) -> bool:
-    with _running_lock:
-        return bunch_id in _running
-
-
-def wait_for_dispatchers(timeout: float = 30.0) -> bool:
-    """Join the background dispatch threads (tests and shutdown); True when all finished."""
-    deadline = time.monotonic() + timeout
-    for thread in list(_threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
-    alive = [t for t in _threads if t.is_alive()]
-    _threads[:] = alive
-    return not alive
+def dispatching(bunch_id: int) -> bool:
+    """Whether a dispatcher (of any panel instance) is sending one of the bunch's launches now: a
+    row claimed recently enough to still be waiting for PanDA's answer."""
+    query = select(Launch.id).join(Task, Launch.task_id == Task.id)
+    query = query.where(Task.bunch_id == bunch_id, Launch.status == S.SENDING, Launch.claimed_at >= _stale_limit())
+    return db.session.scalar(query.limit(1)) is not None

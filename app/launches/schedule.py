@@ -25,7 +25,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.auth.roles import role_at_least
 from app.extensions import db
-from app.launches.dispatcher import dispatch_after_commit
+from app.launches.dispatcher import dispatch_soon
 from app.launches.gates import PARENT_FAILED
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
@@ -252,8 +252,8 @@ def reschedule(launches: list[Launch], schedule: Schedule, user: User) -> int:
         error="",
     )
     remember_zone(user, schedule.zone)
-    for bunch_id in sorted({row.task.bunch_id for row in done}):
-        dispatch_after_commit(bunch_id)
+    if done:
+        dispatch_soon()
     record("launch.reschedule", target=launches[0].task.name if launches else None,
            outcome="ok" if done else "refused",
            details={"launch_ids": [row.id for row in done], "schedule": schedule.describe()}, user=user)  # fmt: skip

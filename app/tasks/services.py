@@ -28,7 +28,7 @@ from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
 from app.extensions import db
 from app.launches import schedule as launch_schedule
-from app.launches.dispatcher import dispatch_after_commit
+from app.launches.dispatcher import dispatch_soon
 from app.launches.models import Launch
 from app.launches.services import new_launch
 from app.launches.states import LaunchStatus
@@ -588,7 +588,7 @@ def submit_bunch(
             if attempt == 2:
                 raise
     if result.created:
-        dispatch_after_commit(result.bunch.id)
+        dispatch_soon()
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 
 from app.actions import edit as editing
 from app.auth.current import logged_in_user
@@ -270,7 +270,7 @@ def bunch(bunch_id: int):
     kinds = {step: template.kind(step) for step in get_settings().tasks.step_types if step in template.steps}
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
-        dispatching=dispatcher.is_dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
+        dispatching=dispatcher.dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
         rows=sync.rows_of(bunch.tasks, bunch.id), undecided=launches.undecided_of(bunch.tasks),
         relations=services.bunch_relations(bunch),
     )  # fmt: skip
@@ -283,7 +283,7 @@ def bunch_progress(bunch_id: int):
     bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     return render_template(
         "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
-        action_form=ActionForm(), dispatching=dispatcher.is_dispatching(bunch.id),
+        action_form=ActionForm(), dispatching=dispatcher.dispatching(bunch.id),
     )  # fmt: skip
 
 
@@ -314,8 +314,8 @@ def dispatch(bunch_id: int):
     bunch = db.get_or_404(TaskBunch, bunch_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    started = dispatcher.start_background_dispatch(current_app._get_current_object(), bunch.id)  # type: ignore[attr-defined]
-    flash("Dispatching resumed." if started else "This bunch is being dispatched already.", "info")
+    dispatcher.dispatch_soon(reconcile=True)
+    flash("Dispatching resumed.", "info")
     return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
 
 

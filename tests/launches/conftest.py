@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from tests.tasks.conftest import _join_dispatchers, fake_panda, sim_definition  # noqa: F401 (fixtures)
+from tests.tasks.conftest import fake_panda, sim_definition  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from flask import g
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
-from app.launches import dispatcher, schedule
+from app.launches import schedule
 from app.launches.models import Launch
 from app.tasks import services
 from app.tasks.models import TaskBunch
-from tests.helpers import csrf_token
+from tests.helpers import csrf_token, settle_launches
 from tests.launches.test_schedule import _bunch
 from tests.tasks.conftest import form_data, post, sim_definition
 
@@ -139,7 +139,7 @@ def test_cancel_reschedule_and_launch_now_with_role_checks(client, login_as, mak
     assert _post(client, f"/launches/{second.id}/cancel").status_code == 302
     db.session.expire_all()
     assert second.status == "cancelled"
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     assert fake_panda.submits == [third.task.name]  # launched now, once; the others never
     assert services.bunch_progress(bunch).submitted == 1
 
@@ -155,7 +155,7 @@ def test_a_chain_scheduled_for_later(short_dispatch, client, login_as, db, fake_
     chain = db.session.scalar(select(Chain))
     due = {t.latest_launch.due_at.isoformat() for step in chain.steps for t in step.bunch.tasks}
     assert due == {"2026-01-15T18:00:00+00:00"}  # every step; later steps also wait for their parents
-    assert dispatcher.wait_for_dispatchers(30) and fake_panda.submits == []
+    assert settle_launches(30) and fake_panda.submits == []
     past = {**chain_form_data(chain_definition(9), key="c2"), "launch_when": "at", "launch_at": "2026-01-15T06:00",
             "time_zone": "UTC"}  # fmt: skip
     refused = post(client, "/chains/create", past)

@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from flask import Flask, g
 from sqlalchemy import event
 
@@ -122,10 +121,3 @@ def test_every_page_runs_as_many_statements_at_both_sizes(settings_factory, migr
     assert all(status != 500 for status, _, _ in small.values()), {e: r for e, r in small.items() if r[0] == 500}
     assert sum(1 for status, _, _ in small.values() if status == 200) >= 20  # the pages did render
 
-
-@pytest.fixture(autouse=True)
-def _no_background_dispatch(monkeypatch):
-    """The world is saved directly: nothing is sent to PanDA from here."""
-    from app.launches import dispatcher
-
-    monkeypatch.setattr(dispatcher, "dispatch_after_commit", lambda *a, **k: None)

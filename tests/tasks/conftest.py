@@ -16,7 +16,6 @@ from flask import Flask, g
 
 from app import create_app
 from app.config import Settings
-from app.launches import dispatcher
 from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
 from tests.fakes.panda import FakePanda, install
@@ -83,13 +82,6 @@ def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:
 def fake_panda(app) -> FakePanda:
     """The app's PanDA clients are this scripted fake (tests/fakes/panda.py)."""
     return install(app, FakePanda())
-
-
-@pytest.fixture(autouse=True)
-def _join_dispatchers():
-    """Background dispatch threads must finish before the app (and its database) goes away."""
-    yield
-    assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"
 
 
 class _FormValues(HTMLParser):
