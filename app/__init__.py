@@ -17,6 +17,7 @@ from app.auth.sessions import init_sessions
 from app.auth.views import bp as auth_bp
 from app.chains.views import bp as chains_bp
 from app.config import Settings, load_settings
+from app.monitoring.views import bp as monitoring_bp
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
@@ -34,7 +35,8 @@ __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
 BLUEPRINTS = (
-    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, actions_bp, chains_bp, prodrequests_bp,
+    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, monitoring_bp, actions_bp, chains_bp,
+    prodrequests_bp,
 )  # fmt: skip
 
 
