@@ -8,6 +8,7 @@ from werkzeug.wrappers import Response
 
 from app import extensions
 from app.actions.views import bp as actions_bp
+from app.api.views import bp as api_bp
 from app.audit.views import bp as audit_bp
 from app.auth.current import current_user
 from app.auth.iam import bp as iam_bp
@@ -22,6 +23,7 @@ from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
 from app.prodrequests.views import bp as prodrequests_bp
+from app.stats.views import bp as stats_bp
 from app.sync.services import FINAL, sync_status
 from app.tasks.views import bp as tasks_bp
 from app.tokens.views import bp as tokens_bp
@@ -36,7 +38,7 @@ __all__ = ["VERSION", "create_app"]
 # One line per domain; the order is the order of their URL rules.
 BLUEPRINTS = (
     web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, monitoring_bp, actions_bp, chains_bp,
-    prodrequests_bp,
+    prodrequests_bp, stats_bp, api_bp,
 )  # fmt: skip
 
 
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.before_request
     def load_user() -> Response | None:
         g.user = load_user_from_session()
+        g.api_token = None  # set by the API's bearer authentication (app/api/auth.py)
         return password_gate(g.user, request.endpoint)  # a password someone else chose is changed first
 
     @app.context_processor

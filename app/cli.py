@@ -23,6 +23,7 @@ from app.extensions import db
 from app.logsetup import configure_logging
 from app.paths import ensure_private_dir, instance_dir, keep_private
 from app.runtime import start_background, stop_background
+from app.stats.cli import stats
 from app.tokens.cli import keys
 from pandasim import StateError
 from pandasim.cli import panda_sim
@@ -168,6 +169,7 @@ def db_history() -> None:
 
 
 main.add_command(users)
+main.add_command(stats)
 main.add_command(keys)
 main.add_command(panda_sim)
 main.add_command(requests_sim)

@@ -420,6 +420,37 @@ class CatalogSettings:
 
 
 @dataclass(frozen=True)
+class StatsSettings:
+    stalled_hours: float = setting(
+        6.0, "an active task whose jobs have not moved for this many hours is flagged stalled", above(0)
+    )
+    token_warning_hours: float = setting(
+        24.0, "alert when a scheduled launch's owner can no longer renew a token within this many hours", above(0)
+    )
+    alerts_interval_s: float = setting(300.0, "seconds between two evaluations of the alerts", at_least(10))
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    smtp_host: str = setting("", 'SMTP server that sends alert e-mails ("" = no e-mail)')
+    smtp_port: int = setting(25, "SMTP port", between(1, 65535))
+    smtp_starttls: bool = setting(False, "upgrade the SMTP connection with STARTTLS")
+    mail_from: str = setting("prodpanel@localhost", "sender address of alert e-mails")
+    webhook_url: str = setting(
+        "", 'Mattermost/Slack-compatible incoming webhook for alerts ("" = none)', HTTP_URL
+    )
+    timeout_s: float = setting(10.0, "seconds to wait for the SMTP server or the webhook", above(0))
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    token_days: int = setting(90, "lifetime offered for a new personal API token, days", at_least(1))
+    token_max_days: int = setting(366, "longest lifetime a personal API token may have, days", at_least(1))
+    page_size: int = setting(50, "items per page of an API list unless per_page says otherwise", between(1, 500))
+    max_page_size: int = setting(500, "most items one page of an API list may have", between(1, 5000))
+
+
+@dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")  # not a config key: resolved by app.paths
     database_url: str = setting(
@@ -438,6 +469,9 @@ class Settings:
     chains: ChainSettings = field(default_factory=ChainSettings)
     requests: RequestsSettings = field(default_factory=RequestsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    stats: StatsSettings = field(default_factory=StatsSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def sqlalchemy_url(self) -> str:

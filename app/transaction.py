@@ -25,7 +25,10 @@ class TransactionalFlask(Flask):
     """Flask with the request's transaction boundary."""
 
     def handle_user_exception(self, e: Exception) -> Any:
-        db.session.rollback()  # a view or before-request hook raised: none of its work is kept
+        # A view or before-request hook raised: none of its work is kept, unless the error says the
+        # work so far is its record (an API refusal whose audit event the UI's page would commit).
+        if not getattr(e, "keeps_work", False):
+            db.session.rollback()
         return super().handle_user_exception(e)
 
     def handle_exception(self, e: Exception) -> Response:

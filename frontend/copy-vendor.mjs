@@ -15,7 +15,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const vendorDir = resolve(here, "..", "static", "vendor");
 
 // npm package -> folder under static/vendor/ (short, stable URLs: vendor/htmx/htmx.min.js)
-const FOLDERS = { bootstrap: "bootstrap", "bootstrap-icons": "bootstrap-icons", "chart.js": "chartjs", "htmx.org": "htmx" };
+const FOLDERS = { bootstrap: "bootstrap", "bootstrap-icons": "bootstrap-icons", "chart.js": "chartjs", "htmx.org": "htmx", "swagger-ui-dist": "swagger-ui" };
 
 // npm package -> [source path inside the package, destination path inside static/vendor/<folder>/]
 const FILES = {
@@ -38,6 +38,13 @@ const FILES = {
   "htmx.org": [
     ["dist/htmx.min.js", "htmx.min.js"],
     ["LICENSE", "LICENSE"],
+  ],
+  // The API docs page (/api/v1/docs) renders the OpenAPI document with it.
+  "swagger-ui-dist": [
+    ["swagger-ui-bundle.js", "swagger-ui-bundle.js"],
+    ["swagger-ui.css", "swagger-ui.css"],
+    ["LICENSE", "LICENSE"],
+    ["NOTICE", "NOTICE"],
   ],
 };
 

@@ -710,6 +710,29 @@ def jobs_by_panda_id(sim: PandaCore, panda_ids: list[int]) -> list[dict[str, Any
     return out
 
 
+# What a failed job reports, as PanDA pilots and payloads word it (pilot codes: PanDA pilot's
+# ErrorCodes); each failed job gets one, chosen from its seed. Placeholders vary per job.
+JOB_ERRORS: tuple[tuple[str, int, str], ...] = (
+    ("pilot", 1212, "Payload ran out of memory: maxRSS {rss} kB exceeds the limit of {limit} kB on {host}"),
+    ("pilot", 1235, "Payload exceeded maximum allowed memory (PSS {rss} kB > {limit} kB), killed at {n} s"),
+    ("pilot", 1137, "Failed to stage-out file {lfn}: connection to root://{host}:1094//spd/{lfn} timed out"),
+    ("pilot", 1099, "Failed to stage-in file {lfn}: [ERROR] Server responded with an error: [3011] No such file"),
+    ("pilot", 1150, "Looping job killed by pilot: no update of the output files for {n} s"),
+    ("pilot", 1201, "Payload received SIGTERM from the batch system after {n} s (job {panda_id})"),
+    ("exe", 65, "spdroot exited with code 65: G4Exception issued by G4Navigator::ComputeStep at event {n}"),
+    ("exe", 139, "Segmentation violation in spdroot (signal 11) at address 0x{hex} in event {n}"),
+)
+
+
+def _job_error(u: Any, job: dict[str, Any], lfn: str, site: str, ram_mb: int) -> dict[str, Any]:
+    source, code, text = JOB_ERRORS[int(u("err") * len(JOB_ERRORS)) % len(JOB_ERRORS)]
+    limit = ram_mb * 1024
+    diag = text.format(rss=int(limit * (1.05 + 0.2 * u("rss"))), limit=limit, n=int(1000 + 9000 * u("n")),
+                       host=f"{site.lower().replace('_', '-')}-wn{int(u('wn') * 90) + 10:03d}.jinr.ru",
+                       lfn=lfn, panda_id=job["PandaID"], hex=f"{int(u('hex') * 2**40):010x}")  # fmt: skip
+    return {f"{source}ErrorCode": code, f"{source}ErrorDiag": diag, "transExitCode": code if source == "exe" else 0}
+
+
 def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float) -> dict[str, Any]:
     seed, params, spec, r, k = sim.config.seed, t["params"], t["spec"], job["round"], job["k"]
     status = job["status"]
@@ -773,10 +796,9 @@ def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float
         cpuConsumptionUnit="s",
         hs06sec=int(walltime * core_count * 10) if walltime else None,
         maxRSS=int(1.5e6 * (0.6 + 0.4 * u("rss"))) if done else None,
-        transExitCode=0 if status == "finished" else (65 if status == "failed" else None),
+        transExitCode=0 if status == "finished" else None,
         pilotErrorCode=0,
-        exeErrorCode=65 if status == "failed" else 0,
-        exeErrorDiag="simulated payload failure" if status == "failed" else None,
+        exeErrorCode=0,
         taskBufferErrorCode=106 if status == "cancelled" else 0,
         taskBufferErrorDiag="killed by JEDI" if status == "cancelled" else None,
         jobParameters=_job_params(params, serial),
@@ -827,6 +849,9 @@ def _job_dict(sim: PandaCore, t: dict[str, Any], job: dict[str, Any], now: float
                 "attemptNr": r["attempt"],
             }
         )
+    if status == "failed":
+        first = next((f["lfn"] for f in files if f["type"] == "output"), spec["taskName"])
+        d.update(_job_error(u, job, first, site, int(spec.get("ramCount") or 2000)))
     d["nOutputDataFiles"] = sum(1 for f in files if f["type"] == "output")
     d["outputFileBytes"] = out_bytes if status == "finished" else 0
     d["Files"] = files

@@ -18,11 +18,12 @@ from app.auth.current import current_user
 from app.chains.models import Chain, ChainStep
 from app.config import get_settings
 from app.extensions import db
-from app.monitoring.filters import BadFilter, TaskFilter
+from app.monitoring.filters import QUERY_KEYS, BadFilter, TaskFilter
 from app.prodrequests.services import tasks_for_request
 from app.tasks.models import Task
 
 MAX_TASKS = 10_000  # one bulk action acts on at most this many tasks
+FILTER_FIELDS = QUERY_KEYS  # the fields that carry "all matching this filter"
 SCOPES = ("ids", "filter", "bunch", "chain", "request")
 
 

@@ -37,6 +37,9 @@ def record(
     request's user; `session` to the request's (the token vault passes its own)."""
     if isinstance(user, _RequestUser):
         user = g.get("user") if has_request_context() else None
+    token = g.get("api_token") if has_request_context() else None
+    if token is not None:  # an API call: say which personal token acted
+        details = {**(details or {}), "api_token": f"{token.name} (#{token.id})"}
     event = AuditEvent(
         at=clock.now(),
         user_id=user.id if user else None,

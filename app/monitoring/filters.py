@@ -258,3 +258,9 @@ _CLAUSES = {
     **{name: _window_of(name) for name in TIME_FIELDS},
 }
 FILTER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TaskFilter) if f.name in _CLAUSES)
+# The query-string keys the filter reads.
+QUERY_KEYS: tuple[str, ...] = (
+    *(n for n in FILTER_NAMES if n not in TIME_FIELDS),
+    *(f"{n}_{end}" for n in TIME_FIELDS for end in ("from", "to")),
+    "not",
+)

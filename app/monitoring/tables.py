@@ -233,6 +233,13 @@ def _typed(expr: Any, value: Any) -> Any:
     return value
 
 
+def ordered(query: Select[Any], sort: str, order: str, table: Table | None = None) -> Select[Any]:
+    """`query` in the order of a table's column (BadFilter for an unknown column or order)."""
+    if order not in ("asc", "desc"):
+        raise BadFilter("order: asc or desc")
+    return _ordered(query, (table or CURRENT).column(sort), order == "asc")
+
+
 def _ordered(query: Select[Any], col: Column, ascending: bool) -> Select[Any]:
     return query.order_by(*(e.asc() if ascending else e.desc() for e in _exprs(col)))
 

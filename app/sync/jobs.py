@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, selectinload
 
 from app import clock
 from app.config import Settings, get_settings
@@ -272,8 +272,8 @@ def _tasks_by_panda_id(group: Group, panda_ids: Iterable[int]) -> dict[int, Task
     ids = [group.tasks[pid] for pid in set(panda_ids) if pid in group.tasks]
     if not ids:
         return {}
-    rows = db.session.scalars(
-        select(Task).options(defer(Task.spec), defer(Task.params)).where(Task.id.in_(ids))
+    rows = db.session.scalars(  # the spec and bunch: the statistics' request and creator
+        select(Task).options(defer(Task.params), selectinload(Task.bunch)).where(Task.id.in_(ids))
     )
     return {task.panda_task_id: task for task in rows if task.panda_task_id is not None}
 
@@ -302,7 +302,7 @@ def account_final_tasks(
     settings = get_settings()
     tasks = db.session.scalars(
         select(Task)
-        .options(defer(Task.spec), defer(Task.params))
+        .options(defer(Task.params), selectinload(Task.bunch))
         .where(Task.panda_status.in_(FINAL), Task.accounted_at.is_(None), Task.panda_task_id.is_not(None))
         .order_by(Task.ended_at.nulls_last(), Task.id)
         .limit(limit)
@@ -350,7 +350,7 @@ def refresh_hinted(panda_ids: Iterable[int], client: PandaApi | None = None) -> 
     if not ids:
         return report
     tasks = db.session.scalars(
-        select(Task).options(defer(Task.spec)).where(Task.panda_task_id.in_(ids)).order_by(Task.id)
+        select(Task).options(selectinload(Task.bunch)).where(Task.panda_task_id.in_(ids)).order_by(Task.id)
     ).all()
     if not tasks:
         return report

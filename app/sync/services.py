@@ -26,6 +26,8 @@ from app.launches.states import LaunchStatus
 from app.panda.client import PandaApi
 from app.panda.errors import PandaError, PandaNotFound, PandaUnavailable
 from app.panda.results import JobDescription, TaskInfo, TaskSummary, as_utc, parse_statistics
+from app.stats.errors import record_errors
+from app.stats.summary import counted
 from app.sync.models import SyncState, TaskStatusChange
 from app.tasks.models import Task
 from app.tokens.errors import TokenUnavailable
@@ -142,6 +144,7 @@ def _set(task: Task, values: dict[str, Any]) -> bool:
     return changed
 
 
+@counted
 def apply_info(task: Task, info: TaskInfo, now: datetime) -> bool:
     """Store what `get_detailed_info` says about the task; True when something changed. Flushes nothing."""
     params = info.raw_task_params or {}
@@ -171,6 +174,7 @@ def apply_info(task: Task, info: TaskInfo, now: datetime) -> bool:
     return changed
 
 
+@counted
 def apply_summary(task: Task, summary: TaskSummary, now: datetime) -> bool:
     """Store what a legacy listing (`getJediTasksInTimeRange`, full) says: status, times, file counts."""
     began = summary.modification_time or now
@@ -188,6 +192,7 @@ def apply_summary(task: Task, summary: TaskSummary, now: datetime) -> bool:
     return changed
 
 
+@counted
 def account(task: Task, jobs: list[JobDescription], now: datetime) -> None:
     """The final task's consumed walltime, processed events, output and log sizes (every attempt)."""
     finished = [job for job in jobs if job.status == "finished"]
@@ -195,6 +200,7 @@ def account(task: Task, jobs: list[JobDescription], now: datetime) -> None:
     task.events_processed = min(sum(job.n_events or 0 for job in finished), INT64_MAX)
     task.output_bytes = min(sum(job.output_bytes for job in finished), INT64_MAX)
     task.log_bytes = min(sum(job.log_bytes for job in jobs), INT64_MAX)
+    record_errors(task, jobs)
     task.accounted_jobs = len(jobs)
     task.accounted_at = now
     task.accounting_error = None

@@ -5,10 +5,12 @@ Token values are never rendered: only where they come from, their expiries and t
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from app import clock
+from app.api import tokens as api_tokens
+from app.api.forms import ApiTokenForm
 from app.auth.current import logged_in_user
 from app.auth.decorators import login_required, role_required
 from app.auth.models import User
@@ -23,12 +25,14 @@ from app.tokens.errors import TokenUnavailable
 bp = Blueprint("tokens", __name__, url_prefix="/tokens")
 
 
-@bp.get("/")
-@login_required
-def index() -> ResponseReturnValue:
+def _page(
+    api_form: ApiTokenForm | None = None, new_token: str | None = None, status: int = 200
+) -> ResponseReturnValue:
     user = logged_in_user()
     settings = get_settings()
     grants = services.health(user)
+    if api_form is None:
+        api_form = ApiTokenForm(days=settings.api.token_days)
     return render_template(
         "tokens/index.html",
         user=user,
@@ -40,7 +44,41 @@ def index() -> ResponseReturnValue:
         sandbox=services.sandbox_user(user, settings),
         iam_configured=bool(settings.iam.issuer),
         now=clock.now(),
-    )
+        api_tokens=api_tokens.tokens_of(user),
+        api_form=api_form,
+        new_api_token=new_token,
+    ), status
+
+
+@bp.get("/")
+@login_required
+def index() -> ResponseReturnValue:
+    return _page()
+
+
+@bp.post("/api")
+@login_required
+def api_create() -> ResponseReturnValue:
+    """A new personal API token, shown on this response only (never stored, never shown again)."""
+    form = ApiTokenForm()
+    if not form.validate_on_submit():
+        return _page(form, status=400)
+    try:
+        created = api_tokens.create_token(logged_in_user(), form.name.data, form.scope.data, form.days.data)
+    except api_tokens.TokenInputError as exc:
+        for name, message in exc.errors.items():
+            form[name].errors = [message]
+        return _page(form, status=400)
+    return _page(new_token=created.secret)
+
+
+@bp.post("/api/<int:token_id>/revoke")
+@login_required
+def api_revoke(token_id: int) -> ResponseReturnValue:
+    if api_tokens.revoke_token(logged_in_user(), token_id) is None:  # CSRF: checked for every POST
+        abort(404)
+    flash("API token revoked: requests with it are refused from now on.", "info")
+    return redirect(url_for("tokens.index"))
 
 
 @bp.post("/refresh")

@@ -5,6 +5,8 @@ import logging
 from flask import Blueprint, jsonify, render_template
 from werkzeug.exceptions import HTTPException
 
+from app.api.problems import from_http_error, wants_problem
+from app.api.problems import internal_error as api_internal_error
 from app.auth.current import logged_in_user
 from app.auth.decorators import login_required
 from app.tasks.services import recent_bunches
@@ -34,6 +36,8 @@ def healthz():
 
 @bp.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
+    if wants_problem():
+        return from_http_error(exc)
     code = exc.code or 500
     if code == 400 and "CSRF" in (exc.description or ""):
         message = (
@@ -53,6 +57,8 @@ def http_error(exc: HTTPException):
 @bp.app_errorhandler(Exception)
 def internal_error(exc: Exception):
     log.exception("unhandled error")  # the request's work is rolled back (app/transaction.py)
+    if wants_problem():
+        return api_internal_error()
     return render_template(
         "errors/error.html",
         code=500,

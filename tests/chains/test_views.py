@@ -184,7 +184,11 @@ def test_create_links_every_reco_to_its_sim_and_a_repeated_post_creates_nothing(
     assert db_count(TaskBunch) == 2 and db_count(Task) == 6
     page = client.get(f"/chains/{chain.id}").get_data(as_text=True)
     assert "waiting for parent task PROD2025-008.SIM.3 to be done" in page
-    assert page.count('class="card flex-grow-1 chain-flow-step"') == 2 and "Kill all" in page
+    assert page.count('class="card flex-grow-1 chain-flow-step"') == 2
+    # Whole-chain actions: the bulk confirmation over the chain's six tasks, filtered by the matrix.
+    assert 'id="chain-kill-all"' in page and 'id="chain-retry-all"' in page
+    confirm = post(client, "/actions/bulk/confirm", {"scope": "chain", "target_id": str(chain.id), "action": "kill"})
+    assert "6 task(s)" in confirm.get_data(as_text=True)
     fragment = client.get(f"/chains/{chain.id}/progress").get_data(as_text=True)
     assert fragment.startswith('\n<div id="chain-flow"') or fragment.lstrip().startswith(
         '<div id="chain-flow"'

@@ -42,7 +42,9 @@ def test_a_task_of_1e20_events_answers_every_call_quickly(sim, prod):
     filters = '{"userName": "spd_prod", "status": "running"}'
     listed = timed("task/get_tasks_detailed_info_since", filters=filters)
     assert {t["jediTaskID"] for t in listed} == {task_id, failing}
-    assert max(timings.values()) < 5, f"a call took too long on a huge task: {timings}"
+    # A hang guard, not a speed target (the old simulator looped over 10^20 jobs and never answered);
+    # generous because the suite shares two cores with everything else.
+    assert max(timings.values()) < 30, f"a call took too long on a huge task: {timings}"
 
 
 def test_a_corrupt_state_file_is_refused_with_a_clear_message(tmp_path):

@@ -1,0 +1,321 @@
+"""The OpenAPI 3.1 document of /api/v1/, written beside the routes it describes (a test keeps the
+two in sync, and schemathesis checks every response against it)."""
+
+from __future__ import annotations
+
+import typing
+from functools import cache
+from typing import Any
+
+from app.actions.matrix import Action
+from app.actions.selection import FILTER_FIELDS
+from app.api.models import SCOPES
+from app.chains.schema import CHAIN_FIELDS, STEP_TYPES
+from app.launches.states import LaunchStatus
+from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
+from app.version import VERSION
+
+PROBLEM = "application/problem+json"
+STR, INT, BOOL, OBJ = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "object"}
+TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema["type"]
+    return {**schema, "type": [kind, "null"] if isinstance(kind, str) else [*kind, "null"]}
+
+
+def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, **extra: Any) -> dict[str, Any]:
+    """An object schema; every property is required unless `required` says otherwise."""
+    return {"type": "object", "properties": properties,
+            "required": list(properties if required is None else required), **extra}  # fmt: skip
+
+
+def array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+def _json_type(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a definition field's Python type."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = type(None) in typing.get_args(hint)
+    base = args[0] if args else hint
+    schema = {str: STR, int: INT, bool: BOOL}.get(base, OBJ)
+    return nullable(schema) if optional else schema
+
+
+_DEFINITION_TYPES = typing.get_type_hints(TaskDefinition)
+TASK_DEFINITION = obj(
+    {name: _json_type(_DEFINITION_TYPES[name]) for name in DEFINITION_FIELDS},
+    required=("step", "task_name", "cloud", "data_disk", "exec_path", "container_path"),
+    additionalProperties=False,
+)
+TASK_CREATE = {
+    **TASK_DEFINITION,
+    "properties": {**TASK_DEFINITION["properties"], "idempotency_key": STR,
+                   "cloned_from_task": INT, "cloned_from_bunch": INT},
+}  # fmt: skip
+CHAIN_DOCUMENT = obj(
+    {"schema": {"const": "prodpanel.chain/1"}, **{k: _json_type(v) for k, v in CHAIN_FIELDS.items()},
+     "steps": array(obj({k: _json_type(v) for k, v in STEP_TYPES.items()}, required=()))},
+    required=("schema", "name", "processing_type", "steps"),
+)  # fmt: skip
+
+LAUNCH = obj({
+    "id": INT, "task_id": INT, "attempt": INT, "status": {"enum": list(LaunchStatus)}, "due_at": TIME,
+    "created_at": TIME, "claimed_at": TIME, "finished_at": TIME, "panda_task_id": nullable(INT), "error": STR,
+    "after_parent_done": BOOL, "created_by": nullable(STR),
+})  # fmt: skip
+TASK = obj({
+    "id": INT, "name": STR, "step": STR, "production": STR, "bunch_id": INT, "bunch_index": INT,
+    "output_dataset": STR, "parent_id": nullable(INT), "cloned_from_id": nullable(INT), "created_at": TIME,
+    "creator": nullable(STR), "panda_task_id": nullable(INT), "panda_status": nullable(STR),
+    "panda_checked_at": TIME, "panda_error": nullable(STR), "jobs_done": nullable(INT),
+    "jobs_failed": nullable(INT), "jobs_total": nullable(INT), "events_requested": nullable(INT),
+    "events_processed": nullable(INT), "priority_default": nullable(INT), "priority_current": nullable(INT),
+    "submitted_at": TIME, "started_at": TIME, "ended_at": TIME, "cloud": nullable(STR), "site": nullable(STR),
+    "launch_status": {"type": ["string", "null"]},
+})  # fmt: skip
+TASK_DETAIL = {"allOf": [ref("Task"), obj({
+    "definition": OBJ, "params": OBJ, "launches": array(ref("Launch")), "walltime_s": nullable(INT),
+    "output_bytes": nullable(INT), "log_bytes": nullable(INT),
+})]}  # fmt: skip
+BUNCH = obj({
+    "id": INT, "base_name": STR, "step": STR, "size": INT, "comment": STR, "created_at": TIME,
+    "created_by": nullable(STR), "definition": OBJ, "task_ids": array(INT),
+})  # fmt: skip
+PROGRESS = obj({name: INT for name in ("total", "submitted", "pending", "sending", "failed", "unknown",
+                                       "needs_decision")} | {"done": BOOL})  # fmt: skip
+CHAIN = obj({
+    "id": INT, "name": STR, "processing_type": STR, "wait_for_parent_done": BOOL, "comment": STR,
+    "created_at": TIME, "created_by": nullable(STR), "cloned_from_id": nullable(INT),
+    "steps": array(obj({"position": INT, "step": STR, "bunch_id": INT, "task_ids": array(INT)})),
+})  # fmt: skip
+CHAIN_TASK = {"allOf": [ref("Task"), obj({"state": STR, "reason": STR})]}
+CHAIN_DETAIL = {"allOf": [ref("Chain"), obj({"definition": ref("ChainDocument"), "steps": array(obj({
+    "position": INT, "step": STR, "bunch_id": INT, "kind": STR, "states": OBJ, "tasks": array(CHAIN_TASK),
+}))})]}  # fmt: skip
+COMMAND = obj({
+    "id": INT, "task_id": INT, "action": STR, "params": OBJ, "comment": STR,
+    "outcome": {"enum": ["pending", "sending", "accepted", "rejected", "not_allowed", "failed", "unknown"]},
+    "panda_code": nullable(INT), "message": STR, "requested_at": TIME, "username": STR,
+})  # fmt: skip
+BULK = obj({
+    "id": INT, "action": STR, "params": OBJ, "comment": STR, "selection": STR, "created_at": TIME,
+    "finished_at": TIME, "counts": {"type": "object", "additionalProperties": INT}, "done": BOOL,
+    "items": array(obj({"task_id": INT, "outcome": STR, "reason": STR})),
+})  # fmt: skip
+ACTION_BODY = {"type": "object", "properties": {
+    "comment": STR, "soft": BOOL, "memory_mb": INT, "walltime_s": INT, "priority": INT, "increase": INT,
+    "site": STR, "cloud": STR,
+}, "description": "the action's parameters and its comment (needed by kill, finish and avalanche)"}  # fmt: skip
+BULK_BODY = {"type": "object", "required": ["action"], "properties": {
+    "action": {"enum": [a.value for a in Action if a is not Action.MODIFY]},
+    "task_ids": array(INT), "filter": obj({k: STR for k in FILTER_FIELDS}, required=()),
+    "bunch_id": INT, "chain_id": INT, "request_id": INT,
+    "params": ACTION_BODY, "comment": STR,
+}}  # fmt: skip
+PLANNED = obj({"name": STR, "output_dataset": STR, "parent": nullable(STR), "params": OBJ, "diff": STR,
+               "diff_against": nullable(STR)})  # fmt: skip
+TASK_PREVIEW = obj({"definition": OBJ, "warnings": array(STR), "tasks": array(PLANNED)})
+CHAIN_PREVIEW = obj({"definition": ref("ChainDocument"), "warnings": array(STR), "task_count": INT,
+    "steps": array(obj({"position": INT, "step": STR, "kind": STR, "events_per_task": nullable(INT),
+        "tasks": array(obj({"name": STR, "output_dataset": STR, "parent": nullable(STR),
+                            "input_dataset": nullable(STR), "params": OBJ}, required=("name", "params")))}))})  # fmt: skip
+TOKEN = obj({"id": INT, "name": STR, "scope": {"enum": list(SCOPES)}, "created_at": TIME, "expires_at": TIME,
+             "last_used_at": TIME})  # fmt: skip
+ME = obj(
+    {
+        "username": STR,
+        "role": {"enum": ["viewer", "manager", "admin"]},
+        "token": {"oneOf": [ref("Token"), {"type": "null"}]},
+    }
+)
+AUDIT = obj({"id": INT, "at": TIME, "username": STR, "action": STR, "target": STR, "outcome": STR,
+             "request_id": STR, "details": OBJ})  # fmt: skip
+REQUEST = {"type": "object", "properties": {"id": INT, "title": STR, "status": STR, "events_requested": INT},
+           "required": ["id", "title", "status"]}  # fmt: skip
+REQUEST_DETAIL = obj({
+    "id": INT, "request": {"oneOf": [ref("Request"), {"type": "null"}]}, "service_error": nullable(STR),
+    "chain_ids": array(INT), "task_ids": array(INT), "progress": {"type": ["object", "null"]},
+})  # fmt: skip
+FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
+PROBLEM_SCHEMA = obj({"type": STR, "title": STR, "status": INT, "detail": STR, "instance": STR,
+                      "errors": array(ref("FieldError"))}, required=("type", "title", "status", "detail"))  # fmt: skip
+
+SCHEMAS = {
+    "Problem": PROBLEM_SCHEMA, "FieldError": FIELD_ERROR, "Task": TASK, "TaskDetail": TASK_DETAIL,
+    "TaskDefinition": TASK_DEFINITION, "TaskCreate": TASK_CREATE, "TaskPreview": TASK_PREVIEW, "Launch": LAUNCH,
+    "Bunch": BUNCH, "BunchDetail": {"allOf": [ref("Bunch"), obj({"progress": PROGRESS, "tasks": array(ref("Task"))})]},
+    "Created": {"allOf": [ref("Bunch"), obj({"warnings": array(STR)})]},
+    "Chain": CHAIN, "ChainDetail": CHAIN_DETAIL, "ChainDocument": CHAIN_DOCUMENT, "ChainPreview": CHAIN_PREVIEW,
+    "ChainCreated": {"allOf": [ref("Chain"), obj({"warnings": array(STR)})]},
+    "Command": COMMAND, "Bulk": BULK, "ActionBody": ACTION_BODY, "BulkBody": BULK_BODY, "Token": TOKEN, "Me": ME,
+    "AuditEvent": AUDIT, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
+}  # fmt: skip
+
+
+def paged(item: str) -> dict[str, Any]:
+    return obj({"items": array(ref(item)), "page": INT, "per_page": INT, "next_page": nullable(INT)})
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": ref("Problem")}}}
+
+
+def path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+
+
+def query(name: str, description: str = "", schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema or STR,
+        "description": description,
+    }
+
+
+PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1}),
+          query("per_page", "items per page", {"type": "integer", "minimum": 1})]  # fmt: skip
+TASK_FILTERS = [
+    query("q", "the task name contains this"), query("step", "step type"),
+    query("launch", "status of the latest launch", {"enum": list(LaunchStatus)}),
+    query("sort", "name, panda_id, step, status or created"), query("order", "asc or desc", {"enum": ["asc", "desc"]}),
+]  # fmt: skip
+
+
+def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, tag: str, params: list | None = None,
+       body: dict[str, Any] | None = None, refusals: tuple[int, ...] = (), write: bool = False) -> dict[str, Any]:  # fmt: skip
+    """One operation: its success answer (status, JSON schema or None for text, what it is) and the
+    problems it may answer with."""
+    status, schema, description = ok
+    responses: dict[str, Any] = {
+        str(status): {"description": description, **(_json(schema) if schema else {})}
+    }
+    if schema is None:
+        responses[str(status)]["content"] = {"application/json": {}, "application/yaml": {}}
+    responses["401"] = _problem("no valid token or session")
+    responses["403"] = _problem(f"needs the {role} role" + (" and a write token" if write else ""))
+    for code in refusals:
+        responses[str(code)] = _problem({400: "the request was not understood (a session without its CSRF token)",
+                                         404: "no such object", 409: "refused in the current state",
+                                         422: "invalid input, field by field"}[code])  # fmt: skip
+    out: dict[str, Any] = {"summary": summary, "tags": [tag], "description": f"Role: {role}.",
+                           "parameters": params or [], "responses": responses}  # fmt: skip
+    if body is not None:
+        out["requestBody"] = {"required": True, "content": body}
+    return out
+
+
+_CHAIN_BODY = {"application/json": {"schema": ref("ChainDocument")},
+               "application/yaml": {"schema": {"type": "string"}}}  # fmt: skip
+
+
+def _paths() -> dict[str, Any]:
+    task, chain, bunch = path_id("task_id"), path_id("chain_id"), path_id("bunch_id")
+    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [a.value for a in Action]}}
+    return {
+        "/me": {"get": op("Who is calling (user, role, token)", "viewer", (200, ref("Me"), "the caller"), tag="meta")},
+        "/tasks": {
+            "get": op("List tasks (the task list's filters)", "viewer", (200, paged("Task"), "a page of tasks"),
+                      tag="tasks", params=TASK_FILTERS + PAGING, refusals=(422,)),
+            "post": op("Create and launch a task or bunch", "manager", (201, ref("Created"), "the bunch created"),
+                       tag="tasks", body=_json(ref("TaskCreate"))["content"], refusals=(400, 404, 409, 422), write=True),
+        },
+        "/tasks/preview": {"post": op("Preview a definition: each task's PanDA parameters", "manager",
+                                      (200, ref("TaskPreview"), "the planned tasks"), tag="tasks",
+                                      body=_json(ref("TaskDefinition"))["content"], refusals=(400, 422), write=True)},
+        "/tasks/{task_id}": {"get": op("A task with its definition, parameters and launches", "viewer",
+                                       (200, ref("TaskDetail"), "the task"), tag="tasks", params=[task], refusals=(404,))},
+        "/tasks/{task_id}/clone": {"get": op("A task's definition to clone (next free production)", "manager",
+                                             (200, OBJ, "the definition"), tag="tasks", params=[task], refusals=(404,))},
+        "/tasks/{task_id}/actions/{name}": {"post": op(
+            "Take an action on a task (the status × action × role matrix decides)", "viewer (the matrix names the role)",
+            (200, ref("Command"), "the command and PanDA's answer"), tag="actions", params=[task, name],
+            body=_json(ref("ActionBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
+        "/bunches/{bunch_id}": {"get": op("A bunch with its launch progress and tasks", "viewer",
+                                          (200, ref("BunchDetail"), "the bunch"), tag="tasks", params=[bunch], refusals=(404,))},
+        "/bunches/{bunch_id}/clone": {"get": op("A bunch's definition to clone", "manager", (200, OBJ, "the definition"),
+                                                tag="tasks", params=[bunch], refusals=(404,))},
+        "/actions/bulk": {"post": op("Start a bulk action on a selection of tasks", "viewer (the matrix names the role)",
+                                     (202, ref("Bulk"), "the bulk action, sent by the background job"), tag="actions",
+                                     body=_json(ref("BulkBody"))["content"], refusals=(400, 409, 422), write=True)},
+        "/actions/bulk/{bulk_id}": {"get": op("A bulk action's progress and per-task results", "viewer",
+                                              (200, ref("Bulk"), "the bulk action"), tag="actions",
+                                              params=[path_id("bulk_id")], refusals=(404,))},
+        "/chains": {
+            "get": op("List chains", "viewer", (200, paged("Chain"), "a page of chains"), tag="chains", params=PAGING,
+                      refusals=(422,)),
+            "post": op("Create and launch a chain from its document (YAML or JSON)", "manager",
+                       (201, ref("ChainCreated"), "the chain created"), tag="chains", body=_CHAIN_BODY,
+                       refusals=(400, 409, 422), write=True),
+        },
+        "/chains/preview": {"post": op("Preview a chain document: every task of every step", "manager",
+                                       (200, ref("ChainPreview"), "the planned chain"), tag="chains", body=_CHAIN_BODY,
+                                       refusals=(400, 422), write=True)},
+        "/chains/{chain_id}": {"get": op("A chain with its steps' tasks and states", "viewer",
+                                         (200, ref("ChainDetail"), "the chain"), tag="chains", params=[chain], refusals=(404,))},
+        "/chains/{chain_id}/definition": {"get": op(
+            "Export a chain's document", "viewer", (200, None, "the document (JSON or YAML)"), tag="chains",
+            params=[chain, query("format", "json (default) or yaml", {"enum": ["json", "yaml"]})], refusals=(404, 422))},
+        "/chains/{chain_id}/clone": {"get": op("A chain's document to clone (next free production)", "manager",
+                                               (200, ref("ChainDocument"), "the document"), tag="chains", params=[chain],
+                                               refusals=(404,))},
+        "/chains/{chain_id}/actions/{name}": {"post": op(
+            "Take an action on every task of a chain (a bulk action)", "viewer (the matrix names the role)",
+            (202, ref("Bulk"), "the bulk action"), tag="chains", params=[chain, name],
+            body=_json(ref("ActionBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
+        "/launches": {"get": op("List launches, newest first", "viewer", (200, paged("Launch"), "a page of launches"),
+                                tag="launches", refusals=(422,), params=[
+                                    query("status", "launch status", {"enum": list(LaunchStatus)}),
+                                    query("task_id", "", {"type": "integer", "minimum": 1}),
+                                    query("bunch_id", "", {"type": "integer", "minimum": 1}), *PAGING])},
+        "/requests": {"get": op("List production requests (spd-requests, cached)", "viewer",
+                                (200, {"allOf": [paged("Request"), obj({"service_error": nullable(STR)})]},
+                                 "a page of requests"), tag="requests", refusals=(422,),
+                                params=[query("status"), query("group", "physics group"), *PAGING])},
+        "/requests/{request_id}": {"get": op("A request with its chains, tasks and progress", "viewer",
+                                             (200, ref("RequestDetail"), "the request"), tag="requests",
+                                             params=[path_id("request_id")], refusals=(404,))},
+        "/audit": {"get": op("The audit trail, newest first", "admin", (200, paged("AuditEvent"), "a page of events"),
+                             tag="audit", refusals=(422,), params=[
+                                 query("action", "starts with"), query("user", "username"), query("outcome"),
+                                 query("target", "contains"), query("since", "YYYY-MM-DD", {"type": "string", "format": "date"}),
+                                 query("until", "YYYY-MM-DD", {"type": "string", "format": "date"}), *PAGING])},
+    }  # fmt: skip
+
+
+PUBLIC_PATHS = {"/openapi.json", "/docs"}  # served without a token; not operations of the API
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (built once per process)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "SPD production panel API", "version": VERSION, "description": (
+            "The panel's services for scripts and the `prodpanel` CLI. Authenticate with a personal API token "
+            "(token page; `Authorization: Bearer <token>`; a read token may only GET) or, from the browser, the "
+            "session cookie with the `X-CSRFToken` header. Errors are RFC 9457 problem documents; lists are "
+            "paged with `page` and `per_page` (`next_page` is null on the last page).")},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}, {"session": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "a personal API token (ppt_…)"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "prodpanel_session"},
+            },
+        },
+    }  # fmt: skip

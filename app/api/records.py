@@ -1,0 +1,108 @@
+"""The API's JSON records of stored objects (plain dicts; times as ISO 8601 in UTC)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.actions.models import BulkAction, TaskCommand
+from app.api.models import ApiToken
+from app.audit.models import AuditEvent
+from app.chains.models import Chain
+from app.launches.models import Launch
+from app.tasks.models import Task, TaskBunch
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def launch_record(launch: Launch) -> dict[str, Any]:
+    return {
+        "id": launch.id, "task_id": launch.task_id, "attempt": launch.attempt, "status": str(launch.status),
+        "due_at": iso(launch.due_at), "created_at": iso(launch.created_at), "claimed_at": iso(launch.claimed_at),
+        "finished_at": iso(launch.finished_at), "panda_task_id": launch.panda_task_id, "error": launch.error,
+        "after_parent_done": launch.after_parent_done,
+        "created_by": launch.created_by.username if launch.created_by else None,
+    }  # fmt: skip
+
+
+def task_record(task: Task) -> dict[str, Any]:
+    """A task as the task list shows it: names, PanDA state and progress, its latest launch."""
+    latest = task.latest_launch
+    return {
+        "id": task.id, "name": task.name, "step": task.step, "production": task.production,
+        "bunch_id": task.bunch_id, "bunch_index": task.bunch_index, "output_dataset": task.output_dataset,
+        "parent_id": task.parent_id, "cloned_from_id": task.cloned_from_id,
+        "created_at": iso(task.created_at), "creator": task.bunch.created_by.username if task.bunch.created_by else None,
+        "panda_task_id": task.panda_task_id, "panda_status": task.panda_status,
+        "panda_checked_at": iso(task.panda_checked_at), "panda_error": task.panda_error,
+        "jobs_done": task.jobs_done, "jobs_failed": task.jobs_failed, "jobs_total": task.jobs_total,
+        "events_requested": task.events_requested, "events_processed": task.events_processed,
+        "priority_default": task.priority_default, "priority_current": task.priority_current,
+        "submitted_at": iso(task.submitted_at), "started_at": iso(task.started_at), "ended_at": iso(task.ended_at),
+        "cloud": task.cloud, "site": task.site,
+        "launch_status": str(latest.status) if latest else None,
+    }  # fmt: skip
+
+
+def task_detail(task: Task) -> dict[str, Any]:
+    """The task page's content: the record, its definition, exact PanDA parameters and launches."""
+    return {
+        **task_record(task),
+        "definition": task.bunch.definition,
+        "params": task.params,
+        "launches": [launch_record(launch) for launch in task.launches],
+        "walltime_s": task.walltime_s, "output_bytes": task.output_bytes, "log_bytes": task.log_bytes,
+    }  # fmt: skip
+
+
+def bunch_record(bunch: TaskBunch) -> dict[str, Any]:
+    return {
+        "id": bunch.id, "base_name": bunch.base_name, "step": bunch.step, "size": bunch.size,
+        "comment": bunch.comment, "created_at": iso(bunch.created_at),
+        "created_by": bunch.created_by.username if bunch.created_by else None,
+        "definition": bunch.definition, "task_ids": [t.id for t in bunch.tasks],
+    }  # fmt: skip
+
+
+def chain_record(chain: Chain) -> dict[str, Any]:
+    return {
+        "id": chain.id, "name": chain.name, "processing_type": chain.processing_type,
+        "wait_for_parent_done": chain.wait_for_parent_done, "comment": chain.comment,
+        "created_at": iso(chain.created_at), "created_by": chain.created_by.username if chain.created_by else None,
+        "cloned_from_id": chain.cloned_from_id,
+        "steps": [{"position": s.position, "step": s.step, "bunch_id": s.bunch_id,
+                   "task_ids": [t.id for t in s.bunch.tasks]} for s in chain.steps],
+    }  # fmt: skip
+
+
+def command_record(command: TaskCommand) -> dict[str, Any]:
+    return {
+        "id": command.id, "task_id": command.task_id, "action": command.action, "params": command.params,
+        "comment": command.comment, "outcome": str(command.outcome), "panda_code": command.panda_code,
+        "message": command.message, "requested_at": iso(command.requested_at), "username": command.username,
+    }  # fmt: skip
+
+
+def bulk_record(bulk: BulkAction, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": bulk.id, "action": bulk.action, "params": bulk.params, "comment": bulk.comment,
+        "selection": bulk.selection, "created_at": iso(bulk.created_at), "finished_at": iso(bulk.finished_at),
+        "counts": counts, "done": bulk.finished_at is not None,
+    }  # fmt: skip
+
+
+def audit_record(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id, "at": iso(event.at), "username": event.username, "action": event.action,
+        "target": event.target, "outcome": event.outcome, "request_id": event.request_id,
+        "details": event.details,
+    }  # fmt: skip
+
+
+def token_record(token: ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.id, "name": token.name, "scope": token.scope, "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at), "last_used_at": iso(token.last_used_at),
+    }  # fmt: skip

@@ -1,0 +1,421 @@
+"""What the API's views call: JSON in, the UI's services in the middle, JSON records out. Input is
+checked by the UI's own forms and services (the task form's fields, the chain document's schema and
+constraints, the action matrix), and their messages come back field by field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from flask import g
+from sqlalchemy import Select, select
+from werkzeug.datastructures import MultiDict
+
+from app.actions import bulk as bulk_services
+from app.actions import services as actions
+from app.actions.matrix import Action
+from app.actions.models import BulkAction
+from app.actions.selection import FILTER_FIELDS, BadSelection, selection_from
+from app.api import records
+from app.api.problems import ApiProblem, FieldError, field_errors, invalid
+from app.audit.forms import AuditFilterForm
+from app.audit.services import audit_query
+from app.auth.models import User
+from app.chains import schema
+from app.chains import services as chains
+from app.chains.models import Chain
+from app.chains.specs import ChainDefinition, Problem
+from app.config import get_settings
+from app.extensions import db
+from app.launches.models import Launch
+from app.launches.states import LaunchStatus
+from app.monitoring import tables as monitoring_tables
+from app.monitoring.filters import BadFilter, TaskFilter
+from app.prodrequests import services as prodrequests
+from app.tasks import services as tasks
+from app.tasks.forms import TaskForm
+from app.tasks.models import Task, TaskBunch
+from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
+
+# --- paging -----------------------------------------------------------------------------------------
+
+
+def _positive(args: Mapping[str, str], name: str, default: int, high: int | None = None) -> int:
+    raw = str(args.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+        upper = f" and at most {high}" if high is not None else ""
+        raise invalid([FieldError(name, f"must be a whole number from 1{upper}")])
+    return int(raw)
+
+
+def page(query: Select, args: Mapping[str, str], record: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """One page of `query` (``page``, ``per_page``); ``next_page`` is null on the last page. Counting
+    the whole set is left out on purpose: lists can be large, one more row tells whether there is more."""
+    limits = get_settings().api
+    number = _positive(args, "page", 1)
+    per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
+    rows = list(db.session.scalars(query.offset((number - 1) * per_page).limit(per_page + 1)))
+    more = len(rows) > per_page
+    return {
+        "items": [record(row) for row in rows[:per_page]],
+        "page": number, "per_page": per_page, "next_page": number + 1 if more else None,
+    }  # fmt: skip
+
+
+def page_of_list(
+    items: list[Any], args: Mapping[str, str], record: Callable[[Any], dict[str, Any]]
+) -> dict[str, Any]:
+    """`page` over a list already in memory (the requests service's cached list)."""
+    limits = get_settings().api
+    number = _positive(args, "page", 1)
+    per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
+    start = (number - 1) * per_page
+    chunk = items[start : start + per_page]
+    more = len(items) > start + per_page
+    return {"items": [record(i) for i in chunk], "page": number, "per_page": per_page,
+            "next_page": number + 1 if more else None}  # fmt: skip
+
+
+def get_or_404(model: type, object_id: int, what: str) -> Any:
+    row = db.session.get(model, object_id)
+    if row is None:
+        raise ApiProblem(404, "Not found", f"no {what} {object_id}", "not_found")
+    return row
+
+
+def current_token() -> dict[str, Any] | None:
+    """The personal token of this request (None: the browser's session)."""
+    token = g.get("api_token")
+    return records.token_record(token) if token is not None else None
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+
+TASK_EXTRA_FIELDS = ("idempotency_key", "cloned_from_task", "cloned_from_bunch")
+
+
+def tasks_list(args: Mapping[str, str]) -> dict[str, Any]:
+    """The task list with the task tables' filter (app/monitoring/filters.py) and sort keys."""
+    user = g.get("user")
+    try:
+        task_filter = TaskFilter.from_args(args, user_id=user.id if user else None, steps=get_settings().tasks.step_types)
+        query = monitoring_tables.ordered(
+            select(Task).where(*task_filter.clauses()), str(args.get("sort") or "created"), str(args.get("order") or "desc")
+        )
+    except BadFilter as exc:
+        raise invalid([FieldError("query", str(exc))], str(exc)) from None
+    return page(query, args, records.task_record)
+
+
+def _form_value(name: str, value: Any) -> str | None:
+    """A JSON value as the task form would receive it (None: not sent)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return "y"
+    if name == "template_overrides" and isinstance(value, dict):
+        return json.dumps(value) if value else None
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise invalid([FieldError(name, "must be a string, a number or a boolean")])
+
+
+def body_object(body: Any, what: str = "the body") -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise invalid([FieldError("body", f"{what} must be a JSON object")], f"{what} must be a JSON object")
+    return body
+
+
+def task_definition(body: Any, *, is_admin: bool, target: str) -> TaskDefinition:
+    """The definition a JSON object states, checked by the task form's fields (as in the UI: the
+    admin-only fields refuse the request for others, audited)."""
+    body = body_object(body)
+    unknown = sorted(set(body) - set(DEFINITION_FIELDS) - set(TASK_EXTRA_FIELDS))
+    if unknown:
+        raise invalid([FieldError(name, "unknown field") for name in unknown])
+    sent = {
+        name: v
+        for name, value in body.items()
+        if name in DEFINITION_FIELDS and (v := _form_value(name, value)) is not None
+    }
+    refused = tasks.refuse_admin_fields(sent, is_admin=is_admin, target=target)
+    if refused:
+        raise ApiProblem(403, "Forbidden", f"only admins may set: {', '.join(refused)}; nothing was saved", "forbidden",
+                         [FieldError(name, "only admins may set this field") for name in refused], keeps_work=True)  # fmt: skip
+    form = TaskForm(formdata=MultiDict(sent), meta={"csrf": False}).configure(get_settings())
+    valid = form.validate()
+    definition = form.to_definition() if valid else None
+    if definition is None:
+        form.overrides_value()  # its JSON error is reported with the rest
+        raise invalid(field_errors({name: list(errors) for name, errors in form.errors.items() if errors}))
+    return tasks.complete_definition(definition)
+
+
+def _planned(planned: tasks.PlannedTask, item: tasks.PreviewItem) -> dict[str, Any]:
+    return {
+        "name": planned.spec.task_name, "output_dataset": planned.spec.output_dataset,
+        "parent": planned.parent.name if planned.parent else None, "params": planned.params,
+        "diff": item.diff, "diff_against": item.diff_against,
+    }  # fmt: skip
+
+
+def preview_tasks(body: Any, user: User, *, is_admin: bool, target: str) -> dict[str, Any]:
+    """What "Preview" shows: every task's exact PanDA parameters and its difference (nothing saved)."""
+    definition = task_definition(body, is_admin=is_admin, target=target)
+    try:
+        plan = tasks.plan_bunch(definition, user, is_admin=is_admin)
+    except tasks.ValidationFailed as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    items = tasks.preview(plan)
+    return {"definition": definition.to_dict(), "warnings": plan.warnings,
+            "tasks": [_planned(p, i) for p, i in zip(plan.tasks, items, strict=True)]}  # fmt: skip
+
+
+def _clone_source(body: Mapping[str, Any]) -> Task | TaskBunch | None:
+    for name, model in (("cloned_from_task", Task), ("cloned_from_bunch", TaskBunch)):
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise invalid([FieldError(name, "must be an id (a whole number)")])
+            return get_or_404(model, value, name.removeprefix("cloned_from_"))
+    return None
+
+
+def create_tasks(
+    body: Any, user: User, *, is_admin: bool, key: str, target: str
+) -> tuple[dict[str, Any], bool]:
+    """The task form's "Create": save the bunch and launch it once committed. A repeated key returns
+    the bunch it created (``created`` False) unless the definition changed (409)."""
+    definition = task_definition(body, is_admin=is_admin, target=target)
+    key = str(body.get("idempotency_key") or key or tasks.new_idempotency_key())
+    try:
+        result = tasks.submit_bunch(definition, key, user, is_admin=is_admin, cloned_from=_clone_source(body))
+    except tasks.ValidationFailed as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    except tasks.FormReused as exc:
+        raise ApiProblem(409, "Conflict", str(exc), "idempotency_key_reused") from None
+    return {**records.bunch_record(result.bunch), "warnings": result.warnings}, result.created
+
+
+def clone_definition(source: Task | TaskBunch) -> dict[str, Any]:
+    """The UI's clone: the source's definition under the next free production number, to be edited
+    and sent to ``POST /tasks`` with ``cloned_from_task`` or ``cloned_from_bunch``."""
+    key = "cloned_from_task" if isinstance(source, Task) else "cloned_from_bunch"
+    return {**tasks.clone_definition(source).to_dict(), key: source.id}
+
+
+def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
+    """The bunch page: its record, launch progress and tasks."""
+    progress = tasks.bunch_progress(bunch)
+    return {**records.bunch_record(bunch), "progress": {**asdict(progress), "done": progress.done},
+            "tasks": [records.task_record(t) for t in bunch.tasks]}  # fmt: skip
+
+
+# --- actions ----------------------------------------------------------------------------------------
+
+
+def action_of(name: str) -> Action:
+    if name not in Action.__members__.values():
+        raise ApiProblem(404, "Not found", f"no action {name!r}", "not_found")
+    return Action(name)
+
+
+def _refused(exc: actions.ActionRefused) -> ApiProblem:
+    status = exc.verdict.http_status
+    return ApiProblem(
+        status, "Forbidden" if status == 403 else "Conflict", exc.verdict.reason, "action_refused"
+    )
+
+
+def act(task: Task, name: str, body: Any, user: User) -> dict[str, Any]:
+    """One action on one task, as the task page's action form does it; PanDA's answer is in the command."""
+    action = action_of(name)
+    try:
+        command = actions.act_from_form(task, action, body_object(body), user)
+    except actions.InvalidInput as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    except actions.ActionRefused as exc:
+        raise _refused(exc) from None
+    return records.command_record(command)
+
+
+def bulk_record(bulk: BulkAction) -> dict[str, Any]:
+    progress = bulk_services.progress(bulk)
+    items = [{"task_id": i.task_id, "outcome": str(i.outcome), "reason": i.reason} for i in progress.items]
+    return {**records.bulk_record(bulk, progress.counts), "items": items}
+
+
+def start_bulk(body: Any, user: User) -> dict[str, Any]:
+    """A bulk action: ``action``, the selection (``task_ids``; or ``filter`` with the task list's
+    filters; or ``bunch_id``/``chain_id``/``request_id``), ``params`` and ``comment``."""
+    body = body_object(body)
+    form = MultiDict(_selection_fields(body))
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise invalid([FieldError("params", "must be an object")])
+    try:
+        action = bulk_services.bulk_action(str(body.get("action") or ""))
+        bulk = bulk_services.start(
+            selection_from(form), action, {**params, "comment": body.get("comment") or ""}, user
+        )
+    except actions.InvalidInput as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    except actions.ActionRefused as exc:
+        raise _refused(exc) from None
+    except BadSelection as exc:
+        raise invalid([FieldError("selection", str(exc))]) from None
+    except ValueError as exc:
+        raise invalid([FieldError("action", str(exc))]) from None
+    return bulk_record(bulk)
+
+
+def _values(value: Any) -> list[str]:
+    """A filter value of a JSON body as query-string values (a list repeats its key)."""
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The bulk form's fields for the selection a JSON body names."""
+    if "task_ids" in body:
+        ids = body["task_ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise invalid([FieldError("task_ids", "must be a list of task ids")])
+        return [("scope", "ids"), *(("task_id", str(i)) for i in ids)]
+    if "filter" in body:
+        filters = body_object(body["filter"], "filter")
+        pairs = [(k, v) for k in FILTER_FIELDS if k in filters for v in _values(filters[k])]
+        return [("scope", "filter"), *pairs]
+    for scope in ("bunch", "chain", "request"):
+        if f"{scope}_id" in body:
+            return [("scope", scope), ("target_id", str(body[f"{scope}_id"]))]
+    raise invalid(
+        [FieldError("selection", "name the tasks: task_ids, filter, bunch_id, chain_id or request_id")]
+    )
+
+
+# --- chains -----------------------------------------------------------------------------------------
+
+
+def chains_list(args: Mapping[str, str]) -> dict[str, Any]:
+    return page(chains.chains_query(), args, records.chain_record)
+
+
+def _problems(problems: list[Problem]) -> ApiProblem:
+    return invalid(
+        [FieldError(p.field, p.text, p.step) for p in problems], "the chain definition has problems"
+    )
+
+
+def chain_definition(body: Any, text: str | None) -> ChainDefinition:
+    """The chain a document describes (a JSON object, or YAML/JSON text), checked against the schema."""
+    try:
+        document = schema.loads(text) if text is not None else body
+        return schema.from_document(document)
+    except schema.SchemaError as exc:
+        raise _problems(exc.problems) from None
+
+
+def _step_plan(step: chains.StepPlan) -> dict[str, Any]:
+    return {
+        "position": step.position, "step": step.definition.step, "kind": step.kind,
+        "events_per_task": step.events_per_task,
+        "tasks": [{**asdict(t), "params": json.loads(t.params_json), "params_json": None} for t in step.tasks],
+    }  # fmt: skip
+
+
+def preview_chain(definition: ChainDefinition, user: User, *, is_admin: bool) -> dict[str, Any]:
+    """The chain form's preview: every task of every step with its exact parameters (nothing saved)."""
+    try:
+        plan = chains.plan_chain(definition, user, is_admin=is_admin)
+    except chains.ChainInvalid as exc:
+        raise _problems(exc.problems) from None
+    return {"definition": schema.to_document(plan.chain), "warnings": plan.warnings,
+            "task_count": plan.task_count, "steps": [_step_plan(s) for s in plan.steps]}  # fmt: skip
+
+
+def create_chain(
+    definition: ChainDefinition, user: User, *, is_admin: bool, key: str
+) -> tuple[dict[str, Any], bool]:
+    """Save the chain and launch its steps once committed (later steps wait for their parents)."""
+    try:
+        result = chains.submit_chain(definition, key or chains.new_idempotency_key(), user, is_admin=is_admin)
+    except chains.ChainInvalid as exc:
+        raise _problems(exc.problems) from None
+    except chains.FormReused as exc:
+        raise ApiProblem(409, "Conflict", str(exc), "idempotency_key_reused") from None
+    return {**records.chain_record(result.chain), "warnings": result.warnings}, result.created
+
+
+def chain_detail(chain: Chain) -> dict[str, Any]:
+    view = chains.chain_page(chain)
+    steps = [{"position": s.step.position, "step": s.step.step, "bunch_id": s.bunch.id, "kind": s.kind,
+              "states": s.states, "tasks": [{**records.task_record(r.task), "state": r.state, "reason": r.reason}
+                                           for r in s.rows]} for s in view.steps]  # fmt: skip
+    return {**records.chain_record(chain), "definition": chain.definition, "steps": steps}
+
+
+def chain_tasks_action(chain: Chain, name: str, body: Any, user: User) -> dict[str, Any]:
+    """An action on every task of the chain: a bulk action (the matrix filters the tasks)."""
+    return start_bulk({**body_object(body), "action": action_of(name).value, "chain_id": chain.id}, user)
+
+
+def chain_clone(chain: Chain) -> dict[str, Any]:
+    return schema.to_document(chains.clone_definition(chain))
+
+
+# --- launches, requests, audit ------------------------------------------------------------------------
+
+
+def launches_list(args: Mapping[str, str]) -> dict[str, Any]:
+    """Launches newest first; ``status``, ``task_id`` and ``bunch_id`` narrow them."""
+    query = select(Launch).order_by(Launch.id.desc())
+    status = str(args.get("status") or "")
+    if status:
+        if status not in set(LaunchStatus):
+            raise invalid([FieldError("status", f"must be one of {', '.join(LaunchStatus)}")])
+        query = query.where(Launch.status == status)
+    for name, column in (("task_id", Launch.task_id), ("bunch_id", Task.bunch_id)):
+        if args.get(name):
+            query = query.join(Task, Launch.task) if name == "bunch_id" else query
+            query = query.where(column == _positive(args, name, 0))
+    return page(query, args, records.launch_record)
+
+
+def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
+    found = prodrequests.request_list(
+        prodrequests.RequestFilters(str(args.get("status") or ""), str(args.get("group") or "")), 1
+    )
+    shown = found.page._query_args["items"]
+    listing = page_of_list(shown, args, lambda r: r.to_json())
+    return {**listing, "service_error": found.snapshot.error.message if found.snapshot.error else None}
+
+
+def request_detail(request_id: int) -> dict[str, Any]:
+    view = prodrequests.request_view(request_id)
+    if view.not_found and not view.tasks and not view.chains:
+        raise ApiProblem(404, "Not found", view.error or f"no request {request_id}", "not_found")
+    progress = view.progress
+    return {
+        "id": request_id, "request": view.request.to_json() if view.request else None, "service_error": view.error or None,
+        "chain_ids": [c.chain.id for c in view.chains], "task_ids": [t.id for t in view.tasks],
+        "progress": None if progress is None else {**dataclasses.asdict(progress), "percent": progress.percent},
+    }  # fmt: skip
+
+
+def audit_list(args: Mapping[str, str]) -> dict[str, Any]:
+    """The audit page's list with its filters (``action``, ``user``, ``outcome``, ``target``, ``since``, ``until``)."""
+    form = AuditFilterForm(MultiDict(args))
+    wrong = [
+        FieldError(f.name, f"{f.label.text}: {f.description or 'wrong value'}") for f in form if f.errors
+    ]
+    if wrong:
+        raise invalid(wrong)
+    query = audit_query(action=form.value("action") or "", username=form.value("user") or "",
+                        outcome=form.value("outcome") or "", target=form.value("target") or "",
+                        since=form.value("since"), until=form.value("until"))  # fmt: skip
+    return page(query, args, records.audit_record)

@@ -1,0 +1,217 @@
+"""/api/v1/: thin JSON views over the UI's services (app/api/services.py); errors are problem
+documents (app/api/problems.py), callers are authenticated by app/api/auth.py."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+
+from app.actions.models import BulkAction
+from app.api import openapi, records, services
+from app.api.auth import authenticate, is_admin, role
+from app.api.problems import ApiProblem, FieldError, invalid, problem_response
+from app.auth.current import logged_in_user
+from app.chains import schema
+from app.chains.models import Chain
+from app.extensions import csrf
+from app.tasks.models import Task, TaskBunch
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # bearer tokens need none; browser sessions are checked in `authenticate`
+PUBLIC = ("api.openapi_document", "api.docs")  # what a reader of the API needs before a token
+
+
+@bp.before_request
+def _authenticate() -> None:
+    if request.endpoint not in PUBLIC:
+        authenticate()
+
+
+@bp.errorhandler(ApiProblem)
+def _problem(exc: ApiProblem) -> ResponseReturnValue:
+    return problem_response(exc)
+
+
+def _body():
+    return request.get_json(silent=True) if request.is_json else None
+
+
+def _created(record: dict, created: bool, location: str) -> ResponseReturnValue:
+    return jsonify(record), 201 if created else 200, {"Location": location}
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> ResponseReturnValue:
+    return jsonify(openapi.document())
+
+
+@bp.get("/docs")
+def docs() -> ResponseReturnValue:
+    """The OpenAPI document, readable (Swagger UI, vendored)."""
+    return render_template("api/docs.html")
+
+
+@bp.get("/me")
+@role("viewer")
+def me() -> ResponseReturnValue:
+    user = logged_in_user()
+    return jsonify(username=user.username, role=user.role, token=services.current_token())
+
+
+# --- tasks --------------------------------------------------------------------------------------------
+
+
+@bp.get("/tasks")
+@role("viewer")
+def tasks_list() -> ResponseReturnValue:
+    return jsonify(services.tasks_list(request.args))
+
+
+@bp.get("/tasks/<int:task_id>")
+@role("viewer")
+def task_get(task_id: int) -> ResponseReturnValue:
+    return jsonify(records.task_detail(services.get_or_404(Task, task_id, "task")))
+
+
+@bp.post("/tasks/preview")
+@role("manager")
+def tasks_preview() -> ResponseReturnValue:
+    return jsonify(
+        services.preview_tasks(_body(), logged_in_user(), is_admin=is_admin(), target=request.path)
+    )
+
+
+@bp.post("/tasks")
+@role("manager")
+def tasks_create() -> ResponseReturnValue:
+    record, created = services.create_tasks(_body(), logged_in_user(), is_admin=is_admin(),
+                                            key=request.headers.get("Idempotency-Key", ""), target=request.path)  # fmt: skip
+    return _created(record, created, url_for("api.bunch_get", bunch_id=record["id"]))
+
+
+@bp.get("/tasks/<int:task_id>/clone")
+@role("manager")
+def task_clone(task_id: int) -> ResponseReturnValue:
+    return jsonify(services.clone_definition(services.get_or_404(Task, task_id, "task")))
+
+
+@bp.post("/tasks/<int:task_id>/actions/<name>")
+@role("viewer")
+def task_action(task_id: int, name: str) -> ResponseReturnValue:
+    """Role and status are checked by the action matrix, as on the task page."""
+    task = services.get_or_404(Task, task_id, "task")
+    return jsonify(services.act(task, name, _body(), logged_in_user()))
+
+
+@bp.get("/bunches/<int:bunch_id>")
+@role("viewer")
+def bunch_get(bunch_id: int) -> ResponseReturnValue:
+    return jsonify(services.bunch_detail(services.get_or_404(TaskBunch, bunch_id, "bunch")))
+
+
+@bp.get("/bunches/<int:bunch_id>/clone")
+@role("manager")
+def bunch_clone(bunch_id: int) -> ResponseReturnValue:
+    return jsonify(services.clone_definition(services.get_or_404(TaskBunch, bunch_id, "bunch")))
+
+
+@bp.post("/actions/bulk")
+@role("viewer")
+def bulk_start() -> ResponseReturnValue:
+    """The matrix filters the selection; the bulk job sends the rest (poll the Location)."""
+    record = services.start_bulk(_body(), logged_in_user())
+    return jsonify(record), 202, {"Location": url_for("api.bulk_get", bulk_id=record["id"])}
+
+
+@bp.get("/actions/bulk/<int:bulk_id>")
+@role("viewer")
+def bulk_get(bulk_id: int) -> ResponseReturnValue:
+    return jsonify(services.bulk_record(services.get_or_404(BulkAction, bulk_id, "bulk action")))
+
+
+# --- chains -------------------------------------------------------------------------------------------
+
+
+def _chain_document():
+    """A chain document: JSON (application/json) or YAML/JSON text (any other content type)."""
+    text = None if request.is_json else request.get_data(as_text=True)
+    return services.chain_definition(_body(), text)
+
+
+@bp.get("/chains")
+@role("viewer")
+def chains_list() -> ResponseReturnValue:
+    return jsonify(services.chains_list(request.args))
+
+
+@bp.post("/chains/preview")
+@role("manager")
+def chains_preview() -> ResponseReturnValue:
+    return jsonify(services.preview_chain(_chain_document(), logged_in_user(), is_admin=is_admin()))
+
+
+@bp.post("/chains")
+@role("manager")
+def chains_create() -> ResponseReturnValue:
+    record, created = services.create_chain(_chain_document(), logged_in_user(), is_admin=is_admin(),
+                                            key=request.headers.get("Idempotency-Key", ""))  # fmt: skip
+    return _created(record, created, url_for("api.chain_get", chain_id=record["id"]))
+
+
+@bp.get("/chains/<int:chain_id>")
+@role("viewer")
+def chain_get(chain_id: int) -> ResponseReturnValue:
+    return jsonify(services.chain_detail(services.get_or_404(Chain, chain_id, "chain")))
+
+
+@bp.get("/chains/<int:chain_id>/definition")
+@role("viewer")
+def chain_definition(chain_id: int) -> ResponseReturnValue:
+    """The chain's document (``?format=yaml`` for YAML), as the chain page exports it."""
+    chain = services.get_or_404(Chain, chain_id, "chain")
+    fmt = request.args.get("format", "json")
+    if fmt not in schema.FORMATS:
+        raise invalid([FieldError("format", "must be yaml or json")])
+    return schema.dumps(chain.definition, fmt), 200, {"Content-Type": f"application/{fmt}; charset=utf-8"}
+
+
+@bp.get("/chains/<int:chain_id>/clone")
+@role("manager")
+def chain_clone(chain_id: int) -> ResponseReturnValue:
+    return jsonify(services.chain_clone(services.get_or_404(Chain, chain_id, "chain")))
+
+
+@bp.post("/chains/<int:chain_id>/actions/<name>")
+@role("viewer")
+def chain_action(chain_id: int, name: str) -> ResponseReturnValue:
+    """The action on every task of the chain, as a bulk action (poll the Location)."""
+    chain = services.get_or_404(Chain, chain_id, "chain")
+    record = services.chain_tasks_action(chain, name, _body(), logged_in_user())
+    return jsonify(record), 202, {"Location": url_for("api.bulk_get", bulk_id=record["id"])}
+
+
+# --- launches, requests, audit ----------------------------------------------------------------------
+
+
+@bp.get("/launches")
+@role("viewer")
+def launches_list() -> ResponseReturnValue:
+    return jsonify(services.launches_list(request.args))
+
+
+@bp.get("/requests")
+@role("viewer")
+def requests_list() -> ResponseReturnValue:
+    return jsonify(services.requests_list(request.args))
+
+
+@bp.get("/requests/<int:request_id>")
+@role("viewer")
+def request_get(request_id: int) -> ResponseReturnValue:
+    return jsonify(services.request_detail(request_id))
+
+
+@bp.get("/audit")
+@role("admin")
+def audit_list() -> ResponseReturnValue:
+    return jsonify(services.audit_list(request.args))

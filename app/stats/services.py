@@ -1,0 +1,131 @@
+"""The statistics page: totals, evolution per week and per month, splits by step, status, request
+and creator, and "since a date", all read from the per-day summary (`stat_day`), never from tasks."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+
+from app.auth.models import User
+from app.extensions import db
+from app.stats.models import StatDay
+from app.stats.summary import VALUES
+
+
+class BadParameter(ValueError):
+    """A query parameter the page cannot use (answered 400 with this message)."""
+
+
+@dataclass(frozen=True)
+class Totals:
+    tasks: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    events: int = 0
+    output_bytes: int = 0
+    walltime_s: int = 0
+
+    @property
+    def output_tb(self) -> float:
+        return self.output_bytes / 1e12
+
+    @property
+    def walltime_h(self) -> float:
+        return self.walltime_s / 3600
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled line of an evolution or a split (`link`: the task table filtered to it)."""
+
+    label: str
+    totals: Totals
+    link: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class StatisticsPage:
+    since: date | None
+    total: Totals
+    since_total: Totals | None
+    weeks: list[Row]
+    months: list[Row]
+    splits: dict[str, list[Row]]  # title -> rows, largest first
+
+
+def _sums() -> list[ColumnElement[Any]]:
+    return [func.coalesce(func.sum(getattr(StatDay, name)), 0) for name in VALUES]
+
+
+def _totals(values: Iterable[Any]) -> Totals:
+    return Totals(*(int(v or 0) for v in values))
+
+
+def parse_since(value: str | None) -> date | None:
+    """The "since" query parameter: empty or YYYY-MM-DD."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadParameter(f"since: {value[:40]!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _bucketed(days: list[tuple[date, Totals]], start_of: Any, label: Any) -> list[Row]:
+    buckets: dict[date, Totals] = defaultdict(Totals)
+    for day, totals in days:
+        buckets[start_of(day)] += totals
+    return [Row(label(start), buckets[start]) for start in sorted(buckets)]
+
+
+def _split(column: Any, since: date | None) -> list[tuple[Any, Totals]]:
+    """The summary grouped by one of its dimensions, most tasks first."""
+    query = select(column, *_sums()).group_by(column).having(func.sum(StatDay.tasks) > 0)
+    if since is not None:
+        query = query.where(StatDay.day >= since)
+    rows = [(key, _totals(values)) for key, *values in db.session.execute(query)]
+    return sorted(rows, key=lambda item: (-item[1].tasks, str(item[0])))
+
+
+def _user_names(ids: Iterable[int]) -> dict[int, str]:
+    wanted = [i for i in ids if i]
+    if not wanted:
+        return {}
+    return {
+        i: name for i, name in db.session.execute(select(User.id, User.username).where(User.id.in_(wanted)))
+    }
+
+
+def statistics(since: date | None) -> StatisticsPage:
+    """Everything the statistics page shows; the evolution and splits cover the days from `since`."""
+    total = _totals(db.session.execute(select(*_sums())).one())
+    daily = select(StatDay.day, *_sums()).group_by(StatDay.day).order_by(StatDay.day)
+    if since is not None:
+        daily = daily.where(StatDay.day >= since)
+    days = [(day, _totals(values)) for day, *values in db.session.execute(daily)]
+    since_total = sum((t for _, t in days), Totals()) if since is not None else None
+    weeks = _bucketed(days, lambda d: d - timedelta(days=d.weekday()), lambda d: f"{d:%G-W%V}")
+    months = _bucketed(days, lambda d: d.replace(day=1), lambda d: f"{d:%Y-%m}")
+    users = _split(StatDay.user_id, since)
+    names = _user_names(key for key, _ in users)
+    splits = {
+        "Step": [Row(key, t, {"step": key}) for key, t in _split(StatDay.step, since)],
+        "PanDA status": [Row(key, t, {"status": key}) for key, t in _split(StatDay.status, since)],
+        "Request": [
+            Row(f"#{key}", t, {"request": str(key)}) if key else Row("no request", t)
+            for key, t in _split(StatDay.request_id, since)
+        ],
+        "Creator": [
+            Row(names[key], t, {"creator": names[key]}) if key in names else Row("unknown", t)
+            for key, t in users
+        ],
+    }
+    return StatisticsPage(since, total, since_total, weeks, months, splits)

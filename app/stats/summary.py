@@ -1,0 +1,137 @@
+"""The per-day summary (`stat_day`): each task PanDA knows adds its contribution to one row, and
+every change the sync applies moves the contribution (old one out, new one in) in one atomic upsert,
+so the statistics read a few thousand rows instead of every task. `rebuild()` recomputes it from
+the tasks (after an upgrade, or to check it)."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app import clock
+from app.extensions import db
+from app.stats.models import StatDay, TaskProgress
+from app.tasks.models import Task, TaskBunch
+
+KEY = ("day", "step", "status", "request_id", "user_id")
+VALUES = ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Contribution:
+    key: tuple[date, str, str, int, int]
+    values: tuple[int, ...]  # in the order of VALUES
+
+
+def contribution(task: Any) -> Contribution | None:
+    """What one task adds to the summary (None before PanDA knows it). `task` is a Task or a row with
+    the same attribute names plus `creator_id` (the rebuild's query)."""
+    if task.panda_status is None:
+        return None
+    when = task.ended_at or task.submitted_at or task.created_at
+    creator = task.creator_id if hasattr(task, "creator_id") else task.bunch.created_by_id
+    request = (task.spec or {}).get("request_id")
+    key = (when.date(), task.step, task.panda_status, int(request or 0), int(creator or 0))
+    values = (1, task.jobs_done or 0, task.jobs_failed or 0, task.events_processed or 0,
+              task.output_bytes or 0, task.walltime_s or 0)  # fmt: skip
+    return Contribution(key, values)
+
+
+def _upsert(model: Any, row: dict[str, Any], keys: list[str], set_: Any) -> None:
+    """INSERT … ON CONFLICT DO UPDATE (SQLite and PostgreSQL): one statement, no lost update."""
+    upsert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(model).values(**row)
+    db.session.execute(statement.on_conflict_do_update(index_elements=keys, set_=set_(statement.excluded)))
+
+
+def _add(key: tuple[date, str, str, int, int], values: Iterable[int]) -> None:
+    """Add `values` (possibly negative) to the row `key`, creating it; one statement, no lost update."""
+    row = dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, values, strict=True))
+    _upsert(StatDay, row, list(KEY), lambda new: {n: getattr(StatDay, n) + getattr(new, n) for n in VALUES})
+
+
+def _motion(task: Task) -> tuple[Any, ...]:
+    return task.panda_status, task.jobs_done, task.jobs_failed
+
+
+def move(before: Contribution | None, after: Contribution | None) -> None:
+    """Replace a task's old contribution with its new one (nothing when they are equal)."""
+    if before == after:
+        return
+    if before is not None and after is not None and before.key == after.key:
+        _add(after.key, (a - b for a, b in zip(after.values, before.values, strict=True)))
+        return
+    if before is not None:
+        _add(before.key, (-v for v in before.values))
+    if after is not None:
+        _add(after.key, after.values)
+
+
+def counted(apply: Callable[P, R]) -> Callable[P, R]:
+    """Decorates a sync function whose first argument is the task it changes: the summary follows,
+    and the moment its jobs (or status) last moved is kept."""
+
+    @functools.wraps(apply)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        task = args[0]
+        assert isinstance(task, Task)
+        before, motion = contribution(task), _motion(task)
+        result = apply(*args, **kwargs)
+        move(before, contribution(task))
+        if _motion(task) != motion:  # the stalled-task alert measures from here
+            _upsert(TaskProgress, {"task_id": task.id, "moved_at": clock.now()}, ["task_id"],
+                    lambda new: {"moved_at": new.moved_at})  # fmt: skip
+        return result
+
+    return wrapper
+
+
+def rebuild() -> int:
+    """Recompute the whole summary from the tasks (flushes); returns the number of tasks counted."""
+    totals: dict[tuple[date, str, str, int, int], list[int]] = defaultdict(lambda: [0] * len(VALUES))
+    rows = db.session.execute(
+        select(
+            Task.panda_status,
+            Task.ended_at,
+            Task.submitted_at,
+            Task.created_at,
+            Task.step,
+            Task.spec,
+            Task.jobs_done,
+            Task.jobs_failed,
+            Task.events_processed,
+            Task.output_bytes,
+            Task.walltime_s,
+            TaskBunch.created_by_id.label("creator_id"),
+        )  # fmt: skip
+        .join(TaskBunch, TaskBunch.id == Task.bunch_id)
+        .where(Task.panda_status.is_not(None))
+        .execution_options(yield_per=5000)
+    )
+    counted_tasks = 0
+    for row in rows:
+        part = contribution(row)
+        assert part is not None
+        counted_tasks += 1
+        for i, value in enumerate(part.values):
+            totals[part.key][i] += value
+    db.session.execute(delete(StatDay))
+    if totals:
+        db.session.execute(
+            insert(StatDay),
+            [
+                dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, v, strict=True))
+                for key, v in totals.items()
+            ],
+        )
+    return counted_tasks

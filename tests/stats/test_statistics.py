@@ -1,0 +1,117 @@
+"""The per-day summary kept by the sync against the simulator over HTTP, the statistics page read
+from it, and the error summary of the failed jobs the final accounting read."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from app import clock
+from app.extensions import db
+from app.stats import errors, summary
+from app.stats.models import StatDay, TaskError, TaskProgress
+from app.sync import jobs
+from app.tasks.models import Task
+
+
+def summary_rows() -> dict:
+    rows = db.session.execute(select(StatDay)).scalars()
+    return {
+        tuple(getattr(r, k) for k in summary.KEY): tuple(getattr(r, v) for v in summary.VALUES)
+        for r in rows
+        if any(getattr(r, v) for v in summary.VALUES)
+    }
+
+
+def run_to_the_end(sim, submit, make_user):
+    alice, bob = make_user("manager", "alice"), make_user("manager", "bob")
+    submit(3, owner=alice, number=8)
+    submit(2, owner=bob, number=9, request_id=77)
+    sim.advance(150)
+    jobs.sync_cycle()
+    moving = summary_rows()
+    sim.advance(3300)
+    jobs.sync_cycle()
+    sim.advance(20000)
+    for _ in range(4):  # accounting: a few final tasks per cycle
+        jobs.sync_cycle()
+    db.session.expire_all()
+    return alice, bob, moving
+
+
+def test_the_summary_follows_every_change_and_equals_a_rebuild(sim, submit, make_user):
+    alice, bob, moving = run_to_the_end(sim, submit, make_user)
+    assert sum(v[0] for v in moving.values()) == 5  # five running tasks were counted while they ran
+    tasks = db.session.scalars(select(Task)).all()
+    assert all(t.accounted_at is not None for t in tasks)
+    incremental = summary_rows()
+    assert sum(v[0] for v in incremental.values()) == 5  # moved to their end day and status, not added
+    assert summary.rebuild() == 5
+    assert summary_rows() == incremental
+    by_user = {k[4]: v for k, v in incremental.items()}
+    assert set(by_user) == {alice.id, bob.id}
+    assert sum(v[3] for v in incremental.values()) == sum(t.events_processed for t in tasks) > 0
+    assert sum(v[4] for v in incremental.values()) == sum(t.output_bytes for t in tasks) > 0
+    assert {k[3] for k in incremental} == {42, 77}
+    # Every task's jobs moved at some point, recorded when the sync saw it.
+    assert db.session.scalar(select(func.count()).select_from(TaskProgress)) == 5
+
+
+def test_the_statistics_page_shows_the_summary(sim, submit, make_user, client, login_as):
+    run_to_the_end(sim, submit, make_user)
+    tasks = db.session.scalars(select(Task)).all()
+    login_as("viewer")
+    page = client.get("/statistics/").get_data(as_text=True)
+    jobs_done = sum(t.jobs_done for t in tasks)
+    assert f'data-value="{jobs_done}"' in page  # the week's row of the table carries the same total
+    assert 'id="weeks-chart"' in page and 'id="weeks-table"' in page and "stats-charts.js" in page
+    assert "alice" in page and "bob" in page and "#77" in page
+    tomorrow = (clock.now() + timedelta(days=1)).date()
+    later = client.get(f"/statistics/?since={tomorrow}").get_data(as_text=True)
+    assert f"Since {tomorrow}" in later and "Nothing in this period." in later
+    bad = client.get("/statistics/?since=2024-13-45")
+    assert bad.status_code == 400 and "is not a date" in bad.get_data(as_text=True)
+
+
+def test_failed_jobs_are_grouped_by_normalised_error_with_the_memory_retry(
+    sim, submit, make_user, client, login_as
+):
+    run_to_the_end(sim, submit, make_user)
+    tasks = db.session.scalars(select(Task)).all()
+    failed = sum(t.jobs_failed or 0 for t in tasks)
+    assert failed > 0
+    stored = db.session.scalars(select(TaskError)).all()
+    assert sum(e.jobs for e in stored) >= failed  # every failed attempt is described (retries too)
+    groups = errors.error_groups(errors.Scope())
+    assert sum(g.jobs for g in groups) == sum(e.jobs for e in stored)
+    assert len(groups) < len({e.example for e in stored})  # texts differ, normalised messages group them
+    assert all("<n>" in g.message or "<host>" in g.message or "<path>" in g.message for g in groups)
+    memory = [g for g in groups if g.memory]
+    assert memory and all(t.retry_memory_mb == 3000 for g in memory for t in g.affected)  # 2000 MB * 1.5
+    one = tasks[0]
+    mine = errors.error_groups(errors.Scope(task_id=one.id))
+    assert sum(g.jobs for g in mine) == sum(e.jobs for e in stored if e.task_id == one.id)
+
+    login_as("manager")
+    page = client.get("/statistics/errors").get_data(as_text=True)
+    assert "retry with 3000 MB" in page and "/actions/retry?memory_mb=3000" in page
+    assert client.get("/statistics/errors?bunch=x").status_code == 400
+
+
+def test_normalisation_of_real_looking_pilot_texts():
+    a = errors.normalise(
+        "Failed to stage-out file spd.mc.x.root: connection to root://se01.jinr.ru:1094//spd/a/b timed out"
+    )
+    b = errors.normalise(
+        "Failed to stage-out file spd.mc.y.root: connection to root://se02.jinr.ru:1094//spd/c/d timed out"
+    )
+    assert a == b
+    assert errors.normalise(
+        "Payload ran out of memory: maxRSS 2300000 kB exceeds the limit of 2048000 kB on wn-012.jinr.ru"
+    ) == ("Payload ran out of memory: maxRSS <n> kB exceeds the limit of <n> kB on <host>")
+    assert errors.normalise("Segmentation violation at address 0x7f3a2b4c10 in event 12") == (
+        "Segmentation violation at address <hex> in event <n>"
+    )
+    assert errors.is_memory("pilot", 1212, "") and errors.is_memory("exe", 134, "std::bad_alloc")
+    assert not errors.is_memory("pilot", 1137, "Failed to stage-out file <host>")
