@@ -34,6 +34,8 @@ class User(Model):
     # Set for the first-start administrator and for accounts an admin creates: the next login must
     # choose a new password before anything else.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The IANA zone the user enters launch times in ("": not chosen yet, the browser's zone is offered).
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
 
     password: Mapped["LocalPassword | None"] = relationship(
         back_populates="user", cascade="all, delete-orphan"

@@ -6,7 +6,7 @@ A chain is created as one bunch per step, exactly as the task form creates bunch
 (``app.tasks.services.create_bunch``): tasks and one launch row each. A later step's tasks are the
 children of the previous step's tasks (``Task.parent``); the dispatcher sends each child with its
 parent's PanDA id, or holds it until the parent is done (``Launch.after_parent_done``,
-``app.launches.dispatcher.parent_gate``). Services flush, never commit.
+``app.launches.gates.parent_gate``). Services flush, never commit.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ from app.chains.models import Chain, ChainStep
 from app.chains.specs import ChainDefinition, Problem, problem
 from app.config import Settings, get_settings
 from app.extensions import db, panda_clients
-from app.launches.dispatcher import PARENT_DONE, PARENT_FAILED, dispatch_after_commit
+from app.launches.dispatcher import dispatch_after_commit
+from app.launches.gates import PARENT_DONE, PARENT_FAILED
 from app.launches.models import Launch
+from app.launches.schedule import NOW, Schedule
 from app.launches.services import resend_failed
 from app.launches.states import LaunchStatus
 from app.panda import taskparams
@@ -209,9 +211,12 @@ def create_chain(
     *,
     is_admin: bool,
     cloned_from: Chain | None = None,
+    schedule: Schedule = NOW,
 ) -> CreateResult:
     """Validate the whole chain, then save it: the chain, one bunch per step (tasks linked to their
-    parents, one pending launch each) and the steps; flushes. A key already used returns its chain."""
+    parents, one pending launch each) and the steps; flushes. A key already used returns its chain.
+    The first step is launched as ``schedule`` says; later steps follow their parents (not before
+    its time)."""
     if not idempotency_key or len(idempotency_key) > 40:
         raise ChainInvalid(
             [Problem(None, "form", "the form has no submission key; reload it and submit again")]
@@ -235,6 +240,7 @@ def create_chain(
                 bunch = tasks.create_bunch(
                     dataclasses.replace(d, comment=f"step {i} of chain {row.name}"), user, f"{idempotency_key}.{i}",
                     is_admin=is_admin, cloned_from=sources.get(i), after_parent_done=checked.wait_for_parent_done and i > 1,
+                    schedule=schedule if i == 1 else Schedule(at=schedule.at),
                 ).bunch  # fmt: skip
                 db.session.add(ChainStep(chain_id=row.id, position=i, step=d.step, bunch_id=bunch.id))
             db.session.flush()
@@ -256,8 +262,9 @@ def submit_chain(
     *,
     is_admin: bool,
     cloned_from: Chain | None = None,
+    schedule: Schedule = NOW,
 ) -> CreateResult:
-    """The chain form's "Create chain": save it (``create_chain``) and dispatch every step once
+    """The chain form's "Create chain": save it (``create_chain``, launched as ``schedule`` says) and dispatch every step once
     committed. ``chain`` is None when the form itself has errors. A key that created a chain before
     returns it, unless the form changed since (``FormReused``); a racing request loses cleanly."""
     existing = chain_by_key(idempotency_key) if idempotency_key else None
@@ -278,7 +285,9 @@ def submit_chain(
         raise ChainInvalid([])
     for attempt in range(3):
         try:
-            result = create_chain(chain, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from)
+            result = create_chain(
+                chain, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from, schedule=schedule
+            )
             break
         except ConcurrentCreate:
             db.session.rollback()

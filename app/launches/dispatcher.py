@@ -9,9 +9,9 @@ Exactly once, step by step:
 3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
    task up by name in PanDA and adopts the task id when found. When PanDA cannot tell (its listing
    may hide the task), the row waits for a manager's decision (needs_decision).
-4. A launch whose owner has no valid token while SPD-IAM is unreachable is not claimed
-   (``iam_gate``): it stays pending with the reason ("waiting: SPD-IAM unreachable since …") and
-   goes out on a later dispatch.
+4. A launch that waits (for its chain parent, for a task it was scheduled after, for SPD-IAM) is
+   not claimed (``gates.gate``): it stays pending with the reason ("waiting for task 123 to reach
+   50 % of its jobs") and goes out on a later dispatch.
 
 This module is a background job: it commits, one transaction per row. It runs in a thread per bunch
 started once a request's launches are committed (``dispatch_after_commit``), and at start-up for
@@ -34,6 +34,7 @@ from sqlalchemy import ColumnElement, CursorResult, select, update
 from app import clock
 from app.config import get_settings
 from app.extensions import db, panda_clients
+from app.launches.gates import dependencies, gate
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, check, transition
 from app.panda.client import PandaApi
@@ -46,16 +47,13 @@ from app.panda.errors import (
     PandaUnsupported,
 )
 from app.tasks.models import Task
-from app.tokens import services as token_vault
-from app.tokens.errors import IamUnreachable, TokenUnavailable
+from app.tokens.errors import TokenUnavailable
 from app.transaction import after_commit
 from app.version import VERSION
 
 log = logging.getLogger(__name__)
 
 S = LaunchStatus
-PARENT_DONE = ("done", "finished")  # PanDA releases a pending child then
-PARENT_FAILED = ("failed", "broken", "aborted")  # … and fails it then
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
     "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
@@ -117,63 +115,14 @@ def adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -
     transition(launch, S.SUBMITTED, reply={**reply, "how": how})
 
 
-@dataclass(frozen=True)
-class Gate:
-    """Whether a launch may be sent now: ``wait`` (held back, stays pending, ``reason`` says why),
-    or go, with ``parent_tid`` (None: no parent) or ``refusal`` (the launch fails with that reason)."""
-
-    wait: bool = False
-    reason: str = ""
-    parent_tid: int | None = None
-    refusal: str = ""
-
-
-def parent_gate(launch: Launch) -> Gate:
-    """The one place deciding when the launch of a child task (a chain's RECO) may go.
-
-    PanDA needs the parent's task id (``parent_tid``) and keeps the child pending until the parent is
-    done, so by default the launch goes as soon as the parent has an id. With ``after_parent_done``
-    (a chain option) the panel itself waits until the parent is done. A parent whose own launch
-    failed keeps the child waiting: resending the parent resumes it. (Dependent launches of issue 10
-    are meant to take this over: "launch when task X is done".)
-    """
-    parent = launch.task.parent
-    if parent is None:
-        return Gate()
-    if parent.panda_task_id is None:
-        latest = parent.latest_launch
-        if latest is not None and latest.status == S.CANCELLED:
-            return Gate(refusal=f"parent task {parent.name} was cancelled; it will never reach PanDA")
-        why = (
-            f" (its launch failed: {latest.error})"
-            if latest is not None and latest.status == S.FAILED
-            else ""
-        )
-        return Gate(wait=True, reason=f"waiting for parent task {parent.name} to reach PanDA{why}")
-    if launch.after_parent_done:
-        if parent.panda_status in PARENT_FAILED:
-            return Gate(
-                refusal=f"parent task {parent.name} ended {parent.panda_status} in PanDA; not submitted"
-            )
-        if parent.panda_status not in PARENT_DONE:
-            status = parent.panda_status or "not read yet"
-            return Gate(
-                wait=True, reason=f"waiting for parent task {parent.name} to be done (PanDA status: {status})"
-            )
-    return Gate(parent_tid=parent.panda_task_id)
-
-
 def dispatch_launch(launch_id: int, client: PandaApi) -> str:
-    """Claim and submit one launch, unless `parent_gate` or `iam_gate` holds it back; returns its
-    status. Commits."""
+    """Claim and submit one launch, unless `gates.gate` holds it back; returns its status. Commits."""
     launch = db.session.get_one(Launch, launch_id)
     if launch.status == S.PENDING:
-        gate = parent_gate(launch)
-        if not gate.wait:
-            gate = iam_gate(launch)
-        if gate.wait:
-            if launch.error != gate.reason:
-                launch.error = gate.reason
+        held = gate(launch)
+        if held.wait:
+            if launch.error != held.reason:
+                launch.error = held.reason
                 db.session.commit()
             return launch.status
     if not claim(launch_id, clock.now()):
@@ -184,21 +133,6 @@ def dispatch_launch(launch_id: int, client: PandaApi) -> str:
     return launch.status
 
 
-def iam_gate(launch: Launch) -> Gate:
-    """Hold the launch back while SPD-IAM is unreachable and its owner has no valid token left: it
-    stays pending, unclaimed, and goes on a later dispatch. Any other token problem is the submit's
-    to report (the launch fails with the reason)."""
-    if launch.created_by_id is None:
-        return Gate()
-    try:
-        token_vault.token_for(launch.created_by_id)
-    except IamUnreachable as exc:
-        return Gate(wait=True, reason=f"waiting: {exc.reason}")
-    except TokenUnavailable:
-        pass
-    return Gate()
-
-
 def _send(launch: Launch, client: PandaApi) -> None:
     """Submit a claimed launch and record the outcome (commits once, just before sending)."""
     task = launch.task
@@ -207,12 +141,12 @@ def _send(launch: Launch, client: PandaApi) -> None:
         transition(launch, S.SUBMITTED, error=f"already in PanDA as task {task.panda_task_id}")
         launch.panda_task_id = task.panda_task_id
         return
-    gate = parent_gate(launch)
-    if gate.wait or gate.refusal:  # claimed while the parent changed: it is never sent without one
+    found = dependencies(launch)
+    if not found.goes:  # refused, or claimed while a task it depends on changed: never sent then
         launch.manifest = build_manifest(launch, None)
-        transition(launch, S.FAILED, error=gate.refusal or f"{gate.reason}; resend later")
+        transition(launch, S.FAILED, error=found.refusal or f"{found.reason}; resend later")
         return
-    parent_tid = gate.parent_tid
+    parent_tid = found.parent_tid
     if launch.attempt > 1 and not launch.confirmed_absent_by:
         # An earlier attempt may have reached PanDA after all: look before sending again.
         try:

@@ -29,6 +29,7 @@ class Launch(Model):
     __tablename__ = "launch"
     __table_args__ = (
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status"),
+        CheckConstraint("at_percent IS NULL OR at_percent BETWEEN 1 AND 100", name="at_percent"),
         Index("ix_launch_status_due_at", "status", "due_at"),
     )
 
@@ -49,10 +50,20 @@ class Launch(Model):
     # A manager checked PanDA and confirmed the previous attempt is absent (when PanDA could not tell).
     confirmed_absent_by: Mapped[str | None] = mapped_column(String(150), nullable=True)
     # A chain option: hold the launch until the parent task is done in PanDA, instead of submitting
-    # it with parent_tid as soon as the parent has a PanDA id (`dispatcher.parent_gate`).
+    # it with parent_tid as soon as the parent has a PanDA id (`gates.parent_gate`).
     after_parent_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A dependent launch (`gates.dependency_gate`): held until task `after_task_id` is done in PanDA,
+    # or, with `at_percent`, until that many per cent of its jobs are done.
+    after_task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("task.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    at_percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Set while the owner's token cannot be used for this launch ("token unusable: log in again");
+    # `app.launches.jobs.flag_unusable_tokens` keeps it current.
+    token_problem: Mapped[str] = mapped_column(String(500), default="")
     # What was (or is about to be) sent and what came back: the submission manifest.
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
-    task: Mapped[Task] = relationship(back_populates="launches")
+    task: Mapped[Task] = relationship(back_populates="launches", foreign_keys=[task_id])
+    after_task: Mapped[Task | None] = relationship(foreign_keys=[after_task_id])
     created_by: Mapped[User | None] = relationship()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
-from app.stats import errors, services
+from app.stats import alerts, errors, progress, services
+from app.stats.dashboard import dashboard
+from app.stats.forms import NotifyForm
 
 bp = Blueprint("statistics", __name__, url_prefix="/statistics")
 
@@ -38,3 +41,45 @@ def error_summary() -> ResponseReturnValue:
     except ValueError:
         return bad_request("task, bunch and chain must be ids (whole numbers)")
     return render_template("stats/errors.html", scope=scope, groups=errors.error_groups(scope))
+
+
+PROGRESS = {
+    "bunch": progress.bunch_progress,
+    "chain": progress.chain_progress,
+    "request": progress.request_progress,
+}
+
+
+@bp.get("/progress/<any(bunch, chain, request):kind>/<int:item_id>")
+@role_required("viewer")
+def progress_panel(kind: str, item_id: int) -> ResponseReturnValue:
+    """Events requested vs produced, ETA and stalled tasks of a bunch, chain or request (htmx fragment)."""
+    return render_template(
+        "stats/_progress.html", progress=PROGRESS[kind](item_id), kind=kind, item_id=item_id
+    )
+
+
+@bp.get("/dashboard")
+@role_required("viewer")
+def dashboard_panel() -> ResponseReturnValue:
+    """The home page's dashboard alone (its in-place refresh)."""
+    return render_template("stats/_dashboard.html", dash=dashboard(logged_in_user()))
+
+
+@bp.get("/notifications")
+@role_required("viewer")
+def notifications() -> ResponseReturnValue:
+    """The user's opt-in to receive their alerts by e-mail and on the team's webhook."""
+    form = NotifyForm(obj=alerts.preference(logged_in_user()))
+    return render_template("stats/notifications.html", form=form)
+
+
+@bp.post("/notifications")
+@role_required("viewer")
+def save_notifications() -> ResponseReturnValue:
+    form = NotifyForm()
+    if not form.validate_on_submit():
+        return bad_request("The form expired; reload the page and try again.")
+    alerts.save_preference(logged_in_user(), email=form.email.data, webhook=form.webhook.data)
+    flash("Notification choices saved.", "success")
+    return redirect(url_for("statistics.notifications"))

@@ -117,7 +117,9 @@ class Task(Model):
         remote_side="Task.id", foreign_keys=[cloned_from_id], back_populates="clones"
     )
     clones: Mapped[list[Task]] = relationship(foreign_keys=[cloned_from_id], back_populates="cloned_from")
-    launches: Mapped[list[Launch]] = relationship(back_populates="task", order_by="Launch.id")
+    launches: Mapped[list[Launch]] = relationship(
+        back_populates="task", order_by="Launch.id", foreign_keys="Launch.task_id"
+    )
 
     __table_args__ = (
         UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),

@@ -12,7 +12,6 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -28,6 +27,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
 from app.extensions import db
+from app.launches import schedule as launch_schedule
 from app.launches.dispatcher import dispatch_after_commit
 from app.launches.models import Launch
 from app.launches.services import new_launch
@@ -461,11 +461,12 @@ def create_bunch(
     idempotency_key: str,
     *,
     is_admin: bool,
-    due_at: datetime | None = None,
+    schedule: launch_schedule.Schedule = launch_schedule.NOW,
     cloned_from: Task | TaskBunch | None = None,
     after_parent_done: bool = False,
 ) -> CreateResult:
-    """Save the definition, its tasks and one pending launch per task (the outbox); flushes.
+    """Save the definition, its tasks and one pending launch per task (the outbox), launched as
+    ``schedule`` says (refused with a field message when it cannot work); flushes.
     ``after_parent_done``: the launches wait until each task's parent is done in PanDA (chains).
 
     A key already used returns the existing bunch and creates nothing, so double clicks, refreshes
@@ -478,6 +479,10 @@ def create_bunch(
     if existing is not None:
         return CreateResult(existing, False, [])
     plan = plan_bunch(definition, user, is_admin=is_admin)
+    try:
+        launch_schedule.check(schedule, user)
+    except launch_schedule.ScheduleRefused as exc:
+        raise ValidationFailed(exc.errors) from exc
     rules = naming_rules()
     now = clock.now()
     production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
@@ -519,7 +524,7 @@ def create_bunch(
                 )
                 db.session.add(task)
                 db.session.flush()
-                new_launch(task, 1, user, due_at or now, after_parent_done=after_parent_done)
+                launch_schedule.apply(new_launch(task, 1, user, now, after_parent_done=after_parent_done), schedule)
             db.session.flush()
     except (IntegrityError, OperationalError) as exc:
         # A concurrent request with the same key (or the same names) got there first. Our transaction
@@ -542,8 +547,10 @@ def submit_bunch(
     *,
     is_admin: bool,
     cloned_from: Task | TaskBunch | None = None,
+    schedule: launch_schedule.Schedule = launch_schedule.NOW,
 ) -> CreateResult:
-    """The task form's "Create": save the bunch (``create_bunch``) and dispatch it once committed.
+    """The task form's "Create": save the bunch (``create_bunch``, launched as ``schedule`` says) and
+    dispatch it once committed.
 
     ``definition`` is None when the form has errors (they are on the form). A key that created a
     bunch before returns that bunch, unless the form changed since: then ``FormReused``, so that new
@@ -563,7 +570,7 @@ def submit_bunch(
     for attempt in range(3):
         try:
             result = create_bunch(
-                definition, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from
+                definition, user, idempotency_key, is_admin=is_admin, cloned_from=cloned_from, schedule=schedule
             )
             break
         except ValidationFailed:

@@ -9,6 +9,7 @@ from app.api.problems import from_http_error, wants_problem
 from app.api.problems import internal_error as api_internal_error
 from app.auth.current import logged_in_user
 from app.auth.decorators import login_required
+from app.stats.dashboard import dashboard
 from app.tasks.services import recent_bunches
 from app.tokens.services import panda_token_line
 from app.web.services import health_report
@@ -20,9 +21,11 @@ log = logging.getLogger(__name__)
 @bp.get("/")
 @login_required
 def index():
-    """The manager's start page: recent bunches and what PanDA accepts from the panel for them."""
+    """The dashboard: active tasks, running bunches and chains, alerts, upcoming launches,
+    reachability, the token line and the recent bunches."""
+    user = logged_in_user()
     return render_template(
-        "web/index.html", bunches=recent_bunches(), token_line=panda_token_line(logged_in_user())
+        "web/index.html", dash=dashboard(user), bunches=recent_bunches(), token_line=panda_token_line(user)
     )
 
 

@@ -11,6 +11,7 @@ from playwright.sync_api import Route, expect
 
 from app import clock
 from app.extensions import db
+from app.launches.schedule import Schedule
 from app.tasks import services
 from tests.e2e.conftest import log_in
 from tests.tasks.conftest import sim_definition
@@ -25,7 +26,7 @@ def test_bunch_page_refreshes_without_csp_violations_and_shows_its_indicator_onl
     # Launches due tomorrow stay pending, so the page keeps polling its progress fragment.
     bunch, _, _ = services.create_bunch(
         sim_definition(bunch_size=2), manager, "e2e-refresh", is_admin=False,
-        due_at=clock.now() + timedelta(days=1),
+        schedule=Schedule(at=clock.now() + timedelta(days=1)),
     )  # fmt: skip
     db.session.commit()
     log_in(page, manager.username)

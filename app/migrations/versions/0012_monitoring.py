@@ -2,14 +2,14 @@
 filter column (with the id, for keyset paging), and each user's chosen columns
 
 Revision ID: 0012_monitoring
-Revises: 0014_api_tokens
+Revises: 0011_launch_schedule
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_monitoring"
-down_revision = "0014_api_tokens"  # chained after main's head at landing
+down_revision = "0011_launch_schedule"  # chained after main's head at landing
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,119 @@
+"""The home page's dashboard: the user's and the team's active tasks by PanDA status, the running
+bunches and chains with their progress, the user's alerts, the next scheduled launches, PanDA's and
+IAM's reachability. Indexed queries over active rows only (a few hundred at most, whatever the
+number of finished tasks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import selectinload
+
+from app import clock
+from app.actions.matrix import STATUSES
+from app.auth.models import User
+from app.chains.models import Chain, ChainStep
+from app.config import get_settings
+from app.extensions import db
+from app.launches.models import Launch
+from app.launches.states import LaunchStatus
+from app.stats.models import Alert
+from app.stats.progress import Progress, bunch_progress, chain_progress
+from app.sync.services import FINAL, SyncStatus, sync_status
+from app.tasks.models import Task, TaskBunch
+from app.tokens import vault
+
+# PanDA's statuses of a task that is not final: listed, so that the status index answers.
+ACTIVE = tuple(s for s in STATUSES if s not in FINAL)
+RUNNING_SHOWN = 5  # bunches and chains with progress bars
+UPCOMING_SHOWN = 8
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    status: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Reachability:
+    panda: SyncStatus
+    iam_configured: bool
+    iam_unreachable_since: datetime | None
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    mine: list[StatusCount]
+    team: list[StatusCount]
+    bunches: list[tuple[TaskBunch, Progress]]
+    chains: list[tuple[Chain, Progress]]
+    alerts: list[Alert]
+    upcoming: list[Launch]
+    reachability: Reachability
+
+
+def _counts(user: User | None) -> list[StatusCount]:
+    query = select(Task.panda_status, func.count()).where(Task.panda_status.in_(ACTIVE))
+    if user is not None:
+        query = query.join(TaskBunch, TaskBunch.id == Task.bunch_id).where(TaskBunch.created_by_id == user.id)
+    rows = db.session.execute(query.group_by(Task.panda_status)).all()
+    order = {status: i for i, status in enumerate(ACTIVE)}
+    return sorted((StatusCount(str(s), n) for s, n in rows), key=lambda c: order.get(c.status, 0))
+
+
+def running_bunch_ids(limit: int = RUNNING_SHOWN) -> list[int]:
+    """The newest bunches with a task PanDA is still running."""
+    query = select(Task.bunch_id).where(Task.panda_status.in_(ACTIVE)).group_by(Task.bunch_id)
+    return list(db.session.scalars(query.order_by(Task.bunch_id.desc()).limit(limit)))
+
+
+def user_alerts(user: User, limit: int = 20) -> list[Alert]:
+    """Open alerts for the user: their own and the team's (PanDA unreachable)."""
+    return list(
+        db.session.scalars(
+            select(Alert)
+            .where(Alert.cleared_at.is_(None), or_(Alert.user_id == user.id, Alert.user_id.is_(None)))
+            .order_by(Alert.raised_at.desc(), Alert.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def upcoming_launches(limit: int = UPCOMING_SHOWN) -> list[Launch]:
+    """Launches scheduled for later, soonest first."""
+    query = (
+        select(Launch)
+        .options(selectinload(Launch.task), selectinload(Launch.created_by))
+        .where(Launch.status == LaunchStatus.PENDING, Launch.due_at > clock.now())
+        .order_by(Launch.due_at)
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
+
+
+def reachability() -> Reachability:
+    iam = get_settings().iam
+    outage = vault.outage(iam.issuer) if iam.enabled else None
+    return Reachability(sync_status(), iam.enabled, outage.since if outage else None)
+
+
+def dashboard(user: User) -> Dashboard:
+    """Everything the home page shows for `user`."""
+    bunch_ids = running_bunch_ids()
+    bunches = db.session.scalars(select(TaskBunch).where(TaskBunch.id.in_(bunch_ids))).all()
+    chain_ids = db.session.scalars(
+        select(ChainStep.chain_id).where(ChainStep.bunch_id.in_(bunch_ids)).distinct()
+    ).all()
+    chains = db.session.scalars(select(Chain).where(Chain.id.in_(chain_ids)).order_by(Chain.id.desc())).all()
+    return Dashboard(
+        mine=_counts(user),
+        team=_counts(None),
+        bunches=[(b, bunch_progress(b.id)) for b in sorted(bunches, key=lambda b: -b.id)],
+        chains=[(c, chain_progress(c.id)) for c in chains],
+        alerts=user_alerts(user),
+        upcoming=upcoming_launches(),
+        reachability=reachability(),
+    )

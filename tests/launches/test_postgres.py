@@ -1,0 +1,28 @@
+"""The schedule proofs and dependent launches again on PostgreSQL (a team's shared instance): the
+conditional UPDATEs of cancel / reschedule and the gate's reads, on the other database."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.extensions import db as _db
+from tests.launches.test_schedule import (  # noqa: F401 (collected here too, on PostgreSQL)
+    test_a_cancelled_launch_never_runs,
+    test_a_claimed_launch_is_neither_cancelled_nor_rescheduled,
+    test_a_launch_due_during_downtime_runs_once_at_start,
+    test_a_rescheduled_launch_runs_at_its_new_time,
+    test_when_another_task_has_n_percent_of_its_jobs_done,
+)
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def app(settings_factory, migrated_pg_url):
+    application = create_app(settings_factory(database_url=migrated_pg_url))
+    application.config["TESTING"] = True
+    with application.app_context():
+        yield application
+        _db.session.remove()
+        _db.engine.dispose()
