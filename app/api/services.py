@@ -211,6 +211,7 @@ def clone_definition(source: Task | TaskBunch) -> dict[str, Any]:
 
 def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
     """The bunch page: its record, launch progress and tasks."""
+    bunch = db.session.scalars(tasks.bunch_for_page(bunch.id)).one()  # the tasks' launches in one statement
     progress = tasks.bunch_progress(bunch)
     return {**records.bunch_record(bunch), "progress": {**asdict(progress), "done": progress.done},
             "tasks": [records.task_record(t) for t in bunch.tasks]}  # fmt: skip

@@ -18,6 +18,7 @@ from app.launches import services as launches
 from app.monitoring import services as monitoring
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
+from app.stats.estimate import estimate
 from app.sync import services as sync
 from app.tasks import services, specs
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
@@ -212,7 +213,7 @@ def preview():
         plan = services.plan_bunch(definition, logged_in_user(), is_admin=_is_admin())
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
-    return _render_form(form, preview=services.preview(plan), warnings=plan.warnings)
+    return _render_form(form, preview=services.preview(plan), warnings=plan.warnings, estimate=estimate(definition))
 
 
 @bp.post("/create")
@@ -252,7 +253,7 @@ def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
 @bp.get("/bunch/<int:bunch_id>")
 @role_required("viewer")
 def bunch(bunch_id: int):
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     template = services.task_template()
     kinds = {step: template.kind(step) for step in get_settings().tasks.step_types if step in template.steps}
     return render_template(
@@ -267,7 +268,7 @@ def bunch(bunch_id: int):
 @role_required("viewer")
 def bunch_progress(bunch_id: int):
     """The progress fragment polled by the bunch page (htmx)."""
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     return render_template(
         "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
         action_form=ActionForm(), dispatching=dispatcher.is_dispatching(bunch.id),
@@ -391,7 +392,7 @@ def manifest(task_id: int):
 @role_required("manager")
 def edit(bunch_id: int):
     """A bunch scheduled and not yet submitted, in the task form to edit like a new one."""
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     reason = editing.not_editable_reason(bunch)
     if reason:
         flash(f"{bunch.base_name} is {reason}.", "warning")

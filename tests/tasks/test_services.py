@@ -188,6 +188,19 @@ def test_next_production_suggestion(app, db, make_user, clock):
         is_admin=False,
     )
     assert services.suggest_production().number == 5
+    assert services.suggest_production("TEST_S1-").number == 1  # another campaign has its own numbers
+
+
+def test_production_suggestion_after_999_and_in_a_campaign(app, db, make_user, clock):
+    """Numbers wider than the padding sort before narrower ones as text; the suggestion still follows."""
+    user = make_user()
+    for key, production in enumerate(("PROD2026-998", "PROD2026-999", "PROD2026-1000", "TEST_S1-PROD2026-041")):
+        services.create_bunch(
+            sim_definition(task_name=f"{production}.SIM", output_dataset=f"S.{TAG}.{production}.SIM.1"),
+            user, str(key), is_admin=False,
+        )  # fmt: skip
+    assert services.suggest_production().number == 1001
+    assert services.suggest_production("TEST_S1-").format(services.naming_rules()) == "TEST_S1-PROD2026-042"
 
 
 def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_panda):

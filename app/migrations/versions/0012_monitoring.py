@@ -2,14 +2,14 @@
 filter column (with the id, for keyset paging), and each user's chosen columns
 
 Revision ID: 0012_monitoring
-Revises: 0011_launch_schedule
+Revises: 0015_indexes
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_monitoring"
-down_revision = "0011_launch_schedule"  # chained after main's head at landing
+down_revision = "0015_indexes"  # chained after main's head at landing
 branch_labels = None
 depends_on = None
 
@@ -27,7 +27,7 @@ SORT_INDEXES: dict[str, tuple[str, ...]] = {
 # Single-column indexes that the (column, id) ones replace.
 REPLACED = {"ix_task_panda_status": "panda_status", "ix_task_ended_at": "ended_at",
             "ix_task_panda_task_id": "panda_task_id", "ix_task_production": "production",
-            "ix_task_bunch_id": "bunch_id"}  # fmt: skip
+            "ix_task_bunch_id": "bunch_id", "ix_task_parent_id": "parent_id"}  # fmt: skip
 
 # Columns are added in place, never in batch mode: recreating "task" on SQLite would delete every
 # launch and status change of the tasks (their foreign keys cascade).
