@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from app.actions.matrix import STATUSES
 from app.auth.current import logged_in_user
@@ -24,6 +25,34 @@ def _table_constants() -> dict:
         "page_sizes": PAGE_SIZES, "statuses": [*STATUSES, NO_STATUS], "successful_statuses": SUCCESSFUL,
         "launch_states": [s.value for s in LaunchStatus],
     }  # fmt: skip
+
+
+@bp.app_template_filter("count_text")
+def count_text(value: int | None) -> str:
+    return f"{value:,}".replace(",", " ") if value is not None else "—"
+
+
+@bp.app_template_filter("gb")
+def gb(value: int | None) -> str:
+    return f"{value / 1e9:.2f}" if value is not None else "—"
+
+
+@bp.app_template_filter("hours")
+def hours(seconds: int | None) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds is not None else "—"
+
+
+@bp.app_template_filter("percent")
+def percent(value: float | None) -> str:
+    return f"{value:.1f} %" if value is not None else "—"
+
+
+@bp.app_template_filter("moment")
+def moment(value: str | None) -> Markup:
+    """An ISO time of a record, shown in the browser's zone (static/js/app.js rewrites data-local)."""
+    if not value:
+        return Markup("—")
+    return Markup('<time datetime="{}" data-local>{}</time>').format(value, value[:16].replace("T", " "))
 
 
 @bp.app_errorhandler(BadFilter)
