@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import select, true
+from sqlalchemy import Select, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased, defer, joinedload, load_only, selectinload
 from werkzeug.datastructures import FileStorage
