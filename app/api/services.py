@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import g
 from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
@@ -105,7 +106,9 @@ def tasks_list(args: Mapping[str, str]) -> dict[str, Any]:
     try:
         task_filter = TaskFilter.from_args(args, user_id=user.id if user else None, steps=get_settings().tasks.step_types)
         query = monitoring_tables.ordered(
-            select(Task).where(*task_filter.clauses()), str(args.get("sort") or "created"), str(args.get("order") or "desc")
+            select(Task).options(selectinload(Task.launches), selectinload(Task.bunch).selectinload(TaskBunch.created_by))
+            .where(*task_filter.clauses()),
+            str(args.get("sort") or "created"), str(args.get("order") or "desc"),
         )
     except BadFilter as exc:
         raise invalid([FieldError("query", str(exc))], str(exc)) from None

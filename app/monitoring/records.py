@@ -75,8 +75,9 @@ def task_record(task: Task) -> dict[str, Any]:
 
 
 def _lookup(query: Any, key: Any, ids: set[int | None]) -> dict[int, Any]:
+    # Asked even for no ids: a page runs as many statements whatever its rows.
     wanted = {i for i in ids if i is not None}
-    return {row[0]: row[1] for row in db.session.execute(query.where(key.in_(wanted)))} if wanted else {}
+    return {row[0]: row[1] for row in db.session.execute(query.where(key.in_(wanted)))}
 
 
 def _record(

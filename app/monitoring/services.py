@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from flask import Flask, current_app
+
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db
@@ -142,12 +144,27 @@ def export(name: str, fmt: str, args: Any, user: User | None) -> Export:
         raise BadFilter(f"export format: one of {', '.join(EXPORT_FORMATS)}")
     table = table_of(name)
     task_filter, state = parse(table, args, user)
-    batches = (task_records(batch) for batch in tables.rows_for_export(table, task_filter, state))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    batches = _batches(app, table, task_filter, state)
     if fmt == "csv":
         return Export(_csv(batches), "text/csv", f"{table.name}.csv")
     header = {"schema": SCHEMA, "table": table.name, "filter": task_filter.to_args(), "sort": state.sort,
               "order": state.order}  # fmt: skip
     return Export(_json(header, batches), "application/json", f"{table.name}.json")
+
+
+def _batches(app: Flask, table: Table, task_filter: TaskFilter, state: TableState) -> Iterator[list[dict[str, Any]]]:
+    """The records, a batch at a time, each read in an app context of its own that ends before the
+    batch is handed on: the response streams after the request, and a client that stops reading
+    leaves no context or session open."""
+    key: list[Any] | None = None
+    while True:
+        with app.app_context():
+            tasks, key = tables.export_batch(table, task_filter, state, key)
+            records = task_records(tasks)
+        yield records
+        if key is None:
+            return
 
 
 def _csv(batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Select, and_, cast, func, literal_column, select, true, tuple_
-from sqlalchemy.orm import defer, selectinload
+from sqlalchemy.orm import defer
 
 from app.actions.matrix import STATUSES
 from app.db import UTCDateTime
@@ -300,7 +300,7 @@ def page_of(table: Table, task_filter: TaskFilter, state: TableState) -> Page:
     exprs = _exprs(col)
     query = (
         select(Task, *(e.label(f"k{i}") for i, e in enumerate(exprs)))
-        .options(defer(Task.spec), defer(Task.params), selectinload(Task.launches))
+        .options(defer(Task.spec), defer(Task.params))
         .where(*conditions(table, task_filter))
     )
     ascending = state.order == "asc"
@@ -362,11 +362,11 @@ def totals(table: Table, task_filter: TaskFilter) -> dict[str, Any]:
     return out
 
 
-def rows_for_export(
-    table: Table, task_filter: TaskFilter, state: TableState, batch: int = 1000
-) -> Iterator[list[Task]]:
-    """Every matching task in the table's order, read a batch at a time by keyset (an export of
-    any size holds one batch in memory)."""
+def export_batch(
+    table: Table, task_filter: TaskFilter, state: TableState, key: list[Any] | None, batch: int = 1000
+) -> tuple[list[Task], list[Any] | None]:
+    """One batch of an export in the table's order, after the row whose sort key is `key` (None: from
+    the start); returns the tasks and the key to go on from (None after the last batch)."""
     col = table.column(state.sort)
     exprs = _exprs(col)
     query = (
@@ -374,12 +374,5 @@ def rows_for_export(
         .options(defer(Task.spec), defer(Task.params))
         .where(*conditions(table, task_filter))
     )
-    key = None
-    while True:
-        rows = _fetch(query, col, state.order == "asc", key, batch)
-        if not rows:
-            return
-        yield [row[0] for row in rows]
-        if len(rows) < batch:
-            return
-        key = list(rows[-1][1:])
+    rows = _fetch(query, col, state.order == "asc", key, batch)
+    return [row[0] for row in rows], (list(rows[-1][1:]) if len(rows) == batch else None)

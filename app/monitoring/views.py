@@ -3,7 +3,7 @@ counts per status (loaded into either table), the column chooser and the exports
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, stream_with_context
+from flask import Blueprint, Response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
@@ -102,4 +102,4 @@ def export_successful(fmt: str) -> ResponseReturnValue:
 
 def _download(out: services.Export) -> Response:
     headers = {"Content-Disposition": f'attachment; filename="{out.filename}"'}
-    return Response(stream_with_context(out.chunks), mimetype=out.mimetype, headers=headers)
+    return Response(out.chunks, mimetype=out.mimetype, headers=headers)
