@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.before_request
     def load_user() -> Response | None:
         g.user = load_user_from_session()
-        g.api_token = None  # set by the API's bearer authentication (app/api/auth.py)
+        g.api_token = g.api_local = None  # set by the API's authentication (app/api/auth.py)
         return password_gate(g.user, request.endpoint)  # a password someone else chose is changed first
 
     @app.context_processor

@@ -872,6 +872,11 @@ class TaskPage:
     def needs_decision(self) -> bool:
         return self.launch is not None and self.launch.status == LaunchStatus.NEEDS_DECISION
 
+    @property
+    def undecided(self) -> bool:
+        """PanDA never answered its submit: a manager may look it up now, adopt an id or confirm absence."""
+        return self.launch is not None and self.launch.status in (LaunchStatus.UNKNOWN, LaunchStatus.NEEDS_DECISION)
+
 
 def task_page(task: Task, *, with_calls: bool) -> TaskPage:
     """The task page's content; related tasks come a page at a time, whatever the size of the bunch."""

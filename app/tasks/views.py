@@ -259,7 +259,7 @@ def bunch(bunch_id: int):
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
         dispatching=dispatcher.is_dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
-        rows=sync.rows_of(bunch.tasks, bunch.id),
+        rows=sync.rows_of(bunch.tasks, bunch.id), undecided=launches.undecided_of(bunch.tasks),
         relations=services.bunch_relations(bunch),
     )  # fmt: skip
 
@@ -319,7 +319,7 @@ def mark_not_submitted(task_id: int):
         flash("Nothing to do: the task is not waiting for a decision.", "info")
     else:
         flash(f"{task.name} marked not in PanDA; sending attempt {launch.attempt}.", "warning")
-    return redirect(url_for("tasks.detail", task_id=task.id))
+    return redirect(_back(task))
 
 
 @bp.post("/<int:task_id>/adopt")
@@ -332,10 +332,39 @@ def adopt(task_id: int):
     panda_id = request.form.get("panda_task_id", type=int)
     if not panda_id or panda_id <= 0:
         flash("Enter the PanDA task id (a number).", "danger")
-        return redirect(url_for("tasks.detail", task_id=task.id))
+        return redirect(_back(task))
     error = launches.adopt(task, panda_id, logged_in_user())
     flash(error or f"{task.name} is PanDA task {panda_id}.", "danger" if error else "success")
-    return redirect(url_for("tasks.detail", task_id=task.id))
+    return redirect(_back(task))
+
+
+@bp.post("/<int:task_id>/look-up")
+@role_required("manager")
+def look_up(task_id: int):
+    """Look the task's unanswered submit up in PanDA now, instead of waiting for the background pass."""
+    task = db.get_or_404(Task, task_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    flash(f"{task.name}: {launches.look_up_now(launches.undecided_of([task]), logged_in_user())}.", "info")
+    return redirect(_back(task))
+
+
+@bp.post("/bunch/<int:bunch_id>/look-up")
+@role_required("manager")
+def look_up_bunch(bunch_id: int):
+    """Look every unanswered submit of the bunch up in PanDA now (one listing per owner)."""
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    flash(f"Looked up: {launches.look_up_now(launches.undecided_of(bunch.tasks), logged_in_user())}.", "info")
+    return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
+
+
+def _back(task: Task) -> str:
+    """Where a decision about a task's submit returns: the bunch page when it was made there."""
+    if request.form.get("back") == "bunch":
+        return url_for("tasks.bunch", bunch_id=task.bunch_id, _anchor="unanswered")
+    return url_for("tasks.detail", task_id=task.id)
 
 
 @bp.get("/<int:task_id>")

@@ -100,6 +100,8 @@ def test_failed_jobs_are_grouped_by_normalised_error_with_the_memory_retry(
     page = client.get("/statistics/errors").get_data(as_text=True)
     assert "retry with 3000 MB" in page and "/actions/retry?memory_mb=3000" in page
     assert client.get("/statistics/errors?bunch=x").status_code == 400
+    failing = next(t for t in tasks if t.jobs_failed)
+    assert f"/statistics/errors?task={failing.id}" in client.get(f"/tasks/{failing.id}").get_data(as_text=True)
 
 
 def test_normalisation_of_real_looking_pilot_texts():

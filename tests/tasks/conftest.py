@@ -16,11 +16,10 @@ from flask import Flask, g
 
 from app import create_app
 from app.config import Settings
-from app.extensions import panda_clients
 from app.launches import dispatcher
 from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
-from tests.fakes.panda import FakePanda
+from tests.fakes.panda import FakePanda, install
 from tests.helpers import csrf_token
 
 EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
@@ -83,9 +82,7 @@ def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:
 @pytest.fixture
 def fake_panda(app) -> FakePanda:
     """The app's PanDA clients are this scripted fake (tests/fakes/panda.py)."""
-    fake = FakePanda()
-    panda_clients.init_app(app, lambda **_: fake)
-    return fake
+    return install(app, FakePanda())
 
 
 @pytest.fixture(autouse=True)
