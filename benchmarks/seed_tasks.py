@@ -44,7 +44,7 @@ def seed(conn: Connection, count: int, *, seed_value: int = 1, users: int = 5, b
     tasks: list[dict[str, Any]] = []
     chains: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
-    task_id, bunch_id, done = first_task, first_bunch, 0
+    task_id, bunch_id, chain_id, done = first_task, first_bunch, first_chain, 0
     while done < count:
         size = min(count - done, rng.choice((1, 5, 20, 100)))
         step = "RECO" if bunch_id % 3 == 0 else "SIM"
@@ -58,7 +58,7 @@ def seed(conn: Connection, count: int, *, seed_value: int = 1, users: int = 5, b
             "definition": {"request_id": request}, "comment": "", "created_by_id": creator, "created_at": created,
         })  # fmt: skip
         if bunch_id % 7 == 0:
-            chain = first_chain + len(chains)
+            chain, chain_id = chain_id, chain_id + 1
             chains.append({"id": chain, "idempotency_key": f"seed-chain-{bunch_id}", "name": f"chain-{bunch_id}",
                            "processing_type": "simul", "definition": {}, "wait_for_parent_done": False,
                            "comment": "", "created_by_id": creator, "created_at": created})  # fmt: skip

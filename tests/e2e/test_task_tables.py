@@ -37,8 +37,8 @@ def test_choose_columns_filter_sort_page_open_and_come_back(page, make_user, bro
 
     # Select fields: drop Creator, add Cloud; the choice stays for this user.
     page.locator("#column-chooser summary").click()
-    page.get_by_label("Creator", exact=True).uncheck()
-    page.get_by_label("Cloud", exact=True).check()
+    page.get_by_role("checkbox", name="Creator", exact=True).uncheck()
+    page.get_by_role("checkbox", name="Cloud", exact=True).check()
     page.get_by_role("button", name="Save columns").click()
     expect(page.locator('th[data-col="cloud"]')).to_be_visible()
     expect(page.locator('th[data-col="creator"]')).to_have_count(0)
@@ -78,7 +78,7 @@ def test_choose_columns_filter_sort_page_open_and_come_back(page, make_user, bro
     # Open a task from the table and come back to the same table.
     page.goto("/tasks/?q=PROD2025-900")
     table_url = page.url
-    page.get_by_role("link", name="PROD2025-900.SIM", exact=True).click()
+    page.locator(".task-link", has_text="PROD2025-900.SIM").click()
     expect(page).to_have_url(re.compile(r"/tasks/\d+$"))
     page.go_back()
     expect(page).to_have_url(table_url)
