@@ -18,6 +18,7 @@ from app.auth.sessions import init_sessions
 from app.auth.views import bp as auth_bp
 from app.chains.views import bp as chains_bp
 from app.config import Settings, load_settings
+from app.launches.views import bp as launches_bp
 from app.monitoring.views import bp as monitoring_bp
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
@@ -37,7 +38,7 @@ __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
 BLUEPRINTS = (
-    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, monitoring_bp, actions_bp, chains_bp,
+    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, monitoring_bp, actions_bp, chains_bp, launches_bp,
     prodrequests_bp, stats_bp, api_bp,
 )  # fmt: skip
 
@@ -55,7 +56,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # Sized with the web and job threads (Settings.db_pool_size); the overflow absorbs bursts.
+        SQLALCHEMY_ENGINE_OPTIONS={
+            "pool_pre_ping": True, "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size,
+        },
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.server.base_url.startswith("https://"),

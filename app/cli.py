@@ -112,11 +112,11 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
     signal.signal(signal.SIGINT, terminate)
     stoppers = []
     try:
+        if credentials:  # before the background jobs, whose log lines could split the password's line
+            hand_over_initial_password(*credentials, settings.instance_dir)
         stoppers = start_background(app)
         url = f"http://{server.effective_host}:{server.effective_port}/"
         click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir})")
-        if credentials:
-            hand_over_initial_password(*credentials, settings.instance_dir)
         sys.stdout.flush()
         server.run()  # returns after SIGTERM/Ctrl-C (waitress catches SystemExit and KeyboardInterrupt)
     except SystemExit:

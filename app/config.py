@@ -383,6 +383,33 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class SchedulerSettings:
+    enabled: bool = setting(
+        True, "`serve` runs the background jobs (launches, sync, bulk actions …); off: none of them runs"
+    )
+    threads: int = setting(4, "threads the background jobs share (one job never runs twice at once)", between(1, 32))
+    dispatch_interval_s: float = setting(5.0, "seconds between two looks for due launches", at_least(1))
+    reconcile_interval_s: float = setting(
+        30.0, "seconds between two look-ups of launches whose submit got no answer", at_least(5)
+    )
+    accounting_interval_s: float = setting(
+        300.0, "seconds between two runs of the final accounting (job descriptions of final tasks)", at_least(10)
+    )
+    bulk_interval_s: float = setting(
+        30.0, "seconds between two looks for bulk-action items left pending (starting one wakes it)", at_least(1)
+    )
+    token_refresh_interval_s: float = setting(
+        300.0, "seconds between two refreshes of the tokens of soon-due launches' owners", at_least(10)
+    )
+    token_refresh_ahead_min: float = setting(
+        30.0, "owners of launches due within this many minutes get their token refreshed ahead", at_least(1)
+    )
+    session_purge_interval_s: float = setting(
+        600.0, "seconds between two purges of expired login sessions", at_least(10)
+    )
+
+
+@dataclass(frozen=True)
 class ChainSettings:
     processing_types: list[str] = setting(
         ["MC production", "reprocessing"], "processing types offered in the chain form"
@@ -414,6 +441,9 @@ class RequestsSettings:
         30, "after a failed fetch spd-requests is left alone this long (Refresh asks at once)", at_least(0)
     )
     page_size: int = setting(20, "requests per page of the Requests list", between(5, 500))
+    rescan_interval_s: float = setting(
+        3600.0, "seconds between two scans of CVMFS for the path catalog (also once at start)", at_least(60)
+    )
 
 
 @dataclass(frozen=True)
@@ -480,6 +510,7 @@ class Settings:
     tasks: TaskSettings = field(default_factory=TaskSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     chains: ChainSettings = field(default_factory=ChainSettings)
     requests: RequestsSettings = field(default_factory=RequestsSettings)
     catalog: CatalogSettings = field(default_factory=CatalogSettings)
@@ -493,6 +524,12 @@ class Settings:
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+psycopg://" + url.split("://", 1)[1]
         return url
+
+    @property
+    def db_pool_size(self) -> int:
+        """Database connections kept: one per waitress thread, per job thread and per parallel submit of
+        the dispatch job, plus a margin for the rest (the PanDA call log, the sandbox simulators)."""
+        return self.server.threads + self.scheduler.threads + self.panda.max_parallel_submits + 4
 
     @property
     def sandbox(self) -> bool:

@@ -52,3 +52,42 @@ def run_cli(*args: str, input: str | None = None) -> Result:
     from app.cli import main
 
     return contextvars.Context().run(CliRunner().invoke, main, list(args), input=input)
+
+
+def run_job(name: str) -> None:
+    """Run background job `name` once in this thread, as `serve`'s scheduler runs it (its own app
+    context and session); the tests have no scheduler running."""
+    from flask import current_app
+
+    from app.jobs import JOBS
+    from app.scheduler import Scheduler
+
+    Scheduler(current_app._get_current_object(), JOBS).run_now(name)
+
+
+def settle_launches(timeout: float = 60.0) -> bool:
+    """Run the dispatch and reconcile jobs, as the scheduler would, until a run changes no launch row
+    (what a background dispatch after a request would have done); False when `timeout` passed first."""
+    from flask import current_app
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.launches.models import Launch
+
+    def rows() -> list[tuple[Any, ...]]:
+        with current_app.app_context():  # a session of its own: the caller's may hold an old snapshot
+            try:
+                return [tuple(r) for r in db.session.execute(select(Launch.id, Launch.status, Launch.error))]
+            finally:
+                db.session.remove()
+
+    deadline = time.monotonic() + timeout
+    before = rows()
+    while time.monotonic() < deadline:
+        run_job("dispatch")
+        run_job("reconcile")
+        after = rows()
+        if after == before:
+            return True
+        before = after
+    return False

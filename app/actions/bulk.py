@@ -3,7 +3,7 @@ anything is sent (those tasks are "not allowed in this status" at once); the res
 by the background job (`jobs.run_bulk_actions`), each with its own result; "retry the failed ones"
 starts a new bulk action on the tasks PanDA could not be reached for or did not answer.
 
-The job belongs to the scheduler's job list (app/scheduler.py, with `wake` after `start` commits).
+The job is in the scheduler's job list (app/jobs.py); `start` wakes it once its rows are committed.
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from app.actions.selection import Selection, selected_tasks, selection_from
 from app.audit.services import record
 from app.auth.models import User
 from app.extensions import db
+from app.scheduler import wake_after_commit
 from app.tasks.models import Task
 
 # Bulk actions offered (a modification is per task: its difference is shown before sending).
 BULK_ACTIONS = tuple(action for action in ACTIONS if action is not Action.MODIFY)
 RETRYABLE = (Outcome.FAILED, Outcome.UNKNOWN)  # "retry the failed ones": nothing answered, or no answer
+BULK_JOB = "bulk-actions"  # its name in app.jobs.JOBS
 FINISHED = (Outcome.ACCEPTED, Outcome.REJECTED, Outcome.NOT_ALLOWED, Outcome.FAILED, Outcome.UNKNOWN)
 
 
@@ -108,6 +110,8 @@ def start(
            details={"bulk_id": bulk.id, "params": params, "comment": comment, "tasks": bulk_plan.total,
                     "sent": len(bulk_plan.allowed), "not_allowed": len(bulk_plan.refused)})  # fmt: skip
     db.session.flush()
+    if bulk_plan.allowed:
+        wake_after_commit(BULK_JOB)
     return bulk
 
 

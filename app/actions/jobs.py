@@ -1,7 +1,7 @@
 """The bulk-action job: sends every pending bulk item, one at a time, each committed on its own.
 
 A module-level function without arguments for the scheduler's job list (it runs in an app
-context). An item is claimed (pending → sending, committed) before its command leaves, so two
+context); it ends after the item in hand when `serve` stops. An item is claimed (pending → sending, committed) before its command leaves, so two
 panel processes never send it twice; an item left "sending" by a process that stopped mid-call is
 settled as unknown after `STUCK_AFTER` (PanDA may have registered it: "retry the failed ones" can
 send it again, and a newer command replaces an unexecuted one).
@@ -20,6 +20,7 @@ from app.actions.matrix import Action
 from app.actions.models import BulkAction, BulkItem, Outcome
 from app.extensions import db, panda_clients
 from app.panda.client import PandaApi
+from app.scheduler import stopping
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def run_bulk_actions(client: PandaApi | None = None) -> int:
     panda = client or panda_clients()
     handled = 0
     try:
-        while (item := _claim()) is not None:
+        while not stopping() and (item := _claim()) is not None:
             try:
                 _send(item, panda)
             except Exception:  # a bug must not leave the item "sending" nor stop the other items

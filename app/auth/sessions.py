@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -150,7 +149,6 @@ class ServerSessionInterface(SessionInterface):
                 user_id=session.get("uid"),
             )
             store.add(row)
-            _purge_now_and_then(app, store)
             self._set_cookie(app, session, response)
             return
         if session.modified or session.row_seen is None or now - session.row_seen > _TOUCH_EVERY:
@@ -176,18 +174,6 @@ class ServerSessionInterface(SessionInterface):
             path=self.get_cookie_path(app),
         )
         response.vary.add("Cookie")
-
-
-_PURGE_EVERY_S = 600.0
-_last_purge = {"at": 0.0}
-
-
-def _purge_now_and_then(app: Flask, store: Session) -> None:
-    """Drop timed-out rows (mostly abandoned anonymous sessions) at most every 10 minutes."""
-    if time.monotonic() - _last_purge["at"] < _PURGE_EVERY_S:
-        return
-    _last_purge["at"] = time.monotonic()
-    purge_expired(app, store)
 
 
 def init_sessions(app: Flask) -> None:

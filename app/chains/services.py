@@ -33,7 +33,7 @@ from app.chains.models import Chain, ChainStep
 from app.chains.specs import ChainDefinition, Problem, problem
 from app.config import Settings, get_settings
 from app.extensions import db, panda_clients
-from app.launches.dispatcher import dispatch_after_commit
+from app.launches.dispatcher import dispatch_soon
 from app.launches.gates import PARENT_DONE, PARENT_FAILED
 from app.launches.models import Launch
 from app.launches.schedule import NOW, Schedule
@@ -300,14 +300,8 @@ def submit_chain(
                 return CreateResult(winner, False, [])
             raise
     if result.created:
-        dispatch_chain_after_commit(result.chain)
+        dispatch_soon()
     return result
-
-
-def dispatch_chain_after_commit(chain: Chain, start: int = 1) -> None:
-    """Dispatch steps `start`… once committed (a later step's launches wait for their parents)."""
-    for step in chain.steps[start - 1 :]:
-        dispatch_after_commit(step.bunch_id)
 
 
 # --- the chain page ---------------------------------------------------------------------------------
@@ -428,7 +422,7 @@ def refresh_from_panda(chain: Chain) -> Notice:
     finally:
         client.close()
     db.session.flush()
-    dispatch_chain_after_commit(chain, start=2)
+    dispatch_soon()
     read = len(running) - len(errors)
     if errors:
         return Notice(f"Read {read} of {len(running)} tasks from PanDA; " + "; ".join(errors[:3]), "warning")
@@ -456,7 +450,7 @@ def resend_failed_step(chain: Chain, position: int, user: User) -> int:
     if launches:
         record("chain.resend", target=chain.name, details={"chain_id": chain.id, "step": position, "n": len(launches)},
                user=user)  # fmt: skip
-        dispatch_chain_after_commit(chain, start=position)
+        dispatch_soon()
     return len(launches)
 
 
@@ -599,7 +593,7 @@ def create_sweep(
             variant.chain, user, f"{idempotency_key}.{k}", is_admin=is_admin, cloned_from=source
         )
         if result.created:
-            dispatch_chain_after_commit(result.chain)
+            dispatch_soon()
         created.append(result.chain)
     return created
 

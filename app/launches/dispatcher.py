@@ -19,14 +19,16 @@ Exactly once, step by step:
    not claimed (``gates.gate``): it stays pending with the reason ("waiting for task 123 to reach
    50 % of its jobs") and goes out on a later dispatch.
 
-This module is a background job: it commits, one transaction per row. Submits go out
+This module is background work: it commits, one transaction per row. The scheduler's "dispatch" job
+(``dispatch_pending``) sends due rows every few seconds, and at once when a request committed
+launches (``dispatch_soon``); its "reconcile" job (``reconcile_unsettled``) settles unanswered ones.
+Launches that came due while the panel was down are just due at start. Submits go out
 ``[panda] max_parallel_submits`` at a time, each worker with its own client and database session.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import defaultdict
@@ -37,14 +39,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 
 from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db, panda_clients
-from app.launches.gates import dependencies, gate
+from app.launches.gates import dependencies, gate, may_go
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, check, transition
 from app.panda.client import PandaApi
@@ -56,13 +58,14 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
+from app.scheduler import stopping, wake_after_commit
 from app.tasks.models import Task
 from app.tokens.errors import TokenUnavailable
-from app.transaction import after_commit
 from app.version import VERSION
 
 log = logging.getLogger(__name__)
 
+DISPATCH_JOB, RECONCILE_JOB = "dispatch", "reconcile"  # their names in app.jobs.JOBS
 S = LaunchStatus
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
@@ -70,7 +73,7 @@ INCONCLUSIVE = (
 )
 # The comment the PanDA log shows on the dispatcher's own look-ups (no user asked for them).
 BACKGROUND = "background: settling unanswered submits by task name"
-NAMES_PER_LOOKUP = 50  # task names asked in one listing (one regular expression)
+LOOKUP_MARGIN = timedelta(hours=1)  # PanDA's clock may be behind the panel's
 
 
 def claim(launch_id: int, now: datetime) -> bool:
@@ -258,6 +261,7 @@ class Listing:
     servers) the task name listed for each request id: it hides every other task of that request."""
 
     ids: dict[str, int]
+    complete: bool = True  # False: cut at n_tasks, so a name it lacks may still be in PanDA
     shown_for_request: dict[Any, str] = field(default_factory=dict)
 
     def hides(self, task: Task) -> bool:
@@ -266,42 +270,33 @@ class Listing:
         return shown is not None and shown != task.name
 
 
-def _name_pattern(names: list[str]) -> str:
-    """One name as itself; several as an anchored alternation (PanDA's filters take regular expressions)."""
-    if len(names) == 1:
-        return names[0]
-    return "^(" + "|".join(re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", n) for n in names) + ")$"
-
-
 def _list_names(client: PandaApi, owner: User, user_name: str, names: list[str], since: datetime,
-                comment: str) -> tuple[Listing, int]:  # fmt: skip
-    """Which of `names` the owner's PanDA listing shows; returns the listing and the calls made."""
+                comment: str) -> Listing:  # fmt: skip
+    """Which of `names` one listing of the owner's tasks shows (one PanDA call)."""
     ids: dict[str, int] = {}
-    calls = 0
+    wanted = set(names)
+    limit = get_settings().sync.max_tasks_per_call
     try:
-        for start in range(0, len(names), NAMES_PER_LOOKUP):
-            chunk = names[start : start + NAMES_PER_LOOKUP]
-            filters = {"taskName": _name_pattern(chunk), **({"userName": user_name} if user_name else {})}
-            calls += 1
-            # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
-            infos = client.get_tasks_detailed_info_since(
-                owner, None, filters=filters, n_tasks=4 * len(chunk) + 10, comment=comment
-            )
-            for info in infos:
-                if info.name in chunk:
-                    ids[info.name] = min(info.task_id, ids.get(info.name, info.task_id))
-        return Listing(ids), calls
+        # The owner's tasks modified since shortly before the oldest submit in question (the margin
+        # covers a PanDA clock behind ours). Not a name filter: PanDA cuts the listing at n_tasks
+        # before it applies a regular expression, so only a listing shorter than the limit is whole.
+        infos = client.get_tasks_detailed_info_since(
+            owner, since - LOOKUP_MARGIN, filters={"userName": user_name} if user_name else None,
+            n_tasks=limit, comment=comment,
+        )  # fmt: skip
+        for info in infos:
+            if info.name in wanted:
+                ids[info.name] = min(info.task_id, ids.get(info.name, info.task_id))
+        return Listing(ids, complete=len(infos) < limit)
     except PandaUnsupported:
         pass
     # Legacy servers (< 1.0) only list the owner's tasks modified in a time window, keyed by reqID:
     # tasks sharing a request id hide each other, so a miss proves nothing for such a task.
-    calls += 1
     summaries = client.get_tasks_modified_since(owner, since - timedelta(days=1), dn=user_name or None)
-    wanted = set(names)
     for summary in summaries:
         if summary.name in wanted:
             ids[summary.name] = min(summary.task_id, ids.get(summary.name, summary.task_id))
-    return Listing(ids, {s.req_id: s.name for s in summaries if s.req_id is not None}), calls
+    return Listing(ids, shown_for_request={s.req_id: s.name for s in summaries if s.req_id is not None})
 
 
 def _later_submitted(launch: Launch) -> Launch | None:
@@ -343,8 +338,8 @@ def settle_unknown(client: PandaApi, launch_ids: Iterable[int] | None = None, *,
 
     Without `launch_ids`: every unknown launch (and stale "sending" row), as the background job does;
     with them (a manager's "look it up now"): those launches, including ones awaiting a decision.
-    One listing per owner (per 50 names) holds the unknown names and, for each, the first task the
-    panel submitted after it (the evidence). Found → adopted. Not found while the later task is
+    One listing per owner (its tasks modified since shortly before the oldest unknown submit) shows
+    the unknown names and, for each, the first task the panel submitted after it (the evidence). Found → adopted. Not found while the later task is
     visible → failed and sent again as a new attempt. Otherwise it waits; an unknown one older than
     ``reconcile_grace_s`` goes to a manager's decision. Commits per owner (a request passes
     ``commit=db.session.flush``: its own transaction boundary commits).
@@ -361,6 +356,8 @@ def settle_unknown(client: PandaApi, launch_ids: Iterable[int] | None = None, *,
     for launch in rows:
         groups[(launch.created_by_id, launch.task.params.get("userName") or "")].append(launch)
     for (_owner_id, user_name), launches in groups.items():
+        if stopping():  # `serve` stops: the other owners' rows are looked up at the next start
+            break
         try:
             _settle_group(client, user_name, launches, comment, by, report)
         except (PandaError, TokenUnavailable) as exc:  # raised before any row changed
@@ -384,8 +381,8 @@ def _settle_group(client: PandaApi, user_name: str, launches: list[Launch], comm
     evidence = {launch.id: _later_submitted(launch) for launch in launches}
     names = sorted({launch.task.name for launch in launches} | {e.task.name for e in evidence.values() if e})
     since = min(launch.claimed_at or launch.created_at for launch in launches)
-    listing, calls = _list_names(client, by or owner, user_name, names, since, comment)
-    report.calls += calls
+    listing = _list_names(client, by or owner, user_name, names, since, comment)
+    report.calls += 1
     now = clock.now()
     for launch in launches:
         task = launch.task
@@ -399,7 +396,7 @@ def _settle_group(client: PandaApi, user_name: str, launches: list[Launch], comm
             if launch.status == S.UNKNOWN:
                 transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
             report.undecided += 1
-        elif later is not None and later.task.name in listing.ids:
+        elif later is not None and later.task.name in listing.ids and listing.complete:
             _resend_absent(launch, later, by)
             report.resent += 1
         elif launch.status == S.UNKNOWN and now - (launch.claimed_at or launch.created_at) > _grace():
@@ -490,6 +487,8 @@ def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
         panda = client or panda_clients()
         try:
             for launch_id in launch_ids:
+                if stopping():  # `serve` stops: the row in hand was the last one
+                    break
                 _guarded(dispatch_launch, launch_id, panda)
         finally:
             if client is None:
@@ -505,7 +504,7 @@ def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
             try:
                 while True:
                     with lock:
-                        launch_id = next(todo, None)
+                        launch_id = None if stopping() else next(todo, None)
                     if launch_id is None:
                         return
                     _guarded(dispatch_launch, launch_id, own)
@@ -540,20 +539,22 @@ def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
 
 
 def _stale_sending(bunch_id: int | None = None) -> list[int]:
-    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take,
-    the client's own retries of a request PanDA never received included. One bunch's, or every
-    bunch's when `bunch_id` is None."""
-    panda = get_settings().panda
-    attempts = panda.retries + 1
-    longest = (
-        attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
-    )
-    limit = clock.now() - timedelta(seconds=longest + 5)
-    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < limit]
+    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take.
+    One bunch's, or every bunch's when `bunch_id` is None."""
+    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < _stale_limit()]
     query = select(Launch.id).where(*conditions)
     if bunch_id is not None:
         query = query.join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
     return list(db.session.scalars(query))
+
+
+def _stale_limit() -> datetime:
+    """Claimed before this, a row still "sending" has outlived any submit, the client's own retries of
+    a request PanDA never received included: its dispatcher died."""
+    panda = get_settings().panda
+    attempts = panda.retries + 1
+    longest = attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
+    return clock.now() - timedelta(seconds=longest + 5)
 
 
 def _counts(bunch_id: int) -> dict[str, int]:
@@ -566,84 +567,56 @@ def _counts(bunch_id: int) -> dict[str, int]:
     return counts
 
 
-def dispatch_due(limit: int = 100, client: PandaApi | None = None) -> int:
+def dispatch_due(limit: int = 1000, client: PandaApi | None = None) -> int:
     """Submit launches whose ``due_at`` has come (any bunch), then settle unknown and stale ones in
-    bulk (`settle_unknown`). For start-up and the scheduler: a row left in "sending" by a crash is
-    looked up, never resent on absence alone. Returns how many rows were handled."""
+    bulk. Returns how many rows were handled. The scheduler runs the two halves as separate jobs."""
+    return dispatch_pending(limit, client) + reconcile_unsettled(client)
+
+
+def dispatch_pending(limit: int = 1000, client: PandaApi | None = None) -> int:
+    """The "dispatch" job: submit the pending launches that are due, oldest first (a resend's new
+    attempt goes out at the next run). Returns how many rows it took."""
     due = list(
         db.session.scalars(
             select(Launch.id)
-            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
+            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now(), may_go())
             .order_by(Launch.due_at, Launch.id)
             .limit(limit)
         )
     )
+    db.session.commit()  # no transaction (nor SQLite read lock) held while PanDA is asked
     send_all(due, client)
+    if stopping():
+        left = db.session.scalar(
+            select(func.count()).where(Launch.status == S.PENDING, Launch.id.in_(due))
+        )
+        if left:
+            log.info("stopping: %d launch(es) left for the next start", left)
+    return len(due)
+
+
+def reconcile_unsettled(client: PandaApi | None = None) -> int:
+    """The "reconcile" job: look up by name, in bulk, the launches without an answer (unknown, or left
+    in "sending" by a crash), never resending them on absence alone. Returns how many it settled."""
     panda = client or panda_clients()
     try:
-        settled = settle_unknown(panda)
+        return settle_unknown(panda).handled
     finally:
         if client is None:
             panda.close()
-    return len(due) + settled.handled
 
 
-# --- background dispatch, one thread per bunch ------------------------------------------------------
-
-_running: set[int] = set()
-_running_lock = threading.Lock()
-_threads: list[threading.Thread] = []
-
-
-def dispatch_after_commit(bunch_id: int) -> None:
-    """Dispatch the bunch in the background once the current transaction commits (before that, the
-    dispatcher's own session cannot see the new launches)."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-
-    def start() -> None:
-        start_background_dispatch(app, bunch_id)
-
-    after_commit(start)
+def dispatch_soon(*, reconcile: bool = False) -> None:
+    """Wake the dispatch job (and the reconcile job) once the current transaction commits: the
+    job's own session sees the new rows then."""
+    wake_after_commit(DISPATCH_JOB)
+    if reconcile:
+        wake_after_commit(RECONCILE_JOB)
 
 
-def start_background_dispatch(app: Flask, bunch_id: int) -> threading.Thread | None:
-    """Dispatch a bunch in a daemon thread (the page shows progress); one thread per bunch at a time."""
-    with _running_lock:
-        if bunch_id in _running:
-            return None
-        _running.add(bunch_id)
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                try:
-                    dispatch_bunch(bunch_id)
-                finally:
-                    db.session.remove()
-        except Exception:
-            log.exception("background dispatch of bunch %s failed", bunch_id)
-        finally:
-            with _running_lock:
-                _running.discard(bunch_id)
-
-    thread = threading.Thread(target=run, name=f"dispatch-bunch-{bunch_id}", daemon=True)
-    thread.start()
-    with _running_lock:  # forget finished threads: a long-running panel starts one per bunch
-        _threads[:] = [t for t in _threads if t.is_alive()]
-        _threads.append(thread)
-    return thread
-
-
-def is_dispatching(bunch_id: int) -> bool:
-    with _running_lock:
-        return bunch_id in _running
-
-
-def wait_for_dispatchers(timeout: float = 30.0) -> bool:
-    """Join the background dispatch threads (tests and shutdown); True when all finished."""
-    deadline = time.monotonic() + timeout
-    for thread in list(_threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
-    alive = [t for t in _threads if t.is_alive()]
-    _threads[:] = alive
-    return not alive
+def dispatching(bunch_id: int) -> bool:
+    """Whether a dispatcher (of any panel instance) is sending one of the bunch's launches now: a
+    row claimed recently enough to still be waiting for PanDA's answer."""
+    query = select(Launch.id).join(Task, Launch.task_id == Task.id)
+    query = query.where(Task.bunch_id == bunch_id, Launch.status == S.SENDING, Launch.claimed_at >= _stale_limit())
+    return db.session.scalar(query.limit(1)) is not None

@@ -13,7 +13,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.extensions import db, panda_clients
 from app.launches.dispatcher import adopt as adopt_launch
-from app.launches.dispatcher import dispatch_after_commit, settle_unknown
+from app.launches.dispatcher import dispatch_soon, settle_unknown
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, transition
 from app.panda.errors import PandaError
@@ -73,7 +73,7 @@ def resend_failed_and_dispatch(bunch: TaskBunch, user: User) -> int:
     """The bunch page's "resend failed": `resend_failed`, dispatched once committed; how many."""
     launches = resend_failed(bunch, user)
     if launches:
-        dispatch_after_commit(bunch.id)
+        dispatch_soon()
     return len(launches)
 
 
@@ -95,7 +95,7 @@ def mark_not_submitted_and_dispatch(task: Task, user: User) -> Launch | None:
     """The task page's "not in PanDA: send again": `mark_not_submitted`, dispatched once committed."""
     launch = mark_not_submitted(task, user)
     if launch is not None:
-        dispatch_after_commit(task.bunch_id)
+        dispatch_soon()
     return launch
 
 

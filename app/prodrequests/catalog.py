@@ -3,7 +3,7 @@
 Entries are found by scanning the configured globs on CVMFS (`[catalog]`, only where the glob's fixed
 folder is mounted) and entered by admins for hosts without CVMFS. Suggestions are ranked for the
 selected request: its own paths first, then matching physics tag and software version.
-`app.prodrequests.jobs.scheduled_rescan` is the periodic refresh; admins can also rescan at once.
+`app.prodrequests.jobs.rescan_catalog` is the periodic refresh (a scheduler job); admins can also rescan at once.
 """
 
 from __future__ import annotations

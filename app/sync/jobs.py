@@ -34,7 +34,9 @@ from app.launches.states import LaunchStatus
 from app.panda.client import PandaApi
 from app.panda.errors import PandaError, PandaUnavailable, PandaUnsupported
 from app.panda.results import JobDescription, TaskInfo, as_utc
+from app.scheduler import stopping, wake
 from app.sync.models import SyncState
+from app.sync.queue import Hints
 from app.sync.services import (
     FINAL,
     PROGRESSING,
@@ -126,7 +128,7 @@ class _Budget:
         self.left = calls
 
     def take(self) -> bool:
-        if self.left <= 0:
+        if self.left <= 0 or stopping():  # `serve` stops: the rest waits for the next start
             return False
         self.left -= 1
         return True
@@ -312,6 +314,8 @@ def account_final_tasks(
     panda = client or panda_clients()
     try:
         for task in tasks:
+            if stopping():
+                break
             report.calls += 1
             try:
                 jobs = _job_descriptions(panda, task, settings)
@@ -357,6 +361,8 @@ def refresh_hinted(panda_ids: Iterable[int], client: PandaApi | None = None) -> 
     panda = client or panda_clients()
     try:
         for task in tasks:
+            if stopping():
+                break
             report.calls += 1
             try:
                 refresh_task(task, panda)
@@ -374,3 +380,18 @@ def refresh_hinted(panda_ids: Iterable[int], client: PandaApi | None = None) -> 
         if client is None:
             panda.close()
     return report
+
+
+HINTS_JOB = "task-status-hints"  # its name in app.jobs.JOBS
+_hints = Hints()  # PanDA task ids named by status messages, waiting for the job
+
+
+def hint(panda_task_id: int) -> None:
+    """A status message named this PanDA task (the consumer's callback): refresh it at once."""
+    _hints.add(panda_task_id)
+    wake(HINTS_JOB)
+
+
+def refresh_hints() -> SyncReport:
+    """The "task-status-hints" job: refresh the tasks named by messages since its last run."""
+    return refresh_hinted(_hints.drain())

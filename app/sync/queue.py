@@ -67,26 +67,19 @@ def parse_message(body: str | bytes) -> StatusMessage | None:
 
 
 class Hints:
-    """PanDA task ids named by messages, waiting for their refresh (drained by one worker)."""
+    """PanDA task ids named by messages, waiting for their refresh (drained by one job)."""
 
     def __init__(self) -> None:
         self._ids: set[int] = set()
         self._lock = threading.Lock()
-        self._ready = threading.Event()
 
     def add(self, task_id: int) -> None:
         with self._lock:
             self._ids.add(task_id)
-            self._ready.set()
-
-    def wait(self, timeout: float) -> bool:
-        """True when ids are waiting (or arrive within `timeout` seconds)."""
-        return self._ready.wait(timeout)
 
     def drain(self) -> set[int]:
         with self._lock:
             ids, self._ids = self._ids, set()
-            self._ready.clear()
         return ids
 
 

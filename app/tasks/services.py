@@ -28,7 +28,7 @@ from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
 from app.extensions import db
 from app.launches import schedule as launch_schedule
-from app.launches.dispatcher import dispatch_after_commit
+from app.launches.dispatcher import dispatch_soon
 from app.launches.models import Launch
 from app.launches.services import new_launch
 from app.launches.states import LaunchStatus
@@ -483,6 +483,7 @@ def create_bunch(
         launch_schedule.check(schedule, user)
     except launch_schedule.ScheduleRefused as exc:
         raise ValidationFailed(exc.errors) from exc
+    launch_schedule.remember_zone(user, schedule.zone)
     rules = naming_rules()
     now = clock.now()
     production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
@@ -589,7 +590,7 @@ def submit_bunch(
             if attempt == 2:
                 raise
     if result.created:
-        dispatch_after_commit(result.bunch.id)
+        dispatch_soon()
     return result
 
 

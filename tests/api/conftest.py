@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from app.api import tokens
-from tests.tasks.conftest import _join_dispatchers, fake_panda, sim_definition  # noqa: F401 (fixtures)
+from tests.tasks.conftest import fake_panda, sim_definition  # noqa: F401 (fixtures)
 
 
 class Api:

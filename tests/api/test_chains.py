@@ -6,9 +6,9 @@ from __future__ import annotations
 import yaml
 
 from app.chains import schema
-from app.launches import dispatcher
 from tests.actions.conftest import new_task  # noqa: F401 (keeps the fixtures' modules importable)
 from tests.chains.conftest import chain_definition
+from tests.helpers import settle_launches
 
 PROBLEM = "application/problem+json"
 
@@ -29,7 +29,7 @@ def test_preview_then_create_a_chain_from_yaml(api, fake_panda):
     assert created.status_code == 201, created.json
     chain = manager.get(created.headers["Location"]).json
     assert [s["step"] for s in chain["steps"]] == ["SIM", "RECO"] and len(chain["steps"][0]["tasks"]) == 2
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     assert {"PROD2025-008.SIM.1", "PROD2025-008.SIM.2"} <= set(fake_panda.submits)
     exported = manager.get(f"/api/v1/chains/{chain['id']}/definition?format=yaml")
     assert exported.mimetype == "application/yaml" and yaml.safe_load(exported.data)["name"] == "PROD2025-008"

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from app.chains.models import Chain
 from app.cli import main
-from app.launches import dispatcher
 from app.launches.models import Launch
 from app.tasks.models import Task, TaskBunch
 from tests.e2e.conftest import LiveServer
+from tests.helpers import settle_launches
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -51,7 +51,7 @@ def test_the_sim_reco_chain_previews_then_launches(runner, make_user, fake_panda
     )
     created = runner.invoke(main, ["chain", "submit", str(EXAMPLES / "sim-reco-chain.yaml"), "--user", user])
     assert created.exit_code == 0, created.output
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     assert {"PROD2026-101.SIM.1", "PROD2026-101.SIM.2", "PROD2026-101.SIM.3"} <= set(fake_panda.submits)
 
 
@@ -59,7 +59,7 @@ def test_the_bunch_creates_five_tasks(runner, make_user, fake_panda, db):
     user = make_user("manager").username
     result = runner.invoke(main, ["import", str(EXAMPLES / "bunch.yaml"), "--user", user])
     assert result.exit_code == 0, result.output
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     bunch = db.session.scalar(select(TaskBunch))
     assert [t.name for t in bunch.tasks] == [f"PROD2026-102.SIM.{i}" for i in range(1, 6)]
     assert [t.spec["offset"] for t in bunch.tasks] == [0, 10000, 20000, 30000, 40000]
@@ -101,5 +101,5 @@ def test_the_delayed_launch_script(live, make_token, fake_panda, db):
         select(Launch).join(Task, Launch.task).where(Task.name.like("PROD2026-102.SIM.%"))
     ).all()
     assert len(waiting) == 5 and {(w.after_task_id, w.at_percent) for w in waiting} == {(sim.id, 50)}
-    assert "pending" in result.stdout  # the launches list the script ends with
+    assert "50 % of its jobs done" in result.stdout  # the upcoming launches the script lists at the end
     assert fake_panda.submits == []  # nothing was due yet

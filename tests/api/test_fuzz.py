@@ -15,9 +15,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from app.launches import dispatcher
 from tests.actions.conftest import new_task
 from tests.e2e.conftest import LiveServer
+from tests.helpers import settle_launches
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]  # fmt: skip
@@ -33,7 +33,7 @@ def live(app, make_token, make_user, fake_panda):
     server.start()
     yield server.url, token
     server.stop()
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
 
 
 @pytest.fixture

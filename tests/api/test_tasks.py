@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.actions.models import TaskCommand
-from app.launches import dispatcher
 from app.tasks.models import Task, TaskBunch
 from tests.actions.conftest import new_task
+from tests.helpers import settle_launches
 from tests.tasks.conftest import sim_definition
 
 PROBLEM = "application/problem+json"
@@ -55,7 +55,7 @@ def test_create_launches_once_per_key(api, fake_panda, db):
     created = manager.post("/api/v1/tasks", json=body)
     assert created.status_code == 201, created.json
     assert created.headers["Location"].endswith(f"/api/v1/bunches/{created.json['id']}")
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     assert sorted(fake_panda.submits) == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
     again = manager.post("/api/v1/tasks", json=body)
     assert again.status_code == 200 and again.json["id"] == created.json["id"]

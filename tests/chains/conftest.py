@@ -14,7 +14,7 @@ from app.chains.specs import ChainDefinition
 from app.tasks.naming import NamingRules
 from app.tasks.specs import TaskDefinition
 from tests.helpers import csrf_token
-from tests.tasks.conftest import SIF, TAG, _join_dispatchers, fake_panda, sim_definition  # noqa: F401 (fixtures)
+from tests.tasks.conftest import SIF, TAG, fake_panda, sim_definition  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

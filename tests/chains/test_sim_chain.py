@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from app.chains.models import Chain
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.panda.calllog import flush_call_log
+from app.runtime import start_scheduler
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
 from tests.chains.conftest import chain_definition, chain_form_data, post
 from tests.helpers import wait_until
@@ -48,13 +48,15 @@ def app(settings_factory, migrated_sqlite, sim):
             "retry_backoff_s": 0.05,
             "transport": "v1",
         },
-        tasks={"dispatch_deadline_s": 30.0, "reconcile_grace_s": 2.0},
+        tasks={"reconcile_grace_s": 2.0},
+        scheduler={"dispatch_interval_s": 1.0, "reconcile_interval_s": 5.0},
     )
     application = sandbox_app(settings, migrated_sqlite, sim)
     application.config["TESTING"] = True
     with application.app_context():
+        stop_jobs = start_scheduler(application)  # as under `serve`: the dispatch job sends the launches
         yield application
-        assert dispatcher.wait_for_dispatchers(60)
+        stop_jobs()
         flush_call_log(10)
         _db.session.remove()
         _db.engine.dispose()
@@ -164,8 +166,8 @@ def test_resending_a_failed_step_leaves_the_others_untouched(client, login_as, s
     launches_before = {t.name: [launch.id for launch in t.launches] for t in [*sims, *recos]}
     response = post(client, f"/chains/{chain.id}/steps/1/resend", {}, follow_redirects=True)
     assert f"Resending {len(failed)} failed task(s) of step 1." in response.get_data(as_text=True)
-    assert dispatcher.wait_for_dispatchers(60)
-    _db.session.expire_all()
+    # The dispatch job (woken by the resend) sends the new attempts, then the RECOs waiting for them.
+    wait_until(lambda: all_submitted([*sims, *recos]), timeout=30, message="all 6 tasks in PanDA")
     tasks = in_panda(sim)
     assert sorted(tasks) == sorted(t.name for t in [*sims, *recos])  # each of the 6 exactly once
     for task in [*sims, *recos]:

@@ -18,6 +18,7 @@ from app.launches.models import Launch
 from app.tasks import naming
 from app.tasks.models import Task, TaskBunch
 from tests.chains.conftest import chain_definition, chain_form_data, post, step
+from tests.helpers import settle_launches
 from tests.tasks.conftest import form_values
 
 pytestmark = pytest.mark.usefixtures("short_dispatch", "fake_panda")
@@ -158,7 +159,7 @@ def test_create_links_every_reco_to_its_sim_and_a_repeated_post_creates_nothing(
     data = chain_form_data(chain_definition(wait_for_parent_done=True), key="c1")
     response = post(client, "/chains/create", data)
     assert response.status_code == 302
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     chain = db.session.scalar(select(Chain))
     assert response.headers["Location"] == f"/chains/{chain.id}"
     assert [(s.position, s.step, s.bunch.size) for s in chain.steps] == [(1, "SIM", 3), (2, "RECO", 3)]
@@ -218,7 +219,7 @@ def test_resending_a_failed_step_touches_nothing_else(client, login_as, db, fake
     assert 'id="resend-step-1"' in page and 'id="resend-step-2"' not in page
     before = {launch.id for launch in db.session.scalars(select(Launch))}
     post(client, f"/chains/{result.chain.id}/steps/1/resend", {})
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     db.session.expire_all()
     new = [launch for launch in db.session.scalars(select(Launch)) if launch.id not in before]
     assert [(launch.task.name, launch.attempt) for launch in new] == [("PROD2025-020.SIM.2", 2)]

@@ -27,6 +27,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, expect, sync_playwright
 from waitress.server import create_server
 
+from app.runtime import start_scheduler
 from tests.conftest import TEST_PASSWORD
 
 CHROMIUM = Path(os.environ.get("PRODPANEL_CHROMIUM", "/usr/bin/chromium"))
@@ -133,10 +134,13 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(app) -> Iterator[str]:
-    """Base URL of ``app`` served by waitress on loopback for the duration of one test."""
+    """Base URL of ``app`` served by waitress on loopback for the duration of one test, with the
+    background jobs running as under `prodpanel serve` (launches go out through the dispatch job)."""
     server = LiveServer(app)
     server.start()
+    stop_jobs = start_scheduler(app)
     yield server.url
+    stop_jobs()
     server.stop()
 
 

@@ -10,7 +10,6 @@ import pytest
 from playwright.sync_api import expect
 
 from app.extensions import db as _db
-from app.launches import dispatcher
 from pandasim import SimConfig, create_simulator, serve_in_thread
 from tests.e2e.conftest import log_in
 from tests.tasks.conftest import sandbox_app
@@ -36,7 +35,6 @@ def app(settings_factory, migrated_sqlite, sim):
     application = sandbox_app(settings, migrated_sqlite, sim)
     with application.app_context():
         yield application
-        assert dispatcher.wait_for_dispatchers(60)
         _db.session.remove()
         _db.engine.dispose()
 

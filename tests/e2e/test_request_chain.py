@@ -13,7 +13,6 @@ import pytest
 from playwright.sync_api import expect
 
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.prodrequests.models import CatalogEntry
 from pandasim import SimConfig, create_simulator
 from pandasim import serve_in_thread as serve_panda
@@ -64,7 +63,6 @@ def app(settings_factory, migrated_sqlite, sim, reqsim_url):
         _db.session.add_all(CatalogEntry(kind=k, path=p, source="admin") for k, p in rows)
         _db.session.commit()
         yield application
-        assert dispatcher.wait_for_dispatchers(60)
         _db.session.remove()
         _db.engine.dispose()
 

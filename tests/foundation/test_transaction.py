@@ -104,6 +104,7 @@ def test_only_the_request_hook_jobs_and_commands_commit():
         "app/sync/jobs.py",
         "app/prodrequests/jobs.py",
         "app/actions/jobs.py",
+        "app/auth/jobs.py",
         "app/launches/jobs.py",
         "app/cli.py",
         "app/auth/cli.py",

@@ -7,13 +7,12 @@ import pytest
 from sqlalchemy import select
 
 from app.auth.models import User
-from app.launches import dispatcher
 from app.launches.models import Launch
 from app.tasks.models import TaskBunch
 from app.tokens import services as vault
 from app.tokens.models import UserToken
 from pandasim import SimApp, SimConfig, serve_in_thread
-from tests.helpers import post_form
+from tests.helpers import post_form, settle_launches
 from tests.oidc_fixture import iam_login
 from tests.tasks.conftest import form_data, post, sim_definition
 
@@ -28,7 +27,7 @@ def _grant(db, user) -> UserToken:
 
 
 def _launch(db, key: str) -> Launch:
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     db.session.expire_all()
     bunch = db.session.scalar(select(TaskBunch).where(TaskBunch.idempotency_key == key))
     return bunch.tasks[0].latest_launch

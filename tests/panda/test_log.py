@@ -90,9 +90,6 @@ def test_stopping_serve_stores_the_calls_still_queued(app, db, monkeypatch):
     stopping.join(30)
     assert not stopping.is_alive()
     assert count(db, method="kill", task_id=55) == 1
-    for thread in threading.enumerate():  # start_background also resumes launches in a thread
-        if thread.name == "resume-launches":
-            thread.join(10)
 
 
 def test_calls_page_filters_and_pages(app, db, client, login_as):

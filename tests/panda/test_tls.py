@@ -14,13 +14,13 @@ import trustme
 from sqlalchemy import select
 
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.launches.models import Launch
 from app.panda.calllog import flush_call_log
 from app.panda.client import CallRecord, ClientConfig, PandaClient
 from app.panda.errors import PandaUnavailable
 from app.panda.models import PandaCall
 from pandasim import SimConfig, create_simulator, serve_in_thread
+from tests.helpers import settle_launches
 from tests.pandasim.conftest import PROD_GROUPS
 from tests.tasks.conftest import form_data, post, sandbox_app, sim_definition
 
@@ -158,7 +158,6 @@ def app(settings_factory, migrated_sqlite, https_sim):
     application.config["TESTING"] = True
     with application.app_context():
         yield application
-        assert dispatcher.wait_for_dispatchers(60)
         flush_call_log(10)
         _db.session.remove()
         _db.engine.dispose()
@@ -186,7 +185,7 @@ def test_check_with_panda_shows_the_message_and_the_log_has_the_row(client, logi
 def test_a_launch_that_sent_nothing_waits_to_go_again_not_unknown(client, login_as, https_sim):
     login_as("manager")
     assert post(client, "/tasks/create", form_data(sim_definition(), key="tls")).status_code == 302
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     _db.session.expire_all()
     launch = _db.session.scalar(select(Launch))
     assert launch.status == "pending", launch.error  # nothing was sent: it goes again by itself

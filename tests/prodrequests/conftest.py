@@ -99,11 +99,3 @@ def app(settings_factory, migrated_sqlite, reqsim_server, tmp_path):
         _db.session.remove()
         _db.engine.dispose()
 
-
-@pytest.fixture(autouse=True)
-def _join_dispatchers():
-    """A task created here is dispatched in the background: let it finish before the app goes."""
-    yield
-    from app.launches import dispatcher
-
-    assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"

@@ -8,7 +8,6 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from flask import Flask, g
 from sqlalchemy import event
 
@@ -25,7 +24,8 @@ NOT_PAGES = {"static", "iam.login", "iam.callback", "iam.end_session"}
 def _arguments(w: world.World) -> dict[str, object]:
     """The value of each URL argument, by name: every argument of a GET route must be here."""
     return {"task_id": w.task_id, "bunch_id": w.bunch_id, "chain_id": w.chain_id, "bulk_id": w.bulk_id,
-            "request_id": 42, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id}  # fmt: skip
+            "request_id": 42, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id,
+            "launch_id": w.launch_id}  # fmt: skip
 
 
 def page_urls(app: Flask, w: world.World) -> dict[str, str]:
@@ -121,10 +121,3 @@ def test_every_page_runs_as_many_statements_at_both_sizes(settings_factory, migr
     assert all(status != 500 for status, _, _ in small.values()), {e: r for e, r in small.items() if r[0] == 500}
     assert sum(1 for status, _, _ in small.values() if status == 200) >= 20  # the pages did render
 
-
-@pytest.fixture(autouse=True)
-def _no_background_dispatch(monkeypatch):
-    """The world is saved directly: nothing is sent to PanDA from here."""
-    from app.launches import dispatcher
-
-    monkeypatch.setattr(dispatcher, "dispatch_after_commit", lambda *a, **k: None)

@@ -15,7 +15,10 @@ import stomp
 
 from app.config import QueueSettings
 from app.extensions import db
+from app.jobs import JOBS
 from app.runtime import start_status_consumer
+from app.scheduler import Scheduler, install
+from app.sync.jobs import HINTS_JOB
 from app.sync.queue import MalformedMessage, TaskStatusConsumer, parse_message
 from app.tasks.models import Task
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
@@ -174,6 +177,9 @@ def queue_settings(destination):
 
 def test_a_status_message_updates_the_task_before_the_next_poll(app, sim, submit):
     task = submit(1).tasks[0]
+    jobs = Scheduler(app, [job for job in JOBS if job.name == HINTS_JOB])  # no polling job
+    install(jobs)
+    jobs.start()
     stop = start_status_consumer(app)
     try:
         wait_until(lambda: sim.publisher is not None, timeout=5)
@@ -192,3 +198,5 @@ def test_a_status_message_updates_the_task_before_the_next_poll(app, sim, submit
         assert sim.calls["get_detailed_info"] >= 1
     finally:
         stop()
+        jobs.shutdown()
+        install(None)

@@ -16,7 +16,6 @@ from flask import Flask, g
 
 from app import create_app
 from app.config import Settings
-from app.launches import dispatcher
 from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
 from tests.fakes.panda import FakePanda, install
@@ -85,13 +84,6 @@ def fake_panda(app) -> FakePanda:
     return install(app, FakePanda())
 
 
-@pytest.fixture(autouse=True)
-def _join_dispatchers():
-    """Background dispatch threads must finish before the app (and its database) goes away."""
-    yield
-    assert dispatcher.wait_for_dispatchers(60), "a background dispatch thread did not finish"
-
-
 class _FormValues(HTMLParser):
     """The values a browser would submit from one <form> (inputs, checked boxes, selects, textareas)."""
 
@@ -107,7 +99,7 @@ class _FormValues(HTMLParser):
             self.inside = a.get("id") == self.form_id
         if not self.inside or "name" not in a and tag != "option":
             return
-        if tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
+        if tag == "input" and (a.get("type") not in ("checkbox", "radio") or "checked" in a):
             self.values[a["name"]] = a.get("value") or ""
         elif tag == "select":
             self._select = a["name"]

@@ -14,7 +14,7 @@ from app.launches import dispatcher
 from app.launches.models import Launch
 from app.tasks import services
 from app.tasks.models import TaskBunch
-from tests.helpers import csrf_token
+from tests.helpers import csrf_token, settle_launches
 from tests.tasks.conftest import form_data, sim_definition
 
 pytestmark = pytest.mark.postgres
@@ -26,7 +26,6 @@ def app(settings_factory, migrated_pg_url):
     application.config["TESTING"] = True
     with application.app_context():
         yield application
-        assert dispatcher.wait_for_dispatchers(60)
         _db.session.remove()
         _db.engine.dispose()
 
@@ -50,7 +49,7 @@ def test_concurrent_creates_and_dispatch_on_postgresql(app, client, login_as, fa
     for t in threads:
         t.join(60)
     assert results == [302] * 6
-    assert dispatcher.wait_for_dispatchers(60)
+    assert settle_launches(60)
     assert _db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
     assert _db.session.scalar(select(func.count()).select_from(Launch)) == 5
     assert sorted(fake_panda.submits) == [f"PROD2025-008.SIM.{i}" for i in range(1, 6)]

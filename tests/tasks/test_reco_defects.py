@@ -8,9 +8,9 @@ import re
 
 from sqlalchemy import select
 
-from app.launches import dispatcher
 from app.tasks import services
 from app.tasks.models import Task, TaskBunch
+from tests.helpers import settle_launches
 from tests.tasks.conftest import TAG, form_data, form_values, post, sim_definition
 
 
@@ -90,7 +90,7 @@ def test_a_relaunch_from_an_uploaded_manifest_is_stored_as_a_relation(
 ):
     login_as("manager")
     post(client, "/tasks/create", form_data(sim_definition(bunch_size=2), key="k"))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     source = db.session.scalar(select(Task).where(Task.bunch_index == 2))
     body = client.get(f"/tasks/{source.id}/manifest.json").get_data()
     html = post(client, "/tasks/relaunch", {"manifest": (io.BytesIO(body), "m.json")},
@@ -98,7 +98,7 @@ def test_a_relaunch_from_an_uploaded_manifest_is_stored_as_a_relation(
     values = form_values(html)
     assert values["cloned_from_task"] == str(source.id)
     assert post(client, "/tasks/create", values).status_code == 302
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     relaunched = db.session.scalar(select(TaskBunch).where(TaskBunch.base_name == values["task_name"]))
     assert relaunched.cloned_from_id == source.bunch_id and relaunched.tasks[0].cloned_from_id == source.id
     page = client.get(f"/tasks/{source.id}").get_data(as_text=True).split('id="clones"', 1)[1][:300]

@@ -15,13 +15,12 @@ from sqlalchemy import func, select
 
 from app.extensions import db as _db
 from app.extensions import panda_clients
-from app.launches import dispatcher
 from app.launches.models import Launch
 from app.panda.calllog import flush_call_log
 from app.panda.models import PandaCall
 from app.tasks.models import Task, TaskBunch
 from pandasim import Faults, SimConfig, Timings, create_simulator, serve_in_thread
-from tests.helpers import csrf_token
+from tests.helpers import csrf_token, settle_launches, wait_until
 from tests.tasks.conftest import TAG, form_data, form_values, post, sandbox_app, sim_definition
 
 
@@ -57,7 +56,6 @@ def app(settings_factory, migrated_sqlite, sim):
     application.config["TESTING"] = True
     with application.app_context():
         yield application
-        assert dispatcher.wait_for_dispatchers(120)
         flush_call_log(10)
         _db.session.remove()
         _db.engine.dispose()
@@ -70,7 +68,7 @@ def sim_task_names(sim) -> list[str]:
 def settle(client, bunch_id: int, rounds: int = 15) -> None:
     """Wait for the dispatcher, resending failed tasks (never unknown ones) until all are in PanDA."""
     for _ in range(rounds):
-        assert dispatcher.wait_for_dispatchers(120)
+        assert settle_launches(120)
         _db.session.expire_all()
         bunch = _db.session.get(TaskBunch, bunch_id)
         statuses = [t.latest_launch.status for t in bunch.tasks]
@@ -292,7 +290,7 @@ def test_reco_for_a_sim_bunch_is_submitted_with_parent_tid(client, login_as, sim
 
 def test_launches_left_pending_are_sent_when_the_panel_starts(app, login_as, sim):
     """A bunch saved but not sent (the panel stopped) goes out at the next start, each task once."""
-    from app.runtime import resume_launches
+    from app.runtime import start_scheduler
     from app.tasks import services
 
     user = login_as("manager")
@@ -302,9 +300,11 @@ def test_launches_left_pending_are_sent_when_the_panel_starts(app, login_as, sim
     _db.session.commit()
     assert created and sim_task_names(sim) == []
 
-    resume_launches(app).join(timeout=60)
-
+    stop = start_scheduler(app)  # as `serve` does: the dispatch job's first run is at start
+    try:
+        wait_until(lambda: len(sim_task_names(sim)) == 3, timeout=60, message="the 3 tasks reached PanDA")
+    finally:
+        stop()  # waits for the job's run in flight: the ids are stored by then
     _db.session.expire_all()
-    tasks = _db.session.get(TaskBunch, bunch.id).tasks
-    assert all(t.panda_task_id for t in tasks)
+    assert all(t.panda_task_id for t in _db.session.get(TaskBunch, bunch.id).tasks)
     assert sorted(sim_task_names(sim)) == [f"PROD2025-031.SIM.{i}" for i in range(1, 4)]

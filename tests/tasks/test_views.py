@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
@@ -12,7 +13,7 @@ from app.launches.models import Launch
 from app.tasks import services
 from app.tasks.models import Task, TaskBunch
 from tests.fakes.panda import LegacyFakePanda, install
-from tests.helpers import wait_until
+from tests.helpers import settle_launches, wait_until
 from tests.tasks.conftest import TAG, form_data, form_values, post, sim_definition
 
 
@@ -120,7 +121,7 @@ def test_preview_shows_exact_parameters_and_diff(client, login_as, db, fake_pand
     assert fake_panda.submits == []
     # What was previewed is exactly what is saved and sent.
     post(client, "/tasks/create", form_values(html))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     tasks = db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
     assert [t.params for t in tasks] == previewed
     assert [t.latest_launch.manifest["task_parameters"] for t in tasks] == previewed
@@ -149,7 +150,7 @@ def test_create_twice_with_same_key_creates_one_bunch(client, login_as, db, fake
     second = post(client, "/tasks/create", data)
     assert first.status_code == second.status_code == 302
     assert first.headers["Location"] == second.headers["Location"]
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
     assert db.session.scalar(select(func.count()).select_from(Launch)) == 3
     assert sorted(fake_panda.submits) == [f"PROD2025-008.SIM.{i}" for i in (1, 2, 3)]
@@ -163,20 +164,20 @@ def test_bunch_failures_and_resend(client, login_as, db, fake_panda):
     location = post(client, "/tasks/create", form_data(sim_definition(bunch_size=2), key="k")).headers[
         "Location"
     ]
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     page = client.get(location).get_data(as_text=True)
     assert "1 of 2 submitted" in page and "too many active tasks" in page and "Resend failed (1)" in page
     bunch_id = int(location.rstrip("/").rsplit("/", 1)[1])
     response = post(client, f"/tasks/bunch/{bunch_id}/resend", {})
     assert response.status_code == 302
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     wait_until(lambda: "2 of 2 submitted" in client.get(location).get_data(as_text=True))
 
 
 def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, clock):
     login_as("manager")
     post(client, "/tasks/create", form_data(sim_definition(), key="k"))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     task = db.session.scalar(select(Task))
     page = client.get(f"/tasks/{task.id}").get_data(as_text=True)
     assert task.name in page and "download JSON" in page and str(task.panda_task_id) in page
@@ -196,7 +197,7 @@ def test_task_page_manifest_clone_both_ways(client, login_as, db, fake_panda, cl
     assert "Task name" in reset and "Output dataset name" in reset and "Tasks to launch" in reset
     # Submitted as it is, the clone differs from its source only in what the form says it reset.
     assert post(client, "/tasks/create", form_values(clone)).status_code == 302
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     new = db.session.scalar(select(Task).where(Task.name == "PROD2026-001.SIM"))
     assert new.output_dataset == f"MC2025_S1.{TAG}.PROD2026-001.SIM.1"
     renamed = {"taskName": new.name, "log": new.params["log"], "jobParameters": new.params["jobParameters"]}
@@ -216,7 +217,7 @@ def test_relaunch_from_uploaded_manifest(client, login_as, db, fake_panda, clock
 
     login_as("manager")
     post(client, "/tasks/create", form_data(sim_definition(bunch_size=2, initial_offset=3), key="k"))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     task = db.session.scalar(select(Task).where(Task.bunch_index == 2))
     body = client.get(f"/tasks/{task.id}/manifest.json").get_data()
     response = post(client, "/tasks/relaunch", {"manifest": (io.BytesIO(body), "m.json")},
@@ -258,7 +259,7 @@ def test_admin_may_set_admin_fields(client, login_as, db, fake_panda):
         priority="950", site="JINR_PROD", working_group="spd_prod", template_overrides='{"gshare": "Test"}'
     )
     assert post(client, "/tasks/create", data).status_code == 302
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     params = db.session.scalar(select(Task)).params
     assert (params["taskPriority"], params["site"], params["workingGroup"], params["gshare"]) == (
         950, "JINR_PROD", "spd_prod", "Test",
@@ -270,7 +271,7 @@ def test_undecided_task_mark_or_adopt(app, client, login_as, db, clock):
     login_as("manager")
     fake.script = ["unknown", "lost", "ok"]
     post(client, "/tasks/create", form_data(sim_definition(bunch_size=3), key="k"))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     first, second, _third = db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
     page = client.get(f"/tasks/{first.id}").get_data(as_text=True)
     assert "PanDA cannot confirm whether this task arrived" in page and 'id="adopt"' in page
@@ -282,7 +283,7 @@ def test_undecided_task_mark_or_adopt(app, client, login_as, db, clock):
     assert db.session.get(Task, first.id).panda_task_id == 1000
     # The other one really is missing: mark it, and it is sent once more.
     post(client, f"/tasks/{second.id}/mark-not-submitted", {})
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     db.session.expire_all()
     assert db.session.get(Task, second.id).panda_task_id is not None
     assert fake.submits.count("PROD2025-008.SIM.2") == 2 and fake.submits.count("PROD2025-008.SIM.1") == 1
@@ -291,7 +292,7 @@ def test_undecided_task_mark_or_adopt(app, client, login_as, db, clock):
 def test_note_when_events_do_not_divide_is_shown_after_create(client, login_as, fake_panda):
     login_as("manager")
     response = post(client, "/tasks/create", form_data(sim_definition(events_per_job=3000), key="k"))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "are not a multiple of events per job (3000)" in page
 
@@ -375,7 +376,7 @@ def test_required_numbers_and_malformed_request_id_are_field_errors(client, logi
 def test_clone_a_whole_bunch_links_both_ways(client, login_as, db, fake_panda, clock):
     login_as("manager")
     post(client, "/tasks/create", form_data(sim_definition(bunch_size=3, initial_offset=5), key="k"))
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     source = db.session.scalar(select(TaskBunch))
     form = client.get(f"/tasks/clone?bunch={source.id}").get_data(as_text=True)
     assert "Clone of bunch PROD2025-008.SIM (3 tasks)" in form
@@ -390,7 +391,7 @@ def test_clone_a_whole_bunch_links_both_ways(client, login_as, db, fake_panda, c
     preview = post(client, "/tasks/preview", values).get_data(as_text=True)
     assert "nothing has been sent" in preview and 'id="clone-copied"' in preview  # still says what it cloned
     assert post(client, "/tasks/create", values).status_code == 302
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     clone = db.session.scalar(select(TaskBunch).where(TaskBunch.id != source.id))
     assert clone.base_name == "PROD2026-001.SIM" and clone.cloned_from_id == source.id
     assert [t.cloned_from_id for t in clone.tasks] == [t.id for t in source.tasks]
@@ -405,7 +406,7 @@ def test_a_used_form_changed_after_create_is_not_dropped_silently(client, login_
     login_as("manager")
     data = form_data(sim_definition(), key="used")
     first = post(client, "/tasks/create", data)
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     # Back button, new values, same key: not a repeat of the first POST.
     data.update(task_name="PROD2025-009.SIM", output_dataset=f"MC2025_S1.{TAG}.PROD2025-009.SIM.1")
     response = post(client, "/tasks/create", data)
@@ -416,7 +417,7 @@ def test_a_used_form_changed_after_create_is_not_dropped_silently(client, login_
     assert values["task_name"] == "PROD2025-009.SIM" and values["idempotency_key"] not in ("", "used")
     assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 1
     second = post(client, "/tasks/create", values)
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     assert second.headers["Location"] != first.headers["Location"]
     assert db.session.scalar(select(func.count()).select_from(TaskBunch)) == 2
     # An unchanged repeat still lands on the bunch it created.
@@ -430,11 +431,12 @@ def test_an_interrupted_send_is_explained_and_dispatching_resumes(client, login_
     bunch, *_ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
     db.session.commit()
     first = bunch.tasks[0].launches[0]
-    assert dispatcher.claim(first.id, clock())  # a dispatcher claimed it, then the panel stopped
+    # A dispatcher claimed it, then its panel stopped: longer ago than any request can take.
+    assert dispatcher.claim(first.id, clock() - timedelta(minutes=10))
     page = client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
     assert "1 sending (interrupted: never resent" in page and "Continue dispatching" in page
     post(client, f"/tasks/bunch/{bunch.id}/dispatch", {})
-    assert dispatcher.wait_for_dispatchers(30)
+    assert settle_launches(30)
     assert "Dispatching resumed." in client.get(f"/tasks/bunch/{bunch.id}").get_data(as_text=True)
     assert fake_panda.submits == ["PROD2025-008.SIM.2"]  # the claimed one is not resent
 
