@@ -16,6 +16,7 @@ from flask.cli import AppGroup, ScriptInfo, routes_command, shell_command
 from waitress import create_server
 
 from app import create_app, migrate
+from app.api.cli import COMMANDS as API_COMMANDS
 from app.auth.cli import users
 from app.auth.services import ensure_admin, hand_over_initial_password
 from app.config import ConfigError, load_settings, render_example
@@ -175,6 +176,8 @@ main.add_command(panda_sim)
 main.add_command(requests_sim)
 main.add_command(routes_command)
 main.add_command(shell_command)
+for command in API_COMMANDS:  # tasks, chain, launches, export, import: through the JSON API
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover - PyInstaller entry point

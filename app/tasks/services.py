@@ -483,6 +483,7 @@ def create_bunch(
         launch_schedule.check(schedule, user)
     except launch_schedule.ScheduleRefused as exc:
         raise ValidationFailed(exc.errors) from exc
+    launch_schedule.remember_zone(user, schedule.zone)
     rules = naming_rules()
     now = clock.now()
     production = naming.parse_task_name(definition.task_name, rules).production.format(rules)

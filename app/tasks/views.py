@@ -15,6 +15,7 @@ from app.config import get_settings
 from app.extensions import db
 from app.launches import dispatcher
 from app.launches import services as launches
+from app.launches.schedule import NOW, Schedule
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
@@ -35,6 +36,7 @@ def _is_admin() -> bool:
 def _form(definition: TaskDefinition | None = None) -> TaskForm:
     """The task form; prefilled from `definition` with a fresh submission key."""
     form = TaskForm().configure(get_settings())
+    form.configure_schedule(logged_in_user())
     if definition is not None:
         form.fill(definition)
         form.idempotency_key.data = services.new_idempotency_key()
@@ -194,8 +196,11 @@ def relaunch_upload():
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
     if not form.validate_on_submit():
         form.overrides_value()  # report JSON errors together with the rest
+        form.schedule_value()
         return None
     definition = form.to_definition()
+    if form.schedule_value() is None:
+        return None
     if definition is not None and not definition.output_dataset:
         definition = services.complete_definition(definition)
         # Shown beside the field, not written into it: an empty field keeps following the task name
@@ -230,19 +235,21 @@ def create():
         return refused
     try:
         result = services.submit_bunch(_definition_from_post(form), (form.idempotency_key.data or "").strip(), logged_in_user(),
-                                       is_admin=_is_admin(), cloned_from=_clone_source(form))  # fmt: skip
+                                       is_admin=_is_admin(), cloned_from=_clone_source(form),
+                                       schedule=form.schedule_value() or NOW)  # fmt: skip
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
     except services.FormReused as exc:
         form.idempotency_key.data = services.new_idempotency_key()  # the next press creates another bunch
         return _render_form(form, status=409, form_errors=[str(exc)])
-    _flash_created(result)
+    _flash_created(result, form.schedule_value() or NOW)
     return redirect(url_for("tasks.bunch", bunch_id=result.bunch.id))
 
 
-def _flash_created(result: services.CreateResult) -> None:
+def _flash_created(result: services.CreateResult, schedule: Schedule) -> None:
     if result.created:  # a repeated POST just shows the bunch
-        flash(f"Saved {result.bunch.size} task(s); submitting to PanDA.", "success")
+        going = "submitting to PanDA" if not schedule.later else f"launching {schedule.describe()} (see Launches)"
+        flash(f"Saved {result.bunch.size} task(s); {going}.", "success")
         for warning in result.warnings:
             flash(warning, "warning")
 

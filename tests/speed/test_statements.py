@@ -24,7 +24,8 @@ NOT_PAGES = {"static", "iam.login", "iam.callback", "iam.end_session"}
 def _arguments(w: world.World) -> dict[str, object]:
     """The value of each URL argument, by name: every argument of a GET route must be here."""
     return {"task_id": w.task_id, "bunch_id": w.bunch_id, "chain_id": w.chain_id, "bulk_id": w.bulk_id,
-            "request_id": 42, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id}  # fmt: skip
+            "request_id": 42, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id,
+            "launch_id": w.launch_id}  # fmt: skip
 
 
 def page_urls(app: Flask, w: world.World) -> dict[str, str]:

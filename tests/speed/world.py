@@ -22,6 +22,7 @@ from app.auth.services import create_local_user
 from app.chains import services as chains
 from app.chains.specs import ChainDefinition
 from app.extensions import db
+from app.launches.schedule import Schedule
 from app.launches.states import LaunchStatus
 from app.panda.models import PandaCall
 from app.prodrequests.models import CatalogEntry
@@ -47,6 +48,7 @@ class World:
     clone_id: int  # the clone of that bunch: not sent yet, so editable
     chain_id: int
     bulk_id: int
+    launch_id: int  # a pending launch of the clone, waiting for a task of the first bunch
 
 
 def settings_changes(instance_dir) -> dict:
@@ -72,7 +74,8 @@ def build(admin: User, tasks_per_bunch: int, steps: int) -> World:
     clone = dataclasses.replace(
         sim_definition(9, bunch_size=tasks_per_bunch), comment="a clone of the first bunch"
     )
-    cloned = tasks.create_bunch(clone, admin, "clone", is_admin=True, cloned_from=first).bunch
+    cloned = tasks.create_bunch(clone, admin, "clone", is_admin=True, cloned_from=first,
+                                schedule=Schedule(after_task=first.tasks[0], at_percent=50)).bunch  # fmt: skip
     now = clock.now()
     for i, task in enumerate(first.tasks):  # half of them in PanDA, running, with their history
         if i % 2:
@@ -93,5 +96,5 @@ def build(admin: User, tasks_per_bunch: int, steps: int) -> World:
         create_local_user(f"user{k}", "correct-horse-battery", role="viewer")
     bulk = bulk_services.start(Selection("bunch", target_id=first.id), Action.KILL, {"comment": "wrong seed"}, admin)
     db.session.commit()
-    return World(middle.id, first.id, cloned.id, chain.id, bulk.id)
+    return World(middle.id, first.id, cloned.id, chain.id, bulk.id, cloned.tasks[0].launches[-1].id)
 

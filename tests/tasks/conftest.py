@@ -99,7 +99,7 @@ class _FormValues(HTMLParser):
             self.inside = a.get("id") == self.form_id
         if not self.inside or "name" not in a and tag != "option":
             return
-        if tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
+        if tag == "input" and (a.get("type") not in ("checkbox", "radio") or "checked" in a):
             self.values[a["name"]] = a.get("value") or ""
         elif tag == "select":
             self._select = a["name"]
