@@ -18,6 +18,7 @@ from app.auth.sessions import init_sessions
 from app.auth.views import bp as auth_bp
 from app.chains.views import bp as chains_bp
 from app.config import Settings, load_settings
+from app.launches.views import bp as launches_bp
 from app.panda.calllog import init_call_log
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
@@ -37,8 +38,8 @@ __all__ = ["VERSION", "create_app"]
 
 # One line per domain; the order is the order of their URL rules.
 BLUEPRINTS = (
-    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, actions_bp, chains_bp, prodrequests_bp, stats_bp,
-    api_bp,
+    web_bp, auth_bp, iam_bp, tokens_bp, audit_bp, panda_bp, tasks_bp, actions_bp, chains_bp, launches_bp, prodrequests_bp,
+    stats_bp, api_bp,
 )  # fmt: skip
 
 
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.before_request
     def load_user() -> Response | None:
         g.user = load_user_from_session()
-        g.api_token = None  # set by the API's bearer authentication (app/api/auth.py)
+        g.api_token = g.api_local = None  # set by the API's authentication (app/api/auth.py)
         return password_gate(g.user, request.endpoint)  # a password someone else chose is changed first
 
     @app.context_processor

@@ -16,6 +16,7 @@ from flask.cli import AppGroup, ScriptInfo, routes_command, shell_command
 from waitress import create_server
 
 from app import create_app, migrate
+from app.api.cli import COMMANDS as API_COMMANDS
 from app.auth.cli import users
 from app.auth.services import ensure_admin, hand_over_initial_password
 from app.config import ConfigError, load_settings, render_example
@@ -111,11 +112,11 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
     signal.signal(signal.SIGINT, terminate)
     stoppers = []
     try:
+        if credentials:  # before the background jobs, whose log lines could split the password's line
+            hand_over_initial_password(*credentials, settings.instance_dir)
         stoppers = start_background(app)
         url = f"http://{server.effective_host}:{server.effective_port}/"
         click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir})")
-        if credentials:
-            hand_over_initial_password(*credentials, settings.instance_dir)
         sys.stdout.flush()
         server.run()  # returns after SIGTERM/Ctrl-C (waitress catches SystemExit and KeyboardInterrupt)
     except SystemExit:
@@ -175,6 +176,8 @@ main.add_command(panda_sim)
 main.add_command(requests_sim)
 main.add_command(routes_command)
 main.add_command(shell_command)
+for command in API_COMMANDS:  # tasks, chain, launches, export, import: through the JSON API
+    main.add_command(command)
 
 
 if __name__ == "__main__":  # pragma: no cover - PyInstaller entry point

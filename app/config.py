@@ -234,6 +234,10 @@ class PandaSettings:
     retry_backoff_s: float = setting(
         0.5, "first pause between attempts, doubled on each further attempt", at_least(0)
     )
+    max_parallel_submits: int = setting(
+        4, "task submissions in flight at once to the PanDA server (a bunch goes out this many at a time)",
+        between(1, 64),
+    )
     verify: bool = setting(
         True, "check PanDA's TLS certificate (false: tests only; every page then shows a warning)"
     )
@@ -307,8 +311,18 @@ class TaskSettings:
     )
     reconcile_grace_s: float = setting(
         900.0,
-        "an unanswered submit not visible in PanDA after this long is reported failed (resendable)",
+        "an unanswered submit PanDA still does not show after this long, with no later task proving it "
+        "absent, waits for a manager's decision (it is never resent on absence alone)",
         at_least(0),
+    )
+    unreachable_retry_s: float = setting(
+        10.0,
+        "a launch PanDA could not be reached for (nothing was sent) goes again after this long, "
+        "doubled on each further try",
+        above(0),
+    )
+    unreachable_retry_max_s: float = setting(
+        300.0, "the longest wait between two tries of a launch while PanDA is unreachable", above(0)
     )
     max_total_events: int = setting(10**9, "most events one task may generate", at_least(1))
     max_events_per_job: int = setting(10**7, "most events one job may generate", at_least(1))
@@ -506,9 +520,9 @@ class Settings:
 
     @property
     def db_pool_size(self) -> int:
-        """Database connections kept: one per waitress thread and per job thread, plus a margin for
-        the rest (the PanDA call log, the sandbox simulators, the status consumer)."""
-        return self.server.threads + self.scheduler.threads + 4
+        """Database connections kept: one per waitress thread, per job thread and per parallel submit of
+        the dispatch job, plus a margin for the rest (the PanDA call log, the sandbox simulators)."""
+        return self.server.threads + self.scheduler.threads + self.panda.max_parallel_submits + 4
 
     @property
     def sandbox(self) -> bool:

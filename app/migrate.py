@@ -7,6 +7,7 @@ database is newer than this code.
 
 import sqlite3
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -41,6 +42,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@cache  # the scripts ship with the code: read them once per process (/healthz asks every time)
 def head() -> str:
     heads = ScriptDirectory.from_config(alembic_config()).get_heads()
     if len(heads) != 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from app import clock
 from app.actions import services
@@ -140,7 +141,12 @@ def progress(bulk: BulkAction) -> Progress:
     )
     counts = {str(outcome): n for outcome, n in rows}
     items = list(
-        db.session.scalars(select(BulkItem).where(BulkItem.bulk_id == bulk.id).order_by(BulkItem.id))
+        db.session.scalars(
+            select(BulkItem)
+            .where(BulkItem.bulk_id == bulk.id)
+            .options(joinedload(BulkItem.task).load_only(Task.name, Task.panda_task_id))
+            .order_by(BulkItem.id)
+        )
     )
     return Progress(bulk, counts, items)
 

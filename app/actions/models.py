@@ -47,7 +47,9 @@ class TaskCommand(Model):
     action: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. {"soft": true}
     comment: Mapped[str] = mapped_column(Text, default="")
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     username: Mapped[str] = mapped_column(String(150), default="")  # kept if the user row goes away
     bulk_id: Mapped[int | None] = mapped_column(
         ForeignKey("bulk_action.id", ondelete="SET NULL"), nullable=True, index=True
@@ -60,7 +62,7 @@ class TaskCommand(Model):
     # A later queued command PanDA accepted for the same task before this one showed: it replaced
     # this one unless JEDI had executed it already.
     superseded_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("task_command.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("task_command.id", ondelete="SET NULL"), nullable=True, index=True
     )
 
     task: Mapped[Task] = relationship()
@@ -78,12 +80,12 @@ class BulkAction(Model):
     comment: Mapped[str] = mapped_column(Text, default="")
     selection: Mapped[str] = mapped_column(String(300), default="")  # what was selected, in words
     created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     retry_of_id: Mapped[int | None] = mapped_column(
-        ForeignKey("bulk_action.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("bulk_action.id", ondelete="SET NULL"), nullable=True, index=True
     )
 
     created_by: Mapped[User | None] = relationship()
@@ -108,7 +110,7 @@ class BulkItem(Model):
     outcome: Mapped[Outcome] = mapped_column(EnumText(Outcome, 16), default=Outcome.PENDING)
     reason: Mapped[str] = mapped_column(Text, default="")
     command_id: Mapped[int | None] = mapped_column(
-        ForeignKey("task_command.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("task_command.id", ondelete="SET NULL"), nullable=True, index=True
     )
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # outcome last changed
 

@@ -8,15 +8,20 @@ from collections.abc import Callable
 from functools import wraps
 
 from flask import g, request
+from sqlalchemy import select
 
 from app.api import tokens
 from app.api.problems import ApiProblem
 from app.audit.services import record_now
 from app.auth.current import current_user
+from app.auth.models import User
 from app.auth.roles import role_at_least
-from app.extensions import csrf
+from app.extensions import csrf, db
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Set by the `prodpanel` command's in-process calls (app/api/remote.py: LocalPanel) to the account it
+# acts as; a WSGI environ key that no HTTP request can set (waitress turns headers into HTTP_*).
+LOCAL_USER_KEY = "prodpanel.local_user"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="prodpanel"'}
 
 
@@ -26,6 +31,13 @@ def unauthorized(detail: str) -> ApiProblem:
 
 def authenticate() -> None:
     """The blueprint's before-request hook: sets ``g.user`` (and ``g.api_token``) or refuses."""
+    local = request.environ.get(LOCAL_USER_KEY)
+    if local is not None:
+        user = db.session.scalar(select(User).where(User.username == local))
+        if user is None or not user.active:
+            raise unauthorized(f"no active account named {local!r} on this panel")
+        g.user, g.api_local = user, True
+        return
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, value = header.partition(" ")

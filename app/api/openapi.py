@@ -10,6 +10,7 @@ from typing import Any
 from app.actions.matrix import Action
 from app.actions.selection import FILTER_FIELDS
 from app.api.models import SCOPES
+from app.chains.forms import SWEEP_PARAMETERS
 from app.chains.schema import CHAIN_FIELDS, STEP_TYPES
 from app.launches.states import LaunchStatus
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
@@ -68,7 +69,8 @@ CHAIN_DOCUMENT = obj(
 LAUNCH = obj({
     "id": INT, "task_id": INT, "attempt": INT, "status": {"enum": list(LaunchStatus)}, "due_at": TIME,
     "created_at": TIME, "claimed_at": TIME, "finished_at": TIME, "panda_task_id": nullable(INT), "error": STR,
-    "after_parent_done": BOOL, "created_by": nullable(STR),
+    "after_parent_done": BOOL, "created_by": nullable(STR), "after_task_id": nullable(INT),
+    "at_percent": nullable(INT), "token_problem": STR,
 })  # fmt: skip
 TASK = obj({
     "id": INT, "name": STR, "step": STR, "production": STR, "bunch_id": INT, "bunch_index": INT,
@@ -113,6 +115,12 @@ ACTION_BODY = {"type": "object", "properties": {
     "comment": STR, "soft": BOOL, "memory_mb": INT, "walltime_s": INT, "priority": INT, "increase": INT,
     "site": STR, "cloud": STR,
 }, "description": "the action's parameters and its comment (needed by kill, finish and avalanche)"}  # fmt: skip
+MODIFY_BODY = {"type": "object", "properties": {
+    "priority": INT, "memory_mb": INT, "walltime_s": INT, "split_rule": STR, "split_value": STR, "add_attempts": INT,
+    "comment": STR, "preview": BOOL,
+}}  # fmt: skip
+MODIFICATION = obj({"changes": array(obj({"field": STR, "label": STR, "current": {}, "new": {}})),
+                    "commands": array(ref("Command"))})  # fmt: skip
 BULK_BODY = {"type": "object", "required": ["action"], "properties": {
     "action": {"enum": [a.value for a in Action if a is not Action.MODIFY]},
     "task_ids": array(INT), "filter": obj({k: STR for k in FILTER_FIELDS}, required=()),
@@ -144,6 +152,24 @@ REQUEST_DETAIL = obj({
     "chain_ids": array(INT), "task_ids": array(INT), "progress": {"type": ["object", "null"]},
 })  # fmt: skip
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
+CHANGED = obj({"changed": INT})
+TOTALS = obj({**{k: INT for k in ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")},
+              "output_tb": {"type": "number"}, "walltime_h": {"type": "number"}})  # fmt: skip
+STAT_ROWS = array(obj({"label": STR, "totals": TOTALS, "filter": {"type": ["object", "null"]}}))
+STATISTICS = obj({"since": {"type": ["string", "null"]}, "total": TOTALS, "since_total": {"oneOf": [TOTALS, {"type": "null"}]},
+                  "weeks": STAT_ROWS, "months": STAT_ROWS, "splits": {"type": "object", "additionalProperties": STAT_ROWS}})  # fmt: skip
+ERROR_SUMMARY = obj({"groups": array(obj({
+    "source": STR, "code": INT, "message": STR, "example": STR, "jobs": INT, "tasks": INT, "memory": BOOL,
+    "affected": array(obj({"id": INT, "name": STR, "jobs": INT, "retry_memory_mb": nullable(INT)})),
+}))})  # fmt: skip
+SWEEP_BODY = {"type": "object", "required": ["parameter", "values"], "properties": {
+    "parameter": {"enum": list(SWEEP_PARAMETERS)}, "values": array(STR),
+    "preview": BOOL, "idempotency_key": STR,
+}}  # fmt: skip
+SWEEP = {"type": "object", "properties": {
+    "variants": array(obj({"value": STR, "problems": array(STR), "definition": {"oneOf": [ref("ChainDocument"), {"type": "null"}]}})),
+    "chains": array(ref("Chain")),
+}}  # fmt: skip
 PROBLEM_SCHEMA = obj({"type": STR, "title": STR, "status": INT, "detail": STR, "instance": STR,
                       "errors": array(ref("FieldError"))}, required=("type", "title", "status", "detail"))  # fmt: skip
 
@@ -155,7 +181,7 @@ SCHEMAS = {
     "Chain": CHAIN, "ChainDetail": CHAIN_DETAIL, "ChainDocument": CHAIN_DOCUMENT, "ChainPreview": CHAIN_PREVIEW,
     "ChainCreated": {"allOf": [ref("Chain"), obj({"warnings": array(STR)})]},
     "Command": COMMAND, "Bulk": BULK, "ActionBody": ACTION_BODY, "BulkBody": BULK_BODY, "Token": TOKEN, "Me": ME,
-    "AuditEvent": AUDIT, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
+    "AuditEvent": AUDIT, "Statistics": STATISTICS, "ErrorSummary": ERROR_SUMMARY, "Sweep": SWEEP, "SweepBody": SWEEP_BODY, "ModifyBody": MODIFY_BODY, "Modification": MODIFICATION, "Request": REQUEST, "RequestDetail": REQUEST_DETAIL,
 }  # fmt: skip
 
 
@@ -172,7 +198,8 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 def path_id(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+    schema = {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+    return {"name": name, "in": "path", "required": True, "schema": schema, "example": 1}
 
 
 def query(name: str, description: str = "", schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -185,8 +212,17 @@ def query(name: str, description: str = "", schema: dict[str, Any] | None = None
     }
 
 
-PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1}),
+PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1, "maximum": 100_000}),
           query("per_page", "items per page", {"type": "integer", "minimum": 1})]  # fmt: skip
+SCHEDULE = [
+    query(
+        "at", "launch at this time (ISO 8601; without an offset: the user's time zone)", {"type": "string"}
+    ),
+    query("after_task", "launch when this task (name or PanDA id) is done"),
+    query(
+        "at_percent", "… or has this % of its jobs done", {"type": "integer", "minimum": 1, "maximum": 100}
+    ),
+]
 TASK_FILTERS = [
     query("q", "the task name contains this"), query("step", "step type"),
     query("launch", "status of the latest launch", {"enum": list(LaunchStatus)}),
@@ -195,7 +231,7 @@ TASK_FILTERS = [
 
 
 def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, tag: str, params: list | None = None,
-       body: dict[str, Any] | None = None, refusals: tuple[int, ...] = (), write: bool = False) -> dict[str, Any]:  # fmt: skip
+       body: dict[str, Any] | None = None, refusals: tuple[int, ...] = (), write: bool = False, created: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """One operation: its success answer (status, JSON schema or None for text, what it is) and the
     problems it may answer with."""
     status, schema, description = ok
@@ -204,6 +240,8 @@ def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, t
     }
     if schema is None:
         responses[str(status)]["content"] = {"application/json": {}, "application/yaml": {}}
+    if created is not None:  # an operation that previews (200) or creates (201)
+        responses["201"] = {"description": "created", **_json(created)}
     responses["401"] = _problem("no valid token or session")
     responses["403"] = _problem(f"needs the {role} role" + (" and a write token" if write else ""))
     for code in refusals:
@@ -223,14 +261,20 @@ _CHAIN_BODY = {"application/json": {"schema": ref("ChainDocument")},
 
 def _paths() -> dict[str, Any]:
     task, chain, bunch = path_id("task_id"), path_id("chain_id"), path_id("bunch_id")
-    name = {"name": "name", "in": "path", "required": True, "schema": {"enum": [a.value for a in Action]}}
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "example": "kill",
+        "schema": {"enum": [a.value for a in Action if a is not Action.MODIFY]},
+    }
     return {
         "/me": {"get": op("Who is calling (user, role, token)", "viewer", (200, ref("Me"), "the caller"), tag="meta")},
         "/tasks": {
             "get": op("List tasks (the task list's filters)", "viewer", (200, paged("Task"), "a page of tasks"),
                       tag="tasks", params=TASK_FILTERS + PAGING, refusals=(422,)),
-            "post": op("Create and launch a task or bunch", "manager", (201, ref("Created"), "the bunch created"),
-                       tag="tasks", body=_json(ref("TaskCreate"))["content"], refusals=(400, 404, 409, 422), write=True),
+            "post": op("Create and launch a task or bunch (now or scheduled)", "manager",
+                       (201, ref("Created"), "the bunch created"), tag="tasks", params=SCHEDULE, body=_json(ref("TaskCreate"))["content"], refusals=(400, 404, 409, 422), write=True),
         },
         "/tasks/preview": {"post": op("Preview a definition: each task's PanDA parameters", "manager",
                                       (200, ref("TaskPreview"), "the planned tasks"), tag="tasks",
@@ -243,6 +287,10 @@ def _paths() -> dict[str, Any]:
             "Take an action on a task (the status × action × role matrix decides)", "viewer (the matrix names the role)",
             (200, ref("Command"), "the command and PanDA's answer"), tag="actions", params=[task, name],
             body=_json(ref("ActionBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
+        "/tasks/{task_id}/modify": {"post": op(
+            "Modify a submitted task: priority, memory, walltime, split rule, attempts", "viewer (the matrix names the role)",
+            (200, ref("Modification"), "the difference (preview) or the commands sent"), tag="actions", params=[task],
+            body=_json(ref("ModifyBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
         "/bunches/{bunch_id}": {"get": op("A bunch with its launch progress and tasks", "viewer",
                                           (200, ref("BunchDetail"), "the bunch"), tag="tasks", params=[bunch], refusals=(404,))},
         "/bunches/{bunch_id}/clone": {"get": op("A bunch's definition to clone", "manager", (200, OBJ, "the definition"),
@@ -256,8 +304,8 @@ def _paths() -> dict[str, Any]:
         "/chains": {
             "get": op("List chains", "viewer", (200, paged("Chain"), "a page of chains"), tag="chains", params=PAGING,
                       refusals=(422,)),
-            "post": op("Create and launch a chain from its document (YAML or JSON)", "manager",
-                       (201, ref("ChainCreated"), "the chain created"), tag="chains", body=_CHAIN_BODY,
+            "post": op("Create and launch a chain from its document (YAML or JSON; now or scheduled)", "manager",
+                       (201, ref("ChainCreated"), "the chain created"), tag="chains", body=_CHAIN_BODY, params=SCHEDULE,
                        refusals=(400, 409, 422), write=True),
         },
         "/chains/preview": {"post": op("Preview a chain document: every task of every step", "manager",
@@ -271,6 +319,10 @@ def _paths() -> dict[str, Any]:
         "/chains/{chain_id}/clone": {"get": op("A chain's document to clone (next free production)", "manager",
                                                (200, ref("ChainDocument"), "the document"), tag="chains", params=[chain],
                                                refusals=(404,))},
+        "/chains/{chain_id}/sweep": {"post": op(
+            "Sweep: one chain per value of energy, physics tag, exec path or container (preview first)", "manager",
+            (200, ref("Sweep"), "the variants (preview)"), tag="chains", params=[chain],
+            body=_json(ref("SweepBody"))["content"], refusals=(400, 404, 422), write=True, created=ref("Sweep"))},
         "/chains/{chain_id}/actions/{name}": {"post": op(
             "Take an action on every task of a chain (a bulk action)", "viewer (the matrix names the role)",
             (202, ref("Bulk"), "the bulk action"), tag="chains", params=[chain, name],
@@ -280,6 +332,15 @@ def _paths() -> dict[str, Any]:
                                     query("status", "launch status", {"enum": list(LaunchStatus)}),
                                     query("task_id", "", {"type": "integer", "minimum": 1}),
                                     query("bunch_id", "", {"type": "integer", "minimum": 1}), *PAGING])},
+        "/launches/{launch_id}/cancel": {"post": op(
+            "Cancel a pending launch (its owner or an admin)", "manager", (200, CHANGED, "how many were cancelled"),
+            tag="launches", params=[path_id("launch_id")], body=_json(obj({"whole_bunch": BOOL}, required=()))["content"],
+            refusals=(400, 404, 409, 422), write=True)},
+        "/launches/{launch_id}/reschedule": {"post": op(
+            "Reschedule a pending launch: at a time, after a task, at N % (none: now)", "manager",
+            (200, CHANGED, "how many were rescheduled"), tag="launches", params=[path_id("launch_id")],
+            body=_json(obj({"at": STR, "after_task": STR, "at_percent": INT, "whole_bunch": BOOL}, required=()))["content"],
+            refusals=(400, 404, 409, 422), write=True)},
         "/requests": {"get": op("List production requests (spd-requests, cached)", "viewer",
                                 (200, {"allOf": [paged("Request"), obj({"service_error": nullable(STR)})]},
                                  "a page of requests"), tag="requests", refusals=(422,),
@@ -287,6 +348,14 @@ def _paths() -> dict[str, Any]:
         "/requests/{request_id}": {"get": op("A request with its chains, tasks and progress", "viewer",
                                              (200, ref("RequestDetail"), "the request"), tag="requests",
                                              params=[path_id("request_id")], refusals=(404,))},
+        "/statistics": {"get": op(
+            "Statistics: totals, per week and month, splits by step, status, request, creator", "viewer",
+            (200, ref("Statistics"), "the statistics"), tag="statistics", refusals=(422,),
+            params=[query("since", "YYYY-MM-DD: the evolution and splits from this day", {"type": "string", "format": "date"})])},
+        "/statistics/errors": {"get": op(
+            "Failed jobs grouped by normalised error (overall, or of a task, bunch or chain)", "viewer",
+            (200, ref("ErrorSummary"), "the groups, most jobs first"), tag="statistics", refusals=(422,),
+            params=[query(k, f"a {k} id", {"type": "integer", "minimum": 1}) for k in ("task", "bunch", "chain")])},
         "/audit": {"get": op("The audit trail, newest first", "admin", (200, paged("AuditEvent"), "a page of events"),
                              tag="audit", refusals=(422,), params=[
                                  query("action", "starts with"), query("user", "username"), query("outcome"),

@@ -22,7 +22,8 @@ def launch_record(launch: Launch) -> dict[str, Any]:
         "id": launch.id, "task_id": launch.task_id, "attempt": launch.attempt, "status": str(launch.status),
         "due_at": iso(launch.due_at), "created_at": iso(launch.created_at), "claimed_at": iso(launch.claimed_at),
         "finished_at": iso(launch.finished_at), "panda_task_id": launch.panda_task_id, "error": launch.error,
-        "after_parent_done": launch.after_parent_done,
+        "after_parent_done": launch.after_parent_done, "after_task_id": launch.after_task_id,
+        "at_percent": launch.at_percent, "token_problem": launch.token_problem,
         "created_by": launch.created_by.username if launch.created_by else None,
     }  # fmt: skip
 

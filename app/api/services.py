@@ -8,6 +8,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import g
@@ -15,6 +16,7 @@ from sqlalchemy import Select, select
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
+from app.actions import modify
 from app.actions import services as actions
 from app.actions.matrix import Action
 from app.actions.models import BulkAction
@@ -26,28 +28,35 @@ from app.audit.services import audit_query
 from app.auth.models import User
 from app.chains import schema
 from app.chains import services as chains
+from app.chains.forms import SweepForm
 from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.launches import schedule as launch_schedule
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
+from app.stats import errors as stats_errors
+from app.stats import services as stats
 from app.tasks import services as tasks
 from app.tasks.forms import TaskForm
 from app.tasks.models import Task, TaskBunch
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
 
+ID_MAX = 2**31 - 1  # ids and page numbers beyond a 32-bit integer name nothing (and overflow SQLite)
+PAGE_MAX = 100_000
+
+
 # --- paging -----------------------------------------------------------------------------------------
 
 
-def _positive(args: Mapping[str, str], name: str, default: int, high: int | None = None) -> int:
+def _positive(args: Mapping[str, str], name: str, default: int, high: int = ID_MAX) -> int:
     raw = str(args.get(name) or "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
-        upper = f" and at most {high}" if high is not None else ""
-        raise invalid([FieldError(name, f"must be a whole number from 1{upper}")])
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise invalid([FieldError(name, f"must be a whole number from 1 to {high}")])
     return int(raw)
 
 
@@ -55,7 +64,7 @@ def page(query: Select, args: Mapping[str, str], record: Callable[[Any], dict[st
     """One page of `query` (``page``, ``per_page``); ``next_page`` is null on the last page. Counting
     the whole set is left out on purpose: lists can be large, one more row tells whether there is more."""
     limits = get_settings().api
-    number = _positive(args, "page", 1)
+    number = _positive(args, "page", 1, PAGE_MAX)
     per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
     rows = list(db.session.scalars(query.offset((number - 1) * per_page).limit(per_page + 1)))
     more = len(rows) > per_page
@@ -70,7 +79,7 @@ def page_of_list(
 ) -> dict[str, Any]:
     """`page` over a list already in memory (the requests service's cached list)."""
     limits = get_settings().api
-    number = _positive(args, "page", 1)
+    number = _positive(args, "page", 1, PAGE_MAX)
     per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
     start = (number - 1) * per_page
     chunk = items[start : start + per_page]
@@ -80,7 +89,7 @@ def page_of_list(
 
 
 def get_or_404(model: type, object_id: int, what: str) -> Any:
-    row = db.session.get(model, object_id)
+    row = db.session.get(model, object_id) if 0 < object_id <= ID_MAX else None
     if row is None:
         raise ApiProblem(404, "Not found", f"no {what} {object_id}", "not_found")
     return row
@@ -90,6 +99,51 @@ def current_token() -> dict[str, Any] | None:
     """The personal token of this request (None: the browser's session)."""
     token = g.get("api_token")
     return records.token_record(token) if token is not None else None
+
+
+# --- when a launch goes ---------------------------------------------------------------------------------
+
+SCHEDULE_FIELDS = ("at", "after_task", "at_percent")
+
+
+def schedule_from(values: Mapping[str, Any], user: User) -> launch_schedule.Schedule:
+    """A launch schedule from ``at`` (ISO 8601; without an offset: in the user's time zone, else UTC),
+    ``after_task`` (a task name or PanDA task id) and ``at_percent`` (of its jobs done); none: now."""
+    errors: list[FieldError] = []
+    at, after, percent = None, None, None
+    raw_at = str(values.get("at") or "").strip()
+    if raw_at:
+        try:
+            parsed = datetime.fromisoformat(raw_at.replace("Z", "+00:00"))
+            at = (
+                parsed.astimezone(UTC)
+                if parsed.tzinfo
+                else launch_schedule.to_utc(parsed, user.time_zone or "UTC")
+            )
+        except (ValueError, launch_schedule.ScheduleRefused):
+            errors.append(FieldError("at", "an ISO 8601 date and time, e.g. 2026-12-01T08:00:00Z"))
+    name = str(values.get("after_task") or "").strip()
+    if name:
+        after = launch_schedule.find_task(name)
+        if after is None:
+            errors.append(FieldError("after_task", f"no task named {name!r} or with PanDA id {name}"))
+    raw_percent = values.get("at_percent")
+    if raw_percent not in (None, ""):
+        if not str(raw_percent).isdigit() or after is None and not name:
+            errors.append(FieldError("at_percent", "a whole percentage, with after_task"))
+        else:
+            percent = int(str(raw_percent))
+    if errors:
+        raise invalid(errors)
+    return launch_schedule.Schedule(at, after, percent)
+
+
+_API_NAMES = {"launch_at": "at"}  # the forms' field names the API calls otherwise
+
+
+def _field_problem(errors: Mapping[str, list[str]]) -> ApiProblem:
+    """The services' field errors (a schedule's ``launch_at`` … under the API's ``at`` …)."""
+    return invalid([FieldError(_API_NAMES.get(k, k), m) for k, messages in errors.items() for m in messages])
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -180,16 +234,20 @@ def _clone_source(body: Mapping[str, Any]) -> Task | TaskBunch | None:
 
 
 def create_tasks(
-    body: Any, user: User, *, is_admin: bool, key: str, target: str
+    body: Any, user: User, *, is_admin: bool, key: str, target: str, when: Mapping[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """The task form's "Create": save the bunch and launch it once committed. A repeated key returns
-    the bunch it created (``created`` False) unless the definition changed (409)."""
+    """The task form's "Create": save the bunch and launch it as `when` says (now by default) once
+    committed. A repeated key returns the bunch it created (``created`` False) unless the definition
+    changed (409)."""
     definition = task_definition(body, is_admin=is_admin, target=target)
+    schedule = schedule_from(when, user)
     key = str(body.get("idempotency_key") or key or tasks.new_idempotency_key())
     try:
-        result = tasks.submit_bunch(definition, key, user, is_admin=is_admin, cloned_from=_clone_source(body))
+        result = tasks.submit_bunch(
+            definition, key, user, is_admin=is_admin, cloned_from=_clone_source(body), schedule=schedule
+        )
     except tasks.ValidationFailed as exc:
-        raise invalid(field_errors(exc.errors)) from None
+        raise _field_problem(exc.errors) from None
     except tasks.FormReused as exc:
         raise ApiProblem(409, "Conflict", str(exc), "idempotency_key_reused") from None
     return {**records.bunch_record(result.bunch), "warnings": result.warnings}, result.created
@@ -204,6 +262,7 @@ def clone_definition(source: Task | TaskBunch) -> dict[str, Any]:
 
 def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
     """The bunch page: its record, launch progress and tasks."""
+    bunch = db.session.scalars(tasks.bunch_for_page(bunch.id)).one()  # the tasks' launches in one statement
     progress = tasks.bunch_progress(bunch)
     return {**records.bunch_record(bunch), "progress": {**asdict(progress), "done": progress.done},
             "tasks": [records.task_record(t) for t in bunch.tasks]}  # fmt: skip
@@ -212,9 +271,14 @@ def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
 # --- actions ----------------------------------------------------------------------------------------
 
 
+SINGLE_ACTIONS = tuple(a for a in Action if a is not Action.MODIFY)  # a modification has its own route
+
+
 def action_of(name: str) -> Action:
-    if name not in Action.__members__.values():
-        raise ApiProblem(404, "Not found", f"no action {name!r}", "not_found")
+    if name not in SINGLE_ACTIONS:
+        raise ApiProblem(
+            404, "Not found", f"no action {name!r} (modify: POST /tasks/{{id}}/modify)", "not_found"
+        )
     return Action(name)
 
 
@@ -235,6 +299,24 @@ def act(task: Task, name: str, body: Any, user: User) -> dict[str, Any]:
     except actions.ActionRefused as exc:
         raise _refused(exc) from None
     return records.command_record(command)
+
+
+def _change(change: modify.Change) -> dict[str, Any]:
+    return {"field": change.field, "label": change.label, "current": change.current, "new": change.new}
+
+
+def modify_task(task: Task, body: Any, user: User) -> dict[str, Any]:
+    """The modification page: with ``preview`` true only the difference, else each change sent to PanDA."""
+    values = body_object(body)
+    try:
+        if values.get("preview") is True:
+            return {"changes": [_change(c) for c in modify.plan_changes(task, values, user)], "commands": []}
+        commands = modify.modify(task, values, user)
+    except actions.InvalidInput as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    except actions.ActionRefused as exc:
+        raise _refused(exc) from None
+    return {"changes": [], "commands": [records.command_record(c) for c in commands]}
 
 
 def bulk_record(bulk: BulkAction) -> dict[str, Any]:
@@ -326,11 +408,15 @@ def preview_chain(definition: ChainDefinition, user: User, *, is_admin: bool) ->
 
 
 def create_chain(
-    definition: ChainDefinition, user: User, *, is_admin: bool, key: str
+    definition: ChainDefinition, user: User, *, is_admin: bool, key: str, when: Mapping[str, Any]
 ) -> tuple[dict[str, Any], bool]:
-    """Save the chain and launch its steps once committed (later steps wait for their parents)."""
+    """Save the chain and launch its first step as `when` says once committed (later steps wait for
+    their parents)."""
+    schedule = schedule_from(when, user)
     try:
-        result = chains.submit_chain(definition, key or chains.new_idempotency_key(), user, is_admin=is_admin)
+        result = chains.submit_chain(
+            definition, key or chains.new_idempotency_key(), user, is_admin=is_admin, schedule=schedule
+        )
     except chains.ChainInvalid as exc:
         raise _problems(exc.problems) from None
     except chains.FormReused as exc:
@@ -349,6 +435,32 @@ def chain_detail(chain: Chain) -> dict[str, Any]:
 def chain_tasks_action(chain: Chain, name: str, body: Any, user: User) -> dict[str, Any]:
     """An action on every task of the chain: a bulk action (the matrix filters the tasks)."""
     return start_bulk({**body_object(body), "action": action_of(name).value, "chain_id": chain.id}, user)
+
+
+def chain_sweep(source: Chain, body: Any, user: User, *, is_admin: bool) -> tuple[dict[str, Any], bool]:
+    """The chain page's sweep: the source with ``parameter`` varied over ``values``, one chain per
+    value under its own production; ``preview`` lists the variants and their problems (nothing saved),
+    else every variant is created and launched, or none when any has a problem."""
+    body = body_object(body)
+    values = body.get("values")
+    if not isinstance(values, list) or not all(isinstance(v, str | int | float) for v in values):
+        raise invalid([FieldError("values", 'a list of values, e.g. ["10GeV", "27GeV"]')])
+    form = SweepForm(formdata=MultiDict({"parameter": str(body.get("parameter") or ""),
+                                         "values": "\n".join(str(v) for v in values)}), meta={"csrf": False})  # fmt: skip
+    if not form.validate():
+        raise invalid(field_errors({k: list(v) for k, v in form.errors.items()}))
+    if body.get("preview") is True:
+        variants = chains.sweep(source, form.parameter.data, form.value_list(), is_admin=is_admin)
+        return {"variants": [{"value": v.value, "problems": v.problems,
+                              "definition": schema.to_document(v.chain) if v.chain else None} for v in variants]}, False  # fmt: skip
+    key = str(body.get("idempotency_key") or chains.new_idempotency_key())[:40]
+    try:
+        created = chains.create_sweep(
+            source, form.parameter.data, form.value_list(), user, key, is_admin=is_admin
+        )
+    except chains.ChainInvalid as exc:
+        raise _problems(exc.problems) from None
+    return {"chains": [records.chain_record(c) for c in created]}, True
 
 
 def chain_clone(chain: Chain) -> dict[str, Any]:
@@ -373,6 +485,43 @@ def launches_list(args: Mapping[str, str]) -> dict[str, Any]:
     return page(query, args, records.launch_record)
 
 
+def _launches(launch: Launch, whole_bunch: Any) -> list[Launch]:
+    if not isinstance(whole_bunch, bool):
+        raise invalid([FieldError("whole_bunch", "true or false")])
+    return launch_schedule.targets(launch, whole_bunch)
+
+
+def cancel_launch(launch: Launch, body: Any, user: User) -> dict[str, Any]:
+    """Cancel a pending launch (``whole_bunch``: every pending launch of its bunch): it never runs."""
+    try:
+        count = launch_schedule.cancel(_launches(launch, body_object(body).get("whole_bunch", False)), user)
+    except launch_schedule.NotAllowed as exc:
+        raise ApiProblem(403, "Forbidden", str(exc), "forbidden") from None
+    if not count:
+        raise ApiProblem(
+            409, "Conflict", f"the launch of {launch.task.name} is no longer pending", "not_pending"
+        )
+    return {"changed": count}
+
+
+def reschedule_launch(launch: Launch, body: Any, user: User) -> dict[str, Any]:
+    """Give a pending launch (``whole_bunch``: its bunch's) a new schedule: ``at``, ``after_task``,
+    ``at_percent``; none of them: now."""
+    values = body_object(body)
+    try:
+        count = launch_schedule.reschedule(_launches(launch, values.get("whole_bunch", False)),
+                                           schedule_from(values, user), user)  # fmt: skip
+    except launch_schedule.NotAllowed as exc:
+        raise ApiProblem(403, "Forbidden", str(exc), "forbidden") from None
+    except launch_schedule.ScheduleRefused as exc:
+        raise _field_problem(exc.errors) from None
+    if not count:
+        raise ApiProblem(
+            409, "Conflict", f"the launch of {launch.task.name} is no longer pending", "not_pending"
+        )
+    return {"changed": count}
+
+
 def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
     found = prodrequests.request_list(
         prodrequests.RequestFilters(str(args.get("status") or ""), str(args.get("group") or "")), 1
@@ -383,6 +532,8 @@ def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
 
 
 def request_detail(request_id: int) -> dict[str, Any]:
+    if not 0 < request_id <= ID_MAX:
+        raise ApiProblem(404, "Not found", f"no request {request_id}", "not_found")
     view = prodrequests.request_view(request_id)
     if view.not_found and not view.tasks and not view.chains:
         raise ApiProblem(404, "Not found", view.error or f"no request {request_id}", "not_found")
@@ -392,6 +543,38 @@ def request_detail(request_id: int) -> dict[str, Any]:
         "chain_ids": [c.chain.id for c in view.chains], "task_ids": [t.id for t in view.tasks],
         "progress": None if progress is None else {**dataclasses.asdict(progress), "percent": progress.percent},
     }  # fmt: skip
+
+
+def _totals(totals: stats.Totals) -> dict[str, Any]:
+    return {**asdict(totals), "output_tb": totals.output_tb, "walltime_h": totals.walltime_h}
+
+
+def _rows(rows: list[stats.Row]) -> list[dict[str, Any]]:
+    return [{"label": r.label, "totals": _totals(r.totals), "filter": r.link} for r in rows]
+
+
+def statistics(args: Mapping[str, str]) -> dict[str, Any]:
+    """The statistics page: totals, per week and month, splits; ``since`` (YYYY-MM-DD) compares."""
+    try:
+        page = stats.statistics(stats.parse_since(args.get("since")))
+    except stats.BadParameter as exc:
+        raise invalid([FieldError("since", str(exc))]) from None
+    return {
+        "since": page.since.isoformat() if page.since else None, "total": _totals(page.total),
+        "since_total": _totals(page.since_total) if page.since_total else None,
+        "weeks": _rows(page.weeks), "months": _rows(page.months),
+        "splits": {title: _rows(rows) for title, rows in page.splits.items()},
+    }  # fmt: skip
+
+
+def error_summary(args: Mapping[str, str]) -> dict[str, Any]:
+    """Failed jobs grouped by normalised error: overall, or of a ``task``, ``bunch`` or ``chain``."""
+    scope = stats_errors.Scope(
+        **{f"{k}_id": _positive(args, k, 0) for k in ("task", "bunch", "chain") if args.get(k)}
+    )
+    groups = stats_errors.error_groups(scope)
+    return {"groups": [{**{k: getattr(g, k) for k in ("source", "code", "message", "example", "jobs", "tasks")},
+                        "memory": g.memory, "affected": [asdict(a) for a in g.affected]} for g in groups]}  # fmt: skip
 
 
 def audit_list(args: Mapping[str, str]) -> dict[str, Any]:

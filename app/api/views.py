@@ -14,6 +14,7 @@ from app.auth.current import logged_in_user
 from app.chains import schema
 from app.chains.models import Chain
 from app.extensions import csrf
+from app.launches.models import Launch
 from app.tasks.models import Task, TaskBunch
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -84,7 +85,8 @@ def tasks_preview() -> ResponseReturnValue:
 @bp.post("/tasks")
 @role("manager")
 def tasks_create() -> ResponseReturnValue:
-    record, created = services.create_tasks(_body(), logged_in_user(), is_admin=is_admin(),
+    """Launched now, or as ``?at=…``, ``?after_task=…``, ``?at_percent=…`` say."""
+    record, created = services.create_tasks(_body(), logged_in_user(), is_admin=is_admin(), when=request.args,
                                             key=request.headers.get("Idempotency-Key", ""), target=request.path)  # fmt: skip
     return _created(record, created, url_for("api.bunch_get", bunch_id=record["id"]))
 
@@ -101,6 +103,14 @@ def task_action(task_id: int, name: str) -> ResponseReturnValue:
     """Role and status are checked by the action matrix, as on the task page."""
     task = services.get_or_404(Task, task_id, "task")
     return jsonify(services.act(task, name, _body(), logged_in_user()))
+
+
+@bp.post("/tasks/<int:task_id>/modify")
+@role("viewer")
+def task_modify(task_id: int) -> ResponseReturnValue:
+    """Change what PanDA can change in a submitted task (``preview``: the difference only)."""
+    task = services.get_or_404(Task, task_id, "task")
+    return jsonify(services.modify_task(task, _body(), logged_in_user()))
 
 
 @bp.get("/bunches/<int:bunch_id>")
@@ -153,8 +163,9 @@ def chains_preview() -> ResponseReturnValue:
 @bp.post("/chains")
 @role("manager")
 def chains_create() -> ResponseReturnValue:
+    """Launched now, or as ``?at=…``, ``?after_task=…``, ``?at_percent=…`` say."""
     record, created = services.create_chain(_chain_document(), logged_in_user(), is_admin=is_admin(),
-                                            key=request.headers.get("Idempotency-Key", ""))  # fmt: skip
+                                            key=request.headers.get("Idempotency-Key", ""), when=request.args)  # fmt: skip
     return _created(record, created, url_for("api.chain_get", chain_id=record["id"]))
 
 
@@ -181,6 +192,15 @@ def chain_clone(chain_id: int) -> ResponseReturnValue:
     return jsonify(services.chain_clone(services.get_or_404(Chain, chain_id, "chain")))
 
 
+@bp.post("/chains/<int:chain_id>/sweep")
+@role("manager")
+def chain_sweep(chain_id: int) -> ResponseReturnValue:
+    """One chain per value of a parameter (``preview``: the variants and their problems only)."""
+    chain = services.get_or_404(Chain, chain_id, "chain")
+    result, created = services.chain_sweep(chain, _body(), logged_in_user(), is_admin=is_admin())
+    return jsonify(result), 201 if created else 200
+
+
 @bp.post("/chains/<int:chain_id>/actions/<name>")
 @role("viewer")
 def chain_action(chain_id: int, name: str) -> ResponseReturnValue:
@@ -199,6 +219,21 @@ def launches_list() -> ResponseReturnValue:
     return jsonify(services.launches_list(request.args))
 
 
+@bp.post("/launches/<int:launch_id>/cancel")
+@role("manager")
+def launch_cancel(launch_id: int) -> ResponseReturnValue:
+    """A manager cancels their own pending launches, an admin anyone's (``whole_bunch``: its bunch's)."""
+    launch = services.get_or_404(Launch, launch_id, "launch")
+    return jsonify(services.cancel_launch(launch, _body() or {}, logged_in_user()))
+
+
+@bp.post("/launches/<int:launch_id>/reschedule")
+@role("manager")
+def launch_reschedule(launch_id: int) -> ResponseReturnValue:
+    launch = services.get_or_404(Launch, launch_id, "launch")
+    return jsonify(services.reschedule_launch(launch, _body() or {}, logged_in_user()))
+
+
 @bp.get("/requests")
 @role("viewer")
 def requests_list() -> ResponseReturnValue:
@@ -209,6 +244,18 @@ def requests_list() -> ResponseReturnValue:
 @role("viewer")
 def request_get(request_id: int) -> ResponseReturnValue:
     return jsonify(services.request_detail(request_id))
+
+
+@bp.get("/statistics")
+@role("viewer")
+def statistics() -> ResponseReturnValue:
+    return jsonify(services.statistics(request.args))
+
+
+@bp.get("/statistics/errors")
+@role("viewer")
+def error_summary() -> ResponseReturnValue:
+    return jsonify(services.error_summary(request.args))
 
 
 @bp.get("/audit")

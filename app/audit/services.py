@@ -40,6 +40,8 @@ def record(
     token = g.get("api_token") if has_request_context() else None
     if token is not None:  # an API call: say which personal token acted
         details = {**(details or {}), "api_token": f"{token.name} (#{token.id})"}
+    elif has_request_context() and g.get("api_local"):
+        details = {**(details or {}), "via": "prodpanel command on the panel's host"}
     event = AuditEvent(
         at=clock.now(),
         user_id=user.id if user else None,

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -40,8 +41,13 @@ from app.web.security import safe_next
 log = logging.getLogger(__name__)
 
 _hasher = PasswordHasher()
-# A hash to verify against when the user does not exist, so timing does not reveal valid usernames.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so timing does not reveal valid
+    usernames; made at the first login, not at import (hashing costs every command 0.2 s and 64 MiB)."""
+    return _hasher.hash("not-a-real-password")
 
 
 class AccountError(ValueError):
@@ -98,7 +104,7 @@ def _check_password(password: str) -> None:
 def authenticate(username: str, password: str) -> User | None:
     """The active local user with this password, or None. Constant work whether or not the user exists."""
     user = find_local_user(username)
-    stored = user.password.hash if user is not None and user.password is not None else _DUMMY_HASH
+    stored = user.password.hash if user is not None and user.password is not None else _dummy_hash()
     try:
         _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):

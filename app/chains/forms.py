@@ -31,6 +31,7 @@ from wtforms.validators import InputRequired, Length, Optional
 
 from app.chains.specs import ChainDefinition, Problem
 from app.config import Settings
+from app.launches.forms import ScheduleFields
 from app.tasks.forms import TaskFields, _strip
 
 _ROW_KEY = re.compile(r"steps-(\d+)-(.+)")
@@ -48,7 +49,7 @@ class StepForm(TaskFields, Form):
     )  # fmt: skip
 
 
-class ChainForm(FlaskForm):
+class ChainForm(ScheduleFields, FlaskForm):
     idempotency_key = HiddenField()
     cloned_from = HiddenField()
     processing_type = SelectField("Processing type", validators=[InputRequired()])

@@ -30,11 +30,11 @@ class Chain(Model):
     wait_for_parent_done: Mapped[bool] = mapped_column(Boolean, default=False)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     cloned_from_id: Mapped[int | None] = mapped_column(
-        ForeignKey("chain.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("chain.id", ondelete="SET NULL"), nullable=True, index=True
     )
 
     steps: Mapped[list[ChainStep]] = relationship(

@@ -368,10 +368,18 @@ def _row(task: Task) -> TaskRow:
 
 def chain_page(chain: Chain) -> ChainPage:
     """The chain as stored: each step's tasks with their launch, PanDA status and why they wait or failed."""
+    # Every step's tasks and launches in a fixed number of statements, however many steps and tasks;
+    # a task's parent is then a task of the previous step, already loaded.
+    steps = db.session.scalars(
+        select(ChainStep)
+        .where(ChainStep.chain_id == chain.id)
+        .options(selectinload(ChainStep.bunch).options(tasks.TASKS_WITH_LAUNCHES))
+        .order_by(ChainStep.position)
+    ).all()
     kinds = context(is_admin=False).kinds
     views = []
     generated: int | None = None  # events per task of the last generation step (what later steps read)
-    for step in chain.steps:
+    for step in steps:
         bunch = step.bunch
         rows = [_row(t) for t in bunch.tasks]
         kind = kinds.get(step.step, "?")
@@ -386,7 +394,12 @@ def chains_query() -> Select[Chain]:
     """The chains, newest first, with their steps and bunches loaded."""
     return (
         select(Chain)
-        .options(selectinload(Chain.steps).selectinload(ChainStep.bunch))
+        .options(
+            selectinload(Chain.steps)
+            .selectinload(ChainStep.bunch)
+            .selectinload(TaskBunch.tasks)
+            .load_only(Task.panda_task_id, Task.panda_status)
+        )
         .order_by(Chain.id.desc())
     )
 

@@ -17,6 +17,7 @@ from app.chains.models import Chain
 from app.chains.specs import LABELS, ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.launches.schedule import NOW
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
 from app.tasks.forms import ActionForm
@@ -35,6 +36,7 @@ def _form(definition: ChainDefinition | None = None, *, formdata: Any = None) ->
     if definition is not None:
         form.fill(definition, settings)
         form.idempotency_key.data = chains.new_idempotency_key()
+    form.configure_schedule(logged_in_user())
     return form.configure(settings)
 
 
@@ -98,7 +100,7 @@ def steps():
 def _parsed(form: ChainForm) -> tuple[ChainDefinition | None, list[Problem]]:
     """The chain the form says; when a field does not parse (its error is beside it) None, with
     the constraints' problems of what did parse, so that every mistake shows at once."""
-    valid = form.validate()
+    valid = form.validate() & (form.schedule_value() is not None)
     definition = form.to_definition()
     if valid and definition is not None:
         return definition, []
@@ -126,7 +128,7 @@ def create():
     definition, problems = _parsed(form)
     try:
         result = chains.submit_chain(definition, (form.idempotency_key.data or "").strip(), logged_in_user(),
-                                     is_admin=_is_admin(), cloned_from=_source(form))  # fmt: skip
+                                     is_admin=_is_admin(), cloned_from=_source(form), schedule=form.schedule_value() or NOW)  # fmt: skip
     except chains.ChainInvalid as exc:
         return _render(form, status=400, problems=problems + exc.problems, clone_source=_source(form))
     except chains.FormReused as exc:

@@ -1,14 +1,20 @@
 """The launch dispatcher: claims due launch rows (the outbox) and submits them to PanDA exactly once.
 
 Exactly once, step by step:
-1. ``claim`` moves a row pending → sending with a conditional UPDATE and commits *before* the request
-   leaves, so a second dispatcher (another thread, a double click, the scheduler) cannot claim it.
-2. The reply decides: submitted (PanDA task id stored), failed (rejected / unavailable / no token: the
-   server's reason is kept; "resend failed" makes a new attempt row), or unknown (the request was sent
-   and no reply came).
-3. Unknown rows, and rows found in "sending" after a crash, are never resent: ``reconcile`` looks the
-   task up by name in PanDA and adopts the task id when found. When PanDA cannot tell (its listing
-   may hide the task), the row waits for a manager's decision (needs_decision).
+1. ``claim`` moves a row pending → sending by compare-and-set (a conditional UPDATE; on PostgreSQL
+   through ``FOR UPDATE SKIP LOCKED``, so another panel instance on the same database skips the row
+   at once) and commits *before* the request leaves: no other dispatcher can send it.
+2. The reply decides: submitted (PanDA task id stored), failed (refused, or no usable token: the
+   reason is kept; "resend failed" makes a new attempt row), back to pending (PanDA could not be
+   reached, so nothing was sent: it goes again by itself after a backoff), or unknown (the request
+   was sent and no usable reply came).
+3. Unknown rows, and rows found in "sending" after a crash, are never resent on absence alone:
+   ``settle_unknown`` looks their names up in PanDA, in bulk (one listing per owner and cycle), and
+   adopts the task id when found. A look-up cannot see a task before JEDI's refiner registers it, so
+   a miss proves nothing by itself. Positive evidence of absence is a task the panel submitted
+   *after* the unknown one already being visible: then the refiner has passed that point, the unknown
+   submit never arrived and a new attempt goes out by itself. Without that evidence the row waits
+   (``reconcile_grace_s``), then goes to a manager's decision (needs_decision).
 4. A launch that waits (for its chain parent, for a task it was scheduled after, for SPD-IAM) is
    not claimed (``gates.gate``): it stays pending with the reason ("waiting for task 123 to reach
    50 % of its jobs") and goes out on a later dispatch.
@@ -16,21 +22,29 @@ Exactly once, step by step:
 This module is background work: it commits, one transaction per row. The scheduler's "dispatch" job
 (``dispatch_pending``) sends due rows every few seconds, and at once when a request committed
 launches (``dispatch_soon``); its "reconcile" job (``reconcile_unsettled``) settles unanswered ones.
-Launches that came due while the panel was down are just due at start.
+Launches that came due while the panel was down are just due at start. Submits go out
+``[panda] max_parallel_submits`` at a time, each worker with its own client and database session.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, select, update
+from flask import Flask, current_app
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 
 from app import clock
+from app.audit.services import record
+from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db, panda_clients
 from app.launches.gates import dependencies, gate
@@ -53,24 +67,31 @@ from app.version import VERSION
 log = logging.getLogger(__name__)
 
 DISPATCH_JOB, RECONCILE_JOB = "dispatch", "reconcile"  # their names in app.jobs.JOBS
-
 S = LaunchStatus
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
     "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
 )
+# The comment the PanDA log shows on the dispatcher's own look-ups (no user asked for them).
+BACKGROUND = "background: settling unanswered submits by task name"
+NAMES_PER_LOOKUP = 50  # task names asked in one listing (one regular expression)
 
 
 def claim(launch_id: int, now: datetime) -> bool:
     """pending → sending, committed; False when someone else claimed it (or it is not pending).
 
-    The one transition made by a conditional UPDATE instead of `transition()`: the database settles
-    which dispatcher wins; the state table still decides that the move is allowed.
+    The one transition made by compare-and-set instead of `transition()`: the database settles which
+    dispatcher wins; the state table still decides that the move is allowed. On PostgreSQL the row
+    is locked with SKIP LOCKED, so a second panel instance claiming it at the same moment skips it
+    instead of waiting for the first one's commit.
     """
     check(S.PENDING, S.SENDING)
+    pending = select(Launch.id).where(Launch.id == launch_id, Launch.status == S.PENDING)
+    if db.session.get_bind().dialect.name == "postgresql":
+        pending = pending.with_for_update(skip_locked=True)
     result = db.session.execute(
         update(Launch)
-        .where(Launch.id == launch_id, Launch.status == S.PENDING)
+        .where(Launch.id.in_(pending.scalar_subquery()), Launch.status == S.PENDING)
         .values(status=S.SENDING, claimed_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -147,154 +168,362 @@ def _send(launch: Launch, client: PandaApi) -> None:
         launch.manifest = build_manifest(launch, None)
         transition(launch, S.FAILED, error=found.refusal or f"{found.reason}; resend later")
         return
-    parent_tid = found.parent_tid
-    if launch.attempt > 1 and not launch.confirmed_absent_by:
-        # An earlier attempt may have reached PanDA after all: look before sending again.
-        try:
-            lookup = find_in_panda(client, launch)
-        except PandaError as exc:
-            error = f"could not check PanDA for an earlier attempt ({exc}); resend later"
-            transition(launch, S.FAILED, error=error)
-            return
-        if lookup.task_id is not None:
-            adopt(launch, lookup.task_id, "found by name before resending", {"task_id": lookup.task_id})
-            return
-        if not lookup.conclusive:
-            transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
-            return
     if launch.created_by is None:  # PanDA calls carry the owner's token
         transition(launch, S.FAILED, error="not sent: the account that created it no longer exists")
         return
-    launch.manifest = build_manifest(launch, parent_tid, client.server)
+    tries = (launch.manifest or {}).get("unreachable_tries", 0)
+    launch.manifest = {**build_manifest(launch, found.parent_tid, client.server), "unreachable_tries": tries}
     db.session.commit()
     try:
-        result = client.submit(launch.created_by, task.params, parent_tid=parent_tid)
+        result = client.submit(launch.created_by, task.params, parent_tid=found.parent_tid)
     except PandaOutcomeUnknown as exc:
-        transition(launch, S.UNKNOWN, error=f"{exc} The panel will look the task up by name; it is not resent.",
-                   reply={"outcome": "unknown", "message": str(exc)})  # fmt: skip
+        _unanswered(launch, f"{exc} The panel will look the task up by name; it is not resent.",
+                    {"outcome": "unknown", "message": str(exc)})  # fmt: skip
     except PandaRejected as exc:
         transition(launch, S.FAILED, error=exc.human, reply={"outcome": "rejected", "code": exc.code,
                                                              "message": exc.server_message or str(exc)})  # fmt: skip
     except PandaAuthError as exc:
         transition(launch, S.FAILED, error=str(exc), reply={"outcome": "auth", "message": exc.reason})
     except PandaUnavailable as exc:
-        transition(launch, S.FAILED, error=f"{exc} Nothing was submitted; resend when PanDA is back.",
-                   reply={"outcome": "unavailable", "message": str(exc)})  # fmt: skip
+        _retry_later(launch, exc)
     except TokenUnavailable as exc:  # no usable IAM token: nothing left the panel
         transition(launch, S.FAILED, error=f"not sent: {exc.reason}",
                    reply={"outcome": "not_sent", "message": exc.reason})  # fmt: skip
     except Exception as exc:  # unexpected: the request may have left, so settle it by name, never resend
         log.exception("launch %s: unexpected error around the submit", launch.id)
         error = f"unexpected error ({exc.__class__.__name__}); looking the task up by name"
-        transition(launch, S.UNKNOWN, error=error)
+        _unanswered(launch, error, {"outcome": "unknown", "message": str(exc)})
     else:
         adopt(launch, result.task_id, "submit", {"outcome": "ok", "task_id": result.task_id,
                                                  "code": result.code, "message": result.message})  # fmt: skip
 
 
+def _unanswered(launch: Launch, error: str, reply: dict[str, Any]) -> None:
+    """The request may have reached PanDA: unknown, never resent on absence alone. The moment is kept
+    apart from the status's own times: only submits started after it count as evidence of absence."""
+    transition(launch, S.UNKNOWN, error=error, reply={**reply, "unanswered_at": clock.now().isoformat()})
+
+
+def _unanswered_at(launch: Launch) -> datetime:
+    reply = (launch.manifest or {}).get("panda_reply") or {}
+    stamp = reply.get("unanswered_at")
+    return datetime.fromisoformat(stamp) if stamp else launch.claimed_at or launch.created_at
+
+
+def _retry_later(launch: Launch, exc: PandaUnavailable) -> None:
+    """PanDA could not be reached (or refused before processing): nothing was sent, so the launch goes
+    back to pending and is tried again by itself, waiting longer each time (no manager needed)."""
+    settings = get_settings().tasks
+    tries = int((launch.manifest or {}).get("unreachable_tries", 0)) + 1
+    wait = min(settings.unreachable_retry_s * 2 ** (tries - 1), settings.unreachable_retry_max_s)
+    due = clock.now() + timedelta(seconds=wait)
+    error = f"{exc} Nothing was sent; the panel tries again by itself at {due:%H:%M:%S} UTC."
+    transition(launch, S.PENDING, error=error, reply={"outcome": "unavailable", "message": str(exc)})
+    launch.manifest = {**(launch.manifest or {}), "unreachable_tries": tries}
+    launch.due_at, launch.claimed_at, launch.finished_at = due, None, None
+
+
+# --- unanswered submits: looked up in bulk, resent only on positive evidence of absence ----------
+
+
+@dataclass
+class Settled:
+    """What one pass over unanswered submits did (counts of launches), and the PanDA calls it made."""
+
+    calls: int = 0
+    adopted: int = 0  # found in PanDA by name
+    resent: int = 0  # proven absent (a later task is visible): a new attempt goes out
+    undecided: int = 0  # moved to a manager's decision
+    waiting: int = 0  # not visible yet, no evidence yet: asked again next time
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        return self.adopted + self.resent + self.undecided + self.waiting
+
+    def sentence(self) -> str:
+        """For a manager who asked: what the look-up found."""
+        parts = [
+            f"{self.adopted} found in PanDA and adopted" if self.adopted else "",
+            f"{self.resent} proven not in PanDA (a task sent later is there) and sent again"
+            if self.resent
+            else "",
+            f"{self.waiting + self.undecided} not visible in PanDA yet"
+            if self.waiting + self.undecided
+            else "",
+            *self.errors,
+        ]
+        return "; ".join(p for p in parts if p) or "nothing was waiting for a look-up"
+
+
 @dataclass(frozen=True)
-class Lookup:
-    """What PanDA says about a task name: its id, or whether its absence is certain."""
+class Listing:
+    """What one owner's listing showed: the lowest PanDA id per visible task name, and (legacy
+    servers) the task name listed for each request id: it hides every other task of that request."""
 
-    task_id: int | None
-    conclusive: bool = True  # False: the listing could hide the task (legacy listing keyed by reqID)
+    ids: dict[str, int]
+    shown_for_request: dict[Any, str] = field(default_factory=dict)
+
+    def hides(self, task: Task) -> bool:
+        """A legacy listing shows one task per request id: a miss proves nothing when another shows."""
+        shown = self.shown_for_request.get(task.params.get("reqID"))
+        return shown is not None and shown != task.name
 
 
-def find_in_panda(client: PandaApi, launch: Launch) -> Lookup:
-    """Look the launch's task up in PanDA by name (the way to settle an unknown outcome; never resend)."""
-    task = launch.task
-    owner = launch.created_by
-    if owner is None:
-        raise PandaAuthError("the account that sent it no longer exists", reason="no owner")
-    filters = {"taskName": task.name}
-    user_name = task.params.get("userName")
-    if user_name:
-        filters["userName"] = user_name
+def _name_pattern(names: list[str]) -> str:
+    """One name as itself; several as an anchored alternation (PanDA's filters take regular expressions)."""
+    if len(names) == 1:
+        return names[0]
+    return "^(" + "|".join(re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", n) for n in names) + ")$"
+
+
+def _list_names(client: PandaApi, owner: User, user_name: str, names: list[str], since: datetime,
+                comment: str) -> tuple[Listing, int]:  # fmt: skip
+    """Which of `names` the owner's PanDA listing shows; returns the listing and the calls made."""
+    ids: dict[str, int] = {}
+    calls = 0
     try:
-        # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
-        infos = client.get_tasks_detailed_info_since(owner, None, filters=filters, n_tasks=10)
-        matches = sorted(info.task_id for info in infos if info.name == task.name)
-        return Lookup(matches[0] if matches else None)
+        for start in range(0, len(names), NAMES_PER_LOOKUP):
+            chunk = names[start : start + NAMES_PER_LOOKUP]
+            filters = {"taskName": _name_pattern(chunk), **({"userName": user_name} if user_name else {})}
+            calls += 1
+            # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
+            infos = client.get_tasks_detailed_info_since(
+                owner, None, filters=filters, n_tasks=4 * len(chunk) + 10, comment=comment
+            )
+            for info in infos:
+                if info.name in chunk:
+                    ids[info.name] = min(info.task_id, ids.get(info.name, info.task_id))
+        return Listing(ids), calls
     except PandaUnsupported:
         pass
     # Legacy servers (< 1.0) only list the owner's tasks modified in a time window, keyed by reqID:
-    # tasks sharing a request id hide each other, so a miss proves nothing when another task holds
-    # our reqID in the listing.
-    since = (launch.claimed_at or launch.created_at) - timedelta(days=1)
-    summaries = client.get_tasks_modified_since(
-        owner, since, dn=user_name or None, prod_source_label=task.params.get("prodSourceLabel", "managed")
-    )
-    matches = sorted(s.task_id for s in summaries if s.name == task.name)
-    if matches:
-        return Lookup(matches[0])
-    req_id = task.params.get("reqID")
-    hidden = req_id is not None and any(s.req_id == req_id for s in summaries)
-    return Lookup(None, conclusive=not hidden)
+    # tasks sharing a request id hide each other, so a miss proves nothing for such a task.
+    calls += 1
+    summaries = client.get_tasks_modified_since(owner, since - timedelta(days=1), dn=user_name or None)
+    wanted = set(names)
+    for summary in summaries:
+        if summary.name in wanted:
+            ids[summary.name] = min(summary.task_id, ids.get(summary.name, summary.task_id))
+    return Listing(ids, {s.req_id: s.name for s in summaries if s.req_id is not None}), calls
+
+
+def _later_submitted(launch: Launch) -> Launch | None:
+    """The first launch of the same owner that was claimed after this one's request ended and that
+    PanDA answered (or that was found there): seeing it in PanDA proves the refiner got past this one."""
+    ended = _unanswered_at(launch)
+    return db.session.scalars(
+        select(Launch)
+        .where(
+            Launch.created_by_id == launch.created_by_id,
+            Launch.status == S.SUBMITTED,
+            Launch.claimed_at > ended,
+        )
+        .order_by(Launch.claimed_at, Launch.id)
+        .limit(1)
+    ).first()
 
 
 def _grace() -> timedelta:
     """How long an unanswered submit may stay invisible in PanDA (JEDI's pick-up window) before the
-    panel stops waiting for it and reports it failed (then it may be resent)."""
+    panel, without evidence either way, asks a manager to decide."""
     return timedelta(seconds=get_settings().tasks.reconcile_grace_s)
 
 
-def reconcile(launch_id: int, client: PandaApi) -> str:
-    """Settle an unknown (or stale "sending") launch by asking PanDA for the task by name. Commits."""
-    launch = db.session.get_one(Launch, launch_id)
-    if launch.status not in (S.UNKNOWN, S.SENDING):
-        return launch.status
-    try:
-        lookup = find_in_panda(client, launch)
-    except PandaError as exc:
-        launch.error = f"reconciliation pending: {exc}"
-        db.session.commit()
-        return launch.status
-    if lookup.task_id is not None:
-        found = lookup.task_id
-        adopt(launch, found, "reconciled by task name", {"outcome": "reconciled", "task_id": found})
-    elif not lookup.conclusive:
-        transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
-    elif clock.now() - (launch.claimed_at or launch.created_at) > _grace():
-        error = (
-            f"PanDA has no task named {launch.task.name} {int(_grace().total_seconds())} s "
-            "after the unanswered submit: it did not arrive; resend it."
-        )
-        transition(launch, S.FAILED, error=error)
+def _mark_stale_sending() -> None:
+    """Rows a dispatcher left in "sending" (it died, or its request hung past every timeout) become
+    unknown: the request may have left. From now on a later submit counts as evidence against them."""
+    for launch_id in _stale_sending():
+        launch = db.session.get_one(Launch, launch_id)
+        if launch.status == S.SENDING:
+            error = "the panel stopped while sending it; the task is looked up by name, not resent"
+            _unanswered(launch, error, {"outcome": "unknown", "message": "left in sending"})
     db.session.commit()
+
+
+def settle_unknown(client: PandaApi, launch_ids: Iterable[int] | None = None, *, comment: str = BACKGROUND,
+                   by: User | None = None, commit: Callable[[], None] | None = None) -> Settled:  # fmt: skip
+    """Look unanswered submits up in PanDA by name, in bulk, and settle what the answer proves.
+
+    Without `launch_ids`: every unknown launch (and stale "sending" row), as the background job does;
+    with them (a manager's "look it up now"): those launches, including ones awaiting a decision.
+    One listing per owner (per 50 names) holds the unknown names and, for each, the first task the
+    panel submitted after it (the evidence). Found → adopted. Not found while the later task is
+    visible → failed and sent again as a new attempt. Otherwise it waits; an unknown one older than
+    ``reconcile_grace_s`` goes to a manager's decision. Commits per owner (a request passes
+    ``commit=db.session.flush``: its own transaction boundary commits).
+    """
+    report = Settled()
+    if launch_ids is None:
+        _mark_stale_sending()
+        rows = list(db.session.scalars(select(Launch).where(Launch.status == S.UNKNOWN).order_by(Launch.id)))
+    else:
+        wanted = list(launch_ids)
+        rows = list(db.session.scalars(select(Launch).where(Launch.id.in_(wanted)).order_by(Launch.id)))
+        rows = [r for r in rows if r.status in (S.UNKNOWN, S.NEEDS_DECISION) and r.task.panda_task_id is None]
+    groups: dict[tuple[int | None, str], list[Launch]] = defaultdict(list)
+    for launch in rows:
+        groups[(launch.created_by_id, launch.task.params.get("userName") or "")].append(launch)
+    for (_owner_id, user_name), launches in groups.items():
+        if stopping():  # `serve` stops: the other owners' rows are looked up at the next start
+            break
+        try:
+            _settle_group(client, user_name, launches, comment, by, report)
+        except (PandaError, TokenUnavailable) as exc:  # raised before any row changed
+            report.errors.append(f"PanDA could not be asked ({exc})")
+            for launch in launches:
+                launch.error = f"{_base_error(launch)} Looked up at {clock.now():%H:%M:%S} UTC: PanDA could not be asked ({exc}); asked again later."
+        (commit or db.session.commit)()
+    return report
+
+
+def _base_error(launch: Launch) -> str:
+    """The launch's reason without the note of its last look-up (each look-up replaces it)."""
+    return launch.error.split(" Looked up at ", 1)[0]
+
+
+def _settle_group(client: PandaApi, user_name: str, launches: list[Launch], comment: str, by: User | None,
+                  report: Settled) -> None:  # fmt: skip
+    owner = launches[0].created_by
+    if owner is None:
+        raise PandaAuthError("the account that sent it no longer exists", reason="no owner")
+    evidence = {launch.id: _later_submitted(launch) for launch in launches}
+    names = sorted({launch.task.name for launch in launches} | {e.task.name for e in evidence.values() if e})
+    since = min(launch.claimed_at or launch.created_at for launch in launches)
+    listing, calls = _list_names(client, by or owner, user_name, names, since, comment)
+    report.calls += calls
+    now = clock.now()
+    for launch in launches:
+        task = launch.task
+        found = listing.ids.get(task.name)
+        later = evidence[launch.id]
+        if found is not None:
+            how = "reconciled by task name" + (f" (looked up by {by.username})" if by else "")
+            adopt(launch, found, how, {"outcome": "reconciled", "task_id": found})
+            report.adopted += 1
+        elif listing.hides(task):
+            if launch.status == S.UNKNOWN:
+                transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
+            report.undecided += 1
+        elif later is not None and later.task.name in listing.ids:
+            _resend_absent(launch, later, by)
+            report.resent += 1
+        elif launch.status == S.UNKNOWN and now - (launch.claimed_at or launch.created_at) > _grace():
+            transition(launch, S.NEEDS_DECISION, error=(
+                f"PanDA shows no task named {task.name} {int(_grace().total_seconds())} s after the unanswered "
+                "submit, and no task sent after it is visible yet to prove it never arrived. Look it up "
+                "again, adopt its PanDA id if you find it, or confirm it is not in PanDA to send it again."
+            ))  # fmt: skip
+            report.undecided += 1
+        else:
+            why = (
+                "no task sent after it is visible yet"
+                if later is None
+                else f"{later.task.name}, sent after it, is not visible yet either"
+            )
+            launch.error = f"{_base_error(launch)} Looked up at {now:%H:%M:%S} UTC: not in PanDA yet ({why}); asked again later."
+            report.waiting += 1
+
+
+def _resend_absent(launch: Launch, later: Launch, by: User | None) -> None:
+    """The unanswered submit did not arrive (``later`` is visible, this one is not): close it and
+    queue the next attempt, which needs no further check."""
+    from app.launches.services import new_launch  # services build on this module
+
+    task = launch.task
+    reason = f"not in PanDA: {later.task.name}, sent after it, is already visible there"
+    transition(launch, S.FAILED, error=f"{reason}; sent again as attempt {launch.attempt + 1}")
+    owner = launch.created_by
+    assert owner is not None
+    new_launch(
+        task,
+        launch.attempt + 1,
+        owner,
+        clock.now(),
+        confirmed_absent_by=f"panel ({later.task.name} visible)"[:150],
+    )
+    db.session.flush()
+    record("launch.resend_absent", target=task.name, user=by,
+           details={"task_id": task.id, "attempt": launch.attempt + 1, "evidence": later.task.name})  # fmt: skip
+
+
+def reconcile(launch_id: int, client: PandaApi) -> str:
+    """Settle one unknown (or stale "sending") launch as the background pass would. Commits."""
+    launch = db.session.get_one(Launch, launch_id)
+    if launch.status == S.SENDING and launch_id in _stale_sending():
+        _mark_stale_sending()
+    if launch.status == S.UNKNOWN:
+        settle_unknown(client, [launch_id])
     return launch.status
 
 
 def dispatch_bunch(
     bunch_id: int, *, deadline_s: float | None = None, client: PandaApi | None = None
 ) -> dict[str, int]:
-    """Submit every pending launch of a bunch, then reconcile its unknown ones until settled or the
+    """Submit every pending launch of a bunch, then settle its unknown ones until settled or the
     deadline passes. Returns counts by final launch status."""
     deadline = time.monotonic() + (
         deadline_s if deadline_s is not None else get_settings().tasks.dispatch_deadline_s
     )
     panda = client or panda_clients()
     try:
-        for launch_id in _launch_ids(bunch_id, S.PENDING):
-            if time.monotonic() > deadline:
-                break
-            _guarded(dispatch_launch, launch_id, panda)
+        send_all(_launch_ids(bunch_id, S.PENDING), client)
         delay = 0.2
         while time.monotonic() < deadline:
             # Rows awaiting a manager's decision are left alone: asking PanDA again changes nothing.
             unsettled = _launch_ids(bunch_id, S.UNKNOWN) + _stale_sending(bunch_id)
-            waiting = _launch_ids(bunch_id, S.PENDING)  # held back by parent_gate
+            waiting = _launch_ids(bunch_id, S.PENDING)  # held back by a gate, or PanDA was unreachable
             if not unsettled and not waiting:
                 break
-            for launch_id in unsettled:
-                _guarded(reconcile, launch_id, panda)
-            for launch_id in waiting:
-                _guarded(dispatch_launch, launch_id, panda)
+            if unsettled:
+                _mark_stale_sending()
+                settle_unknown(panda, unsettled)
+            send_all(waiting, client)
             time.sleep(delay)  # give PanDA time to make the task visible; not a test wait
             delay = min(delay * 2, 5.0)
     finally:
         if client is None:
             panda.close()
     return _counts(bunch_id)
+
+
+def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
+    """Dispatch these launches, ``[panda] max_parallel_submits`` at a time, each worker with a client
+    and a database session of its own. A client given by the caller is used from this thread only
+    (one client is not safe to share between threads), so its launches go one at a time, in order."""
+    workers = min(get_settings().panda.max_parallel_submits, len(launch_ids))
+    if client is not None or workers <= 1:
+        panda = client or panda_clients()
+        try:
+            for launch_id in launch_ids:
+                if stopping():  # `serve` stops: the row in hand was the last one
+                    break
+                _guarded(dispatch_launch, launch_id, panda)
+        finally:
+            if client is None:
+                panda.close()
+        return
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    todo = iter(launch_ids)
+    lock = threading.Lock()
+
+    def work() -> None:
+        with app.app_context():
+            own = panda_clients()
+            try:
+                while True:
+                    with lock:
+                        launch_id = None if stopping() else next(todo, None)
+                    if launch_id is None:
+                        return
+                    _guarded(dispatch_launch, launch_id, own)
+            finally:
+                own.close()
+                db.session.remove()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="submit") as pool:
+        for future in [pool.submit(work) for _ in range(workers)]:
+            future.result()
 
 
 def _guarded(step: Callable[[int, PandaApi], str], launch_id: int, client: PandaApi) -> None:
@@ -319,7 +548,7 @@ def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
 
 
 def _stale_sending(bunch_id: int | None = None) -> list[int]:
-    """Rows left in "sending" by a dispatcher that died (a restart): longer than any request can take.
+    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take.
     One bunch's, or every bunch's when `bunch_id` is None."""
     conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < _stale_limit()]
     query = select(Launch.id).where(*conditions)
@@ -329,9 +558,12 @@ def _stale_sending(bunch_id: int | None = None) -> list[int]:
 
 
 def _stale_limit() -> datetime:
-    """Claimed before this, a row still "sending" has outlived any request: its dispatcher died."""
+    """Claimed before this, a row still "sending" has outlived any submit, the client's own retries of
+    a request PanDA never received included: its dispatcher died."""
     panda = get_settings().panda
-    return clock.now() - timedelta(seconds=panda.connect_timeout_s + panda.read_timeout_s + 30)
+    attempts = panda.retries + 1
+    longest = attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
+    return clock.now() - timedelta(seconds=longest + 5)
 
 
 def _counts(bunch_id: int) -> dict[str, int]:
@@ -345,55 +577,42 @@ def _counts(bunch_id: int) -> dict[str, int]:
 
 
 def dispatch_due(limit: int = 1000, client: PandaApi | None = None) -> int:
-    """Submit launches whose ``due_at`` has come (any bunch), then reconcile unknown/stale ones.
-    Returns how many rows were handled. The scheduler runs the two halves as separate jobs."""
-    panda = client or panda_clients()
-    try:
-        return dispatch_pending(limit, panda) + reconcile_unsettled(panda)
-    finally:
-        if client is None:
-            panda.close()
+    """Submit launches whose ``due_at`` has come (any bunch), then settle unknown and stale ones in
+    bulk. Returns how many rows were handled. The scheduler runs the two halves as separate jobs."""
+    return dispatch_pending(limit, client) + reconcile_unsettled(client)
 
 
 def dispatch_pending(limit: int = 1000, client: PandaApi | None = None) -> int:
     """The "dispatch" job: submit the pending launches that are due, oldest first (a resend's new
-    attempt goes out at the next run). Returns how many rows were handled."""
-    due = db.session.scalars(
-        select(Launch.id)
-        .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
-        .order_by(Launch.due_at, Launch.id)
-        .limit(limit)
-    ).all()
-    db.session.rollback()  # no transaction (nor SQLite read lock) held between the rows
-    return _each(dispatch_launch, due, client)
+    attempt goes out at the next run). Returns how many rows it took."""
+    due = list(
+        db.session.scalars(
+            select(Launch.id)
+            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
+            .order_by(Launch.due_at, Launch.id)
+            .limit(limit)
+        )
+    )
+    db.session.commit()  # no transaction (nor SQLite read lock) held while PanDA is asked
+    send_all(due, client)
+    if stopping():
+        left = db.session.scalar(
+            select(func.count()).where(Launch.status == S.PENDING, Launch.id.in_(due))
+        )
+        if left:
+            log.info("stopping: %d launch(es) left for the next start", left)
+    return len(due)
 
 
 def reconcile_unsettled(client: PandaApi | None = None) -> int:
-    """The "reconcile" job: look up by name the launches without an answer (unknown, or left in
-    "sending" by a crash), never resending them. Returns how many rows were handled."""
-    unknown = db.session.scalars(select(Launch.id).where(Launch.status == S.UNKNOWN).order_by(Launch.id)).all()
-    rows = [*unknown, *_stale_sending()]
-    db.session.rollback()
-    return _each(reconcile, rows, client)
-
-
-def _each(step: Callable[[int, PandaApi], str], launch_ids: Sequence[int], client: PandaApi | None) -> int:
-    """`step` for each row, each guarded, until done or `serve` stops (the row in hand is finished)."""
-    if not launch_ids:
-        return 0
+    """The "reconcile" job: look up by name, in bulk, the launches without an answer (unknown, or left
+    in "sending" by a crash), never resending them on absence alone. Returns how many it settled."""
     panda = client or panda_clients()
-    handled = 0
     try:
-        for launch_id in launch_ids:
-            if stopping():
-                log.info("stopping: %d launch(es) left for the next start", len(launch_ids) - handled)
-                break
-            _guarded(step, launch_id, panda)
-            handled += 1
+        return settle_unknown(panda).handled
     finally:
         if client is None:
             panda.close()
-    return handled
 
 
 def dispatch_soon(*, reconcile: bool = False) -> None:

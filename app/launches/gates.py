@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
+from app.tasks.models import Task
 from app.tokens import services as token_vault
 from app.tokens.errors import IamUnreachable, TokenUnavailable
 
@@ -96,7 +97,7 @@ def dependency_gate(launch: Launch) -> Gate:
     other = launch.after_task
     if launch.after_task_id is None or other is None:
         return Gate()
-    label = f"task {other.panda_task_id} ({other.name})" if other.panda_task_id else f"task {other.name}"
+    label = task_label(other)
     goal = f"{launch.at_percent} % of its jobs done" if launch.at_percent else "done"
     if other.panda_task_id is None:
         latest = other.latest_launch
@@ -117,6 +118,11 @@ def dependency_gate(launch: Launch) -> Gate:
         )
     status = other.panda_status or "not read yet"
     return Gate(wait=True, reason=f"waiting for {label} to be done (PanDA status: {status})")
+
+
+def task_label(task: Task) -> str:
+    """How a task a launch waits for is named to users: its PanDA id (as PanDA's pages) and name."""
+    return f"task {task.panda_task_id} ({task.name})" if task.panda_task_id else f"task {task.name}"
 
 
 def job_percent(done: int | None, total: int | None) -> float | None:

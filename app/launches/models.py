@@ -40,7 +40,7 @@ class Launch(Model):
     status: Mapped[LaunchStatus] = mapped_column(EnumText(LaunchStatus, 16), default=LaunchStatus.PENDING)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -54,11 +54,13 @@ class NotAllowed(Exception):
 @dataclass(frozen=True)
 class Schedule:
     """When a launch goes: at `at` (UTC; None: now) and, with `after_task`, once that task is done in
-    PanDA, or has `at_percent` % of its jobs done."""
+    PanDA, or has `at_percent` % of its jobs done. `zone`: the time zone the time was entered in
+    (kept as the user's preference once the schedule is accepted)."""
 
     at: datetime | None = None
     after_task: Task | None = None
     at_percent: int | None = None
+    zone: str = ""
 
     @property
     def later(self) -> bool:
@@ -213,7 +215,8 @@ def _update_pending(launches: list[Launch], **values: Any) -> list[Launch]:
     return [row for row in launches if row.id in changed]
 
 
-def _allowed(launches: list[Launch], user: User) -> None:
+def allowed(launches: list[Launch], user: User) -> None:
+    """Raise NotAllowed unless `user` may change every one of `launches`."""
     refused = [row for row in launches if not may_change(user, row)]
     if refused:
         raise NotAllowed(f"only its owner or an admin may change the launch of {refused[0].task.name}")
@@ -221,7 +224,7 @@ def _allowed(launches: list[Launch], user: User) -> None:
 
 def cancel(launches: list[Launch], user: User) -> int:
     """Cancel pending launches: they never run. How many were cancelled (audited)."""
-    _allowed(launches, user)
+    allowed(launches, user)
     check_transition(S.PENDING, S.CANCELLED)
     names = [row.task.name for row in launches]
     done = _update_pending(
@@ -235,7 +238,7 @@ def cancel(launches: list[Launch], user: User) -> int:
 def reschedule(launches: list[Launch], schedule: Schedule, user: User) -> int:
     """Give pending launches a new schedule (checked as a new one); how many changed (audited).
     The dispatcher is woken once committed, so "now" goes at once."""
-    _allowed(launches, user)
+    allowed(launches, user)
     owners = {row.created_by_id for row in launches}
     for owner in (db.session.get(User, owner_id) for owner_id in owners if owner_id is not None):
         if owner is not None:
@@ -248,6 +251,7 @@ def reschedule(launches: list[Launch], schedule: Schedule, user: User) -> int:
         at_percent=schedule.at_percent if other is not None else None,
         error="",
     )
+    remember_zone(user, schedule.zone)
     if done:
         dispatch_soon()
     record("launch.reschedule", target=launches[0].task.name if launches else None,

@@ -13,7 +13,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.extensions import db, panda_clients
 from app.launches.dispatcher import adopt as adopt_launch
-from app.launches.dispatcher import dispatch_soon
+from app.launches.dispatcher import dispatch_soon, settle_unknown
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, transition
 from app.panda.errors import PandaError
@@ -97,6 +97,30 @@ def mark_not_submitted_and_dispatch(task: Task, user: User) -> Launch | None:
     if launch is not None:
         dispatch_soon()
     return launch
+
+
+def undecided_of(tasks: list[Task]) -> list[Launch]:
+    """The tasks' latest launches whose submit PanDA never answered (unknown or awaiting a decision)."""
+    latest = (task.latest_launch for task in tasks if task.panda_task_id is None)
+    return [launch for launch in latest if launch is not None and launch.status in UNDECIDED]
+
+
+def look_up_now(launches: list[Launch], user: User) -> str:
+    """A manager's "look it up now": the unanswered submits are looked up in PanDA at once (one
+    listing per owner, logged with the manager's name) and settled as the background pass would;
+    returns what was found, in words (audited)."""
+    if not launches:
+        return "nothing was waiting for a look-up"
+    client = panda_clients(interactive=True)
+    try:
+        report = settle_unknown(client, [launch.id for launch in launches], comment=f"look-up asked by {user.username}",
+                                by=user, commit=db.session.flush)  # fmt: skip
+    finally:
+        client.close()
+    names = sorted(launch.task.name for launch in launches)
+    record("task.look_up", target=names[0] if len(names) == 1 else f"{len(names)} tasks",
+           details={"tasks": names[:100], "result": report.sentence()}, user=user)  # fmt: skip
+    return report.sentence()
 
 
 def adopt(task: Task, panda_task_id: int, user: User) -> str | None:

@@ -2,11 +2,13 @@
 way every writer changes a launch's status.
 
     pending ──claim──▶ sending ──▶ submitted | failed | unknown | needs_decision
+    sending ──PanDA unreachable, nothing sent──▶ pending (goes again by itself, after a backoff)
     unknown (sent, no answer) ──lookup by task name──▶ submitted | failed | needs_decision
     needs_decision (PanDA cannot tell) ──a manager──▶ submitted (adopted) | failed (not in PanDA)
     pending ──▶ cancelled
 
-submitted, failed and cancelled are final: "resend" makes a new launch row (the next attempt).
+submitted, failed and cancelled are final: "resend" makes a new launch row (the next attempt). A
+request that may have reached PanDA (unknown, needs_decision) never leads back to pending.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class LaunchStatus(StrEnum):
 S = LaunchStatus
 TRANSITIONS: dict[LaunchStatus, frozenset[LaunchStatus]] = {
     S.PENDING: frozenset({S.SENDING, S.CANCELLED}),
-    S.SENDING: frozenset({S.SUBMITTED, S.FAILED, S.UNKNOWN, S.NEEDS_DECISION}),
+    S.SENDING: frozenset({S.PENDING, S.SUBMITTED, S.FAILED, S.UNKNOWN, S.NEEDS_DECISION}),
     S.UNKNOWN: frozenset({S.SUBMITTED, S.FAILED, S.NEEDS_DECISION}),
     S.NEEDS_DECISION: frozenset({S.SUBMITTED, S.FAILED}),
     S.SUBMITTED: frozenset(),

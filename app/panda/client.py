@@ -125,6 +125,7 @@ class PandaApi(Protocol):
         *,
         filters: dict[str, Any] | None = None,
         n_tasks: int = 500,
+        comment: str = "",
     ) -> list[TaskInfo]: ...
 
     def get_tasks_modified_since(
@@ -841,8 +842,10 @@ class PandaClient:
         *,
         filters: dict[str, Any] | None = None,
         n_tasks: int = 500,
+        comment: str = "",
     ) -> list[TaskInfo]:
-        """Full task info for the caller's tasks (or `filters["userName"]`) modified since `since`."""
+        """Full task info for the caller's tasks (or `filters["userName"]`) modified since `since`;
+        `comment` (never sent) says in the PanDA log why the panel asked."""
         args = {
             "since": _since_text(since) if since else None,
             "filters": json.dumps(filters) if filters else None,
@@ -852,7 +855,7 @@ class PandaClient:
         def convert(data: Any) -> list[TaskInfo]:
             return [TaskInfo.from_dict(t) for t in data or [] if isinstance(t, dict)]
 
-        return self._call("get_tasks_detailed_info_since", user, args, self._plain(convert))
+        return self._call("get_tasks_detailed_info_since", user, args, self._plain(convert), comment=comment)
 
     def get_job_descriptions(
         self, user: User, task_id: int, *, unsuccessful_only: bool = False

@@ -23,7 +23,9 @@ class PandaCall(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)  # when the request started
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     server: Mapped[str] = mapped_column(String(300), default="")  # PanDA base URL
     transport: Mapped[str] = mapped_column(String(16), default="")  # v1 | legacy
     method: Mapped[str] = mapped_column(String(64))  # client call name, e.g. submit, kill

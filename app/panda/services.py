@@ -6,11 +6,12 @@ The log's writer (`calllog.py`) stores every call a client makes.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from flask import current_app, has_app_context
+from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
@@ -110,6 +111,36 @@ def panda_alive(settings: Settings, *, url: str | None = None) -> dict[str, Any]
     finally:
         client.close()
     return report
+
+
+# A /healthz hit shows the last check younger than this; only an older one (or none) probes PanDA.
+HEALTH_MAX_AGE_S = 60.0
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    url: str
+    at: float  # time.monotonic() of the check
+    report: dict[str, Any]
+
+
+def check_panda_health(app: Flask) -> dict[str, Any]:
+    """Probe PanDA now and keep the answer for /healthz (the scheduler's health job runs this)."""
+    settings = app.config["SETTINGS"]
+    report = panda_alive(settings)
+    app.extensions["panda_health"] = HealthCheck(panda_url(settings), time.monotonic(), report)
+    return report
+
+
+def last_panda_health(app: Flask) -> dict[str, Any]:
+    """PanDA's reachability for /healthz: the last check, unless it is older than HEALTH_MAX_AGE_S
+    or was made for another URL; then a probe now (so monitoring polling /healthz costs PanDA at most
+    one call a minute, and a hit costs no network call in between)."""
+    last: HealthCheck | None = app.extensions.get("panda_health")
+    fresh = last is not None and time.monotonic() - last.at < HEALTH_MAX_AGE_S
+    if fresh and last is not None and last.url == panda_url(app.config["SETTINGS"]):
+        return last.report
+    return check_panda_health(app)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import io
 import json
 import pickle
 import re
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -174,6 +175,21 @@ def _nothing_sent(exc: requests.ConnectionError) -> bool:
     )
 
 
+def _unreachable(exc: requests.ConnectionError, wire: Wire) -> str:
+    """Why the connection could not be made, in words (never urllib3's `HTTPConnectionPool(...)` text)."""
+    causes = list(_causes(exc))
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        why = "it refused the connection (is the server down, or the port wrong?)"
+    elif any(isinstance(c, socket.gaierror) for c in causes):
+        why = f"the host name {urlsplit(wire.base_url).hostname} cannot be resolved"
+    elif isinstance(exc, requests.ConnectTimeout) or any(isinstance(c, ConnectTimeoutError) for c in causes):
+        why = f"it did not accept a connection within {wire.connect_timeout_s:g} s"
+    else:
+        reason = next((c.strerror for c in causes if isinstance(c, OSError) and c.strerror), None)
+        why = f"the connection failed ({reason.lower()})" if reason else "the connection failed"
+    return f"PanDA at {wire.base_url} cannot be reached: {why}."
+
+
 # OpenSSL's reasons when the other side does not speak TLS (a plain-HTTP port behind an https:// URL).
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL")
 
@@ -248,7 +264,7 @@ class HttpSender:
         except requests.ConnectionError as exc:
             # ConnectTimeout is a ConnectionError too; ReadTimeout is not (handled below).
             if _nothing_sent(exc):
-                raise PandaUnavailable(f"PanDA at {wire.base_url} is unreachable: {_short(exc)}") from exc
+                raise PandaUnavailable(_unreachable(exc, wire), detail=_short(exc)) from exc
             if write:
                 raise PandaOutcomeUnknown(
                     f"The connection to PanDA broke after the request was sent; it may or may not have been applied ({_short(exc)})."

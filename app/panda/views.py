@@ -7,7 +7,7 @@ from app.auth.decorators import role_required
 from app.extensions import db
 from app.panda.forms import CallFilterForm
 from app.panda.models import OUTCOMES
-from app.panda.services import CallFilters, call_methods, calls_for_task, calls_query, panda_alive
+from app.panda.services import CallFilters, call_methods, calls_for_task, calls_query, last_panda_health
 
 bp = Blueprint("panda", __name__, url_prefix="/panda")
 
@@ -17,8 +17,8 @@ PER_PAGE = 50
 @bp.record_once
 def _register_health_check(state) -> None:
     """/healthz (app.web.views) runs every registered check; PanDA reachability is ours."""
-    state.app.extensions.setdefault("health_checks", {})["panda"] = lambda: panda_alive(
-        current_app.config["SETTINGS"]
+    state.app.extensions.setdefault("health_checks", {})["panda"] = lambda: last_panda_health(
+        current_app._get_current_object()  # type: ignore[attr-defined]
     )
 
 

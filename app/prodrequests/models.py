@@ -31,7 +31,7 @@ class CatalogEntry(Model):
     source: Mapped[str] = mapped_column(String(8))
     note: Mapped[str] = mapped_column(String(255), default="")
     created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     # When a scan last found the path (admins' entries: never).

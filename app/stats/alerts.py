@@ -98,7 +98,10 @@ def token_expiry(now: datetime) -> list[Wanted]:
     wanted = []
     for launch in launches:
         owner = launch.created_by
-        problem = _token_problem(owner, launch.due_at) if owner is not None else "its owner was removed"
+        if launch.token_problem:  # flagged by the scheduled launches' token check (app/launches)
+            problem: str | None = launch.token_problem
+        else:
+            problem = _token_problem(owner, launch.due_at) if owner is not None else "its owner was removed"
         if problem:
             wanted.append(Wanted(
                 f"token:{launch.id}", "token", launch.created_by_id, launch.task_id,

@@ -12,6 +12,7 @@ from wtforms import BooleanField, HiddenField, IntegerField, SelectField, String
 from wtforms.validators import InputRequired, Length, Optional
 
 from app.config import Settings
+from app.launches.forms import ScheduleFields
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
 
 # The type of each definition field (the form has a field of the same name for every one).
@@ -170,7 +171,7 @@ class TaskFields:
         return leftover
 
 
-class TaskForm(TaskFields, FlaskForm):
+class TaskForm(TaskFields, ScheduleFields, FlaskForm):
     built_dataset = ""  # the output dataset name built for an empty field (shown as the field's help)
 
     idempotency_key = HiddenField()

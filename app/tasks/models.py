@@ -30,11 +30,11 @@ class TaskBunch(Model):
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     comment: Mapped[str] = mapped_column(Text, default="")
     created_by_id: Mapped[int | None] = mapped_column(
-        ForeignKey("user.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     cloned_from_id: Mapped[int | None] = mapped_column(
-        ForeignKey("task_bunch.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("task_bunch.id", ondelete="SET NULL"), nullable=True, index=True
     )
 
     tasks: Mapped[list[Task]] = relationship(back_populates="bunch", order_by="Task.bunch_index")
@@ -57,9 +57,11 @@ class Task(Model):
     production: Mapped[str] = mapped_column(String(64), index=True)  # e.g. PROD2025-008
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the TaskSpec (input of the parameter builder)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the exact JEDI task parameters, fixed at creation
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"), nullable=True)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("task.id", ondelete="SET NULL"), nullable=True, index=True
+    )
     cloned_from_id: Mapped[int | None] = mapped_column(
-        ForeignKey("task.id", ondelete="SET NULL"), nullable=True
+        ForeignKey("task.id", ondelete="SET NULL"), nullable=True, index=True
     )
     # Not unique: ids are unique per PanDA server only, and the panel may change servers (the sandbox
     # simulator starts again at 1, a test server hands out ids a production server uses too).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,9 +235,3 @@ def bunch_task_name(base: TaskName, index: int, bunch_size: int) -> TaskName:
 def bunch_dataset_name(base: DatasetName, index: int) -> DatasetName:
     """Member ``index`` (1-based) of a bunch writes version ``base.version + index - 1``."""
     return DatasetName(base.scope, base.tag, base.production, base.step, base.version + index - 1)
-
-
-def next_production(existing: Iterable[ProductionId], campaign: str, year: int) -> ProductionId:
-    """The next free production number in a campaign and year (max + 1; 1 when none)."""
-    numbers = [p.number for p in existing if p.campaign == campaign and p.year == year]
-    return ProductionId(campaign, year, max(numbers, default=0) + 1)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, false, func, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm import aliased, defer, joinedload, load_only, selectinload
 from werkzeug.datastructures import FileStorage
 
 from app import clock
@@ -483,6 +483,7 @@ def create_bunch(
         launch_schedule.check(schedule, user)
     except launch_schedule.ScheduleRefused as exc:
         raise ValidationFailed(exc.errors) from exc
+    launch_schedule.remember_zone(user, schedule.zone)
     rules = naming_rules()
     now = clock.now()
     production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
@@ -610,6 +611,23 @@ class BunchProgress:
         return self.pending == 0 and self.sending == 0 and self.unknown == 0
 
 
+# A bunch's tasks with their launches, loaded in two statements whatever the bunch's size: the bunch
+# page, its progress fragment, the home page and the chain page show each task's latest launch.
+# The JEDI parameters and manifests are not shown there and are the largest columns.
+TASKS_WITH_LAUNCHES = selectinload(TaskBunch.tasks).options(
+    defer(Task.params), selectinload(Task.launches).defer(Launch.manifest)
+)
+
+
+def bunch_for_page(bunch_id: int) -> Select[TaskBunch]:
+    """The bunch page's bunch: its tasks, their launches, its creator and its source."""
+    return (
+        select(TaskBunch)
+        .where(TaskBunch.id == bunch_id)
+        .options(TASKS_WITH_LAUNCHES, joinedload(TaskBunch.created_by), joinedload(TaskBunch.cloned_from))
+    )
+
+
 def bunch_progress(bunch: TaskBunch) -> BunchProgress:
     """How many of the bunch's tasks are in PanDA, and where the latest launch of each other one is."""
     S = LaunchStatus
@@ -653,7 +671,7 @@ def bunch_relations(bunch: TaskBunch) -> BunchRelations:
 def recent_bunches(limit: int = 8) -> list[tuple[TaskBunch, BunchProgress]]:
     """The newest bunches with their launch progress (home page)."""
     bunches = db.session.scalars(
-        select(TaskBunch).options(selectinload(TaskBunch.tasks)).order_by(TaskBunch.id.desc()).limit(limit)
+        select(TaskBunch).options(TASKS_WITH_LAUNCHES).order_by(TaskBunch.id.desc()).limit(limit)
     ).all()
     return [(bunch, bunch_progress(bunch)) for bunch in bunches]
 
@@ -696,17 +714,27 @@ def tasks_query(filters: TaskFilters) -> Select:
 
 
 def suggest_production(campaign: str = "", settings: Settings | None = None) -> naming.ProductionId:
-    """The next free production number of this year (from the panel's own tasks)."""
+    """The next free production number of this year (from the panel's own tasks).
+
+    Two index seeks on ``task.production`` instead of parsing every name: the highest number in
+    text order (numbers are zero-padded to ``number_digits``), then a check for longer numbers
+    (after 999 comes 1000, which sorts before 999 as text) one at a time, as they follow in turn.
+    """
     settings = settings or get_settings()
     rules = naming_rules(settings)
-    existing = []
-    # Every task belongs to a bunch whose base name carries its production: the bunches suffice.
-    for value in db.session.scalars(select(TaskBunch.base_name)):
-        try:
-            existing.append(naming.parse_task_name(value, rules).production)
-        except naming.NamingError:
-            continue
-    return naming.next_production(existing, campaign, clock.now().year)
+    year = clock.now().year
+    series = naming.ProductionId(campaign, year, 0).format(rules)[: -rules.number_digits]  # "PROD2026-"
+    highest = db.session.scalar(
+        select(Task.production)
+        .where(Task.production > series, Task.production < series + ":")  # ":" follows "9"
+        .order_by(Task.production.desc())
+        .limit(1)
+    )
+    number = int(highest[len(series) :]) if highest and highest[len(series) :].isdigit() else 0
+    following = naming.ProductionId(campaign, year, number + 1)
+    while db.session.scalar(select(Task.id).where(Task.production == following.format(rules)).limit(1)):
+        following = replace(following, number=following.number + 1)
+    return following
 
 
 def complete_definition(d: TaskDefinition, settings: Settings | None = None) -> TaskDefinition:
@@ -845,6 +873,22 @@ def refuse_admin_fields(sent: Mapping[str, str], *, is_admin: bool, target: str)
 # --- the task page --------------------------------------------------------------------------------
 
 
+RELATED_SHOWN = 50  # children, clones and bunch siblings on the task page
+
+
+@dataclass(frozen=True)
+class Related:
+    """The first ``RELATED_SHOWN`` tasks related to a task one way (names and ids only)."""
+
+    tasks: list[Task]
+    more: bool  # there are others beyond these
+
+
+def _related(query: Select) -> Related:
+    rows = list(db.session.scalars(query.options(load_only(Task.id, Task.name)).limit(RELATED_SHOWN + 1)))
+    return Related(rows[:RELATED_SHOWN], len(rows) > RELATED_SHOWN)
+
+
 @dataclass(frozen=True)
 class TaskPage:
     """What the task page shows: stored state only (the sync and "Sync this task now" read PanDA)."""
@@ -854,7 +898,9 @@ class TaskPage:
     manifest_json: str | None
     definition_json: str
     params_json: str
-    siblings: list[Task]
+    children: Related
+    clones: Related
+    siblings: Related
     history: list[TaskStatusChange]  # its PanDA statuses as the sync saw them
     calls: Pagination | None  # the PanDA log of the task (for managers)
 
@@ -862,8 +908,14 @@ class TaskPage:
     def needs_decision(self) -> bool:
         return self.launch is not None and self.launch.status == LaunchStatus.NEEDS_DECISION
 
+    @property
+    def undecided(self) -> bool:
+        """PanDA never answered its submit: a manager may look it up now, adopt an id or confirm absence."""
+        return self.launch is not None and self.launch.status in (LaunchStatus.UNKNOWN, LaunchStatus.NEEDS_DECISION)
+
 
 def task_page(task: Task, *, with_calls: bool) -> TaskPage:
+    """The task page's content; related tasks come a page at a time, whatever the size of the bunch."""
     launch = task.submitted_launch or task.latest_launch
     manifest = launch.manifest if launch else None
     return TaskPage(
@@ -872,7 +924,11 @@ def task_page(task: Task, *, with_calls: bool) -> TaskPage:
         manifest_json=json.dumps(manifest, indent=2, sort_keys=True) if manifest else None,
         definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
         params_json=pretty(task.params),
-        siblings=[t for t in task.bunch.tasks if t.id != task.id],
+        children=_related(select(Task).where(Task.parent_id == task.id).order_by(Task.id)),
+        clones=_related(select(Task).where(Task.cloned_from_id == task.id).order_by(Task.id)),
+        siblings=_related(
+            select(Task).where(Task.bunch_id == task.bunch_id, Task.id != task.id).order_by(Task.bunch_index)
+        ),
         history=status_history(task),
         calls=calls_for_task(task.panda_task_id) if with_calls and task.panda_task_id is not None else None,
     )

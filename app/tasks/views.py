@@ -15,9 +15,11 @@ from app.config import get_settings
 from app.extensions import db
 from app.launches import dispatcher
 from app.launches import services as launches
+from app.launches.schedule import NOW, Schedule
 from app.launches.states import LaunchStatus
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
+from app.stats.estimate import estimate
 from app.sync import services as sync
 from app.tasks import services, specs
 from app.tasks.forms import ActionForm, ManifestUploadForm, TaskForm
@@ -34,6 +36,7 @@ def _is_admin() -> bool:
 def _form(definition: TaskDefinition | None = None) -> TaskForm:
     """The task form; prefilled from `definition` with a fresh submission key."""
     form = TaskForm().configure(get_settings())
+    form.configure_schedule(logged_in_user())
     if definition is not None:
         form.fill(definition)
         form.idempotency_key.data = services.new_idempotency_key()
@@ -193,8 +196,11 @@ def relaunch_upload():
 def _definition_from_post(form: TaskForm) -> TaskDefinition | None:
     if not form.validate_on_submit():
         form.overrides_value()  # report JSON errors together with the rest
+        form.schedule_value()
         return None
     definition = form.to_definition()
+    if form.schedule_value() is None:
+        return None
     if definition is not None and not definition.output_dataset:
         definition = services.complete_definition(definition)
         # Shown beside the field, not written into it: an empty field keeps following the task name
@@ -217,7 +223,7 @@ def preview():
         plan = services.plan_bunch(definition, logged_in_user(), is_admin=_is_admin())
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
-    return _render_form(form, preview=services.preview(plan), warnings=plan.warnings)
+    return _render_form(form, preview=services.preview(plan), warnings=plan.warnings, estimate=estimate(definition))
 
 
 @bp.post("/create")
@@ -229,19 +235,21 @@ def create():
         return refused
     try:
         result = services.submit_bunch(_definition_from_post(form), (form.idempotency_key.data or "").strip(), logged_in_user(),
-                                       is_admin=_is_admin(), cloned_from=_clone_source(form))  # fmt: skip
+                                       is_admin=_is_admin(), cloned_from=_clone_source(form),
+                                       schedule=form.schedule_value() or NOW)  # fmt: skip
     except services.ValidationFailed as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
     except services.FormReused as exc:
         form.idempotency_key.data = services.new_idempotency_key()  # the next press creates another bunch
         return _render_form(form, status=409, form_errors=[str(exc)])
-    _flash_created(result)
+    _flash_created(result, form.schedule_value() or NOW)
     return redirect(url_for("tasks.bunch", bunch_id=result.bunch.id))
 
 
-def _flash_created(result: services.CreateResult) -> None:
+def _flash_created(result: services.CreateResult, schedule: Schedule) -> None:
     if result.created:  # a repeated POST just shows the bunch
-        flash(f"Saved {result.bunch.size} task(s); submitting to PanDA.", "success")
+        going = "submitting to PanDA" if not schedule.later else f"launching {schedule.describe()} (see Launches)"
+        flash(f"Saved {result.bunch.size} task(s); {going}.", "success")
         for warning in result.warnings:
             flash(warning, "warning")
 
@@ -257,13 +265,13 @@ def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
 @bp.get("/bunch/<int:bunch_id>")
 @role_required("viewer")
 def bunch(bunch_id: int):
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     template = services.task_template()
     kinds = {step: template.kind(step) for step in get_settings().tasks.step_types if step in template.steps}
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
         dispatching=dispatcher.dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
-        rows=sync.rows_of(bunch.tasks, bunch.id),
+        rows=sync.rows_of(bunch.tasks, bunch.id), undecided=launches.undecided_of(bunch.tasks),
         relations=services.bunch_relations(bunch),
     )  # fmt: skip
 
@@ -272,7 +280,7 @@ def bunch(bunch_id: int):
 @role_required("viewer")
 def bunch_progress(bunch_id: int):
     """The progress fragment polled by the bunch page (htmx)."""
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     return render_template(
         "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
         action_form=ActionForm(), dispatching=dispatcher.dispatching(bunch.id),
@@ -323,7 +331,7 @@ def mark_not_submitted(task_id: int):
         flash("Nothing to do: the task is not waiting for a decision.", "info")
     else:
         flash(f"{task.name} marked not in PanDA; sending attempt {launch.attempt}.", "warning")
-    return redirect(url_for("tasks.detail", task_id=task.id))
+    return redirect(_back(task))
 
 
 @bp.post("/<int:task_id>/adopt")
@@ -336,10 +344,39 @@ def adopt(task_id: int):
     panda_id = request.form.get("panda_task_id", type=int)
     if not panda_id or panda_id <= 0:
         flash("Enter the PanDA task id (a number).", "danger")
-        return redirect(url_for("tasks.detail", task_id=task.id))
+        return redirect(_back(task))
     error = launches.adopt(task, panda_id, logged_in_user())
     flash(error or f"{task.name} is PanDA task {panda_id}.", "danger" if error else "success")
-    return redirect(url_for("tasks.detail", task_id=task.id))
+    return redirect(_back(task))
+
+
+@bp.post("/<int:task_id>/look-up")
+@role_required("manager")
+def look_up(task_id: int):
+    """Look the task's unanswered submit up in PanDA now, instead of waiting for the background pass."""
+    task = db.get_or_404(Task, task_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    flash(f"{task.name}: {launches.look_up_now(launches.undecided_of([task]), logged_in_user())}.", "info")
+    return redirect(_back(task))
+
+
+@bp.post("/bunch/<int:bunch_id>/look-up")
+@role_required("manager")
+def look_up_bunch(bunch_id: int):
+    """Look every unanswered submit of the bunch up in PanDA now (one listing per owner)."""
+    bunch = db.get_or_404(TaskBunch, bunch_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    flash(f"Looked up: {launches.look_up_now(launches.undecided_of(bunch.tasks), logged_in_user())}.", "info")
+    return redirect(url_for("tasks.bunch", bunch_id=bunch.id))
+
+
+def _back(task: Task) -> str:
+    """Where a decision about a task's submit returns: the bunch page when it was made there."""
+    if request.form.get("back") == "bunch":
+        return url_for("tasks.bunch", bunch_id=task.bunch_id, _anchor="unanswered")
+    return url_for("tasks.detail", task_id=task.id)
 
 
 @bp.get("/<int:task_id>")
@@ -396,7 +433,7 @@ def manifest(task_id: int):
 @role_required("manager")
 def edit(bunch_id: int):
     """A bunch scheduled and not yet submitted, in the task form to edit like a new one."""
-    bunch = db.get_or_404(TaskBunch, bunch_id)
+    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
     reason = editing.not_editable_reason(bunch)
     if reason:
         flash(f"{bunch.base_name} is {reason}.", "warning")

@@ -14,6 +14,10 @@
  *   <div class="alert" data-autodismiss="5000"> closes itself after N ms (default 5000)
  *   <time datetime="2026-11-28T12:00:00Z" data-local>
  *                                             rewritten into the browser's time zone
+ *   <select data-browser-zone>                set to the browser's time zone (when it is an
+ *                                             option) unless the user chose one before
+ *   <input type="radio" name="launch_when"> with <div data-shown-when="launch_when=at"> in the
+ *                                             same form: shown only while that choice is checked
  *   <div id="flash-messages">                 where htmx request errors are reported
  *   <select data-step-kinds='{"SIM": "generation"}'> with <div data-for-kind="processing">
  *                                             in the same form: shown only while the selected
@@ -240,11 +244,45 @@
     }
   });
 
+  // --- the launch schedule fields ------------------------------------------------------------
+  function browserZone(root) {
+    let zone = "";
+    try {
+      zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (error) {
+      return;
+    }
+    within(root, "select[data-browser-zone]").forEach(function (select) {
+      const offered = Array.from(select.options).some(function (option) {
+        return option.value === zone;
+      });
+      if (offered) {
+        select.value = zone;
+      }
+    });
+  }
+
+  function syncShownWhen(scope) {
+    scope.querySelectorAll("[data-shown-when]").forEach(function (el) {
+      const parts = el.dataset.shownWhen.split("=");
+      const checked = scope.querySelector('input[type="radio"][name="' + CSS.escape(parts[0]) + '"]:checked');
+      el.hidden = !checked || parts[1].split("|").indexOf(checked.value) < 0;
+    });
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target instanceof HTMLInputElement && event.target.type === "radio") {
+      syncShownWhen(event.target.form || document);
+    }
+  });
+
   // --- wiring ----------------------------------------------------------------------------------
   function init(root) {
     armAutodismiss(root);
     syncAllSelections(root);
     localizeTimes(root);
+    browserZone(root);
+    within(root, "form").forEach(syncShownWhen);
   }
 
   if (window.htmx) {

@@ -8,12 +8,11 @@ import itertools
 import pytest
 
 from app.extensions import db as _db
-from app.extensions import panda_clients
 from app.panda.calllog import flush_call_log
 from app.tasks import services as task_services
 from app.tasks.models import Task
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
-from tests.fakes.panda import FakePanda
+from tests.fakes.panda import FakePanda, install
 from tests.helpers import csrf_token
 from tests.tasks.conftest import sandbox_app, sim_definition
 
@@ -35,9 +34,7 @@ def new_task(owner, status: str | None = "running", panda_id: int | None = 5000,
 
 @pytest.fixture
 def fake_panda(app) -> FakePanda:
-    fake = FakePanda()
-    panda_clients.init_app(app, lambda **_: fake)
-    return fake
+    return install(app, FakePanda())
 
 
 def post(client, url: str, data: dict | None = None, **kwargs):

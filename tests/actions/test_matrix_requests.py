@@ -20,11 +20,11 @@ from app.audit.models import AuditEvent
 from app.auth.roles import ROLES
 from app.auth.services import create_local_user
 from app.config import load_settings
-from app.extensions import db, panda_clients
+from app.extensions import db
 from app.tasks.models import Task
 from tests.actions.conftest import new_task
 from tests.conftest import TEST_PASSWORD
-from tests.fakes.panda import FakePanda
+from tests.fakes.panda import FakePanda, install
 from tests.helpers import csrf_token
 
 # Valid parameters for the actions that need some.
@@ -43,8 +43,7 @@ def world(tmp_path_factory, migrated_sqlite):
     shutil.copy(migrated_sqlite, folder / "prodpanel.sqlite3")
     app = create_app(load_settings(folder, env={}))
     app.config["TESTING"] = True
-    fake = FakePanda()
-    panda_clients.init_app(app, lambda **_: fake)
+    fake = install(app, FakePanda())
     clients = {}
     with app.app_context():
         users = {role: create_local_user(f"m-{role}", TEST_PASSWORD, role=role) for role in ROLES}

@@ -144,3 +144,17 @@ def test_bulk_action_is_filtered_by_the_matrix(api, make_user, db):
 def test_session_client_can_call_like_the_browser(client, login_as):
     login_as("viewer")
     assert client.get("/api/v1/tasks").status_code == 200
+
+
+def test_modify_previews_then_sends_each_change(api, make_user, fake_panda, db):
+    running = new_task(make_user("manager"), "running")
+    manager = api()
+    preview = manager.post(f"/api/v1/tasks/{running.id}/modify", json={"memory_mb": 4000, "preview": True})
+    assert preview.status_code == 200 and [c["field"] for c in preview.json["changes"]] == ["memory_mb"]
+    assert not fake_panda.commands  # nothing sent for a preview
+    sent = manager.post(f"/api/v1/tasks/{running.id}/modify", json={"memory_mb": 4000, "comment": "OOM"})
+    assert sent.status_code == 200 and sent.json["commands"][0]["outcome"] == "accepted"
+    assert fake_panda.commands
+    nothing = manager.post(f"/api/v1/tasks/{running.id}/modify", json={})
+    assert nothing.status_code == 422 and "form" in errors_of(nothing)
+    assert manager.post(f"/api/v1/tasks/{running.id}/actions/modify", json={}).status_code == 404

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from app.extensions import panda_clients
 from app.panda.client import PandaApi
 from app.panda.errors import (
     PandaNotFound,
@@ -26,6 +29,8 @@ from app.panda.results import (
 from app.tokens.errors import TokenUnavailable
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from app.auth.models import User
 
 
@@ -42,6 +47,8 @@ class FakePanda:
         self.script: list[str] = []
         self.submits: list[str] = []
         self.visible = True
+        self.hidden: set[str] = set()  # task names not visible in listings (yet)
+        self.listings: list[str] = []  # the comment of every listing asked for
         # Task actions: every command sent, as (method, task id, arguments); `refuse` maps a PanDA
         # task id to the error its next command raises.
         self.commands: list[tuple[str, int, dict[str, Any]]] = []
@@ -92,14 +99,19 @@ class FakePanda:
         *,
         filters: dict[str, Any] | None = None,
         n_tasks: int = 500,
+        comment: str = "",
     ) -> list[TaskInfo]:
+        """Tasks whose name is `filters["taskName"]`, or matches it as a regular expression as
+        PanDA's filters do; `hidden` names are not visible (not yet registered by JEDI)."""
+        self.listings.append(comment)
         if not self.visible:
             return []
-        name = (filters or {}).get("taskName")
+        pattern = (filters or {}).get("taskName", "")
         return [
             _info(tid, t["params"]["taskName"])
             for tid, t in self.tasks.items()
-            if t["params"]["taskName"] == name
+            if t["params"]["taskName"] not in self.hidden
+            and (t["params"]["taskName"] == pattern or re.fullmatch(pattern, t["params"]["taskName"]))
         ]
 
     def get_tasks_modified_since(
@@ -114,8 +126,9 @@ class FakePanda:
     ) -> list[TaskSummary]:
         """Legacy listing: one entry per reqID (the newest task), like the server's dict keyed by reqID."""
         by_req: dict[Any, TaskSummary] = {}
+        self.listings.append("legacy")
         for tid, t in sorted(self.tasks.items()):
-            if self.visible:
+            if self.visible and t["params"]["taskName"] not in self.hidden:
                 req_id = t["params"].get("reqID", tid)
                 by_req[req_id] = TaskSummary.from_dict(
                     {"jediTaskID": tid, "taskName": t["params"]["taskName"], "reqID": req_id}
@@ -198,8 +211,20 @@ class LegacyFakePanda(FakePanda):
         *,
         filters: dict[str, Any] | None = None,
         n_tasks: int = 500,
+        comment: str = "",
     ) -> list[TaskInfo]:
         raise PandaUnsupported("The legacy PanDA API has no equivalent of get_tasks_detailed_info_since.")
+
+
+def install(app: Flask, fake: FakePanda) -> FakePanda:
+    """Make `fake` the app's PanDA client for every caller. One fake serves all of them and pops its
+    scripted outcomes in order, so the app sends its submits one at a time."""
+    settings = app.config["SETTINGS"]
+    app.config["SETTINGS"] = dataclasses.replace(
+        settings, panda=dataclasses.replace(settings.panda, max_parallel_submits=1)
+    )
+    panda_clients.init_app(app, lambda **_: fake)
+    return fake
 
 
 def _info(task_id: int, name: str) -> TaskInfo:

@@ -26,3 +26,45 @@ def test_healthz_is_503_when_a_registered_check_fails(app, client):
     app.extensions["health_checks"]["broker"] = lambda: {"ok": False, "error": "down"}
     response = client.get("/healthz")
     assert response.status_code == 503 and response.get_json()["broker"] == {"ok": False, "error": "down"}
+
+
+def test_healthz_asks_panda_at_most_once_a_minute(app, client, settings_factory):
+    """The PanDA part is the last check's answer; only a check older than a minute probes again."""
+    import dataclasses
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.panda.services import HEALTH_MAX_AGE_S
+
+    hits = []
+
+    class Alive(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            body = json.dumps({"success": True, "message": "", "data": None}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Alive)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app.config["SETTINGS"] = settings_factory(panda={"url": f"http://127.0.0.1:{server.server_port}"})
+        first = client.get("/healthz").get_json()["panda"]
+        probes = len(hits)
+        assert first["ok"] is True and probes >= 1
+        assert [client.get("/healthz").get_json()["panda"] for _ in range(3)] == [first] * 3
+        assert len(hits) == probes  # answered from the last check
+        last = app.extensions["panda_health"]
+        app.extensions["panda_health"] = dataclasses.replace(last, at=last.at - HEALTH_MAX_AGE_S - 1)
+        assert client.get("/healthz").get_json()["panda"]["ok"] is True
+        assert len(hits) > probes  # a minute later: checked again
+    finally:
+        server.shutdown()
+        server.server_close()

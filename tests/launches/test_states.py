@@ -27,9 +27,11 @@ def test_the_table_covers_every_status_and_every_status_is_reachable():
 
 
 def test_an_unanswered_submit_is_never_sent_again_by_the_state_machine():
-    """Nothing leads from "sent" back to pending: a resend is a new launch row."""
-    for status in (S.SENDING, S.UNKNOWN, S.NEEDS_DECISION):
+    """Nothing leads from "sent" back to pending: a resend is a new launch row. Only a claimed row
+    that PanDA never received (unreachable) goes back to pending, directly."""
+    for status in (S.UNKNOWN, S.NEEDS_DECISION):
         assert S.PENDING not in reachable_from(status)
+    assert S.PENDING in TRANSITIONS[S.SENDING]
     assert TRANSITIONS[S.NEEDS_DECISION] == {S.SUBMITTED, S.FAILED}  # a manager's two answers
 
 

@@ -474,8 +474,10 @@ def test_unreachable_server_is_unavailable_after_retries(transport):
     with pytest.raises(PandaUnavailable):
         client.is_alive()
     client = make_client(f"http://127.0.0.1:{free_port()}", transport, SimTokens_stub(), records, retries=2)
-    with pytest.raises(PandaUnavailable):
+    with pytest.raises(PandaUnavailable) as refused:
         client.get_status(MANAGER, 1)
+    assert "cannot be reached: it refused the connection" in str(refused.value)
+    assert "HTTPConnectionPool" not in str(refused.value)
     assert [r.attempt for r in records if r.method == "get_status"] == [1, 2, 3]
     with pytest.raises(PandaUnavailable):
         client.kill(MANAGER, 1)  # nothing was sent: a write may be retried too

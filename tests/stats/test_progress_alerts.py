@@ -17,13 +17,16 @@ from flask import g
 from sqlalchemy import select, update
 
 from app.extensions import db
+from app.launches.schedule import Schedule
 from app.stats import alerts, jobs, progress
 from app.stats.models import Alert, AlertDelivery, TaskProgress
 from app.sync import jobs as sync_jobs
+from app.tasks import services
 from app.tasks.models import Task
 from pandasim import Faults
 from tests.conftest import TEST_PASSWORD
 from tests.helpers import post_form
+from tests.tasks.conftest import sim_definition
 
 
 def log_in_again(app, user):
@@ -210,3 +213,26 @@ def test_notifications_are_delivered_once_per_event(
     assert all(
         "secret" not in e and "127.0.0.1:9" not in e for e in failing.errors
     )  # the hook's URL stays out
+
+
+def test_a_scheduled_launch_whose_token_will_not_last_alerts_its_owner(app, make_user, client, login_as):
+    owner = login_as("manager")
+    due = datetime.now(UTC) + timedelta(hours=3)
+    bunch, *_ = services.create_bunch(
+        sim_definition(number=31, bunch_size=1),
+        owner,
+        "token-alert",
+        is_admin=False,
+        schedule=Schedule(at=due),
+    )
+    db.session.commit()
+    assert alerts.token_expiry(datetime.now(UTC)) == []  # sandbox tokens are minted when needed
+    launch = bunch.tasks[0].launches[0]
+    launch.token_problem = "the refresh token was revoked"  # as the launches' token check flags it
+    db.session.commit()
+    [raised] = alerts.evaluate()
+    assert raised.kind == "token" and raised.user_id == owner.id and "revoked" in raised.message
+    db.session.commit()
+    home = client.get("/").get_data(as_text=True)
+    assert 'data-alert-kind="token"' in home and "Upcoming scheduled launches" in home
+    assert bunch.tasks[0].name in home  # listed among the upcoming launches

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from app import clock
 from app.extensions import db
 from app.stats import errors, summary
+from app.stats.estimate import estimate
 from app.stats.models import StatDay, TaskError, TaskProgress
 from app.sync import jobs
 from app.tasks.models import Task
+from tests.tasks.conftest import form_data, post, sim_definition
 
 
 def summary_rows() -> dict:
@@ -97,6 +100,8 @@ def test_failed_jobs_are_grouped_by_normalised_error_with_the_memory_retry(
     page = client.get("/statistics/errors").get_data(as_text=True)
     assert "retry with 3000 MB" in page and "/actions/retry?memory_mb=3000" in page
     assert client.get("/statistics/errors?bunch=x").status_code == 400
+    failing = next(t for t in tasks if t.jobs_failed)
+    assert f"/statistics/errors?task={failing.id}" in client.get(f"/tasks/{failing.id}").get_data(as_text=True)
 
 
 def test_normalisation_of_real_looking_pilot_texts():
@@ -115,3 +120,29 @@ def test_normalisation_of_real_looking_pilot_texts():
     )
     assert errors.is_memory("pilot", 1212, "") and errors.is_memory("exe", 134, "std::bad_alloc")
     assert not errors.is_memory("pilot", 1137, "Failed to stage-out file <host>")
+
+
+def test_the_preview_estimates_from_finished_tasks_with_the_same_tag_and_step(
+    sim, submit, make_user, client, login_as
+):
+    run_to_the_end(sim, submit, make_user)
+    tasks = db.session.scalars(select(Task)).all()
+    definition = sim_definition(number=12, bunch_size=3, total_events=20000)
+    guess = estimate(definition)
+    per_event = sum(t.walltime_s for t in tasks) / sum(t.events_processed for t in tasks)
+    assert guess.history == 5 and guess.step == "SIM"
+    assert guess.cpu_hours == pytest.approx(per_event * 60000 / 3600)
+    assert guess.output_bytes == pytest.approx(
+        sum(t.output_bytes for t in tasks) / sum(t.events_processed for t in tasks) * 60000, rel=1e-6
+    )
+    assert guess.duration is not None and guess.duration.total_seconds() > 0
+    assert estimate(sim_definition(number=12, step="RECO")).history == 0  # another step: no history
+
+    login_as("manager")
+    html = post(client, "/tasks/preview", form_data(definition, key="est")).get_data(as_text=True)
+    assert 'id="estimate"' in html and f"{guess.cpu_hours:,.0f}" in html and "5 most recent" in html
+    other_tag = "dy-P8-spdroot417-dev.27GeV"
+    other = sim_definition(number=13, exec_path=f"/cvmfs/spd.jinr.ru/production/MC/{other_tag}.V01",
+                           output_dataset=f"MC2025_S1.{other_tag}.PROD2025-013.SIM.1")  # fmt: skip
+    html = post(client, "/tasks/preview", form_data(other, key="e2")).get_data(as_text=True)
+    assert 'id="estimate-none">no history' in html and other_tag in html

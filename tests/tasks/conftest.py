@@ -16,10 +16,9 @@ from flask import Flask, g
 
 from app import create_app
 from app.config import Settings
-from app.extensions import panda_clients
 from app.panda.sandbox import attach_sandbox
 from app.tasks.specs import TaskDefinition
-from tests.fakes.panda import FakePanda
+from tests.fakes.panda import FakePanda, install
 from tests.helpers import csrf_token
 
 EXEC = "/cvmfs/spd.jinr.ru/production/MC/minbias-P8-spdroot417-dev.10GeV.V01"
@@ -82,10 +81,7 @@ def form_data(definition: TaskDefinition, key: str = "") -> dict[str, str]:
 @pytest.fixture
 def fake_panda(app) -> FakePanda:
     """The app's PanDA clients are this scripted fake (tests/fakes/panda.py)."""
-    fake = FakePanda()
-    panda_clients.init_app(app, lambda **_: fake)
-    return fake
-
+    return install(app, FakePanda())
 
 
 class _FormValues(HTMLParser):
@@ -103,7 +99,7 @@ class _FormValues(HTMLParser):
             self.inside = a.get("id") == self.form_id
         if not self.inside or "name" not in a and tag != "option":
             return
-        if tag == "input" and (a.get("type") != "checkbox" or "checked" in a):
+        if tag == "input" and (a.get("type") not in ("checkbox", "radio") or "checked" in a):
             self.values[a["name"]] = a.get("value") or ""
         elif tag == "select":
             self._select = a["name"]

@@ -92,13 +92,6 @@ def test_consistency_errors_name_the_offending_part():
     naming.check_consistency(task, ds, "SIM", "tag", RULES)
 
 
-def test_next_production_number():
-    existing = [ProductionId("", 2025, 7), ProductionId("", 2025, 8), ProductionId("TEST_S1-", 2025, 30)]
-    assert naming.next_production(existing, "", 2025) == ProductionId("", 2025, 9)
-    assert naming.next_production(existing, "", 2026) == ProductionId("", 2026, 1)
-    assert naming.next_production(existing, "TEST_S1-", 2025).number == 31
-
-
 def test_configured_patterns():
     rules = NamingRules(
         step_types=("SIM", "DIGI", "RECO"),

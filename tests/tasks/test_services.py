@@ -188,15 +188,29 @@ def test_next_production_suggestion(app, db, make_user, clock):
         is_admin=False,
     )
     assert services.suggest_production().number == 5
+    assert services.suggest_production("TEST_S1-").number == 1  # another campaign has its own numbers
 
 
-def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_panda):
+def test_production_suggestion_after_999_and_in_a_campaign(app, db, make_user, clock):
+    """Numbers wider than the padding sort before narrower ones as text; the suggestion still follows."""
+    user = make_user()
+    for key, production in enumerate(("PROD2026-998", "PROD2026-999", "PROD2026-1000", "TEST_S1-PROD2026-041")):
+        services.create_bunch(
+            sim_definition(task_name=f"{production}.SIM", output_dataset=f"S.{TAG}.{production}.SIM.1"),
+            user, str(key), is_admin=False,
+        )  # fmt: skip
+    assert services.suggest_production().number == 1001
+    assert services.suggest_production("TEST_S1-").format(services.naming_rules()) == "TEST_S1-PROD2026-042"
+
+
+def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_panda, clock):
     user = make_user("manager")
     bunch, *_ = services.create_bunch(sim_definition(bunch_size=5), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["ok", "unknown", "reject", "unavailable", "ok"]
-    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
-    assert counts == {"submitted": 3, "failed": 2}
+    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake_panda)
+    # PanDA unreachable: nothing was sent, so the launch waits to go again by itself (pending, later).
+    assert counts == {"submitted": 3, "failed": 1, "pending": 1}
     assert fake_panda.submits == [f"PROD2025-008.SIM.{i}" for i in range(1, 6)]  # each sent once
     tasks = db.session.scalars(select(Task).order_by(Task.bunch_index)).all()
     assert (
@@ -204,7 +218,10 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
         and "reconciled" in tasks[1].latest_launch.manifest["panda_reply"]["how"]
     )
     assert "too many active tasks" in tasks[2].latest_launch.error
-    assert "Nothing was submitted" in tasks[3].latest_launch.error
+    assert "Nothing was sent; the panel tries again by itself at" in tasks[3].latest_launch.error
+    clock.advance(seconds=11)
+    assert dispatcher.dispatch_due(client=fake_panda) == 1
+    assert tasks[3].latest_launch.status == "submitted" and tasks[3].latest_launch.attempt == 1
     manifest = tasks[0].latest_launch.manifest
     assert manifest["task_parameters"]["taskName"] == "PROD2025-008.SIM.1"
     assert manifest["panda_reply"]["task_id"] == tasks[0].panda_task_id
@@ -214,11 +231,11 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
 
     assert manifest["panel_version"] == VERSION and manifest["sent_at"] and "panda_server" in manifest
     # Resend only the failed ones; a second resend creates nothing more.
-    assert len(launches.resend_failed(bunch, user)) == 2
+    assert len(launches.resend_failed(bunch, user)) == 1
     assert launches.resend_failed(bunch, user) == []
     db.session.commit()
     counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
-    assert counts == {"submitted": 5, "failed": 2}
+    assert counts == {"submitted": 5, "failed": 1}
     assert services.bunch_progress(bunch).submitted == 5
     assert len(fake_panda.submits) == 7
 
@@ -239,7 +256,9 @@ def test_claim_is_exclusive_and_crash_left_rows_are_reconciled(app, db, make_use
     assert fake_panda.submits == []
 
 
-def test_unknown_that_never_arrives_fails_after_grace(app, db, make_user, fake_panda, clock):
+def test_unknown_that_never_arrives_waits_for_a_decision_without_evidence(app, db, make_user, fake_panda, clock):
+    """Absence alone is no proof (JEDI may not have registered the task yet): the lone unanswered
+    submit goes to a manager after the grace period and is never resent by the panel."""
     user = make_user("manager")
     bunch, *_ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
     db.session.commit()
@@ -247,33 +266,14 @@ def test_unknown_that_never_arrives_fails_after_grace(app, db, make_user, fake_p
     assert dispatcher.dispatch_bunch(bunch.id, deadline_s=0.5, client=fake_panda) == {"unknown": 1}
     launch = bunch.tasks[0].launches[0]
     clock.advance(minutes=16)
-    assert dispatcher.reconcile(launch.id, fake_panda) == "failed"
-    assert "did not arrive; resend it" in launch.error
-    # A resend first looks the name up again (attempt 2), then sends.
-    launches.resend_failed(bunch, user)
-    db.session.commit()
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda) == {
-        "failed": 1,
-        "submitted": 1,
-    }
-    assert fake_panda.submits == ["PROD2025-008.SIM", "PROD2025-008.SIM"]
-
-
-def test_resend_adopts_task_found_by_name(app, db, make_user, fake_panda, clock):
-    user = make_user("manager")
-    bunch, *_ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
-    db.session.commit()
-    fake_panda.script = ["unknown"]
-    fake_panda.visible = False
-    dispatcher.dispatch_bunch(bunch.id, deadline_s=0.3, client=fake_panda)
-    clock.advance(minutes=16)
-    dispatcher.reconcile(bunch.tasks[0].launches[0].id, fake_panda)
-    launches.resend_failed(bunch, user)
-    db.session.commit()
-    fake_panda.visible = True  # it did arrive after all
-    dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
-    assert len(fake_panda.submits) == 1
-    assert bunch.tasks[0].panda_task_id == 1000
+    assert dispatcher.reconcile(launch.id, fake_panda) == "needs_decision"
+    assert "no task sent after it is visible yet" in launch.error
+    assert fake_panda.submits == ["PROD2025-008.SIM"]
+    # The manager finds it after all (it arrived late): adopted, nothing sent again.
+    fake_panda.tasks[77] = {"params": {"taskName": "PROD2025-008.SIM"}, "parent_tid": None}
+    assert launches.look_up_now([launch], user) == "1 found in PanDA and adopted"
+    assert launch.status == "submitted" and bunch.tasks[0].panda_task_id == 77
+    assert fake_panda.submits == ["PROD2025-008.SIM"]
 
 
 def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_panda):
@@ -423,8 +423,8 @@ def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_us
     fake.script = ["unknown", "lost"]
     dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
     assert bunch.tasks[0].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
-    clock.advance(hours=1)
-    assert dispatcher.reconcile(bunch.tasks[1].latest_launch.id, fake) == "failed"
+    clock.advance(hours=1)  # the last one sent: nothing later can prove it absent
+    assert dispatcher.reconcile(bunch.tasks[1].latest_launch.id, fake) == "needs_decision"
 
 
 def test_no_token_fails_and_unexpected_errors_are_settled_by_name(app, db, make_user, fake_panda):

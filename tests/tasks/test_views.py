@@ -8,12 +8,11 @@ from html import unescape
 import pytest
 from sqlalchemy import func, select
 
-from app.extensions import panda_clients
 from app.launches import dispatcher
 from app.launches.models import Launch
 from app.tasks import services
 from app.tasks.models import Task, TaskBunch
-from tests.fakes.panda import LegacyFakePanda
+from tests.fakes.panda import LegacyFakePanda, install
 from tests.helpers import settle_launches, wait_until
 from tests.tasks.conftest import TAG, form_data, form_values, post, sim_definition
 
@@ -268,8 +267,7 @@ def test_admin_may_set_admin_fields(client, login_as, db, fake_panda):
 
 
 def test_undecided_task_mark_or_adopt(app, client, login_as, db, clock):
-    fake = LegacyFakePanda()
-    panda_clients.init_app(app, lambda **_: fake)
+    fake = install(app, LegacyFakePanda())
     login_as("manager")
     fake.script = ["unknown", "lost", "ok"]
     post(client, "/tasks/create", form_data(sim_definition(bunch_size=3), key="k"))

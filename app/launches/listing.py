@@ -1,0 +1,100 @@
+"""The Launches page's list: launches by state (upcoming, running, done, failed, cancelled) and owner,
+paged by the database, each with what it waits for and what its viewer may do with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import selectinload
+
+from app.auth.models import User
+from app.extensions import db
+from app.launches.gates import task_label
+from app.launches.models import Launch
+from app.launches.schedule import may_change
+from app.launches.states import LaunchStatus
+from app.tasks.models import Task
+
+S = LaunchStatus
+STATES: dict[str, tuple[LaunchStatus, ...]] = {
+    "upcoming": (S.PENDING,),
+    "running": (S.SENDING, S.UNKNOWN, S.NEEDS_DECISION),  # claimed, outcome not settled yet
+    "done": (S.SUBMITTED,),
+    "failed": (S.FAILED,),
+    "cancelled": (S.CANCELLED,),
+}
+STATE_OF = {status: state for state, statuses in STATES.items() for status in statuses}
+
+
+@dataclass(frozen=True)
+class LaunchFilters:
+    state: str | None = None  # a key of STATES; None: all
+    owner: str | None = None  # a user name
+
+
+def launches_query(filters: LaunchFilters) -> Select[Launch]:
+    """The launches matching `filters`: upcoming ones soonest first, the others newest first."""
+    query = (
+        select(Launch)
+        .join(Task, Launch.task_id == Task.id)
+        .options(
+            selectinload(Launch.task).selectinload(Task.bunch),
+            selectinload(Launch.created_by),
+            selectinload(Launch.after_task),
+        )
+    )
+    if filters.state in STATES:
+        query = query.where(Launch.status.in_(STATES[filters.state]))
+    if filters.owner:
+        query = query.join(User, Launch.created_by_id == User.id).where(User.username == filters.owner)
+    if filters.state == "upcoming":
+        return query.order_by(Launch.due_at, Launch.id)
+    return query.order_by(Launch.id.desc())
+
+
+def state_counts(owner: str | None = None) -> dict[str, int]:
+    """How many launches are in each state (of `owner`'s, when given)."""
+    query = select(Launch.status, func.count()).group_by(Launch.status)
+    if owner:
+        query = query.join(User, Launch.created_by_id == User.id).where(User.username == owner)
+    counts = dict.fromkeys(STATES, 0)
+    for status, n in db.session.execute(query).all():
+        counts[STATE_OF[LaunchStatus(status)]] += n
+    return counts
+
+
+@dataclass(frozen=True)
+class LaunchRow:
+    launch: Launch
+    state: str  # a key of STATES
+    condition: str  # what it waits for besides its time ("" for none)
+    pending_in_bunch: int  # pending launches of its bunch (for "every launch of its bunch")
+    changeable: bool  # pending, and the viewer may cancel / reschedule / launch it now
+
+
+def condition_of(launch: Launch) -> str:
+    other = launch.after_task
+    if launch.after_task_id is None or other is None:
+        return ""
+    label = task_label(other)
+    return f"when {label} has {launch.at_percent} % of its jobs done" if launch.at_percent else f"when {label} is done"
+
+
+def rows_of(launches: list[Launch], viewer: User) -> list[LaunchRow]:
+    """The page's rows; one query counts the pending launches of the bunches shown."""
+    bunch_ids = {launch.task.bunch_id for launch in launches}
+    counted = db.session.execute(
+        select(Task.bunch_id, func.count())
+        .join(Launch, Launch.task_id == Task.id)
+        .where(Task.bunch_id.in_(bunch_ids), Launch.status == S.PENDING)
+        .group_by(Task.bunch_id)
+    )
+    pending: dict[int, int] = {bunch_id: n for bunch_id, n in counted}
+    return [
+        LaunchRow(
+            launch, STATE_OF[LaunchStatus(launch.status)], condition_of(launch), pending.get(launch.task.bunch_id, 0),
+            launch.status == S.PENDING and may_change(viewer, launch),
+        )  # fmt: skip
+        for launch in launches
+    ]

@@ -1,0 +1,96 @@
+"""The command line (`prodpanel tasks|chain|launches|export|import`) against the local panel (in-process
+as a named account) and a remote one over HTTP with a personal token: output, progress, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from app.cli import main
+from tests.actions.conftest import new_task
+from tests.e2e.conftest import LiveServer
+from tests.helpers import free_port, run_cli
+
+
+@pytest.fixture
+def live(app, short_dispatch):
+    server = LiveServer(app)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+def invoke(runner, *args: str):
+    return runner.invoke(main, list(args))
+
+
+def test_tasks_list_show_and_actions_on_the_local_panel(runner, make_user, fake_panda):
+    owner = make_user("manager")
+    running, done = new_task(owner, "running"), new_task(owner, "done")
+    listed = invoke(runner, "tasks", "list", "--user", owner.username)
+    assert listed.exit_code == 0, listed.output
+    assert running.name in listed.output and done.name in listed.output and "STATUS" in listed.output
+    shown = invoke(runner, "tasks", "show", str(running.id), "--user", owner.username, "--json")
+    assert json.loads(shown.output)["params"]["taskName"] == running.name
+    acted = invoke(runner, "tasks", "action", "kill", str(running.id), str(done.id), "--comment", "bad tune",
+                   "--user", owner.username)  # fmt: skip
+    assert acted.exit_code == 1  # one of two refused
+    assert f"task {running.id}: accepted" in acted.output and f"task {done.id}: refused" in acted.output
+    assert [c[0] for c in fake_panda.commands] == ["kill"]
+    nothing = invoke(
+        runner, "tasks", "action", "kill", str(done.id), "--comment", "x", "--user", owner.username
+    )
+    assert nothing.exit_code == 5
+
+
+def test_usage_and_refusals_have_their_exit_codes(runner, make_user):
+    viewer = make_user("viewer")
+    assert invoke(runner, "tasks", "list").exit_code == 2  # neither --user nor --url
+    unknown = invoke(runner, "tasks", "list", "--user", "nobody")
+    assert unknown.exit_code == 3 and "no active account" in unknown.output
+    missing = invoke(runner, "tasks", "show", "999", "--user", viewer.username)
+    assert missing.exit_code == 4 and "no task 999" in missing.output
+    forbidden = invoke(runner, "import", "examples/bunch.yaml", "--user", viewer.username)
+    assert forbidden.exit_code == 5 and "needs the manager role" in forbidden.output  # every file refused
+
+
+def test_remote_panel_over_http_with_a_token(live, make_token, make_user):
+    _, token = make_token("manager")
+    task = new_task(make_user("manager"), "running")
+    listed = run_cli("tasks", "list", "--url", live, "--token", token)
+    assert listed.exit_code == 0 and task.name in listed.output
+    wrong = run_cli("tasks", "list", "--url", live, "--token", "ppt_0_nope")
+    assert wrong.exit_code == 3 and "API token" in wrong.output
+    no_token = run_cli("tasks", "list", "--url", live)
+    assert no_token.exit_code == 2
+    down = run_cli("tasks", "list", "--url", f"http://127.0.0.1:{free_port()}", "--token", token)
+    assert down.exit_code == 6 and "cannot reach" in down.output
+
+
+def test_export_then_import_and_launches(runner, make_user, fake_panda, short_dispatch, tmp_path):
+    owner = make_user("manager")
+    created = invoke(runner, "import", "examples/bunch.yaml", "--user", owner.username)
+    assert created.exit_code == 0, created.output
+    bunch_id = int(created.output.split("bunch ")[1].split()[0])
+    exported = tmp_path / "bunch.json"
+    result = invoke(runner, "export", "--bunch", str(bunch_id), "--format", "json", "-o", str(exported),
+                    "--user", owner.username)  # fmt: skip
+    assert result.exit_code == 0 and json.loads(exported.read_text())["task_name"] == "PROD2026-102.SIM"
+    taken = invoke(runner, "import", str(exported), "--user", owner.username)
+    assert taken.exit_code == 5 and "task_name" in taken.output  # its names are taken now
+    launches = invoke(
+        runner, "launches", "list", "--bunch-id", str(bunch_id), "--json", "--user", owner.username
+    )
+    assert len(json.loads(launches.output)["items"]) == 5
+
+
+def test_chain_export_round_trip(runner, make_user, fake_panda, short_dispatch):
+    owner = make_user("manager")
+    submitted = invoke(runner, "chain", "submit", "examples/sim-reco-chain.yaml", "--user", owner.username)
+    assert submitted.exit_code == 0, submitted.output
+    chain_id = submitted.output.split()[1]
+    exported = invoke(runner, "export", "--chain", chain_id, "--user", owner.username)
+    document = yaml.safe_load(exported.output)
+    assert document["schema"] == "prodpanel.chain/1" and len(document["steps"]) == 2

@@ -1,0 +1,52 @@
+"""Launches through the API: a bunch or chain launched at a time or after a task, listed, rescheduled
+and cancelled with the Launches page's rules (owner or admin, pending only, schedules checked)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.launches.models import Launch
+from tests.tasks.conftest import sim_definition
+
+PROBLEM = "application/problem+json"
+
+
+def test_schedule_list_reschedule_cancel(api, db, clock, short_dispatch, fake_panda):
+    manager = api()
+    at = (clock() + timedelta(hours=3)).isoformat()
+    created = manager.post(
+        "/api/v1/tasks", json=sim_definition(bunch_size=2).to_dict(), query_string={"at": at}
+    )
+    assert created.status_code == 201, created.json
+    listed = manager.get(f"/api/v1/launches?bunch_id={created.json['id']}").json["items"]
+    assert [entry["status"] for entry in listed] == ["pending", "pending"]
+    assert all(
+        entry["due_at"].startswith((clock() + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M"))
+        for entry in listed
+    )
+    first = listed[-1]["id"]
+    later = (clock() + timedelta(hours=5)).isoformat()
+    moved = manager.post(f"/api/v1/launches/{first}/reschedule", json={"at": later})
+    assert moved.status_code == 200 and moved.json == {"changed": 1}
+    assert db.session.get(Launch, first).due_at == clock() + timedelta(hours=5)
+    past = manager.post(f"/api/v1/launches/{first}/reschedule", json={"at": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 422 and past.json["errors"][0]["field"] == "at"
+    other = api().post(f"/api/v1/launches/{first}/cancel", json={})
+    assert other.status_code == 403  # another manager's launch
+    cancelled = manager.post(f"/api/v1/launches/{first}/cancel", json={"whole_bunch": True})
+    assert cancelled.status_code == 200 and cancelled.json == {"changed": 2}
+    again = manager.post(f"/api/v1/launches/{first}/cancel", json={})
+    assert again.status_code == 409 and again.mimetype == PROBLEM
+    assert manager.get("/api/v1/launches?status=cancelled").json["items"][0]["status"] == "cancelled"
+    assert fake_panda.submits == []
+
+
+def test_schedules_that_cannot_work_are_refused_per_field(api, clock):
+    manager = api()
+    body = sim_definition().to_dict()
+    past = manager.post("/api/v1/tasks?at=2020-01-01T08:00:00Z", json=body)
+    assert past.status_code == 422 and {e["field"] for e in past.json["errors"]} == {"at"}
+    unknown = manager.post("/api/v1/tasks?after_task=PROD1999-001.SIM", json=body)
+    assert unknown.status_code == 422 and unknown.json["errors"][0]["field"] == "after_task"
+    garbled = manager.post("/api/v1/tasks?at=tomorrow", json=body)
+    assert garbled.status_code == 422 and "ISO 8601" in garbled.json["errors"][0]["message"]

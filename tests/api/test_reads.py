@@ -1,0 +1,34 @@
+"""The read-only parts: statistics and the error summary (the stats pages' services), production
+requests (spd-requests, through the panel's cache), and the audit trail for admins."""
+
+from __future__ import annotations
+
+from app.audit.services import record
+
+
+def test_statistics_and_error_summary(api):
+    viewer = api("viewer", "read")
+    stats = viewer.get("/api/v1/statistics")
+    assert stats.status_code == 200 and stats.json["total"]["tasks"] == 0 and "Step" in stats.json["splits"]
+    since = viewer.get("/api/v1/statistics?since=2026-01-01").json
+    assert since["since"] == "2026-01-01" and since["since_total"]["tasks"] == 0
+    bad = viewer.get("/api/v1/statistics?since=yesterday")
+    assert bad.status_code == 422 and bad.json["errors"][0]["field"] == "since"
+    assert viewer.get("/api/v1/statistics/errors").json == {"groups": []}
+    assert viewer.get("/api/v1/statistics/errors?task=x").status_code == 422
+
+
+def test_requests_say_when_the_service_is_not_there(api):
+    listed = api("viewer").get("/api/v1/requests")
+    assert listed.status_code == 200 and listed.json["items"] == [] and listed.json["service_error"]
+    detail = api("viewer").get("/api/v1/requests/42")  # its tasks and chains are shown all the same
+    assert detail.status_code == 200 and detail.json["request"] is None and detail.json["service_error"]
+
+
+def test_audit_filters_like_the_audit_page(api, db):
+    admin = api("admin", "read")
+    record("chain.create", target="PROD2026-101", user=None)
+    db.session.commit()
+    events = admin.get("/api/v1/audit?action=chain.").json["items"]
+    assert [e["target"] for e in events] == ["PROD2026-101"]
+    assert admin.get("/api/v1/audit?since=notadate").status_code == 422
