@@ -68,7 +68,7 @@ def start_scheduler(app: Flask) -> Stopper:
     log.info("background jobs: %s", ", ".join(jobs.scheduled()))
 
     def stop() -> None:
-        for name in jobs.shutdown(timeout=4.0):
+        for name in jobs.shutdown(timeout=3.0):  # `serve` stops within 5 s
             log.warning("stopped while background job %s was still running; it goes on at the next start", name)
         scheduler.install(None)
 

@@ -10,7 +10,7 @@ from tests.foundation.test_serve_and_cli import Served, first_log_in
 from tests.helpers import free_port, wait_until
 from tests.tasks.conftest import form_data, sim_definition
 
-BUNCH = 6
+BUNCH = 12  # three waves of [panda] max_parallel_submits (4)
 
 
 def sim_stats(url: str) -> dict:
@@ -37,9 +37,9 @@ def test_sigterm_while_dispatching_stops_within_5_s_quietly_and_the_rest_goes_ou
         wait_until(lambda: (instance / "initial_admin_password").exists(), message="the admin password file")
         session = first_log_in(served.url, (instance / "initial_admin_password").read_text().strip())
         panda = sim_url(served)
-        requests.post(f"{panda}/_sim/faults", json={"latency_ms": 1500}, timeout=10).raise_for_status()
+        requests.post(f"{panda}/_sim/faults", json={"latency_ms": 1000}, timeout=10).raise_for_status()
         create_bunch(served, session)
-        # The first task arrived: the dispatch job is sending the next one (1.5 s per PanDA call).
+        # The first wave arrived: the dispatch job is sending the second (1 s per PanDA call).
         wait_until(lambda: sim_stats(panda)["tasks"] >= 1, timeout=60, message="the first task in PanDA")
         session.get(f"{served.url}/tasks/", timeout=30)  # pages are being browsed meanwhile
     finally:
