@@ -7,4 +7,4 @@ here=$(dirname "$0")
 at=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
 prodpanel chain submit "$here/sim-reco-chain.yaml" --at "$at"
 prodpanel import "$here/bunch.yaml" --after-task PROD2026-101.SIM.1 --at-percent 50
-prodpanel launches list --status pending
+prodpanel launches list --state upcoming

@@ -83,7 +83,7 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
 TASK_COLUMNS = [("id", "ID"), ("name", "NAME"), ("panda_task_id", "PANDA"), ("panda_status", "STATUS"),
                 ("launch_status", "LAUNCH"), ("jobs_done", "DONE"), ("jobs_total", "JOBS"), ("creator", "CREATOR")]  # fmt: skip
 LAUNCH_COLUMNS = [("id", "ID"), ("task_id", "TASK"), ("attempt", "TRY"), ("status", "STATUS"), ("due_at", "DUE (UTC)"),
-                  ("panda_task_id", "PANDA"), ("created_by", "BY"), ("error", "ERROR")]  # fmt: skip
+                  ("condition", "WAITS"), ("panda_task_id", "PANDA"), ("created_by", "BY"), ("error", "ERROR")]  # fmt: skip
 
 
 def _listing(
@@ -353,6 +353,8 @@ def launches_group() -> None:
 
 
 @launches_group.command("list")
+@click.option("--state", type=click.Choice(["upcoming", "running", "done", "failed", "cancelled"]))
+@click.option("--owner", help="Who launched them (username).")
 @click.option("--status", help="pending, sending, submitted, failed, unknown, needs_decision or cancelled")
 @click.option("--task-id", type=int)
 @click.option("--bunch-id", type=int)

@@ -12,6 +12,7 @@ from app.actions.selection import FILTER_FIELDS
 from app.api.models import SCOPES
 from app.chains.forms import SWEEP_PARAMETERS
 from app.chains.schema import CHAIN_FIELDS, STEP_TYPES
+from app.launches.listing import STATES as LAUNCH_STATES
 from app.launches.states import LaunchStatus
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
 from app.version import VERSION
@@ -67,7 +68,7 @@ CHAIN_DOCUMENT = obj(
 )  # fmt: skip
 
 LAUNCH = obj({
-    "id": INT, "task_id": INT, "attempt": INT, "status": {"enum": list(LaunchStatus)}, "due_at": TIME,
+    "state": {"enum": list(LAUNCH_STATES)}, "condition": STR, "id": INT, "task_id": INT, "attempt": INT, "status": {"enum": list(LaunchStatus)}, "due_at": TIME,
     "created_at": TIME, "claimed_at": TIME, "finished_at": TIME, "panda_task_id": nullable(INT), "error": STR,
     "after_parent_done": BOOL, "created_by": nullable(STR), "after_task_id": nullable(INT),
     "at_percent": nullable(INT), "token_problem": STR,
@@ -329,6 +330,8 @@ def _paths() -> dict[str, Any]:
             body=_json(ref("ActionBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
         "/launches": {"get": op("List launches, newest first", "viewer", (200, paged("Launch"), "a page of launches"),
                                 tag="launches", refusals=(422,), params=[
+                                    query("state", "as on the Launches page", {"enum": list(LAUNCH_STATES)}),
+                                    query("owner", "username of who launched it"),
                                     query("status", "launch status", {"enum": list(LaunchStatus)}),
                                     query("task_id", "", {"type": "integer", "minimum": 1}),
                                     query("bunch_id", "", {"type": "integer", "minimum": 1}), *PAGING])},

@@ -9,7 +9,9 @@ from app.actions.models import BulkAction, TaskCommand
 from app.api.models import ApiToken
 from app.audit.models import AuditEvent
 from app.chains.models import Chain
+from app.launches import listing
 from app.launches.models import Launch
+from app.launches.states import LaunchStatus
 from app.tasks.models import Task, TaskBunch
 
 
@@ -18,7 +20,9 @@ def iso(value: datetime | None) -> str | None:
 
 
 def launch_record(launch: Launch) -> dict[str, Any]:
+    """A launch as the Launches page shows it: its state and what it waits for besides its time."""
     return {
+        "state": listing.STATE_OF[LaunchStatus(launch.status)], "condition": listing.condition_of(launch),
         "id": launch.id, "task_id": launch.task_id, "attempt": launch.attempt, "status": str(launch.status),
         "due_at": iso(launch.due_at), "created_at": iso(launch.created_at), "claimed_at": iso(launch.claimed_at),
         "finished_at": iso(launch.finished_at), "panda_task_id": launch.panda_task_id, "error": launch.error,

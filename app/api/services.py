@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import g
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
@@ -33,6 +33,7 @@ from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.launches import listing as launch_listing
 from app.launches import schedule as launch_schedule
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
@@ -471,16 +472,20 @@ def chain_clone(chain: Chain) -> dict[str, Any]:
 
 
 def launches_list(args: Mapping[str, str]) -> dict[str, Any]:
-    """Launches newest first; ``status``, ``task_id`` and ``bunch_id`` narrow them."""
-    query = select(Launch).order_by(Launch.id.desc())
-    status = str(args.get("status") or "")
+    """The Launches page's list (``state``: upcoming, running, done, failed, cancelled; ``owner``);
+    ``status``, ``task_id`` and ``bunch_id`` narrow it further."""
+    state, status = str(args.get("state") or ""), str(args.get("status") or "")
+    if state and state not in launch_listing.STATES:
+        raise invalid([FieldError("state", f"must be one of {', '.join(launch_listing.STATES)}")])
+    if status and status not in set(LaunchStatus):
+        raise invalid([FieldError("status", f"must be one of {', '.join(LaunchStatus)}")])
+    query = launch_listing.launches_query(
+        launch_listing.LaunchFilters(state or None, str(args.get("owner") or "") or None)
+    )
     if status:
-        if status not in set(LaunchStatus):
-            raise invalid([FieldError("status", f"must be one of {', '.join(LaunchStatus)}")])
         query = query.where(Launch.status == status)
-    for name, column in (("task_id", Launch.task_id), ("bunch_id", Task.bunch_id)):
+    for name, column in (("task_id", Launch.task_id), ("bunch_id", Task.bunch_id)):  # the query joins Task
         if args.get(name):
-            query = query.join(Task, Launch.task) if name == "bunch_id" else query
             query = query.where(column == _positive(args, name, 0))
     return page(query, args, records.launch_record)
 

@@ -29,7 +29,6 @@ Launches that came due while the panel was down are just due at start. Submits g
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import defaultdict
@@ -47,7 +46,7 @@ from app.audit.services import record
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db, panda_clients
-from app.launches.gates import dependencies, gate
+from app.launches.gates import dependencies, gate, may_go
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus, check, transition
 from app.panda.client import PandaApi
@@ -74,7 +73,7 @@ INCONCLUSIVE = (
 )
 # The comment the PanDA log shows on the dispatcher's own look-ups (no user asked for them).
 BACKGROUND = "background: settling unanswered submits by task name"
-NAMES_PER_LOOKUP = 50  # task names asked in one listing (one regular expression)
+LOOKUP_MARGIN = timedelta(hours=1)  # PanDA's clock may be behind the panel's
 
 
 def claim(launch_id: int, now: datetime) -> bool:
@@ -262,6 +261,7 @@ class Listing:
     servers) the task name listed for each request id: it hides every other task of that request."""
 
     ids: dict[str, int]
+    complete: bool = True  # False: cut at n_tasks, so a name it lacks may still be in PanDA
     shown_for_request: dict[Any, str] = field(default_factory=dict)
 
     def hides(self, task: Task) -> bool:
@@ -270,42 +270,33 @@ class Listing:
         return shown is not None and shown != task.name
 
 
-def _name_pattern(names: list[str]) -> str:
-    """One name as itself; several as an anchored alternation (PanDA's filters take regular expressions)."""
-    if len(names) == 1:
-        return names[0]
-    return "^(" + "|".join(re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", n) for n in names) + ")$"
-
-
 def _list_names(client: PandaApi, owner: User, user_name: str, names: list[str], since: datetime,
-                comment: str) -> tuple[Listing, int]:  # fmt: skip
-    """Which of `names` the owner's PanDA listing shows; returns the listing and the calls made."""
+                comment: str) -> Listing:  # fmt: skip
+    """Which of `names` one listing of the owner's tasks shows (one PanDA call)."""
     ids: dict[str, int] = {}
-    calls = 0
+    wanted = set(names)
+    limit = get_settings().sync.max_tasks_per_call
     try:
-        for start in range(0, len(names), NAMES_PER_LOOKUP):
-            chunk = names[start : start + NAMES_PER_LOOKUP]
-            filters = {"taskName": _name_pattern(chunk), **({"userName": user_name} if user_name else {})}
-            calls += 1
-            # No "since": PanDA's own clock may differ from ours; the server caps the window to 90 days.
-            infos = client.get_tasks_detailed_info_since(
-                owner, None, filters=filters, n_tasks=4 * len(chunk) + 10, comment=comment
-            )
-            for info in infos:
-                if info.name in chunk:
-                    ids[info.name] = min(info.task_id, ids.get(info.name, info.task_id))
-        return Listing(ids), calls
+        # The owner's tasks modified since shortly before the oldest submit in question (the margin
+        # covers a PanDA clock behind ours). Not a name filter: PanDA cuts the listing at n_tasks
+        # before it applies a regular expression, so only a listing shorter than the limit is whole.
+        infos = client.get_tasks_detailed_info_since(
+            owner, since - LOOKUP_MARGIN, filters={"userName": user_name} if user_name else None,
+            n_tasks=limit, comment=comment,
+        )  # fmt: skip
+        for info in infos:
+            if info.name in wanted:
+                ids[info.name] = min(info.task_id, ids.get(info.name, info.task_id))
+        return Listing(ids, complete=len(infos) < limit)
     except PandaUnsupported:
         pass
     # Legacy servers (< 1.0) only list the owner's tasks modified in a time window, keyed by reqID:
     # tasks sharing a request id hide each other, so a miss proves nothing for such a task.
-    calls += 1
     summaries = client.get_tasks_modified_since(owner, since - timedelta(days=1), dn=user_name or None)
-    wanted = set(names)
     for summary in summaries:
         if summary.name in wanted:
             ids[summary.name] = min(summary.task_id, ids.get(summary.name, summary.task_id))
-    return Listing(ids, {s.req_id: s.name for s in summaries if s.req_id is not None}), calls
+    return Listing(ids, shown_for_request={s.req_id: s.name for s in summaries if s.req_id is not None})
 
 
 def _later_submitted(launch: Launch) -> Launch | None:
@@ -347,8 +338,8 @@ def settle_unknown(client: PandaApi, launch_ids: Iterable[int] | None = None, *,
 
     Without `launch_ids`: every unknown launch (and stale "sending" row), as the background job does;
     with them (a manager's "look it up now"): those launches, including ones awaiting a decision.
-    One listing per owner (per 50 names) holds the unknown names and, for each, the first task the
-    panel submitted after it (the evidence). Found → adopted. Not found while the later task is
+    One listing per owner (its tasks modified since shortly before the oldest unknown submit) shows
+    the unknown names and, for each, the first task the panel submitted after it (the evidence). Found → adopted. Not found while the later task is
     visible → failed and sent again as a new attempt. Otherwise it waits; an unknown one older than
     ``reconcile_grace_s`` goes to a manager's decision. Commits per owner (a request passes
     ``commit=db.session.flush``: its own transaction boundary commits).
@@ -390,8 +381,8 @@ def _settle_group(client: PandaApi, user_name: str, launches: list[Launch], comm
     evidence = {launch.id: _later_submitted(launch) for launch in launches}
     names = sorted({launch.task.name for launch in launches} | {e.task.name for e in evidence.values() if e})
     since = min(launch.claimed_at or launch.created_at for launch in launches)
-    listing, calls = _list_names(client, by or owner, user_name, names, since, comment)
-    report.calls += calls
+    listing = _list_names(client, by or owner, user_name, names, since, comment)
+    report.calls += 1
     now = clock.now()
     for launch in launches:
         task = launch.task
@@ -405,7 +396,7 @@ def _settle_group(client: PandaApi, user_name: str, launches: list[Launch], comm
             if launch.status == S.UNKNOWN:
                 transition(launch, S.NEEDS_DECISION, error=INCONCLUSIVE)
             report.undecided += 1
-        elif later is not None and later.task.name in listing.ids:
+        elif later is not None and later.task.name in listing.ids and listing.complete:
             _resend_absent(launch, later, by)
             report.resent += 1
         elif launch.status == S.UNKNOWN and now - (launch.claimed_at or launch.created_at) > _grace():
@@ -588,7 +579,7 @@ def dispatch_pending(limit: int = 1000, client: PandaApi | None = None) -> int:
     due = list(
         db.session.scalars(
             select(Launch.id)
-            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now())
+            .where(Launch.status == S.PENDING, Launch.due_at <= clock.now(), may_go())
             .order_by(Launch.due_at, Launch.id)
             .limit(limit)
         )

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement, and_, exists, or_
+from sqlalchemy.orm import aliased
+
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.tasks.models import Task
@@ -118,6 +121,21 @@ def dependency_gate(launch: Launch) -> Gate:
         )
     status = other.panda_status or "not read yet"
     return Gate(wait=True, reason=f"waiting for {label} to be done (PanDA status: {status})")
+
+
+def may_go() -> ColumnElement[bool]:
+    """SQL for "the dispatcher should ask `gate` about this pending launch": not one that waits for
+    a task already in PanDA which has not got there yet (those may wait for days: without this, a
+    few hundred of them would fill every dispatch cycle's batch). `dependency_gate` decides exactly;
+    this only leaves out what it would certainly hold back."""
+    other = aliased(Task)
+    reached = or_(
+        other.panda_task_id.is_(None),  # not in PanDA yet: the gate waits or refuses (cancelled)
+        other.panda_status.in_(PARENT_DONE + PARENT_FAILED),
+        and_(Launch.at_percent.is_not(None), other.jobs_total > 0,
+             other.jobs_done * 100 >= Launch.at_percent * other.jobs_total),
+    )  # fmt: skip
+    return or_(Launch.after_task_id.is_(None), exists().where(other.id == Launch.after_task_id, reached))
 
 
 def task_label(task: Task) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from app.auth.models import User
 from app.extensions import db
-from app.launches.gates import task_label
+from app.launches.gates import dependency_gate, task_label
 from app.launches.models import Launch
 from app.launches.schedule import may_change
 from app.launches.states import LaunchStatus
@@ -71,6 +71,7 @@ class LaunchRow:
     condition: str  # what it waits for besides its time ("" for none)
     pending_in_bunch: int  # pending launches of its bunch (for "every launch of its bunch")
     changeable: bool  # pending, and the viewer may cancel / reschedule / launch it now
+    why: str  # why it waits (read now for a condition on another task), failed or was cancelled
 
 
 def condition_of(launch: Launch) -> str:
@@ -94,7 +95,16 @@ def rows_of(launches: list[Launch], viewer: User) -> list[LaunchRow]:
     return [
         LaunchRow(
             launch, STATE_OF[LaunchStatus(launch.status)], condition_of(launch), pending.get(launch.task.bunch_id, 0),
-            launch.status == S.PENDING and may_change(viewer, launch),
+            launch.status == S.PENDING and may_change(viewer, launch), _why(launch),
         )  # fmt: skip
         for launch in launches
     ]
+
+
+def _why(launch: Launch) -> str:
+    """The stored reason, except for a launch waiting for another task: the dispatcher does not ask
+    about those until the task got there (`gates.may_go`), so what it waits for is read now."""
+    if launch.status == S.PENDING and launch.after_task_id is not None:
+        held = dependency_gate(launch)
+        return held.reason or held.refusal or launch.error
+    return launch.error

@@ -68,7 +68,9 @@ def running_bunch_ids(limit: int = RUNNING_SHOWN) -> list[int]:
     """The newest bunches with a task PanDA is still running (newest first, each checked through the
     task's bunch index: stops after `limit`, however many tasks run)."""
     running = select(Task.id).where(Task.bunch_id == TaskBunch.id, Task.panda_status.in_(ACTIVE)).exists()
-    return list(db.session.scalars(select(TaskBunch.id).where(running).order_by(TaskBunch.id.desc()).limit(limit)))
+    return list(
+        db.session.scalars(select(TaskBunch.id).where(running).order_by(TaskBunch.id.desc()).limit(limit))
+    )
 
 
 def user_alerts(user: User, limit: int = 20) -> list[Alert]:

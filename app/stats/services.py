@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -39,7 +39,10 @@ class Totals:
         return self.walltime_s / 3600
 
     def __add__(self, other: Totals) -> Totals:
-        return Totals(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+        return Totals(
+            self.tasks + other.tasks, self.jobs_done + other.jobs_done, self.jobs_failed + other.jobs_failed,
+            self.events + other.events, self.output_bytes + other.output_bytes, self.walltime_s + other.walltime_s,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,13 @@ def _user_names(ids: Iterable[int]) -> dict[int, str]:
 
 def statistics(since: date | None) -> StatisticsPage:
     """Everything the statistics page shows; the evolution and splits cover the days from `since`."""
-    total = _totals(db.session.execute(select(*_sums())).one())
     daily = select(StatDay.day, *_sums()).group_by(StatDay.day).order_by(StatDay.day)
     if since is not None:
         daily = daily.where(StatDay.day >= since)
     days = [(day, _totals(values)) for day, *values in db.session.execute(daily)]
-    since_total = sum((t for _, t in days), Totals()) if since is not None else None
+    period = sum((t for _, t in days), Totals())
+    total = period if since is None else _totals(db.session.execute(select(*_sums())).one())
+    since_total = period if since is not None else None
     weeks = _bucketed(days, lambda d: d - timedelta(days=d.weekday()), lambda d: f"{d:%G-W%V}")
     months = _bucketed(days, lambda d: d.replace(day=1), lambda d: f"{d:%Y-%m}")
     users = _split(StatDay.user_id, since)

@@ -101,5 +101,5 @@ def test_the_delayed_launch_script(live, make_token, fake_panda, db):
         select(Launch).join(Task, Launch.task).where(Task.name.like("PROD2026-102.SIM.%"))
     ).all()
     assert len(waiting) == 5 and {(w.after_task_id, w.at_percent) for w in waiting} == {(sim.id, 50)}
-    assert "pending" in result.stdout  # the launches list the script ends with
+    assert "50 % of its jobs done" in result.stdout  # the upcoming launches the script lists at the end
     assert fake_panda.submits == []  # nothing was due yet

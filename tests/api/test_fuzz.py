@@ -17,6 +17,7 @@ from schemathesis.checks import (
 
 from tests.actions.conftest import new_task
 from tests.e2e.conftest import LiveServer
+from tests.helpers import settle_launches
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]  # fmt: skip
@@ -32,6 +33,7 @@ def live(app, make_token, make_user, fake_panda):
     server.start()
     yield server.url, token
     server.stop()
+    assert settle_launches(60)
 
 
 @pytest.fixture

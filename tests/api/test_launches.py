@@ -19,7 +19,7 @@ def test_schedule_list_reschedule_cancel(api, db, clock, short_dispatch, fake_pa
     )
     assert created.status_code == 201, created.json
     listed = manager.get(f"/api/v1/launches?bunch_id={created.json['id']}").json["items"]
-    assert [entry["status"] for entry in listed] == ["pending", "pending"]
+    assert [(entry["status"], entry["state"]) for entry in listed] == [("pending", "upcoming")] * 2
     assert all(
         entry["due_at"].startswith((clock() + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M"))
         for entry in listed
@@ -38,6 +38,9 @@ def test_schedule_list_reschedule_cancel(api, db, clock, short_dispatch, fake_pa
     again = manager.post(f"/api/v1/launches/{first}/cancel", json={})
     assert again.status_code == 409 and again.mimetype == PROBLEM
     assert manager.get("/api/v1/launches?status=cancelled").json["items"][0]["status"] == "cancelled"
+    assert len(manager.get("/api/v1/launches?state=cancelled").json["items"]) == 2
+    assert manager.get("/api/v1/launches?state=upcoming").json["items"] == []
+    assert manager.get("/api/v1/launches?state=soon").status_code == 422
     assert fake_panda.submits == []
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -101,18 +100,17 @@ class FakePanda:
         n_tasks: int = 500,
         comment: str = "",
     ) -> list[TaskInfo]:
-        """Tasks whose name is `filters["taskName"]`, or matches it as a regular expression as
-        PanDA's filters do; `hidden` names are not visible (not yet registered by JEDI)."""
+        """The tasks (named `filters["taskName"]` when given), the first `n_tasks` by id as PanDA cuts
+        its listing; `hidden` names are not visible (not yet registered by JEDI)."""
         self.listings.append(comment)
         if not self.visible:
             return []
-        pattern = (filters or {}).get("taskName", "")
+        name = (filters or {}).get("taskName")
         return [
             _info(tid, t["params"]["taskName"])
-            for tid, t in self.tasks.items()
-            if t["params"]["taskName"] not in self.hidden
-            and (t["params"]["taskName"] == pattern or re.fullmatch(pattern, t["params"]["taskName"]))
-        ]
+            for tid, t in sorted(self.tasks.items())
+            if t["params"]["taskName"] not in self.hidden and name in (None, t["params"]["taskName"])
+        ][:n_tasks]
 
     def get_tasks_modified_since(
         self,

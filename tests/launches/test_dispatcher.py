@@ -4,6 +4,7 @@ for going again by themselves, and a manager settling unanswered submits at once
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -127,13 +128,22 @@ def test_look_ups_are_batched_and_logged_as_background_calls(app, db, make_user,
     assert all(len(in_panda(fake_panda, name)) == 1 for name in NAMES[::2])
 
 
-def test_many_names_are_asked_in_chunks(app, db, make_user, fake_panda, monkeypatch):
-    monkeypatch.setattr(dispatcher, "NAMES_PER_LOOKUP", 2)
-    bunch = bunch_of(make_user, db, 5)
-    fake_panda.script = ["unknown"] * 5
+def test_a_listing_cut_at_its_limit_proves_no_absence(app, db, make_user, fake_panda, clock):
+    """PanDA cuts a listing at n_tasks: a name missing from a cut listing may still be in PanDA."""
+    for i in range(10):  # older tasks of the same owner fill the listing
+        fake_panda.tasks[10 + i] = {"params": {"taskName": f"older.{i}"}, "parent_tid": None}
+    settings = app.config["SETTINGS"]
+    app.config["SETTINGS"] = dataclasses.replace(
+        settings, sync=dataclasses.replace(settings.sync, max_tasks_per_call=10)
+    )
+    bunch = bunch_of(make_user, db, 3)
+    fake_panda.script = ["lost", "ok", "ok"]
     dispatcher.dispatch_due(client=fake_panda)
-    assert len(fake_panda.listings) == 3
-    assert all(t.latest_launch.status == S.SUBMITTED for t in bunch.tasks)
+    assert bunch.tasks[0].latest_launch.status == S.UNKNOWN  # .2 and .3 are in PanDA, beyond the cut
+    app.config["SETTINGS"] = settings
+    dispatcher.dispatch_due(client=fake_panda)
+    dispatcher.dispatch_due(client=fake_panda)
+    assert bunch.tasks[0].latest_launch.attempt == 2 and bunch.tasks[0].latest_launch.status == S.SUBMITTED
 
 
 def test_unreachable_panda_launches_go_again_by_themselves_with_backoff(

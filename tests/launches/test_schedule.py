@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
-from app.launches import dispatcher, gates, jobs, schedule
+from app.launches import dispatcher, gates, jobs, listing, schedule
 from app.launches.schedule import Schedule, ScheduleRefused
 from app.tasks import services
 from app.tasks.models import TaskBunch
@@ -28,6 +28,12 @@ def _bunch(user, number: int = 8, key: str | None = None, plan: Schedule = sched
 
 def _launch(bunch: TaskBunch, index: int = 0):
     return bunch.tasks[index].latest_launch
+
+
+def _why(launch) -> str:
+    """What the Launches page says the launch waits for."""
+    [row] = listing.rows_of([launch], launch.created_by)
+    return row.why
 
 
 def test_a_launch_due_during_downtime_runs_once_at_start(app, db, make_user, fake_panda, clock):
@@ -110,11 +116,11 @@ def test_when_another_task_is_done(app, db, make_user, fake_panda, clock):
     assert fake_panda.submits == ["PROD2025-007.SIM"]
     launch = _launch(waiting)
     assert launch.status == "pending"
-    assert launch.error == f"waiting for task {other.panda_task_id} (PROD2025-007.SIM) to be done (PanDA status: not read yet)"
+    assert _why(launch) == f"waiting for task {other.panda_task_id} (PROD2025-007.SIM) to be done (PanDA status: not read yet)"
     other.panda_status = "running"  # what the sync stores
     db.session.commit()
     dispatcher.dispatch_due(client=fake_panda)
-    assert launch.error.endswith("(PanDA status: running)") and len(fake_panda.submits) == 1
+    assert _why(launch).endswith("(PanDA status: running)") and len(fake_panda.submits) == 1
     other.panda_status = "done"
     db.session.commit()
     dispatcher.dispatch_due(client=fake_panda)
@@ -131,7 +137,7 @@ def test_when_another_task_has_n_percent_of_its_jobs_done(app, db, make_user, fa
     other.panda_status, other.jobs_done, other.jobs_total = "running", 4, 10
     db.session.commit()
     dispatcher.dispatch_due(client=fake_panda)
-    assert launch.error == f"waiting for task {other.panda_task_id} (PROD2025-007.SIM) to reach 50 % of its jobs (now 40 %)"
+    assert _why(launch) == f"waiting for task {other.panda_task_id} (PROD2025-007.SIM) to reach 50 % of its jobs (now 40 %)"
     other.jobs_done = 5
     db.session.commit()
     dispatcher.dispatch_due(client=fake_panda)
@@ -269,3 +275,24 @@ def test_launches_are_flagged_as_soon_as_their_token_becomes_unusable(iam_app, d
     jobs.flag_unusable_tokens()
     assert _launch(soon).token_problem == ""
     assert _launch(late).token_problem.startswith("token unusable: log in again: the PanDA token of")
+
+
+def test_launches_waiting_for_days_do_not_hold_up_the_ones_due(app, db, make_user, fake_panda, clock):
+    user = make_user("manager")
+    first = _bunch(user, 7)
+    db.session.commit()
+    dispatcher.dispatch_due(client=fake_panda)  # the task they wait for is in PanDA, running
+    first.tasks[0].panda_status, first.tasks[0].jobs_done, first.tasks[0].jobs_total = "running", 1, 10
+    waiting = _bunch(user, 8, plan=Schedule(after_task=first.tasks[0], at_percent=90), bunch_size=30)
+    db.session.commit()
+    clock.advance(minutes=5)
+    due = _bunch(user, 9)  # due now, after 30 older waiting launches
+    db.session.commit()
+    dispatcher.dispatch_due(limit=10, client=fake_panda)
+    assert fake_panda.submits == ["PROD2025-007.SIM", "PROD2025-009.SIM"]
+    first.tasks[0].jobs_done = 9  # now they may go: the next cycles send them
+    db.session.commit()
+    for _ in range(3):
+        dispatcher.dispatch_due(limit=10, client=fake_panda)
+    assert {t.latest_launch.status for t in waiting.tasks} == {"submitted"} and len(fake_panda.submits) == 32
+    assert _launch(due).status == "submitted"

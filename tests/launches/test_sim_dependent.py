@@ -5,7 +5,7 @@ exactly once, and not before."""
 from __future__ import annotations
 
 from app.extensions import db
-from app.launches import dispatcher
+from app.launches import dispatcher, gates
 from app.launches.schedule import Schedule
 from app.sync import jobs
 from app.tasks import services
@@ -43,7 +43,7 @@ def test_dependent_launches_go_once_the_simulators_task_gets_there(sim, submit, 
             break
         if not seen:
             waiting = db.session.get(Task, at_half.id).latest_launch
-            assert waiting.status == "pending" and waiting.error.startswith(
+            assert waiting.status == "pending" and gates.dependency_gate(waiting).reason.startswith(
                 f"waiting for task {parent.panda_task_id} (PROD2025-007.SIM) to reach 50 % of its jobs"
             )
         sim.advance(300)
