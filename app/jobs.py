@@ -15,6 +15,7 @@ from app.auth.jobs import purge_sessions
 from app.launches.dispatcher import DISPATCH_JOB, RECONCILE_JOB, dispatch_pending, reconcile_unsettled
 from app.launches.jobs import flag_unusable_tokens
 from app.panda.calllog import CALL_LOG_JOB, store_call_log
+from app.panda.services import HEALTH_MAX_AGE_S, check_panda_health
 from app.prodrequests.jobs import rescan_catalog
 from app.scheduler import Job
 from app.stats.jobs import run_alerts
@@ -33,6 +34,10 @@ def _account_final_tasks() -> None:
     account_final_tasks(current_app.config["SETTINGS"].sync.accounting_per_cycle)
 
 
+def _check_panda_health() -> None:
+    check_panda_health(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
 JOBS: tuple[Job, ...] = (
     Job(DISPATCH_JOB, dispatch_pending, lambda s: s.scheduler.dispatch_interval_s),
     Job(RECONCILE_JOB, reconcile_unsettled, lambda s: s.scheduler.reconcile_interval_s),
@@ -47,4 +52,6 @@ JOBS: tuple[Job, ...] = (
     Job("token-flags", flag_unusable_tokens, lambda s: s.scheduler.token_refresh_interval_s),
     Job("alerts", run_alerts, lambda s: s.stats.alerts_interval_s),
     Job(CALL_LOG_JOB, store_call_log, lambda s: 2.0),  # runs of the other jobs store theirs at their end
+    # Twice a minute, so that /healthz always finds a fresh answer and never probes PanDA itself.
+    Job("panda-health", _check_panda_health, lambda s: HEALTH_MAX_AGE_S / 2),
 )
