@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, flash, request
+from flask import abort, request
 from werkzeug.routing import IntegerConverter, Map
 
 MAX_ID = 2**63 - 1  # SQLite INTEGER and PostgreSQL BIGINT
@@ -81,19 +81,6 @@ def too_long(text: str | None, limit: int = MAX_SEARCH_CHARS) -> str | None:
     if text is not None and len(text) > limit:
         return f"at most {limit} characters (got {len(text)})"
     return None
-
-
-def search_args(*names: str) -> dict[str, str]:
-    """The query parameters `names` that are set, stripped; one longer than a search needs is left
-    out, with a message on the page."""
-    args = {}
-    for name in names:
-        value = request.args.get(name, "").strip()
-        if problem := too_long(value):
-            flash(f"{name}: {problem}; ignored", "warning")
-        elif value:
-            args[name] = value
-    return args
 
 
 def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:

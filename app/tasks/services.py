@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, case, false, func, select, true
+from sqlalchemy import Select, case, func, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased, defer, joinedload, load_only, selectinload
 from werkzeug.datastructures import FileStorage
@@ -521,6 +521,8 @@ def create_bunch(
                     parent_id=planned.parent.id if planned.parent else None,
                     cloned_from_id=source.id if source else None,
                     created_at=now,
+                    created_by_id=user.id,
+                    request_id=planned.spec.request_id,
                 )
                 db.session.add(task)
                 db.session.flush()
@@ -691,43 +693,6 @@ def recent_bunches(limit: int = 8) -> list[tuple[TaskBunch, BunchProgress]]:
     bunches = db.session.scalars(select(TaskBunch).order_by(TaskBunch.id.desc()).limit(limit)).all()
     progress = bunch_progresses([bunch.id for bunch in bunches])
     return [(bunch, progress[bunch.id]) for bunch in bunches]
-
-
-# Names sort as production, step, then bunch member number (.2 before .10), not as plain text.
-TASK_SORTS = {
-    "name": (Task.production, Task.step, Task.bunch_index),
-    "panda_id": (Task.panda_task_id,), "step": (Task.step,), "status": (Task.panda_status,),
-    "created": (Task.id,),
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TaskFilters:
-    """What the task list shows: name contains ``q``, step, status of the latest launch, ordering."""
-
-    q: str = ""
-    step: str = ""
-    launch: str = ""
-    sort: str = "created"
-    order: str = "desc"
-
-
-def tasks_query(filters: TaskFilters) -> Select:
-    """Tasks matching the filters, in the requested order (unknown sort keys fall back to newest first)."""
-    query = select(Task).options(selectinload(Task.launches), selectinload(Task.bunch))
-    if filters.q:
-        query = query.where(Task.name.contains(filters.q))
-    if filters.step:
-        query = query.where(Task.step == filters.step)
-    if filters.launch and filters.launch not in set(LaunchStatus):
-        query = query.where(false())  # no launch has an unknown status
-    elif filters.launch:
-        attempts = aliased(Launch)
-        latest = select(func.max(attempts.id)).where(attempts.task_id == Launch.task_id).scalar_subquery()
-        query = query.where(Task.launches.any((Launch.id == latest) & (Launch.status == filters.launch)))
-    columns = TASK_SORTS.get(filters.sort, (Task.id,))
-    keys = [(c.asc() if filters.order == "asc" else c.desc()).nulls_last() for c in columns]
-    return query.order_by(*keys, Task.id.desc())
 
 
 def suggest_production(campaign: str = "", settings: Settings | None = None) -> naming.ProductionId:
