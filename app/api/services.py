@@ -125,7 +125,7 @@ def schedule_from(values: Mapping[str, Any], user: User) -> launch_schedule.Sche
             errors.append(FieldError("at", "an ISO 8601 date and time, e.g. 2026-12-01T08:00:00Z"))
     name = str(values.get("after_task") or "").strip()
     if name:
-        after = launch_schedule.find_task(name)
+        after = None if name.isdigit() and int(name) > ID_MAX else launch_schedule.find_task(name)
         if after is None:
             errors.append(FieldError("after_task", f"no task named {name!r} or with PanDA id {name}"))
     raw_percent = values.get("at_percent")
@@ -350,11 +350,15 @@ def start_bulk(body: Any, user: User) -> dict[str, Any]:
     return bulk_record(bulk)
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= ID_MAX
+
+
 def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The bulk form's fields for the selection a JSON body names."""
     if "task_ids" in body:
         ids = body["task_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise invalid([FieldError("task_ids", "must be a list of task ids")])
         return [("scope", "ids"), *(("task_id", str(i)) for i in ids)]
     if "filter" in body:
@@ -362,6 +366,8 @@ def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [("scope", "filter"), *((k, str(filters[k])) for k in FILTER_FIELDS if k in filters)]
     for scope in ("bunch", "chain", "request"):
         if f"{scope}_id" in body:
+            if not _is_id(body[f"{scope}_id"]):
+                raise invalid([FieldError(f"{scope}_id", f"must be a {scope} id")])
             return [("scope", scope), ("target_id", str(body[f"{scope}_id"]))]
     raise invalid(
         [FieldError("selection", "name the tasks: task_ids, filter, bunch_id, chain_id or request_id")]
