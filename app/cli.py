@@ -6,29 +6,49 @@ name), PRODPANEL_INSTANCE or ./instance. Domain groups (users, keys, panda-sim) 
 domains and are only registered here.
 """
 
+import importlib
 import signal
 import sys
 
 import click
-from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo, routes_command, shell_command
-from waitress import create_server
 
-from app import create_app, migrate
 from app.api.cli import COMMANDS as API_COMMANDS
-from app.auth.cli import users
-from app.auth.services import ensure_admin, hand_over_initial_password
-from app.config import ConfigError, load_settings, render_example
-from app.extensions import db
-from app.logsetup import configure_logging
-from app.paths import ensure_private_dir, instance_dir, keep_private
-from app.runtime import start_background, stop_background
-from app.stats.cli import stats
-from app.tokens.cli import keys
-from pandasim import StateError
-from pandasim.cli import panda_sim
-from reqsim.cli import requests_sim
+
+# The domains' command groups, imported when they run: `prodpanel --help` loads none of them (nor the
+# app), so it answers at once. name -> (module:object, its help line; a test checks they agree).
+LAZY_GROUPS = {
+    "users": ("app.auth.cli:users", "Local accounts."),
+    "stats": ("app.stats.cli:stats", "The statistics' per-day summary."),
+    "keys": ("app.tokens.cli:keys", "Token-encryption keys (instance/token_key, instance/token_keys.json)."),
+    "panda-sim": ("pandasim.cli:panda_sim", "Run the PanDA simulator (one server version, JEDI lifecycle, OIDC issuer) until Ctrl-C."),
+    "requests-sim": ("reqsim.cli:requests_sim", "Run the spd-requests simulator (sample SPD production requests) until Ctrl-C."),
+}
+
+
+class LazyGroup(AppGroup):
+    """An AppGroup whose LAZY_GROUPS are imported only when named."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_GROUPS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_GROUPS:
+            module, name = LAZY_GROUPS[cmd_name][0].split(":")
+            return getattr(importlib.import_module(module), name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_GROUPS:
+                rows.append((name, LAZY_GROUPS[name][1]))
+            elif (command := super().get_command(ctx, name)) is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def _remember_instance(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -47,6 +67,11 @@ instance_option = click.option(
 
 def _load_app(info: ScriptInfo) -> Flask:
     """Settings from the chosen instance folder, then the app; configuration errors end the command."""
+    from app import create_app
+    from app.config import ConfigError, load_settings
+    from app.logsetup import configure_logging
+    from app.paths import ensure_private_dir, instance_dir
+
     folder = ensure_private_dir(instance_dir(info.data.get("instance")))
     try:
         settings = load_settings(folder)
@@ -56,7 +81,7 @@ def _load_app(info: ScriptInfo) -> Flask:
     return create_app(settings)
 
 
-@click.group(cls=AppGroup)
+@click.group(cls=LazyGroup)
 @instance_option
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -74,6 +99,15 @@ def main(ctx: click.Context) -> None:
 @instance_option
 def serve(host: str | None, port: int | None, threads: int | None) -> None:
     """Migrate the database, then serve the panel with waitress until SIGTERM or Ctrl-C."""
+    from waitress import create_server
+
+    from app import migrate
+    from app.auth.services import ensure_admin, hand_over_initial_password
+    from app.extensions import db
+    from app.paths import keep_private
+    from app.runtime import start_background, stop_background
+    from pandasim import StateError
+
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = app.config["SETTINGS"]
     keep_private(settings.instance_dir)
@@ -134,6 +168,8 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
 @main.command("config-example", with_appcontext=False)
 def config_example() -> None:
     """Print instance/config.example.toml: every key with its default and meaning."""
+    from app.config import render_example
+
     click.echo(render_example(), nl=False)
 
 
@@ -145,6 +181,9 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the schema to the newest revision (SQLite is backed up first)."""
+    from app import migrate
+    from app.extensions import db
+
     try:
         backup = migrate.upgrade_on_start(db.engine, current_app.config["SETTINGS"].instance_dir)
     except migrate.MigrationError as exc:
@@ -157,6 +196,9 @@ def db_upgrade() -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Show the database's revision and the code's head."""
+    from app import migrate
+    from app.extensions import db
+
     state = migrate.state(db.engine)
     status = "up to date" if state.current == state.head else "needs upgrade"
     click.echo(f"current: {state.current or '(empty)'}  head: {state.head}  ({status})")
@@ -165,15 +207,14 @@ def db_current() -> None:
 @db_group.command("history", with_appcontext=False)
 def db_history() -> None:
     """List the migrations, newest first."""
+    from alembic.script import ScriptDirectory
+
+    from app import migrate
+
     for rev in ScriptDirectory.from_config(migrate.alembic_config()).walk_revisions():
         click.echo(f"{rev.revision}  {rev.doc}")
 
 
-main.add_command(users)
-main.add_command(stats)
-main.add_command(keys)
-main.add_command(panda_sim)
-main.add_command(requests_sim)
 main.add_command(routes_command)
 main.add_command(shell_command)
 for command in API_COMMANDS:  # tasks, chain, launches, export, import: through the JSON API

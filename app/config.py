@@ -254,6 +254,13 @@ class PandaSettings:
     production_group: str = setting(
         "spd/production", "IAM group that carries the production role (named in refusals)"
     )
+    bigpanda_task_url: str = setting(
+        "",
+        'link from the task tables to a task in BigPanDA, {id} = the PanDA task id, e.g. '
+        'https://bigpanda.jinr.ru/task/{id}/ ("" = no link)',
+        placeholders("id"),
+        HTTP_URL,
+    )
     sim_seed: int = setting(1, "sandbox simulator: seed of lifecycles, sizes and faults")
     sim_time_scale: float = setting(60.0, "sandbox simulator: simulated seconds per real second", at_least(0))
     sim_version: str = setting(

@@ -14,6 +14,7 @@ from app.actions.jobs import run_bulk_actions
 from app.auth.jobs import purge_sessions
 from app.launches.dispatcher import DISPATCH_JOB, RECONCILE_JOB, dispatch_pending, reconcile_unsettled
 from app.launches.jobs import flag_unusable_tokens
+from app.panda.services import HEALTH_MAX_AGE_S, check_panda_health
 from app.prodrequests.jobs import rescan_catalog
 from app.scheduler import Job
 from app.stats.jobs import run_alerts
@@ -23,6 +24,10 @@ from app.tokens.jobs import refresh_tokens_ahead
 
 def _account_final_tasks() -> None:
     account_final_tasks(current_app.config["SETTINGS"].sync.accounting_per_cycle)
+
+
+def _check_panda_health() -> None:
+    check_panda_health(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
 JOBS: tuple[Job, ...] = (
@@ -37,4 +42,6 @@ JOBS: tuple[Job, ...] = (
     Job("catalog-rescan", rescan_catalog, lambda s: s.requests.rescan_interval_s),
     Job("token-flags", flag_unusable_tokens, lambda s: s.scheduler.token_refresh_interval_s),
     Job("alerts", run_alerts, lambda s: s.stats.alerts_interval_s),
+    # Twice a minute, so that /healthz always finds a fresh answer and never probes PanDA itself.
+    Job("panda-health", _check_panda_health, lambda s: HEALTH_MAX_AGE_S / 2),
 )

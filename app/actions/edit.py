@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import update
+from sqlalchemy import exists, or_, select, update
 
 from app.audit.services import record
 from app.auth.models import User
@@ -15,7 +15,7 @@ from app.extensions import db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.tasks import naming
-from app.tasks.models import TaskBunch
+from app.tasks.models import Task, TaskBunch
 from app.tasks.services import (
     Plan,
     PreviewItem,
@@ -29,10 +29,11 @@ from app.tasks.specs import TaskDefinition
 
 
 def not_editable_reason(bunch: TaskBunch) -> str | None:
-    """Why the bunch cannot be edited like a new one (None: it can: every launch still waits)."""
-    for task in bunch.tasks:
-        if task.panda_task_id is not None or any(launch.status != LaunchStatus.PENDING for launch in task.launches):
-            return "already sent (or being sent) to PanDA: only what PanDA can change may be modified, task by task"
+    """Why the bunch cannot be edited like a new one (None: it can: every launch still waits).
+    One query, whatever the bunch's size: the task page asks it for the task's bunch."""
+    sent = or_(Task.panda_task_id.is_not(None), Task.launches.any(Launch.status != LaunchStatus.PENDING))
+    if db.session.scalar(select(exists().where(Task.bunch_id == bunch.id, sent))):
+        return "already sent (or being sent) to PanDA: only what PanDA can change may be modified, task by task"
     return None
 
 

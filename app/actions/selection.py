@@ -1,27 +1,29 @@
 """Which tasks a bulk action is about: ticked rows of the task list, every task matching the task
 list's filter ("select all N matching this filter"), a bunch, a chain, or a production request.
 
-The filter is the task list's (`app.tasks.services.TaskFilters` and `tasks_query`): the one seam to
-change when the monitoring filter object replaces it (`filters_from` and `_filtered`).
+The filter is the task tables' own (`app.monitoring.filters.TaskFilter`): "all N matching this
+filter" acts on exactly the rows the table shows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import defer
 
+from app.auth.current import current_user
 from app.chains.models import Chain, ChainStep
+from app.config import get_settings
 from app.extensions import db
+from app.monitoring.filters import QUERY_KEYS, BadFilter, TaskFilter
 from app.prodrequests.services import tasks_for_request
 from app.tasks.models import Task
-from app.tasks.services import TaskFilters, tasks_query
 
 MAX_TASKS = 10_000  # one bulk action acts on at most this many tasks
-FILTER_FIELDS = tuple(f.name for f in fields(TaskFilters))
+FILTER_FIELDS = QUERY_KEYS  # the fields that carry "all matching this filter"
 SCOPES = ("ids", "filter", "bunch", "chain", "request")
 
 
@@ -33,7 +35,7 @@ class BadSelection(ValueError):
 class Selection:
     scope: str  # one of SCOPES
     task_ids: tuple[int, ...] = ()
-    filters: TaskFilters | None = None
+    filters: TaskFilter | None = None
     target_id: int | None = None  # the bunch, chain or request
 
     def describe(self) -> str:
@@ -42,12 +44,7 @@ class Selection:
             return f"{len(self.task_ids)} selected task(s)"
         if self.scope == "filter":
             assert self.filters is not None
-            shown = {
-                name: getattr(self.filters, name)
-                for name in ("q", "step", "launch")
-                if getattr(self.filters, name)
-            }
-            return "every task matching " + (", ".join(f"{k}={v}" for k, v in shown.items()) or "no filter")
+            return "every task matching " + self.filters.describe()
         return f"{self.scope} {self.target_id}"
 
     def form_fields(self) -> list[tuple[str, str]]:
@@ -55,16 +52,20 @@ class Selection:
         out = [("scope", self.scope)]
         out += [("task_id", str(i)) for i in self.task_ids]
         if self.filters is not None:
-            out += [(name, str(getattr(self.filters, name))) for name in FILTER_FIELDS]
+            out += self.filters.to_args()
         if self.target_id is not None:
             out.append(("target_id", str(self.target_id)))
         return out
 
 
-def filters_from(data: Mapping[str, Any]) -> TaskFilters:
-    """The task list's filter from its query string (or the hidden fields that carry it)."""
-    values = {name: str(data.get(name) or "").strip() for name in FILTER_FIELDS}
-    return TaskFilters(**{k: v for k, v in values.items() if v})
+def filters_from(data: Mapping[str, Any]) -> TaskFilter:
+    """The task tables' filter from a query string (or the hidden fields that carry it); "my tasks"
+    are the logged-in user's. Raises BadSelection for a filter the table would refuse."""
+    user = current_user()
+    try:
+        return TaskFilter.from_args(data, user_id=user.id if user else None, steps=get_settings().tasks.step_types)
+    except BadFilter as exc:
+        raise BadSelection(str(exc)) from None
 
 
 def selection_from(data: Any) -> Selection:
@@ -88,8 +89,8 @@ def selection_from(data: Any) -> Selection:
     raise BadSelection("nothing selected")
 
 
-def _filtered(filters: TaskFilters) -> Select[Any]:
-    return tasks_query(filters).with_only_columns(Task.id).order_by(None).order_by(Task.id)
+def _filtered(filters: TaskFilter) -> Select[Any]:
+    return select(Task.id).where(*filters.clauses()).order_by(Task.id)
 
 
 def _query(selection: Selection) -> Select[Any]:

@@ -18,7 +18,6 @@ import click
 from flask.cli import ScriptInfo
 
 from app.api.remote import LocalPanel, Panel, PanelError, RemotePanel
-from app.chains.schema import SCHEMA_ID
 
 EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 422: 5, 0: 6}
 ACTION_OPTIONS = ("soft", "memory_mb", "walltime_s", "priority", "increase", "site", "cloud")
@@ -319,6 +318,8 @@ def import_command(panel: Panel, files: tuple[Path, ...], preview: bool, **when:
 
 
 def _import_one(panel: Panel, path: Path, preview: bool, when: dict[str, Any]) -> str:
+    from app.chains.schema import SCHEMA_ID  # here: `prodpanel --help` imports this module
+
     text, content_type = _document(path)
     is_chain = SCHEMA_ID in text
     if is_chain:

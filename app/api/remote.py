@@ -13,8 +13,6 @@ from typing import Any
 import requests
 from flask import Flask
 
-from app.api.auth import LOCAL_USER_KEY
-
 PREFIX = "/api/v1"
 
 
@@ -82,6 +80,8 @@ class LocalPanel(Panel):
     run commands on the instance folder can read its database anyway)."""
 
     def __init__(self, app: Flask, username: str) -> None:
+        from app.api.auth import LOCAL_USER_KEY  # here: `prodpanel --help` imports this module
+
         self.client = app.test_client()
         self.environ = {LOCAL_USER_KEY: username}
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import g
-from sqlalchemy import Select
+from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
@@ -37,6 +38,8 @@ from app.launches import listing as launch_listing
 from app.launches import schedule as launch_schedule
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
+from app.monitoring import tables as monitoring_tables
+from app.monitoring.filters import BadFilter, TaskFilter
 from app.prodrequests import services as prodrequests
 from app.stats import errors as stats_errors
 from app.stats import services as stats
@@ -153,11 +156,22 @@ TASK_EXTRA_FIELDS = ("idempotency_key", "cloned_from_task", "cloned_from_bunch")
 
 
 def tasks_list(args: Mapping[str, str]) -> dict[str, Any]:
-    """The task list with the UI's filters (``q``, ``step``, ``launch``, ``sort``, ``order``)."""
-    filters = tasks.TaskFilters(
-        **{k: str(args[k]).strip() for k in FILTER_FIELDS if str(args.get(k) or "").strip()}
-    )
-    return page(tasks.tasks_query(filters), args, records.task_record)
+    """The task list with the task tables' filter (app/monitoring/filters.py) and sort keys."""
+    user = g.get("user")
+    try:
+        task_filter = TaskFilter.from_args(
+            args, user_id=user.id if user else None, steps=get_settings().tasks.step_types
+        )
+        query = monitoring_tables.ordered(
+            select(Task)
+            .options(selectinload(Task.launches), selectinload(Task.bunch).selectinload(TaskBunch.created_by))
+            .where(*task_filter.clauses()),
+            str(args.get("sort") or "created"),
+            str(args.get("order") or "desc"),
+        )
+    except BadFilter as exc:
+        raise invalid([FieldError("query", str(exc))], str(exc)) from None
+    return page(query, args, records.task_record)
 
 
 def _form_value(name: str, value: Any) -> str | None:
@@ -354,6 +368,11 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= ID_MAX
 
 
+def _values(value: Any) -> list[str]:
+    """A filter value of a JSON body as query-string values (a list repeats its key)."""
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
 def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The bulk form's fields for the selection a JSON body names."""
     if "task_ids" in body:
@@ -363,7 +382,8 @@ def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [("scope", "ids"), *(("task_id", str(i)) for i in ids)]
     if "filter" in body:
         filters = body_object(body["filter"], "filter")
-        return [("scope", "filter"), *((k, str(filters[k])) for k in FILTER_FIELDS if k in filters)]
+        pairs = [(k, v) for k in FILTER_FIELDS if k in filters for v in _values(filters[k])]
+        return [("scope", "filter"), *pairs]
     for scope in ("bunch", "chain", "request"):
         if f"{scope}_id" in body:
             if not _is_id(body[f"{scope}_id"]):

@@ -377,6 +377,7 @@ def chain_page(chain: Chain) -> ChainPage:
         .order_by(ChainStep.position)
     ).all()
     kinds = context(is_admin=False).kinds
+    progress = tasks.bunch_progresses([step.bunch_id for step in steps])
     views = []
     generated: int | None = None  # events per task of the last generation step (what later steps read)
     for step in steps:
@@ -386,7 +387,7 @@ def chain_page(chain: Chain) -> ChainPage:
         if kind == GENERATION:
             generated = bunch.definition.get("total_events")
         counts = dict(Counter(r.state for r in rows))
-        views.append(StepView(step, bunch, kind, generated, rows, tasks.bunch_progress(bunch), counts))
+        views.append(StepView(step, bunch, kind, generated, rows, progress[bunch.id], counts))
     return ChainPage(chain, views)
 
 

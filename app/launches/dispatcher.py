@@ -76,8 +76,9 @@ BACKGROUND = "background: settling unanswered submits by task name"
 LOOKUP_MARGIN = timedelta(hours=1)  # PanDA's clock may be behind the panel's
 
 
-def claim(launch_id: int, now: datetime) -> bool:
-    """pending → sending, committed; False when someone else claimed it (or it is not pending).
+def claim(launch_id: int, now: datetime, manifest: dict[str, Any] | None = None) -> bool:
+    """pending → sending (with the `manifest` of what is about to be sent), committed; False when
+    someone else claimed it (or it is not pending).
 
     The one transition made by compare-and-set instead of `transition()`: the database settles which
     dispatcher wins; the state table still decides that the move is allowed. On PostgreSQL the row
@@ -91,7 +92,7 @@ def claim(launch_id: int, now: datetime) -> bool:
     result = db.session.execute(
         update(Launch)
         .where(Launch.id.in_(pending.scalar_subquery()), Launch.status == S.PENDING)
-        .values(status=S.SENDING, claimed_at=now)
+        .values(status=S.SENDING, claimed_at=now, **({"manifest": manifest} if manifest is not None else {}))
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
@@ -139,14 +140,18 @@ def adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -
 def dispatch_launch(launch_id: int, client: PandaApi) -> str:
     """Claim and submit one launch, unless `gates.gate` holds it back; returns its status. Commits."""
     launch = db.session.get_one(Launch, launch_id)
-    if launch.status == S.PENDING:
-        held = gate(launch)
-        if held.wait:
-            if launch.error != held.reason:
-                launch.error = held.reason
-                db.session.commit()
-            return launch.status
-    if not claim(launch_id, clock.now()):
+    if launch.status != S.PENDING:
+        return launch.status
+    held = gate(launch)
+    if held.wait:
+        if launch.error != held.reason:
+            launch.error = held.reason
+            db.session.commit()
+        return launch.status
+    # What is about to be sent is stored by the claim's own commit: one write before the request.
+    tries = (launch.manifest or {}).get("unreachable_tries", 0)
+    manifest = {**build_manifest(launch, held.parent_tid, client.server), "unreachable_tries": tries}
+    if not claim(launch_id, clock.now(), manifest=manifest):
         return db.session.get_one(Launch, launch_id).status
     launch = db.session.get_one(Launch, launch_id)
     _send(launch, client)
@@ -155,7 +160,7 @@ def dispatch_launch(launch_id: int, client: PandaApi) -> str:
 
 
 def _send(launch: Launch, client: PandaApi) -> None:
-    """Submit a claimed launch and record the outcome (commits once, just before sending)."""
+    """Submit a claimed launch and record the outcome (the claim committed what is sent)."""
     task = launch.task
     if task.panda_task_id is not None:
         # Submitted by an earlier attempt (e.g. reconciled later): never a second time.
@@ -170,9 +175,6 @@ def _send(launch: Launch, client: PandaApi) -> None:
     if launch.created_by is None:  # PanDA calls carry the owner's token
         transition(launch, S.FAILED, error="not sent: the account that created it no longer exists")
         return
-    tries = (launch.manifest or {}).get("unreachable_tries", 0)
-    launch.manifest = {**build_manifest(launch, found.parent_tid, client.server), "unreachable_tries": tries}
-    db.session.commit()
     try:
         result = client.submit(launch.created_by, task.params, parent_tid=found.parent_tid)
     except PandaOutcomeUnknown as exc:

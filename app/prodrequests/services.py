@@ -196,6 +196,11 @@ def _chain_requests() -> dict[int, int]:
     return {bunch_id: first[chain_id] for chain_id, bunch_id, _ in rows if chain_id in first}
 
 
+def bunches_inheriting_request(request_id: int) -> list[int]:
+    """The bunches of the chains that count for `request_id` (their tasks count unless they name another)."""
+    return [bunch for bunch, owner in _chain_requests().items() if owner == request_id]
+
+
 def request_of(task: Task, chain_requests: dict[int, int]) -> int | None:
     """The request `task` counts for: its own, else its chain's (`chain_requests`: ``_chain_requests()``)."""
     own = task.spec.get("request_id")
@@ -204,7 +209,7 @@ def request_of(task: Task, chain_requests: dict[int, int]) -> int | None:
 
 def tasks_for_request(request_id: int) -> list[Task]:
     """The panel's tasks made for a request: those naming it, and those of its chains naming none."""
-    inherited = [bunch for bunch, owner in _chain_requests().items() if owner == request_id]
+    inherited = bunches_inheriting_request(request_id)
     own = Task.spec["request_id"].as_integer()
     query = _tasks_query().where(or_(own == request_id, and_(own.is_(None), Task.bunch_id.in_(inherited))))
     return list(db.session.scalars(query))

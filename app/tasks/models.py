@@ -15,6 +15,18 @@ from app.extensions import Model
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 
+# The task tables' sort and filter columns (app/monitoring/tables.py), each indexed with the id.
+SORT_INDEXES: dict[str, tuple[str, ...]] = {
+    "panda_status": ("panda_status",), "ended_at": ("ended_at",), "panda_task_id": ("panda_task_id",),
+    "name": ("production", "step", "bunch_index"), "parent_id": ("parent_id",),
+    "created_by_id": ("created_by_id",), "step": ("step",), "jobs_done": ("jobs_done",),
+    "jobs_total": ("jobs_total",), "priority_default": ("priority_default",),
+    "priority_current": ("priority_current",), "events_requested": ("events_requested",),
+    "events_processed": ("events_processed",), "request_id": ("request_id",), "bunch_id": ("bunch_id",),
+    "cloud": ("cloud",), "submitted_at": ("submitted_at",), "started_at": ("started_at",),
+    "walltime_s": ("walltime_s",), "output_bytes": ("output_bytes",), "log_bytes": ("log_bytes",),
+}  # fmt: skip
+
 
 class TaskBunch(Model):
     """One "Create task": a definition launched as N tasks (N = 1 for a single task)."""
@@ -49,23 +61,22 @@ class Task(Model):
     __tablename__ = "task"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    bunch_id: Mapped[int] = mapped_column(ForeignKey("task_bunch.id", ondelete="CASCADE"), index=True)
+    bunch_id: Mapped[int] = mapped_column(ForeignKey("task_bunch.id", ondelete="CASCADE"))
     bunch_index: Mapped[int] = mapped_column(Integer)  # 1..N
     name: Mapped[str] = mapped_column(String(255), unique=True)
     output_dataset: Mapped[str] = mapped_column(String(255), unique=True)
     step: Mapped[str] = mapped_column(String(32))
-    production: Mapped[str] = mapped_column(String(64), index=True)  # e.g. PROD2025-008
+    production: Mapped[str] = mapped_column(String(64))  # e.g. PROD2025-008
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the TaskSpec (input of the parameter builder)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)  # the exact JEDI task parameters, fixed at creation
-    parent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("task.id", ondelete="SET NULL"), nullable=True, index=True
-    )
+    # Indexed with the id (ix_task_sort_parent_id): the task page's children and the tables' sort.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("task.id", ondelete="SET NULL"), nullable=True)
     cloned_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("task.id", ondelete="SET NULL"), nullable=True, index=True
     )
     # Not unique: ids are unique per PanDA server only, and the panel may change servers (the sandbox
     # simulator starts again at 1, a test server hands out ids a production server uses too).
-    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    panda_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     panda_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     panda_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -92,6 +103,11 @@ class Task(Model):
     output_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     log_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     accounting_error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it could not be read
+    # Copied from the bunch and the spec at creation so that the task tables filter and sort on them
+    # through an index (a join or a JSON path cannot be walked in order). No foreign key: the bunch's
+    # creator is the reference (SQLite cannot add a named foreign key to an existing table in place).
+    created_by_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    request_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     bunch: Mapped[TaskBunch] = relationship(back_populates="tasks")
     parent: Mapped[Task | None] = relationship(
@@ -108,9 +124,9 @@ class Task(Model):
 
     __table_args__ = (
         UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),
-        # The sync selects non-final tasks; monitoring filters by status and sorts by end time.
-        Index("ix_task_panda_status", "panda_status"),
-        Index("ix_task_ended_at", "ended_at"),
+        # The sync selects non-final tasks; the task tables (app/monitoring) filter and sort on every
+        # column: (column, id) walks a filter or a sort in keyset order, the id breaking ties.
+        *(Index(f"ix_task_sort_{name}", *columns, "id") for name, columns in SORT_INDEXES.items()),
     )
 
     @property

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, false, func, select, true
+from sqlalchemy import Select, case, func, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased, defer, joinedload, load_only, selectinload
 from werkzeug.datastructures import FileStorage
@@ -520,6 +520,8 @@ def create_bunch(
                     parent_id=planned.parent.id if planned.parent else None,
                     cloned_from_id=source.id if source else None,
                     created_at=now,
+                    created_by_id=user.id,
+                    request_id=planned.spec.request_id,
                 )
                 db.session.add(task)
                 db.session.flush()
@@ -613,9 +615,9 @@ class BunchProgress:
 
 # A bunch's tasks with their launches, loaded in two statements whatever the bunch's size: the bunch
 # page, its progress fragment, the home page and the chain page show each task's latest launch.
-# The JEDI parameters and manifests are not shown there and are the largest columns.
+# The specs, JEDI parameters and manifests are not shown there and are the largest columns.
 TASKS_WITH_LAUNCHES = selectinload(TaskBunch.tasks).options(
-    defer(Task.params), selectinload(Task.launches).defer(Launch.manifest)
+    defer(Task.spec), defer(Task.params), selectinload(Task.launches).defer(Launch.manifest)
 )
 
 
@@ -628,17 +630,34 @@ def bunch_for_page(bunch_id: int) -> Select[TaskBunch]:
     )
 
 
-def bunch_progress(bunch: TaskBunch) -> BunchProgress:
-    """How many of the bunch's tasks are in PanDA, and where the latest launch of each other one is."""
+def bunch_progresses(bunch_ids: list[int]) -> dict[int, BunchProgress]:
+    """How many of each bunch's tasks are in PanDA, and where the latest launch of each other one is:
+    counted in one statement (no task is loaded), whatever the number and size of the bunches."""
     S = LaunchStatus
-    counts = dict.fromkeys(S, 0)
-    for task in bunch.tasks:
-        latest = task.latest_launch
-        counts[S.SUBMITTED if task.panda_task_id is not None else latest.status if latest else S.PENDING] += 1
-    return BunchProgress(
-        len(bunch.tasks), counts[S.SUBMITTED], counts[S.PENDING], counts[S.SENDING], counts[S.FAILED],
-        counts[S.UNKNOWN], counts[S.NEEDS_DECISION],
-    )  # fmt: skip
+    latest = select(func.max(Launch.id)).where(Launch.task_id == Task.id).correlate(Task).scalar_subquery()
+    state = case((Task.panda_task_id.is_not(None), S.SUBMITTED.value), else_=func.coalesce(Launch.status, S.PENDING.value))
+    rows = db.session.execute(
+        select(Task.bunch_id, state, func.count())
+        .select_from(Task)
+        .outerjoin(Launch, Launch.id == latest)
+        .where(Task.bunch_id.in_(bunch_ids))
+        .group_by(Task.bunch_id, state)
+    )
+    counts: dict[int, dict[str, int]] = {bunch_id: {} for bunch_id in bunch_ids}
+    for bunch_id, status, n in rows:
+        counts[bunch_id][str(status)] = n
+    return {
+        bunch_id: BunchProgress(
+            sum(c.values()), c.get(S.SUBMITTED, 0), c.get(S.PENDING, 0), c.get(S.SENDING, 0), c.get(S.FAILED, 0),
+            c.get(S.UNKNOWN, 0), c.get(S.NEEDS_DECISION, 0),
+        )  # fmt: skip
+        for bunch_id, c in counts.items()
+    }
+
+
+def bunch_progress(bunch: TaskBunch) -> BunchProgress:
+    """``bunch_progresses`` of one bunch."""
+    return bunch_progresses([bunch.id])[bunch.id]
 
 
 @dataclass(frozen=True)
@@ -670,47 +689,9 @@ def bunch_relations(bunch: TaskBunch) -> BunchRelations:
 
 def recent_bunches(limit: int = 8) -> list[tuple[TaskBunch, BunchProgress]]:
     """The newest bunches with their launch progress (home page)."""
-    bunches = db.session.scalars(
-        select(TaskBunch).options(TASKS_WITH_LAUNCHES).order_by(TaskBunch.id.desc()).limit(limit)
-    ).all()
-    return [(bunch, bunch_progress(bunch)) for bunch in bunches]
-
-
-# Names sort as production, step, then bunch member number (.2 before .10), not as plain text.
-TASK_SORTS = {
-    "name": (Task.production, Task.step, Task.bunch_index),
-    "panda_id": (Task.panda_task_id,), "step": (Task.step,), "status": (Task.panda_status,),
-    "created": (Task.id,),
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TaskFilters:
-    """What the task list shows: name contains ``q``, step, status of the latest launch, ordering."""
-
-    q: str = ""
-    step: str = ""
-    launch: str = ""
-    sort: str = "created"
-    order: str = "desc"
-
-
-def tasks_query(filters: TaskFilters) -> Select:
-    """Tasks matching the filters, in the requested order (unknown sort keys fall back to newest first)."""
-    query = select(Task).options(selectinload(Task.launches), selectinload(Task.bunch))
-    if filters.q:
-        query = query.where(Task.name.contains(filters.q))
-    if filters.step:
-        query = query.where(Task.step == filters.step)
-    if filters.launch and filters.launch not in set(LaunchStatus):
-        query = query.where(false())  # no launch has an unknown status
-    elif filters.launch:
-        attempts = aliased(Launch)
-        latest = select(func.max(attempts.id)).where(attempts.task_id == Launch.task_id).scalar_subquery()
-        query = query.where(Task.launches.any((Launch.id == latest) & (Launch.status == filters.launch)))
-    columns = TASK_SORTS.get(filters.sort, (Task.id,))
-    keys = [(c.asc() if filters.order == "asc" else c.desc()).nulls_last() for c in columns]
-    return query.order_by(*keys, Task.id.desc())
+    bunches = db.session.scalars(select(TaskBunch).order_by(TaskBunch.id.desc()).limit(limit)).all()
+    progress = bunch_progresses([bunch.id for bunch in bunches])
+    return [(bunch, progress[bunch.id]) for bunch in bunches]
 
 
 def suggest_production(campaign: str = "", settings: Settings | None = None) -> naming.ProductionId:

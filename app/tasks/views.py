@@ -16,7 +16,7 @@ from app.extensions import db
 from app.launches import dispatcher
 from app.launches import services as launches
 from app.launches.schedule import NOW, Schedule
-from app.launches.states import LaunchStatus
+from app.monitoring import services as monitoring
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
 from app.stats.estimate import estimate
@@ -74,14 +74,9 @@ def _refused_admin_fields(form: TaskForm, **context: Any):
 @bp.get("/")
 @role_required("viewer")
 def index():
-    args = {key: request.args.get(key, "").strip() for key in ("q", "step", "launch", "sort", "order")}
-    args = {key: value for key, value in args.items() if value}
-    filters = services.TaskFilters(**args)
-    page = db.paginate(services.tasks_query(filters), per_page=50, error_out=False)
-    return render_template(
-        "tasks/index.html", page=page, filters=filters, args=args, steps=get_settings().tasks.step_types,
-        launch_statuses=list(LaunchStatus), upload=ManifestUploadForm(), rows=sync.rows_of(page.items),
-    )  # fmt: skip
+    """The current tasks table (app/monitoring): filters, sort and position all in the query string."""
+    view = monitoring.table_view("tasks", request.args, logged_in_user())
+    return render_template("monitoring/tasks.html", view=view, upload=ManifestUploadForm())
 
 
 @bp.get("/new")

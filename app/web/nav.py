@@ -22,7 +22,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Tasks", "tasks.index", "viewer"),
     NavItem("Chains", "chains.index", "viewer"),
     NavItem("Launches", "launches.index", "viewer"),
-    NavItem("Monitoring", "monitoring.index", "viewer"),
+    NavItem("Successful tasks", "monitoring.successful", "viewer"),
     NavItem("Statistics", "statistics.index", "viewer"),
     NavItem("Requests", "prodrequests.index", "viewer"),
     NavItem("PanDA log", "panda.calls", "manager"),

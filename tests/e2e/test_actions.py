@@ -56,7 +56,7 @@ def test_bulk_kill_by_filter_with_a_comment_and_per_task_results(page, make_user
 
     log_in(page, manager.username)
     page.goto("/tasks/")
-    page.get_by_label("Name contains").fill("PROD2025-06")
+    page.locator("#f-q").fill("PROD2025-06")
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.locator("#tasks-table tbody tr")).to_have_count(5)
     page.locator("#bulk-action").select_option("kill")

@@ -106,11 +106,11 @@ def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     # The task list: newest first, filtered by name, sorted by clicking a header.
     page.locator("#mainnav").get_by_role("link", name="Tasks").click()
     expect(page.locator("#tasks-table tbody tr").first).to_contain_text(clone_name)
-    page.get_by_label("Name contains").fill(task_name)
+    page.locator("#f-q").fill(task_name)
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.locator("#tasks-table tbody tr")).to_have_count(2)
-    page.get_by_role("link", name="Task", exact=True).click()  # by name, descending
+    page.get_by_role("link", name="Task name", exact=True).click()  # by name, descending
     expect(page).to_have_url(re.compile(r"sort=name&order=desc"))
-    page.get_by_role("link", name="Task ▼").click()  # by name, ascending; the filter is kept
+    page.get_by_role("link", name="Task name ▼").click()  # by name, ascending; the filter is kept
     expect(page.locator("#tasks-table tbody tr").first).to_contain_text(f"{task_name}.1")
     expect(page.locator("#tasks-table tbody tr")).to_have_count(2)

@@ -1,5 +1,7 @@
 from sqlalchemy import text
 
+from tests.helpers import run_job
+
 
 def test_healthz_reports_database_migrations_and_panda(client):
     body = client.get("/healthz").get_json()
@@ -65,6 +67,12 @@ def test_healthz_asks_panda_at_most_once_a_minute(app, client, settings_factory)
         app.extensions["panda_health"] = dataclasses.replace(last, at=last.at - HEALTH_MAX_AGE_S - 1)
         assert client.get("/healthz").get_json()["panda"]["ok"] is True
         assert len(hits) > probes  # a minute later: checked again
+        probes = len(hits)
+        run_job("panda-health")  # the scheduler's job checks in the background ...
+        assert len(hits) > probes
+        probes = len(hits)
+        assert client.get("/healthz").get_json()["panda"]["ok"] is True
+        assert len(hits) == probes  # ... and /healthz shows its answer
     finally:
         server.shutdown()
         server.server_close()

@@ -24,7 +24,7 @@ NOT_PAGES = {"static", "iam.login", "iam.callback", "iam.end_session"}
 def _arguments(w: world.World) -> dict[str, object]:
     """The value of each URL argument, by name: every argument of a GET route must be here."""
     return {"task_id": w.task_id, "bunch_id": w.bunch_id, "chain_id": w.chain_id, "bulk_id": w.bulk_id,
-            "request_id": 42, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id,
+            "request_id": w.request_id, "name": "kill", "fmt": "json", "kind": "bunch", "item_id": w.bunch_id,
             "launch_id": w.launch_id}  # fmt: skip
 
 
@@ -58,7 +58,7 @@ def variants(w: world.World) -> dict[str, str]:
         "panda.calls filtered": f"/panda/calls?method=getTaskStatus&task_id={1000}",
         "audit.index filtered": "/audit/?action=task&outcome=ok",
         "statistics.progress chain": f"/statistics/progress/chain/{w.chain_id}",
-        "statistics.progress request": "/statistics/progress/request/42",
+        "statistics.progress request": f"/statistics/progress/request/{w.request_id}",
     }
 
 

@@ -49,6 +49,7 @@ class World:
     chain_id: int
     bulk_id: int
     launch_id: int  # a pending launch of the clone, waiting for a task of the first bunch
+    request_id: int = 42  # the production request the tasks name
 
 
 def settings_changes(instance_dir) -> dict:

@@ -477,14 +477,14 @@ def test_one_row_failing_in_the_database_does_not_stop_the_bunch(app, db, make_u
     user = make_user("manager")
     bunch, *_ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)
     db.session.commit()
-    build = dispatcher.build_manifest
+    check = dispatcher.dependencies  # asked again once the row is claimed
 
-    def failing_for_the_first(launch, parent_tid, server=""):
+    def failing_for_the_first(launch):
         if launch.task.bunch_index == 1:
             raise RuntimeError("disk full")
-        return build(launch, parent_tid, server)
+        return check(launch)
 
-    monkeypatch.setattr(dispatcher, "build_manifest", failing_for_the_first)
+    monkeypatch.setattr(dispatcher, "dependencies", failing_for_the_first)
     assert dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda) == {
         "sending": 1,
         "submitted": 2,

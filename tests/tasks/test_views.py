@@ -338,22 +338,22 @@ def test_task_list_filters_sorts_and_pages(client, login_as, db, make_user):
 
     def names(query):
         html = client.get(f"/tasks/?{query}").get_data(as_text=True)
-        return re.findall(r'<td><a href="/tasks/\d+">([^<]+)</a></td>', html), html
+        return re.findall(r'class="task-link">([^<]+)</a>', html), html
 
     shown, html = names("")
     assert len(shown) == 50 and shown[0] == "PROD2025-002.RECO"  # newest first, 50 a page
-    assert "54 in all" in html and 'href="/tasks/?page=2"' in html
+    assert "rows 1–50 of 54 matching" in html and 'rel="next" href="/tasks/?after=' in html
     assert names("page=2")[0] == [f"PROD2025-001.SIM.{i}" for i in (4, 3, 2, 1)]
     assert names("step=RECO")[0] == ["PROD2025-002.RECO"]
     assert names("launch=failed")[0] == ["PROD2025-001.SIM.7"]
-    assert names("q=SIM.5")[0] == ["PROD2025-001.SIM.52", "PROD2025-001.SIM.51", "PROD2025-001.SIM.50",
-                                   "PROD2025-001.SIM.5"]  # fmt: skip
+    assert names("q=*SIM.5*")[0] == ["PROD2025-001.SIM.52", "PROD2025-001.SIM.51", "PROD2025-001.SIM.50",
+                                     "PROD2025-001.SIM.5"]  # fmt: skip
     shown, html = names("sort=name&order=asc&step=SIM")
     assert shown[:3] == ["PROD2025-001.SIM.1", "PROD2025-001.SIM.2", "PROD2025-001.SIM.3"]  # .2 before .10
     assert shown[-1] == "PROD2025-001.SIM.50" and "PROD2025-002.RECO" not in shown
-    # Sort links keep the filters; page links keep filters and order.
-    assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=desc&amp;page=1"' in html
-    assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=asc&amp;page=2"' in html
+    # Sort links keep the filters; the pager keeps filters and order.
+    assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=desc"' in html
+    assert 'href="/tasks/?step=SIM&amp;sort=name&amp;order=asc&amp;last=1"' in html
     assert "No task matches these filters." in names("q=nothing")[1]
 
 

@@ -1,0 +1,266 @@
+"""The one filter of the task tables: the current and successful tables, their exports, the bulk
+selection "all N matching this filter" (app/actions/selection.py) and the JSON API all read tasks
+through `TaskFilter.clauses()`, so that an action acts on exactly the rows a table shows.
+
+Its whole state travels in the query string (`from_args` / `to_args`): several values of a
+repeated key (``status=running&status=scouting``), each filter negated by naming it in ``not``
+(``not=status``), names and datasets as prefixes or with ``*`` and ``?`` wildcards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+from app.actions.matrix import STATUSES
+from app.auth.models import User
+from app.chains.models import ChainStep
+from app.launches.models import Launch
+from app.launches.states import LaunchStatus
+from app.prodrequests.services import bunches_inheriting_request
+from app.tasks.models import Task
+
+NO_STATUS = "none"  # not in PanDA yet: no PanDA status stored
+TIME_FIELDS = ("submitted", "started", "ended")
+_TIME_COLUMNS = {"submitted": Task.submitted_at, "started": Task.started_at, "ended": Task.ended_at}
+MAX_VALUES = 100  # values of one repeated key (statuses, PanDA ids)
+
+
+class BadFilter(ValueError):
+    """A query-string value the filter cannot use; the message names it (shown with a 400)."""
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
+
+    def __bool__(self) -> bool:
+        return self.start is not None or self.end is not None
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """Which tasks a table shows. `user_id` is the viewer ("my tasks"); every other field comes from
+    the query string. `negated` names the filters whose complement is asked for."""
+
+    status: tuple[str, ...] = ()
+    step: tuple[str, ...] = ()
+    creator: str = ""  # a username
+    mine: bool = False
+    q: str = ""  # task name: a prefix, or a pattern with * and ?
+    panda_id: tuple[int, ...] = ()
+    request: int | None = None
+    dataset: str = ""  # output dataset: a prefix, or a pattern with * and ?
+    bunch: int | None = None
+    chain: int | None = None
+    cloud: str = ""
+    launch: str = ""  # the state of the task's latest launch (app/launches/states.py)
+    submitted: TimeWindow = field(default_factory=TimeWindow)
+    started: TimeWindow = field(default_factory=TimeWindow)
+    ended: TimeWindow = field(default_factory=TimeWindow)
+    negated: frozenset[str] = frozenset()
+    user_id: int | None = None
+
+    @classmethod
+    def from_args(cls, args: Any, *, user_id: int | None = None, steps: Iterable[str] = ()) -> TaskFilter:
+        """The filter of a query string (a MultiDict, or a plain mapping of single values); raises
+        BadFilter for an unknown status or step, a malformed number or date, an unknown negation."""
+        values: dict[str, Any] = {"user_id": user_id}
+        statuses = _many(args, "status")
+        unknown = [s for s in statuses if s not in STATUSES and s != NO_STATUS]
+        if unknown:
+            raise BadFilter(f"unknown PanDA status: {', '.join(unknown)}")
+        values["status"] = tuple(dict.fromkeys(statuses))
+        step_list = _many(args, "step")
+        allowed = set(steps)
+        if allowed and any(s not in allowed for s in step_list):
+            raise BadFilter(f"unknown step: {', '.join(s for s in step_list if s not in allowed)}")
+        values["step"] = tuple(dict.fromkeys(step_list))
+        for name in ("creator", "q", "dataset", "cloud"):
+            values[name] = _one(args, name)[:255]
+        values["launch"] = _one(args, "launch")
+        if values["launch"] and values["launch"] not in set(LaunchStatus):
+            raise BadFilter(f"unknown launch state: {values['launch'][:40]!r}")
+        values["mine"] = _one(args, "mine") in ("1", "on", "true", "yes")
+        ids = [part for value in _many(args, "panda_id") for part in value.replace(" ", ",").split(",") if part]
+        values["panda_id"] = tuple(dict.fromkeys(_integer("PanDA id", part) for part in ids[:MAX_VALUES]))
+        for name in ("request", "bunch", "chain"):
+            text = _one(args, name)
+            values[name] = _integer(name, text) if text else None
+        for name in TIME_FIELDS:
+            values[name] = TimeWindow(
+                _moment(args, f"{name}_from", end=False), _moment(args, f"{name}_to", end=True)
+            )
+        negated = frozenset(_many(args, "not"))
+        if negated - set(FILTER_NAMES):
+            raise BadFilter(f"cannot negate: {', '.join(sorted(negated - set(FILTER_NAMES)))}")
+        values["negated"] = frozenset(name for name in negated if values[name])
+        return cls(**values)
+
+    def to_args(self) -> list[tuple[str, str]]:
+        """The query-string pairs of this filter (`from_args` of them gives it back)."""
+        out: list[tuple[str, str]] = []
+        for name in FILTER_NAMES:
+            value = getattr(self, name)
+            if isinstance(value, TimeWindow):
+                if value.start is not None:
+                    out.append((f"{name}_from", _format_moment(value.start)))
+                if value.end is not None:
+                    out.append((f"{name}_to", _format_moment(value.end, end=True)))
+            elif isinstance(value, tuple):
+                if name == "panda_id" and value:
+                    out.append((name, ",".join(str(v) for v in value)))
+                else:
+                    out += [(name, str(v)) for v in value]
+            elif value is True:
+                out.append((name, "1"))
+            elif value not in (None, "", False):
+                out.append((name, str(value)))
+        out += [("not", name) for name in FILTER_NAMES if name in self.negated]
+        return out
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, name) for name in FILTER_NAMES)
+
+    def describe(self) -> str:
+        """The filter in words (stored with a bulk action, shown above an export)."""
+        parts: dict[str, list[str]] = {}
+        for key, value in self.to_args():
+            if key != "not":
+                parts.setdefault(key, []).append(value)
+        words = [
+            f"{key}{' not' if key.split('_')[0] in self.negated or key in self.negated else ''}={'|'.join(v)}"
+            for key, v in parts.items()
+        ]
+        return ", ".join(words) or "no filter"
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        """The SQL conditions (AND-ed) of this filter on `Task`."""
+        out = []
+        for name in FILTER_NAMES:
+            if not getattr(self, name):
+                continue
+            clause = _CLAUSES[name](self)
+            # A negated filter is the complement: rows where the condition is false or unknown (NULL).
+            out.append(not_(func.coalesce(clause, false())) if name in self.negated else clause)
+        return out
+
+
+def _many(args: Any, name: str) -> list[str]:
+    if hasattr(args, "getlist"):
+        raw = args.getlist(name)
+    else:
+        value = args.get(name) if isinstance(args, Mapping) else None
+        raw = value if isinstance(value, list | tuple) else [value] if value else []
+    return [str(v).strip() for v in raw if str(v or "").strip()][:MAX_VALUES]
+
+
+def _one(args: Any, name: str) -> str:
+    values = _many(args, name)
+    return values[0] if values else ""
+
+
+def _integer(label: str, text: str) -> int:
+    if not text.isdigit() or len(text) > 12:
+        raise BadFilter(f"{label}: {text[:40]!r} is not a number")
+    return int(text)
+
+
+def _moment(args: Any, name: str, *, end: bool) -> datetime | None:
+    """A UTC time from ``2025-03-01`` or ``2025-03-01T12:00``; a date alone as the end of a window
+    means the end of that day."""
+    text = _one(args, name)
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time(), UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadFilter(f"{name}: {text[:40]!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _format_moment(moment: datetime, *, end: bool = False) -> str:
+    """As `_moment` reads it back: a midnight end is the day before, given as a date."""
+    if moment.time() != time():
+        return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return (moment - timedelta(days=1) if end else moment).strftime("%Y-%m-%d")
+
+
+def pattern_clause(column: InstrumentedAttribute[Any], pattern: str) -> ColumnElement[bool]:
+    """A prefix, or a pattern with ``*`` (any run) and ``?`` (one character). The literal start is
+    also a range on the column, which an index walks (LIKE alone is not indexed on SQLite); the range
+    makes the start case-sensitive on both databases."""
+    like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = like.replace("*", "%").replace("?", "_")
+    wild = any(c in pattern for c in "*?")
+    clause: ColumnElement[bool] = column.like(like if wild else like + "%", escape="\\")
+    prefix = pattern[: min((pattern.index(c) for c in "*?" if c in pattern), default=len(pattern))]
+    if prefix:
+        clause = and_(column >= prefix, column < prefix[:-1] + chr(ord(prefix[-1]) + 1), clause)
+    return clause
+
+
+def _window(column: InstrumentedAttribute[Any], window: TimeWindow) -> ColumnElement[bool]:
+    parts = []
+    if window.start is not None:
+        parts.append(column >= window.start)
+    if window.end is not None:
+        parts.append(column < window.end)
+    return and_(true(), *parts)
+
+
+def _window_of(name: str) -> Callable[[TaskFilter], ColumnElement[bool]]:
+    return lambda f: _window(_TIME_COLUMNS[name], getattr(f, name))
+
+
+def _status(f: TaskFilter) -> ColumnElement[bool]:
+    named = [s for s in f.status if s != NO_STATUS]
+    clause = Task.panda_status.in_(named) if named else false()
+    return or_(clause, Task.panda_status.is_(None)) if NO_STATUS in f.status else clause
+
+
+def _launch(f: TaskFilter) -> ColumnElement[bool]:
+    attempts = aliased(Launch)
+    latest = select(func.max(attempts.id)).where(attempts.task_id == Launch.task_id).scalar_subquery()
+    return Task.launches.any((Launch.id == latest) & (Launch.status == f.launch))
+
+
+def _request(f: TaskFilter) -> ColumnElement[bool]:
+    """The tasks a request counts, as its page does: those naming it, and those of its chains naming none."""
+    assert f.request is not None
+    inherited = bunches_inheriting_request(f.request)
+    own = Task.request_id == f.request
+    return or_(own, and_(Task.request_id.is_(None), Task.bunch_id.in_(inherited))) if inherited else own
+
+
+_CLAUSES = {
+    "status": _status,
+    "step": lambda f: Task.step.in_(f.step),
+    "creator": lambda f: Task.created_by_id.in_(select(User.id).where(User.username == f.creator)),
+    "mine": lambda f: Task.created_by_id == f.user_id if f.user_id is not None else false(),
+    "q": lambda f: pattern_clause(Task.name, f.q),
+    "panda_id": lambda f: Task.panda_task_id.in_(f.panda_id),
+    "request": _request,
+    "dataset": lambda f: pattern_clause(Task.output_dataset, f.dataset),
+    "bunch": lambda f: Task.bunch_id == f.bunch,
+    "chain": lambda f: Task.bunch_id.in_(select(ChainStep.bunch_id).where(ChainStep.chain_id == f.chain)),
+    "cloud": lambda f: Task.cloud == f.cloud,
+    "launch": _launch,
+    **{name: _window_of(name) for name in TIME_FIELDS},
+}
+FILTER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TaskFilter) if f.name in _CLAUSES)
+# The query-string keys the filter reads.
+QUERY_KEYS: tuple[str, ...] = (
+    *(n for n in FILTER_NAMES if n not in TIME_FIELDS),
+    *(f"{n}_{end}" for n in TIME_FIELDS for end in ("from", "to")),
+    "not",
+)

@@ -1,0 +1,189 @@
+"""The task tables as pages and exports: a table's page from a query string, the columns each user
+chose ("Select field"), and CSV / JSON exports of every matching task. These functions flush, never
+commit; BadFilter (a 400) for a query string they cannot use."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from flask import Flask, current_app
+
+from app.auth.models import User
+from app.config import get_settings
+from app.extensions import db
+from app.monitoring import tables
+from app.monitoring.filters import BadFilter, TaskFilter
+from app.monitoring.models import UserPreference
+from app.monitoring.records import FIELDS, SCHEMA, task_records
+from app.monitoring.tables import Column, Page, Table, TableState
+from app.sync.services import PandaRows, rows_of
+
+EXPORT_FORMATS = ("csv", "json")
+
+
+@dataclass
+class TableView:
+    table: Table
+    filter: TaskFilter
+    state: TableState
+    page: Page
+    records: list[dict[str, Any]]
+    columns: tuple[Column, ...]  # the columns shown, in the table's order
+    totals: dict[str, Any] | None
+    polled: PandaRows  # the active rows, refreshed in place
+
+    def args(self, **changes: Any) -> list[tuple[str, str]]:
+        """The query string of this view (filter and state, no position) with `changes` applied
+        (a change to None or "" drops that key)."""
+        pairs = [*self.filter.to_args(), *self.state.to_args(self.table)]
+        pairs = [(k, v) for k, v in pairs if k not in changes]
+        return pairs + [(k, str(v)) for k, v in changes.items() if v not in (None, "")]
+
+    def query(self, **changes: Any) -> dict[str, list[str]]:
+        """`args` as url_for's keyword arguments (a repeated key as a list)."""
+        out: dict[str, list[str]] = {}
+        for key, value in self.args(**changes):
+            out.setdefault(key, []).append(value)
+        return out
+
+
+def table_of(name: str) -> Table:
+    if name not in tables.TABLES:
+        raise BadFilter(f"no such table: {name[:40]!r}")
+    return tables.TABLES[name]
+
+
+def parse(table: Table, args: Any, user: User | None) -> tuple[TaskFilter, TableState]:
+    """The filter and state of a table's query string."""
+    steps = get_settings().tasks.step_types
+    return TaskFilter.from_args(args, user_id=user.id if user else None, steps=steps), TableState.from_args(table, args)
+
+
+def table_view(name: str, args: Any, user: User | None) -> TableView:
+    """One page of a table as the query string asks, with the user's columns."""
+    table = table_of(name)
+    task_filter, state = parse(table, args, user)
+    page = tables.page_of(table, task_filter, state)
+    keys = state.columns or chosen_columns(table, user)
+    columns = tuple(col for col in table.columns if col.key in keys)
+    totals = tables.totals(table, task_filter) if table is tables.SUCCESSFUL_TABLE else None
+    return TableView(table, task_filter, state, page, task_records(page.tasks), columns, totals, rows_of(page.tasks))
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    status: str
+    count: int
+    text: str  # "10 000+" beyond the cap
+    query: dict[str, list[str]]  # the table filtered by this status, the rest kept
+
+
+def status_counts(name: str, args: Any, user: User | None) -> list[StatusCount]:
+    """Capped counts per PanDA status of what the table's other filters match."""
+    table = table_of(name)
+    task_filter, state = parse(table, args, user)
+    out = []
+    for status, count in tables.status_counts(table, task_filter):
+        narrowed = replace(task_filter, status=(status,), negated=task_filter.negated - {"status"})
+        query: dict[str, list[str]] = {}
+        for key, value in [*narrowed.to_args(), *state.to_args(table)]:
+            query.setdefault(key, []).append(value)
+        out.append(StatusCount(status, count, tables.capped_text(count), query))
+    return out
+
+
+# --- chosen columns -----------------------------------------------------------------------------
+
+
+def _preference_name(table: Table) -> str:
+    return f"columns.{table.name}"
+
+
+def chosen_columns(table: Table, user: User | None) -> tuple[str, ...]:
+    """The columns the user chose for `table`, else the table's default ones."""
+    saved = db.session.get(UserPreference, (user.id, _preference_name(table))) if user else None
+    keys = tuple(k for k in (saved.value if saved and isinstance(saved.value, list) else []) if k in table.keys)
+    return keys or table.default_columns
+
+
+def save_columns(name: str, keys: list[str], user: User) -> None:
+    """Remember the user's columns for a table (none chosen: back to the defaults)."""
+    table = table_of(name)
+    for key in keys:
+        table.column(key)
+    row = db.session.get(UserPreference, (user.id, _preference_name(table)))
+    if not keys:
+        if row is not None:
+            db.session.delete(row)
+    elif row is None:
+        db.session.add(UserPreference(user_id=user.id, name=_preference_name(table), value=list(keys)))
+    else:
+        row.value = list(keys)
+    db.session.flush()
+
+
+# --- exports --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Export:
+    chunks: Iterator[str]
+    mimetype: str
+    filename: str
+
+
+def export(name: str, fmt: str, args: Any, user: User | None) -> Export:
+    """Every task the table's filter matches, in its order, as CSV or JSON (task records, the API's
+    schema), written a batch at a time."""
+    if fmt not in EXPORT_FORMATS:
+        raise BadFilter(f"export format: one of {', '.join(EXPORT_FORMATS)}")
+    table = table_of(name)
+    task_filter, state = parse(table, args, user)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    batches = _batches(app, table, task_filter, state)
+    if fmt == "csv":
+        return Export(_csv(batches), "text/csv", f"{table.name}.csv")
+    header = {"schema": SCHEMA, "table": table.name, "filter": task_filter.to_args(), "sort": state.sort,
+              "order": state.order}  # fmt: skip
+    return Export(_json(header, batches), "application/json", f"{table.name}.json")
+
+
+def _batches(app: Flask, table: Table, task_filter: TaskFilter, state: TableState) -> Iterator[list[dict[str, Any]]]:
+    """The records, a batch at a time, each read in an app context of its own that ends before the
+    batch is handed on: the response streams after the request, and a client that stops reading
+    leaves no context or session open."""
+    key: list[Any] | None = None
+    while True:
+        with app.app_context():
+            tasks, key = tables.export_batch(table, task_filter, state, key)
+            records = task_records(tasks)
+        yield records
+        if key is None:
+            return
+
+
+def _csv(batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for batch in batches:
+        writer.writerows(batch)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json(header: dict[str, Any], batches: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
+    yield json.dumps(header)[:-1] + ', "tasks": ['
+    first = True
+    for batch in batches:
+        for record in batch:
+            yield ("" if first else ",") + "\n" + json.dumps(record)
+            first = False
+    yield "\n]}\n"

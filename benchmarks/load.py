@@ -1,0 +1,195 @@
+"""Benchmark: 20 and 50 concurrent logged-in users for 60 s each, while a bunch of 100 tasks launches
+against the PanDA simulator.
+
+The panel runs as `prodpanel serve` (waitress, its sandbox PanDA simulator) on a database seeded with
+10 000 tasks (benchmarks/pages.py's seeding: rows copied from bunches made by the services). Each
+user is a thread with its own session (logged in through the login form) that browses without
+think time: home page, task list, a filtered task list, the search, a task page, its PanDA state,
+a bunch page and its progress fragment, the chain list. At the start of each run a manager creates a
+bunch of 100 tasks through the task form, which the panel dispatches to the simulator meanwhile.
+Prints throughput, p50/p95/p99 client-side latency and errors per run, and appends them to
+benchmarks/RESULTS.md. The clients share the two cores with the server, so the figures are
+pessimistic for the server.
+
+Targets (issue 17): 50 users, 0 errors, p95 < 300 ms.
+
+Usage: .venv/bin/python benchmarks/load.py [--users 20,50] [--seconds 60] [--tasks 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import pages  # noqa: E402 (after the path is set)
+
+PRODPANEL = [sys.executable, "-c", "from app.cli import main; main()"]
+PASSWORD = pages.PASSWORD
+
+
+def _csrf(session: requests.Session, url: str) -> str:
+    html = session.get(url, timeout=30).text
+    return html.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+def login(base: str, username: str) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    token = _csrf(session, f"{base}/login")
+    reply = session.post(f"{base}/login", data={"csrf_token": token, "username": username, "password": PASSWORD},
+                         allow_redirects=False, timeout=30)  # fmt: skip
+    assert reply.status_code == 302, reply.status_code
+    return session
+
+
+def prepare(instance: Path, tasks: int) -> dict[str, int]:
+    """The seeded database and the ids users open (a task, its bunch, a user per role)."""
+    from sqlalchemy import create_engine, select
+
+    from app import create_app, migrate
+    from app.auth.services import create_local_user
+    from app.extensions import db
+    from app.tasks.models import Task
+
+    url = f"sqlite:///{instance / 'prodpanel.sqlite3'}"
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    template = pages._template(create_app(pages._settings(instance, url)))
+    pages.grow(instance, url, tasks, template)
+    app = create_app(pages._settings(instance, url))
+    with app.app_context():
+        for i in range(50):
+            create_local_user(f"user{i}", PASSWORD, role="viewer")
+        create_local_user("launcher", PASSWORD, role="manager")
+        db.session.commit()
+        ids = list(db.session.scalars(select(Task.id).where(Task.panda_task_id.is_not(None)).limit(500)))
+        bunches = list(db.session.scalars(select(Task.bunch_id).where(Task.id.in_(ids)).distinct()))
+        db.engine.dispose()
+    return {"tasks": ids, "bunches": bunches}  # type: ignore[dict-item]
+
+
+def browse(base: str, username: str, ids: dict, stop: float, out: list, errors: list) -> None:
+    rng = random.Random(username)
+    try:
+        session = login(base, username)
+    except (AssertionError, requests.RequestException) as exc:
+        errors.append(f"login of {username}: {exc!r}")
+        return
+    while time.monotonic() < stop:
+        task, bunch = rng.choice(ids["tasks"]), rng.choice(ids["bunches"])
+        for path in ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2100-{rng.randint(1, 400):03d}",
+                     f"/tasks/{task}", f"/tasks/{task}/panda", f"/tasks/bunch/{bunch}",
+                     f"/tasks/bunch/{bunch}/progress", "/chains/"):  # fmt: skip
+            if time.monotonic() >= stop:
+                return
+            started = time.perf_counter()
+            try:
+                reply = session.get(base + path, timeout=60, allow_redirects=False)
+                ok = reply.status_code == 200
+            except requests.RequestException as exc:
+                ok, reply = False, exc
+            out.append((time.perf_counter() - started) * 1000)
+            if not ok:
+                errors.append(f"{path}: {getattr(reply, 'status_code', reply)}")
+
+
+def launch_bunch(base: str) -> int:
+    """A manager creates a bunch of 100 tasks through the task form (the panel dispatches it)."""
+    from tests.tasks.conftest import form_data, sim_definition
+
+    session = login(base, "launcher")
+    definition = dataclasses.replace(
+        sim_definition(7, bunch_size=100, task_name=f"PROD2026-{random.randint(100, 999)}.SIM"), output_dataset=""
+    )
+    data = {"csrf_token": _csrf(session, f"{base}/tasks/new"), **form_data(definition, key=os.urandom(8).hex())}
+    reply = session.post(f"{base}/tasks/create", data=data, allow_redirects=False, timeout=120)
+    return reply.status_code
+
+
+def run(base: str, ids: dict, users: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    launched = launch_bunch(base)
+    stop = time.monotonic() + seconds
+    threads = [threading.Thread(target=browse, args=(base, f"user{i}", ids, stop, latencies, errors))
+               for i in range(users)]  # fmt: skip
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    if not latencies:
+        raise SystemExit(f"no request was answered: {errors[:3]}")
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
+
+    return {"users": users, "requests": len(latencies), "rps": len(latencies) / elapsed,
+            "p50": statistics.median(latencies), "p95": pct(0.95), "p99": pct(0.99), "errors": len(errors),
+            "examples": errors[:3], "bunch_create_status": launched}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", default="20,50")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--port", type=int, default=5057)
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        instance = Path(folder)
+        instance.chmod(0o700)
+        ids = prepare(instance, args.tasks)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("PRODPANEL_INSTANCE", None)
+        server = subprocess.Popen([*PRODPANEL, "--instance", str(instance), "serve", "--port", str(args.port)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)  # fmt: skip
+        base = f"http://127.0.0.1:{args.port}"
+        try:
+            assert server.stdout is not None
+            for line in server.stdout:  # the panel says when it listens
+                if "serving on" in line:
+                    break
+            threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe drained
+            results = [run(base, ids, int(n), args.seconds) for n in args.users.split(",")]
+        finally:
+            server.terminate()
+            server.wait(60)
+    command = "python benchmarks/load.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    lines = [f"Command: `{command.strip()}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC), {args.tasks:,} tasks, "
+             "`prodpanel serve` (waitress) with its sandbox simulator; client-side latency in ms, clients on "
+             "the same two cores.", "",
+             "| users | requests | req/s | p50 | p95 | p99 | errors | bunch of 100 created (HTTP) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in results:
+        lines.append(f"| {r['users']} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
+                     f"{r['p99']:.0f} | {r['errors']}{' ' + '; '.join(r['examples']) if r['examples'] else ''} | "
+                     f"{r['bunch_create_status']} |")  # fmt: skip
+    text = "\n".join(lines)
+    print(text)
+    with Path(args.results).open("a") as fh:
+        fh.write(f"\n## Load (benchmarks/load.py)\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
