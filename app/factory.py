@@ -22,6 +22,7 @@ from app.chains.views import bp as chains_bp
 from app.config import Settings, load_settings
 from app.launches.views import bp as launches_bp
 from app.monitoring.views import bp as monitoring_bp
+from app.panda.calllog import init_call_log
 from app.panda.services import make_client
 from app.panda.views import bp as panda_bp
 from app.paths import instance_dir, resource_root
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     extensions.panda_clients.init_app(app, make_client)
     init_security(app)
     init_sessions(app)  # server-side sessions replace the signed cookie (app/auth/sessions.py)
+    init_call_log(app)  # PanDA calls are stored once a request or a job's run is over
     app.extensions["login_limiter"] = LoginRateLimiter(
         settings.auth.login_attempts, settings.auth.login_window_s, settings.auth.login_attempts_per_address
     )

@@ -9,7 +9,7 @@ from flask import Flask
 from app import scheduler
 from app.jobs import JOBS
 from app.panda.calllog import stop_call_log
-from app.sync.jobs import hint
+from app.sync.jobs import attach_consumer, hint
 from app.sync.queue import TaskStatusConsumer
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,28 @@ def start_background(app: Flask) -> list[Stopper]:
         requests_sim = start_requests_sim(app)
         log.info("sandbox mode: requests-service simulator on %s", requests_sim.url)
         stoppers.append(requests_sim.stop)
-    if settings.scheduler.enabled:
-        stoppers.append(start_scheduler(app))
-    else:
+    if not settings.scheduler.enabled:
         log.warning("[scheduler] enabled = false: no launch is sent and nothing is synced in the background")
-    if settings.queue.enabled:
-        stoppers.append(start_status_consumer(app))  # stops first: no hint for a stopped scheduler
+        return stoppers
+    # The consumer before the scheduler (the queue job's first run connects it), stopped before it.
+    stop_consumer = start_status_consumer(app) if settings.queue.enabled else None
+    stoppers.append(start_scheduler(app))
+    if stop_consumer is not None:
+        stoppers.append(stop_consumer)
     return stoppers
 
 
 def start_status_consumer(app: Flask) -> Stopper:
-    """The task-status consumer (`[queue]`): each message wakes the `task-status-hints` job."""
+    """The task-status consumer (`[queue]`), kept connected by the `task-status-queue` job; each
+    message wakes the `task-status-hints` job. Returns what disconnects it."""
     consumer = TaskStatusConsumer(app.config["SETTINGS"].queue, hint)
-    consumer.start()
-    return consumer.stop
+    attach_consumer(consumer)
+
+    def stop() -> None:
+        attach_consumer(None)
+        consumer.stop()
+
+    return stop
 
 
 def start_scheduler(app: Flask) -> Stopper:
@@ -60,7 +68,7 @@ def start_scheduler(app: Flask) -> Stopper:
     log.info("background jobs: %s", ", ".join(jobs.scheduled()))
 
     def stop() -> None:
-        for name in jobs.shutdown(timeout=4.0):
+        for name in jobs.shutdown(timeout=3.0):  # `serve` stops within 5 s
             log.warning("stopped while background job %s was still running; it goes on at the next start", name)
         scheduler.install(None)
 

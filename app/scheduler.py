@@ -33,6 +33,10 @@ from app.extensions import db
 from app.transaction import after_commit
 
 log = logging.getLogger(__name__)
+# APScheduler logs every run (INFO) and, as a warning, every run skipped because the job is still
+# running (max_instances=1, on purpose); the jobs log what matters themselves.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
+logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 
 from app import clock
 from app.actions import services
@@ -44,6 +44,10 @@ def run_bulk_actions(client: PandaApi | None = None) -> int:
             _finish_bulk(item.bulk)
             db.session.commit()
             handled += 1
+        if stopping():
+            left = db.session.scalar(select(func.count()).where(BulkItem.outcome == Outcome.PENDING))
+            if left:
+                log.info("stopping: %d bulk action item(s) left for the next start", left)
     finally:
         if client is None:
             panda.close()

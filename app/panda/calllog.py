@@ -1,24 +1,26 @@
 """The PanDA interaction log's writer: stores the client's CallRecords in `panda_call`.
 
-The recorder writes `panda_call` rows from a small writer thread with its own sessions, because:
+A recorded call waits in memory and is stored in a short transaction of its own, never in the
+caller's, because:
 - the log must survive a rollback of the caller's transaction (a failed launch must still show
   the calls it made);
 - on SQLite a caller that has flushed holds the database write lock while it waits for PanDA, so
-  a synchronous write from another connection in the same thread would wait for itself;
-- it must work from the scheduler's threads, outside any Flask app context.
-`flush_call_log()` waits until everything recorded so far is stored (tests, shutdown).
+  writing from another connection at once, in the same thread, would wait for itself.
+So the records are stored once the caller's work is over: at the end of each request and of each
+background job's run (`init_call_log`), by the `panda-call-log` job while a long run goes on, and at
+exit. `flush_call_log()` stores everything recorded so far, in the calling thread.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import queue
 import threading
 import time
 from datetime import datetime
 from typing import Any
 
+from flask import Flask
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -29,70 +31,42 @@ from app.panda.models import OUTCOMES, PandaCall
 
 log = logging.getLogger(__name__)
 
+CALL_LOG_JOB = "panda-call-log"  # its name in app.jobs.JOBS
+
 
 class CallLogWriter:
-    """Stores CallRecords in `panda_call` from one daemon thread, in short own transactions."""
+    """Keeps CallRecords until `flush` stores them in `panda_call`, in recording order."""
 
     _BATCH = 200
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._queue: queue.Queue[CallRecord | None] = queue.Queue()
-        self._pending = 0
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._records: list[CallRecord] = []
         self._lock = threading.Lock()
+        self._storing = threading.Lock()  # one flush at a time keeps the rows in recording order
 
     def __call__(self, record: CallRecord) -> None:
-        with self._cond:
-            self._pending += 1
-        self._ensure_thread()
-        self._queue.put(record)
-
-    def _ensure_thread(self) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="panda-call-log", daemon=True)
-                self._thread.start()
+            self._records.append(record)
 
-    def stop(self) -> None:
-        """Let the writer thread end after storing what it already has."""
-        self._queue.put(None)
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every record handed over so far is stored (or dropped); False on timeout."""
+    def flush(self, timeout: float = 10.0, *, wait: bool = True) -> bool:
+        """Store every record handed over so far (records the database refuses for `timeout`
+        seconds are dropped, logged); False when another flush kept it waiting past `timeout`, or
+        at all without `wait` (that flush goes on until nothing is left)."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+        if not self._storing.acquire(timeout=timeout if wait else 0):
+            return False
+        try:
+            while True:
+                with self._lock:
+                    batch, self._records = self._records[: self._BATCH], self._records[self._BATCH :]
+                if not batch:
+                    return True
+                self._store(batch, deadline)
+        finally:
+            self._storing.release()
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            batch = [first]
-            while len(batch) < self._BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            records = [r for r in batch if r is not None]
-            try:
-                self._store(records)
-            finally:
-                with self._cond:
-                    self._pending -= len(records)
-                    self._cond.notify_all()
-            if any(r is None for r in batch):
-                return
-
-    def _store(self, records: list[CallRecord]) -> None:
-        if not records:
-            return
-        deadline = time.monotonic() + 60
+    def _store(self, records: list[CallRecord], deadline: float) -> None:
         delay = 0.05
         while True:
             try:
@@ -154,27 +128,39 @@ def db_recorder(engine: Engine | None = None) -> CallLogWriter:
         engine = db.engine
     with _writers_lock:
         writer = _writers.get(id(engine))
-        if writer is None or writer.engine is not engine:
-            if writer is not None:
-                writer.stop()  # an engine that was disposed and whose id got reused
+        if writer is None or writer.engine is not engine:  # new, or a disposed engine's id reused
             writer = CallLogWriter(engine)
             _writers[id(engine)] = writer
         return writer
 
 
-def flush_call_log(timeout: float = 10.0) -> bool:
-    """Wait until all recorded calls are stored; True when nothing is left pending."""
+def flush_call_log(timeout: float = 10.0, *, wait: bool = True) -> bool:
+    """Store all recorded calls now, in this thread; True when nothing is left pending."""
     with _writers_lock:
         writers = list(_writers.values())
-    return all(w.flush(timeout) for w in writers)
+    return all([w.flush(timeout, wait=wait) for w in writers])
+
+
+def store_call_log() -> None:
+    """The `panda-call-log` job: store what long runs of other jobs recorded so far."""
+    flush_call_log()
+
+
+def init_call_log(app: Flask) -> None:
+    """Store the calls a request or a job's run made once it is over (its transaction has ended)."""
+
+    def store(_: BaseException | None) -> None:
+        flush_call_log(wait=False)  # a flush under way in another thread stores these too
+
+    app.teardown_request(store)
+    app.teardown_appcontext(store)
 
 
 atexit.register(flush_call_log, 5.0)
 
 
 def stop_call_log(timeout: float = 10.0) -> None:
-    """`serve`'s last stop step: store every recorded call before the process ends (the writer
-    threads are daemons, so rows still queued at exit would be lost)."""
+    """`serve`'s last stop step: store every recorded call before the process ends."""
     if not flush_call_log(timeout):
         log.error(
             "some PanDA calls were not stored in the interaction log within %.0f s of shutdown", timeout

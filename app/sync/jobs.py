@@ -36,7 +36,7 @@ from app.panda.errors import PandaError, PandaUnavailable, PandaUnsupported
 from app.panda.results import JobDescription, TaskInfo, as_utc
 from app.scheduler import stopping, wake
 from app.sync.models import SyncState
-from app.sync.queue import Hints
+from app.sync.queue import Hints, TaskStatusConsumer
 from app.sync.services import (
     FINAL,
     PROGRESSING,
@@ -395,3 +395,22 @@ def hint(panda_task_id: int) -> None:
 def refresh_hints() -> SyncReport:
     """The "task-status-hints" job: refresh the tasks named by messages since its last run."""
     return refresh_hinted(_hints.drain())
+
+
+QUEUE_JOB = "task-status-queue"  # its name in app.jobs.JOBS
+_consumers: dict[str, TaskStatusConsumer] = {}  # "consumer": the one `serve` started
+
+
+def attach_consumer(consumer: TaskStatusConsumer | None) -> None:
+    """The consumer the "task-status-queue" job keeps connected (None: none any more)."""
+    if consumer is None:
+        _consumers.pop("consumer", None)
+    else:
+        _consumers["consumer"] = consumer
+
+
+def keep_queue_connected() -> None:
+    """The "task-status-queue" job: (re)connect the status consumer when it is not connected."""
+    consumer = _consumers.get("consumer")
+    if consumer is not None:
+        consumer.keep_connected()

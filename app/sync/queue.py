@@ -5,9 +5,9 @@ changes of tasks whose splitRule has PC=1 (the panel's tasks have it). A message
 names a task whose PanDA state is then read again (`jobs.refresh_hinted`), because messages can be
 lost or arrive out of order. Polling (`jobs.sync_cycle`) stays the baseline.
 
-`serve` starts the consumer when `[queue] enabled` (app/runtime.py); it reconnects with backoff
-after a lost connection, and acknowledges every message, malformed ones included (logged), so a bad
-message never blocks the destination. Nothing here touches the database.
+`serve` starts the consumer when `[queue] enabled` (app/runtime.py) and a job keeps it connected
+(reconnecting with backoff after a lost connection); it acknowledges every message, malformed ones
+included (logged), so a bad message never blocks the destination. Nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -107,35 +108,47 @@ class _Listener(stomp.ConnectionListener):
         )
 
     def on_disconnected(self) -> None:
-        self.consumer.disconnected.set()
+        self.consumer.connected.clear()
 
 
 class TaskStatusConsumer:
     """Subscribes to `settings.destination` and calls `on_hint(panda task id)` per status message.
 
-    Runs in one thread of its own (`start`/`stop`); reconnects after 1, 2, 4 … s, at most
-    `reconnect_max_s`. `connected` is set while subscribed.
+    Starts no thread of its own: the `task-status-queue` job calls `keep_connected` every second,
+    which (re)connects after 1, 2, 4 … s, at most `reconnect_max_s`; stomp.py's receiver thread
+    delivers the messages. `connected` is set while subscribed.
     """
 
     def __init__(self, settings: QueueSettings, on_hint: Callable[[int], None]) -> None:
         self.settings = settings
         self.on_hint = on_hint
         self.connected = threading.Event()
-        self.disconnected = threading.Event()
         self._stopping = threading.Event()
         self._connection: stomp.Connection12 | None = None
-        self._thread: threading.Thread | None = None
+        self._delay = 1.0
+        self._next_attempt = 0.0  # time.monotonic() of the next connection attempt
         self.connects = 0  # successful connections so far (the first one and every reconnection)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="task-status-consumer", daemon=True)
-        self._thread.start()
+    def keep_connected(self) -> None:
+        """Connect unless connected, stopped or backing off after a failed attempt."""
+        if self._stopping.is_set() or self.connected.is_set() or time.monotonic() < self._next_attempt:
+            return
+        if self._connection is not None:  # the broker or the network dropped us
+            log.warning("task-status queue: connection lost; reconnecting")
+            self._close()
+        try:
+            self._connect()
+        except (StompException, OSError) as exc:
+            log.warning("task-status queue: cannot connect to %s:%s (%s); again in %.0f s",
+                        self.settings.host, self.settings.port, exc, self._delay)  # fmt: skip
+            self._next_attempt = time.monotonic() + self._delay
+            self._delay = min(self._delay * 2, self.settings.reconnect_max_s)
+        else:
+            self._delay = 1.0
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self) -> None:
         self._stopping.set()
-        self.disconnected.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._close()
 
     def ack(self, frame: Any) -> None:
         connection = self._connection
@@ -146,26 +159,6 @@ class TaskStatusConsumer:
         except (StompException, OSError, KeyError) as exc:  # the broker redelivers it after a reconnection
             log.warning("task-status queue: could not acknowledge a message: %s", exc)
 
-    def _run(self) -> None:
-        delay = 1.0
-        while not self._stopping.is_set():
-            try:
-                self._connect()
-            except (StompException, OSError) as exc:
-                log.warning("task-status queue: cannot connect to %s:%s (%s); again in %.0f s",
-                            self.settings.host, self.settings.port, exc, delay)  # fmt: skip
-                self._stopping.wait(delay)
-                delay = min(delay * 2, self.settings.reconnect_max_s)
-                continue
-            delay = 1.0
-            self.disconnected.wait()  # until the broker or the network drops us, or stop()
-            self.connected.clear()
-            self._close()
-            if not self._stopping.is_set():
-                log.warning("task-status queue: connection lost; reconnecting")
-                self._stopping.wait(delay)
-        self._close()
-
     def _connect(self) -> None:
         s = self.settings
         connection = stomp.Connection12(
@@ -174,7 +167,6 @@ class TaskStatusConsumer:
         if s.use_ssl:
             connection.set_ssl([(s.host, s.port)])
         connection.set_listener("panel", _Listener(self))
-        self.disconnected.clear()
         self._connection = connection
         try:
             connection.connect(s.user, s.password, wait=True)

@@ -73,10 +73,10 @@ def test_stopping_serve_stores_the_calls_still_queued(app, db, monkeypatch):
     real_store = CallLogWriter._store
     storing, release = threading.Event(), threading.Event()
 
-    def slow_store(self, records):  # a database slower than the shutdown
+    def slow_store(self, records, deadline):  # a database slower than the shutdown
         storing.set()
         release.wait(15)
-        real_store(self, records)
+        real_store(self, records, deadline)
 
     monkeypatch.setattr(CallLogWriter, "_store", slow_store)
     stoppers = start_background(app)
@@ -167,3 +167,18 @@ def test_healthz_reports_panda_unreachable(app, client, settings_factory):
     app.config["SETTINGS"] = settings
     body = client.get("/healthz").get_json()
     assert body["panda"]["ok"] is False
+
+
+def test_the_calls_of_a_request_or_a_jobs_run_are_stored_when_it_ends(app, db, client):
+    from app.scheduler import Job, Scheduler
+
+    @app.get("/_test/calls")
+    def calls_made():  # a page whose work made a PanDA call
+        db_recorder()(record(method="get_status", task_id=61))
+        return "ok"
+
+    assert client.get("/_test/calls").status_code == 200
+    assert count(db, task_id=61) == 1  # no flush: the request's end stored it
+    jobs = Scheduler(app, [Job("calls", lambda: db_recorder()(record(method="kill", task_id=62)), lambda s: 60)])
+    jobs.run_now("calls")
+    assert count(db, task_id=62) == 1  # likewise the end of the job's run

@@ -41,11 +41,11 @@ def test_the_job_list_names_each_job_once_and_every_job_runs_with_the_default_se
     names = [job.name for job in JOBS]
     assert len(names) == len(set(names))
     assert {"dispatch", "reconcile", "sync", "final-accounting", "bulk-actions", "token-refresh",
-            "session-purge", "catalog-rescan"} <= set(names)  # fmt: skip
+            "session-purge", "catalog-rescan", "panda-call-log"} <= set(names)  # fmt: skip
     settings = app.config["SETTINGS"]
     scheduled = Scheduler(app, JOBS).scheduled()
-    assert "task-status-hints" not in scheduled  # the queue is off by default
-    assert set(scheduled) == set(names) - {"task-status-hints"}
+    queue_jobs = {"task-status-queue", "task-status-hints"}  # the queue is off by default
+    assert set(scheduled) == set(names) - queue_jobs
     assert all(job.interval(settings) is None or job.interval(settings) > 0 for job in JOBS)
 
 

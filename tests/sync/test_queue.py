@@ -18,7 +18,7 @@ from app.extensions import db
 from app.jobs import JOBS
 from app.runtime import start_status_consumer
 from app.scheduler import Scheduler, install
-from app.sync.jobs import HINTS_JOB
+from app.sync.jobs import HINTS_JOB, QUEUE_JOB
 from app.sync.queue import MalformedMessage, TaskStatusConsumer, parse_message
 from app.tasks.models import Task
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
@@ -76,12 +76,17 @@ def test_status_and_other_jedi_messages_are_told_apart():
     assert parse_message('{"msg_type": "job_status", "jobid": 3, "taskid": 12, "status": "running"}') is None
 
 
+def connected(consumer: TaskStatusConsumer) -> bool:
+    """What the `task-status-queue` job does every second: (re)connect unless connected."""
+    consumer.keep_connected()
+    return consumer.connected.is_set()
+
+
 def test_malformed_messages_are_acknowledged_and_the_consumer_goes_on(destination):
     hints: list[int] = []
     consumer = TaskStatusConsumer(consumer_settings(destination), hints.append)
-    consumer.start()
     try:
-        assert consumer.connected.wait(10), "the consumer did not subscribe"
+        wait_until(lambda: connected(consumer), timeout=10, message="the consumer subscribed")
         good = json.dumps({"msg_type": "task_status", "taskid": 42, "status": "done", "timestamp": 1})
         job = json.dumps({"msg_type": "job_status", "jobid": 1, "taskid": 41, "status": "finished"})
         # One unacknowledged message at a time (prefetch 1): the good one arrives only if every
@@ -145,11 +150,10 @@ def test_a_lost_connection_is_reestablished(destination, broker):
     proxy = DroppingProxy(broker)
     hints: list[int] = []
     consumer = TaskStatusConsumer(consumer_settings(destination, proxy.port), hints.append)
-    consumer.start()
     try:
-        assert consumer.connected.wait(10)
+        wait_until(lambda: connected(consumer), timeout=10, message="the consumer subscribed")
         proxy.drop_connections()
-        wait_until(lambda: consumer.connects == 2 and consumer.connected.is_set(), timeout=20,
+        wait_until(lambda: connected(consumer) and consumer.connects == 2, timeout=20,
                    message="the consumer reconnected")  # fmt: skip
         publish(destination, json.dumps({"msg_type": "task_status", "taskid": 7, "status": "running"}))
         wait_until(lambda: hints == [7], timeout=10, message="a message after the reconnection")
@@ -177,10 +181,10 @@ def queue_settings(destination):
 
 def test_a_status_message_updates_the_task_before_the_next_poll(app, sim, submit):
     task = submit(1).tasks[0]
-    jobs = Scheduler(app, [job for job in JOBS if job.name == HINTS_JOB])  # no polling job
+    jobs = Scheduler(app, [job for job in JOBS if job.name in (QUEUE_JOB, HINTS_JOB)])  # no polling job
     install(jobs)
-    jobs.start()
     stop = start_status_consumer(app)
+    jobs.start()
     try:
         wait_until(lambda: sim.publisher is not None, timeout=5)
         listings = sim.calls["get_tasks_detailed_info_since"]
