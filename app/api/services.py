@@ -130,7 +130,7 @@ def schedule_from(values: Mapping[str, Any], user: User) -> launch_schedule.Sche
             errors.append(FieldError("at", "an ISO 8601 date and time, e.g. 2026-12-01T08:00:00Z"))
     name = str(values.get("after_task") or "").strip()
     if name:
-        after = launch_schedule.find_task(name)
+        after = None if name.isdigit() and int(name) > ID_MAX else launch_schedule.find_task(name)
         if after is None:
             errors.append(FieldError("after_task", f"no task named {name!r} or with PanDA id {name}"))
     raw_percent = values.get("at_percent")
@@ -161,11 +161,15 @@ def tasks_list(args: Mapping[str, str]) -> dict[str, Any]:
     """The task list with the task tables' filter (app/monitoring/filters.py) and sort keys."""
     user = g.get("user")
     try:
-        task_filter = TaskFilter.from_args(args, user_id=user.id if user else None, steps=get_settings().tasks.step_types)
+        task_filter = TaskFilter.from_args(
+            args, user_id=user.id if user else None, steps=get_settings().tasks.step_types
+        )
         query = monitoring_tables.ordered(
-            select(Task).options(selectinload(Task.launches), selectinload(Task.bunch).selectinload(TaskBunch.created_by))
+            select(Task)
+            .options(selectinload(Task.launches), selectinload(Task.bunch).selectinload(TaskBunch.created_by))
             .where(*task_filter.clauses()),
-            str(args.get("sort") or "created"), str(args.get("order") or "desc"),
+            str(args.get("sort") or "created"),
+            str(args.get("order") or "desc"),
         )
     except BadFilter as exc:
         raise invalid([FieldError("query", str(exc))], str(exc)) from None
@@ -362,6 +366,10 @@ def start_bulk(body: Any, user: User) -> dict[str, Any]:
     return bulk_record(bulk)
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= ID_MAX
+
+
 def _values(value: Any) -> list[str]:
     """A filter value of a JSON body as query-string values (a list repeats its key)."""
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
@@ -371,7 +379,7 @@ def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The bulk form's fields for the selection a JSON body names."""
     if "task_ids" in body:
         ids = body["task_ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise invalid([FieldError("task_ids", "must be a list of task ids")])
         return [("scope", "ids"), *(("task_id", str(i)) for i in ids)]
     if "filter" in body:
@@ -380,6 +388,8 @@ def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [("scope", "filter"), *pairs]
     for scope in ("bunch", "chain", "request"):
         if f"{scope}_id" in body:
+            if not _is_id(body[f"{scope}_id"]):
+                raise invalid([FieldError(f"{scope}_id", f"must be a {scope} id")])
             return [("scope", scope), ("target_id", str(body[f"{scope}_id"]))]
     raise invalid(
         [FieldError("selection", "name the tasks: task_ids, filter, bunch_id, chain_id or request_id")]

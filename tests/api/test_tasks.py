@@ -158,3 +158,15 @@ def test_modify_previews_then_sends_each_change(api, make_user, fake_panda, db):
     nothing = manager.post(f"/api/v1/tasks/{running.id}/modify", json={})
     assert nothing.status_code == 422 and "form" in errors_of(nothing)
     assert manager.post(f"/api/v1/tasks/{running.id}/actions/modify", json={}).status_code == 404
+
+
+def test_ids_beyond_the_database_are_refused_not_crashed(api):
+    manager = api()
+    huge = 2**70
+    bulk = manager.post("/api/v1/actions/bulk", json={"action": "kill", "task_ids": [huge], "comment": "x"})
+    assert bulk.status_code == 422 and bulk.json["errors"][0]["field"] == "task_ids"
+    target = manager.post("/api/v1/actions/bulk", json={"action": "kill", "bunch_id": huge, "comment": "x"})
+    assert target.status_code == 422 and target.json["errors"][0]["field"] == "bunch_id"
+    assert manager.get(f"/api/v1/tasks/{huge}").status_code == 404
+    after = manager.post("/api/v1/tasks", json=definition(), query_string={"after_task": str(huge)})
+    assert after.status_code == 422 and after.json["errors"][0]["field"] == "after_task"

@@ -48,7 +48,7 @@ def test_panda_sim_command_serves_until_sigterm():
             except requests.ConnectionError:
                 return False
 
-        wait_until(alive, timeout=20, message="panda-sim to listen")
+        wait_until(alive, timeout=60, message="panda-sim to listen")  # key generation + start on a busy machine
         minted = requests.post(
             f"http://127.0.0.1:{port}/oidc/mint",
             json={"sub": "s", "name": "Script", "groups": ["spd"], "aud": "prodpanel"},
