@@ -463,6 +463,9 @@ def dispatch_bunch(
         send_all(_launch_ids(bunch_id, S.PENDING), client)
         delay = 0.2
         while time.monotonic() < deadline:
+            # End this session's read snapshot (SQLite WAL keeps one per transaction): the submit
+            # workers commit in sessions of their own, and a stale snapshot would hide their rows.
+            db.session.commit()
             # Rows awaiting a manager's decision are left alone: asking PanDA again changes nothing.
             unsettled = _launch_ids(bunch_id, S.UNKNOWN) + _stale_sending(bunch_id)
             waiting = _launch_ids(bunch_id, S.PENDING)  # held back by a gate, or PanDA was unreachable
@@ -477,6 +480,7 @@ def dispatch_bunch(
     finally:
         if client is None:
             panda.close()
+    db.session.commit()  # count what the workers stored, not this session's snapshot
     return _counts(bunch_id)
 
 
