@@ -288,7 +288,7 @@ def bunch_progress(bunch_id: int):
 def panda_states():
     """The polled in-place refresh of rows' PanDA state (task list: ?ids=1,2; bunch page: ?bunch=)."""
     ids = id_list(request.args.get("ids", ""))
-    rows = sync.panda_rows(ids, request.args.get("bunch", 0, type=db_int))
+    rows = sync.panda_rows(ids, request.args.get("bunch", type=db_int))
     return render_template("tasks/_panda_states.html", rows=rows)
 
 
