@@ -42,7 +42,7 @@ def app(settings_factory, migrated_sqlite, sim):
 def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     user = make_user("manager")
     log_in(page, user.username)
-    page.locator("#mainnav").get_by_role("link", name="Tasks").click()
+    page.locator("#mainnav").get_by_role("link", name="Tasks", exact=True).click()
     page.locator("#new-task").click()
     expect(page.get_by_role("heading", name="Task creation")).to_be_visible()
 
@@ -104,7 +104,7 @@ def test_create_preview_launch_and_inspect_a_bunch(page, make_user, sim):
     expect(page.locator("#cloned-from")).to_have_text(f"{task_name}.2")
 
     # The task list: newest first, filtered by name, sorted by clicking a header.
-    page.locator("#mainnav").get_by_role("link", name="Tasks").click()
+    page.locator("#mainnav").get_by_role("link", name="Tasks", exact=True).click()
     expect(page.locator("#tasks-table tbody tr").first).to_contain_text(clone_name)
     page.locator("#f-q").fill(task_name)
     page.get_by_role("button", name="Filter", exact=True).click()
