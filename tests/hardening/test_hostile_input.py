@@ -32,13 +32,18 @@ def test_ids_beyond_the_database_are_not_found(client, login_as, path, number):
     assert client.get(path.format(n=number)).status_code == 404
 
 
-@pytest.mark.parametrize("url", ["/tasks/?page={n}", "/audit/?page={n}", "/chains/?page={n}", "/panda/calls?page={n}",
-                                 "/panda/tasks/1/calls?page={n}", "/requests/?page={n}"])  # fmt: skip
-def test_pages_beyond_any_listing_are_a_bad_request(client, login_as, url):
+# The task table (app/monitoring) validates its whole URL state and answers 400 with a message for
+# any page it cannot use; the other listings show their first page for a page that is not a number.
+@pytest.mark.parametrize(("url", "not_a_page"), [
+    ("/tasks/?page={n}", 400), ("/audit/?page={n}", 200), ("/chains/?page={n}", 200),
+    ("/panda/calls?page={n}", 200), ("/panda/tasks/1/calls?page={n}", 200), ("/requests/?page={n}", 200),
+])  # fmt: skip
+def test_pages_beyond_any_listing_are_a_bad_request(client, login_as, url, not_a_page):
     login_as("admin")
     assert client.get(url.format(n=HUGE)).status_code == 400
     assert client.get(url.format(n="2")).status_code == 200
-    assert client.get(url.format(n=HUGER)).status_code == 200  # not a number: the first page, as "abc" is
+    assert client.get(url.format(n=HUGER)).status_code == not_a_page
+    assert client.get(url.format(n="abc")).status_code == not_a_page
 
 
 def test_huge_numbers_in_query_parameters_and_hidden_fields(client, login_as, db):
