@@ -3,6 +3,7 @@ the next-step form follow the declaration."""
 
 import dataclasses
 
+from app.launches.forms import ScheduleFields
 from app.tasks import services, specs
 from app.tasks.forms import TaskForm
 from app.tasks.models import TaskBunch
@@ -23,6 +24,7 @@ def test_the_form_has_a_field_for_every_definition_field(app):
     with app.test_request_context():
         form = TaskForm()
     own = {"csrf_token", "idempotency_key", "cloned_from_task", "cloned_from_bunch"}
+    own |= {name for name in vars(ScheduleFields) if not name.startswith("_")} & {f.name for f in form}
     assert {field.name for field in form} - own == set(specs.DEFINITION_FIELDS)
 
 
