@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,8 @@ class Scheduler:
         self._running: set[str] = set()
         self._again: set[str] = set()  # woken while running: run once more right after
         self._failing: dict[str, str] = {}  # job name -> the failure already logged
+        self.runs: Counter[str] = Counter()  # runs begun, per job
+        self.wakes: Counter[str] = Counter()  # wakes accepted (a run now or right after), per job
         settings: Settings = app.config["SETTINGS"]
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -87,12 +90,23 @@ class Scheduler:
         """Names of the jobs this scheduler runs (those switched on by the settings)."""
         return [job.id for job in self._scheduler.get_jobs()]
 
+    def next_run(self, name: str) -> datetime | None:
+        """When the scheduler runs job `name` next by itself (None: switched off or stopped)."""
+        job = self._scheduler.get_job(name) if self._scheduler.running else None
+        return job.next_run_time if job is not None else None
+
+    def busy(self, name: str) -> bool:
+        """Whether job `name` is running now (or about to run again right after)."""
+        with self._lock:
+            return name in self._running
+
     def wake(self, name: str) -> None:
         """Run job `name` now; when it is running, once more right after (coalesced: many wakes
         during one run give one more run). A job switched off stays off."""
         if self.stopping.is_set() or self._scheduler.get_job(name) is None:
             return
         with self._lock:
+            self.wakes[name] += 1
             if name in self._running:
                 self._again.add(name)
                 return
@@ -112,6 +126,7 @@ class Scheduler:
             while not self.stopping.is_set():
                 with self._lock:
                     self._again.discard(name)
+                    self.runs[name] += 1
                 self._run_once(self.jobs[name])
                 with self._lock:
                     if name not in self._again:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
@@ -17,6 +18,12 @@ from app.scheduler import Job, Scheduler
 from tests.helpers import wait_until
 
 HOUR = 3600.0
+
+
+def not_before_an_hour(jobs: Scheduler, name: str) -> bool:
+    """Nothing will run job `name` by itself for (almost) an hour: its next run is that far."""
+    next_run = jobs.next_run(name)
+    return next_run is not None and next_run > datetime.now(UTC) + timedelta(minutes=59)
 
 
 @pytest.fixture
@@ -68,11 +75,11 @@ def test_jobs_use_interval_triggers_coalesce_never_overlap_and_run_late_rather_t
 
 def test_a_job_starts_at_once_when_asked_and_otherwise_after_one_interval(make):
     runs: list[str] = []
-    make(Job("first", lambda: runs.append("first"), lambda s: HOUR),
-         Job("later", lambda: runs.append("later"), lambda s: HOUR, at_start=False))  # fmt: skip
+    jobs = make(Job("first", lambda: runs.append("first"), lambda s: HOUR),
+                Job("later", lambda: runs.append("later"), lambda s: HOUR, at_start=False))  # fmt: skip
     wait_until(lambda: "first" in runs, message="the at-start job ran")
-    time.sleep(0.3)  # the negative check: "later" is not due for an hour
-    assert runs == ["first"]
+    assert not_before_an_hour(jobs, "later")  # "later" is not due for an hour, and nothing woke it
+    assert jobs.runs["later"] == jobs.wakes["later"] == 0 and runs == ["first"]
 
 
 def test_wake_runs_a_job_now_in_an_app_context_with_its_own_session_removed_after(app, make):
@@ -99,28 +106,30 @@ def test_wakes_during_a_run_coalesce_into_one_more_run(make):
         running.set()
         release.wait(10)
 
-    make(Job("slow", job, lambda s: HOUR))
+    jobs = make(Job("slow", job, lambda s: HOUR))
     assert running.wait(10)
     for _ in range(5):
         sched.wake("slow")
     release.set()
-    wait_until(lambda: len(runs) == 2, message="one more run after the wakes")
-    time.sleep(0.3)  # the negative check: no third run
-    assert len(runs) == 2
+    wait_until(lambda: len(runs) == 2 and not jobs.busy("slow"), message="one more run after the wakes")
+    # Ended, not woken again and not due for an hour: no third run can come.
+    assert len(runs) == jobs.runs["slow"] == 2 and jobs.wakes["slow"] == 5
+    assert not_before_an_hour(jobs, "slow")
 
 
 def test_a_wake_after_commit_waits_for_the_commit_and_is_dropped_by_a_rollback(app, make):
     runs: list[int] = []
-    make(Job("j", lambda: runs.append(1), lambda s: HOUR, at_start=False))
+    jobs = make(Job("j", lambda: runs.append(1), lambda s: HOUR, at_start=False))
     db.session.execute(text("SELECT 1"))  # a transaction to roll back
     sched.wake_after_commit("j")
     db.session.rollback()
     db.session.execute(text("SELECT 1"))
     sched.wake_after_commit("j")
-    time.sleep(0.3)  # the negative check: nothing committed yet
-    assert runs == []
+    assert jobs.wakes["j"] == 0 and not_before_an_hour(jobs, "j")  # nothing committed yet: not woken
     db.session.commit()
-    wait_until(lambda: runs == [1], message="the job ran once after the commit")
+    assert jobs.wakes["j"] == 1  # the commit woke it, once (the rolled-back wake was dropped)
+    wait_until(lambda: runs == [1] and not jobs.busy("j"), message="the job ran once after the commit")
+    assert jobs.runs["j"] == 1
 
 
 def test_shutdown_lets_the_row_in_hand_finish_and_starts_nothing_more(make):
@@ -145,8 +154,9 @@ def test_shutdown_lets_the_row_in_hand_finish_and_starts_nothing_more(make):
     assert time.monotonic() - started < 5
     assert done == [0]  # the row in hand finished, no other row started
     sched.wake("other")
-    time.sleep(0.3)  # the negative check: a stopped scheduler starts nothing
-    assert other == []
+    # A stopped scheduler refuses the wake and has no next run for any job: nothing can start.
+    assert jobs.wakes["other"] == 0 and jobs.next_run("other") is None and jobs.next_run("rows") is None
+    assert other == [] and jobs.runs["other"] == 0
 
 
 def test_shutdown_names_a_job_that_did_not_end_in_time(make):
@@ -195,5 +205,6 @@ def test_a_switched_off_job_is_not_scheduled_and_stays_off_when_woken(make):
     jobs = make(Job("off", lambda: runs.append(1), lambda s: None))
     assert jobs.scheduled() == []
     sched.wake("off")
-    time.sleep(0.3)  # the negative check
+    # Not in the scheduler at all: the wake is refused and no trigger exists to run it.
+    assert jobs.wakes["off"] == 0 and jobs.next_run("off") is None
     assert runs == []
