@@ -20,7 +20,7 @@ from app.config import get_settings
 from app.extensions import db
 from app.inputs import as_id
 from app.monitoring.filters import QUERY_KEYS, BadFilter, TaskFilter
-from app.prodrequests.services import tasks_for_request
+from app.prodrequests.services import request_clause
 from app.tasks.models import Task
 
 MAX_TASKS = 10_000  # one bulk action acts on at most this many tasks
@@ -107,8 +107,8 @@ def _query(selection: Selection) -> Select[Any]:
         steps = select(ChainStep.bunch_id).where(ChainStep.chain_id == selection.target_id)
         return ids.where(Task.bunch_id.in_(steps)).order_by(Task.id)
     assert selection.target_id is not None
-    request_tasks = [t.id for t in tasks_for_request(selection.target_id)]  # as the request's page counts them
-    return ids.where(Task.id.in_(request_tasks)).order_by(Task.id)
+    # as the request's page counts them
+    return ids.where(request_clause(selection.target_id)).order_by(Task.id)
 
 
 def count(selection: Selection) -> int:

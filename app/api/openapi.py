@@ -150,7 +150,8 @@ REQUEST = {"type": "object", "properties": {"id": INT, "title": STR, "status": S
            "required": ["id", "title", "status"]}  # fmt: skip
 REQUEST_DETAIL = obj({
     "id": INT, "request": {"oneOf": [ref("Request"), {"type": "null"}]}, "service_error": nullable(STR),
-    "chain_ids": array(INT), "task_ids": array(INT), "progress": {"type": ["object", "null"]},
+    "chain_ids": array(INT), "task_ids": array(INT), "task_count": INT, "next_after": nullable(INT),
+    "progress": {"type": ["object", "null"]},
 })  # fmt: skip
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
 CHANGED = obj({"changed": INT})
@@ -350,7 +351,8 @@ def _paths() -> dict[str, Any]:
                                 params=[query("status"), query("group", "physics group"), *PAGING])},
         "/requests/{request_id}": {"get": op("A request with its chains, tasks and progress", "viewer",
                                              (200, ref("RequestDetail"), "the request"), tag="requests",
-                                             params=[path_id("request_id")], refusals=(404,))},
+                                             params=[path_id("request_id"), query("after", "the task ids after this one (the previous page's next_after)", {"type": "integer", "minimum": 0})],
+                                             refusals=(404, 422))},
         "/statistics": {"get": op(
             "Statistics: totals, per week and month, splits by step, status, request, creator", "viewer",
             (200, ref("Statistics"), "the statistics"), tag="statistics", refusals=(422,),

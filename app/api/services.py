@@ -400,7 +400,7 @@ def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def chains_list(args: Mapping[str, str]) -> dict[str, Any]:
-    return page(chains.chains_query(), args, records.chain_record)
+    return page(chains.chains_query(with_task_ids=True), args, records.chain_record)
 
 
 def _problems(problems: list[Problem]) -> ApiProblem:
@@ -564,16 +564,19 @@ def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
     return {**listing, "service_error": found.snapshot.error.message if found.snapshot.error else None}
 
 
-def request_detail(request_id: int) -> dict[str, Any]:
+def request_detail(request_id: int, args: Mapping[str, str]) -> dict[str, Any]:
+    """A request with its chains, progress and its tasks' ids, TASKS_SHOWN at a time (``after``)."""
     if not 0 < request_id <= ID_MAX:
         raise ApiProblem(404, "Not found", f"no request {request_id}", "not_found")
-    view = prodrequests.request_view(request_id)
+    after = _positive(args, "after", 0) if str(args.get("after") or "").strip() != "0" else 0
+    view = prodrequests.request_view(request_id, after)
     if view.not_found and not view.tasks and not view.chains:
         raise ApiProblem(404, "Not found", view.error or f"no request {request_id}", "not_found")
     progress = view.progress
     return {
         "id": request_id, "request": view.request.to_json() if view.request else None, "service_error": view.error or None,
         "chain_ids": [c.chain.id for c in view.chains], "task_ids": [t.id for t in view.tasks],
+        "task_count": view.task_count, "next_after": view.next_after,
         "progress": None if progress is None else {**dataclasses.asdict(progress), "percent": progress.percent},
     }  # fmt: skip
 

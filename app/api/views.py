@@ -243,7 +243,7 @@ def requests_list() -> ResponseReturnValue:
 @bp.get("/requests/<int:request_id>")
 @role("viewer")
 def request_get(request_id: int) -> ResponseReturnValue:
-    return jsonify(services.request_detail(request_id))
+    return jsonify(services.request_detail(request_id, request.args))
 
 
 @bp.get("/statistics")

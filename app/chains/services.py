@@ -18,9 +18,9 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import FileStorage
@@ -391,18 +391,13 @@ def chain_page(chain: Chain) -> ChainPage:
     return ChainPage(chain, views)
 
 
-def chains_query() -> Select[Chain]:
-    """The chains, newest first, with their steps and bunches loaded."""
-    return (
-        select(Chain)
-        .options(
-            selectinload(Chain.steps)
-            .selectinload(ChainStep.bunch)
-            .selectinload(TaskBunch.tasks)
-            .load_only(Task.panda_task_id, Task.panda_status)
-        )
-        .order_by(Chain.id.desc())
-    )
+def chains_query(*, with_task_ids: bool = False) -> Select[Chain]:
+    """The chains, newest first, with their steps and bunches loaded (and the ids of the steps' tasks:
+    the API lists them)."""
+    steps = selectinload(Chain.steps).selectinload(ChainStep.bunch)
+    if with_task_ids:
+        steps = steps.selectinload(TaskBunch.tasks).load_only(Task.id, Task.bunch_id)
+    return select(Chain).options(steps, selectinload(Chain.created_by)).order_by(Chain.id.desc())
 
 
 def refresh_from_panda(chain: Chain) -> Notice:
@@ -634,11 +629,15 @@ def prefill_row(previous: dict[str, str]) -> dict[str, str]:
     return constraints.prefill_next_step(previous, context(is_admin=False))
 
 
-def launch_summary(chain: Chain) -> dict[str, Any]:
-    """Counts for the chain list: tasks, in PanDA, finished."""
-    all_tasks = [t for s in chain.steps for t in s.bunch.tasks]
-    return {
-        "tasks": len(all_tasks),
-        "in_panda": sum(1 for t in all_tasks if t.panda_task_id),
-        "finished": sum(1 for t in all_tasks if t.panda_status in FINAL_STATUSES),
-    }
+def launch_summaries(chain_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Counts for the chain list, by chain id: tasks, in PanDA, finished (one aggregate query)."""
+    rows = db.session.execute(
+        select(ChainStep.chain_id, func.count(Task.id), func.count(Task.panda_task_id),
+               func.count(case((Task.panda_status.in_(FINAL_STATUSES), 1))))
+        .join(Task, Task.bunch_id == ChainStep.bunch_id)
+        .where(ChainStep.chain_id.in_(chain_ids))
+        .group_by(ChainStep.chain_id)
+    ).all()  # fmt: skip
+    empty = {"tasks": 0, "in_panda": 0, "finished": 0}
+    found = {chain: {"tasks": n, "in_panda": sent, "finished": over} for chain, n, sent, over in rows}
+    return {chain: found.get(chain, empty) for chain in chain_ids}

@@ -58,7 +58,8 @@ def _source(form: ChainForm) -> Chain | None:
 @role_required("viewer")
 def index():
     page = db.paginate(chains.chains_query(), per_page=50, error_out=False)
-    return render_template("chains/index.html", page=page, summary=chains.launch_summary, upload=ImportForm())
+    summaries = chains.launch_summaries([c.id for c in page.items])
+    return render_template("chains/index.html", page=page, summaries=summaries, upload=ImportForm())
 
 
 @bp.get("/new")

@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import ColumnElement, Select, and_, case, func, null, or_, select
+from sqlalchemy.orm import aliased, defer, selectinload
 
 from app.chains import constraints
 from app.chains import services as chain_services
 from app.chains.models import Chain, ChainStep
 from app.chains.specs import ChainDefinition
 from app.config import Settings, get_settings
-from app.extensions import db
+from app.extensions import COUNT_CAP, capped_text, db
 from app.inputs import as_id
+from app.launches.models import Launch
 from app.prodrequests import catalog, current
 from app.prodrequests.client import Snapshot
 from app.prodrequests.errors import RequestNotFound, RequestsServiceError
@@ -109,37 +110,6 @@ def request_label(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class TaskOutput:
-    events: int  # events generated
-    output_bytes: int | None  # None: not known
-
-
-def task_output(task: Task) -> TaskOutput:
-    """What one task produced, from what the PanDA sync stored (app/sync).
-
-    Once the sync has accounted the final task (its job descriptions read): the events its finished
-    jobs processed, for a generation task (processing steps, such as a chain's RECO, read events a
-    generation task made and add none), and the output size of any task. Before that, a generation
-    task that PanDA reports `done` (every job succeeded) counts its planned events, and the size is
-    not known yet.
-    """
-    generation = bool(task.spec.get("total_events"))  # processing steps have no events of their own
-    if task.accounted_at is not None:
-        return TaskOutput((task.events_processed or 0) if generation else 0, task.output_bytes)
-    planned = task.spec.get("total_events") or 0
-    return TaskOutput(planned if task.panda_status == "done" else 0, None)
-
-
-def _settled(task: Task) -> bool:
-    """Nothing more will come from this task: PanDA finished with it, or it never reached PanDA and
-    its last launch failed or was cancelled."""
-    if task.panda_status in FINAL_PANDA_STATUSES:
-        return True
-    launch = task.latest_launch
-    return task.panda_task_id is None and launch is not None and launch.status in ("failed", "cancelled")
-
-
-@dataclass(frozen=True)
 class RequestProgress:
     requested: int
     planned: int  # events of the request's generation tasks in the panel
@@ -163,77 +133,126 @@ class RequestProgress:
         return self.tasks > 0 and self.active == 0 and self.produced < self.requested
 
 
-def progress(requested: int, tasks: list[Task], chains: int = 0) -> RequestProgress:
-    """Events requested vs produced by `tasks` (chain tasks included: a chain's generation steps
-    produce, its processing steps only keep the request active until they end)."""
-    outputs = [task_output(t) for t in tasks]
-    sizes = [o.output_bytes for o in outputs if o.output_bytes is not None]
-    return RequestProgress(
-        requested=requested,
-        planned=sum(t.spec.get("total_events") or 0 for t in tasks),
-        produced=sum(o.events for o in outputs),
-        output_bytes=sum(sizes) if sizes else None,
-        tasks=len(tasks),
-        active=sum(not _settled(t) for t in tasks),
-        chains=chains,
+def progress_of(requested: int, where: ColumnElement[bool], chains: int = 0) -> RequestProgress:
+    """Events requested vs produced by the tasks `where` selects, summed in the database (chain tasks
+    included: a chain's generation steps produce, its processing steps only keep the request active
+    until they end). A task is settled when PanDA finished with it, or when it never reached PanDA and
+    its last launch failed or was cancelled.
+
+    What one task produced, from what the PanDA sync stored (app/sync): once the sync has accounted
+    the final task (its job descriptions read), the events its finished jobs processed for a
+    generation task (processing steps read events a generation task made and add none), and the
+    output size of any task. Before that, a generation task that PanDA reports `done` (every job
+    succeeded) counts its planned events, and the size is not known yet."""
+    planned = func.coalesce(Task.spec["total_events"].as_integer(), 0)
+    produced = case(
+        (
+            Task.accounted_at.is_not(None),
+            case((planned != 0, func.coalesce(Task.events_processed, 0)), else_=0),
+        ),
+        (Task.panda_status == "done", planned),
+        else_=0,
     )
+    chosen = select(Task.id).where(where)
+    latest = (
+        select(Launch.task_id, func.max(Launch.id).label("id"))
+        .where(Launch.task_id.in_(chosen))
+        .group_by(Launch.task_id)
+        .subquery()
+    )
+    last = aliased(Launch)
+    settled = or_(
+        Task.panda_status.in_(FINAL_PANDA_STATUSES),
+        and_(Task.panda_task_id.is_(None), last.status.in_(("failed", "cancelled"))),
+    )
+    row = db.session.execute(
+        select(func.count(Task.id), func.sum(planned), func.sum(produced),
+               func.sum(case((Task.accounted_at.is_not(None), Task.output_bytes))),
+               func.count(case((settled, None), else_=1)))
+        .select_from(Task)
+        .outerjoin(latest, latest.c.task_id == Task.id)
+        .outerjoin(last, last.id == latest.c.id)
+        .where(where)
+    ).one()  # fmt: skip
+    count, planned_sum, produced_sum, output, active = row
+    return RequestProgress(
+        requested=requested, planned=int(planned_sum or 0), produced=int(produced_sum or 0),
+        output_bytes=None if output is None else int(output), tasks=int(count), active=int(active), chains=chains,
+    )  # fmt: skip
 
 
-def _tasks_query() -> Select:
-    return select(Task).options(selectinload(Task.launches), selectinload(Task.bunch)).order_by(Task.id)
-
-
-def _chain_requests() -> dict[int, int]:
-    """Bunch id -> the request of the chain the bunch is a step of: the first of the chain's steps
-    that names a request (chains whose steps name none are left out)."""
-    rows = db.session.execute(
-        select(ChainStep.chain_id, ChainStep.bunch_id, TaskBunch.definition["request_id"].as_integer())
-        .join(TaskBunch, TaskBunch.id == ChainStep.bunch_id)
-        .order_by(ChainStep.chain_id, ChainStep.position)
-    ).all()
-    first: dict[int, int] = {}
-    for chain_id, _, request_id in rows:
-        if request_id is not None:
-            first.setdefault(chain_id, request_id)
-    return {bunch_id: first[chain_id] for chain_id, bunch_id, _ in rows if chain_id in first}
+def _naming_chains(request_id: int) -> Select:
+    """The ids of the chains with a step whose tasks name the request (through the indexed
+    ``Task.request_id``; a bunch's tasks name the request its definition names)."""
+    bunches = select(Task.bunch_id).where(Task.request_id == request_id).distinct()
+    return select(ChainStep.chain_id).where(ChainStep.bunch_id.in_(bunches))
 
 
 def bunches_inheriting_request(request_id: int) -> list[int]:
-    """The bunches of the chains that count for `request_id` (their tasks count unless they name another)."""
-    return [bunch for bunch, owner in _chain_requests().items() if owner == request_id]
+    """The bunches of the chains that count for `request_id` (their tasks count unless they name
+    another): chains whose first step naming a request names this one."""
+    rows = db.session.execute(
+        select(ChainStep.chain_id, ChainStep.bunch_id, TaskBunch.definition["request_id"].as_integer())
+        .join(TaskBunch, TaskBunch.id == ChainStep.bunch_id)
+        .where(ChainStep.chain_id.in_(_naming_chains(request_id)))
+        .order_by(ChainStep.chain_id, ChainStep.position)
+    ).all()
+    first: dict[int, int] = {}
+    for chain_id, _, named in rows:
+        if named is not None:
+            first.setdefault(chain_id, named)
+    return [bunch_id for chain_id, bunch_id, _ in rows if first.get(chain_id) == request_id]
 
 
-def request_of(task: Task, chain_requests: dict[int, int]) -> int | None:
-    """The request `task` counts for: its own, else its chain's (`chain_requests`: ``_chain_requests()``)."""
-    own = task.spec.get("request_id")
-    return own if own is not None else chain_requests.get(task.bunch_id)
-
-
-def tasks_for_request(request_id: int) -> list[Task]:
-    """The panel's tasks made for a request: those naming it, and those of its chains naming none."""
+def request_clause(request_id: int) -> ColumnElement[bool]:
+    """SQL: the panel's tasks made for a request: those naming it, and those of its chains naming none."""
     inherited = bunches_inheriting_request(request_id)
-    own = Task.spec["request_id"].as_integer()
-    query = _tasks_query().where(or_(own == request_id, and_(own.is_(None), Task.bunch_id.in_(inherited))))
+    own = Task.request_id == request_id
+    return or_(own, and_(Task.request_id.is_(None), Task.bunch_id.in_(inherited))) if inherited else own
+
+
+def _chain_request(bunch_id: Any) -> Any:
+    """SQL: the request the chain of bunch `bunch_id` counts for (its first step naming one), or NULL."""
+    mine, step = aliased(ChainStep), aliased(ChainStep)
+    return (
+        select(TaskBunch.definition["request_id"].as_integer())
+        .select_from(mine)
+        .join(step, step.chain_id == mine.chain_id)
+        .join(TaskBunch, TaskBunch.id == step.bunch_id)
+        .where(mine.bunch_id == bunch_id, TaskBunch.definition["request_id"].as_integer().is_not(None))
+        .order_by(step.position)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def tasks_for_request(request_id: int, *, after: int = 0, limit: int | None = None) -> list[Task]:
+    """The panel's tasks made for a request (``request_clause``), by id: those after task id `after`,
+    at most `limit` of them."""
+    query = (
+        select(Task)
+        .options(selectinload(Task.bunch), defer(Task.params))
+        .where(request_clause(request_id), Task.id > after)
+        .order_by(Task.id)
+        .limit(limit)
+    )
     return list(db.session.scalars(query))
 
 
 def chains_for_request(request_id: int) -> list[Chain]:
-    """The chains with a step that names the request, oldest first, their steps and tasks loaded."""
-    naming_it = (
-        select(ChainStep.chain_id)
-        .join(TaskBunch, TaskBunch.id == ChainStep.bunch_id)
-        .where(TaskBunch.definition["request_id"].as_integer() == request_id)
-    )
+    """The chains with a step that names the request, oldest first, their steps loaded."""
     query = (
         select(Chain)
-        .where(Chain.id.in_(naming_it))
-        .options(selectinload(Chain.steps).selectinload(ChainStep.bunch).selectinload(TaskBunch.tasks))
+        .where(Chain.id.in_(_naming_chains(request_id)))
+        .options(selectinload(Chain.steps))
         .order_by(Chain.id)
     )
     return list(db.session.scalars(query))
 
 
 # --- one request -----------------------------------------------------------------------------------
+
+TASKS_SHOWN = 100  # the request page lists its tasks this many at a time (by id, after the last shown)
 
 
 @dataclass(frozen=True)
@@ -253,24 +272,17 @@ class RequestView:
     not_found: bool
     snapshot: Snapshot
     chains: list[RequestChain]
-    tasks: list[Task]
+    tasks: list[Task]  # at most TASKS_SHOWN, after task id `after`
     chain_of: dict[int, Chain]  # bunch id -> the chain it is a step of (for the tasks table)
     progress: RequestProgress | None  # None without the request (the requested events are unknown)
+    after: int = 0
+    next_after: int | None = None  # the `after` of the next tasks (None: these were the last)
+    task_count: int = 0
 
 
-def _request_chain(chain: Chain) -> RequestChain:
-    summary = chain_services.launch_summary(chain)
-    return RequestChain(
-        chain,
-        " → ".join(s.step for s in chain.steps),
-        summary["tasks"],
-        summary["in_panda"],
-        summary["finished"],
-    )
-
-
-def request_view(request_id: int) -> RequestView:
-    """A request with its chains, tasks and progress; they are shown even when the service is down."""
+def request_view(request_id: int, after: int = 0) -> RequestView:
+    """A request with its chains, progress and a page of its tasks (those after task id `after`);
+    they are shown even when the service is down."""
     found, error, not_found = None, "", False
     try:
         found = current.fetch_request(request_id)
@@ -279,50 +291,75 @@ def request_view(request_id: int) -> RequestView:
     except RequestsServiceError as exc:
         error = exc.message
     chains = chains_for_request(request_id)
-    tasks = tasks_for_request(request_id)
+    summaries = chain_services.launch_summaries([c.id for c in chains])
+    shown_chains = [RequestChain(c, " → ".join(s.step for s in c.steps), **summaries[c.id]) for c in chains]
+    where = request_clause(request_id)
+    tasks = tasks_for_request(request_id, after=after, limit=TASKS_SHOWN + 1)
+    more = len(tasks) > TASKS_SHOWN
+    tasks = tasks[:TASKS_SHOWN]
     chain_of = {step.bunch_id: chain for chain in chains for step in chain.steps}
-    shown = progress(found.events_requested, tasks, len(chains)) if found else None
+    total = progress_of(found.events_requested if found else 0, where, len(chains))
     return RequestView(
-        request_id, found, error, not_found, current.cached(),
-        [_request_chain(c) for c in chains], tasks, chain_of, shown,
+        request_id, found, error, not_found, current.cached(), shown_chains, tasks, chain_of,
+        total if found else None, after, tasks[-1].id if more else None, total.tasks,
     )  # fmt: skip
 
 
 # --- reconciliation --------------------------------------------------------------------------------
+
+ORPHANS_SHOWN = 200  # tasks without a (known) request listed; the count stops at COUNT_CAP
 
 
 @dataclass(frozen=True)
 class Reconciliation:
     snapshot: Snapshot
     without_tasks: list[ProductionRequest]  # rejected requests are not listed
-    orphan_tasks: list[tuple[Task, str]]  # (task, why it has no request)
+    orphan_tasks: list[tuple[Task, str]]  # (task, why it has no request), at most ORPHANS_SHOWN
     short: list[tuple[ProductionRequest, RequestProgress]]
+    orphan_count: int = 0  # capped at COUNT_CAP + 1
+
+    @property
+    def orphan_count_text(self) -> str:
+        return capped_text(self.orphan_count)
 
 
 def reconciliation() -> Reconciliation:
     """Requests without tasks, tasks without a (known) request, requests whose production fell short;
-    a chain's task counts for its chain's request when it names none itself."""
+    a chain's task counts for its chain's request when it names none itself. Read through the indexed
+    ``Task.request_id``: the tasks without a request are listed up to ORPHANS_SHOWN and counted up to
+    COUNT_CAP, the progress of each request the service lists is summed in the database."""
     snapshot = current.snapshot()
-    by_request: dict[int, list[Task]] = {}
+    known = [r.id for r in snapshot.requests]
+    inherited = _chain_request(Task.bunch_id)
+    reasons: list[tuple[ColumnElement[bool], Any]] = [(and_(Task.request_id.is_(None), inherited.is_(None)), None)]
+    if snapshot.fetched_at is not None:
+        reasons += [
+            (and_(Task.request_id.is_not(None), Task.request_id.not_in(known)), Task.request_id),
+            (and_(Task.request_id.is_(None), inherited.is_not(None), inherited.not_in(known)), inherited),
+        ]
     orphans: list[tuple[Task, str]] = []
-    known = {r.id for r in snapshot.requests}
-    chain_requests = _chain_requests()
-    for task in db.session.scalars(_tasks_query()):
-        request_id = request_of(task, chain_requests)
-        if request_id is None:
-            orphans.append((task, "no request"))
-            continue
-        by_request.setdefault(request_id, []).append(task)
-        if snapshot.fetched_at is not None and request_id not in known:
-            orphans.append((task, f"request {request_id} is not on the requests service"))
+    orphan_count = 0
+    for where, request in reasons:
+        query = select(Task, request.label("request") if request is not None else null()).where(where)
+        for task, request_id in db.session.execute(
+            query.options(defer(Task.params)).order_by(Task.id).limit(ORPHANS_SHOWN)
+        ):
+            why = (
+                "no request" if request_id is None else f"request {request_id} is not on the requests service"
+            )
+            orphans.append((task, why))
+        limited = select(Task.id).where(where).limit(COUNT_CAP + 1).subquery()
+        orphan_count += db.session.scalar(select(func.count()).select_from(limited)) or 0
+    orphans.sort(key=lambda item: item[0].id)
+    with_tasks = set(db.session.scalars(select(Task.request_id).where(Task.request_id.in_(known)).distinct()))
     newest_first = sorted(snapshot.requests, key=lambda r: r.id, reverse=True)
-    without = [r for r in newest_first if r.id not in by_request and r.status != "rejected"]
+    without = [r for r in newest_first if r.id not in with_tasks and r.status != "rejected"]
     short = [
         (r, p)
         for r in newest_first
-        if r.id in by_request and (p := progress(r.events_requested, by_request[r.id])).short
+        if r.id in with_tasks and (p := progress_of(r.events_requested, request_clause(r.id))).short
     ]
-    return Reconciliation(snapshot, without, orphans, short)
+    return Reconciliation(snapshot, without, orphans[:ORPHANS_SHOWN], short, min(orphan_count, COUNT_CAP + 1))
 
 
 # --- the task and chain forms ----------------------------------------------------------------------

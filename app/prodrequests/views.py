@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from app import clock
 from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
-from app.inputs import page_number
+from app.inputs import as_id, page_number
 from app.prodrequests import catalog, services
 from app.prodrequests.forms import CatalogEntryForm
 from app.tasks.forms import ActionForm
@@ -68,7 +68,7 @@ def refresh():
 @bp.get("/<int:request_id>")
 @role_required("viewer")
 def detail(request_id: int):
-    view = services.request_view(request_id)
+    view = services.request_view(request_id, after=as_id(request.args.get("after")) or 0)
     return (
         render_template("prodrequests/detail.html", view=view, action_form=ActionForm()),
         404 if view.not_found else 200,

@@ -14,7 +14,7 @@ from app import clock
 from app.chains.models import ChainStep
 from app.config import get_settings
 from app.extensions import db
-from app.prodrequests.services import tasks_for_request
+from app.prodrequests.services import request_clause
 from app.stats.models import TaskProgress
 from app.sync.services import FINAL, active_clause
 from app.tasks.models import Task
@@ -107,5 +107,4 @@ def chain_progress(chain_id: int) -> Progress:
 
 def request_progress(request_id: int) -> Progress:
     """The request's tasks as the request page counts them (its own, and its chains')."""
-    ids = [t.id for t in tasks_for_request(request_id)]
-    return progress_of(Task.id.in_(ids))
+    return progress_of(request_clause(request_id))
