@@ -29,6 +29,16 @@ class MigrationError(RuntimeError):
     pass
 
 
+# Search structures outside the models (migration 0016): SQLite's FTS5 table of task names (and its
+# shadow tables), PostgreSQL's trigram index. Comparisons with the models leave them out.
+NOT_MODELLED = ("task_name_fts", "ix_task_name_trgm")
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's include_name: False for the objects of NOT_MODELLED."""
+    return not (name or "").startswith(NOT_MODELLED)
+
+
 @dataclass(frozen=True)
 class State:
     current: str | None

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, column, false, func, not_, or_, select, table, true
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from app.actions.matrix import STATUSES
 from app.auth.models import User
 from app.chains.models import ChainStep
+from app.extensions import db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.prodrequests.services import bunches_inheriting_request
@@ -29,6 +30,9 @@ NO_STATUS = "none"  # not in PanDA yet: no PanDA status stored
 TIME_FIELDS = ("submitted", "started", "ended")
 _TIME_COLUMNS = {"submitted": Task.submitted_at, "started": Task.started_at, "ended": Task.ended_at}
 MAX_VALUES = 100  # values of one repeated key (statuses, PanDA ids)
+# A name search without a literal start goes through the trigram index of names (migration 0016)
+# when it matches at most this many tasks; beyond, walking the sort order finds a page sooner.
+NAME_CANDIDATES_MAX = 10_001
 
 
 class BadFilter(ValueError):
@@ -209,6 +213,37 @@ def pattern_clause(column: InstrumentedAttribute[Any], pattern: str) -> ColumnEl
     return clause
 
 
+_NAME_FTS = table("task_name_fts", column("rowid"), column("name"))
+
+
+def _name(f: TaskFilter) -> ColumnElement[bool]:
+    """The name pattern; a pattern that starts with a wildcard is also restricted to the candidates
+    of the trigram index when that is the shorter way (PostgreSQL's planner decides by itself)."""
+    clause = pattern_clause(Task.name, f.q)
+    candidates = name_candidates(f.q)
+    return clause if candidates is None else and_(Task.id.in_(candidates), clause)
+
+
+def name_candidates(pattern: str) -> Select[Any] | None:
+    """On SQLite, the ids of the names the FTS5 trigram table matches for a pattern that starts with
+    a wildcard and holds a literal run of three characters, when at most NAME_CANDIDATES_MAX do; else
+    None. The candidates are exactly the matches (GLOB is case-sensitive ``*`` and ``?``), and the
+    pattern's own clause stays beside them. The probe is asked once per session and pattern."""
+    if pattern[:1] not in ("*", "?") or not any(c in pattern for c in "*?"):
+        return None
+    runs = pattern.replace("?", "*").split("*")
+    if max(len(run) for run in runs) < 3 or db.session.get_bind().dialect.name != "sqlite":
+        return None
+    glob = pattern.replace("[", "[[]")
+    probes = db.session.info.setdefault("name_candidates", {})
+    if glob not in probes:
+        first = select(_NAME_FTS.c.rowid).where(_NAME_FTS.c.name.op("GLOB")(glob))
+        probes[glob] = db.session.scalar(select(func.count()).select_from(first.limit(NAME_CANDIDATES_MAX + 1).subquery())) or 0
+    if probes[glob] > NAME_CANDIDATES_MAX:
+        return None
+    return select(_NAME_FTS.c.rowid).where(_NAME_FTS.c.name.op("GLOB")(glob))
+
+
 def _window(column: InstrumentedAttribute[Any], window: TimeWindow) -> ColumnElement[bool]:
     parts = []
     if window.start is not None:
@@ -247,7 +282,7 @@ _CLAUSES = {
     "step": lambda f: Task.step.in_(f.step),
     "creator": lambda f: Task.created_by_id.in_(select(User.id).where(User.username == f.creator)),
     "mine": lambda f: Task.created_by_id == f.user_id if f.user_id is not None else false(),
-    "q": lambda f: pattern_clause(Task.name, f.q),
+    "q": _name,
     "panda_id": lambda f: Task.panda_task_id.in_(f.panda_id),
     "request": _request,
     "dataset": lambda f: pattern_clause(Task.output_dataset, f.dataset),

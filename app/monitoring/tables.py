@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, and_, cast, func, literal_column, select, true, tuple_
+from sqlalchemy import ColumnElement, Float, Select, and_, func, select, true, tuple_
 from sqlalchemy.orm import defer
 
 from app.actions.matrix import STATUSES
@@ -31,9 +31,6 @@ DEFAULT_PAGE_SIZE = 50
 COUNT_CAP = 10_000  # counts stop here ("10 000+"): never a count over an unbounded set
 MAX_OFFSET = 10_000  # numbered pages reach this far; deeper pages go by keyset (Next / Last)
 SUCCESSFUL = ("done", "finished")
-
-_PROGRESS = cast(Task.jobs_done, Float) / func.nullif(Task.jobs_total, literal_column("0"))
-_EVENTS_PER_JOB = cast(Task.events_processed, Float) / func.nullif(Task.jobs_total, literal_column("0"))
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ CURRENT = Table(
         _col("priority_current", "Current priority", Task.priority_current),
         _col("events_total", "Total events", Task.events_requested),
         _col("events_done", "Events done", Task.events_processed),
-        _col("progress", "Progress", _PROGRESS),
+        _col("progress", "Progress", Task.progress),
         _col("step", "Step", Task.step, nullable=False),
         _col("request", "Request", Task.request_id),
         _col("bunch", "Bunch / chain", Task.bunch_id, nullable=False),
@@ -106,7 +103,7 @@ SUCCESSFUL_TABLE = Table(
         _col("ended_at", "End date", Task.ended_at),
         _col("walltime", "Walltime", Task.walltime_s, total=func.sum(Task.walltime_s)),
         _col("events_done", "Total events", Task.events_processed, total=func.sum(Task.events_processed)),
-        _col("events_per_job", "Events per job", _EVENTS_PER_JOB),
+        _col("events_per_job", "Events per job", Task.events_per_job),
         _col("jobs_total", "Total jobs", Task.jobs_total, total=func.sum(Task.jobs_total)),
         _col("output_gb", "Output size (GB)", Task.output_bytes, total=func.sum(Task.output_bytes)),
         _col("log_gb", "Log size (GB)", Task.log_bytes, total=func.sum(Task.log_bytes)),

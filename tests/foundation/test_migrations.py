@@ -21,7 +21,9 @@ def test_single_head():
 
 def _diff(engine) -> list:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "render_as_batch": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "render_as_batch": True, "include_name": migrate.include_name}
+        )
         return compare_metadata(context, Base.metadata)
 
 
