@@ -2,7 +2,7 @@
 against the PanDA simulator.
 
 The panel runs as `prodpanel serve` (waitress, its sandbox PanDA simulator) on a database seeded with
-10 000 tasks (benchmarks/pages.py's seeding: rows copied from bunches made by the services). Each
+10 000 tasks (a copy of benchmarks/pages.py's seeded database, from its cache when there). Each
 user is a thread with its own session (logged in through the login form) that browses without
 think time: home page, task list, a filtered task list, the search, a task page, its PanDA state,
 a bunch page and its progress fragment, the chain list. At the start of each run a manager creates a
@@ -23,6 +23,7 @@ import dataclasses
 import os
 import random
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -58,25 +59,24 @@ def login(base: str, username: str) -> requests.Session:
     return session
 
 
-def prepare(instance: Path, tasks: int) -> dict[str, int]:
-    """The seeded database and the ids users open (a task, its bunch, a user per role)."""
-    from sqlalchemy import create_engine, select
+def prepare(instance: Path, tasks: int, cache: Path) -> dict[str, int]:
+    """A copy of benchmarks/pages.py's seeded database (seeded now unless cached) in `instance`, the
+    users, and the ids users open (tasks in PanDA and their bunches)."""
+    from sqlalchemy import select
 
-    from app import create_app, migrate
+    from app import create_app
     from app.auth.services import create_local_user
     from app.extensions import db
     from app.tasks.models import Task
 
+    seeded, _, _ = pages.seeded(cache, "sqlite", tasks, fresh=False)
+    for name in ("prodpanel.sqlite3", "secret_key", "token_key"):
+        shutil.copy2(seeded / name, instance / name)
     url = f"sqlite:///{instance / 'prodpanel.sqlite3'}"
-    engine = create_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    template = pages._template(create_app(pages._settings(instance, url)))
-    pages.grow(instance, url, tasks, template)
     app = create_app(pages._settings(instance, url))
     with app.app_context():
         for i in range(50):
-            create_local_user(f"user{i}", PASSWORD, role="viewer")
+            create_local_user(f"load{i}", PASSWORD, role="viewer")
         create_local_user("launcher", PASSWORD, role="manager")
         db.session.commit()
         ids = list(db.session.scalars(select(Task.id).where(Task.panda_task_id.is_not(None)).limit(500)))
@@ -94,7 +94,7 @@ def browse(base: str, username: str, ids: dict, stop: float, out: list, errors: 
         return
     while time.monotonic() < stop:
         task, bunch = rng.choice(ids["tasks"]), rng.choice(ids["bunches"])
-        for path in ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2100-{rng.randint(1, 400):03d}",
+        for path in ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2025-{rng.randint(1, 999):03d}",
                      f"/tasks/{task}", f"/tasks/{task}/panda", f"/tasks/bunch/{bunch}",
                      f"/tasks/bunch/{bunch}/progress", "/chains/"):  # fmt: skip
             if time.monotonic() >= stop:
@@ -128,7 +128,7 @@ def run(base: str, ids: dict, users: int, seconds: float) -> dict:
     errors: list[str] = []
     launched = launch_bunch(base)
     stop = time.monotonic() + seconds
-    threads = [threading.Thread(target=browse, args=(base, f"user{i}", ids, stop, latencies, errors))
+    threads = [threading.Thread(target=browse, args=(base, f"load{i}", ids, stop, latencies, errors))
                for i in range(users)]  # fmt: skip
     started = time.monotonic()
     for thread in threads:
@@ -155,11 +155,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--port", type=int, default=5057)
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--cache", default="/var/tmp/prodpanel-bench", help="benchmarks/pages.py's seeded databases")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         instance = Path(folder)
         instance.chmod(0o700)
-        ids = prepare(instance, args.tasks)
+        ids = prepare(instance, args.tasks, Path(args.cache))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PRODPANEL_INSTANCE", None)
         server = subprocess.Popen([*PRODPANEL, "--instance", str(instance), "serve", "--port", str(args.port)],

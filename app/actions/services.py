@@ -452,11 +452,16 @@ class TaskPanel:
 
     buttons: list[Button]
     queued: QueuedCommand | None
-    history: list[TaskCommand]
+    history: list[TaskCommand]  # the newest HISTORY_SHOWN
+    older: bool = False  # the task has older commands (the PanDA log of the task lists every one)
+
+
+HISTORY_SHOWN = 20  # a task's page renders this many commands, whatever their number
 
 
 def task_panel(task: Task, user: User | None) -> TaskPanel:
-    return TaskPanel(buttons(task, user), queued_command(task), command_history(task))
+    history = command_history(task, HISTORY_SHOWN + 1)
+    return TaskPanel(buttons(task, user), queued_command(task), history[:HISTORY_SHOWN], len(history) > HISTORY_SHOWN)
 
 
 @dataclass(frozen=True)

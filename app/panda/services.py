@@ -13,9 +13,9 @@ from typing import Any
 
 from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from app.audit.services import within_days
 from app.auth.models import User
@@ -188,8 +188,14 @@ def calls_for_task(task_id: int, page: int = 1, per_page: int = 20) -> Paginatio
 
 
 def call_methods() -> list[str]:
-    """Method names present in the log (for the filter's choices)."""
-    return list(db.session.scalars(select(PandaCall.method).distinct().order_by(PandaCall.method)))
+    """Method names present in the log (for the filter's choices): a loose index scan (each name is
+    the smallest one after the previous, through ix_panda_call_method), so a few lookups however long
+    the log is, where DISTINCT would read the whole index."""
+    methods = select(func.min(PandaCall.method).label("method")).cte("methods", recursive=True)
+    later = aliased(PandaCall)
+    following = select(func.min(later.method)).where(later.method > methods.c.method).scalar_subquery()
+    methods = methods.union_all(select(following).select_from(methods).where(methods.c.method.is_not(None)))
+    return [m for m in db.session.scalars(select(methods.c.method).order_by(methods.c.method)) if m is not None]
 
 
 # ---------------------------------------------------------------------------------------------

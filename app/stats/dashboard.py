@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ScalarSelect, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from app import clock
@@ -16,7 +16,7 @@ from app.actions.matrix import STATUSES
 from app.auth.models import User
 from app.chains.models import Chain, ChainStep
 from app.config import get_settings
-from app.extensions import db
+from app.extensions import COUNT_CAP, capped_text, db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.stats.models import Alert
@@ -34,7 +34,11 @@ UPCOMING_SHOWN = 8
 @dataclass(frozen=True)
 class StatusCount:
     status: str
-    count: int
+    count: int  # capped at COUNT_CAP + 1
+
+    @property
+    def text(self) -> str:
+        return capped_text(self.count)
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,18 @@ class Dashboard:
 
 
 def _counts(user: User | None) -> list[StatusCount]:
-    query = select(Task.panda_status, func.count()).where(Task.panda_status.in_(ACTIVE))
-    if user is not None:
-        query = query.join(TaskBunch, TaskBunch.id == Task.bunch_id).where(TaskBunch.created_by_id == user.id)
-    rows = db.session.execute(query.group_by(Task.panda_status)).all()
-    order = {status: i for i, status in enumerate(ACTIVE)}
-    return sorted((StatusCount(str(s), n) for s, n in rows), key=lambda c: order.get(c.status, 0))
+    """Active tasks per PanDA status (the user's: those of the bunches they created), each counted up to
+    COUNT_CAP only, in one statement: one index range per status ((panda_status, id), or the user's
+    (created_by_id, panda_status)), however many tasks run."""
+
+    def capped(status: str) -> ScalarSelect[int]:
+        rows = select(Task.id).where(Task.panda_status == status)
+        if user is not None:
+            rows = rows.where(Task.created_by_id == user.id)
+        return select(func.count()).select_from(rows.limit(COUNT_CAP + 1).subquery()).scalar_subquery()
+
+    counts = db.session.execute(select(*(capped(status) for status in ACTIVE))).one()
+    return [StatusCount(status, n) for status, n in zip(ACTIVE, counts, strict=True) if n]
 
 
 def running_bunch_ids(limit: int = RUNNING_SHOWN) -> list[int]:

@@ -146,6 +146,8 @@ class Task(Model):
         # The sync selects non-final tasks; the task tables (app/monitoring) filter and sort on every
         # column: (column, id) walks a filter or a sort in keyset order, the id breaking ties.
         *(Index(f"ix_task_sort_{name}", *columns, "id") for name, columns in SORT_INDEXES.items()),
+        # The home page counts a user's active tasks per status (app/stats/dashboard.py).
+        Index("ix_task_creator_status", "created_by_id", "panda_status"),
     )
 
     @property

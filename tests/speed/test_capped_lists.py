@@ -21,3 +21,34 @@ def test_the_audit_list_counts_up_to_the_cap_and_pages_on_past_it(client, login_
     assert "T069" in second and 'page=3">Next' in second  # a full page past the cap: more may follow
     last = unescape(client.get("/audit/?page=3").get_data(as_text=True))
     assert "T000" in last and "T019" in last and re.search(r'page-item disabled">\s*<a class="page-link" href="[^"]*">Next', last)
+
+
+def test_reading_pages_touches_the_session_row_at_most_once_a_minute(client, login_as, db, clock):
+    from tests.speed.test_statements import counting
+
+    login_as("viewer")
+    client.get("/tokens/")
+
+    def writes() -> list[str]:
+        with counting(db.engine) as statements:
+            assert client.get("/tokens/").status_code == 200
+        return [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))]
+
+    assert writes() == []  # within the minute: read only
+    clock.advance(30)
+    assert writes() == []
+    clock.advance(31)
+    touched = writes()
+    assert len(touched) == 1 and "web_session" in touched[0] and "last_seen_at" in touched[0]
+    assert writes() == []  # the new time is kept: the next minute starts now
+
+
+def test_templates_are_compiled_once(app, client, login_as, monkeypatch):
+    login_as("viewer")
+    client.get("/tokens/")
+    loads: list[str] = []
+    loader = app.jinja_env.loader
+    original = loader.get_source
+    monkeypatch.setattr(loader, "get_source", lambda env, name: loads.append(name) or original(env, name))
+    assert client.get("/tokens/").status_code == 200
+    assert loads == [] and app.jinja_env.auto_reload is False  # no file read or stat per request
