@@ -7,11 +7,15 @@ The remote panel is an outside system of its own, so this is the one place that 
 
 from __future__ import annotations
 
+import http.client
 import json as jsonlib
-from typing import Any
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING, Any
 
-import requests
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 PREFIX = "/api/v1"
 
@@ -31,7 +35,10 @@ class PanelError(Exception):
 
 def _parse(status: int, content_type: str, text: str) -> Any:
     if "json" in content_type:
-        body = jsonlib.loads(text) if text else None
+        try:
+            body = jsonlib.loads(text) if text else None
+        except ValueError:
+            raise PanelError(status if status >= 400 else 0, {"detail": f"HTTP {status}: not JSON: {text[:200]}"}) from None
         if status >= 400:
             raise PanelError(status, body if isinstance(body, dict) else {"detail": text[:500]})
         return body
@@ -51,28 +58,51 @@ class Panel:
         """Nothing to release by default."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as an error: the token is never sent on to another address."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class RemotePanel(Panel):
+    """A panel over HTTP(S) with a personal token, through the standard library's client (the design
+    keeps `requests` to the PanDA, IAM and requests-service clients)."""
+
     def __init__(self, url: str, token: str, timeout_s: float = 60.0) -> None:
         self.base = url.rstrip("/") + PREFIX
-        self.session = requests.Session()
-        self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
-        self.session.trust_env = False  # *_PROXY variables do not redirect calls that carry the token
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        # No proxy: *_PROXY variables do not redirect calls that carry the token.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
         self.timeout_s = timeout_s
 
     def call(self, method: str, path: str, *, json: Any = None, data: str | None = None,
              params: dict[str, Any] | None = None, content_type: str = "") -> Any:  # fmt: skip
-        headers = {"Content-Type": content_type} if content_type else {}
+        url = self.base + path + ("?" + urllib.parse.urlencode(params, doseq=True) if params else "")
+        headers = dict(self.headers)
+        body = None
+        if json is not None:
+            body, headers["Content-Type"] = jsonlib.dumps(json).encode(), "application/json"
+        elif data is not None:
+            body = data.encode()
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)
         try:
-            reply = self.session.request(method, self.base + path, json=json, data=data, params=params,
-                                         headers=headers, timeout=self.timeout_s, allow_redirects=False)  # fmt: skip
-        except requests.RequestException as exc:
-            raise PanelError(
-                0, {"detail": f"cannot reach the panel at {self.base}: {exc.__class__.__name__}"}
-            ) from None
-        return _parse(reply.status_code, reply.headers.get("Content-Type", ""), reply.text)
-
-    def close(self) -> None:
-        self.session.close()
+            with self.opener.open(request, timeout=self.timeout_s) as reply:
+                status, kind, raw = reply.status, reply.headers.get("Content-Type", ""), reply.read()
+        except urllib.error.HTTPError as exc:  # an answer all the same: 3xx (not followed), 4xx, 5xx
+            with exc:
+                status, kind, raw = exc.code, exc.headers.get("Content-Type", ""), exc.read()
+            if 300 <= status < 400:
+                raise PanelError(status, {"detail": f"the panel redirected to {exc.headers.get('Location')}; "
+                                                    "give the panel's own URL (https://…)"}) from None  # fmt: skip
+        except TimeoutError:
+            raise PanelError(0, {"detail": f"the panel at {self.base} did not answer within {self.timeout_s:.0f} s"}) from None
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            reason = getattr(exc, "reason", None) or exc.__class__.__name__
+            raise PanelError(0, {"detail": f"cannot reach the panel at {self.base}: {reason}"}) from None
+        return _parse(status, kind, raw.decode("utf-8", "replace"))
 
 
 class LocalPanel(Panel):
