@@ -34,6 +34,8 @@ def _panel(url: str | None, token: str | None, user: str | None) -> Iterator[Pan
             raise click.UsageError(
                 "--url needs --token (or PRODPANEL_TOKEN): a personal API token from the token page"
             )
+        if not url.startswith(("http://", "https://")):
+            raise click.UsageError(f"--url: the panel's address, http:// or https://, not {url[:60]!r}")
         panel: Panel = RemotePanel(url, token)
     else:
         if not user:
@@ -87,14 +89,16 @@ LAUNCH_COLUMNS = [("id", "ID"), ("task_id", "TASK"), ("attempt", "TRY"), ("statu
 
 def _listing(
     panel: Panel, path: str, params: dict[str, Any], columns: list[tuple[str, str]], as_json: bool
-) -> None:
-    page = panel.call("GET", path, params={k: v for k, v in params.items() if v not in (None, "")})
+) -> dict[str, Any]:
+    query = {k: _query_value(v) for k, v in params.items() if v not in (None, "", (), False)}
+    page = panel.call("GET", path, params=query)
     if as_json:
         _print_json(page)
-        return
+        return page
     _table(page["items"], columns)
     if page.get("next_page"):
         click.echo(f"(more: --page {page['next_page']})", err=True)
+    return page
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -105,19 +109,56 @@ def tasks_group() -> None:
     """List and show tasks, take actions on them."""
 
 
-@tasks_group.command("list")
-@click.option("--q", "q", help="The task name contains this.")
-@click.option("--step")
-@click.option("--launch", help="Status of the latest launch (pending, submitted, failed …).")
-@click.option("--sort", type=click.Choice(["name", "panda_id", "step", "status", "created"]))
+class TaskFilterCommand(click.Command):
+    """`tasks list`: besides its own options, one per key of the task tables' filter, made from the
+    filter's declaration (app/monitoring/filters.py) when the command is used: it loads the database
+    layer, which `prodpanel --help` does not."""
+
+    filters_added = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self.filters_added:
+            self.filters_added = True
+            self.params[:0] = filter_options()
+        return super().get_params(ctx)
+
+
+def filter_options() -> list[click.Option]:
+    from app.monitoring.filters import QUERY_PARAMETERS  # here: see TaskFilterCommand
+
+    options = []
+    for p in QUERY_PARAMETERS:
+        flag = "--" + p.name.replace("_", "-")
+        kind: Any = click.Choice(p.choices) if p.choices else int if p.type == "integer" else str
+        if p.type == "boolean":
+            options.append(click.Option([flag, p.name], is_flag=True, default=None, help=p.description + "."))
+        else:
+            names = ["--name", flag, p.name] if p.name == "q" else [flag, p.name]
+            options.append(click.Option(names, type=kind, multiple=p.repeated, help=p.description + "."))
+    return options
+
+
+def _query_value(value: Any) -> Any:
+    """An option's value as the API's query string takes it (several: the key repeated)."""
+    return list(value) if isinstance(value, tuple) else "1" if value is True else value
+
+
+@tasks_group.command("list", cls=TaskFilterCommand)
+@click.option("--successful", is_flag=True, help="The successful (done, finished) tasks, with their totals.")
+@click.option("--sort", help="The column to sort by (name, panda_id, status, created, ended_at …).")
 @click.option("--order", type=click.Choice(["asc", "desc"]))
 @click.option("--page", type=int)
 @click.option("--per-page", type=int)
 @click.option("--json", "as_json", is_flag=True, help="The API's JSON page.")
 @panel_command
-def tasks_list(panel: Panel, as_json: bool, per_page: int | None, **filters: Any) -> None:
-    """The task list with its filters."""
-    _listing(panel, "/tasks", {**filters, "per_page": per_page}, TASK_COLUMNS, as_json)
+def tasks_list(panel: Panel, as_json: bool, successful: bool, per_page: int | None, **filters: Any) -> None:
+    """The task list (or the successful tasks) with the task tables' filters; repeat an option
+    (--status running --status scouting) for several values, negate one with --not NAME."""
+    path = "/tasks/successful" if successful else "/tasks"
+    page = _listing(panel, path, {**filters, "per_page": per_page}, TASK_COLUMNS, as_json)
+    if successful and not as_json:
+        totals = page["totals"]
+        click.echo(f"total: tasks {totals.pop('tasks')}, " + ", ".join(f"{k} {v}" for k, v in totals.items() if v is not None))
 
 
 @tasks_group.command("show")

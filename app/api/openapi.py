@@ -8,12 +8,14 @@ from functools import cache
 from typing import Any
 
 from app.actions.matrix import Action
-from app.actions.selection import FILTER_FIELDS
 from app.api.models import SCOPES
 from app.chains.forms import SWEEP_PARAMETERS
 from app.chains.schema import CHAIN_FIELDS, STEP_TYPES
 from app.launches.listing import STATES as LAUNCH_STATES
 from app.launches.states import LaunchStatus
+from app.monitoring.filters import QUERY_PARAMETERS, QueryParameter
+from app.monitoring.records import TYPES as RECORD_TYPES
+from app.monitoring.tables import CURRENT, SUCCESSFUL_TABLE, TOTALS_FIELDS, Table
 from app.tasks.specs import DEFINITION_FIELDS, TaskDefinition
 from app.version import VERSION
 
@@ -39,6 +41,19 @@ def obj(properties: dict[str, Any], required: tuple[str, ...] | None = None, **e
 
 def array(items: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": items}
+
+
+def _filter_schema(parameter: QueryParameter) -> dict[str, Any]:
+    """The schema of one of the task filter's query-string keys (a repeated key: an array)."""
+    kinds: dict[str, dict[str, Any]] = {
+        "string": STR, "boolean": BOOL, "integer": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+        "date-time": {"type": "string", "description": "YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC",
+                      "examples": ["2026-03-01", "2026-03-01T12:00"]},
+    }  # fmt: skip
+    one = kinds[parameter.type]
+    if parameter.choices:
+        one = {"enum": list(parameter.choices)}
+    return array(one) if parameter.repeated else one
 
 
 def _json_type(hint: Any) -> dict[str, Any]:
@@ -73,26 +88,19 @@ LAUNCH = obj({
     "after_parent_done": BOOL, "created_by": nullable(STR), "after_task_id": nullable(INT),
     "at_percent": nullable(INT), "token_problem": STR,
 })  # fmt: skip
-TASK = obj({
-    "id": INT, "name": STR, "step": STR, "production": STR, "bunch_id": INT, "bunch_index": INT,
-    "output_dataset": STR, "parent_id": nullable(INT), "cloned_from_id": nullable(INT), "created_at": TIME,
-    "creator": nullable(STR), "panda_task_id": nullable(INT), "panda_status": nullable(STR),
-    "panda_checked_at": TIME, "panda_error": nullable(STR), "jobs_done": nullable(INT),
-    "jobs_failed": nullable(INT), "jobs_total": nullable(INT), "events_requested": nullable(INT),
-    "events_processed": nullable(INT), "priority_default": nullable(INT), "priority_current": nullable(INT),
-    "submitted_at": TIME, "started_at": TIME, "ended_at": TIME, "cloud": nullable(STR), "site": nullable(STR),
-    "launch_status": {"type": ["string", "null"]},
-})  # fmt: skip
-TASK_DETAIL = {"allOf": [ref("Task"), obj({
-    "definition": OBJ, "params": OBJ, "launches": array(ref("Launch")), "walltime_s": nullable(INT),
-    "output_bytes": nullable(INT), "log_bytes": nullable(INT),
-})]}  # fmt: skip
+_RECORD_TYPES = {"integer": INT, "string": STR, "time": TIME}
+TASK = obj({  # the task tables' record (app/monitoring/records.py), also their JSON export's
+    name: _RECORD_TYPES[kind] if isinstance(kind, str) else {"type": list(kind)} for name, kind in RECORD_TYPES.items()
+})
+TASK_DETAIL = {"allOf": [ref("Task"), obj({"definition": OBJ, "params": OBJ, "launches": array(ref("Launch"))})]}
 BUNCH = obj({
     "id": INT, "base_name": STR, "step": STR, "size": INT, "comment": STR, "created_at": TIME,
     "created_by": nullable(STR), "definition": OBJ, "task_ids": array(INT),
 })  # fmt: skip
 PROGRESS = obj({name: INT for name in ("total", "submitted", "pending", "sending", "failed", "unknown",
                                        "needs_decision")} | {"done": BOOL})  # fmt: skip
+SUCCESSFUL_TOTALS = obj({"tasks": INT, "events_per_job": {"type": ["number", "null"]},
+                         **{name: nullable(INT) for name in TOTALS_FIELDS.values()}})  # fmt: skip
 CHAIN = obj({
     "id": INT, "name": STR, "processing_type": STR, "wait_for_parent_done": BOOL, "comment": STR,
     "created_at": TIME, "created_by": nullable(STR), "cloned_from_id": nullable(INT),
@@ -124,7 +132,7 @@ MODIFICATION = obj({"changes": array(obj({"field": STR, "label": STR, "current":
                     "commands": array(ref("Command"))})  # fmt: skip
 BULK_BODY = {"type": "object", "required": ["action"], "properties": {
     "action": {"enum": [a.value for a in Action if a is not Action.MODIFY]},
-    "task_ids": array(INT), "filter": obj({k: STR for k in FILTER_FIELDS}, required=()),
+    "task_ids": array(INT), "filter": obj({p.name: _filter_schema(p) for p in QUERY_PARAMETERS}, required=()),
     "bunch_id": INT, "chain_id": INT, "request_id": INT,
     "params": ACTION_BODY, "comment": STR,
 }}  # fmt: skip
@@ -225,11 +233,17 @@ SCHEDULE = [
         "at_percent", "… or has this % of its jobs done", {"type": "integer", "minimum": 1, "maximum": 100}
     ),
 ]
-TASK_FILTERS = [
-    query("q", "the task name contains this"), query("step", "step type"),
-    query("launch", "status of the latest launch", {"enum": list(LaunchStatus)}),
-    query("sort", "name, panda_id, step, status or created"), query("order", "asc or desc", {"enum": ["asc", "desc"]}),
-]  # fmt: skip
+
+
+def task_filters(table: Table) -> list[dict[str, Any]]:
+    """A task table's query parameters: every key of its filter (made from `TaskFilter`'s declaration,
+    app/monitoring/filters.py), its sort keys and order, paging."""
+    return [
+        *(query(p.name, p.description, _filter_schema(p)) for p in QUERY_PARAMETERS),
+        query("sort", f"the column to sort by (default {table.default_sort})", {"enum": list(table.keys)}),
+        query("order", "asc or desc (default)", {"enum": ["asc", "desc"]}),
+        *PAGING,
+    ]
 
 
 def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, tag: str, params: list | None = None,
@@ -274,10 +288,14 @@ def _paths() -> dict[str, Any]:
         "/me": {"get": op("Who is calling (user, role, token)", "viewer", (200, ref("Me"), "the caller"), tag="meta")},
         "/tasks": {
             "get": op("List tasks (the task list's filters)", "viewer", (200, paged("Task"), "a page of tasks"),
-                      tag="tasks", params=TASK_FILTERS + PAGING, refusals=(422,)),
+                      tag="tasks", params=task_filters(CURRENT), refusals=(422,)),
             "post": op("Create and launch a task or bunch (now or scheduled)", "manager",
                        (201, ref("Created"), "the bunch created"), tag="tasks", params=SCHEDULE, body=_json(ref("TaskCreate"))["content"], refusals=(400, 404, 409, 422), write=True),
         },
+        "/tasks/successful": {"get": op(
+            "List successful (done, finished) tasks with the totals of every match", "viewer",
+            (200, {"allOf": [paged("Task"), obj({"totals": SUCCESSFUL_TOTALS})]}, "a page of tasks and the totals"),
+            tag="tasks", params=task_filters(SUCCESSFUL_TABLE), refusals=(422,))},
         "/tasks/preview": {"post": op("Preview a definition: each task's PanDA parameters", "manager",
                                       (200, ref("TaskPreview"), "the planned tasks"), tag="tasks",
                                       body=_json(ref("TaskDefinition"))["content"], refusals=(400, 422), write=True)},

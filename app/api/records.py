@@ -1,4 +1,5 @@
-"""The API's JSON records of stored objects (plain dicts; times as ISO 8601 in UTC)."""
+"""The API's JSON records of stored objects (plain dicts; times as ISO 8601 in UTC). A task's record is
+the task tables' own (app/monitoring/records.py), shared with their JSON export."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.chains.models import Chain
 from app.launches import listing
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
+from app.monitoring.records import task_record
 from app.tasks.models import Task, TaskBunch
 
 
@@ -32,34 +34,15 @@ def launch_record(launch: Launch) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def task_record(task: Task) -> dict[str, Any]:
-    """A task as the task list shows it: names, PanDA state and progress, its latest launch."""
-    latest = task.latest_launch
-    return {
-        "id": task.id, "name": task.name, "step": task.step, "production": task.production,
-        "bunch_id": task.bunch_id, "bunch_index": task.bunch_index, "output_dataset": task.output_dataset,
-        "parent_id": task.parent_id, "cloned_from_id": task.cloned_from_id,
-        "created_at": iso(task.created_at), "creator": task.bunch.created_by.username if task.bunch.created_by else None,
-        "panda_task_id": task.panda_task_id, "panda_status": task.panda_status,
-        "panda_checked_at": iso(task.panda_checked_at), "panda_error": task.panda_error,
-        "jobs_done": task.jobs_done, "jobs_failed": task.jobs_failed, "jobs_total": task.jobs_total,
-        "events_requested": task.events_requested, "events_processed": task.events_processed,
-        "priority_default": task.priority_default, "priority_current": task.priority_current,
-        "submitted_at": iso(task.submitted_at), "started_at": iso(task.started_at), "ended_at": iso(task.ended_at),
-        "cloud": task.cloud, "site": task.site,
-        "launch_status": str(latest.status) if latest else None,
-    }  # fmt: skip
-
-
 def task_detail(task: Task) -> dict[str, Any]:
-    """The task page's content: the record, its definition, exact PanDA parameters and launches."""
+    """The task page's content: the task record (app/monitoring/records.py, as the task tables and their
+    JSON export give it), its definition, exact PanDA parameters and launches."""
     return {
         **task_record(task),
         "definition": task.bunch.definition,
         "params": task.params,
         "launches": [launch_record(launch) for launch in task.launches],
-        "walltime_s": task.walltime_s, "output_bytes": task.output_bytes, "log_bytes": task.log_bytes,
-    }  # fmt: skip
+    }
 
 
 def bunch_record(bunch: TaskBunch) -> dict[str, Any]:

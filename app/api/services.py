@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import g
 from sqlalchemy import Select, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
@@ -41,6 +41,7 @@ from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.monitoring import tables as monitoring_tables
 from app.monitoring.filters import BadFilter, TaskFilter
+from app.monitoring.records import task_records
 from app.prodrequests import services as prodrequests
 from app.stats import errors as stats_errors
 from app.stats import services as stats
@@ -66,16 +67,24 @@ def _positive(args: Mapping[str, str], name: str, default: int, high: int = ID_M
     return number
 
 
-def page(query: Select, args: Mapping[str, str], record: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """One page of `query` (``page``, ``per_page``); ``next_page`` is null on the last page. Counting
-    the whole set is left out on purpose: lists can be large, one more row tells whether there is more."""
+def page(
+    query: Select,
+    args: Mapping[str, str],
+    record: Callable[[Any], dict[str, Any]] | None = None,
+    *,
+    many: Callable[[list[Any]], list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """One page of `query` (``page``, ``per_page``), each row made a record by `record` (or all at once
+    by `many`); ``next_page`` is null on the last page. Counting the whole set is left out on purpose:
+    lists can be large, one more row tells whether there is more."""
     limits = get_settings().api
     number = _positive(args, "page", 1, PAGE_MAX)
     per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
     rows = list(db.session.scalars(query.offset((number - 1) * per_page).limit(per_page + 1)))
     more = len(rows) > per_page
+    assert (record is None) != (many is None)
     return {
-        "items": [record(row) for row in rows[:per_page]],
+        "items": many(rows[:per_page]) if many is not None else [record(row) for row in rows[:per_page]],  # type: ignore[misc]
         "page": number, "per_page": per_page, "next_page": number + 1 if more else None,
     }  # fmt: skip
 
@@ -157,23 +166,30 @@ def _field_problem(errors: Mapping[str, list[str]]) -> ApiProblem:
 TASK_EXTRA_FIELDS = ("idempotency_key", "cloned_from_task", "cloned_from_bunch")
 
 
-def tasks_list(args: Mapping[str, str]) -> dict[str, Any]:
-    """The task list with the task tables' filter (app/monitoring/filters.py) and sort keys."""
+def tasks_list(args: Mapping[str, str], table: str = "tasks") -> dict[str, Any]:
+    """A task table (``tasks``: the task list; ``successful``: done and finished tasks, with the totals
+    row summed over every match) with its filter (app/monitoring/filters.py) and sort keys."""
     user = g.get("user")
+    shown = monitoring_tables.TABLES[table]
     try:
         task_filter = TaskFilter.from_args(
             args, user_id=user.id if user else None, steps=get_settings().tasks.step_types
         )
         query = monitoring_tables.ordered(
-            select(Task)
-            .options(selectinload(Task.launches), selectinload(Task.bunch).selectinload(TaskBunch.created_by))
-            .where(*task_filter.clauses()),
-            str(args.get("sort") or "created"),
+            select(Task).options(defer(Task.spec), defer(Task.params))
+            .where(*monitoring_tables.conditions(shown, task_filter)),
+            str(args.get("sort") or shown.default_sort),
             str(args.get("order") or "desc"),
-        )
+            shown,
+        )  # fmt: skip
     except BadFilter as exc:
         raise invalid([FieldError("query", str(exc))], str(exc)) from None
-    return page(query, args, records.task_record)
+    listing = page(query, args, many=task_records)
+    if shown is monitoring_tables.SUCCESSFUL_TABLE:
+        sums = monitoring_tables.totals(shown, task_filter)
+        listing["totals"] = {"tasks": sums["tasks"], "events_per_job": sums["events_per_job"],
+                             **{name: sums[key] for key, name in monitoring_tables.TOTALS_FIELDS.items()}}  # fmt: skip
+    return listing
 
 
 def _form_value(name: str, value: Any) -> str | None:
@@ -282,7 +298,7 @@ def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
     bunch = db.session.scalars(tasks.bunch_for_page(bunch.id)).one()  # the tasks' launches in one statement
     progress = tasks.bunch_progress(bunch)
     return {**records.bunch_record(bunch), "progress": {**asdict(progress), "done": progress.done},
-            "tasks": [records.task_record(t) for t in bunch.tasks]}  # fmt: skip
+            "tasks": task_records(bunch.tasks)}  # fmt: skip
 
 
 # --- actions ----------------------------------------------------------------------------------------
@@ -372,7 +388,8 @@ def _is_id(value: Any) -> bool:
 
 def _values(value: Any) -> list[str]:
     """A filter value of a JSON body as query-string values (a list repeats its key)."""
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    values = value if isinstance(value, list) else [value]
+    return ["true" if v is True else "" if v is False or v is None else str(v) for v in values]
 
 
 def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -405,7 +422,8 @@ def chains_list(args: Mapping[str, str]) -> dict[str, Any]:
 
 def _problems(problems: list[Problem]) -> ApiProblem:
     return invalid(
-        [FieldError(p.field, p.text, p.step) for p in problems], "the chain definition has problems"
+        [FieldError(_API_NAMES.get(p.field, p.field), p.text, p.step) for p in problems],
+        "the chain definition has problems",
     )
 
 
@@ -455,8 +473,10 @@ def create_chain(
 
 def chain_detail(chain: Chain) -> dict[str, Any]:
     view = chains.chain_page(chain)
+    rows = [r for s in view.steps for r in s.rows]
+    by_id = {record["id"]: record for record in task_records([r.task for r in rows])}
     steps = [{"position": s.step.position, "step": s.step.step, "bunch_id": s.bunch.id, "kind": s.kind,
-              "states": s.states, "tasks": [{**records.task_record(r.task), "state": r.state, "reason": r.reason}
+              "states": s.states, "tasks": [{**by_id[r.task.id], "state": r.state, "reason": r.reason}
                                            for r in s.rows]} for s in view.steps]  # fmt: skip
     return {**records.chain_record(chain), "definition": chain.definition, "steps": steps}
 
@@ -615,7 +635,7 @@ def error_summary(args: Mapping[str, str]) -> dict[str, Any]:
 
 def audit_list(args: Mapping[str, str]) -> dict[str, Any]:
     """The audit page's list with its filters (``action``, ``user``, ``outcome``, ``target``, ``since``, ``until``)."""
-    form = AuditFilterForm(MultiDict(args))
+    form = AuditFilterForm(args if isinstance(args, MultiDict) else MultiDict(args))
     wrong = [
         FieldError(f.name, f"{f.label.text}: {f.description or 'wrong value'}") for f in form if f.errors
     ]

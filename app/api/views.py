@@ -68,6 +68,13 @@ def tasks_list() -> ResponseReturnValue:
     return jsonify(services.tasks_list(request.args))
 
 
+@bp.get("/tasks/successful")
+@role("viewer")
+def tasks_successful() -> ResponseReturnValue:
+    """The successful tasks' table: done and finished tasks, their filter, the totals row."""
+    return jsonify(services.tasks_list(request.args, "successful"))
+
+
 @bp.get("/tasks/<int:task_id>")
 @role("viewer")
 def task_get(task_id: int) -> ResponseReturnValue:

@@ -9,6 +9,7 @@ repeated key (``status=running&status=scouting``), each filter negated by naming
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time, timedelta
@@ -48,27 +49,46 @@ class TimeWindow:
         return self.start is not None or self.end is not None
 
 
+def _doc(description: str, *, choices: tuple[str, ...] = (), key: str = "", **default: Any) -> Any:
+    """A filter field with what its query-string key means: the filter's own declaration of its keys,
+    from which the API's document and the CLI's options are made (`query_parameters`)."""
+    return field(metadata={"description": description, "choices": choices, "key": key}, **default)
+
+
+@dataclass(frozen=True)
+class QueryParameter:
+    """One query-string key the filter reads."""
+
+    name: str
+    description: str
+    type: str  # string, integer, boolean or date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS], UTC)
+    repeated: bool = False  # the key may come several times
+    choices: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class TaskFilter:
     """Which tasks a table shows. `user_id` is the viewer ("my tasks"); every other field comes from
     the query string. `negated` names the filters whose complement is asked for."""
 
-    status: tuple[str, ...] = ()
-    step: tuple[str, ...] = ()
-    creator: str = ""  # a username
-    mine: bool = False
-    q: str = ""  # task name: a prefix, or a pattern with * and ?
-    panda_id: tuple[int, ...] = ()
-    request: int | None = None
-    dataset: str = ""  # output dataset: a prefix, or a pattern with * and ?
-    bunch: int | None = None
-    chain: int | None = None
-    cloud: str = ""
-    launch: str = ""  # the state of the task's latest launch (app/launches/states.py)
-    submitted: TimeWindow = field(default_factory=TimeWindow)
-    started: TimeWindow = field(default_factory=TimeWindow)
-    ended: TimeWindow = field(default_factory=TimeWindow)
-    negated: frozenset[str] = frozenset()
+    status: tuple[str, ...] = _doc("PanDA status (repeat for several; `none`: not in PanDA yet)",
+                                   choices=(*STATUSES, NO_STATUS), default=())
+    step: tuple[str, ...] = _doc("step type, as configured (repeat for several)", default=())
+    creator: str = _doc("creator's username", default="")
+    mine: bool = _doc("only the caller's own tasks (1, true, yes or on)", default=False)
+    q: str = _doc("task name: a prefix, or a pattern with * and ?", default="")
+    panda_id: tuple[int, ...] = _doc("PanDA task id (repeat, or comma-separated)", default=())
+    request: int | None = _doc("production request id: its tasks and those of its chains", default=None)
+    dataset: str = _doc("output dataset: a prefix, or a pattern with * and ?", default="")
+    bunch: int | None = _doc("bunch id", default=None)
+    chain: int | None = _doc("chain id", default=None)
+    cloud: str = _doc("PanDA cloud", default="")
+    launch: str = _doc("state of the task's latest launch", choices=tuple(s.value for s in LaunchStatus), default="")
+    submitted: TimeWindow = _doc("submitted to PanDA", default_factory=TimeWindow)
+    started: TimeWindow = _doc("started running", default_factory=TimeWindow)
+    ended: TimeWindow = _doc("ended", default_factory=TimeWindow)
+    negated: frozenset[str] = _doc("negate the filter of this name (repeat for several)", key="not",
+                                   default=frozenset())
     user_id: int | None = None
 
     @classmethod
@@ -293,9 +313,29 @@ _CLAUSES = {
     **{name: _window_of(name) for name in TIME_FIELDS},
 }
 FILTER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TaskFilter) if f.name in _CLAUSES)
-# The query-string keys the filter reads.
-QUERY_KEYS: tuple[str, ...] = (
-    *(n for n in FILTER_NAMES if n not in TIME_FIELDS),
-    *(f"{n}_{end}" for n in TIME_FIELDS for end in ("from", "to")),
-    "not",
-)
+
+
+def _parameters_of(declared: Any, hint: Any) -> list[QueryParameter]:
+    meta = declared.metadata
+    name, text, choices = meta["key"] or declared.name, meta["description"], meta["choices"]
+    if hint is TimeWindow:
+        return [QueryParameter(f"{name}_from", f"{text} at or after this time (a date: from its start)", "date-time"),
+                QueryParameter(f"{name}_to", f"{text} before this time (a date: up to its end)", "date-time")]  # fmt: skip
+    if declared.name == "negated":
+        return [QueryParameter(name, text, "string", True, FILTER_NAMES)]
+    args = typing.get_args(hint)
+    repeated = typing.get_origin(hint) is tuple
+    base = args[0] if repeated else next((a for a in args if a is not type(None)), hint)
+    kind = {str: "string", int: "integer", bool: "boolean"}[base]
+    return [QueryParameter(name, text, kind, repeated, choices)]
+
+
+def _query_parameters() -> tuple[QueryParameter, ...]:
+    hints = typing.get_type_hints(TaskFilter)
+    return tuple(p for f in fields(TaskFilter) if "description" in f.metadata for p in _parameters_of(f, hints[f.name]))
+
+
+# The query-string keys the filter reads, made from its fields' declaration (the API's OpenAPI
+# parameters, the CLI's options and the bulk form's fields are made of these).
+QUERY_PARAMETERS: tuple[QueryParameter, ...] = _query_parameters()
+QUERY_KEYS: tuple[str, ...] = tuple(p.name for p in QUERY_PARAMETERS)

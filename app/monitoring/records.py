@@ -1,5 +1,5 @@
 """The task record: one task as the task tables, their CSV and JSON exports and the JSON API
-(``GET /api/v1/tasks``) give it. One flat dict of plain values, so that a CSV row is the same record.
+(``GET /api/v1/tasks``, a task, a bunch's and a chain's tasks) give it: the one builder of it. One flat dict of plain values, so that a CSV row is the same record.
 
 `task_records` reads what the tasks refer to (creators, parents, bunches, chains) in one query each,
 never one per task.
@@ -21,14 +21,20 @@ from app.launches.models import Launch
 from app.tasks.models import Task, TaskBunch
 
 SCHEMA = "prodpanel.task/1"
-# The record's keys in order (the CSV header of a full export).
-FIELDS = (
-    "id", "panda_task_id", "name", "step", "panda_status", "parent_id", "parent_panda_task_id", "creator",
-    "jobs_done", "jobs_failed", "jobs_total", "priority_default", "priority_current", "events_requested",
-    "events_processed", "progress_percent", "events_per_job", "request_id", "bunch_id", "bunch", "chain_id",
-    "chain", "cloud", "site", "output_dataset", "submitted_at", "started_at", "ended_at", "created_at",
-    "walltime_s", "output_bytes", "log_bytes", "launch_status", "bigpanda_url",
-)  # fmt: skip
+_I, _IN, _S, _SN, _N, _T = "integer", ("integer", "null"), "string", ("string", "null"), ("number", "null"), "time"
+# The record's keys in order (the CSV header of a full export) with their JSON types ("time": an ISO
+# 8601 UTC time or null); the API's OpenAPI schema of a task is made of this.
+TYPES: dict[str, str | tuple[str, str]] = {
+    "id": _I, "panda_task_id": _IN, "name": _S, "step": _S, "production": _S, "panda_status": _SN,
+    "parent_id": _IN, "parent_panda_task_id": _IN, "cloned_from_id": _IN, "creator": _SN, "jobs_done": _IN,
+    "jobs_failed": _IN, "jobs_total": _IN, "priority_default": _IN, "priority_current": _IN,
+    "events_requested": _IN, "events_processed": _IN, "progress_percent": _N, "events_per_job": _N,
+    "request_id": _IN, "bunch_id": _I, "bunch_index": _I, "bunch": _SN, "chain_id": _IN, "chain": _SN,
+    "cloud": _SN, "site": _SN, "output_dataset": _S, "submitted_at": _T, "started_at": _T, "ended_at": _T,
+    "created_at": _T, "panda_checked_at": _T, "panda_error": _SN, "walltime_s": _IN, "output_bytes": _IN,
+    "log_bytes": _IN, "launch_status": _SN, "bigpanda_url": _SN,
+}  # fmt: skip
+FIELDS = tuple(TYPES)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -88,9 +94,11 @@ def _record(
         "panda_task_id": t.panda_task_id,
         "name": t.name,
         "step": t.step,
+        "production": t.production,
         "panda_status": t.panda_status,
         "parent_id": t.parent_id,
         "parent_panda_task_id": parents.get(t.parent_id) if t.parent_id else None,
+        "cloned_from_id": t.cloned_from_id,
         "creator": creators.get(t.created_by_id) if t.created_by_id else None,
         "jobs_done": t.jobs_done,
         "jobs_failed": t.jobs_failed,
@@ -103,6 +111,7 @@ def _record(
         "events_per_job": _ratio(t.events_processed, t.jobs_total),
         "request_id": t.request_id,
         "bunch_id": t.bunch_id,
+        "bunch_index": t.bunch_index,
         "bunch": bunches.get(t.bunch_id),
         "chain_id": chain[0],
         "chain": chain[1],
@@ -113,6 +122,8 @@ def _record(
         "started_at": _time(t.started_at),
         "ended_at": _time(t.ended_at),
         "created_at": _time(t.created_at),
+        "panda_checked_at": _time(t.panda_checked_at),
+        "panda_error": t.panda_error,
         "walltime_s": t.walltime_s,
         "output_bytes": t.output_bytes,
         "log_bytes": t.log_bytes,

@@ -115,6 +115,8 @@ SUCCESSFUL_TABLE = Table(
 )  # fmt: skip
 
 TABLES = {table.name: table for table in (CURRENT, SUCCESSFUL_TABLE)}
+# The columns `totals` sums, named as the task record names them (walltime -> walltime_s …).
+TOTALS_FIELDS = {col.key: col.sort[0].key for col in SUCCESSFUL_TABLE.columns if col.total is not None}
 
 
 @dataclass(frozen=True)

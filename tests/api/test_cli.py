@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 import yaml
 
@@ -94,3 +95,34 @@ def test_chain_export_round_trip(runner, make_user, fake_panda, short_dispatch):
     exported = invoke(runner, "export", "--chain", chain_id, "--user", owner.username)
     document = yaml.safe_load(exported.output)
     assert document["schema"] == "prodpanel.chain/1" and len(document["steps"]) == 2
+
+
+def test_tasks_list_takes_every_filter_of_the_task_tables(runner, live, make_token, make_user):
+    """`tasks list` has an option for each key of the task filter (made from its declaration), and they
+    filter the same locally and remotely: repeated statuses, a negation, several PanDA ids,
+    --mine, the successful tasks with their totals."""
+    from app.api.cli import tasks_list
+    from app.monitoring.filters import QUERY_KEYS
+
+    with click.Context(tasks_list) as ctx:
+        assert set(QUERY_KEYS) <= {p.name for p in tasks_list.get_params(ctx)}
+    owner, token = make_token("manager")
+    running, done, failed = (new_task(owner, status) for status in ("running", "done", "failed"))
+    other = new_task(make_user("manager"), "running")
+
+    def names(*args: str, remote: bool = False) -> set[str]:
+        where = ("--url", live, "--token", token) if remote else ("--user", owner.username)
+        result = run_cli("tasks", "list", "--json", *args, *where) if remote else invoke(runner, "tasks", "list", "--json", *args, *where)
+        assert result.exit_code == 0, result.output
+        return {t["name"] for t in json.loads(result.output)["items"]}
+
+    for remote in (False, True):
+        assert names("--status", "running", "--status", "failed", remote=remote) == {running.name, failed.name, other.name}
+        assert names("--status", "running", "--not", "status", "--mine", remote=remote) == {done.name, failed.name}
+        assert names("--panda-id", str(running.panda_task_id), "--panda-id", str(done.panda_task_id), remote=remote) == {running.name, done.name}
+        assert names("--creator", owner.username, "--name", running.name[:-2] + "*", remote=remote) >= {running.name}
+    successful = invoke(runner, "tasks", "list", "--successful", "--creator", owner.username, "--user", owner.username)
+    assert successful.exit_code == 0 and done.name in successful.output and running.name not in successful.output
+    assert "total: tasks 1" in successful.output
+    wrong = run_cli("tasks", "list", "--submitted-from", "yesterday", "--url", live, "--token", token)
+    assert wrong.exit_code == 5 and "submitted_from: 'yesterday' is not a date" in wrong.output

@@ -4,8 +4,14 @@ methods and path parameters, nothing documented is missing, and the docs page re
 from __future__ import annotations
 
 import re
+from functools import cached_property
+from urllib.parse import parse_qsl
+
+from werkzeug.datastructures import MultiDict
 
 from app.api.openapi import PUBLIC_PATHS, document
+from app.monitoring.filters import QUERY_PARAMETERS
+from tests.actions.conftest import new_task
 
 
 def api_routes(app) -> dict[str, set[str]]:
@@ -47,3 +53,70 @@ def test_document_is_served_and_the_docs_page_loads_it_locally(client):
     bundle = client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js")
     assert bundle.status_code == 200
     bundle.close()
+
+
+def test_every_query_key_a_listing_reads_is_documented(app, api, monkeypatch):
+    """Each GET operation without path parameters is called with a request whose query arguments
+    remember every key the view and its services read: that set is exactly the operation's documented
+    query parameters (an accepted but undocumented key fails here, as does a documented one never read).
+    The task tables' filter keys are read whatever the query string, so all of them are checked."""
+    read: set[str] = set()
+
+    class Args(MultiDict):
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+        def get(self, key, default=None, type=None):
+            read.add(key)
+            return super().get(key, default, type)
+
+        def getlist(self, key, type=None):
+            read.add(key)
+            return super().getlist(key, type)
+
+        def __contains__(self, key):
+            read.add(key)
+            return super().__contains__(key)
+
+    class Recording(app.request_class):
+        @cached_property
+        def args(self):
+            return Args(parse_qsl(self.query_string.decode(), keep_blank_values=True))
+
+    monkeypatch.setattr(app, "request_class", Recording)
+    admin = api("admin", "read")
+    operations = [path for path, ops in document()["paths"].items() if "get" in ops and "{" not in path]
+    assert {"/tasks", "/tasks/successful", "/launches", "/audit"} <= set(operations)
+    for path in operations:
+        read.clear()
+        answer = admin.get(f"/api/v1{path}")
+        assert answer.status_code == 200, (path, answer.json)
+        documented = {p["name"] for p in document()["paths"][path]["get"]["parameters"] if p["in"] == "query"}
+        assert read == documented, path
+    assert {p.name for p in QUERY_PARAMETERS} <= documented_of("/tasks") & documented_of("/tasks/successful")
+
+
+def documented_of(path: str) -> set[str]:
+    return {p["name"] for p in document()["paths"][path]["get"]["parameters"]}
+
+
+def test_task_filter_parameters_filter_as_documented(api, make_user, db):
+    """A few documented filter keys through the API: repeated statuses, a negation, PanDA ids
+    comma-separated, the successful table's totals."""
+    owner = make_user("manager")
+    running, done, failed = (new_task(owner, status) for status in ("running", "done", "failed"))
+    viewer = api("viewer")
+
+    def names(url: str) -> set[str]:
+        answer = viewer.get(url)
+        assert answer.status_code == 200, answer.json
+        return {t["name"] for t in answer.json["items"]}
+
+    assert names("/api/v1/tasks?status=running&status=failed") == {running.name, failed.name}
+    assert names(f"/api/v1/tasks?status=running&not=status&creator={owner.username}") == {done.name, failed.name}
+    assert names(f"/api/v1/tasks?panda_id={running.panda_task_id},{done.panda_task_id}") == {running.name, done.name}
+    successful = viewer.get(f"/api/v1/tasks/successful?creator={owner.username}").json
+    assert [t["name"] for t in successful["items"]] == [done.name] and successful["totals"]["tasks"] == 1
+    refused = viewer.get("/api/v1/tasks?status=sleeping")
+    assert refused.status_code == 422 and "sleeping" in refused.json["detail"]
