@@ -163,6 +163,8 @@ REQUEST_DETAIL = obj({
 })  # fmt: skip
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
 CHANGED = obj({"changed": INT})
+LOOKED_UP = obj({"result": STR})
+NOTICE = obj({"message": STR, "category": {"enum": ["info", "success", "warning", "danger"]}})
 TOTALS = obj({**{k: INT for k in ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")},
               "output_tb": {"type": "number"}, "walltime_h": {"type": "number"}})  # fmt: skip
 STAT_ROWS = array(obj({"label": STR, "totals": TOTALS, "filter": {"type": ["object", "null"]}}))
@@ -315,6 +317,26 @@ def _paths() -> dict[str, Any]:
                                           (200, ref("BunchDetail"), "the bunch"), tag="tasks", params=[bunch], refusals=(404,))},
         "/bunches/{bunch_id}/clone": {"get": op("A bunch's definition to clone", "manager", (200, OBJ, "the definition"),
                                                 tag="tasks", params=[bunch], refusals=(404,))},
+        "/bunches/{bunch_id}/resend": {"post": op(
+            "Resend the bunch's failed launches", "manager", (200, CHANGED, "how many were resent"), tag="launches",
+            params=[bunch], refusals=(400, 404), write=True)},
+        "/bunches/{bunch_id}/look-up": {"post": op(
+            "Look the bunch's unanswered submits up in PanDA now", "manager", (200, LOOKED_UP, "what was found"),
+            tag="launches", params=[bunch], refusals=(400, 404), write=True)},
+        "/tasks/{task_id}/look-up": {"post": op(
+            "Look the task's unanswered submit up in PanDA now", "manager", (200, LOOKED_UP, "what was found"),
+            tag="launches", params=[task], refusals=(400, 404), write=True)},
+        "/tasks/{task_id}/not-submitted": {"post": op(
+            "The unanswered submit did not reach PanDA (checked by hand): send the task again", "manager",
+            (200, ref("Launch"), "the new attempt"), tag="launches", params=[task], refusals=(400, 404, 409), write=True)},
+        "/tasks/{task_id}/adopt": {"post": op(
+            "The unanswered submit reached PanDA as this task id (checked by hand; PanDA confirms the name)", "manager",
+            (200, ref("Launch"), "the launch, submitted"), tag="launches", params=[task],
+            body=_json(obj({"panda_task_id": {"type": "integer", "minimum": 1}}))["content"],
+            refusals=(400, 404, 409, 422), write=True)},
+        "/tasks/{task_id}/refresh": {"post": op(
+            "Read the task from PanDA now and store it", "manager", (200, NOTICE, "what PanDA said"), tag="tasks",
+            params=[task], refusals=(400, 404), write=True)},
         "/actions/bulk": {"post": op("Start a bulk action on a selection of tasks", "viewer (the matrix names the role)",
                                      (202, ref("Bulk"), "the bulk action, sent by the background job"), tag="actions",
                                      body=_json(ref("BulkBody"))["content"], refusals=(400, 409, 422), write=True)},
@@ -343,6 +365,13 @@ def _paths() -> dict[str, Any]:
             "Sweep: one chain per value of energy, physics tag, exec path or container (preview first)", "manager",
             (200, ref("Sweep"), "the variants (preview)"), tag="chains", params=[chain],
             body=_json(ref("SweepBody"))["content"], refusals=(400, 404, 422), write=True, created=ref("Sweep"))},
+        "/chains/{chain_id}/steps/{position}/resend": {"post": op(
+            "Resend a step's failed launches (later steps resume after them)", "manager",
+            (200, CHANGED, "how many were resent"), tag="chains", params=[chain, path_id("position")],
+            refusals=(400, 404), write=True)},
+        "/chains/{chain_id}/refresh": {"post": op(
+            "Read the chain's unfinished tasks from PanDA now", "manager", (200, NOTICE, "what PanDA said"),
+            tag="chains", params=[chain], refusals=(400, 404), write=True)},
         "/chains/{chain_id}/actions/{name}": {"post": op(
             "Take an action on every task of a chain (a bulk action)", "viewer (the matrix names the role)",
             (202, ref("Bulk"), "the bulk action"), tag="chains", params=[chain, name],

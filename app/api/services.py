@@ -37,6 +37,7 @@ from app.extensions import db
 from app.inputs import as_id
 from app.launches import listing as launch_listing
 from app.launches import schedule as launch_schedule
+from app.launches import services as launch_services
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.monitoring import tables as monitoring_tables
@@ -45,6 +46,7 @@ from app.monitoring.records import task_records
 from app.prodrequests import services as prodrequests
 from app.stats import errors as stats_errors
 from app.stats import services as stats
+from app.sync import services as sync_services
 from app.tasks import services as tasks
 from app.tasks.forms import TaskForm
 from app.tasks.models import Task, TaskBunch
@@ -411,6 +413,63 @@ def _selection_fields(body: Mapping[str, Any]) -> list[tuple[str, str]]:
     raise invalid(
         [FieldError("selection", "name the tasks: task_ids, filter, bunch_id, chain_id or request_id")]
     )
+
+
+# --- failed launches and unanswered submits (the task, bunch and chain pages' buttons) -------------
+
+
+def resend_bunch(bunch: TaskBunch, user: User) -> dict[str, Any]:
+    """The bunch page's "resend failed": a new launch for each task whose launch failed."""
+    return {"changed": launch_services.resend_failed_and_dispatch(bunch, user)}
+
+
+def resend_chain_step(chain: Chain, position: int, user: User) -> dict[str, Any]:
+    """The chain page's "resend failed" of one step; later steps waiting for them resume."""
+    if position not in {step.position for step in chain.steps}:
+        raise ApiProblem(404, "Not found", f"chain {chain.id} has no step {position}", "not_found")
+    return {"changed": chains.resend_failed_step(chain, position, user)}
+
+
+def _undecided(task: Task) -> ApiProblem:
+    return ApiProblem(
+        409, "Conflict", f"{task.name} is not waiting for a decision about its submit", "not_undecided"
+    )
+
+
+def mark_not_submitted(task: Task, user: User) -> dict[str, Any]:
+    """After checking PanDA by hand: the unanswered submit did not arrive; the next attempt is sent."""
+    launch = launch_services.mark_not_submitted_and_dispatch(task, user)
+    if launch is None:
+        raise _undecided(task)
+    return records.launch_record(launch)
+
+
+def adopt(task: Task, body: Any, user: User) -> dict[str, Any]:
+    """After checking PanDA by hand: the unanswered submit arrived as ``panda_task_id`` (PanDA, asked
+    with the caller's token, must confirm the name)."""
+    panda_id = body_object(body).get("panda_task_id")
+    if not isinstance(panda_id, int) or not _is_id(panda_id):
+        raise invalid([FieldError("panda_task_id", "the PanDA task id, a whole number")])
+    error = launch_services.adopt(task, panda_id, user)
+    if error:
+        raise ApiProblem(409, "Conflict", error, "not_adopted", keeps_work=True)  # the refusal is audited
+    return records.launch_record(task.latest_launch) if task.latest_launch else {}
+
+
+def look_up(tasks: list[Task], user: User) -> dict[str, Any]:
+    """Look the tasks' unanswered submits up in PanDA now, instead of waiting for the background pass."""
+    return {"result": launch_services.look_up_now(launch_services.undecided_of(tasks), user)}
+
+
+def refresh_task(task: Task) -> dict[str, Any]:
+    """ "Sync this task now": read it from PanDA with its owner's token and store what PanDA says."""
+    notice = sync_services.sync_task_now(task)
+    return {"message": notice.message, "category": notice.category}
+
+
+def refresh_chain(chain: Chain) -> dict[str, Any]:
+    notice = chains.refresh_from_panda(chain)
+    return {"message": notice.message, "category": notice.category}
 
 
 # --- chains -----------------------------------------------------------------------------------------

@@ -132,6 +132,52 @@ def bunch_clone(bunch_id: int) -> ResponseReturnValue:
     return jsonify(services.clone_definition(services.get_or_404(TaskBunch, bunch_id, "bunch")))
 
 
+# --- failed launches, unanswered submits, PanDA now ------------------------------------------------------
+
+
+@bp.post("/bunches/<int:bunch_id>/resend")
+@role("manager")
+def bunch_resend(bunch_id: int) -> ResponseReturnValue:
+    """A new launch for each task of the bunch whose launch failed."""
+    return jsonify(services.resend_bunch(services.get_or_404(TaskBunch, bunch_id, "bunch"), logged_in_user()))
+
+
+@bp.post("/bunches/<int:bunch_id>/look-up")
+@role("manager")
+def bunch_look_up(bunch_id: int) -> ResponseReturnValue:
+    """Look every unanswered submit of the bunch up in PanDA now."""
+    bunch = services.get_or_404(TaskBunch, bunch_id, "bunch")
+    return jsonify(services.look_up(list(bunch.tasks), logged_in_user()))
+
+
+@bp.post("/tasks/<int:task_id>/look-up")
+@role("manager")
+def task_look_up(task_id: int) -> ResponseReturnValue:
+    """Look the task's unanswered submit up in PanDA now."""
+    return jsonify(services.look_up([services.get_or_404(Task, task_id, "task")], logged_in_user()))
+
+
+@bp.post("/tasks/<int:task_id>/not-submitted")
+@role("manager")
+def task_not_submitted(task_id: int) -> ResponseReturnValue:
+    """The unanswered submit did not arrive (checked by hand): send the task again."""
+    return jsonify(services.mark_not_submitted(services.get_or_404(Task, task_id, "task"), logged_in_user()))
+
+
+@bp.post("/tasks/<int:task_id>/adopt")
+@role("manager")
+def task_adopt(task_id: int) -> ResponseReturnValue:
+    """The unanswered submit did arrive, as ``panda_task_id`` (checked by hand)."""
+    return jsonify(services.adopt(services.get_or_404(Task, task_id, "task"), _body(), logged_in_user()))
+
+
+@bp.post("/tasks/<int:task_id>/refresh")
+@role("manager")
+def task_refresh(task_id: int) -> ResponseReturnValue:
+    """Read the task from PanDA now and store what it says."""
+    return jsonify(services.refresh_task(services.get_or_404(Task, task_id, "task")))
+
+
 @bp.post("/actions/bulk")
 @role("viewer")
 def bulk_start() -> ResponseReturnValue:
@@ -206,6 +252,21 @@ def chain_sweep(chain_id: int) -> ResponseReturnValue:
     chain = services.get_or_404(Chain, chain_id, "chain")
     result, created = services.chain_sweep(chain, _body(), logged_in_user(), is_admin=is_admin())
     return jsonify(result), 201 if created else 200
+
+
+@bp.post("/chains/<int:chain_id>/steps/<int:position>/resend")
+@role("manager")
+def chain_step_resend(chain_id: int, position: int) -> ResponseReturnValue:
+    """A new launch for each task of the step whose launch failed; later steps resume after them."""
+    chain = services.get_or_404(Chain, chain_id, "chain")
+    return jsonify(services.resend_chain_step(chain, position, logged_in_user()))
+
+
+@bp.post("/chains/<int:chain_id>/refresh")
+@role("manager")
+def chain_refresh(chain_id: int) -> ResponseReturnValue:
+    """Read the chain's unfinished tasks from PanDA now."""
+    return jsonify(services.refresh_chain(services.get_or_404(Chain, chain_id, "chain")))
 
 
 @bp.post("/chains/<int:chain_id>/actions/<name>")

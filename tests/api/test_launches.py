@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
+from app.audit.models import AuditEvent
+from app.launches import dispatcher
 from app.launches.models import Launch
+from app.launches.states import LaunchStatus
+from app.tasks import services as task_services
+from tests.api.conftest import Api
 from tests.tasks.conftest import sim_definition
 
 PROBLEM = "application/problem+json"
@@ -53,3 +60,40 @@ def test_schedules_that_cannot_work_are_refused_per_field(api, clock):
     assert unknown.status_code == 422 and unknown.json["errors"][0]["field"] == "after_task"
     garbled = manager.post("/api/v1/tasks?at=tomorrow", json=body)
     assert garbled.status_code == 422 and "ISO 8601" in garbled.json["errors"][0]["message"]
+
+
+def test_unanswered_submits_and_failed_launches_are_settled_through_the_api(client, make_token, db, fake_panda, clock):
+    """The task and bunch pages' buttons as API calls: look an unanswered submit up in PanDA, adopt the
+    PanDA id found by hand (PanDA confirms the name), send again one that never arrived, resend the
+    failed ones; each audited, refused with a problem when there is nothing to decide."""
+    user, token = make_token("manager")
+    manager = Api(client, token)
+    bunch = task_services.create_bunch(sim_definition(bunch_size=4), user, "k", is_admin=False)[0]
+    db.session.commit()
+    names = [t.name for t in bunch.tasks]
+    fake_panda.script = ["unknown", "lost", "lost", "reject"]
+    fake_panda.hidden = set(names)
+    dispatcher.dispatch_due(client=fake_panda)
+    found, adopted, missing, failed = bunch.tasks
+    assert [t.latest_launch.status for t in bunch.tasks][3] == LaunchStatus.FAILED
+
+    fake_panda.hidden = set()
+    looked = manager.post(f"/api/v1/tasks/{found.id}/look-up", json={})
+    assert looked.status_code == 200 and "1 found in PanDA" in looked.json["result"], looked.json
+    fake_panda.tasks[555] = {"params": {"taskName": adopted.name}, "parent_tid": None}
+    wrong = manager.post(f"/api/v1/tasks/{adopted.id}/adopt", json={"panda_task_id": 556})
+    assert wrong.status_code == 409 and wrong.headers["Content-Type"] == PROBLEM
+    right = manager.post(f"/api/v1/tasks/{adopted.id}/adopt", json={"panda_task_id": 555})
+    assert right.status_code == 200 and right.json["panda_task_id"] == 555, right.json
+    again = manager.post(f"/api/v1/tasks/{missing.id}/not-submitted")
+    assert again.status_code == 200 and again.json["attempt"] == 2 and again.json["status"] == "pending"
+    assert manager.post(f"/api/v1/tasks/{missing.id}/not-submitted").status_code == 409  # decided now
+    resent = manager.post(f"/api/v1/bunches/{bunch.id}/resend")
+    assert resent.status_code == 200 and resent.json == {"changed": 1}
+    nothing = manager.post(f"/api/v1/bunches/{bunch.id}/look-up").json["result"]
+    assert nothing == "nothing was waiting for a look-up"
+    refreshed = manager.post(f"/api/v1/tasks/{found.id}/refresh")
+    assert refreshed.status_code == 200 and refreshed.json["category"] in ("success", "info", "warning"), refreshed.json
+    assert manager.post(f"/api/v1/chains/{10**6}/steps/1/resend").status_code == 404
+    actions = set(db.session.scalars(select(AuditEvent.action).where(AuditEvent.username == user.username)))
+    assert {"task.look_up", "task.adopt", "task.mark_not_submitted", "task.resend"} <= actions
