@@ -28,18 +28,21 @@ Launches that came due while the panel was down are just due at start. Submits g
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import threading
+import queue
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import ColumnElement, CursorResult, func, select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import clock
 from app.audit.services import record
@@ -58,8 +61,10 @@ from app.panda.errors import (
     PandaUnavailable,
     PandaUnsupported,
 )
+from app.panda.results import SubmitResult
 from app.scheduler import stopping, wake_after_commit
 from app.tasks.models import Task
+from app.tokens import services as token_vault
 from app.tokens.errors import TokenUnavailable
 from app.version import VERSION
 
@@ -78,7 +83,15 @@ LOOKUP_MARGIN = timedelta(hours=1)  # PanDA's clock may be behind the panel's
 
 def claim(launch_id: int, now: datetime, manifest: dict[str, Any] | None = None) -> bool:
     """pending → sending (with the `manifest` of what is about to be sent), committed; False when
-    someone else claimed it (or it is not pending).
+    someone else claimed it (or it is not pending). The dispatcher claims through `_claim_one`
+    inside its own transaction (several rows and the previous replies in one commit)."""
+    won = _claim_one(launch_id, now, manifest)
+    db.session.commit()
+    return won
+
+
+def _claim_one(launch_id: int, now: datetime, manifest: dict[str, Any] | None = None) -> bool:
+    """The compare-and-set of a claim, in the current transaction (the caller commits before sending).
 
     The one transition made by compare-and-set instead of `transition()`: the database settles which
     dispatcher wins; the state table still decides that the move is allowed. On PostgreSQL the row
@@ -95,7 +108,6 @@ def claim(launch_id: int, now: datetime, manifest: dict[str, Any] | None = None)
         .values(status=S.SENDING, claimed_at=now, **({"manifest": manifest} if manifest is not None else {}))
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
 
@@ -137,61 +149,87 @@ def adopt(launch: Launch, panda_task_id: int, how: str, reply: dict[str, Any]) -
     transition(launch, S.SUBMITTED, reply={**reply, "how": how})
 
 
-def dispatch_launch(launch_id: int, client: PandaApi) -> str:
-    """Claim and submit one launch, unless `gates.gate` holds it back; returns its status. Commits."""
-    launch = db.session.get_one(Launch, launch_id)
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed launch as a submit worker sends it: plain values (a worker has a session of its own)."""
+
+    launch_id: int
+    owner_id: int
+    params: dict[str, Any]
+    parent_tid: int | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one submit gave: PanDA's result, or the exception it raised."""
+
+    launch_id: int
+    result: SubmitResult | None = None
+    error: BaseException | None = None
+
+
+def _take(launch: Launch, server: str, now: datetime) -> Outgoing | None:
+    """Claim a due pending launch in the current transaction, unless `gates.gate` holds it back, and
+    say what to send (None: held back, claimed elsewhere, or settled without sending). The caller
+    commits before the request leaves: the claim stores what is about to be sent."""
     if launch.status != S.PENDING:
-        return launch.status
+        return None
     held = gate(launch)
     if held.wait:
         if launch.error != held.reason:
             launch.error = held.reason
-            db.session.commit()
-        return launch.status
-    # What is about to be sent is stored by the claim's own commit: one write before the request.
+        return None
     tries = (launch.manifest or {}).get("unreachable_tries", 0)
-    manifest = {**build_manifest(launch, held.parent_tid, client.server), "unreachable_tries": tries}
-    if not claim(launch_id, clock.now(), manifest=manifest):
-        return db.session.get_one(Launch, launch_id).status
-    launch = db.session.get_one(Launch, launch_id)
-    _send(launch, client)
-    db.session.commit()
-    return launch.status
-
-
-def _send(launch: Launch, client: PandaApi) -> None:
-    """Submit a claimed launch and record the outcome (the claim committed what is sent)."""
+    manifest = {**build_manifest(launch, held.parent_tid, server), "unreachable_tries": tries}
+    if not _claim_one(launch.id, now, manifest=manifest):
+        db.session.refresh(launch)  # someone else's claim: leave the row to them
+        return None
+    # The claim's UPDATE bypassed the ORM: the loaded row learns its new state without a write.
+    for name, value in (("status", S.SENDING), ("claimed_at", now), ("manifest", manifest)):
+        set_committed_value(launch, name, value)
     task = launch.task
     if task.panda_task_id is not None:
         # Submitted by an earlier attempt (e.g. reconciled later): never a second time.
         transition(launch, S.SUBMITTED, error=f"already in PanDA as task {task.panda_task_id}")
         launch.panda_task_id = task.panda_task_id
-        return
+        return None
     found = dependencies(launch)
     if not found.goes:  # refused, or claimed while a task it depends on changed: never sent then
         launch.manifest = build_manifest(launch, None)
         transition(launch, S.FAILED, error=found.refusal or f"{found.reason}; resend later")
-        return
-    if launch.created_by is None:  # PanDA calls carry the owner's token
+        return None
+    if launch.created_by_id is None:  # PanDA calls carry the owner's token
         transition(launch, S.FAILED, error="not sent: the account that created it no longer exists")
-        return
+        return None
+    return Outgoing(launch.id, launch.created_by_id, task.params, found.parent_tid)
+
+
+def _submit(client: PandaApi, owner: User, item: Outgoing) -> Outcome:
+    """Send one claimed launch; never raises (the outcome carries the exception)."""
     try:
-        result = client.submit(launch.created_by, task.params, parent_tid=found.parent_tid)
-    except PandaOutcomeUnknown as exc:
+        return Outcome(item.launch_id, result=client.submit(owner, item.params, parent_tid=item.parent_tid))
+    except Exception as exc:
+        return Outcome(item.launch_id, error=exc)
+
+
+def _store(launch: Launch, outcome: Outcome) -> None:
+    """Record what a submit of a claimed launch gave (the claim committed what was sent)."""
+    exc, result = outcome.error, outcome.result
+    if isinstance(exc, PandaOutcomeUnknown):
         _unanswered(launch, f"{exc} The panel will look the task up by name; it is not resent.",
                     {"outcome": "unknown", "message": str(exc)})  # fmt: skip
-    except PandaRejected as exc:
+    elif isinstance(exc, PandaRejected):
         transition(launch, S.FAILED, error=exc.human, reply={"outcome": "rejected", "code": exc.code,
                                                              "message": exc.server_message or str(exc)})  # fmt: skip
-    except PandaAuthError as exc:
+    elif isinstance(exc, PandaAuthError):
         transition(launch, S.FAILED, error=str(exc), reply={"outcome": "auth", "message": exc.reason})
-    except PandaUnavailable as exc:
+    elif isinstance(exc, PandaUnavailable):
         _retry_later(launch, exc)
-    except TokenUnavailable as exc:  # no usable IAM token: nothing left the panel
+    elif isinstance(exc, TokenUnavailable):  # no usable IAM token: nothing left the panel
         transition(launch, S.FAILED, error=f"not sent: {exc.reason}",
                    reply={"outcome": "not_sent", "message": exc.reason})  # fmt: skip
-    except Exception as exc:  # unexpected: the request may have left, so settle it by name, never resend
-        log.exception("launch %s: unexpected error around the submit", launch.id)
+    elif exc is not None or result is None:  # unexpected: the request may have left, so settle it by name
+        log.error("launch %s: unexpected error around the submit", launch.id, exc_info=exc)
         error = f"unexpected error ({exc.__class__.__name__}); looking the task up by name"
         _unanswered(launch, error, {"outcome": "unknown", "message": str(exc)})
     else:
@@ -485,52 +523,170 @@ def dispatch_bunch(
 
 
 def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
-    """Dispatch these launches, ``[panda] max_parallel_submits`` at a time, each worker with a client
-    and a database session of its own. A client given by the caller is used from this thread only
-    (one client is not safe to share between threads), so its launches go one at a time, in order."""
+    """Dispatch these launches, ``[panda] max_parallel_submits`` at a time.
+
+    This thread claims and records: each commit stores the replies that came back and claims the
+    launches that go next (as many as submits may be in flight), so a launch is claimed only right
+    before it is sent, and the database sees one commit per round instead of two per launch. The
+    submits go out from worker threads, each with a PanDA client and a database session of its own.
+    A client given by the caller is used from this thread only (one client is not safe to share
+    between threads), so its launches go one at a time, in order. Each owner's token is looked up
+    once per call (`one_token_per_user`).
+    """
     workers = min(get_settings().panda.max_parallel_submits, len(launch_ids))
-    if client is not None or workers <= 1:
-        panda = client or panda_clients()
-        try:
-            for launch_id in launch_ids:
-                if stopping():  # `serve` stops: the row in hand was the last one
-                    break
-                _guarded(dispatch_launch, launch_id, panda)
-        finally:
-            if client is None:
-                panda.close()
-        return
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    todo = iter(launch_ids)
-    lock = threading.Lock()
-
-    def work() -> None:
-        with app.app_context():
-            own = panda_clients()
+    with token_vault.one_token_per_user():
+        if client is not None or workers <= 1:
+            panda = client or panda_clients()
             try:
-                while True:
-                    with lock:
-                        launch_id = None if stopping() else next(todo, None)
-                    if launch_id is None:
-                        return
-                    _guarded(dispatch_launch, launch_id, own)
+                _rounds(launch_ids, _InlineSender(panda))
             finally:
-                own.close()
+                if client is None:
+                    panda.close()
+            return
+        with _WorkerSender(current_app._get_current_object(), workers) as sender:  # type: ignore[attr-defined]
+            _rounds(launch_ids, sender)
+
+
+def _rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> None:
+    """Claim, send and record `launch_ids` through `sender`, one commit per round (see `send_all`)."""
+    todo = deque(launch_ids)
+    came_back: list[Outcome] = []
+    in_flight = 0
+    while True:
+        outgoing: list[Outgoing] = []
+        try:
+            free = 0 if stopping() else sender.width - in_flight  # `serve` stops: nothing more is claimed
+            wanted = [todo.popleft() for _ in range(min(len(todo), free))]
+            launches = _load([outcome.launch_id for outcome in came_back] + wanted)
+            for outcome in came_back:
+                _store(launches[outcome.launch_id], outcome)
+            now = clock.now()
+            while wanted:
+                outgoing += [
+                    item for i in wanted if i in launches and (item := _take(launches[i], sender.server, now))
+                ]
+                # Held back or settled without sending: fill their places from what is left.
+                free = 0 if stopping() else sender.width - in_flight - len(outgoing)
+                wanted = [todo.popleft() for _ in range(min(len(todo), free))]
+                launches = _load(wanted) if wanted else launches
+            db.session.commit()
+        except Exception:  # the database refused a write: nothing of this round goes out
+            log.exception("launches %s: recording or claiming failed",
+                          sorted({o.launch_id for o in came_back} | {i.launch_id for i in outgoing}))  # fmt: skip
+            db.session.rollback()  # rows left "sending" were claimed and may have been sent: reconciled by name
+            outgoing = []
+        for item in outgoing:
+            sender.put(item)
+        in_flight += len(outgoing)
+        if not in_flight:
+            if not todo or stopping():
+                return
+            came_back = []
+            continue
+        came_back = sender.take()
+        in_flight -= len(came_back)
+
+
+def _load(launch_ids: list[int]) -> dict[int, Launch]:
+    """These launches with what claiming, sending and recording them reads, in a few queries."""
+    rows = db.session.scalars(
+        select(Launch)
+        .where(Launch.id.in_(launch_ids))
+        .options(joinedload(Launch.task).joinedload(Task.bunch), joinedload(Launch.created_by))
+    )
+    return {launch.id: launch for launch in rows}
+
+
+class _InlineSender:
+    """Sends from the dispatching thread itself, one launch at a time."""
+
+    width = 1
+
+    def __init__(self, client: PandaApi) -> None:
+        self.client, self.server = client, client.server
+        self._queue: deque[Outgoing] = deque()
+
+    def put(self, item: Outgoing) -> None:
+        self._queue.append(item)
+
+    def take(self) -> list[Outcome]:
+        item = self._queue.popleft()
+        owner = db.session.get(User, item.owner_id)
+        if owner is None:
+            return [
+                Outcome(
+                    item.launch_id, error=TokenUnavailable("the account that created it no longer exists")
+                )
+            ]
+        return [_submit(self.client, owner, item)]
+
+
+class _WorkerSender:
+    """`width` worker threads, each with its own app context, database session and PanDA client; they
+    only send (owners are read once per worker). `take` waits for one outcome and returns every
+    outcome that has come back by then."""
+
+    def __init__(self, app: Flask, width: int) -> None:
+        self.width, self.app = width, app
+        self._in: queue.SimpleQueue[Outgoing | None] = queue.SimpleQueue()
+        self._out: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(width, thread_name_prefix="submit")
+        self._workers: list[Future[None]] = []
+        with app.app_context():
+            probe = panda_clients()
+            self.server = probe.server
+            probe.close()
+
+    def __enter__(self) -> _WorkerSender:
+        # Each worker runs in a copy of this context: they share the cycle's tokens (`one_token_per_user`).
+        self._workers = [
+            self._pool.submit(contextvars.copy_context().run, self._work) for _ in range(self.width)
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in self._workers:
+            self._in.put(None)
+        self._pool.shutdown(wait=True)
+        for worker in self._workers:
+            worker.result()  # a worker's own failure is not silent
+
+    def put(self, item: Outgoing) -> None:
+        self._in.put(item)
+
+    def take(self) -> list[Outcome]:
+        outcomes = [self._out.get()]
+        while True:
+            try:
+                outcomes.append(self._out.get_nowait())
+            except queue.Empty:
+                return outcomes
+
+    def _work(self) -> None:
+        with self.app.app_context():
+            client = panda_clients()
+            owners: dict[int, User] = {}
+            try:
+                while (item := self._in.get()) is not None:
+                    try:
+                        owner = owners.get(item.owner_id)
+                        if owner is None:
+                            owner = db.session.get_one(User, item.owner_id)
+                            db.session.expunge(owner)  # read once; no read transaction kept open
+                            db.session.rollback()
+                            owners[item.owner_id] = owner
+                    except Exception as exc:  # the owner could not be read: nothing was sent
+                        db.session.rollback()
+                        self._out.put(
+                            Outcome(
+                                item.launch_id, error=TokenUnavailable(f"the owner could not be read ({exc})")
+                            )
+                        )
+                        continue
+                    self._out.put(_submit(client, owner, item))
+            finally:
+                client.close()
                 db.session.remove()
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="submit") as pool:
-        for future in [pool.submit(work) for _ in range(workers)]:
-            future.result()
-
-
-def _guarded(step: Callable[[int, PandaApi], str], launch_id: int, client: PandaApi) -> None:
-    """One row's failure (e.g. the database refusing a write) must not stop the others. A row it
-    leaves in "sending" was claimed, and may have been sent: it is reconciled by name later."""
-    try:
-        step(launch_id, client)
-    except Exception:
-        log.exception("launch %s: %s failed", launch_id, step.__name__)
-        db.session.rollback()
 
 
 def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
@@ -559,7 +715,9 @@ def _stale_limit() -> datetime:
     a request PanDA never received included: its dispatcher died."""
     panda = get_settings().panda
     attempts = panda.retries + 1
-    longest = attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
+    longest = (
+        attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
+    )
     return clock.now() - timedelta(seconds=longest + 5)
 
 
@@ -593,9 +751,7 @@ def dispatch_pending(limit: int = 1000, client: PandaApi | None = None) -> int:
     db.session.commit()  # no transaction (nor SQLite read lock) held while PanDA is asked
     send_all(due, client)
     if stopping():
-        left = db.session.scalar(
-            select(func.count()).where(Launch.status == S.PENDING, Launch.id.in_(due))
-        )
+        left = db.session.scalar(select(func.count()).where(Launch.status == S.PENDING, Launch.id.in_(due)))
         if left:
             log.info("stopping: %d launch(es) left for the next start", left)
     return len(due)
@@ -624,5 +780,7 @@ def dispatching(bunch_id: int) -> bool:
     """Whether a dispatcher (of any panel instance) is sending one of the bunch's launches now: a
     row claimed recently enough to still be waiting for PanDA's answer."""
     query = select(Launch.id).join(Task, Launch.task_id == Task.id)
-    query = query.where(Task.bunch_id == bunch_id, Launch.status == S.SENDING, Launch.claimed_at >= _stale_limit())
+    query = query.where(
+        Task.bunch_id == bunch_id, Launch.status == S.SENDING, Launch.claimed_at >= _stale_limit()
+    )
     return db.session.scalar(query.limit(1)) is not None

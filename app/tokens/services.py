@@ -23,7 +23,9 @@ sandbox tokens from the built-in simulator's issuer; SPD-IAM users send their ow
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,7 +112,39 @@ def _unavailable_reason(user_id: int, settings: Settings) -> str:
     return "no PanDA token stored: log in with SPD-IAM again"
 
 
+# While a dispatch cycle runs (`one_token_per_user`): user id -> the token handed out in it.
+_cycle_tokens: ContextVar[dict[int, str] | None] = ContextVar("prodpanel_cycle_tokens", default=None)
+
+
+@contextmanager
+def one_token_per_user() -> Iterator[None]:
+    """Within this block (one dispatch cycle, seconds long) `token_for` looks each user's token up
+    and unseals it once, then hands the same token out again: it is valid far longer than the block
+    (`vault.fresh` keeps a leeway of minutes). Threads that should share it run in a copy of this
+    context (`contextvars.copy_context().run`). Failures are not kept: each caller sees its own."""
+    if _cycle_tokens.get() is not None:  # nested: the outer block's tokens
+        yield
+        return
+    marker = _cycle_tokens.set({})
+    try:
+        yield
+    finally:
+        _cycle_tokens.reset(marker)
+
+
 def token_for(user: User | int) -> str:
+    """`token_for_now`, or the token already handed out to `user` in this `one_token_per_user` block."""
+    cache = _cycle_tokens.get()
+    if cache is None:
+        return token_for_now(user)
+    user_id = _user_id(user)
+    token = cache.get(user_id)
+    if token is None:
+        token = cache[user_id] = token_for_now(user)
+    return token
+
+
+def token_for_now(user: User | int) -> str:
     """A valid token for PanDA on behalf of `user` (the ID token, or the exchanged token when
     `iam.exchange_audience` is set); raises TokenUnavailable with the reason otherwise.
 
