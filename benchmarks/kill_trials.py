@@ -1,11 +1,12 @@
 """Benchmark: SIGKILL trials — the panel killed between sending submits and storing their replies
 during a 50-task bunch, at a random point, then restarted; prints duplicates and lost tasks per trial.
 
-Each trial: a fresh panel instance (SQLite) and simulator (served over HTTP on loopback); a bunch of
-`--tasks`; a dispatcher process (tests/launches/panel_process.py, the panel's dispatch cycles) sends
-it; after a random number k of tasks reached PanDA, PanDA starts storing each submit and holding its
-reply, and once the submits in flight are stored the process is SIGKILLed. A second process then
-finishes the bunch. Counted from the simulator's own table: duplicates (a name stored twice) and
+Each trial: a fresh panel instance (SQLite) and simulator (served over HTTP on loopback, the panel's
+configured PanDA; its issuer signs the owner's linked token); a bunch of `--tasks`; `prodpanel serve`
+(its scheduler's dispatch job, tests/launches/serving.py starts it) sends it; after a random number k
+of tasks reached PanDA, PanDA starts storing each submit and holding its reply, and once the submits
+in flight are stored the panel is SIGKILLed. A second `prodpanel serve` then finishes the bunch and
+is stopped (SIGTERM) once no launch is left pending, sending or unknown. Counted from the simulator's own table: duplicates (a name stored twice) and
 lost tasks (a name never stored), and the panel's launches left for a manager's decision.
 
 With `--anywhere` the kill comes at a random moment instead (possibly before a claimed submit left):
@@ -18,10 +19,7 @@ Usage: .venv/bin/python benchmarks/kill_trials.py [--trials 20] [--tasks 50] [--
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,19 +38,14 @@ from app.tasks import services
 from pandasim import Faults, SimConfig, Timings, create_simulator, serve_in_thread
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from launch import definition  # noqa: E402 (the benchmarks' task definition)
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = """database_url = ""
-[panda]
-transport = "v1"
-read_timeout_s = 1.0
-connect_timeout_s = 0.5
-retries = 0
-retry_backoff_s = 0.05
-[tasks]
-reconcile_grace_s = 30.0
-"""
+from tests.launches import serving  # noqa: E402 (starts `prodpanel serve` on an instance folder)
+
+PANDA = {"read_timeout_s": 1.0, "connect_timeout_s": 0.5, "retries": 0, "retry_backoff_s": 0.05}
+TASKS = {"reconcile_grace_s": 30.0}
+OPEN = ("pending", "sending", "unknown")
 
 
 def stored(sim) -> Counter[str]:
@@ -68,11 +61,9 @@ def wait(predicate, timeout: float) -> bool:
     return True
 
 
-def dispatcher_process(instance: Path, sim_url: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.launches.panel_process", str(instance), sim_url, "--deadline", "120"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def open_launches(engine) -> int:
+    with Session(engine) as session:
+        return len(session.scalars(select(Launch.id).where(Launch.status.in_(OPEN))).all())
 
 
 def trial(rng: random.Random, n: int, anywhere: bool) -> tuple[int, int, int, int, str]:
@@ -84,19 +75,20 @@ def trial(rng: random.Random, n: int, anywhere: bool) -> tuple[int, int, int, in
         with tempfile.TemporaryDirectory() as folder:
             instance = Path(folder) / "instance"
             instance.mkdir(mode=0o700)
-            (instance / "config.toml").write_text(CONFIG)
+            serving.write_config(instance, running.url, panda=PANDA, tasks=TASKS)
             settings = load_settings(instance, env={})
             engine = create_engine(settings.sqlalchemy_url)
             migrate.upgrade(engine)
             app = create_app(settings)
             with app.app_context():
                 user = create_local_user("trial", "trial-password-123", role="manager")
+                serving.link_token(user, sim)
                 names = [t.name for t in services.create_bunch(definition(1, n), user, "t", is_admin=False)[0].tasks]
                 db.session.commit()
                 db.session.remove()
                 db.engine.dispose()
             k = rng.randrange(1, n - 4)
-            first = dispatcher_process(instance, running.url)
+            first = serving.serve(instance, "first")
             note = ""
             wait(lambda: sum(stored(sim).values()) >= k, 60)
             if anywhere:
@@ -106,11 +98,12 @@ def trial(rng: random.Random, n: int, anywhere: bool) -> tuple[int, int, int, in
                 before = sum(stored(sim).values())
                 if not wait(lambda: sum(stored(sim).values()) >= min(before + 4, n), 10):
                     note = "fewer than 4 in flight"
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
+            serving.stop(first, kill=True)
             sim.set_faults(Faults())
-            second = dispatcher_process(instance, running.url)
-            second.wait(150)
+            second = serving.serve(instance, "second")
+            if not wait(lambda: open_launches(engine) == 0, 150):
+                note += " the restarted panel left launches open"
+            serving.stop(second)
             with Session(engine) as session:
                 undecided = session.scalars(select(Launch).where(Launch.status == "needs_decision")).all()
                 open_ = len(undecided)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from sqlalchemy import ColumnElement, CursorResult, func, select, update
@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 
 DISPATCH_JOB, RECONCILE_JOB = "dispatch", "reconcile"  # their names in app.jobs.JOBS
 S = LaunchStatus
+T = TypeVar("T")
 INCONCLUSIVE = (
     "PanDA cannot confirm whether this task arrived (its task listing hides tasks sharing a request id). "
     "Check PanDA for the task name; if it is not there, a manager marks it not submitted, then resends."
@@ -559,12 +560,14 @@ def _rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> Non
             wanted = [todo.popleft() for _ in range(min(len(todo), free))]
             launches = _load([outcome.launch_id for outcome in came_back] + wanted)
             for outcome in came_back:
-                _store(launches[outcome.launch_id], outcome)
+                _isolated(_store, launches[outcome.launch_id], outcome)
             now = clock.now()
             while wanted:
-                outgoing += [
-                    item for i in wanted if i in launches and (item := _take(launches[i], sender.server, now))
-                ]
+                for launch_id in wanted:
+                    if launch_id in launches and (
+                        item := _isolated(_take, launches[launch_id], sender.server, now)
+                    ):
+                        outgoing.append(item)
                 # Held back or settled without sending: fill their places from what is left.
                 free = 0 if stopping() else sender.width - in_flight - len(outgoing)
                 wanted = [todo.popleft() for _ in range(min(len(todo), free))]
@@ -585,6 +588,18 @@ def _rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> Non
             continue
         came_back = sender.take()
         in_flight -= len(came_back)
+
+
+def _isolated(step: Callable[..., T], launch: Launch, *args: Any) -> T | None:
+    """`step(launch, *args)` in a savepoint: one row's failure (e.g. the database refusing its write)
+    undoes that row's step only and stops neither the round nor the others. A claim undone so is
+    still pending (nothing was sent); a reply not stored leaves the row "sending": looked up by name."""
+    try:
+        with db.session.begin_nested():
+            return step(launch, *args)
+    except Exception:
+        log.exception("launch %s: %s failed", launch.id, step.__name__.strip("_"))
+        return None
 
 
 def _load(launch_ids: list[int]) -> dict[int, Launch]:

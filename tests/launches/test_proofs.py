@@ -16,29 +16,25 @@ points).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db as _db
 from app.launches import dispatcher
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
+from app.launches.states import LaunchStatus as S
 from app.panda.calllog import flush_call_log
 from app.tasks import services
 from app.tasks.models import Task
 from pandasim import Faults, SimConfig, Timings, create_simulator, serve_in_thread
 from tests.helpers import wait_until
+from tests.launches import serving
 from tests.tasks.conftest import sandbox_app, sim_definition
 
-ROOT = Path(__file__).resolve().parents[2]
 PANDA = {"read_timeout_s": 1.0, "connect_timeout_s": 0.5, "retries": 0, "retry_backoff_s": 0.05,
          "transport": "v1", "max_parallel_submits": 4}  # fmt: skip
 TASKS = {"reconcile_grace_s": 120.0, "unreachable_retry_s": 0.2, "unreachable_retry_max_s": 1.0}
@@ -115,34 +111,32 @@ def test_faults_during_a_bunch_leave_exactly_fifty_tasks(app, make_user, sim):
 
 
 def test_an_outage_during_a_bunch_needs_no_manager(app, make_user, sim):
-    names = bunch_of(make_user("manager"), 50)
+    instance = Path(app.config["SETTINGS"].instance_dir)
+    user = make_user("manager")
+    served(instance, sim, user)
+    names = bunch_of(user, 50)
     sim.app.set_faults(Faults(latency_ms=30))
     port = int(sim.url.rsplit(":", 1)[1])
-    done = threading.Event()
+    panel = serving.serve(instance)
+    restarted = None
+    try:
+        wait_until(lambda: sum(names_in_panda(sim).values()) >= 10, timeout=90, message="10 tasks in PanDA")
+        sim.stop()  # PanDA refuses connections from now on
 
-    def cycles() -> None:
-        with app.app_context():
-            try:
-                wait_until(settled, timeout=120, interval=0.1, message="the bunch in PanDA after the outage")
-                done.set()
-            finally:
-                _db.session.remove()
+        def refused() -> int:
+            _db.session.expire_all()
+            launches = _db.session.scalars(select(Launch).where(Launch.status == LaunchStatus.PENDING)).all()
+            _db.session.rollback()
+            return sum("cannot be reached: it refused the connection" in launch.error for launch in launches)
 
-    worker = threading.Thread(target=cycles)
-    worker.start()
-    wait_until(lambda: sum(names_in_panda(sim).values()) >= 10, timeout=30, message="10 tasks in PanDA")
-    sim.stop()  # PanDA refuses connections from now on
-
-    def refused() -> int:
-        _db.session.expire_all()
-        launches = _db.session.scalars(select(Launch).where(Launch.status == LaunchStatus.PENDING)).all()
-        return sum("cannot be reached: it refused the connection" in launch.error for launch in launches)
-
-    wait_until(lambda: refused() >= 8, timeout=30, message="launches waiting for PanDA, saying why")
-    restarted = serve_in_thread(sim.app, port=port)  # PanDA is back, same address and state
-    worker.join(130)
-    restarted.stop()
-    assert done.is_set()
+        wait_until(lambda: refused() >= 8, timeout=30, message="launches waiting for PanDA, saying why")
+        restarted = serve_in_thread(sim.app, port=port)  # PanDA is back, same address and state
+        wait_until(all_submitted, timeout=120, interval=0.2, message="the bunch in PanDA after the outage")
+    finally:
+        output = serving.stop(panel)
+        if restarted is not None:
+            restarted.stop()
+    assert panel.returncode == 0, output[-2000:]
     exactly_once(sim, names)
     launches = _db.session.scalars(select(Launch)).all()
     # A submit in flight when PanDA went down may have an unknown outcome: it is settled by name, or
@@ -158,72 +152,85 @@ def test_an_outage_during_a_bunch_needs_no_manager(app, make_user, sim):
     assert max((launch.manifest or {}).get("unreachable_tries", 0) for launch in launches) >= 1
 
 
-def panel_process(instance: Path, sim_url: str) -> subprocess.Popen:
-    """A dispatcher process (tests/launches/panel_process.py) on the instance's database."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.launches.panel_process", str(instance), sim_url, "--deadline", "90"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+def served(tmp_instance: Path, sim, user, database_url: str = "") -> None:
+    """Make the instance folder a served panel's: PanDA is `sim`, `user` has a linked token."""
+    serving.write_config(tmp_instance, sim.url, database_url, panda=PANDA, tasks=TASKS)
+    serving.link_token(user, sim.app)
 
 
-def write_config(instance: Path, database_url: str = "") -> None:
-    """The test's settings for the dispatcher processes, as an instance's config.toml."""
-    lines = [f'database_url = "{database_url}"', "[panda]"]
-    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in PANDA.items()]
-    lines += ["[tasks]", *(f"{k} = {v!r}" for k, v in TASKS.items())]
-    (instance / "config.toml").write_text("\n".join(lines) + "\n")
+def all_submitted() -> bool:
+    """Every task in PanDA and no launch left open, as the served panels stored it (read anew)."""
+    _db.session.expire_all()
+    statuses = set(_db.session.scalars(select(Launch.status)).all())
+    missing = _db.session.scalar(select(func.count()).select_from(Task).where(Task.panda_task_id.is_(None)))
+    _db.session.rollback()  # no read snapshot kept open beside the served panels
+    return (
+        bool(statuses) and not missing and not statuses & {S.PENDING, S.SENDING, S.UNKNOWN, S.NEEDS_DECISION}
+    )
 
 
 def test_sigkill_between_sending_and_storing_the_reply_leaves_exactly_fifty(app, make_user, sim):
     instance = Path(app.config["SETTINGS"].instance_dir)
-    write_config(instance)
-    names = bunch_of(make_user("manager"), 50)
-    first = panel_process(instance, sim.url)
+    user = make_user("manager")
+    served(instance, sim, user)
+    names = bunch_of(user, 50)
+    first = serving.serve(instance, "first")
     try:
-        wait_until(lambda: sum(names_in_panda(sim).values()) >= 20, timeout=60, message="20 tasks in PanDA")
+        wait_until(lambda: sum(names_in_panda(sim).values()) >= 20, timeout=90, message="20 tasks in PanDA")
         # From now on PanDA stores each submit and then holds the reply: kill while 4 are in flight.
         sim.app.set_faults(Faults(submit_timeout_rate=1.0, stall_s=20.0, methods=["submit"]))
         before = sum(names_in_panda(sim).values())
         wait_until(lambda: sum(names_in_panda(sim).values()) >= before + 4, timeout=30,
                    message="four submits stored by PanDA, their replies not yet sent")  # fmt: skip
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=10)
+        serving.stop(first, kill=True)
     sim.app.set_faults(Faults())
     _db.session.expire_all()
     sending = _db.session.scalars(select(Launch).where(Launch.status == LaunchStatus.SENDING)).all()
+    _db.session.rollback()
     assert len(sending) == 4  # claimed and sent, the replies never stored
-    second = panel_process(instance, sim.url)
-    output = second.communicate(timeout=120)[0].decode()
+    second = serving.serve(instance, "second")
+    try:
+        wait_until(all_submitted, timeout=90, interval=0.2, message="the restarted panel settles the bunch")
+    finally:
+        output = serving.stop(second)
     assert second.returncode == 0, output[-2000:]
-    _db.session.expire_all()
     exactly_once(sim, names)
     adopted = [s.id for s in sending if _db.session.get(Launch, s.id).status == LaunchStatus.SUBMITTED]
     assert len(adopted) == 4  # found by name after the restart, not sent again
+    replies = [(_db.session.get(Launch, i).manifest or {}).get("panda_reply", {}).get("how") for i in adopted]
+    assert replies == ["reconciled by task name"] * 4
 
 
 @pytest.mark.postgres
 def test_two_instances_on_one_postgresql_database_send_each_launch_once(sim, due_on_postgresql):
     instance, names = due_on_postgresql
-    processes = [panel_process(instance, sim.url) for _ in range(2)]
-    outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], [o[-2000:] for o in outputs]
+    panels = [serving.serve(instance, f"serve-{i}") for i in range(2)]
+    try:
+        wait_until(lambda: sum(names_in_panda(sim).values()) >= len(names), timeout=120, interval=0.2,
+                   message="the 100 launches in PanDA")  # fmt: skip
+    finally:
+        outputs = [serving.stop(panel) for panel in panels]
+    assert [p.returncode for p in panels] == [0, 0], [o[-2000:] for o in outputs]
     in_panda = names_in_panda(sim)
     assert sorted(in_panda) == sorted(names) and set(in_panda.values()) == {1}, in_panda.most_common(3)
+    # Both instances took part (each sends at most 4 at a time, so one alone is not the whole proof).
+    assert all("prodpanel serving on" in output for output in outputs)
 
 
 @pytest.fixture
-def due_on_postgresql(settings_factory, migrated_pg_url):
-    """100 due launches on a PostgreSQL database (one bunch), the instance folder for the processes."""
+def due_on_postgresql(settings_factory, migrated_pg_url, sim):
+    """100 due launches on a PostgreSQL database (one bunch) whose owner has a linked token, and the
+    instance folder the served panels share."""
     from app import create_app
     from app.auth.services import create_local_user
 
     settings = settings_factory(database_url=migrated_pg_url, panda=PANDA, tasks=TASKS)
-    write_config(settings.instance_dir, migrated_pg_url)
     application = create_app(settings)
     with application.app_context():
         user = create_local_user("pg-manager", "pg-manager-password-1", role="manager")
         _db.session.commit()
+        served(settings.instance_dir, sim, user, migrated_pg_url)
         names = bunch_of(user, 100)
         _db.session.remove()
         _db.engine.dispose()
