@@ -2,11 +2,19 @@
 accounting), by bulk inserts into the real tables: used by benchmarks/monitoring.py and by the task
 tables' tests (tests/monitoring). Rows follow the models' rules: unique names and datasets, one
 bunch per up to 100 tasks, some bunches chained, SIM and RECO steps, a few users.
+
+Rows go through the database driver (SQLite: executemany of tuples; PostgreSQL: COPY), not through
+SQLAlchemy's per-value processing. A large seed (BULK_FROM tasks or more) drops the task table's
+secondary indexes and search structures first and builds them once at the end, from what the
+database itself says they are (sqlite_master, pg_indexes), and sets PostgreSQL's id sequences after.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,9 +39,22 @@ _OPTIONAL = (
 )  # fmt: skip
 
 
-def seed(conn: Connection, count: int, *, seed_value: int = 1, users: int = 5, batch: int = 20_000) -> list[int]:
+BULK_FROM = 50_000  # tasks: from this many, indexes are built once after the rows
+
+
+def seed(
+    conn: Connection, count: int, *, seed_value: int = 1, users: int = 5, batch: int = 50_000, bulk: bool | None = None
+) -> list[int]:
     """Insert `count` tasks (and their bunches, users and chains) after what the tables hold; returns the
-    user ids. Deterministic for a seed."""
+    user ids. Deterministic for a seed. `bulk` (default: from BULK_FROM tasks) builds the task table's
+    indexes once after the rows instead of row by row."""
+    with _indexes_after(conn, count >= BULK_FROM if bulk is None else bulk):
+        user_ids = _seed(conn, count, seed_value, users, batch)
+    _set_sequences(conn)
+    return user_ids
+
+
+def _seed(conn: Connection, count: int, seed_value: int, users: int, batch: int) -> list[int]:
     rng = random.Random(seed_value)
     user_ids = _users(conn, users)
     first_task = (conn.scalar(select(func.max(Task.id))) or 0) + 1
@@ -78,8 +99,101 @@ def seed(conn: Connection, count: int, *, seed_value: int = 1, users: int = 5, b
 def _flush(conn: Connection, *lists: list[dict[str, Any]]) -> None:
     for table, rows in zip((TaskBunch, Chain, ChainStep, Task), lists, strict=True):
         if rows:
-            conn.execute(insert(table.__table__), rows)  # type: ignore[attr-defined]
+            _write(conn, table.__tablename__, rows)
             rows.clear()
+
+
+def _write(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Rows (dicts with the same keys) through the driver: datetimes as naive UTC (as app.db.UTCDateTime
+    stores them), dicts as JSON text."""
+    names = list(rows[0])
+    sqlite = conn.dialect.name == "sqlite"
+
+    def moment(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else naive
+
+    def document(value: Any) -> Any:
+        return None if value is None else json.dumps(value)
+
+    def flag(value: Any) -> Any:
+        return int(value) if sqlite and isinstance(value, bool) else value
+
+    # Converted by the values of the first row that has one (every row of a table has the same kinds).
+    kinds: dict[str, Any] = {}
+    for row in rows:
+        for name in names:
+            if name not in kinds and row[name] is not None:
+                value = row[name]
+                kinds[name] = (
+                    moment if isinstance(value, datetime) else document if isinstance(value, dict | list)
+                    else flag if isinstance(value, bool) else None
+                )  # fmt: skip
+        if len(kinds) == len(names):
+            break
+    plain = [(i, kinds[name]) for i, name in enumerate(names) if kinds.get(name) is not None]
+    tuples = []
+    for row in rows:
+        values = list(row.values()) if list(row) == names else [row[name] for name in names]
+        for i, convert in plain:
+            values[i] = convert(values[i])
+        tuples.append(tuple(values))
+    quoted = ", ".join(f'"{name}"' for name in names)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if sqlite:
+            cursor.executemany(f'INSERT INTO "{table}" ({quoted}) VALUES ({", ".join("?" * len(names))})', tuples)
+        else:
+            with cursor.copy(f'COPY "{table}" ({quoted}) FROM STDIN') as copy:
+                for values in tuples:
+                    copy.write_row(values)
+    finally:
+        cursor.close()
+
+
+@contextmanager
+def _indexes_after(conn: Connection, bulk: bool) -> Iterator[None]:
+    """Without `bulk`, nothing. With it: drop the task table's secondary indexes (ix_…) and search
+    structures (SQLite's FTS5 triggers, PostgreSQL's trigram index), then create them again after the
+    block, and fill the FTS5 table of names from the tasks in one pass."""
+    if not bulk:
+        yield
+        return
+    if conn.dialect.name == "sqlite":
+        found = conn.exec_driver_sql(
+            "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'task' AND sql IS NOT NULL"
+            " AND ((type = 'index' AND name LIKE 'ix_%') OR (type = 'trigger' AND name LIKE 'task_name_fts_%'))"
+        ).all()
+        for kind, name, _ in found:
+            conn.exec_driver_sql(f'DROP {kind.upper()} "{name}"')
+        yield
+        for _, _, sql in found:
+            conn.exec_driver_sql(sql)
+        if any(kind == "trigger" for kind, _, _ in found):
+            conn.exec_driver_sql("INSERT INTO task_name_fts(task_name_fts) VALUES ('rebuild')")
+        return
+    found = conn.exec_driver_sql(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'task' AND indexname LIKE 'ix\\_%%'"
+    ).all()
+    for name, _ in found:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    for _, sql in found:
+        conn.exec_driver_sql(sql)
+
+
+def _set_sequences(conn: Connection) -> None:
+    """PostgreSQL: the id sequences past the ids given explicitly (the app's next rows get new ids)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for table in ("task", "task_bunch", "chain", "chain_step"):
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM \"{table}\"))"
+            f" WHERE EXISTS (SELECT 1 FROM \"{table}\")"
+        )
 
 
 def _users(conn: Connection, count: int) -> list[int]:

@@ -2,7 +2,8 @@
 (``GET /api/v1/tasks``, a task, a bunch's and a chain's tasks) give it: the one builder of it. One flat dict of plain values, so that a CSV row is the same record.
 
 `task_records` reads what the tasks refer to (creators, parents, bunches, chains) in one query each,
-never one per task.
+never one per task; `records_by_id` reads named tasks and all that in one statement (the polled
+refresh of a table's active rows).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import aliased, defer
 
 from app.auth.models import User
 from app.chains.models import Chain, ChainStep
@@ -73,6 +75,33 @@ def task_records(tasks: Sequence[Task]) -> list[dict[str, Any]]:
          "bigpanda_url": bigpanda_url(t.panda_task_id)}
         for t in tasks
     ]  # fmt: skip
+
+
+def records_by_id(ids: Sequence[int]) -> tuple[list[Task], list[dict[str, Any]]]:
+    """The named tasks (in id order) and their records, in one statement: each task by its primary key,
+    what it refers to by theirs (a bunch is in at most one chain), its latest launch by launch.task_id."""
+    parent = aliased(Task)
+    latest = (
+        select(Launch.status).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1).scalar_subquery()
+    )
+    query = (
+        select(Task, User.username, parent.panda_task_id, TaskBunch.base_name, Chain.id, Chain.name, latest)
+        .join(TaskBunch, TaskBunch.id == Task.bunch_id)
+        .outerjoin(User, User.id == Task.created_by_id)
+        .outerjoin(parent, parent.id == Task.parent_id)
+        .outerjoin(ChainStep, ChainStep.bunch_id == Task.bunch_id)
+        .outerjoin(Chain, Chain.id == ChainStep.chain_id)
+        .options(defer(Task.spec), defer(Task.params))
+        .where(Task.id.in_(list(ids)))
+        .order_by(Task.id)
+    )
+    tasks, records = [], []
+    for t, creator, parent_panda_id, bunch, chain_id, chain, launch in db.session.execute(query):
+        record = _record(t, {t.created_by_id: creator}, {t.parent_id: parent_panda_id}, {t.bunch_id: bunch},
+                         (chain_id, chain))  # fmt: skip
+        tasks.append(t)
+        records.append({**record, "launch_status": launch, "bigpanda_url": bigpanda_url(t.panda_task_id)})
+    return tasks, records
 
 
 def task_record(task: Task) -> dict[str, Any]:

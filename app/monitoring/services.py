@@ -16,12 +16,13 @@ from flask import Flask, current_app
 from app.auth.models import User
 from app.config import get_settings
 from app.extensions import db
+from app.inputs import id_list
 from app.monitoring import tables
 from app.monitoring.filters import BadFilter, TaskFilter
 from app.monitoring.models import UserPreference
-from app.monitoring.records import FIELDS, SCHEMA, task_records
+from app.monitoring.records import FIELDS, SCHEMA, records_by_id, task_records
 from app.monitoring.tables import Column, Page, Table, TableState
-from app.sync.services import PandaRows, rows_of
+from app.sync.services import MAX_POLLED, PandaRows, rows_of
 
 EXPORT_FORMATS = ("csv", "json")
 
@@ -36,6 +37,10 @@ class TableView:
     columns: tuple[Column, ...]  # the columns shown, in the table's order
     totals: dict[str, Any] | None
     polled: PandaRows  # the active rows, refreshed in place
+
+    @property
+    def column_keys(self) -> str:
+        return ",".join(col.key for col in self.columns)
 
     def args(self, **changes: Any) -> list[tuple[str, str]]:
         """The query string of this view (filter and state, no position) with `changes` applied
@@ -73,6 +78,32 @@ def table_view(name: str, args: Any, user: User | None) -> TableView:
     columns = tuple(col for col in table.columns if col.key in keys)
     totals = tables.totals(table, task_filter) if table is tables.SUCCESSFUL_TABLE else None
     return TableView(table, task_filter, state, page, task_records(page.tasks), columns, totals, rows_of(page.tasks))
+
+
+@dataclass
+class RowRefresh:
+    """The polled refresh of the current table's active rows: their records in the page's columns."""
+
+    records: list[dict[str, Any]]
+    columns: tuple[Column, ...]
+    polled: PandaRows  # the rows still active (polled again)
+
+    @property
+    def column_keys(self) -> str:
+        return ",".join(col.key for col in self.columns)
+
+
+def row_refresh(args: Any, user: User | None) -> RowRefresh:
+    """The rows named by ``ids`` (the page's active rows, at most MAX_POLLED) as the sync stored them,
+    in the columns ``cols`` (else the user's), read in one statement; BadFilter for an unknown column."""
+    table = tables.CURRENT
+    keys = [key for key in str(args.get("cols") or "").split(",") if key]
+    for key in keys:
+        table.column(key)
+    keys = keys or list(chosen_columns(table, user))
+    task_list, records = records_by_id(id_list(str(args.get("ids") or ""))[:MAX_POLLED])
+    columns = tuple(col for col in table.columns if col.key in keys)
+    return RowRefresh(records, columns, rows_of(task_list))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,14 @@ def counts() -> ResponseReturnValue:
     return render_template("monitoring/_counts.html", counts=counts, table=name)
 
 
+@bp.get("/rows")
+@role_required("viewer")
+def rows() -> ResponseReturnValue:
+    """The polled in-place refresh of the current table's active rows (out-of-band swaps)."""
+    view = services.row_refresh(request.args, logged_in_user())
+    return render_template("monitoring/_rows.html", view=view)
+
+
 @bp.post("/columns")
 @role_required("viewer")
 def columns() -> ResponseReturnValue:

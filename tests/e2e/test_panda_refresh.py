@@ -1,5 +1,6 @@
-"""The task list refreshes its active rows' PanDA state in place (htmx, out-of-band swaps) when the
-sync stored something new: no reload, no PanDA call from the page, no CSP violation."""
+"""The task list refreshes its active rows whole in place (htmx, out-of-band swaps of each row) when
+the sync stored something new: status, jobs, priorities, times; a ticked box stays ticked; no reload,
+no PanDA call from the page, no CSP violation."""
 
 from __future__ import annotations
 
@@ -43,9 +44,13 @@ def test_active_rows_refresh_in_place(page, make_user, sim, browser_log):
     assert dispatcher.dispatch_bunch(bunch.id, deadline_s=30) == {"submitted": 2}
     task = bunch.tasks[0]
     log_in(page, manager.username)
-    page.goto("/tasks/")
+    page.goto("/tasks/?cols=name,status,priority_current,submitted_at,started_at")
     state = page.locator(f"#panda-state-{task.id}")
     expect(state).to_contain_text("not read yet")
+    row = page.locator(f"#task-row-{task.id} td")
+    expect(row.nth(3)).to_have_text("—")  # current priority, after the selection box: not read yet
+    expect(row.nth(4)).to_have_text("—")  # submit time
+    page.locator(f"#select-task-{task.id}").check()
     page.evaluate("() => { window.__notReloaded = true; }")
 
     calls = sum(sim.calls.values())
@@ -53,6 +58,10 @@ def test_active_rows_refresh_in_place(page, make_user, sim, browser_log):
     jobs.sync_cycle()  # the background job stores "running"; the page picks it up by itself
     expect(state.locator(".status")).to_have_text("running")
     expect(state).to_contain_text("0/10 jobs")
+    _db.session.refresh(task)
+    expect(row.nth(3)).to_have_text(f"{task.priority_current:,}".replace(",", " "))  # the whole row, not just status
+    expect(row.nth(4).locator("time")).to_have_attribute("datetime", task.submitted_at.isoformat().replace("+00:00", "Z"))
+    expect(page.locator(f"#select-task-{task.id}")).to_be_checked()  # the ticked box kept
     assert page.evaluate("() => window.__notReloaded") is True  # swapped in place, not reloaded
     assert sum(sim.calls.values()) == calls + 1  # the sync's one listing; the page asked PanDA nothing
     assert browser_log.console_errors == [], browser_log.http_errors
