@@ -591,14 +591,24 @@ def _rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> Non
 
 
 def _isolated(step: Callable[..., T], launch: Launch, *args: Any) -> T | None:
-    """`step(launch, *args)` in a savepoint: one row's failure (e.g. the database refusing its write)
-    undoes that row's step only and stops neither the round nor the others. A claim undone so is
-    still pending (nothing was sent); a reply not stored leaves the row "sending": looked up by name."""
+    """`step(launch, *args)`, where one row's failure stops neither the round nor the others: the
+    row's unsaved changes are dropped, and a claim the step made is given back (nothing was sent:
+    the launch stays pending). A reply that could not be stored leaves the row "sending": it is
+    looked up by name. (Not a savepoint: on SQLite each would be a commit of its own.)"""
     try:
-        with db.session.begin_nested():
-            return step(launch, *args)
+        return step(launch, *args)
     except Exception:
         log.exception("launch %s: %s failed", launch.id, step.__name__.strip("_"))
+        claimed_at = launch.claimed_at if step is _take and launch.status == S.SENDING else None
+        db.session.expire(launch.task)
+        db.session.expire(launch)
+        if claimed_at is not None:
+            db.session.execute(
+                update(Launch)
+                .where(Launch.id == launch.id, Launch.status == S.SENDING, Launch.claimed_at == claimed_at)
+                .values(status=S.PENDING, claimed_at=None)
+                .execution_options(synchronize_session=False)
+            )
         return None
 
 
