@@ -70,25 +70,39 @@ def test_ensure_admin_leaves_the_admin_another_server_is_creating(settings_facto
     from app import create_app
 
     app = create_app(settings_factory(database_url=migrated_pg_url))
-    results = []
+    results: list = []
 
     def second_server() -> None:
-        with app.app_context():
-            results.append(ensure_admin())
-            db.session.commit()
-            db.session.remove()
+        try:
+            with app.app_context():
+                results.append(ensure_admin())
+                db.session.commit()
+                db.session.remove()
+        except BaseException as error:  # shown by the assertions below instead of a silent thread death
+            results.append(error)
 
-    with app.app_context():
-        assert ensure_admin() is not None  # the first server: flushed, not committed yet
-        thread = threading.Thread(target=second_server)
-        thread.start()
-        with psycopg.connect(PG_ADMIN.replace("dbname=test", f"dbname={migrated_pg_url.rsplit('/', 1)[1]}")) as watch:
-            wait_until(lambda: watch.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            ).fetchone()[0], timeout=30, message="the second insert to wait for the first")  # fmt: skip
-        db.session.commit()
-        thread.join(timeout=30)
-        assert results == [None]
-        assert db.session.scalar(select(func.count()).select_from(User).where(User.username == INITIAL_ADMIN)) == 1
-        db.session.remove()
-        db.engine.dispose()
+    def second_is_waiting(watch) -> bool:
+        waiting = watch.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        ).fetchone()[0]
+        return bool(waiting) or not thread.is_alive()
+
+    try:
+        with app.app_context():
+            assert ensure_admin() is not None  # the first server: flushed, not committed yet
+            thread = threading.Thread(target=second_server)
+            thread.start()
+            database = migrated_pg_url.rsplit("/", 1)[1]
+            # autocommit: inside one transaction pg_stat_activity keeps showing its first snapshot
+            with psycopg.connect(PG_ADMIN.replace("dbname=test", f"dbname={database}"), autocommit=True) as watch:
+                wait_until(lambda: second_is_waiting(watch), timeout=30,
+                           message="the second insert to wait for the first")  # fmt: skip
+            assert thread.is_alive(), f"the second server did not wait for the first: {results}"
+            db.session.commit()
+            thread.join(timeout=30)
+            assert results == [None]
+            assert db.session.scalar(select(func.count()).select_from(User).where(User.username == INITIAL_ADMIN)) == 1
+            db.session.remove()
+    finally:
+        with app.app_context():
+            db.engine.dispose()
