@@ -448,10 +448,10 @@ def command_history(task: Task, limit: int = 200) -> list[TaskCommand]:
 
 @dataclass(frozen=True)
 class TaskPanel:
-    """The task page's actions: the buttons, the command PanDA has not executed yet, the history."""
+    """The task page's actions: the buttons and the history (the command PanDA has not executed yet is
+    the PanDA-state fragment's, which the page polls: tasks/_panda_detail.html)."""
 
     buttons: list[Button]
-    queued: QueuedCommand | None
     history: list[TaskCommand]  # the newest HISTORY_SHOWN
     older: bool = False  # the task has older commands (the PanDA log of the task lists every one)
 
@@ -461,7 +461,7 @@ HISTORY_SHOWN = 20  # a task's page renders this many commands, whatever their n
 
 def task_panel(task: Task, user: User | None) -> TaskPanel:
     history = command_history(task, HISTORY_SHOWN + 1)
-    return TaskPanel(buttons(task, user), queued_command(task), history[:HISTORY_SHOWN], len(history) > HISTORY_SHOWN)
+    return TaskPanel(buttons(task, user), history[:HISTORY_SHOWN], len(history) > HISTORY_SHOWN)
 
 
 @dataclass(frozen=True)

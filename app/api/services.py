@@ -531,7 +531,7 @@ def create_chain(
 
 
 def chain_detail(chain: Chain) -> dict[str, Any]:
-    view = chains.chain_page(chain)
+    view = chains.chain_page(chain, all_rows=True)
     rows = [r for s in view.steps for r in s.rows]
     by_id = {record["id"]: record for record in task_records([r.task for r in rows])}
     steps = [{"position": s.step.position, "step": s.step.step, "bunch_id": s.bunch.id, "kind": s.kind,

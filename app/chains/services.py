@@ -16,13 +16,12 @@ import dataclasses
 import json
 import re
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 from werkzeug.datastructures import FileStorage
 
 from app.audit.services import record
@@ -321,13 +320,19 @@ class StepView:
     bunch: TaskBunch
     kind: str
     events_per_task: int | None
-    rows: list[TaskRow]
+    rows: list[TaskRow]  # the first ROWS_SHOWN tasks of the step (the bunch page lists every one)
     progress: tasks.BunchProgress
-    states: dict[str, int]  # how many tasks in each state
+    states: dict[str, int]  # how many of the step's tasks are in each state (all of them)
+    running_in_panda: int = 0  # tasks in PanDA whose status is not final
 
     @property
     def finished(self) -> bool:
-        return all(r.state in FINAL_STATUSES for r in self.rows)
+        return all(state in FINAL_STATUSES for state in self.states)
+
+    @property
+    def more(self) -> int:
+        """How many of the step's tasks are not in `rows`."""
+        return sum(self.states.values()) - len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -348,7 +353,7 @@ class ChainPage:
     @property
     def waiting_for_panda(self) -> bool:
         """Tasks in PanDA whose status is not final: a manager's refresh may tell more."""
-        return any(r.task.panda_task_id and r.state not in FINAL_STATUSES for s in self.steps for r in s.rows)
+        return any(s.running_in_panda for s in self.steps)
 
 
 def _row(task: Task) -> TaskRow:
@@ -366,28 +371,75 @@ def _row(task: Task) -> TaskRow:
     return TaskRow(task, launch, state, reason)
 
 
-def chain_page(chain: Chain) -> ChainPage:
-    """The chain as stored: each step's tasks with their launch, PanDA status and why they wait or failed."""
-    # Every step's tasks and launches in a fixed number of statements, however many steps and tasks;
-    # a task's parent is then a task of the previous step, already loaded.
+ROWS_SHOWN = 50  # tasks per step on the chain page (the step's bunch page lists every one)
+
+
+def _step_states(bunch_ids: list[int]) -> dict[int, tuple[dict[str, int], int]]:
+    """Per bunch: how many tasks are in each state (``_row``'s: PanDA's status, else the submitted or
+    the latest launch's), and how many are in PanDA and not final; counted in one statement."""
+    submitted = (
+        select(Launch.id).where(Launch.task_id == Task.id, Launch.status == LaunchStatus.SUBMITTED).exists()
+    )
+    latest = select(Launch.status).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1)
+    state = func.coalesce(
+        Task.panda_status, case((submitted, LaunchStatus.SUBMITTED.value), else_=latest.scalar_subquery()), "none"
+    ).label("state")
+    sent = Task.panda_task_id.is_not(None).label("sent")
+    rows = db.session.execute(
+        select(Task.bunch_id, state, sent, func.count()).where(Task.bunch_id.in_(bunch_ids)).group_by(Task.bunch_id, state, sent)
+    ).all()  # fmt: skip
+    out: dict[int, tuple[dict[str, int], int]] = {b: ({}, 0) for b in bunch_ids}
+    for bunch_id, name, in_panda, n in rows:
+        counts, running = out[bunch_id]
+        counts[str(name)] = counts.get(str(name), 0) + n
+        out[bunch_id] = (counts, running + (n if in_panda and name not in FINAL_STATUSES else 0))
+    return out
+
+
+def chain_page(chain: Chain, *, all_rows: bool = False) -> ChainPage:
+    """The chain as stored: each step's tasks (the first ROWS_SHOWN of each, unless `all_rows`) with their
+    launch, PanDA status and why they wait or failed, and every task's state counted per step."""
+    # A fixed number of statements, however many steps and tasks: the steps, their first tasks (a
+    # window per bunch) with launches and parents, the states and the launch progress (in SQL).
+    bunches = selectinload(ChainStep.bunch)
     steps = db.session.scalars(
         select(ChainStep)
         .where(ChainStep.chain_id == chain.id)
-        .options(selectinload(ChainStep.bunch).options(tasks.TASKS_WITH_LAUNCHES))
+        .options(bunches.options(tasks.TASKS_WITH_LAUNCHES) if all_rows else bunches)
         .order_by(ChainStep.position)
     ).all()
+    bunch_ids = [step.bunch_id for step in steps]
+    by_bunch: dict[int, list[Task]] = {step.bunch_id: list(step.bunch.tasks) if all_rows else [] for step in steps}
+    if not all_rows:
+        ranked = (
+            select(Task.id, func.row_number().over(partition_by=Task.bunch_id, order_by=Task.bunch_index).label("n"))
+            .where(Task.bunch_id.in_(bunch_ids))
+            .subquery()
+        )
+        first = db.session.scalars(
+            select(Task)
+            .where(Task.id.in_(select(ranked.c.id).where(ranked.c.n <= ROWS_SHOWN)))
+            .options(
+                defer(Task.spec), defer(Task.params), selectinload(Task.launches).defer(Launch.manifest),
+                selectinload(Task.parent).load_only(Task.id, Task.name, Task.panda_status),
+            )
+            .order_by(Task.bunch_id, Task.bunch_index)
+        ).all()  # fmt: skip
+        for task in first:
+            by_bunch[task.bunch_id].append(task)
+    states = _step_states(bunch_ids)
     kinds = context(is_admin=False).kinds
-    progress = tasks.bunch_progresses([step.bunch_id for step in steps])
+    progress = tasks.bunch_progresses(bunch_ids)
     views = []
     generated: int | None = None  # events per task of the last generation step (what later steps read)
     for step in steps:
         bunch = step.bunch
-        rows = [_row(t) for t in bunch.tasks]
+        rows = [_row(t) for t in by_bunch[bunch.id]]
         kind = kinds.get(step.step, "?")
         if kind == GENERATION:
             generated = bunch.definition.get("total_events")
-        counts = dict(Counter(r.state for r in rows))
-        views.append(StepView(step, bunch, kind, generated, rows, progress[bunch.id], counts))
+        counts, running = states[bunch.id]
+        views.append(StepView(step, bunch, kind, generated, rows, progress[bunch.id], counts, running))
     return ChainPage(chain, views)
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, case, func, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import aliased, defer, joinedload, load_only, selectinload
+from sqlalchemy.orm import aliased, defer, joinedload, selectinload
 from werkzeug.datastructures import FileStorage
 
 from app import clock
@@ -860,14 +860,14 @@ RELATED_SHOWN = 50  # children, clones and bunch siblings on the task page
 
 @dataclass(frozen=True)
 class Related:
-    """The first ``RELATED_SHOWN`` tasks related to a task one way (names and ids only)."""
+    """The first ``RELATED_SHOWN`` tasks related to a task one way (rows of id and name only)."""
 
-    tasks: list[Task]
+    tasks: list[Any]  # rows with .id and .name (no ORM objects: the page only links them)
     more: bool  # there are others beyond these
 
 
 def _related(query: Select) -> Related:
-    rows = list(db.session.scalars(query.options(load_only(Task.id, Task.name)).limit(RELATED_SHOWN + 1)))
+    rows = list(db.session.execute(query.with_only_columns(Task.id, Task.name).limit(RELATED_SHOWN + 1)))
     return Related(rows[:RELATED_SHOWN], len(rows) > RELATED_SHOWN)
 
 
