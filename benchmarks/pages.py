@@ -121,6 +121,11 @@ def seed(instance: Path, url: str, size: int) -> dict[str, Any]:
             select(TaskBunch.created_at, TaskBunch.created_by_id, literal("seed-user"), literal("task.create"),
                    TaskBunch.base_name, literal("ok"), literal(""), literal(""), empty),
         ))  # fmt: skip
+        if pg:  # rows inserted with their ids leave PostgreSQL's sequences behind
+            for table in ("task", "task_bunch", "chain", "chain_step", "launch", "panda_call", "audit_event",
+                          "task_status_change", "user"):  # fmt: skip
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+                                  f"(SELECT coalesce(max(id), 0) + 1 FROM \"{table}\"), false)"))  # fmt: skip
     engine.dispose()
     app = create_app(_settings(instance, url))
     with app.app_context():
