@@ -237,11 +237,14 @@ SCHEDULE = [
 ]
 
 
-def task_filters(table: Table) -> list[dict[str, Any]]:
+def task_filters(table: Table | None) -> list[dict[str, Any]]:
     """A task table's query parameters: every key of its filter (made from `TaskFilter`'s declaration,
-    app/monitoring/filters.py), its sort keys and order, paging."""
+    app/monitoring/filters.py), its sort keys and order, paging (None: the filter's keys only)."""
+    keys = [query(p.name, p.description, _filter_schema(p)) for p in QUERY_PARAMETERS]
+    if table is None:
+        return keys
     return [
-        *(query(p.name, p.description, _filter_schema(p)) for p in QUERY_PARAMETERS),
+        *keys,
         query("sort", f"the column to sort by (default {table.default_sort})", {"enum": list(table.keys)}),
         query("order", "asc or desc (default)", {"enum": ["asc", "desc"]}),
         *PAGING,
@@ -298,6 +301,19 @@ def _paths() -> dict[str, Any]:
             "List successful (done, finished) tasks with the totals of every match", "viewer",
             (200, {"allOf": [paged("Task"), obj({"totals": SUCCESSFUL_TOTALS})]}, "a page of tasks and the totals"),
             tag="tasks", params=task_filters(SUCCESSFUL_TABLE), refusals=(422,))},
+        "/tasks/counts": {"get": op(
+            "Counts per PanDA status of what the task list's other filters match (capped)", "viewer",
+            (200, obj({"counts": array(obj({"status": STR, "count": INT})), "cap": INT}), "the counts"),
+            tag="tasks", params=task_filters(None), refusals=(422,))},
+        "/tasks/{task_id}/relaunch": {"get": op(
+            "A new task's definition from the task's submission manifest", "manager", (200, OBJ, "the definition"),
+            tag="tasks", params=[task], refusals=(404, 409))},
+        "/bunches/{bunch_id}/edit": {"post": op(
+            "Edit a bunch none of whose launches went out yet (preview: the differences only)", "manager",
+            (200, obj({"changed": array(STR), "tasks": array(obj({"name": STR, "diff": STR, "diff_against": nullable(STR)}))}),
+             "the fields changed, or each task's difference"), tag="tasks", params=[bunch],
+            body=_json({**TASK_DEFINITION, "properties": {**TASK_DEFINITION["properties"], "preview": BOOL}})["content"],
+            refusals=(400, 404, 409, 422), write=True)},
         "/tasks/preview": {"post": op("Preview a definition: each task's PanDA parameters", "manager",
                                       (200, ref("TaskPreview"), "the planned tasks"), tag="tasks",
                                       body=_json(ref("TaskDefinition"))["content"], refusals=(400, 422), write=True)},
@@ -396,6 +412,9 @@ def _paths() -> dict[str, Any]:
                                 (200, {"allOf": [paged("Request"), obj({"service_error": nullable(STR)})]},
                                  "a page of requests"), tag="requests", refusals=(422,),
                                 params=[query("status"), query("group", "physics group"), *PAGING])},
+        "/requests/refresh": {"post": op(
+            "Read the requests service again now", "viewer", (200, obj({"count": INT, "service_error": nullable(STR)}),
+            "how many requests it lists"), tag="requests", refusals=(400,))},
         "/requests/{request_id}": {"get": op("A request with its chains, tasks and progress", "viewer",
                                              (200, ref("RequestDetail"), "the request"), tag="requests",
                                              params=[path_id("request_id"), query("after", "the task ids after this one (the previous page's next_after)", {"type": "integer", "minimum": 0})],

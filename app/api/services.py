@@ -17,6 +17,7 @@ from sqlalchemy.orm import defer
 from werkzeug.datastructures import MultiDict
 
 from app.actions import bulk as bulk_services
+from app.actions import edit as edit_services
 from app.actions import modify
 from app.actions import services as actions
 from app.actions.matrix import Action
@@ -194,6 +195,21 @@ def tasks_list(args: Mapping[str, str], table: str = "tasks") -> dict[str, Any]:
     return listing
 
 
+def status_counts(args: Mapping[str, str]) -> dict[str, Any]:
+    """The task list's counts per PanDA status of what its other filters match (capped, as the table's
+    counts are; statuses without tasks left out)."""
+    user = g.get("user")
+    try:
+        task_filter = TaskFilter.from_args(
+            args, user_id=user.id if user else None, steps=get_settings().tasks.step_types
+        )
+    except BadFilter as exc:
+        raise invalid([FieldError("query", str(exc))], str(exc)) from None
+    counts = monitoring_tables.status_counts(monitoring_tables.CURRENT, task_filter)
+    return {"counts": [{"status": name, "count": count} for name, count in counts],
+            "cap": monitoring_tables.COUNT_CAP}  # fmt: skip
+
+
 def _form_value(name: str, value: Any) -> str | None:
     """A JSON value as the task form would receive it (None: not sent)."""
     if value is None or value is False:
@@ -293,6 +309,36 @@ def clone_definition(source: Task | TaskBunch) -> dict[str, Any]:
     and sent to ``POST /tasks`` with ``cloned_from_task`` or ``cloned_from_bunch``."""
     key = "cloned_from_task" if isinstance(source, Task) else "cloned_from_bunch"
     return {**tasks.clone_definition(source).to_dict(), key: source.id}
+
+
+def relaunch_definition(task: Task) -> dict[str, Any]:
+    """The task page's "relaunch from the manifest": a new single task's definition, from what was
+    sent to PanDA, to be edited and sent to ``POST /tasks`` with ``cloned_from_task``."""
+    definition = tasks.relaunch_definition(task)
+    if definition is None:
+        raise ApiProblem(409, "Conflict", f"{task.name} has no submission manifest yet", "no_manifest")
+    return {**definition.to_dict(), "cloned_from_task": task.id}
+
+
+def edit_bunch(bunch: TaskBunch, body: Any, user: User, *, is_admin: bool, target: str) -> dict[str, Any]:
+    """The bunch page's "edit": a bunch whose launches all still wait, given a new definition (its
+    size kept); with ``preview`` true each task's difference only, else saved (the launches stay as
+    scheduled)."""
+    values = dict(body_object(body))
+    preview = values.pop("preview", False) is True
+    reason = edit_services.not_editable_reason(bunch)
+    if reason:
+        raise ApiProblem(409, "Conflict", f"{bunch.base_name} is {reason}", "not_editable")
+    definition = task_definition(values, is_admin=is_admin, target=target)
+    try:
+        if preview:
+            items = edit_services.preview_edit(bunch, definition, user, is_admin=is_admin)
+            return {"changed": [], "tasks": [{"name": i.name, "diff": i.diff, "diff_against": i.diff_against}
+                                             for i in items]}  # fmt: skip
+        changed = edit_services.save_edit(bunch, definition, user, is_admin=is_admin)
+    except tasks.ValidationFailed as exc:
+        raise _field_problem(exc.errors) from None
+    return {"changed": changed, "tasks": []}
 
 
 def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
@@ -641,6 +687,12 @@ def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
     shown = found.page._query_args["items"]
     listing = page_of_list(shown, args, lambda r: r.to_json())
     return {**listing, "service_error": found.snapshot.error.message if found.snapshot.error else None}
+
+
+def refresh_requests() -> dict[str, Any]:
+    """The Requests page's "Refresh": ask the requests service again now, whatever the cache's age."""
+    snapshot = prodrequests.refresh()
+    return {"count": len(snapshot.requests), "service_error": snapshot.error.message if snapshot.error else None}
 
 
 def request_detail(request_id: int, args: Mapping[str, str]) -> dict[str, Any]:

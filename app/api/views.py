@@ -75,6 +75,13 @@ def tasks_successful() -> ResponseReturnValue:
     return jsonify(services.tasks_list(request.args, "successful"))
 
 
+@bp.get("/tasks/counts")
+@role("viewer")
+def tasks_counts() -> ResponseReturnValue:
+    """Counts per PanDA status of what the task list's other filters match."""
+    return jsonify(services.status_counts(request.args))
+
+
 @bp.get("/tasks/<int:task_id>")
 @role("viewer")
 def task_get(task_id: int) -> ResponseReturnValue:
@@ -104,6 +111,12 @@ def task_clone(task_id: int) -> ResponseReturnValue:
     return jsonify(services.clone_definition(services.get_or_404(Task, task_id, "task")))
 
 
+@bp.get("/tasks/<int:task_id>/relaunch")
+@role("manager")
+def task_relaunch(task_id: int) -> ResponseReturnValue:
+    return jsonify(services.relaunch_definition(services.get_or_404(Task, task_id, "task")))
+
+
 @bp.post("/tasks/<int:task_id>/actions/<name>")
 @role("viewer")
 def task_action(task_id: int, name: str) -> ResponseReturnValue:
@@ -124,6 +137,14 @@ def task_modify(task_id: int) -> ResponseReturnValue:
 @role("viewer")
 def bunch_get(bunch_id: int) -> ResponseReturnValue:
     return jsonify(services.bunch_detail(services.get_or_404(TaskBunch, bunch_id, "bunch")))
+
+
+@bp.post("/bunches/<int:bunch_id>/edit")
+@role("manager")
+def bunch_edit(bunch_id: int) -> ResponseReturnValue:
+    """A bunch not sent yet, given a new definition (``preview``: the differences only)."""
+    bunch = services.get_or_404(TaskBunch, bunch_id, "bunch")
+    return jsonify(services.edit_bunch(bunch, _body(), logged_in_user(), is_admin=is_admin(), target=request.path))
 
 
 @bp.get("/bunches/<int:bunch_id>/clone")
@@ -306,6 +327,12 @@ def launch_reschedule(launch_id: int) -> ResponseReturnValue:
 @role("viewer")
 def requests_list() -> ResponseReturnValue:
     return jsonify(services.requests_list(request.args))
+
+
+@bp.post("/requests/refresh")
+@role("viewer")
+def requests_refresh() -> ResponseReturnValue:
+    return jsonify(services.refresh_requests())
 
 
 @bp.get("/requests/<int:request_id>")

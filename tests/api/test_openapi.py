@@ -87,7 +87,7 @@ def test_every_query_key_a_listing_reads_is_documented(app, api, monkeypatch):
     monkeypatch.setattr(app, "request_class", Recording)
     admin = api("admin", "read")
     operations = [path for path, ops in document()["paths"].items() if "get" in ops and "{" not in path]
-    assert {"/tasks", "/tasks/successful", "/launches", "/audit"} <= set(operations)
+    assert {"/tasks", "/tasks/successful", "/tasks/counts", "/launches", "/audit"} <= set(operations)
     for path in operations:
         read.clear()
         answer = admin.get(f"/api/v1{path}")
@@ -118,5 +118,7 @@ def test_task_filter_parameters_filter_as_documented(api, make_user, db):
     assert names(f"/api/v1/tasks?panda_id={running.panda_task_id},{done.panda_task_id}") == {running.name, done.name}
     successful = viewer.get(f"/api/v1/tasks/successful?creator={owner.username}").json
     assert [t["name"] for t in successful["items"]] == [done.name] and successful["totals"]["tasks"] == 1
+    counts = viewer.get(f"/api/v1/tasks/counts?creator={owner.username}&status=done").json["counts"]
+    assert {c["status"]: c["count"] for c in counts} == {"running": 1, "done": 1, "failed": 1}  # status left out
     refused = viewer.get("/api/v1/tasks?status=sleeping")
     assert refused.status_code == 422 and "sleeping" in refused.json["detail"]

@@ -21,6 +21,8 @@ def test_statistics_and_error_summary(api):
 def test_requests_say_when_the_service_is_not_there(api):
     listed = api("viewer").get("/api/v1/requests")
     assert listed.status_code == 200 and listed.json["items"] == [] and listed.json["service_error"]
+    refreshed = api("viewer").post("/api/v1/requests/refresh")
+    assert refreshed.status_code == 200 and refreshed.json["count"] == 0 and refreshed.json["service_error"]
     detail = api("viewer").get("/api/v1/requests/42")  # its tasks and chains are shown all the same
     assert detail.status_code == 200 and detail.json["request"] is None and detail.json["service_error"]
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from sqlalchemy import select
 
 from app.actions.models import TaskCommand
@@ -170,3 +172,31 @@ def test_ids_beyond_the_database_are_refused_not_crashed(api):
     assert manager.get(f"/api/v1/tasks/{huge}").status_code == 404
     after = manager.post("/api/v1/tasks", json=definition(), query_string={"after_task": str(huge)})
     assert after.status_code == 422 and after.json["errors"][0]["field"] == "after_task"
+
+
+def test_edit_a_scheduled_bunch_then_relaunch_from_the_manifest(api, fake_panda, db, short_dispatch):
+    """The bunch page's edit (a bunch none of whose launches went out: preview, then saved, its size
+    kept) and the task page's relaunch from what was sent to PanDA (once it was sent)."""
+    manager = api()
+    at = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = manager.post(f"/api/v1/tasks?at={at}", json=definition(bunch_size=2))
+    assert later.status_code == 201, later.json
+    edit = f"/api/v1/bunches/{later.json['id']}/edit"
+    preview = manager.post(edit, json={**definition(bunch_size=2, total_events=40000), "preview": True})
+    assert preview.status_code == 200 and len(preview.json["tasks"]) == 2 and preview.json["changed"] == []
+    assert "40000" in preview.json["tasks"][0]["diff"], preview.json
+    resized = manager.post(edit, json=definition(bunch_size=3))
+    assert resized.status_code == 422 and "bunch_size" in errors_of(resized)
+    saved = manager.post(edit, json=definition(bunch_size=2, total_events=40000))
+    assert saved.status_code == 200 and saved.json["changed"] == ["total_events"], saved.json
+    assert db.session.get(TaskBunch, later.json["id"]).definition["total_events"] == 40000
+
+    now = manager.post("/api/v1/tasks", json=definition(number=9))
+    assert now.status_code == 201 and settle_launches(60)
+    task_id = now.json["task_ids"][0]
+    assert manager.post(f"/api/v1/bunches/{now.json['id']}/edit", json=definition(number=9)).status_code == 409
+    relaunch = manager.get(f"/api/v1/tasks/{task_id}/relaunch")
+    assert relaunch.status_code == 200 and relaunch.json["cloned_from_task"] == task_id, relaunch.json
+    assert relaunch.json["comment"] == "relaunch of PROD2025-009.SIM" and relaunch.json["task_name"] != "PROD2025-009.SIM"
+    unsent = db.session.get(TaskBunch, later.json["id"]).tasks[0].id
+    assert manager.get(f"/api/v1/tasks/{unsent}/relaunch").status_code == 409
