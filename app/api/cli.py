@@ -420,4 +420,37 @@ def launches_cancel(panel: Panel, launch_ids: tuple[int, ...], whole_bunch: bool
         click.echo(f"launch {launch_id}: {result['changed']} cancelled")
 
 
-COMMANDS = (tasks_group, chain_group, launches_group, export_command, import_command)
+# --- any operation ----------------------------------------------------------------------------------
+
+
+@click.command("api")
+@click.argument("method", type=click.Choice(["GET", "POST"], case_sensitive=False))
+@click.argument("path")
+@click.option("-q", "--query", "pairs", multiple=True, metavar="KEY=VALUE", help="A query parameter (repeat a key for several values).")
+@click.option("-d", "--data", help="The JSON body, or @FILE to read it from a file.")
+@panel_command
+def api_command(panel: Panel, method: str, path: str, pairs: tuple[str, ...], data: str | None) -> None:
+    """Call any operation of the API (PATH as in /api/v1/docs, e.g. /tasks/counts or
+    /bunches/7/resend) with this command's connection; prints the JSON answer."""
+    params: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--query")
+        params.setdefault(key, []).append(value)
+    body = None
+    if data is not None:
+        text = _document(Path(data[1:]))[0] if data.startswith("@") else data
+        try:
+            body = json.loads(text)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from None
+    route = "/" + path.strip().removeprefix("/api/v1").lstrip("/")
+    answer = panel.call(method.upper(), route, params=params or None, json=body)
+    if isinstance(answer, str):
+        click.echo(answer, nl=False)
+    else:
+        _print_json(answer)
+
+
+COMMANDS = (tasks_group, chain_group, launches_group, export_command, import_command, api_command)

@@ -126,3 +126,20 @@ def test_tasks_list_takes_every_filter_of_the_task_tables(runner, live, make_tok
     assert "total: tasks 1" in successful.output
     wrong = run_cli("tasks", "list", "--submitted-from", "yesterday", "--url", live, "--token", token)
     assert wrong.exit_code == 5 and "submitted_from: 'yesterday' is not a date" in wrong.output
+
+
+def test_any_operation_through_the_api_command(runner, live, make_token, make_user):
+    """`prodpanel api METHOD PATH` reaches every operation the CLI has no command of its own for, with
+    the same connection, messages and exit codes."""
+    owner, token = make_token("manager")
+    task = new_task(owner, "running")
+    counts = invoke(runner, "api", "get", "/tasks/counts", "-q", f"creator={owner.username}", "--user", owner.username)
+    assert counts.exit_code == 0 and json.loads(counts.output)["counts"] == [{"status": "running", "count": 1}]
+    remote = run_cli("api", "GET", f"/api/v1/tasks/{task.id}", "--url", live, "--token", token)
+    assert remote.exit_code == 0 and json.loads(remote.output)["name"] == task.name
+    resent = run_cli("api", "POST", f"/bunches/{task.bunch_id}/resend", "--url", live, "--token", token)
+    assert resent.exit_code == 0 and json.loads(resent.output) == {"changed": 0}
+    missing = invoke(runner, "api", "POST", "/tasks/999999/adopt", "-d", '{"panda_task_id": 5}', "--user", owner.username)
+    assert missing.exit_code == 4 and "no task 999999" in missing.output
+    bad = invoke(runner, "api", "GET", "/tasks", "-q", "status", "--user", owner.username)
+    assert bad.exit_code == 2
