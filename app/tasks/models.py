@@ -145,7 +145,10 @@ class Task(Model):
         UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),
         # The sync selects non-final tasks; the task tables (app/monitoring) filter and sort on every
         # column: (column, id) walks a filter or a sort in keyset order, the id breaking ties.
-        *(Index(f"ix_task_sort_{name}", *columns, "id") for name, columns in SORT_INDEXES.items()),
+        # Each but the status's own ends with the status: a status filter is checked in the index
+        # while walking a sort, before the row is read (migration 0018).
+        *(Index(f"ix_task_sort_{name}", *columns, "id", *(("panda_status",) if name != "panda_status" else ()))
+          for name, columns in SORT_INDEXES.items()),  # fmt: skip
         # The home page counts a user's active tasks per status (app/stats/dashboard.py).
         Index("ix_task_creator_status", "created_by_id", "panda_status"),
     )

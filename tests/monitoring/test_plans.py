@@ -80,3 +80,27 @@ def test_a_contains_search_uses_the_trigram_index_and_finds_the_same_rows(seeded
         assert ("task_name_fts VIRTUAL TABLE INDEX" if sqlite else "ix_task_name_trgm") in plan, plan
     # Too short a literal run for trigrams, or a literal start (walked by the name's range): no probe.
     assert name_candidates("*.b*") is None and name_candidates("PROD*RECO") is None
+
+
+def test_a_filter_matching_many_rows_walks_the_sort_index_and_pages_the_same(seeded, monkeypatch):
+    from werkzeug.datastructures import MultiDict
+
+    from tests.monitoring.test_tables import _walk
+
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
+    f = TaskFilter.from_args(MultiDict([("status", "running")]))
+    state = TableState("submitted_at", "asc", 50)
+    pages_before = _walk(tables.CURRENT, f, state), _walk(tables.CURRENT, f, state, backwards=True)
+    db.session.execute(text("ANALYZE"))
+    monkeypatch.setattr(tables, "COUNT_CAP", 50)  # the filter matches "many" rows now (about 100)
+    with _statements() as seen:
+        page = tables.page_of(tables.CURRENT, f, state)
+    assert page.total == 51
+    for statement, parameters in seen:
+        plan = _plan(statement, parameters)
+        if sqlite:
+            assert "TEMP B-TREE" not in plan and "USING INDEX ix_task_sort_submitted_at" in plan, plan
+        else:
+            assert "Sort Key" not in plan, plan
+    # The same rows in the same order, both ways, whichever way the database walks.
+    assert (_walk(tables.CURRENT, f, state), _walk(tables.CURRENT, f, state, backwards=True)) == pages_before
