@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
 from app import clock
 from app.chains.models import ChainStep
@@ -52,41 +51,48 @@ def stalled_clause(now: datetime) -> ColumnElement[bool]:
     return and_(active_clause(), Task.panda_status.is_not(None), TaskProgress.moved_at < cutoff)
 
 
-def _produced(requested: int, row: Any) -> int:
-    """Accounted tasks: the events PanDA counted; before that, the share of finished jobs."""
-    if row.accounted_at is not None and row.events_processed is not None:
-        return int(row.events_processed)
-    if not row.jobs_total:
-        return 0
-    return requested * min(row.jobs_done or 0, row.jobs_total) // row.jobs_total
-
-
 def progress_of(where: ColumnElement[bool]) -> Progress:
-    """The progress of the tasks `where` selects (read from the stored rows, no PanDA call)."""
+    """The progress of the tasks `where` selects (read from the stored rows, no PanDA call), summed in
+    the database: one statement for the sums in both units, one for the stalled tasks.
+
+    Events when any task says how many it makes (events_requested, else the spec's total_events), else
+    jobs. Produced per task: accounted tasks the events PanDA counted; before that, the share of
+    finished jobs of the task's events."""
     now = clock.now()
-    rows = db.session.execute(
-        select(Task.id, Task.name, Task.panda_status, Task.panda_task_id, Task.events_requested,
-               Task.spec["total_events"].as_integer().label("planned"), Task.events_processed,
-               Task.accounted_at, Task.jobs_done, Task.jobs_total, Task.started_at, TaskProgress.moved_at)
-        .outerjoin(TaskProgress, TaskProgress.task_id == Task.id)
-        .where(where)
-        .order_by(Task.id)
-    ).all()  # fmt: skip
-    by_events = any(r.events_requested or r.planned for r in rows)
-    requested = produced = active = 0
     cutoff = now - timedelta(hours=get_settings().stats.stalled_hours)
-    stalled = []
-    for row in rows:
-        wanted = int(row.events_requested or row.planned or 0) if by_events else int(row.jobs_total or 0)
-        requested += wanted
-        produced += _produced(wanted, row) if by_events else min(row.jobs_done or 0, wanted)
-        is_active = row.panda_task_id is not None and row.panda_status not in FINAL
-        active += is_active or row.panda_task_id is None
-        if is_active and row.moved_at is not None and row.moved_at < cutoff:
-            stalled.append(Stalled(row.id, row.name, row.panda_status, row.moved_at))
-    started = min((r.started_at for r in rows if r.started_at), default=None)
-    return Progress("events" if by_events else "jobs", requested, produced, len(rows), active, started,
-                    _eta(requested, produced, started, now) if active else None, stalled)  # fmt: skip
+    planned = func.coalesce(Task.spec["total_events"].as_integer(), 0)
+    jobs_total = func.coalesce(Task.jobs_total, 0)
+    jobs_done = func.coalesce(Task.jobs_done, 0)
+    finished_jobs = case((jobs_done < jobs_total, jobs_done), else_=jobs_total)  # min(done, total)
+    events_wanted = case(
+        (func.coalesce(Task.events_requested, 0) != 0, Task.events_requested), (planned != 0, planned), else_=0
+    )
+    events_made = case(
+        (and_(Task.accounted_at.is_not(None), Task.events_processed.is_not(None)), Task.events_processed),
+        (jobs_total != 0, events_wanted * finished_jobs // jobs_total),
+        else_=0,
+    )
+    active = or_(Task.panda_task_id.is_(None), func.coalesce(Task.panda_status, "").not_in(FINAL))
+    row = db.session.execute(
+        select(func.count(Task.id), func.count(case((events_wanted != 0, 1))),
+               func.sum(events_wanted), func.sum(events_made), func.sum(jobs_total), func.sum(finished_jobs),
+               func.count(case((active, 1))), func.min(Task.started_at))
+        .where(where)
+    ).one()  # fmt: skip
+    count, with_events, events, made, jobs, done, active_count, started = row
+    by_events = bool(with_events)
+    requested, produced = (int(events or 0), int(made or 0)) if by_events else (int(jobs or 0), int(done or 0))
+    stalled = [
+        Stalled(r.id, r.name, r.panda_status, r.moved_at)
+        for r in db.session.execute(
+            select(Task.id, Task.name, Task.panda_status, TaskProgress.moved_at)
+            .join(TaskProgress, TaskProgress.task_id == Task.id)
+            .where(where, active_clause(), TaskProgress.moved_at < cutoff)
+            .order_by(Task.id)
+        )
+    ]
+    return Progress("events" if by_events else "jobs", requested, produced, int(count), int(active_count),
+                    started, _eta(requested, produced, started, now) if active_count else None, stalled)  # fmt: skip
 
 
 def _eta(requested: int, produced: int, started: datetime | None, now: datetime) -> datetime | None:

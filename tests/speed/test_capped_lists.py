@@ -52,3 +52,24 @@ def test_templates_are_compiled_once(app, client, login_as, monkeypatch):
     monkeypatch.setattr(loader, "get_source", lambda env, name: loads.append(name) or original(env, name))
     assert client.get("/tokens/").status_code == 200
     assert loads == [] and app.jinja_env.auto_reload is False  # no file read or stat per request
+
+
+def test_the_home_page_counts_active_tasks_up_to_the_cap(client, login_as, make_user, db, monkeypatch):
+    from app.stats import dashboard
+    from tests.prodrequests.conftest import make_task
+
+    monkeypatch.setattr(extensions, "COUNT_CAP", 2)
+    monkeypatch.setattr(dashboard, "COUNT_CAP", 2)
+    user = login_as("manager")
+    other = make_user("manager")
+    for n in (1, 2, 3):
+        make_task(user, n, request_id=None, status="running")
+    make_task(other, 4, request_id=None, status="scouting")
+    make_task(other, 5, request_id=None, status="done")  # final: not counted
+    db.session.commit()
+    html = unescape(client.get("/").get_data(as_text=True))
+    mine = html.split('id="my-tasks"')[1].split("</section>")[0]
+    team = html.split('id="team-tasks"')[1].split("</section>")[0]
+    assert re.search(r'data-status="running".*?>2\+<', mine, re.S) and "scouting" not in mine
+    assert re.search(r'data-status="running".*?>2\+<', team, re.S) and re.search(r'data-status="scouting".*?>1<', team, re.S)
+    assert "done" not in team
