@@ -3,6 +3,7 @@ the task tables' own (app/monitoring/records.py), shared with their JSON export.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -54,14 +55,17 @@ def bunch_record(bunch: TaskBunch) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def chain_record(chain: Chain) -> dict[str, Any]:
+def chain_record(chain: Chain, task_ids: Mapping[int, list[int]] | None = None) -> dict[str, Any]:
+    """`task_ids`: bunch id -> its tasks' ids, read beforehand for a page of chains (else each step's
+    bunch's tasks are read)."""
     return {
         "id": chain.id, "name": chain.name, "processing_type": chain.processing_type,
         "wait_for_parent_done": chain.wait_for_parent_done, "comment": chain.comment,
         "created_at": iso(chain.created_at), "created_by": chain.created_by.username if chain.created_by else None,
         "cloned_from_id": chain.cloned_from_id,
         "steps": [{"position": s.position, "step": s.step, "bunch_id": s.bunch_id,
-                   "task_ids": [t.id for t in s.bunch.tasks]} for s in chain.steps],
+                   "task_ids": task_ids[s.bunch_id] if task_ids is not None else [t.id for t in s.bunch.tasks]}
+                  for s in chain.steps],
     }  # fmt: skip
 
 

@@ -522,7 +522,9 @@ def refresh_chain(chain: Chain) -> dict[str, Any]:
 
 
 def chains_list(args: Mapping[str, str]) -> dict[str, Any]:
-    return page(chains.chains_query(with_task_ids=True), args, records.chain_record)
+    listing = page(chains.chains_query(), args, lambda chain: chain)
+    task_ids = chains.step_task_ids([s.bunch_id for chain in listing["items"] for s in chain.steps])
+    return {**listing, "items": [records.chain_record(chain, task_ids) for chain in listing["items"]]}
 
 
 def _problems(problems: list[Problem]) -> ApiProblem:

@@ -443,13 +443,21 @@ def chain_page(chain: Chain, *, all_rows: bool = False) -> ChainPage:
     return ChainPage(chain, views)
 
 
-def chains_query(*, with_task_ids: bool = False) -> Select[Chain]:
-    """The chains, newest first, with their steps and bunches loaded (and the ids of the steps' tasks:
-    the API lists them)."""
+def chains_query() -> Select[Chain]:
+    """The chains, newest first, with their steps, bunches and creators loaded."""
     steps = selectinload(Chain.steps).selectinload(ChainStep.bunch)
-    if with_task_ids:
-        steps = steps.selectinload(TaskBunch.tasks).load_only(Task.id, Task.bunch_id)
     return select(Chain).options(steps, selectinload(Chain.created_by)).order_by(Chain.id.desc())
+
+
+def step_task_ids(bunch_ids: list[int]) -> dict[int, list[int]]:
+    """Bunch id -> the ids of its tasks in bunch order (one query of ids, no task loaded)."""
+    out: dict[int, list[int]] = {b: [] for b in bunch_ids}
+    rows = db.session.execute(
+        select(Task.bunch_id, Task.id).where(Task.bunch_id.in_(bunch_ids)).order_by(Task.bunch_id, Task.bunch_index)
+    )
+    for bunch_id, task_id in rows:
+        out[bunch_id].append(task_id)
+    return out
 
 
 def refresh_from_panda(chain: Chain) -> Notice:
