@@ -340,9 +340,6 @@ class TaskSettings:
         'TOML overriding app/panda/templates/taskparams.toml ("" = SPD defaults; relative = instance folder)',
         EXISTING_FILE,
     )
-    dispatch_deadline_s: float = setting(
-        600.0, "a background dispatch of one bunch stops after this many seconds", above(0)
-    )
     reconcile_grace_s: float = setting(
         900.0,
         "an unanswered submit PanDA still does not show after this long, with no later task proving it "

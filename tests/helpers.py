@@ -91,3 +91,21 @@ def settle_launches(timeout: float = 60.0) -> bool:
             return True
         before = after
     return False
+
+
+def bunch_counts(bunch_id: int) -> dict[str, int]:
+    """How many of the bunch's launches are in each status, read anew (after `settle_launches`)."""
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from app.launches.models import Launch
+    from app.tasks.models import Task
+
+    db.session.expire_all()
+    rows = db.session.execute(
+        select(Launch.status, func.count())
+        .join(Task, Launch.task_id == Task.id)
+        .where(Task.bunch_id == bunch_id)
+        .group_by(Launch.status)
+    )
+    return {str(status): count for status, count in rows}

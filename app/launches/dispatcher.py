@@ -19,11 +19,13 @@ Exactly once, step by step:
    not claimed (``gates.gate``): it stays pending with the reason ("waiting for task 123 to reach
    50 % of its jobs") and goes out on a later dispatch.
 
-This module is background work: it commits, one transaction per row. The scheduler's "dispatch" job
+This module is background work: it commits itself, one transaction per dispatch round (the replies
+that came back and the claims of the launches that go next: ``send_all``). The scheduler's "dispatch" job
 (``dispatch_pending``) sends due rows every few seconds, and at once when a request committed
 launches (``dispatch_soon``); its "reconcile" job (``reconcile_unsettled``) settles unanswered ones.
 Launches that came due while the panel was down are just due at start. Submits go out
-``[panda] max_parallel_submits`` at a time, each worker with its own client and database session.
+``[panda] max_parallel_submits`` at a time, each worker with its own client and database session;
+tests run the jobs as the scheduler would (``tests.helpers.settle_launches``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import queue
-import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -489,40 +490,6 @@ def reconcile(launch_id: int, client: PandaApi) -> str:
     return launch.status
 
 
-def dispatch_bunch(
-    bunch_id: int, *, deadline_s: float | None = None, client: PandaApi | None = None
-) -> dict[str, int]:
-    """Submit every pending launch of a bunch, then settle its unknown ones until settled or the
-    deadline passes. Returns counts by final launch status."""
-    deadline = time.monotonic() + (
-        deadline_s if deadline_s is not None else get_settings().tasks.dispatch_deadline_s
-    )
-    panda = client or panda_clients()
-    try:
-        send_all(_launch_ids(bunch_id, S.PENDING), client)
-        delay = 0.2
-        while time.monotonic() < deadline:
-            # End this session's read snapshot (SQLite WAL keeps one per transaction): the submit
-            # workers commit in sessions of their own, and a stale snapshot would hide their rows.
-            db.session.commit()
-            # Rows awaiting a manager's decision are left alone: asking PanDA again changes nothing.
-            unsettled = _launch_ids(bunch_id, S.UNKNOWN) + _stale_sending(bunch_id)
-            waiting = _launch_ids(bunch_id, S.PENDING)  # held back by a gate, or PanDA was unreachable
-            if not unsettled and not waiting:
-                break
-            if unsettled:
-                _mark_stale_sending()
-                settle_unknown(panda, unsettled)
-            send_all(waiting, client)
-            time.sleep(delay)  # give PanDA time to make the task visible; not a test wait
-            delay = min(delay * 2, 5.0)
-    finally:
-        if client is None:
-            panda.close()
-    db.session.commit()  # count what the workers stored, not this session's snapshot
-    return _counts(bunch_id)
-
-
 def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
     """Dispatch these launches, ``[panda] max_parallel_submits`` at a time.
 
@@ -714,24 +681,9 @@ class _WorkerSender:
                 db.session.remove()
 
 
-def _launch_ids(bunch_id: int, status: LaunchStatus) -> list[int]:
-    db.session.expire_all()
-    query = (
-        select(Launch.id)
-        .join(Task, Launch.task_id == Task.id)
-        .where(Task.bunch_id == bunch_id, Launch.status == status, Launch.due_at <= clock.now())
-        .order_by(Task.bunch_index, Launch.id)
-    )
-    return list(db.session.scalars(query))
-
-
-def _stale_sending(bunch_id: int | None = None) -> list[int]:
-    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take.
-    One bunch's, or every bunch's when `bunch_id` is None."""
-    conditions: list[ColumnElement[bool]] = [Launch.status == S.SENDING, Launch.claimed_at < _stale_limit()]
-    query = select(Launch.id).where(*conditions)
-    if bunch_id is not None:
-        query = query.join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
+def _stale_sending() -> list[int]:
+    """Rows left in "sending" by a dispatcher that died (a restart): longer than any submit can take."""
+    query = select(Launch.id).where(Launch.status == S.SENDING, Launch.claimed_at < _stale_limit())
     return list(db.session.scalars(query))
 
 
@@ -744,16 +696,6 @@ def _stale_limit() -> datetime:
         attempts * (panda.connect_timeout_s + panda.read_timeout_s) + panda.retry_backoff_s * 2**attempts
     )
     return clock.now() - timedelta(seconds=longest + 5)
-
-
-def _counts(bunch_id: int) -> dict[str, int]:
-    rows = db.session.scalars(
-        select(Launch.status).join(Task, Launch.task_id == Task.id).where(Task.bunch_id == bunch_id)
-    )
-    counts: dict[str, int] = {}
-    for status in rows:
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def dispatch_due(limit: int = 1000, client: PandaApi | None = None) -> int:

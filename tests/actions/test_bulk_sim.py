@@ -16,12 +16,12 @@ from app.actions import jobs
 from app.actions.models import BulkAction, BulkItem, Outcome, TaskCommand
 from app.extensions import db as _db
 from app.extensions import panda_clients
-from app.launches import dispatcher
 from app.panda.calllog import flush_call_log
 from app.tasks import services as task_services
 from app.tasks.models import Task, TaskBunch
 from pandasim import Faults
 from tests.actions.conftest import post
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import form_values, sim_definition
 
 
@@ -35,7 +35,7 @@ def bunch_of(owner, sim, number: int, size: int, advance: float) -> list[Task]:
         sim_definition(number=number, bunch_size=size), owner, f"bulk-{number}", is_admin=False
     )
     _db.session.commit()
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=120) == {"submitted": size}
+    assert settle_launches(120) and bunch_counts(bunch.id) == {"submitted": size}
     sim.advance(advance)
     return list(_db.session.get(TaskBunch, bunch.id).tasks)
 

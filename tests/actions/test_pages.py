@@ -12,12 +12,12 @@ from sqlalchemy import select
 
 from app.actions.models import Outcome, TaskCommand
 from app.audit.models import AuditEvent
-from app.launches import dispatcher
 from app.launches.states import LaunchStatus
 from app.panda.errors import PandaOutcomeUnknown, PandaRejected, PandaUnavailable
 from app.tasks import services as task_services
 from app.tasks.models import Task, TaskBunch
 from tests.actions.conftest import new_task, post
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import form_data, form_values, sim_definition
 
 
@@ -130,7 +130,7 @@ def test_a_scheduled_bunch_is_edited_like_a_new_one(client, login_as, fake_panda
     assert all(t.latest_launch.status == LaunchStatus.PENDING for t in tasks)  # still as scheduled
     assert db.session.scalars(select(AuditEvent).where(AuditEvent.action == "task.edit")).one().details["changed"] == ["memory_mb"]
     # Sent afterwards with the new parameters; then it is no longer editable.
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=30) == {"submitted": 2}
+    assert settle_launches() and bunch_counts(bunch.id) == {"submitted": 2}
     assert fake_panda.tasks[min(fake_panda.tasks)]["params"]["ramCount"] == 3000
     again = client.get(f"/tasks/bunch/{bunch.id}/edit", follow_redirects=True)
     assert "already sent (or being sent) to PanDA" in text(again)

@@ -13,13 +13,13 @@ from app.actions.models import Outcome, TaskCommand
 from app.audit.models import AuditEvent
 from app.extensions import db as _db
 from app.extensions import panda_clients
-from app.launches import dispatcher
 from app.panda.calllog import flush_call_log
 from app.panda.models import PandaCall
 from app.sync.models import TaskStatusChange
 from app.sync.services import refresh_task
 from app.tasks import services as task_services
 from app.tasks.models import Task
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import sim_definition
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -45,7 +45,7 @@ def launched(owner, number: int, sim, *, advance: float = 150, **changes) -> Tas
     definition = sim_definition(number=number, **changes)
     bunch, _, _ = task_services.create_bunch(definition, owner, f"act-sim-{number}", is_admin=False)
     _db.session.commit()
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=60) == {"submitted": 1}
+    assert settle_launches() and bunch_counts(bunch.id) == {"submitted": 1}
     _db.session.expire_all()
     task = _db.session.get(Task, bunch.tasks[0].id)
     sim.advance(advance)

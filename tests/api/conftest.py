@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from app.api import tokens
@@ -48,13 +46,3 @@ def api(client, make_token):
         return Api(client, secret)
 
     return make
-
-
-@pytest.fixture
-def short_dispatch(app):
-    """Background dispatches give up after 1 s (launches scheduled for later wait for the dispatcher)."""
-    settings = app.config["SETTINGS"]
-    app.config["SETTINGS"] = dataclasses.replace(
-        settings, tasks=dataclasses.replace(settings.tasks, dispatch_deadline_s=1.0)
-    )
-    return app

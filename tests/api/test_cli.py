@@ -16,7 +16,7 @@ from tests.helpers import free_port, run_cli
 
 
 @pytest.fixture
-def live(app, short_dispatch):
+def live(app):
     server = LiveServer(app)
     server.start()
     yield server.url
@@ -70,7 +70,7 @@ def test_remote_panel_over_http_with_a_token(live, make_token, make_user):
     assert down.exit_code == 6 and "cannot reach" in down.output
 
 
-def test_export_then_import_and_launches(runner, make_user, fake_panda, short_dispatch, tmp_path):
+def test_export_then_import_and_launches(runner, make_user, fake_panda, tmp_path):
     owner = make_user("manager")
     created = invoke(runner, "import", "examples/bunch.yaml", "--user", owner.username)
     assert created.exit_code == 0, created.output
@@ -87,7 +87,7 @@ def test_export_then_import_and_launches(runner, make_user, fake_panda, short_di
     assert len(json.loads(launches.output)["items"]) == 5
 
 
-def test_chain_export_round_trip(runner, make_user, fake_panda, short_dispatch):
+def test_chain_export_round_trip(runner, make_user, fake_panda):
     owner = make_user("manager")
     submitted = invoke(runner, "chain", "submit", "examples/sim-reco-chain.yaml", "--user", owner.username)
     assert submitted.exit_code == 0, submitted.output

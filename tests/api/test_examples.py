@@ -24,7 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture
-def live(app, short_dispatch):
+def live(app):
     server = LiveServer(app)
     server.start()
     yield server.url

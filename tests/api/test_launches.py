@@ -18,7 +18,7 @@ from tests.tasks.conftest import sim_definition
 PROBLEM = "application/problem+json"
 
 
-def test_schedule_list_reschedule_cancel(api, db, clock, short_dispatch, fake_panda):
+def test_schedule_list_reschedule_cancel(api, db, clock, fake_panda):
     manager = api()
     at = (clock() + timedelta(hours=3)).isoformat()
     created = manager.post(

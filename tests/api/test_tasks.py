@@ -174,7 +174,7 @@ def test_ids_beyond_the_database_are_refused_not_crashed(api):
     assert after.status_code == 422 and after.json["errors"][0]["field"] == "after_task"
 
 
-def test_edit_a_scheduled_bunch_then_relaunch_from_the_manifest(api, fake_panda, db, short_dispatch):
+def test_edit_a_scheduled_bunch_then_relaunch_from_the_manifest(api, fake_panda, db):
     """The bunch page's edit (a bunch none of whose launches went out: preview, then saved, its size
     kept) and the task page's relaunch from what was sent to PanDA (once it was sent)."""
     manager = api()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import pytest
 from flask import g
 
 from app.chains.constraints import Context
@@ -15,16 +14,6 @@ from app.tasks.naming import NamingRules
 from app.tasks.specs import TaskDefinition
 from tests.helpers import csrf_token
 from tests.tasks.conftest import SIF, TAG, fake_panda, sim_definition  # noqa: F401 (fixtures)
-
-
-@pytest.fixture
-def short_dispatch(app):
-    """Background dispatches give up after 10 s (a step waiting for parents that never come)."""
-    settings = app.config["SETTINGS"]
-    app.config["SETTINGS"] = dataclasses.replace(
-        settings, tasks=dataclasses.replace(settings.tasks, dispatch_deadline_s=10.0)
-    )
-    return app
 
 
 def post(client, url, data, **kwargs):

@@ -11,12 +11,12 @@ from playwright.sync_api import expect
 
 from app.actions import jobs
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.sync import jobs as sync_jobs
 from app.tasks import services
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
 from tests.conftest import TEST_PASSWORD
 from tests.e2e.conftest import log_in
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import sandbox_app, sim_definition
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,7 @@ def app(settings_factory, migrated_sqlite, sim):
 def launch(owner, number: int, size: int) -> None:
     bunch, _, _ = services.create_bunch(sim_definition(number=number, bunch_size=size), owner, f"e2e-{number}", is_admin=False)
     _db.session.commit()
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=30) == {"submitted": size}
+    assert settle_launches() and bunch_counts(bunch.id) == {"submitted": size}
 
 
 def test_bulk_kill_by_filter_with_a_comment_and_per_task_results(page, make_user, sim, browser_log):

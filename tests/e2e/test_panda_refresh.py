@@ -8,11 +8,11 @@ import pytest
 from playwright.sync_api import expect
 
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.sync import jobs
 from app.tasks import services
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
 from tests.e2e.conftest import log_in
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import sandbox_app, sim_definition
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ def test_active_rows_refresh_in_place(page, make_user, sim, browser_log):
     manager = make_user("manager")
     bunch, _, _ = services.create_bunch(sim_definition(bunch_size=2), manager, "e2e-sync", is_admin=False)
     _db.session.commit()
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=30) == {"submitted": 2}
+    assert settle_launches() and bunch_counts(bunch.id) == {"submitted": 2}
     task = bunch.tasks[0]
     log_in(page, manager.username)
     page.goto("/tasks/?cols=name,status,priority_current,submitted_at,started_at")

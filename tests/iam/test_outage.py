@@ -59,7 +59,7 @@ def test_an_iam_outage_loses_no_launch_and_asks_no_one_to_log_in_again(
     sim = sim_trusting(op)
     # A bunch's dispatch thread retries its waiting launches until its deadline: keep that short.
     app = make_app(
-        op, panda={"url": sim.url}, iam={"http_timeout_s": 0.5}, tasks={"dispatch_deadline_s": 2.0}
+        op, panda={"url": sim.url}, iam={"http_timeout_s": 0.5}
     )
     client = app.test_client()
     assert iam_login(client, op, "alice").status_code == 302

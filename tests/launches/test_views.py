@@ -57,7 +57,7 @@ def test_schedule_fields_get_their_messages(client, login_as, db, fake_panda, cl
     assert db.session.scalar(select(TaskBunch)) is None
 
 
-def test_a_dependent_bunch_from_the_form(short_dispatch, client, login_as, db, fake_panda, clock):
+def test_a_dependent_bunch_from_the_form(client, login_as, db, fake_panda, clock):
     user = login_as("manager")
     first = _bunch(user, 7)
     db.session.commit()
@@ -144,7 +144,7 @@ def test_cancel_reschedule_and_launch_now_with_role_checks(client, login_as, mak
     assert services.bunch_progress(bunch).submitted == 1
 
 
-def test_a_chain_scheduled_for_later(short_dispatch, client, login_as, db, fake_panda, clock):
+def test_a_chain_scheduled_for_later(client, login_as, db, fake_panda, clock):
     from app.chains.models import Chain
     from tests.chains.conftest import chain_definition, chain_form_data
 

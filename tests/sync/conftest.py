@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db as _db
-from app.launches import dispatcher
 from app.panda.calllog import flush_call_log
 from app.tasks import services
 from app.tasks.models import TaskBunch
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import sandbox_app, sim_definition
 
 
@@ -59,7 +59,8 @@ def submit(app, make_user):
         definition = sim_definition(number=number, bunch_size=n, **changes)
         bunch, _, _ = services.create_bunch(definition, owner, f"sync-{number}", is_admin=False)
         _db.session.commit()
-        counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=60)
+        assert settle_launches()
+        counts = bunch_counts(bunch.id)
         assert counts == {"submitted": n}, counts
         _db.session.expire_all()
         return _db.session.get(TaskBunch, bunch.id)

@@ -1,6 +1,7 @@
 """Task services and the dispatcher with a scripted PanDA client: validation, creation, exactly-once."""
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +12,8 @@ from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.tasks import services
 from app.tasks.models import Task, TaskBunch
-from tests.fakes.panda import LegacyFakePanda
+from tests.fakes.panda import LegacyFakePanda, install
+from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import EXEC, SIF, TAG, sim_definition
 
 
@@ -208,7 +210,8 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
     bunch, *_ = services.create_bunch(sim_definition(bunch_size=5), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["ok", "unknown", "reject", "unavailable", "ok"]
-    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake_panda)
+    assert settle_launches()
+    counts = bunch_counts(bunch.id)
     # PanDA unreachable: nothing was sent, so the launch waits to go again by itself (pending, later).
     assert counts == {"submitted": 3, "failed": 1, "pending": 1}
     assert fake_panda.submits == [f"PROD2025-008.SIM.{i}" for i in range(1, 6)]  # each sent once
@@ -234,8 +237,8 @@ def test_dispatch_exactly_once_with_unknown_outcomes(app, db, make_user, fake_pa
     assert len(launches.resend_failed(bunch, user)) == 1
     assert launches.resend_failed(bunch, user) == []
     db.session.commit()
-    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
-    assert counts == {"submitted": 5, "failed": 1}
+    assert settle_launches()
+    assert bunch_counts(bunch.id) == {"submitted": 5, "failed": 1}
     assert services.bunch_progress(bunch).submitted == 5
     assert len(fake_panda.submits) == 7
 
@@ -263,7 +266,7 @@ def test_unknown_that_never_arrives_waits_for_a_decision_without_evidence(app, d
     bunch, *_ = services.create_bunch(sim_definition(), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["lost"]
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=0.5, client=fake_panda) == {"unknown": 1}
+    assert settle_launches() and bunch_counts(bunch.id) == {"unknown": 1}
     launch = bunch.tasks[0].launches[0]
     clock.advance(minutes=16)
     assert dispatcher.reconcile(launch.id, fake_panda) == "needs_decision"
@@ -293,12 +296,18 @@ def test_reco_reads_parent_output_and_waits_for_parent(app, db, make_user, fake_
     assert [t.parent.name for t in reco.tasks] == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
     item = next(i for i in reco.tasks[1].params["jobParameters"] if i.get("param_type") == "input")
     assert item["dataset"] == sim.tasks[1].output_dataset
-    # The parents are not in PanDA yet: the RECO launches wait (pending, saying why), nothing is sent.
-    assert dispatcher.dispatch_bunch(reco.id, deadline_s=0.5, client=fake_panda) == {"pending": 2}
+    # The parents are not in PanDA yet (their launches are due later): the RECO launches wait
+    # (pending, saying why), nothing is sent.
+    for task in sim.tasks:
+        task.latest_launch.due_at = datetime(2100, 1, 1, tzinfo=UTC)
+    db.session.commit()
+    assert settle_launches() and bunch_counts(reco.id) == {"pending": 2}
     assert reco.tasks[0].latest_launch.error == "waiting for parent task PROD2025-008.SIM.1 to reach PanDA"
     assert fake_panda.submits == []
-    dispatcher.dispatch_bunch(sim.id, deadline_s=5, client=fake_panda)
-    assert dispatcher.dispatch_bunch(reco.id, deadline_s=5, client=fake_panda) == {"submitted": 2}
+    for task in sim.tasks:
+        task.latest_launch.due_at = datetime(2000, 1, 1, tzinfo=UTC)
+    db.session.commit()
+    assert settle_launches() and bunch_counts(reco.id) == {"submitted": 2}
     sent = {t["params"]["taskName"]: t["parent_tid"] for t in fake_panda.tasks.values()}
     assert sent["PROD2025-008.RECO.2"] == sim.tasks[1].panda_task_id
 
@@ -341,7 +350,7 @@ def test_clone_and_relaunch_definitions(app, db, make_user, fake_panda, clock):
     assert clone.output_dataset == f"MC2025_S1.{TAG}.{clone.task_name.rsplit('.', 1)[0]}.SIM.1"
     one = services.clone_definition(bunch.tasks[2])
     assert one.bunch_size == 1 and one.initial_offset == 20005
-    dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
+    assert settle_launches()
     relaunch = services.definition_from_manifest(bunch.tasks[1].launches[0].manifest)
     assert relaunch.initial_offset == 10005 and relaunch.bunch_size == 1
     assert relaunch.comment == "relaunch of PROD2025-008.SIM.2"
@@ -388,7 +397,8 @@ def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app,
     bunch, *_ = services.create_bunch(sim_definition(bunch_size=3), user, "k", is_admin=False)  # all reqID 42
     db.session.commit()
     fake.script = ["unknown", "lost", "ok"]
-    dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
+    install(app, fake)
+    assert settle_launches()
     first, second, third = bunch.tasks
     # Task .3 is the newest with reqID 42, so the listing hides .1 (which did arrive) and .2 (which did not).
     assert first.latest_launch.status == second.latest_launch.status == LaunchStatus.NEEDS_DECISION
@@ -403,7 +413,8 @@ def test_legacy_listing_settles_when_it_can_and_asks_a_human_when_it_cannot(app,
     db.session.commit()
     assert launch.confirmed_absent_by == user.username and launch.attempt == 2
     assert second.launches[0].error == f"marked not in PanDA by {user.username}"
-    dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
+    assert settle_launches()
+    db.session.expire_all()  # the jobs stored it in sessions of their own
     assert fake.submits == [
         "PROD2025-008.SIM.1",
         "PROD2025-008.SIM.2",
@@ -421,7 +432,8 @@ def test_legacy_listing_without_shared_request_id_is_conclusive(app, db, make_us
     )
     db.session.commit()
     fake.script = ["unknown", "lost"]
-    dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake)
+    install(app, fake)
+    assert settle_launches()
     assert bunch.tasks[0].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
     clock.advance(hours=1)  # the last one sent: nothing later can prove it absent
     assert dispatcher.reconcile(bunch.tasks[1].latest_launch.id, fake) == "needs_decision"
@@ -432,8 +444,8 @@ def test_no_token_fails_and_unexpected_errors_are_settled_by_name(app, db, make_
     bunch, *_ = services.create_bunch(sim_definition(bunch_size=2), user, "k", is_admin=False)
     db.session.commit()
     fake_panda.script = ["notoken", "crash"]
-    counts = dispatcher.dispatch_bunch(bunch.id, deadline_s=5, client=fake_panda)
-    assert counts == {"failed": 1, "submitted": 1}
+    assert settle_launches()
+    assert bunch_counts(bunch.id) == {"failed": 1, "submitted": 1}
     assert bunch.tasks[0].latest_launch.error == "not sent: log in with SPD-IAM again"
     assert bunch.tasks[1].latest_launch.manifest["panda_reply"]["how"] == "reconciled by task name"
     assert fake_panda.submits == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
@@ -465,11 +477,11 @@ def test_a_panda_id_seen_before_is_recorded(app, db, make_user, fake_panda):
     user = make_user("manager")
     old, *_ = services.create_bunch(sim_definition(number=1), user, "old", is_admin=False)
     db.session.commit()
-    dispatcher.dispatch_bunch(old.id, deadline_s=5, client=fake_panda)
+    assert settle_launches()
     fake_panda.ids = itertools.count(1000)  # the new server starts again
     new, *_ = services.create_bunch(sim_definition(number=2, bunch_size=2), user, "new", is_admin=False)
     db.session.commit()
-    assert dispatcher.dispatch_bunch(new.id, deadline_s=5, client=fake_panda) == {"submitted": 2}
+    assert settle_launches() and bunch_counts(new.id) == {"submitted": 2}
     assert [t.panda_task_id for t in (*old.tasks, *new.tasks)] == [1000, 1000, 1001]
 
 
@@ -486,8 +498,6 @@ def test_one_row_failing_in_the_database_does_not_stop_the_bunch(app, db, make_u
 
     monkeypatch.setattr(dispatcher, "dependencies", failing_for_the_first)
     # The failing row's claim is undone with its step (nothing was sent): it stays pending.
-    assert dispatcher.dispatch_bunch(bunch.id, deadline_s=1, client=fake_panda) == {
-        "pending": 1,
-        "submitted": 2,
-    }
+    assert settle_launches()
+    assert bunch_counts(bunch.id) == {"pending": 1, "submitted": 2}
     assert fake_panda.submits == ["PROD2025-008.SIM.2", "PROD2025-008.SIM.3"]

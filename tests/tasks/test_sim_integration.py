@@ -50,7 +50,7 @@ def app(settings_factory, migrated_sqlite, sim):
             # Pinned: a fault-injected 500 on the auto-detection probe must not switch the panel to legacy.
             "transport": "legacy" if sim.config.version == "0.8" else "v1",
         },
-        tasks={"dispatch_deadline_s": 60.0, "reconcile_grace_s": 2.0},
+        tasks={"reconcile_grace_s": 2.0},
     )
     application = sandbox_app(settings, migrated_sqlite, sim)
     application.config["TESTING"] = True
