@@ -14,7 +14,8 @@ seeder's) serves the pages in-process through the WSGI app and times each reques
   main table, deep page           /tasks/?after=<the middle row>  (keyset)
   main table, name contains       /tasks/?q=*.b<a bunch in the middle>.*  (the trigram index)
   counts per status               /tasks/counts?table=tasks
-  successful table (totals row)   /tasks/successful
+  successful table                /tasks/successful
+  its totals row (loaded after)   /tasks/successful/totals  (a sum over every successful task)
   statistics page                 /statistics/   (when the route exists)
   /healthz                        the floor, measured in the same run
 
@@ -54,6 +55,7 @@ PAGES = {
     "main, name contains": "/tasks/?q=*.b{bunch}.*",
     "counts per status": "/tasks/counts?table=tasks",
     "successful table": "/tasks/successful",
+    "successful totals row": "/tasks/successful/totals",
     "statistics": "/statistics/",
     "/healthz": "/healthz",
 }

@@ -35,7 +35,7 @@ class TableView:
     page: Page
     records: list[dict[str, Any]]
     columns: tuple[Column, ...]  # the columns shown, in the table's order
-    totals: dict[str, Any] | None
+    totals: dict[str, Any] | None  # the successful table's totals row (`totals_view`), loaded after the page
     polled: PandaRows  # the active rows, refreshed in place
 
     @property
@@ -76,8 +76,18 @@ def table_view(name: str, args: Any, user: User | None) -> TableView:
     page = tables.page_of(table, task_filter, state)
     keys = state.columns or chosen_columns(table, user)
     columns = tuple(col for col in table.columns if col.key in keys)
-    totals = tables.totals(table, task_filter) if table is tables.SUCCESSFUL_TABLE else None
-    return TableView(table, task_filter, state, page, task_records(page.tasks), columns, totals, rows_of(page.tasks))
+    return TableView(table, task_filter, state, page, task_records(page.tasks), columns, None, rows_of(page.tasks))
+
+
+def totals_view(args: Any, user: User | None) -> TableView:
+    """The successful table's totals row for its query string, in the user's columns: a sum over every
+    matching task, so it is loaded after the page (the page itself reads one page of rows)."""
+    table = tables.SUCCESSFUL_TABLE
+    task_filter, state = parse(table, args, user)
+    keys = state.columns or chosen_columns(table, user)
+    columns = tuple(col for col in table.columns if col.key in keys)
+    page = tables.Page([], False, False)
+    return TableView(table, task_filter, state, page, [], columns, tables.totals(table, task_filter), rows_of([]))
 
 
 @dataclass

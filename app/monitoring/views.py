@@ -69,6 +69,14 @@ def successful() -> ResponseReturnValue:
     return render_template("monitoring/successful.html", view=view)
 
 
+@bp.get("/successful/totals")
+@role_required("viewer")
+def successful_totals() -> ResponseReturnValue:
+    """The successful table's totals row (a fragment loaded into its page)."""
+    view = services.totals_view(request.args, logged_in_user())
+    return render_template("monitoring/_totals.html", view=view)
+
+
 @bp.get("/counts")
 @role_required("viewer")
 def counts() -> ResponseReturnValue:

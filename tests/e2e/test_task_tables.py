@@ -86,6 +86,6 @@ def test_choose_columns_filter_sort_page_open_and_come_back(page, make_user, bro
 
     # The successful table with its totals row.
     page.locator("#mainnav").get_by_role("link", name="Successful tasks").click()
-    expect(page.locator("#totals")).to_contain_text("Total:")
+    expect(page.locator("#totals")).to_contain_text("Total:")  # loaded after the page
     expect(page.locator("#successful-table tbody tr")).to_have_count(50)
     assert not browser_log.page_errors and not browser_log.csp_violations
