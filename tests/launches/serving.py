@@ -82,5 +82,10 @@ def stop(process: subprocess.Popen, *, kill: bool = False, timeout: float = 30) 
     """SIGKILL (`kill`) or SIGTERM the served panel and wait for it; returns what it printed."""
     if process.poll() is None:
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-    process.wait(timeout)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:  # never left running after the test: killed, and the test fails
+        process.kill()
+        process.wait(10)
+        raise
     return Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
