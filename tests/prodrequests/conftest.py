@@ -68,7 +68,7 @@ def reqsim(reqsim_server):
 @pytest.fixture
 def requests_client(reqsim_server):
     client = RequestsClient(
-        ClientConfig(url=reqsim_server.url, token=TOKEN, connect_timeout_s=1, read_timeout_s=0.5)
+        ClientConfig(url=reqsim_server.url, token=TOKEN, connect_timeout_s=1, read_timeout_s=1.5)
     )
     yield client
     client.close()
@@ -76,11 +76,11 @@ def requests_client(reqsim_server):
 
 @pytest.fixture
 def app(settings_factory, migrated_sqlite, reqsim_server, tmp_path):
-    """The panel with [requests] pointing at the simulator (short timeouts) and an empty CVMFS-like
+    """The panel with [requests] pointing at the simulator (short timeouts, with room for a loaded machine) and an empty CVMFS-like
     tree under tmp_path/cvmfs as its catalog globs."""
     cvmfs = tmp_path / "cvmfs" / "spd.jinr.ru"
     settings = settings_factory(
-        requests={"url": reqsim_server.url, "token": TOKEN, "connect_timeout_s": 1.0, "read_timeout_s": 0.5},
+        requests={"url": reqsim_server.url, "token": TOKEN, "connect_timeout_s": 1.0, "read_timeout_s": 1.5},
         catalog={
             "container_globs": [f"{cvmfs}/images/*.sif"],
             "exec_globs": [f"{cvmfs}/production/MC/*"],

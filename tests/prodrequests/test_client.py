@@ -86,7 +86,7 @@ def test_a_reply_of_another_schema_names_the_field(requests_client, reqsim):
 def test_a_slow_service_times_out_with_a_sentence(requests_client, reqsim):
     reqsim.set_faults(Faults(latency_ms=2000, times=1))
     message = failure(requests_client, ServiceTimeout)
-    assert message == f"The requests service at {requests_client.host} did not answer within 0.5 s."
+    assert message == f"The requests service at {requests_client.host} did not answer within 1.5 s."
 
 
 def test_a_wrong_token_is_refused_with_a_sentence(reqsim_server):

@@ -104,7 +104,7 @@ def test_viewers_cannot_open_the_prefilled_form(client, login_as):
     [
         (Faults(http_status=500), "failed (HTTP 500); try again later."),
         (Faults(malformed_json=True), "sent a reply that is not JSON"),
-        (Faults(latency_ms=2000), "did not answer within 0.5 s."),
+        (Faults(latency_ms=2000), "did not answer within 1.5 s."),
         (Faults(bad_schema=True), "field 'title' is missing"),
     ],
 )

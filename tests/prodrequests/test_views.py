@@ -110,7 +110,7 @@ def test_an_unknown_request_is_404_and_a_down_service_still_shows_the_tasks(
     response = client.get("/requests/77")
     html = unescape(response.get_data(as_text=True))
     assert response.status_code == 200
-    assert "did not answer within 0.5 s." in html and "PROD2025-001.SIM" in html
+    assert "did not answer within 1.5 s." in html and "PROD2025-001.SIM" in html
 
 
 def test_pages_need_a_login(client):
