@@ -38,8 +38,11 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# Two workers, whole files each (module fixtures stay in one process): the suite mostly waits on
+# servers, browsers and PanDA replies, so two workers halve it on two cores. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test e2e-deps oidc-deps services broker lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)
