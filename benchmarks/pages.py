@@ -25,6 +25,7 @@ Usage: .venv/bin/python benchmarks/pages.py [--sizes 1000,100000,1000000] [--pg-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -209,10 +210,18 @@ def worker(instance: Path, url: str, requests: int) -> dict:
                 cpu.append((time.process_time() - started_cpu) * 1000)
         times.sort()
         out[label] = {"p50": statistics.median(times), "p95": times[math.ceil(len(times) * 0.95) - 1],
-                      "cpu": statistics.median(cpu), "status": response.status_code}  # fmt: skip
+                      "cpu": statistics.median(cpu), "status": response.status_code, "rss": _peak_rss_mb()}  # fmt: skip
+    return {"pages": out, "rss_mb": max(p["rss"] for p in out.values()), "tasks": count}
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak RSS since the last call (MB): VmHWM, then reset through clear_refs (Linux),
+    so that each page's own peak is seen."""
     status = Path("/proc/self/status").read_text().splitlines()
-    rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
-    return {"pages": out, "rss_mb": rss_kb / 1024, "tasks": count}
+    peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    with contextlib.suppress(OSError):  # not resettable here: the peaks are then cumulative
+        Path("/proc/self/clear_refs").write_text("5")
+    return peak
 
 
 # --- orchestration ---------------------------------------------------------------------------------
@@ -318,6 +327,8 @@ def report(results: list[dict], command: str) -> str:
             cells += [_cell(pg[0], label), f"{pg_ratios[label]:.2f}" if label in pg_ratios else "—"]
         lines.append(f"| {label} (HTTP {timing['status']}) | " + " | ".join(cells) + " |")
     rss = ", ".join(f"{r['db']} {r['tasks']:,}: {r['rss_mb']:.0f} MB" for r in results)
+    heavy = sorted(largest["pages"].items(), key=lambda item: -item[1].get("rss", 0))[:3]
+    rss += " (largest peaks at " + ", ".join(f"{k} {v.get('rss', 0):.0f} MB" for k, v in heavy) + ")"
     slow = {k: v["p50"] for k, v in largest["pages"].items() if v["p50"] >= 50}
     cpu = {k: largest["pages"][k]["cpu"] for k in ("tasks.index", "tasks.detail") if k in largest["pages"]}
     seeding = ", ".join(f"{r['db']} {r['tasks']:,} " + (f"in {r['seed_s']:.0f} s" if r["seed_s"] is not None else "cached")
