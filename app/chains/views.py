@@ -18,7 +18,7 @@ from app.chains.specs import LABELS, ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
 from app.inputs import as_id
-from app.launches.schedule import NOW
+from app.launches.schedule import NOW, Schedule
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
 from app.tasks.forms import ActionForm
@@ -136,14 +136,15 @@ def create():
     except chains.FormReused as exc:
         form.idempotency_key.data = chains.new_idempotency_key()
         return _render(form, status=409, problems=[Problem(None, "form", str(exc))])
-    _flash_created(result)
+    _flash_created(result, form.schedule_value() or NOW)
     return redirect(url_for("chains.detail", chain_id=result.chain.id))
 
 
-def _flash_created(result: chains.CreateResult) -> None:
+def _flash_created(result: chains.CreateResult, schedule: Schedule) -> None:
     if result.created:
         n = sum(s.bunch.size for s in result.chain.steps)
-        flash(f"Saved chain {result.chain.name}: {len(result.chain.steps)} step(s), {n} task(s); submitting to PanDA.",
+        going = "submitting to PanDA" if not schedule.later else f"launching {schedule.describe()} (see Launches)"
+        flash(f"Saved chain {result.chain.name}: {len(result.chain.steps)} step(s), {n} task(s); {going}.",
               "success")  # fmt: skip
         for warning in result.warnings:
             flash(warning, "warning")

@@ -334,3 +334,14 @@ def test_naming_page_is_built_from_the_configured_rules(app, client, login_as):
     )
     html = client.get("/tasks/naming").get_data(as_text=True)
     assert "MC_S2-PROD" in html and "TEST_S1-PROD" not in html and re.search(r"PROD\d{4}-001_SIM", html)
+
+
+def test_the_saved_message_says_when_the_chain_goes(client, login_as, db, clock):
+    login_as("manager")
+    later = {"launch_when": "at", "launch_at": "2026-01-16T09:30", "time_zone": "UTC"}
+    post(client, "/chains/create", {**chain_form_data(chain_definition(), key="later"), **later})
+    html = client.get(f"/chains/{db.session.scalar(select(Chain.id))}").get_data(as_text=True)
+    assert "launching at 2026-01-16 09:30" in html and "submitting to PanDA" not in html
+    post(client, "/chains/create", chain_form_data(chain_definition(number=9), key="now"))
+    html = client.get(f"/chains/{max(db.session.scalars(select(Chain.id)))}").get_data(as_text=True)
+    assert "submitting to PanDA" in html
