@@ -3,14 +3,17 @@ methods and path parameters, nothing documented is missing, and the docs page re
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cached_property
 from urllib.parse import parse_qsl
 
+import jsonschema_rs
 from werkzeug.datastructures import MultiDict
 
 from app.api.openapi import PUBLIC_PATHS, document
 from app.monitoring.filters import QUERY_PARAMETERS
+from app.monitoring.records import FIELDS
 from tests.actions.conftest import new_task
 
 
@@ -122,3 +125,19 @@ def test_task_filter_parameters_filter_as_documented(api, make_user, db):
     assert {c["status"]: c["count"] for c in counts} == {"running": 1, "done": 1, "failed": 1}  # status left out
     refused = viewer.get("/api/v1/tasks?status=sleeping")
     assert refused.status_code == 422 and "sleeping" in refused.json["detail"]
+
+
+def test_the_export_and_the_api_give_the_same_task_records(client, api, login_as, make_user, db):
+    """One record builder: the task list's JSON export and GET /api/v1/tasks give the same records, each
+    with exactly the record's fields and valid against the document's Task schema."""
+    owner = make_user("manager")
+    new_task(owner, "running"), new_task(owner, "done"), new_task(owner, None, panda_id=None)
+    query = f"creator={owner.username}&sort=name&order=asc"
+    listed = api("viewer").get(f"/api/v1/tasks?{query}").json["items"]
+    login_as("viewer")
+    exported = json.loads(client.get(f"/tasks/export.json?{query}").get_data(as_text=True))["tasks"]
+    assert len(listed) == 3 and listed == exported
+    validator = jsonschema_rs.Draft202012Validator(document()["components"]["schemas"]["Task"])
+    for record in listed:
+        assert set(record) == set(FIELDS)
+        validator.validate(record)
