@@ -45,6 +45,7 @@ from app.monitoring import tables as monitoring_tables
 from app.monitoring.filters import BadFilter, TaskFilter
 from app.monitoring.records import task_records
 from app.prodrequests import services as prodrequests
+from app.prodrequests.errors import RequestNotFound, RequestsServiceError
 from app.stats import errors as stats_errors
 from app.stats import services as stats
 from app.sync import services as sync_services
@@ -111,6 +112,13 @@ def get_or_404(model: type, object_id: int, what: str) -> Any:
     if row is None:
         raise ApiProblem(404, "Not found", f"no {what} {object_id}", "not_found")
     return row
+
+
+def valid_id(object_id: int, what: str) -> int:
+    """An id of a path, or 404 beyond what ids can be."""
+    if not 0 < object_id <= ID_MAX:
+        raise ApiProblem(404, "Not found", f"no {what} {object_id}", "not_found")
+    return object_id
 
 
 def current_token() -> dict[str, Any] | None:
@@ -689,6 +697,30 @@ def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
     shown = found.page._query_args["items"]
     listing = page_of_list(shown, args, lambda r: r.to_json())
     return {**listing, "service_error": found.snapshot.error.message if found.snapshot.error else None}
+
+
+def _prefill_problem(exc: RequestsServiceError) -> ApiProblem:
+    if isinstance(exc, RequestNotFound):
+        return ApiProblem(404, "Not found", exc.message, "not_found")
+    return ApiProblem(502, "Bad gateway", exc.message, "requests_service")
+
+
+def request_task_definition(request_id: int) -> dict[str, Any]:
+    """The task form as "New task from this request" fills it (to complete and send to ``POST /tasks``)."""
+    try:
+        definition, _ = prodrequests.task_prefill(request_id)
+    except RequestsServiceError as exc:
+        raise _prefill_problem(exc) from None
+    return definition.to_dict()
+
+
+def request_chain_definition(request_id: int) -> dict[str, Any]:
+    """The chain document as "New chain from this request" fills it (to complete and send to ``POST /chains``)."""
+    try:
+        chain, _ = prodrequests.chain_prefill(request_id)
+    except RequestsServiceError as exc:
+        raise _prefill_problem(exc) from None
+    return schema.to_document(chain)
 
 
 def refresh_requests() -> dict[str, Any]:

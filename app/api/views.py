@@ -341,6 +341,20 @@ def request_get(request_id: int) -> ResponseReturnValue:
     return jsonify(services.request_detail(request_id, request.args))
 
 
+@bp.get("/requests/<int:request_id>/task-definition")
+@role("manager")
+def request_task_definition(request_id: int) -> ResponseReturnValue:
+    """A task definition prefilled from the request (its generation step)."""
+    return jsonify(services.request_task_definition(services.valid_id(request_id, "request")))
+
+
+@bp.get("/requests/<int:request_id>/chain-definition")
+@role("manager")
+def request_chain_definition(request_id: int) -> ResponseReturnValue:
+    """A chain document prefilled from the request (generation and processing steps)."""
+    return jsonify(services.request_chain_definition(services.valid_id(request_id, "request")))
+
+
 @bp.get("/statistics")
 @role("viewer")
 def statistics() -> ResponseReturnValue:
