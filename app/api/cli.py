@@ -1,7 +1,8 @@
 """`prodpanel tasks|chain|launches|export|import`: the API from the command line, against the local
 panel (this instance folder, ``--user``) or a remote one (``--url`` and ``--token``, or
 PRODPANEL_URL and PRODPANEL_TOKEN). Exit codes: 0 done, 1 failed, 2 usage, 3 not allowed (401/403),
-4 not found, 5 refused or invalid (409/422), 6 the panel could not be reached or failed (5xx)."""
+4 not found, 5 refused or invalid (409/422), 6 the panel (or a service it needs, 424) could not be
+reached or failed (5xx)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from flask.cli import ScriptInfo
 
 from app.api.remote import LocalPanel, Panel, PanelError, RemotePanel
 
-EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 422: 5, 0: 6}
+EXIT_CODES = {401: 3, 403: 3, 404: 4, 409: 5, 422: 5, 424: 6, 0: 6}
 ACTION_OPTIONS = ("soft", "memory_mb", "walltime_s", "priority", "increase", "site", "cloud")
 
 

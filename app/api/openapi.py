@@ -269,7 +269,7 @@ def op(summary: str, role: str, ok: tuple[int, dict[str, Any] | None, str], *, t
         responses[str(code)] = _problem({400: "the request was not understood (a session without its CSRF token)",
                                          404: "no such object", 409: "refused in the current state",
                                          422: "invalid input, field by field",
-                                         502: "the requests service could not answer"}[code])  # fmt: skip
+                                         424: "the requests service could not answer"}[code])  # fmt: skip
     out: dict[str, Any] = {"summary": summary, "tags": [tag], "description": f"Role: {role}.",
                            "parameters": params or [], "responses": responses}  # fmt: skip
     if body is not None:
@@ -419,11 +419,11 @@ def _paths() -> dict[str, Any]:
         "/requests/{request_id}/task-definition": {"get": op(
             "A task definition prefilled from the request, to complete and create", "manager",
             (200, OBJ, "the definition (the task form's fields)"), tag="requests", params=[path_id("request_id")],
-            refusals=(404, 502))},
+            refusals=(404, 424))},
         "/requests/{request_id}/chain-definition": {"get": op(
             "A chain document prefilled from the request, to complete and create", "manager",
             (200, ref("ChainDocument"), "the document"), tag="requests", params=[path_id("request_id")],
-            refusals=(404, 502))},
+            refusals=(404, 424))},
         "/requests/{request_id}": {"get": op("A request with its chains, tasks and progress", "viewer",
                                              (200, ref("RequestDetail"), "the request"), tag="requests",
                                              params=[path_id("request_id"), query("after", "the task ids after this one (the previous page's next_after)", {"type": "integer", "minimum": 0})],

@@ -702,7 +702,8 @@ def requests_list(args: Mapping[str, str]) -> dict[str, Any]:
 def _prefill_problem(exc: RequestsServiceError) -> ApiProblem:
     if isinstance(exc, RequestNotFound):
         return ApiProblem(404, "Not found", exc.message, "not_found")
-    return ApiProblem(502, "Bad gateway", exc.message, "requests_service")
+    # 424, not 502: the panel is fine, the service it depends on is not (a 5xx is kept for the panel's own faults).
+    return ApiProblem(424, "Failed dependency", exc.message, "requests_service")
 
 
 def request_task_definition(request_id: int) -> dict[str, Any]:

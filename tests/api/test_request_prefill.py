@@ -1,13 +1,13 @@
 """The Requests pages' "New task / New chain from this request" through the API, against the
 spd-requests simulator: the prefilled definition to complete, 404 for a request the service does not
-know, 502 when the service cannot answer."""
+know, 424 when the service cannot answer."""
 
 from __future__ import annotations
 
-from tests.prodrequests.conftest import app, reqsim, reqsim_server  # noqa: F401 (the panel bound to the simulator)
+from tests.prodrequests.conftest import app, reqsim, reqsim_server  # noqa: F401,F811 (the panel bound to the simulator)
 
 
-def test_definitions_prefilled_from_a_request(api, reqsim):
+def test_definitions_prefilled_from_a_request(api, reqsim):  # noqa: F811
     manager = api("manager")
     task = manager.get("/api/v1/requests/3/task-definition")
     assert task.status_code == 200, task.json
@@ -19,4 +19,4 @@ def test_definitions_prefilled_from_a_request(api, reqsim):
     assert api("viewer").get("/api/v1/requests/3/chain-definition").status_code == 403
     reqsim.set_faults({"http_status": 500})
     failing = manager.get("/api/v1/requests/998/chain-definition")  # not in the cached list: asked
-    assert failing.status_code == 502 and failing.mimetype == "application/problem+json", failing.json
+    assert failing.status_code == 424 and failing.mimetype == "application/problem+json", failing.json
