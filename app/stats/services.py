@@ -89,9 +89,14 @@ def _bucketed(days: list[tuple[date, Totals]], start_of: Any, label: Any) -> lis
     return [Row(label(start), buckets[start]) for start in sorted(buckets)]
 
 
+SPLIT_ROWS = 50  # a split lists the keys with most tasks (there is a request per few dozen bunches)
+
+
 def _split(column: Any, since: date | None) -> list[tuple[Any, Totals]]:
-    """The summary grouped by one of its dimensions, most tasks first."""
-    query = select(column, *_sums()).group_by(column).having(func.sum(StatDay.tasks) > 0)
+    """The summary grouped by one of its dimensions, most tasks first, the first SPLIT_ROWS keys."""
+    tasks = func.sum(StatDay.tasks)
+    query = select(column, *_sums()).group_by(column).having(tasks > 0).order_by(tasks.desc(), column)
+    query = query.limit(SPLIT_ROWS)
     if since is not None:
         query = query.where(StatDay.day >= since)
     rows = [(key, _totals(values)) for key, *values in db.session.execute(query)]
