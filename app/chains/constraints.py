@@ -199,6 +199,20 @@ def shared_physics_tag(chain: ChainDefinition, ctx: Context) -> list[Problem]:
     return out
 
 
+def shared_request(chain: ChainDefinition, ctx: Context) -> list[Problem]:
+    """A chain serves one production request: the steps that name one name the same (a step that
+    names none belongs to the chain's)."""
+    named = [(i, d.request_id) for i, d in enumerate(chain.steps, start=1) if d.request_id is not None]
+    if not named:
+        return []
+    first_position, first = named[0]
+    return [
+        problem(chain, i, "request_id",
+                f"request #{request} differs from step {first_position}'s #{first}; a chain serves one request")
+        for i, request in named[1:] if request != first
+    ]  # fmt: skip
+
+
 def events_derived(chain: ChainDefinition, ctx: Context) -> list[Problem]:
     """A processing step's events come from the step before it: they are not typed twice."""
     out = []
@@ -297,6 +311,7 @@ CONSTRAINTS: tuple[Constraint, ...] = (
     input_is_previous_output,
     shared_production,
     shared_physics_tag,
+    shared_request,
     events_derived,
     consistent_bunch_sizes,
     compatible_containers,

@@ -102,6 +102,17 @@ def test_shared_physics_tag():
     ]
 
 
+def test_shared_request():
+    chain = chain_definition()
+    first = chain.steps[0].request_id
+    assert first is not None and texts(constraints.shared_request, chain) == []
+    assert texts(constraints.shared_request, step(chain, 2, request_id=None)) == []  # it belongs to the chain's
+    assert texts(constraints.shared_request, step(chain, 2, request_id=first + 1)) == [
+        f"step 2 (RECO), request: request #{first + 1} differs from step 1's #{first}; a chain serves one request"
+    ]
+    assert texts(constraints.shared_request, step(step(chain, 1, request_id=None), 2, request_id=7)) == []
+
+
 def test_processing_events_are_derived_not_typed():
     assert texts(constraints.events_derived, chain_definition()) == []
     typed = step(chain_definition(), 2, total_events=10000, events_per_job=1000)
