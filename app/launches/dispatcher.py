@@ -516,18 +516,33 @@ def send_all(launch_ids: list[int], client: PandaApi | None = None) -> None:
 
 
 def _rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> None:
-    """Claim, send and record `launch_ids` through `sender`, one commit per round (see `send_all`)."""
+    """Claim, send and record `launch_ids` through `sender`, one commit per round (see `send_all`).
+
+    The rows stay loaded across the rounds' commits (each launch is read fresh when it is taken,
+    its task, bunch and owner once): reloading them after every commit cost more than the commit."""
+    session = db.session()
+    session.expire_all()  # what the rounds load is read from the database, once
+    expiring, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        _send_rounds(launch_ids, sender)
+    finally:
+        session.expire_on_commit = expiring
+        session.expire_all()
+
+
+def _send_rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> None:
     todo = deque(launch_ids)
     came_back: list[Outcome] = []
+    sent: dict[int, Launch] = {}  # launches in flight, as loaded when they were taken
     in_flight = 0
     while True:
         outgoing: list[Outgoing] = []
         try:
             free = 0 if stopping() else sender.width - in_flight  # `serve` stops: nothing more is claimed
             wanted = [todo.popleft() for _ in range(min(len(todo), free))]
-            launches = _load([outcome.launch_id for outcome in came_back] + wanted)
+            launches = _load(wanted)
             for outcome in came_back:
-                _isolated(_store, launches[outcome.launch_id], outcome)
+                _isolated(_store, sent.pop(outcome.launch_id), outcome)
             now = clock.now()
             while wanted:
                 for launch_id in wanted:
@@ -535,6 +550,7 @@ def _rounds(launch_ids: list[int], sender: _InlineSender | _WorkerSender) -> Non
                         item := _isolated(_take, launches[launch_id], sender.server, now)
                     ):
                         outgoing.append(item)
+                        sent[launch_id] = launches[launch_id]
                 # Held back or settled without sending: fill their places from what is left.
                 free = 0 if stopping() else sender.width - in_flight - len(outgoing)
                 wanted = [todo.popleft() for _ in range(min(len(todo), free))]
@@ -580,11 +596,11 @@ def _isolated(step: Callable[..., T], launch: Launch, *args: Any) -> T | None:
 
 
 def _load(launch_ids: list[int]) -> dict[int, Launch]:
-    """These launches with what claiming, sending and recording them reads, in a few queries."""
+    """These launches and their tasks in one query (the claim reads them)."""
     rows = db.session.scalars(
         select(Launch)
         .where(Launch.id.in_(launch_ids))
-        .options(joinedload(Launch.task).joinedload(Task.bunch), joinedload(Launch.created_by))
+        .options(joinedload(Launch.task))  # bunch and owner: the same few for many launches, loaded once
     )
     return {launch.id: launch for launch in rows}
 
