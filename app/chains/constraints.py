@@ -329,11 +329,15 @@ def check(chain: ChainDefinition, ctx: Context) -> list[Problem]:
 
 def derive(chain: ChainDefinition, ctx: Context) -> ChainDefinition:
     """Fill in what each processing step takes from the step before it: its parent (whose output
-    it reads, task by task). A parent typed differently is left for ``input_is_previous_output``."""
+    it reads, task by task). A parent typed differently is left for ``input_is_previous_output``.
+    A step that names no request gets the chain's (the first one named), so that its tasks count
+    for that request everywhere (request pages, statistics)."""
     steps = list(chain.steps)
     for i in range(1, len(steps)):
         if _kind(ctx, steps[i].step) == PROCESSING and not (steps[i].parent_task or "").strip():
             steps[i] = dataclasses.replace(steps[i], parent_task=steps[i - 1].task_name.strip())
+    request = next((d.request_id for d in steps if d.request_id is not None), None)
+    steps = [d if d.request_id is not None else dataclasses.replace(d, request_id=request) for d in steps]
     return chain.with_steps(steps)
 
 

@@ -80,6 +80,9 @@ def test_input_is_the_previous_steps_output():
     # derive() fills the parent in: the RECO step reads step 1's output task by task.
     derived = constraints.derive(chain_definition(), ctx())
     assert derived.steps[1].parent_task == "PROD2025-008.SIM" and derived.steps[0].parent_task is None
+    # and a step that names no request gets the chain's
+    unnamed = constraints.derive(step(chain_definition(), 2, request_id=None), ctx())
+    assert unnamed.steps[1].request_id == unnamed.steps[0].request_id is not None
 
 
 def test_shared_production():
