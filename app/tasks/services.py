@@ -670,22 +670,15 @@ class BunchRelations:
 def bunch_relations(bunch: TaskBunch) -> BunchRelations:
     """The bunches this bunch reads from and the bunches reading it, through the tasks' parents."""
     parent, child = aliased(Task), aliased(Task)
-    reads = (
-        select(TaskBunch)
-        .join(parent, parent.bunch_id == TaskBunch.id)
-        .join(child, child.parent_id == parent.id)
-    )
-    read_by = (
-        select(TaskBunch)
-        .join(child, child.bunch_id == TaskBunch.id)
-        .join(parent, child.parent_id == parent.id)
-    )
-    return BunchRelations(
-        list(db.session.scalars(reads.where(child.bunch_id == bunch.id).distinct().order_by(TaskBunch.id))),
-        list(
-            db.session.scalars(read_by.where(parent.bunch_id == bunch.id).distinct().order_by(TaskBunch.id))
-        ),
-    )
+    # Distinct ids, then the bunches: PostgreSQL cannot compare the JSON definition a DISTINCT over
+    # whole bunch rows would compare.
+    reads = select(parent.bunch_id).join(child, child.parent_id == parent.id).where(child.bunch_id == bunch.id)
+    read_by = select(child.bunch_id).join(parent, child.parent_id == parent.id).where(parent.bunch_id == bunch.id)
+
+    def bunches(ids: Select) -> list[TaskBunch]:
+        return list(db.session.scalars(select(TaskBunch).where(TaskBunch.id.in_(ids)).order_by(TaskBunch.id)))
+
+    return BunchRelations(bunches(reads), bunches(read_by))
 
 
 def recent_bunches(limit: int = 8) -> list[tuple[TaskBunch, BunchProgress]]:

@@ -58,3 +58,21 @@ def test_concurrent_creates_and_dispatch_on_postgresql(app, client, login_as, fa
     # A claimed row cannot be claimed again, by any connection.
     launch = bunch.tasks[0].launches[0]
     assert not dispatcher.claim(launch.id, launch.created_at)
+
+
+def test_a_chain_s_bunch_pages_on_postgresql(app, client, login_as):
+    """The bunch page names the bunches it reads and that read it (PostgreSQL cannot DISTINCT a row
+    with a JSON column: the relations go through the bunch ids)."""
+    from app.chains import services as chains
+    from tests.chains.conftest import chain_definition
+
+    user = login_as("manager")
+    chain = chains.create_chain(chain_definition(bunch_size=2), user, "pg-chain", is_admin=False).chain
+    _db.session.commit()
+    sim, reco = (step.bunch for step in chain.steps)
+    sim_page = client.get(f"/tasks/bunch/{sim.id}")
+    reco_page = client.get(f"/tasks/bunch/{reco.id}")
+    assert sim_page.status_code == reco_page.status_code == 200
+    assert f'Read by</dt><dd class="col-sm-10"><a href="/tasks/bunch/{reco.id}">' in sim_page.get_data(as_text=True)
+    assert f'Reads</dt><dd class="col-sm-10"><a href="/tasks/bunch/{sim.id}">' in reco_page.get_data(as_text=True)
+    assert client.get(f"/chains/{chain.id}").status_code == 200 and client.get("/").status_code == 200
