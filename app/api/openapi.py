@@ -164,6 +164,7 @@ REQUEST_DETAIL = obj({
 FIELD_ERROR = obj({"field": STR, "message": STR, "step": INT}, required=("field", "message"))
 CHANGED = obj({"changed": INT})
 LOOKED_UP = obj({"result": STR})
+NOTIFY = obj({"email": BOOL, "webhook": BOOL})
 NOTICE = obj({"message": STR, "category": {"enum": ["info", "success", "warning", "danger"]}})
 TOTALS = obj({**{k: INT for k in ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")},
               "output_tb": {"type": "number"}, "walltime_h": {"type": "number"}})  # fmt: skip
@@ -360,6 +361,10 @@ def _paths() -> dict[str, Any]:
         "/actions/bulk/{bulk_id}": {"get": op("A bulk action's progress and per-task results", "viewer",
                                               (200, ref("Bulk"), "the bulk action"), tag="actions",
                                               params=[path_id("bulk_id")], refusals=(404,))},
+        "/actions/bulk/{bulk_id}/retry": {"post": op(
+            "Retry a bulk action's commands PanDA could not be reached for (a new bulk action)", "viewer (the matrix names the role)",
+            (202, ref("Bulk"), "the new bulk action"), tag="actions", params=[path_id("bulk_id")],
+            refusals=(400, 404, 409, 422), write=True)},
         "/chains": {
             "get": op("List chains", "viewer", (200, paged("Chain"), "a page of chains"), tag="chains", params=PAGING,
                       refusals=(422,)),
@@ -436,6 +441,12 @@ def _paths() -> dict[str, Any]:
             "Failed jobs grouped by normalised error (overall, or of a task, bunch or chain)", "viewer",
             (200, ref("ErrorSummary"), "the groups, most jobs first"), tag="statistics", refusals=(422,),
             params=[query(k, f"a {k} id", {"type": "integer", "minimum": 1}) for k in ("task", "bunch", "chain")])},
+        "/statistics/notifications": {
+            "get": op("My alerts' channels", "viewer", (200, NOTIFY, "the choices"), tag="statistics"),
+            "post": op("Choose my alerts' channels (a choice left out stays)", "viewer", (200, NOTIFY, "the choices"),
+                       tag="statistics", body=_json(obj({"email": BOOL, "webhook": BOOL}, required=()))["content"],
+                       refusals=(400, 422), write=True),
+        },
         "/audit": {"get": op("The audit trail, newest first", "admin", (200, paged("AuditEvent"), "a page of events"),
                              tag="audit", refusals=(422,), params=[
                                  query("action", "starts with"), query("user", "username"), query("outcome"),

@@ -46,6 +46,7 @@ from app.monitoring.filters import BadFilter, TaskFilter
 from app.monitoring.records import task_records
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestNotFound, RequestsServiceError
+from app.stats import alerts
 from app.stats import errors as stats_errors
 from app.stats import services as stats
 from app.sync import services as sync_services
@@ -438,6 +439,22 @@ def start_bulk(body: Any, user: User) -> dict[str, Any]:
     return bulk_record(bulk)
 
 
+def retry_bulk(bulk: BulkAction, user: User) -> dict[str, Any]:
+    """The bulk page's "retry the failed ones": the same action, parameters and comment on the tasks
+    whose command PanDA could not be reached for or did not answer (a new bulk action)."""
+    retry = bulk_services.retry_form(bulk)
+    try:
+        started = bulk_services.start(retry["selection"], bulk_services.bulk_action(bulk.action), retry["values"], user,
+                                      retry_of=bulk.id)  # fmt: skip
+    except actions.InvalidInput as exc:
+        raise invalid(field_errors(exc.errors)) from None
+    except actions.ActionRefused as exc:
+        raise _refused(exc) from None
+    except BadSelection as exc:
+        raise ApiProblem(409, "Conflict", str(exc), "nothing_to_retry") from None
+    return bulk_record(started)
+
+
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= ID_MAX
 
@@ -745,6 +762,22 @@ def request_detail(request_id: int, args: Mapping[str, str]) -> dict[str, Any]:
         "task_count": view.task_count, "next_after": view.next_after,
         "progress": None if progress is None else {**dataclasses.asdict(progress), "percent": progress.percent},
     }  # fmt: skip
+
+
+def notifications(user: User, body: Any = None) -> dict[str, Any]:
+    """The user's opt-in to their alerts by e-mail and on the team's webhook (``body``: the choices to
+    save; a choice left out stays as it was)."""
+    current = alerts.preference(user)
+    choices = {"email": bool(current.email), "webhook": bool(current.webhook)}
+    if body is not None:
+        values = body_object(body)
+        wrong = [FieldError(k, "true or false") for k in ("email", "webhook") if k in values and not isinstance(values[k], bool)]
+        unknown = [FieldError(k, "unknown field") for k in sorted(set(values) - set(choices))]
+        if wrong or unknown:
+            raise invalid(wrong + unknown)
+        choices.update({k: values[k] for k in choices if k in values})
+        alerts.save_preference(user, **choices)
+    return choices
 
 
 def _totals(totals: stats.Totals) -> dict[str, Any]:

@@ -213,6 +213,14 @@ def bulk_get(bulk_id: int) -> ResponseReturnValue:
     return jsonify(services.bulk_record(services.get_or_404(BulkAction, bulk_id, "bulk action")))
 
 
+@bp.post("/actions/bulk/<int:bulk_id>/retry")
+@role("viewer")
+def bulk_retry(bulk_id: int) -> ResponseReturnValue:
+    """The same action on the tasks whose command PanDA could not be reached for (a new bulk action)."""
+    record = services.retry_bulk(services.get_or_404(BulkAction, bulk_id, "bulk action"), logged_in_user())
+    return jsonify(record), 202, {"Location": url_for("api.bulk_get", bulk_id=record["id"])}
+
+
 # --- chains -------------------------------------------------------------------------------------------
 
 
@@ -365,6 +373,19 @@ def statistics() -> ResponseReturnValue:
 @role("viewer")
 def error_summary() -> ResponseReturnValue:
     return jsonify(services.error_summary(request.args))
+
+
+@bp.get("/statistics/notifications")
+@role("viewer")
+def notifications() -> ResponseReturnValue:
+    return jsonify(services.notifications(logged_in_user()))
+
+
+@bp.post("/statistics/notifications")
+@role("viewer")
+def notifications_save() -> ResponseReturnValue:
+    """Receive my alerts by e-mail and/or on the team's webhook."""
+    return jsonify(services.notifications(logged_in_user(), _body() or {}))
 
 
 @bp.get("/audit")

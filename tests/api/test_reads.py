@@ -18,6 +18,16 @@ def test_statistics_and_error_summary(api):
     assert viewer.get("/api/v1/statistics/errors?task=x").status_code == 422
 
 
+def test_my_alert_channels(api):
+    viewer = api("viewer")
+    assert viewer.get("/api/v1/statistics/notifications").json == {"email": False, "webhook": False}
+    saved = viewer.post("/api/v1/statistics/notifications", json={"email": True})
+    assert saved.status_code == 200 and saved.json == {"email": True, "webhook": False}
+    assert viewer.get("/api/v1/statistics/notifications").json == {"email": True, "webhook": False}
+    wrong = viewer.post("/api/v1/statistics/notifications", json={"webhook": "yes", "sms": True})
+    assert wrong.status_code == 422 and {e["field"] for e in wrong.json["errors"]} == {"webhook", "sms"}
+
+
 def test_requests_say_when_the_service_is_not_there(api):
     listed = api("viewer").get("/api/v1/requests")
     assert listed.status_code == 200 and listed.json["items"] == [] and listed.json["service_error"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from app.actions.models import TaskCommand
+from app.actions.models import BulkItem, Outcome, TaskCommand
 from app.tasks.models import Task, TaskBunch
 from tests.actions.conftest import new_task
 from tests.helpers import settle_launches
@@ -141,6 +141,13 @@ def test_bulk_action_is_filtered_by_the_matrix(api, make_user, db):
         "/api/v1/actions/bulk", json={"action": "pause", "filter": {"q": running.name}, "comment": "hold"}
     )
     assert by_filter.status_code == 202 and by_filter.json["counts"] == {"pending": 1}
+    assert manager.post(f"/api/v1/actions/bulk/{started.json['id']}/retry").status_code == 409  # none failed
+    item = db.session.scalar(select(BulkItem).where(BulkItem.bulk_id == started.json["id"], BulkItem.task_id == running.id))
+    item.outcome = Outcome.FAILED  # PanDA could not be reached for it
+    db.session.commit()
+    retried = manager.post(f"/api/v1/actions/bulk/{started.json['id']}/retry")
+    assert retried.status_code == 202, retried.json
+    assert (retried.json["action"], retried.json["comment"], retried.json["counts"]) == ("kill", "bad container", {"pending": 1})
 
 
 def test_session_client_can_call_like_the_browser(client, login_as):
