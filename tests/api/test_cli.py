@@ -4,11 +4,13 @@ as a named account) and a remote one over HTTP with a personal token: output, pr
 from __future__ import annotations
 
 import json
+import socket
 
 import click
 import pytest
 import yaml
 
+from app.api.remote import PanelError, RemotePanel
 from app.cli import main
 from tests.actions.conftest import new_task
 from tests.e2e.conftest import LiveServer
@@ -68,6 +70,21 @@ def test_remote_panel_over_http_with_a_token(live, make_token, make_user):
     assert no_token.exit_code == 2
     down = run_cli("tasks", "list", "--url", f"http://127.0.0.1:{free_port()}", "--token", token)
     assert down.exit_code == 6 and "cannot reach" in down.output
+    preview = run_cli("chain", "submit", "examples/sim-reco-chain.yaml", "--preview", "--url", live, "--token", token)
+    assert preview.exit_code == 0 and "step 2 RECO (processing): 3 task(s)" in preview.output, preview.output
+    not_http = run_cli("tasks", "list", "--url", "ftp://panel", "--token", token)
+    assert not_http.exit_code == 2 and "http:// or https://" in not_http.output
+
+
+def test_a_panel_that_does_not_answer_is_a_clear_error():
+    """A server that takes the connection and never answers: the client gives up at its timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        panel = RemotePanel(f"http://127.0.0.1:{silent.getsockname()[1]}", "ppt_0_x", timeout_s=0.3)
+        with pytest.raises(PanelError) as caught:
+            panel.call("GET", "/me")
+    assert caught.value.status == 0 and "did not answer within" in str(caught.value)
 
 
 def test_export_then_import_and_launches(runner, make_user, fake_panda, tmp_path):
