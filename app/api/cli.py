@@ -1,4 +1,4 @@
-"""`prodpanel tasks|chain|launches|export|import`: the API from the command line, against the local
+"""`prodpanel tasks|chain|launches|export|import|api`: the API from the command line, against the local
 panel (this instance folder, ``--user``) or a remote one (``--url`` and ``--token``, or
 PRODPANEL_URL and PRODPANEL_TOKEN). Exit codes: 0 done, 1 failed, 2 usage, 3 not allowed (401/403),
 4 not found, 5 refused or invalid (409/422), 6 the panel (or a service it needs, 424) could not be
