@@ -88,18 +88,18 @@ def test_a_filter_matching_many_rows_walks_the_sort_index_and_pages_the_same(see
     from tests.monitoring.test_tables import _walk
 
     sqlite = db.session.get_bind().dialect.name == "sqlite"
-    f = TaskFilter.from_args(MultiDict([("status", "running")]))
+    f = TaskFilter.from_args(MultiDict([("status", "running"), ("step", "SIM")]))
     state = TableState("submitted_at", "asc", 50)
     pages_before = _walk(tables.CURRENT, f, state), _walk(tables.CURRENT, f, state, backwards=True)
     db.session.execute(text("ANALYZE"))
-    monkeypatch.setattr(tables, "COUNT_CAP", 50)  # the filter matches "many" rows now (about 100)
+    monkeypatch.setattr(tables, "COUNT_CAP", 20)  # the filter matches "many" rows now (about 30)
     with _statements() as seen:
         page = tables.page_of(tables.CURRENT, f, state)
-    assert page.total == 51
+    assert page.total == 21
     for statement, parameters in seen:
         plan = _plan(statement, parameters)
         if sqlite:
-            assert "TEMP B-TREE" not in plan and "USING INDEX ix_task_sort_submitted_at" in plan, plan
+            assert "TEMP B-TREE" not in plan and "INDEX ix_task_sort_submitted_at" in plan, plan
         else:
             assert "Sort Key" not in plan, plan
     # The same rows in the same order, both ways, whichever way the database walks.
