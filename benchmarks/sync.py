@@ -5,13 +5,21 @@ holds (served over real HTTP on loopback); the calls are counted by the simulato
 timed: the first (every task new to the sync), the second (status listing + counters of the running
 ones), and one after an hour of simulated time (jobs ended: counters moved).
 
-Usage: .venv/bin/python benchmarks/sync.py [--sizes 1000,10000]
+Usage: .venv/bin/python benchmarks/sync.py [--sizes 1000,10000] [--profile N]
+
+--profile N prints the N costliest functions (cumulative) of each cycle, the panel's and the
+simulator's (its HTTP server thread) apart: cProfile follows the cycle's own thread only, so the
+simulator's time shows as the wait for its replies.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
+import io
+import os
+import pstats
 import tempfile
 import time
 from pathlib import Path
@@ -91,16 +99,25 @@ def seed(sim, n: int) -> None:
     db.session.commit()
 
 
-def cycle(sim, label: str) -> None:
+def cycle(sim, label: str, profile: int = 0) -> None:
     before = sum(sim.calls.values())
+    profiler = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
     report = jobs.sync_cycle()
+    if profiler is not None:
+        profiler.disable()
     seconds = time.perf_counter() - t0
     calls = sum(sim.calls.values()) - before
     print(f"  {label:<34} {calls:>3} calls  {seconds:7.2f} s  ({report.seen} tasks seen, {report.updated} updated)")
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(profile)
+        print(out.getvalue())
 
 
-def run(n: int) -> None:
+def run(n: int, profile: int = 0) -> None:
     print(f"{n} active tasks")
     sim = create_simulator(SimConfig(seed=3, time_scale=0.0))
     running = serve_in_thread(sim)
@@ -110,10 +127,10 @@ def run(n: int) -> None:
             with app.app_context():
                 seed(sim, n)
                 sim.advance(150)  # picked up, refined, running
-                cycle(sim, "cycle 1 (every task new)")
-                cycle(sim, "cycle 2 (running: counters too)")
+                cycle(sim, "cycle 1 (every task new)", profile)
+                cycle(sim, "cycle 2 (running: counters too)", profile)
                 sim.advance(3600)
-                cycle(sim, "cycle 3 (an hour later)")
+                cycle(sim, "cycle 3 (an hour later)", profile)
                 flush_call_log(30)
                 db.session.remove()
                 db.engine.dispose()
@@ -124,8 +141,13 @@ def run(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
-    for n in (int(x) for x in parser.parse_args().sizes.split(",")):
-        run(n)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="print the N costliest functions of each cycle (cProfile)")
+    args = parser.parse_args()
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    for n in (int(x) for x in args.sizes.split(",")):
+        run(n, args.profile)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

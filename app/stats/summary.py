@@ -1,15 +1,21 @@
 """The per-day summary (`stat_day`): each task PanDA knows adds its contribution to one row, and
 every change the sync applies moves the contribution (old one out, new one in) in one atomic upsert,
 so the statistics read a few thousand rows instead of every task. `rebuild()` recomputes it from
-the tasks (after an upgrade, or to check it)."""
+the tasks (after an upgrade, or to check it).
+
+The sync applies thousands of tasks per listing: inside `batched()` the moves are summed in memory
+and written when the block ends, one executemany upsert per table (the sums commute, so the rows end
+as they would have one statement per task), in the transaction of the task rows they follow."""
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import delete, insert, select
@@ -47,17 +53,78 @@ def contribution(task: Any) -> Contribution | None:
     return Contribution(key, values)
 
 
-def _upsert(model: Any, row: dict[str, Any], keys: list[str], set_: Any) -> None:
-    """INSERT … ON CONFLICT DO UPDATE (SQLite and PostgreSQL): one statement, no lost update."""
+def _upsert_many(model: Any, rows: list[dict[str, Any]], keys: list[str], set_: Any) -> None:
+    """INSERT … ON CONFLICT DO UPDATE (SQLite and PostgreSQL) of each row: one statement (executemany
+    when several), no lost update. Flushes the session first (the rows may follow pending changes)."""
+    if not rows:
+        return
     upsert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(model).values(**row)
-    db.session.execute(statement.on_conflict_do_update(index_elements=keys, set_=set_(statement.excluded)))
+    statement = upsert(model)
+    db.session.flush()
+    db.session.connection().execute(
+        statement.on_conflict_do_update(index_elements=keys, set_=set_(statement.excluded)), rows
+    )
+
+
+def _stat_rows(totals: dict[tuple[date, str, str, int, int], list[int]]) -> list[dict[str, Any]]:
+    return [
+        dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, values, strict=True))
+        for key, values in totals.items()
+        if any(values)
+    ]
+
+
+def _add_rows(rows: list[dict[str, Any]]) -> None:
+    """Add each row's values (possibly negative) to its key's row, creating it."""
+    _upsert_many(StatDay, rows, list(KEY), lambda new: {n: getattr(StatDay, n) + getattr(new, n) for n in VALUES})
+
+
+def _moved_rows(moved: dict[int, datetime]) -> None:
+    rows = [{"task_id": task_id, "moved_at": at} for task_id, at in moved.items()]
+    _upsert_many(TaskProgress, rows, ["task_id"], lambda new: {"moved_at": new.moved_at})
+
+
+@dataclass
+class _Batch:
+    """The moves of a `batched()` block, not yet written."""
+
+    totals: dict[tuple[date, str, str, int, int], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0] * len(VALUES))
+    )
+    moved: dict[int, datetime] = field(default_factory=dict)  # task id -> when its jobs last moved
+
+
+_batch: ContextVar[_Batch | None] = ContextVar("summary_batch", default=None)
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Within the block, sum the summary's moves (and the tasks' "moved at") in memory; write them at
+    its end (two statements at most). Nothing is written when the block raises: the caller rolls
+    back the task rows too. Not reentrant: an inner block joins the outer one."""
+    if _batch.get() is not None:
+        yield
+        return
+    batch = _Batch()
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    _add_rows(_stat_rows(batch.totals))
+    _moved_rows(batch.moved)
 
 
 def _add(key: tuple[date, str, str, int, int], values: Iterable[int]) -> None:
-    """Add `values` (possibly negative) to the row `key`, creating it; one statement, no lost update."""
-    row = dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, values, strict=True))
-    _upsert(StatDay, row, list(KEY), lambda new: {n: getattr(StatDay, n) + getattr(new, n) for n in VALUES})
+    """Add `values` (possibly negative) to the row `key`, creating it; one statement, no lost update
+    (inside `batched()`: summed, written at its end)."""
+    batch = _batch.get()
+    if batch is not None:
+        total = batch.totals[key]
+        for i, value in enumerate(values):
+            total[i] += value
+        return
+    _add_rows([dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, values, strict=True))])
 
 
 def _motion(task: Task) -> tuple[Any, ...]:
@@ -89,8 +156,11 @@ def counted(apply: Callable[P, R]) -> Callable[P, R]:
         result = apply(*args, **kwargs)
         move(before, contribution(task))
         if _motion(task) != motion:  # the stalled-task alert measures from here
-            _upsert(TaskProgress, {"task_id": task.id, "moved_at": clock.now()}, ["task_id"],
-                    lambda new: {"moved_at": new.moved_at})  # fmt: skip
+            batch = _batch.get()
+            if batch is not None:
+                batch.moved[task.id] = clock.now()
+            else:
+                _moved_rows({task.id: clock.now()})
         return result
 
     return wrapper

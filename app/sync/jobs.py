@@ -1,5 +1,5 @@
 """The sync's background jobs: one sync cycle, final accounting, and the refresh of the tasks a
-status message named. They commit (one transaction per owner listing, per task); `services.py` has
+status message named. They commit (per batch of a listing, per task); `services.py` has
 what they store and the pieces a page may call.
 
 One cycle asks PanDA in bulk, never once per task:
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import defer, selectinload
@@ -35,6 +35,7 @@ from app.panda.client import PandaApi
 from app.panda.errors import PandaError, PandaUnavailable, PandaUnsupported
 from app.panda.results import JobDescription, TaskInfo, as_utc
 from app.scheduler import stopping, wake
+from app.stats.summary import batched as summary_batch
 from app.sync.models import SyncState
 from app.sync.queue import Hints, TaskStatusConsumer
 from app.sync.services import (
@@ -56,6 +57,8 @@ from app.tasks.models import Task
 from app.tokens.errors import TokenUnavailable
 
 log = logging.getLogger(__name__)
+
+APPLY_BATCH = 1000  # tasks of a listing stored per transaction
 
 
 @dataclass
@@ -248,13 +251,15 @@ def _legacy_changes(panda: PandaApi, group: Group, report: SyncReport, settings:
     except (PandaError, TokenUnavailable) as exc:
         report.errors.append(f"{group.user_name}: {exc}")
         return
-    tasks = _tasks_by_panda_id(group, (s.task_id for s in summaries))
-    for summary in summaries:
-        task = tasks.get(summary.task_id)
-        if task is not None:
-            report.seen += 1
-            report.updated += apply_summary(task, summary, now)
-    db.session.commit()
+    for chunk in _chunks(summaries):
+        with db.session.no_autoflush, summary_batch():
+            tasks = _tasks_by_panda_id(group, (s.task_id for s in chunk))
+            for summary in chunk:
+                task = tasks.get(summary.task_id)
+                if task is not None:
+                    report.seen += 1
+                    report.updated += apply_summary(task, summary, now)
+        db.session.commit()
 
 
 def _progress(panda: PandaApi, group: Group, status: str, report: SyncReport, settings: Settings,
@@ -280,13 +285,27 @@ def _tasks_by_panda_id(group: Group, panda_ids: Iterable[int]) -> dict[int, Task
     return {task.panda_task_id: task for task in rows if task.panda_task_id is not None}
 
 
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), APPLY_BATCH):
+        yield items[start : start + APPLY_BATCH]
+
+
 def _apply_infos(group: Group, infos: list[TaskInfo], report: SyncReport, now: datetime) -> None:
-    tasks = _tasks_by_panda_id(group, (info.task_id for info in infos))
-    for info in infos:
-        task = tasks.get(info.task_id)
-        if task is not None:
-            report.seen += 1
-            report.updated += apply_info(task, info, now)
+    """Store a listing, APPLY_BATCH tasks per transaction: their rows loaded in one query, the status
+    history, the rows and the statistics' summary written in a few executemany statements (no flush
+    per task), then a commit (the next batch's rows are loaded after it, never reloaded one by one)."""
+    for chunk in _chunks(infos):
+        with db.session.no_autoflush, summary_batch():
+            tasks = _tasks_by_panda_id(group, (info.task_id for info in chunk))
+            for info in chunk:
+                task = tasks.get(info.task_id)
+                if task is not None:
+                    report.seen += 1
+                    report.updated += apply_info(task, info, now)
+        db.session.commit()
 
 
 def account_final_tasks(
