@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import defer, selectinload
 
 from app import clock
@@ -295,8 +295,9 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
 
 def _apply_infos(group: Group, infos: list[TaskInfo], report: SyncReport, now: datetime) -> None:
     """Store a listing, APPLY_BATCH tasks per transaction: their rows loaded in one query, the status
-    history, the rows and the statistics' summary written in a few executemany statements (no flush
-    per task), then a commit (the next batch's rows are loaded after it, never reloaded one by one)."""
+    history, the changed rows and the statistics' summary written in a few executemany statements (no
+    flush per task), every row's `panda_checked_at` in one UPDATE, then a commit (the next batch's rows
+    are loaded after it, never reloaded one by one)."""
     for chunk in _chunks(infos):
         with db.session.no_autoflush, summary_batch():
             tasks = _tasks_by_panda_id(group, (info.task_id for info in chunk))
@@ -304,7 +305,14 @@ def _apply_infos(group: Group, infos: list[TaskInfo], report: SyncReport, now: d
                 task = tasks.get(info.task_id)
                 if task is not None:
                     report.seen += 1
-                    report.updated += apply_info(task, info, now)
+                    report.updated += apply_info(task, info, now, mark_checked=False)
+        if tasks:  # every row read now, in one statement: the unchanged ones are not flushed one by one
+            db.session.execute(
+                update(Task)
+                .where(Task.id.in_([task.id for task in tasks.values()]))
+                .values(panda_checked_at=now)
+                .execution_options(synchronize_session=False)
+            )
         db.session.commit()
 
 

@@ -145,8 +145,10 @@ def _set(task: Task, values: dict[str, Any]) -> bool:
 
 
 @counted
-def apply_info(task: Task, info: TaskInfo, now: datetime) -> bool:
-    """Store what `get_detailed_info` says about the task; True when something changed. Flushes nothing."""
+def apply_info(task: Task, info: TaskInfo, now: datetime, mark_checked: bool = True) -> bool:
+    """Store what `get_detailed_info` says about the task; True when something changed. Flushes nothing.
+    mark_checked=False: the caller sets `panda_checked_at` of many tasks in one statement (an unchanged
+    task then stays clean: no UPDATE of its row)."""
     params = info.raw_task_params or {}
     per_job = _files_per_job(params)
     began = as_utc(info.raw.get("stateChangeTime")) or info.modification_time or now
@@ -170,7 +172,8 @@ def apply_info(task: Task, info: TaskInfo, now: datetime) -> bool:
             "site": info.site or info.nucleus,
         },
     )
-    task.panda_checked_at = now
+    if mark_checked:
+        task.panda_checked_at = now
     return changed
 
 

@@ -54,6 +54,10 @@ def test_a_task_followed_from_submit_to_done_with_history_progress_and_accountin
     assert task.events_requested == 10000
     assert task.submitted_at == info.creation_date and task.started_at == info.start_time
     assert task.cloud == "JINR" and task.ended_at is None
+    report = jobs.sync_cycle()  # nothing moved: no row changed, yet every row says when it was read
+    assert report.updated == 0 and report.seen == 4  # the changes listing + the "running" listing
+    cycle_at = db.session.scalars(select(SyncState.last_cycle_at)).one()
+    assert stored(first.id).panda_checked_at == cycle_at == stored(bunch.tasks[1].id).panda_checked_at
 
     sim.advance(3300)  # most jobs ended: the counters move without a change of status
     before = calls(sim)
