@@ -490,10 +490,11 @@ class SimTokens_stub:
 
 @pytest.fixture
 def faulty(transport):
-    """A private simulator whose faults each test sets."""
+    """A private simulator whose faults each test sets (a 1.5 s read timeout: room for a loaded machine,
+    below the 2.5 s stall of the time-out tests)."""
     running = serve_in_thread(create_simulator(SimConfig(seed=3, time_scale=0, version=VERSION_OF[transport])))
     records: list[CallRecord] = []
-    client = make_client(running.url, transport, SimTokens(running.app), records, read_timeout_s=0.5)
+    client = make_client(running.url, transport, SimTokens(running.app), records, read_timeout_s=1.5)
     yield client, running.app, records
     client.close()
     running.stop()
@@ -538,7 +539,7 @@ def test_http_500_on_reads_is_retried_and_on_writes_is_unknown(faulty):
 
 def test_submit_that_times_out_after_commit_is_unknown_and_not_resent(faulty):
     client, app, records = faulty
-    app.set_faults({"submit_timeout_rate": 1.0, "stall_s": 1.0})
+    app.set_faults({"submit_timeout_rate": 1.0, "stall_s": 2.5})
     name = unique("stall")
     with pytest.raises(PandaOutcomeUnknown):
         client.submit(MANAGER, task_params(name))
