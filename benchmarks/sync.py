@@ -7,6 +7,8 @@ ones), and one after an hour of simulated time (jobs ended: counters moved).
 
 Usage: .venv/bin/python benchmarks/sync.py [--sizes 1000,10000] [--profile N]
 
+Each cycle's seconds are split: inside the PanDA calls (the simulator, in this process, builds the
+reply; HTTP; the client decodes it) and the panel's own (database) work.
 --profile N prints the N costliest functions (cumulative) of each cycle, the panel's and the
 simulator's (its HTTP server thread) apart: cProfile follows the cycle's own thread only, so the
 simulator's time shows as the wait for its replies.
@@ -33,6 +35,7 @@ from app.config import load_settings
 from app.extensions import db
 from app.launches.models import Launch
 from app.panda.calllog import flush_call_log
+from app.panda.client import PandaClient
 from app.panda.sandbox import attach_sandbox
 from app.sync import jobs
 from app.tasks.models import Task, TaskBunch
@@ -99,8 +102,25 @@ def seed(sim, n: int) -> None:
     db.session.commit()
 
 
+WAITED = [0.0]  # seconds inside PanDA calls: the simulator's work, HTTP and decoding the replies
+
+
+def _timed_calls() -> None:
+    call = PandaClient._call
+
+    def timed(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            WAITED[0] += time.perf_counter() - t0
+
+    PandaClient._call = timed  # type: ignore[method-assign]
+
+
 def cycle(sim, label: str, profile: int = 0) -> None:
     before = sum(sim.calls.values())
+    WAITED[0] = 0.0
     profiler = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
     if profiler is not None:
@@ -110,7 +130,8 @@ def cycle(sim, label: str, profile: int = 0) -> None:
         profiler.disable()
     seconds = time.perf_counter() - t0
     calls = sum(sim.calls.values()) - before
-    print(f"  {label:<34} {calls:>3} calls  {seconds:7.2f} s  ({report.seen} tasks seen, {report.updated} updated)")
+    print(f"  {label:<34} {calls:>3} calls  {seconds:7.2f} s  = PanDA calls {WAITED[0]:6.2f} s"
+          f" + panel {seconds - WAITED[0]:6.2f} s  ({report.seen} tasks seen, {report.updated} updated)")  # fmt: skip
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(profile)
@@ -144,6 +165,7 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N costliest functions of each cycle (cProfile)")
     args = parser.parse_args()
+    _timed_calls()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for n in (int(x) for x in args.sizes.split(",")):
         run(n, args.profile)
