@@ -225,7 +225,8 @@ def _changes(panda: PandaApi, group: Group, state: SyncState, report: SyncReport
         return
     if infos is None:
         return
-    _apply_infos(group, infos, report, now)
+    if not _apply_infos(group, infos, report, now):  # a task could not be stored: read it again next time
+        return
     if len(infos) < settings.sync.max_tasks_per_call:
         newest = max((info.modification_time for info in infos if info.modification_time), default=None)
         moved = max(filter(None, (newest, cursor)), default=since + overlap)
@@ -293,27 +294,54 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + APPLY_BATCH]
 
 
-def _apply_infos(group: Group, infos: list[TaskInfo], report: SyncReport, now: datetime) -> None:
+def _apply_infos(group: Group, infos: list[TaskInfo], report: SyncReport, now: datetime) -> bool:
     """Store a listing, APPLY_BATCH tasks per transaction: their rows loaded in one query, the status
     history, the changed rows and the statistics' summary written in a few executemany statements (no
     flush per task), every row's `panda_checked_at` in one UPDATE, then a commit (the next batch's rows
-    are loaded after it, never reloaded one by one)."""
+    are loaded after it, never reloaded one by one). A batch that fails is stored again task by task:
+    only the failing task's update is lost (reported). False when a task could not be stored."""
+    complete = True
     for chunk in _chunks(infos):
-        with db.session.no_autoflush, summary_batch():
-            tasks = _tasks_by_panda_id(group, (info.task_id for info in chunk))
+        try:
+            seen, updated = _store_batch(group, chunk, now)
+        except Exception as exc:  # one task's failure must not lose the others' updates
+            db.session.rollback()
+            log.warning("%s: a batch of %d tasks failed (%s); storing them one by one", group.user_name, len(chunk), exc)
+            seen = updated = 0
             for info in chunk:
-                task = tasks.get(info.task_id)
-                if task is not None:
-                    report.seen += 1
-                    report.updated += apply_info(task, info, now, mark_checked=False)
-        if tasks:  # every row read now, in one statement: the unchanged ones are not flushed one by one
-            db.session.execute(
-                update(Task)
-                .where(Task.id.in_([task.id for task in tasks.values()]))
-                .values(panda_checked_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        db.session.commit()
+                try:
+                    one_seen, one_updated = _store_batch(group, [info], now)
+                except Exception as exc:  # this task only: reported, read again next cycle
+                    db.session.rollback()
+                    complete = False
+                    report.errors.append(f"PanDA task {info.task_id}: not stored: {exc}")
+                    log.exception("sync: PanDA task %s could not be stored", info.task_id)
+                    continue
+                seen, updated = seen + one_seen, updated + one_updated
+        report.seen += seen
+        report.updated += updated
+    return complete
+
+
+def _store_batch(group: Group, infos: Sequence[TaskInfo], now: datetime) -> tuple[int, int]:
+    """One batch of `_apply_infos` in one transaction (commits); (tasks seen, tasks changed)."""
+    seen = updated = 0
+    with db.session.no_autoflush, summary_batch():
+        tasks = _tasks_by_panda_id(group, (info.task_id for info in infos))
+        for info in infos:
+            task = tasks.get(info.task_id)
+            if task is not None:
+                seen += 1
+                updated += apply_info(task, info, now, mark_checked=False)
+    if tasks:  # every row read now, in one statement: the unchanged ones are not flushed one by one
+        db.session.execute(
+            update(Task)
+            .where(Task.id.in_([task.id for task in tasks.values()]))
+            .values(panda_checked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+    return seen, updated
 
 
 def account_final_tasks(

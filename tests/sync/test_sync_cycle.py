@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 
 from app import clock
 from app.extensions import db, panda_clients
 from app.panda.calllog import flush_call_log
 from app.panda.models import PandaCall
 from app.panda.results import TaskInfo
+from app.stats.models import StatDay
 from app.sync import jobs
 from app.sync.models import SyncState, TaskStatusChange
 from app.sync.services import apply_info, sync_status
@@ -203,3 +204,25 @@ def test_whatever_panda_says_is_stored_without_overflow(submit):
     task = stored(task.id)
     assert task.jobs_total == task.jobs_done == 2**31 - 1 and task.events_requested == 2**63 - 1
     assert task.priority_default == 2**31 - 1
+
+
+def test_a_task_the_database_refuses_loses_only_its_own_update(sim, submit):
+    bunch = submit(3)
+    refused = bunch.tasks[1]
+    sim.advance(150)  # all three running
+    db.session.execute(text(  # a real failure of one row inside the batch: its status history is refused
+        f"CREATE TRIGGER refuse_one BEFORE INSERT ON task_status_change WHEN NEW.task_id = {refused.id} "
+        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ))  # fmt: skip
+    db.session.commit()
+    report = jobs.sync_cycle()
+    assert [str(refused.panda_task_id) in e and "refused by the test" in e for e in report.errors] == [True]
+    assert [stored(t.id).panda_status for t in bunch.tasks] == ["running", None, "running"]
+    assert db.session.scalar(select(func.sum(StatDay.tasks))) == 2  # the summary follows what was stored
+    assert not (db.session.scalars(select(SyncState.cursors)).one() or {})  # the listing is read again
+
+    db.session.execute(text("DROP TRIGGER refuse_one"))
+    db.session.commit()
+    report = jobs.sync_cycle()
+    assert report.errors == [] and stored(refused.id).panda_status == "running"
+    assert db.session.scalar(select(func.sum(StatDay.tasks))) == 3
