@@ -8,11 +8,12 @@ refresh of a table's active rows).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import aliased, defer
 
 from app.auth.models import User
@@ -77,14 +78,15 @@ def task_records(tasks: Sequence[Task]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def records_by_id(ids: Sequence[int]) -> tuple[list[Task], list[dict[str, Any]]]:
-    """The named tasks (in id order) and their records, in one statement: each task by its primary key,
-    what it refers to by theirs (a bunch is in at most one chain), its latest launch by launch.task_id."""
-    parent = aliased(Task)
+@functools.cache
+def _by_id_query() -> Select[Any]:
+    """The statement of `records_by_id`, built once (an alias and its joins cost more to build than
+    the statement costs to run); the ids are an expanding parameter."""
+    parent = aliased(Task, name="parent")
     latest = (
         select(Launch.status).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1).scalar_subquery()
     )
-    query = (
+    return (
         select(Task, User.username, parent.panda_task_id, TaskBunch.base_name, Chain.id, Chain.name, latest)
         .join(TaskBunch, TaskBunch.id == Task.bunch_id)
         .outerjoin(User, User.id == Task.created_by_id)
@@ -92,11 +94,17 @@ def records_by_id(ids: Sequence[int]) -> tuple[list[Task], list[dict[str, Any]]]
         .outerjoin(ChainStep, ChainStep.bunch_id == Task.bunch_id)
         .outerjoin(Chain, Chain.id == ChainStep.chain_id)
         .options(defer(Task.spec), defer(Task.params))
-        .where(Task.id.in_(list(ids)))
+        .where(Task.id.in_(bindparam("ids", expanding=True)))
         .order_by(Task.id)
     )
+
+
+def records_by_id(ids: Sequence[int]) -> tuple[list[Task], list[dict[str, Any]]]:
+    """The named tasks (in id order) and their records, in one statement: each task by its primary key,
+    what it refers to by theirs (a bunch is in at most one chain), its latest launch by launch.task_id."""
+    query = _by_id_query()
     tasks, records = [], []
-    for t, creator, parent_panda_id, bunch, chain_id, chain, launch in db.session.execute(query):
+    for t, creator, parent_panda_id, bunch, chain_id, chain, launch in db.session.execute(query, {"ids": list(ids)}):
         record = _record(t, {t.created_by_id: creator}, {t.parent_id: parent_panda_id}, {t.bunch_id: bunch},
                          (chain_id, chain))  # fmt: skip
         tasks.append(t)

@@ -76,7 +76,12 @@ def table_view(name: str, args: Any, user: User | None) -> TableView:
     page = tables.page_of(table, task_filter, state)
     keys = state.columns or chosen_columns(table, user)
     columns = tuple(col for col in table.columns if col.key in keys)
-    return TableView(table, task_filter, state, page, task_records(page.tasks), columns, None, rows_of(page.tasks))
+    # The page's tasks and all their records show in one statement (by primary key), in its order.
+    found, found_records = records_by_id(page.ids)
+    by_id = {task.id: (task, record) for task, record in zip(found, found_records, strict=True)}
+    rows = [by_id[i] for i in page.ids if i in by_id]
+    page.tasks = [task for task, _ in rows]
+    return TableView(table, task_filter, state, page, [record for _, record in rows], columns, None, rows_of(page.tasks))
 
 
 def totals_view(args: Any, user: User | None) -> TableView:

@@ -271,7 +271,7 @@ def _fetch(query: Select[Any], col: Column, ascending: bool, key: list[Any] | No
 
 @dataclass
 class Page:
-    tasks: list[Task]
+    ids: list[int]  # the page's task ids, in its order (the tasks and records are read by the service)
     has_prev: bool
     has_next: bool
     first_cursor: str = ""
@@ -279,6 +279,7 @@ class Page:
     offset: int | None = None  # the first row's position when known (numbered pages)
     total: int = 0  # capped at COUNT_CAP + 1
     extra: dict[str, Any] = field(default_factory=dict)
+    tasks: list[Task] = field(default_factory=list)  # the page's tasks, in its order, read by the service
 
     @property
     def total_text(self) -> str:
@@ -319,7 +320,7 @@ def page_of(table: Table, task_filter: TaskFilter, state: TableState) -> Page:
         rows = rows[:n]
     cursors = [encode_cursor(row[1:]) for row in rows]
     return Page(
-        _tasks(row[0] for row in rows), has_prev, has_next, cursors[0] if cursors else "", cursors[-1] if cursors else "",
+        [row[0] for row in rows], has_prev, has_next, cursors[0] if cursors else "", cursors[-1] if cursors else "",
         offset, total,
     )  # fmt: skip
 
