@@ -76,6 +76,18 @@ def page_number() -> int:
     return max(page, 1)
 
 
+def cursor_arg(name: str) -> int | None:
+    """A keyset cursor in the query string (`after`, `before`: a whole number >= 0 the database can
+    hold): None when absent or empty; 400 with a message when it is anything else."""
+    raw = request.args.get(name, "")
+    if raw == "":
+        return None
+    number = as_id(raw)
+    if number is None:
+        abort(400, f"{name} must be a whole number from 0 to {MAX_ID}")
+    return number
+
+
 def too_long(text: str | None, limit: int = MAX_SEARCH_CHARS) -> str | None:
     """What is wrong with search text longer than `limit`, or None."""
     if text is not None and len(text) > limit:

@@ -371,7 +371,7 @@ def _row(task: Task) -> TaskRow:
     return TaskRow(task, launch, state, reason)
 
 
-ROWS_SHOWN = 50  # tasks per step on the chain page (the step's bunch page lists every one)
+ROWS_SHOWN = 50  # tasks per step on the chain page (the step's bunch page pages through every one)
 
 
 def _step_states(bunch_ids: list[int]) -> dict[int, tuple[dict[str, int], int]]:

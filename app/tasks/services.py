@@ -631,6 +631,69 @@ def bunch_for_page(bunch_id: int) -> Select[TaskBunch]:
     )
 
 
+def bunch_header(bunch_id: int) -> Select[TaskBunch]:
+    """The bunch page's bunch without its tasks (they are paged: `bunch_tasks_page`)."""
+    return (
+        select(TaskBunch)
+        .where(TaskBunch.id == bunch_id)
+        .options(joinedload(TaskBunch.created_by), joinedload(TaskBunch.cloned_from))
+    )
+
+
+BUNCH_ROWS = 50  # tasks per page of the bunch page
+
+
+@dataclass(frozen=True)
+class BunchRows:
+    tasks: list[Task]
+    before: int | None  # the cursor of the previous page (its tasks come before this bunch index)
+    after: int | None  # the cursor of the next page (its tasks come after this bunch index)
+
+
+def bunch_tasks_page(
+    bunch_id: int, after: int | None = None, before: int | None = None, size: int | None = None
+) -> BunchRows:
+    """One page of a bunch's tasks by position, with their launches: a seek on the unique
+    (bunch_id, bunch_index) index, so a page costs the same at the start and end of a 1 000-task bunch.
+    `after`: the tasks after that index (the next page); else `before`: those before it (previous)."""
+    size = size or BUNCH_ROWS
+    query = (
+        select(Task)
+        .where(Task.bunch_id == bunch_id)
+        .options(defer(Task.spec), defer(Task.params), selectinload(Task.launches).defer(Launch.manifest))
+        .limit(size + 1)
+    )
+    if after is None and before is not None:
+        tasks = list(db.session.scalars(query.where(Task.bunch_index < before).order_by(Task.bunch_index.desc())))
+        more = len(tasks) > size
+        tasks = tasks[:size][::-1]
+        return BunchRows(tasks, tasks[0].bunch_index if more and tasks else None, tasks[-1].bunch_index if tasks else None)
+    if after is not None:
+        query = query.where(Task.bunch_index > after)
+    tasks = list(db.session.scalars(query.order_by(Task.bunch_index)))
+    more = len(tasks) > size
+    tasks = tasks[:size]
+    first = tasks[0].bunch_index if after is not None and tasks and tasks[0].bunch_index > 1 else None
+    return BunchRows(tasks, first, tasks[-1].bunch_index if more else None)
+
+
+def undecided_in_bunch(bunch_id: int, limit: int = BUNCH_ROWS) -> list[Launch]:
+    """The bunch's submits PanDA never answered (latest launch unknown or awaiting a decision, no
+    PanDA id), the first `limit` by position; the page shows their number from `bunch_progress`."""
+    latest = select(func.max(Launch.id)).where(Launch.task_id == Task.id).correlate(Task).scalar_subquery()
+    return list(
+        db.session.scalars(
+            select(Launch)
+            .join(Task, Launch.task_id == Task.id)
+            .where(Task.bunch_id == bunch_id, Task.panda_task_id.is_(None), Launch.id == latest,
+                   Launch.status.in_([LaunchStatus.UNKNOWN, LaunchStatus.NEEDS_DECISION]))
+            .options(defer(Launch.manifest), joinedload(Launch.task).defer(Task.spec).defer(Task.params))
+            .order_by(Task.bunch_index)
+            .limit(limit)
+        )
+    )  # fmt: skip
+
+
 def bunch_progresses(bunch_ids: list[int]) -> dict[int, BunchProgress]:
     """How many of each bunch's tasks are in PanDA, and where the latest launch of each other one is:
     counted in one statement (no task is loaded), whatever the number and size of the bunches."""

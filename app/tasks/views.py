@@ -13,7 +13,7 @@ from app.auth.decorators import role_required
 from app.auth.roles import role_at_least
 from app.config import get_settings
 from app.extensions import db
-from app.inputs import as_id, db_int, id_list
+from app.inputs import as_id, cursor_arg, db_int, id_list
 from app.launches import dispatcher
 from app.launches import services as launches
 from app.launches.schedule import NOW, Schedule
@@ -261,13 +261,15 @@ def _clone_source(form: TaskForm) -> Task | TaskBunch | None:
 @bp.get("/bunch/<int:bunch_id>")
 @role_required("viewer")
 def bunch(bunch_id: int):
-    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
+    """A bunch: counts and progress over all its tasks, its tasks a page at a time (?after= / ?before=)."""
+    bunch = db.first_or_404(services.bunch_header(bunch_id))
+    page = services.bunch_tasks_page(bunch.id, cursor_arg("after"), cursor_arg("before"))
     template = services.task_template()
     kinds = {step: template.kind(step) for step in get_settings().tasks.step_types if step in template.steps}
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
         dispatching=dispatcher.dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
-        rows=sync.rows_of(bunch.tasks, bunch.id), undecided=launches.undecided_of(bunch.tasks),
+        page=page, rows=sync.rows_of(page.tasks), undecided=services.undecided_in_bunch(bunch.id),
         relations=services.bunch_relations(bunch),
     )  # fmt: skip
 
@@ -275,10 +277,11 @@ def bunch(bunch_id: int):
 @bp.get("/bunch/<int:bunch_id>/progress")
 @role_required("viewer")
 def bunch_progress(bunch_id: int):
-    """The progress fragment polled by the bunch page (htmx)."""
-    bunch = db.first_or_404(services.bunch_for_page(bunch_id))
+    """The progress fragment polled by the bunch page (htmx): the counts, and the rows of the page shown."""
+    bunch = db.first_or_404(services.bunch_header(bunch_id))
     return render_template(
         "tasks/_progress.html", bunch=bunch, progress=services.bunch_progress(bunch),
+        page=services.bunch_tasks_page(bunch.id, cursor_arg("after"), cursor_arg("before")),
         action_form=ActionForm(), dispatching=dispatcher.dispatching(bunch.id),
     )  # fmt: skip
 
