@@ -34,6 +34,31 @@ class StatDay(Model):
     walltime_s: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+ALL_DAYS = date(1, 1, 1)  # the `day` of a StatSplit row that sums every day
+
+
+class StatSplit(Model):
+    """The per-day summary along one dimension at a time, and over every day (``day == ALL_DAYS``),
+    kept with it (app/stats/summary.py). The statistics page reads this: its rows grow with the days
+    and the keys of one dimension, not with their product as `stat_day`'s do, and its all-time totals
+    and splits are one row per key.
+
+    `dimension` is "all" (`key` ""), "step", "status", "request" or "user" (`key` the id as text,
+    "0" for none)."""
+
+    __tablename__ = "stat_split"
+
+    dimension: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tasks: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    jobs_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    events: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    walltime_s: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class TaskError(Model):
     """Failed jobs of one task sharing a normalised error (read with the final accounting)."""
 

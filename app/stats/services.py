@@ -1,5 +1,6 @@
 """The statistics page: totals, evolution per week and per month, splits by step, status, request
-and creator, and "since a date", all read from the per-day summary (`stat_day`), never from tasks."""
+and creator, and "since a date", all read from the summary's splits (`stat_split`), never from tasks:
+the totals and the splits over every day from one row per key, the rest from a row per day and key."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from app.auth.models import User
 from app.extensions import db
-from app.stats.models import StatDay
+from app.stats.models import ALL_DAYS, StatSplit
 from app.stats.summary import VALUES
 
 
@@ -65,7 +66,14 @@ class StatisticsPage:
 
 
 def _sums() -> list[ColumnElement[Any]]:
-    return [func.coalesce(func.sum(getattr(StatDay, name)), 0) for name in VALUES]
+    return [func.coalesce(func.sum(getattr(StatSplit, name)), 0) for name in VALUES]
+
+
+def _days(dimension: str, since: date | None) -> list[ColumnElement[bool]]:
+    """The rows of one dimension: its all-time ones (since None), else its days from `since`."""
+    if since is None:
+        return [StatSplit.dimension == dimension, StatSplit.day == ALL_DAYS]
+    return [StatSplit.dimension == dimension, StatSplit.day >= since, StatSplit.day > ALL_DAYS]
 
 
 def _totals(values: Iterable[Any]) -> Totals:
@@ -92,15 +100,16 @@ def _bucketed(days: list[tuple[date, Totals]], start_of: Any, label: Any) -> lis
 SPLIT_ROWS = 50  # a split lists the keys with most tasks (there is a request per few dozen bunches)
 
 
-def _split(column: Any, since: date | None) -> list[tuple[Any, Totals]]:
-    """The summary grouped by one of its dimensions, most tasks first, the first SPLIT_ROWS keys."""
-    tasks = func.sum(StatDay.tasks)
-    query = select(column, *_sums()).group_by(column).having(tasks > 0).order_by(tasks.desc(), column)
-    query = query.limit(SPLIT_ROWS)
-    if since is not None:
-        query = query.where(StatDay.day >= since)
+def _split(dimension: str, since: date | None) -> list[tuple[str, Totals]]:
+    """The summary along one dimension, most tasks first, the first SPLIT_ROWS keys: one row per key
+    over every day, or the sum of its days from `since`."""
+    tasks = func.sum(StatSplit.tasks)
+    query = (
+        select(StatSplit.key, *_sums()).where(*_days(dimension, since)).group_by(StatSplit.key)
+        .having(tasks > 0).order_by(tasks.desc(), StatSplit.key).limit(SPLIT_ROWS)
+    )  # fmt: skip
     rows = [(key, _totals(values)) for key, *values in db.session.execute(query)]
-    return sorted(rows, key=lambda item: (-item[1].tasks, str(item[0])))
+    return sorted(rows, key=lambda item: (-item[1].tasks, item[0]))
 
 
 def _user_names(ids: Iterable[int]) -> dict[int, str]:
@@ -114,23 +123,28 @@ def _user_names(ids: Iterable[int]) -> dict[int, str]:
 
 def statistics(since: date | None) -> StatisticsPage:
     """Everything the statistics page shows; the evolution and splits cover the days from `since`."""
-    daily = select(StatDay.day, *_sums()).group_by(StatDay.day).order_by(StatDay.day)
+    daily = (
+        select(StatSplit.day, *_sums())
+        .where(StatSplit.dimension == "all", StatSplit.day > ALL_DAYS)
+        .group_by(StatSplit.day)
+        .order_by(StatSplit.day)
+    )
     if since is not None:
-        daily = daily.where(StatDay.day >= since)
+        daily = daily.where(StatSplit.day >= since)
     days = [(day, _totals(values)) for day, *values in db.session.execute(daily)]
     period = sum((t for _, t in days), Totals())
-    total = period if since is None else _totals(db.session.execute(select(*_sums())).one())
+    total = _totals(db.session.execute(select(*_sums()).where(*_days("all", None))).one())
     since_total = period if since is not None else None
     weeks = _bucketed(days, lambda d: d - timedelta(days=d.weekday()), lambda d: f"{d:%G-W%V}")
     months = _bucketed(days, lambda d: d.replace(day=1), lambda d: f"{d:%Y-%m}")
-    users = _split(StatDay.user_id, since)
+    users = [(int(key), t) for key, t in _split("user", since)]
     names = _user_names(key for key, _ in users)
     splits = {
-        "Step": [Row(key, t, {"step": key}) for key, t in _split(StatDay.step, since)],
-        "PanDA status": [Row(key, t, {"status": key}) for key, t in _split(StatDay.status, since)],
+        "Step": [Row(key, t, {"step": key}) for key, t in _split("step", since)],
+        "PanDA status": [Row(key, t, {"status": key}) for key, t in _split("status", since)],
         "Request": [
-            Row(f"#{key}", t, {"request": str(key)}) if key else Row("no request", t)
-            for key, t in _split(StatDay.request_id, since)
+            Row(f"#{key}", t, {"request": key}) if key != "0" else Row("no request", t)
+            for key, t in _split("request", since)
         ],
         "Creator": [
             Row(names[key], t, {"creator": names[key]}) if key in names else Row("unknown", t)

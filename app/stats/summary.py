@@ -1,6 +1,7 @@
 """The per-day summary (`stat_day`): each task PanDA knows adds its contribution to one row, and
 every change the sync applies moves the contribution (old one out, new one in) in one atomic upsert,
-so the statistics read a few thousand rows instead of every task. `rebuild()` recomputes it from
+and its splits along each dimension (`stat_split`, what the statistics page reads) follow, so the
+statistics read a few rows per day and key instead of every task. `rebuild()` recomputes it from
 the tasks (after an upgrade, or to check it).
 
 The sync applies thousands of tasks per listing: inside `batched()` the moves are summed in memory
@@ -24,11 +25,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app import clock
 from app.extensions import db
-from app.stats.models import StatDay, TaskProgress
+from app.stats.models import ALL_DAYS, StatDay, StatSplit, TaskProgress
 from app.tasks.models import Task, TaskBunch
 
 KEY = ("day", "step", "status", "request_id", "user_id")
 VALUES = ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")
+# The dimensions of `stat_split` and the `stat_day` column each is keyed by ("all": one key, "").
+DIMENSIONS: dict[str, str | None] = {
+    "all": None, "step": "step", "status": "status", "request": "request_id", "user": "user_id",
+}  # fmt: skip
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -74,9 +79,32 @@ def _stat_rows(totals: dict[tuple[date, str, str, int, int], list[int]]) -> list
     ]
 
 
+def split_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `stat_split` rows of `stat_day` rows: each row's values added to its key of every dimension,
+    on its day and over every day (ALL_DAYS); in key order (concurrent upserts lock rows in one order)."""
+    totals: dict[tuple[str, date, str], list[int]] = defaultdict(lambda: [0] * len(VALUES))
+    for row in rows:
+        values = [row[name] for name in VALUES]
+        for dimension, column in DIMENSIONS.items():
+            key = "" if column is None else str(row[column])
+            for day in (row["day"], ALL_DAYS):
+                total = totals[(dimension, day, key)]
+                for i, value in enumerate(values):
+                    total[i] += value
+    return [
+        {"dimension": dimension, "day": day, "key": key} | dict(zip(VALUES, values, strict=True))
+        for (dimension, day, key), values in sorted(totals.items())
+        if any(values)
+    ]
+
+
 def _add_rows(rows: list[dict[str, Any]]) -> None:
-    """Add each row's values (possibly negative) to its key's row, creating it."""
+    """Add each row's values (possibly negative) to its key's row, creating it, and to its splits."""
     _upsert_many(StatDay, rows, list(KEY), lambda new: {n: getattr(StatDay, n) + getattr(new, n) for n in VALUES})
+    _upsert_many(
+        StatSplit, split_rows(rows), ["dimension", "day", "key"],
+        lambda new: {n: getattr(StatSplit, n) + getattr(new, n) for n in VALUES},
+    )  # fmt: skip
 
 
 def _moved_rows(moved: dict[int, datetime]) -> None:
@@ -100,7 +128,7 @@ _batch: ContextVar[_Batch | None] = ContextVar("summary_batch", default=None)
 @contextmanager
 def batched() -> Iterator[None]:
     """Within the block, sum the summary's moves (and the tasks' "moved at") in memory; write them at
-    its end (two statements at most). Nothing is written when the block raises: the caller rolls
+    its end (three statements at most). Nothing is written when the block raises: the caller rolls
     back the task rows too. Not reentrant: an inner block joins the outer one."""
     if _batch.get() is not None:
         yield
@@ -196,12 +224,9 @@ def rebuild() -> int:
         for i, value in enumerate(part.values):
             totals[part.key][i] += value
     db.session.execute(delete(StatDay))
+    db.session.execute(delete(StatSplit))
     if totals:
-        db.session.execute(
-            insert(StatDay),
-            [
-                dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, v, strict=True))
-                for key, v in totals.items()
-            ],
-        )
+        day_rows = [dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, v, strict=True)) for key, v in totals.items()]
+        db.session.execute(insert(StatDay), day_rows)
+        db.session.execute(insert(StatSplit), split_rows(day_rows))
     return counted_tasks

@@ -14,7 +14,7 @@ from app.panda.calllog import flush_call_log
 from app.stats import alerts, errors, progress, summary
 from app.stats.models import TaskProgress
 from app.sync import jobs
-from tests.stats.test_statistics import run_to_the_end, summary_rows
+from tests.stats.test_statistics import run_to_the_end, split_rows, splits_of, summary_rows
 from tests.tasks.conftest import sandbox_app
 
 pytestmark = pytest.mark.postgres
@@ -36,10 +36,11 @@ def app(settings_factory, migrated_sqlite, migrated_pg_url, sim):
 
 def test_statistics_errors_and_alerts_on_postgresql(sim, submit, make_user, client, login_as):
     alice, bob, moving = run_to_the_end(sim, submit, make_user)
-    kept = summary_rows()
+    kept, kept_splits = summary_rows(), split_rows()
     assert sum(v[0] for v in kept.values()) == 5 and sum(v[0] for v in moving.values()) == 5
+    assert kept_splits == splits_of(kept)
     summary.rebuild()
-    assert summary_rows() == kept
+    assert summary_rows() == kept and split_rows() == kept_splits
     groups = errors.error_groups(errors.Scope())
     assert groups and sum(g.jobs for g in groups) > 0
     login_as("viewer")

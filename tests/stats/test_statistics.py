@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from app import clock
 from app.extensions import db
 from app.stats import errors, summary
+from app.stats import services as stats
 from app.stats.estimate import estimate
-from app.stats.models import StatDay, TaskError, TaskProgress
+from app.stats.models import ALL_DAYS, StatDay, StatSplit, TaskError, TaskProgress
 from app.sync import jobs
 from app.tasks.models import Task
 from tests.tasks.conftest import form_data, post, sim_definition
@@ -25,6 +26,27 @@ def summary_rows() -> dict:
         for r in rows
         if any(getattr(r, v) for v in summary.VALUES)
     }
+
+
+def split_rows() -> dict:
+    rows = db.session.execute(select(StatSplit)).scalars()
+    return {
+        (r.dimension, r.day, r.key): tuple(getattr(r, v) for v in summary.VALUES)
+        for r in rows
+        if any(getattr(r, v) for v in summary.VALUES)
+    }
+
+
+def splits_of(day_rows: dict) -> dict:
+    """The splits `stat_split` must hold for these `stat_day` rows, summed here independently."""
+    out: dict = {}
+    for (day, step, status, request, user), values in day_rows.items():
+        keys = {"all": "", "step": step, "status": status, "request": str(request), "user": str(user)}
+        for dimension, key in keys.items():
+            for when in (day, ALL_DAYS):
+                old = out.get((dimension, when, key), (0,) * len(values))
+                out[(dimension, when, key)] = tuple(a + b for a, b in zip(old, values, strict=True))
+    return {k: v for k, v in out.items() if any(v)}
 
 
 def run_to_the_end(sim, submit, make_user):
@@ -49,10 +71,13 @@ def test_the_summary_follows_every_change_and_equals_a_rebuild(sim, submit, make
     assert sum(v[0] for v in moving.values()) == 5  # five running tasks were counted while they ran
     tasks = db.session.scalars(select(Task)).all()
     assert all(t.accounted_at is not None for t in tasks)
-    incremental = summary_rows()
+    incremental, incremental_splits = summary_rows(), split_rows()
     assert sum(v[0] for v in incremental.values()) == 5  # moved to their end day and status, not added
+    assert incremental_splits == splits_of(incremental)  # the splits followed every move too
+    assert incremental_splits[("all", ALL_DAYS, "")][0] == 5
     assert summary.rebuild() == 5
     assert summary_rows() == incremental
+    assert split_rows() == incremental_splits
     by_user = {k[4]: v for k, v in incremental.items()}
     assert set(by_user) == {alice.id, bob.id}
     assert sum(v[3] for v in incremental.values()) == sum(t.events_processed for t in tasks) > 0
@@ -74,6 +99,19 @@ def test_the_statistics_page_shows_the_summary(sim, submit, make_user, client, l
     tomorrow = (clock.now() + timedelta(days=1)).date()
     later = client.get(f"/statistics/?since={tomorrow}").get_data(as_text=True)
     assert f"Since {tomorrow}" in later and "Nothing in this period." in later
+    # The page's totals, weeks, months and "since" agree with one another and with the per-day rows.
+    page_data = stats.statistics(None)
+    assert page_data.total.tasks == 5 and page_data.total.jobs_done == jobs_done
+    assert sum((r.totals for r in page_data.weeks), stats.Totals()) == page_data.total
+    assert sum((r.totals for r in page_data.months), stats.Totals()) == page_data.total
+    for rows in page_data.splits.values():
+        assert sum((r.totals for r in rows), stats.Totals()) == page_data.total
+    first_day = min(day for day, *_ in summary_rows())
+    since = stats.statistics(first_day)
+    assert since.since_total == since.total == page_data.total and since.splits == page_data.splits
+    later_days = {k: v for k, v in summary_rows().items() if k[0] > first_day}
+    after = stats.statistics(first_day + timedelta(days=1))
+    assert after.since_total is not None and after.since_total.tasks == sum(v[0] for v in later_days.values())
     bad = client.get("/statistics/?since=2024-13-45")
     assert bad.status_code == 400 and "is not a date" in bad.get_data(as_text=True)
 
