@@ -50,8 +50,9 @@ def _ratio(part: int | None, whole: int | None, scale: float = 1.0) -> float | N
     return round(part * scale / whole, 1)
 
 
-def bigpanda_url(panda_task_id: int | None) -> str | None:
-    template = get_settings().panda.bigpanda_task_url
+def bigpanda_url(panda_task_id: int | None, template: str | None = None) -> str | None:
+    """The task's BigPanDA page, if configured (`template`: the setting, read once by a caller of many)."""
+    template = get_settings().panda.bigpanda_task_url if template is None else template
     return template.format(id=panda_task_id) if template and panda_task_id is not None else None
 
 
@@ -71,9 +72,10 @@ def task_records(tasks: Sequence[Task]) -> list[dict[str, Any]]:
             select(Launch.task_id, Launch.status).where(Launch.task_id.in_([t.id for t in tasks])).order_by(Launch.id)
         )
     }
+    bigpanda = get_settings().panda.bigpanda_task_url
     return [
         {**_record(t, creators, parents, bunches, chains.get(t.bunch_id, (None, None))), "launch_status": launches.get(t.id),
-         "bigpanda_url": bigpanda_url(t.panda_task_id)}
+         "bigpanda_url": bigpanda_url(t.panda_task_id, bigpanda)}
         for t in tasks
     ]  # fmt: skip
 
@@ -103,12 +105,13 @@ def records_by_id(ids: Sequence[int]) -> tuple[list[Task], list[dict[str, Any]]]
     """The named tasks (in id order) and their records, in one statement: each task by its primary key,
     what it refers to by theirs (a bunch is in at most one chain), its latest launch by launch.task_id."""
     query = _by_id_query()
+    bigpanda = get_settings().panda.bigpanda_task_url
     tasks, records = [], []
     for t, creator, parent_panda_id, bunch, chain_id, chain, launch in db.session.execute(query, {"ids": list(ids)}):
         record = _record(t, {t.created_by_id: creator}, {t.parent_id: parent_panda_id}, {t.bunch_id: bunch},
                          (chain_id, chain))  # fmt: skip
         tasks.append(t)
-        records.append({**record, "launch_status": launch, "bigpanda_url": bigpanda_url(t.panda_task_id)})
+        records.append({**record, "launch_status": launch, "bigpanda_url": bigpanda_url(t.panda_task_id, bigpanda)})
     return tasks, records
 
 

@@ -5,6 +5,7 @@ commit; BadFilter (a 400) for a query string they cannot use."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterator
@@ -42,11 +43,14 @@ class TableView:
     def column_keys(self) -> str:
         return ",".join(col.key for col in self.columns)
 
+    @functools.cached_property
+    def _pairs(self) -> list[tuple[str, str]]:
+        return [*self.filter.to_args(), *self.state.to_args(self.table)]
+
     def args(self, **changes: Any) -> list[tuple[str, str]]:
         """The query string of this view (filter and state, no position) with `changes` applied
         (a change to None or "" drops that key)."""
-        pairs = [*self.filter.to_args(), *self.state.to_args(self.table)]
-        pairs = [(k, v) for k, v in pairs if k not in changes]
+        pairs = [(k, v) for k, v in self._pairs if k not in changes]
         return pairs + [(k, str(v)) for k, v in changes.items() if v not in (None, "")]
 
     def query(self, **changes: Any) -> dict[str, list[str]]:

@@ -318,11 +318,8 @@ def page_of(table: Table, task_filter: TaskFilter, state: TableState) -> Page:
         rows = list(db.session.execute(_ordered(query, col, ascending).offset(offset).limit(n + 1)))
         has_prev, has_next = state.page > 1, len(rows) > n
         rows = rows[:n]
-    cursors = [encode_cursor(row[1:]) for row in rows]
-    return Page(
-        [row[0] for row in rows], has_prev, has_next, cursors[0] if cursors else "", cursors[-1] if cursors else "",
-        offset, total,
-    )  # fmt: skip
+    first, last = (encode_cursor(rows[0][1:]), encode_cursor(rows[-1][1:])) if rows else ("", "")
+    return Page([row[0] for row in rows], has_prev, has_next, first, last, offset, total)
 
 
 def walked(where: Sequence[ColumnElement[bool]], total: int) -> list[ColumnElement[bool]]:
