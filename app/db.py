@@ -1,6 +1,8 @@
-"""The model base, the constraint naming convention and the SQLite connection settings."""
+"""The model base, the constraint naming convention, the SQLite connection settings and the check of a
+pooled PostgreSQL connection."""
 
 import contextlib
+import select
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -8,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, String, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import Pool
 from sqlalchemy.types import TypeDecorator
 
 from app.paths import create_private_file
@@ -78,3 +82,22 @@ def _private_sqlite_file(dialect, connection_record, cargs, cparams) -> None:
     if dialect.name == "sqlite" and cargs and cargs[0] not in ("", ":memory:") and not cparams.get("uri"):
         with contextlib.suppress(OSError):  # e.g. a missing folder: SQLite's own error says it
             create_private_file(Path(cargs[0]))
+
+
+@event.listens_for(Pool, "checkout")
+def _drop_closed_postgresql_connection(dbapi_connection, connection_record, connection_proxy) -> None:
+    """The pool's pre-ping without its round trip (a `SELECT 1` per checkout, two per request).
+
+    A pooled connection is idle: the server sends nothing on it unless it ends it (a restart, a
+    terminated backend: an error message, then the end of the stream). Data waiting on its socket, or
+    a connection psycopg knows closed, means a dead connection; the pool then connects afresh
+    (DisconnectionError makes it retry the checkout). A connection that died silently (a cut
+    network) still fails on its first statement, and SQLAlchemy then drops the whole pool."""
+    if not type(dbapi_connection).__module__.startswith("psycopg"):
+        return
+    if dbapi_connection.closed:
+        raise DisconnectionError("the PostgreSQL connection is closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        raise DisconnectionError("the PostgreSQL server ended this connection")

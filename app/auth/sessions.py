@@ -107,6 +107,8 @@ class ServerSessionInterface(SessionInterface):
         if app.static_url_path and request.path.startswith(app.static_url_path + "/"):
             return ServerSession()  # assets need no session: spare the database a read per file
         with _own_session() as store:
+            # One statement, no transaction: spares PostgreSQL's BEGIN and ROLLBACK round trips.
+            store.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             row = store.get(WebSession, _hash(sid))
             if row is not None and not _timed_out(row, *_limits(app)):
                 return ServerSession(dict(row.data or {}), sid=sid, row_seen=row.last_seen_at)
