@@ -377,13 +377,16 @@ ROWS_SHOWN = 50  # tasks per step on the chain page (the step's bunch page pages
 def _step_states(bunch_ids: list[int]) -> dict[int, tuple[dict[str, int], int]]:
     """Per bunch: how many tasks are in each state (``_row``'s: PanDA's status, else the submitted or
     the latest launch's), and how many are in PanDA and not final; counted in one statement."""
-    submitted = (
-        select(Launch.id).where(Launch.task_id == Task.id, Launch.status == LaunchStatus.SUBMITTED).exists()
+    # A submitted launch if the task has one, else its latest: one probe of the task's launches (an
+    # EXISTS beside it was planned by PostgreSQL as a hash of every submitted launch in the table).
+    launch_state = (
+        select(Launch.status)
+        .where(Launch.task_id == Task.id)
+        .order_by((Launch.status == LaunchStatus.SUBMITTED).desc(), Launch.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    latest = select(Launch.status).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1)
-    state = func.coalesce(
-        Task.panda_status, case((submitted, LaunchStatus.SUBMITTED.value), else_=latest.scalar_subquery()), "none"
-    ).label("state")
+    state = func.coalesce(Task.panda_status, launch_state, "none").label("state")
     sent = Task.panda_task_id.is_not(None).label("sent")
     rows = db.session.execute(
         select(Task.bunch_id, state, sent, func.count()).where(Task.bunch_id.in_(bunch_ids)).group_by(Task.bunch_id, state, sent)

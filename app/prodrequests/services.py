@@ -331,11 +331,18 @@ def reconciliation() -> Reconciliation:
     snapshot = current.snapshot()
     known = [r.id for r in snapshot.requests]
     inherited = _chain_request(Task.bunch_id)
-    reasons: list[tuple[ColumnElement[bool], Any]] = [(and_(Task.request_id.is_(None), inherited.is_(None)), None)]
+    # Which request a chain's bunch inherits is read once per bunch of a chain, not once per task
+    # without a request (PostgreSQL ran that subquery for each of them before sorting by id).
+    step = aliased(ChainStep)
+    inheriting = select(step.bunch_id).where(_chain_request(step.bunch_id).is_not(None))
+    reasons: list[tuple[ColumnElement[bool], Any]] = [
+        (and_(Task.request_id.is_(None), Task.bunch_id.not_in(inheriting)), None)
+    ]
     if snapshot.fetched_at is not None:
+        unknown = select(step.bunch_id).where(_chain_request(step.bunch_id).not_in(known))
         reasons += [
             (and_(Task.request_id.is_not(None), Task.request_id.not_in(known)), Task.request_id),
-            (and_(Task.request_id.is_(None), inherited.is_not(None), inherited.not_in(known)), inherited),
+            (and_(Task.request_id.is_(None), Task.bunch_id.in_(unknown)), inherited),
         ]
     orphans: list[tuple[Task, str]] = []
     orphan_count = 0

@@ -698,12 +698,13 @@ def bunch_progresses(bunch_ids: list[int]) -> dict[int, BunchProgress]:
     """How many of each bunch's tasks are in PanDA, and where the latest launch of each other one is:
     counted in one statement (no task is loaded), whatever the number and size of the bunches."""
     S = LaunchStatus
-    latest = select(func.max(Launch.id)).where(Launch.task_id == Task.id).correlate(Task).scalar_subquery()
-    state = case((Task.panda_task_id.is_not(None), S.SUBMITTED.value), else_=func.coalesce(Launch.status, S.PENDING.value))
+    # The latest launch's status read per task (a join on the latest id was planned by PostgreSQL as a
+    # hash of the whole launch table).
+    latest = select(Launch.status).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1).scalar_subquery()
+    state = case((Task.panda_task_id.is_not(None), S.SUBMITTED.value), else_=func.coalesce(latest, S.PENDING.value))
     rows = db.session.execute(
         select(Task.bunch_id, state, func.count())
         .select_from(Task)
-        .outerjoin(Launch, Launch.id == latest)
         .where(Task.bunch_id.in_(bunch_ids))
         .group_by(Task.bunch_id, state)
     )
