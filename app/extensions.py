@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_request_context
 from flask_sqlalchemy import SQLAlchemy
 from flask_sqlalchemy.pagination import SelectPagination
 from flask_wtf.csrf import CSRFProtect
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, Select, and_, func, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import lazyload
 
 from app.db import Base
-from app.inputs import page_number
+from app.inputs import cursor_arg, page_number
 
 if TYPE_CHECKING:
     from app.panda.client import PandaApi
@@ -33,9 +34,7 @@ class CappedPagination(SelectPagination):
     the whole audit log or PanDA log grows with it); past the cap, "Next" stays while pages are full."""
 
     def _query_count(self) -> int:
-        select = self._query_args["select"]
-        limited = select.options(lazyload("*")).order_by(None).limit(COUNT_CAP + 1).subquery()
-        return self._query_args["session"].execute(sa_select(func.count()).select_from(limited)).scalar() or 0
+        return capped_count(self._query_args["select"], self._query_args["session"])
 
     @property
     def total_text(self) -> str:
@@ -49,6 +48,72 @@ class CappedPagination(SelectPagination):
     @property
     def next_num(self) -> int | None:
         return self.page + 1 if self.has_next else None
+
+
+def capped_count(select: Select, session: Any) -> int:
+    """The rows of `select` counted up to COUNT_CAP + 1 only."""
+    limited = select.options(lazyload("*")).order_by(None).limit(COUNT_CAP + 1).subquery()
+    return session.execute(sa_select(func.count()).select_from(limited)).scalar() or 0
+
+
+@dataclass(frozen=True)
+class SeekPage:
+    """One page of a list read by keyset (seek), not OFFSET: `before` / `after` are the ids to put in
+    the URL for the page before and after it (None at either end); the total is capped."""
+
+    items: list[Any]
+    total: int
+    before: int | None
+    after: int | None
+
+    @property
+    def total_text(self) -> str:
+        return capped_text(self.total)
+
+
+def _beyond(keys: Sequence[ColumnElement], values: Sequence[Any], descending: bool) -> ColumnElement[bool]:
+    """Rows strictly after `values` in the order of `keys` (lexicographic; the last key is unique), led
+    by a range on the first key so that its index bounds the scan."""
+
+    def strictly(key: ColumnElement, value: Any) -> ColumnElement[bool]:
+        return key < value if descending else key > value
+
+    def after(i: int) -> ColumnElement[bool]:
+        if i == len(keys) - 1:
+            return strictly(keys[i], values[i])
+        return or_(strictly(keys[i], values[i]), and_(keys[i] == values[i], after(i + 1)))
+
+    first = keys[0] <= values[0] if descending else keys[0] >= values[0]
+    return and_(first, after(0)) if len(keys) > 1 else after(0)
+
+
+def seek_paginate(select: Select, keys: Sequence[Any], *, per_page: int, descending: bool = True) -> SeekPage:
+    """A page of `select` in the order of `keys` (columns of its entity, the last one its id), from the
+    row whose id is in the request's `after` (the page after it) or `before` (the page before it): a
+    range on an index whatever the depth, where OFFSET reads every row it skips. A cursor that is not an
+    id is a 400 with a message (app/inputs.py)."""
+    session = db.session
+    after, before = cursor_arg("after"), cursor_arg("before")
+    cursor = after if after is not None else before
+    forward = before is None or after is not None
+    query = select.order_by(None).limit(per_page + 1)
+    if cursor is not None:
+        row = session.execute(sa_select(*keys).where(keys[-1] == cursor)).first()
+        values: Sequence[Any] = tuple(row) if row is not None else (cursor,)
+        if row is None:  # a row gone since (a launch of an edited bunch): its id alone places it
+            keys = keys[-1:]
+        query = query.where(_beyond(keys, values, descending if forward else not descending))
+    order = [key.desc() if descending == forward else key.asc() for key in keys]
+    items = list(session.scalars(query.order_by(*order)))
+    more = len(items) > per_page
+    items = items[:per_page]
+    ids = [item.id for item in items]
+    if forward:
+        return SeekPage(items, capped_count(select, session), ids[0] if cursor is not None and ids else None,
+                        ids[-1] if more else None)  # fmt: skip
+    items.reverse()
+    ids.reverse()
+    return SeekPage(items, capped_count(select, session), ids[0] if more else None, ids[-1] if ids else None)
 
 
 class PanelSQLAlchemy(SQLAlchemy):

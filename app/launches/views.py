@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from app.audit.services import record_now
 from app.auth.current import logged_in_user
 from app.auth.decorators import role_required
-from app.extensions import db
+from app.extensions import db, seek_paginate
 from app.launches import listing, schedule
 from app.launches.forms import LaunchActionForm, LaunchFilterForm, RescheduleForm
 from app.launches.models import Launch
@@ -37,7 +37,9 @@ def in_zone(value: datetime, zone: str) -> str:
 def index() -> ResponseReturnValue:
     bar = LaunchFilterForm(request.args)
     filters = listing.LaunchFilters(state=bar.value("state"), owner=bar.value("owner"))
-    page = db.paginate(listing.launches_query(filters), per_page=50, error_out=False)
+    upcoming = filters.state == "upcoming"  # soonest first; the others newest first (launches_query)
+    keys = [Launch.due_at, Launch.id] if upcoming else [Launch.id]
+    page = seek_paginate(listing.launches_query(filters), keys, per_page=50, descending=not upcoming)
     return render_template(
         "launches/index.html", page=page, bar=bar, args=bar.typed(), counts=listing.state_counts(filters.owner),
         rows=listing.rows_of(page.items, logged_in_user()), action_form=LaunchActionForm(),

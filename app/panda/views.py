@@ -4,10 +4,10 @@ the /healthz PanDA check."""
 from flask import Blueprint, current_app, render_template, request
 
 from app.auth.decorators import role_required
-from app.extensions import db
+from app.extensions import seek_paginate
 from app.inputs import page_number
 from app.panda.forms import CallFilterForm
-from app.panda.models import OUTCOMES
+from app.panda.models import OUTCOMES, PandaCall
 from app.panda.services import CallFilters, call_methods, calls_for_task, calls_query, last_panda_health
 
 bp = Blueprint("panda", __name__, url_prefix="/panda")
@@ -32,7 +32,7 @@ def calls():
         method=form.value("method") or "", outcome=form.value("outcome") or "", user=form.value("user") or "",
         task_id=form.value("task_id"), since=form.value("since"), until=form.value("until"),
     )  # fmt: skip
-    page = db.paginate(calls_query(filters), per_page=PER_PAGE, error_out=False)
+    page = seek_paginate(calls_query(filters), [PandaCall.at, PandaCall.id], per_page=PER_PAGE)  # newest first
     return render_template(
         "panda/calls.html", page=page, args=form.typed(), errors=form.messages(), outcomes=OUTCOMES,
         methods=call_methods(),
