@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -167,7 +168,7 @@ def _launches(conn, sent) -> None:
 # --- measuring (the worker process) ---------------------------------------------------------------
 
 
-def worker(instance: Path, url: str, requests: int) -> dict:
+def worker(instance: Path, url: str, requests: int, skip: str = "") -> dict:
     """Serve every page in this process and time it (run as a subprocess): server time and this
     process's CPU time per request."""
     from sqlalchemy import func, select
@@ -181,7 +182,8 @@ def worker(instance: Path, url: str, requests: int) -> dict:
     app = create_app(_settings(instance, url))
     world = World(**json.loads((instance / WORLD_FILE).read_text()))
     with app.app_context():
-        urls = page_urls(app, world) | variants(world)
+        urls = {label: path for label, path in (page_urls(app, world) | variants(world)).items()
+                if not (skip and re.search(skip, label))}  # fmt: skip
         count = db.session.scalar(select(func.count()).select_from(Task)) or 0
         db.session.remove()
     client = app.test_client()
@@ -272,12 +274,13 @@ def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str
     return instance, url, time.perf_counter() - started
 
 
-def run(db_kind: str, sizes: list[int], requests: int, cache: Path, fresh: bool) -> list[dict]:
+def run(db_kind: str, sizes: list[int], requests: int, cache: Path, fresh: bool, skip: str) -> list[dict]:
     results = []
     for size in sizes:
         instance, url, seeded_s = seeded(cache, db_kind, size, fresh)
         proc = subprocess.run(
-            [sys.executable, __file__, "--worker", str(instance), "--url", url, "--requests", str(requests)],
+            [sys.executable, __file__, "--worker", str(instance), "--url", url, "--requests", str(requests),
+             "--skip", skip],
             capture_output=True, text=True,
         )  # fmt: skip
         if proc.returncode:
@@ -382,16 +385,18 @@ def main() -> None:
         help="seeded databases are kept here and reused while size, schema head and seeding match",
     )
     parser.add_argument("--fresh", action="store_true", help="seed again even when a cached database matches")
+    parser.add_argument("--skip", default="", help="leave out the pages whose label matches this regex "
+                        "(e.g. 'export': the downloads of every matching task take minutes at 1M)")
     parser.add_argument("--worker")
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(Path(args.worker), args.url, args.requests)))
+        print(json.dumps(worker(Path(args.worker), args.url, args.requests, args.skip)))
         return
     cache = Path(args.cache)
-    results = run("sqlite", [int(s) for s in args.sizes.split(",")], args.requests, cache, args.fresh)
+    results = run("sqlite", [int(s) for s in args.sizes.split(",")], args.requests, cache, args.fresh, args.skip)
     if args.pg_size:
-        results += run("postgresql", [args.pg_size], args.requests, cache, args.fresh)
+        results += run("postgresql", [args.pg_size], args.requests, cache, args.fresh, args.skip)
     command = "python benchmarks/pages.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     wall, cpu = cli_start()
     text = report(results, command.strip()) + f"\n- `prodpanel --help` (target < 0.5 s): {wall:.2f} s wall, {cpu:.2f} s CPU."
