@@ -189,7 +189,7 @@ PROBLEM_SCHEMA = obj({"type": STR, "title": STR, "status": INT, "detail": STR, "
 SCHEMAS = {
     "Problem": PROBLEM_SCHEMA, "FieldError": FIELD_ERROR, "Task": TASK, "TaskDetail": TASK_DETAIL,
     "TaskDefinition": TASK_DEFINITION, "TaskCreate": TASK_CREATE, "TaskPreview": TASK_PREVIEW, "Launch": LAUNCH,
-    "Bunch": BUNCH, "BunchDetail": {"allOf": [ref("Bunch"), obj({"progress": PROGRESS, "tasks": array(ref("Task"))})]},
+    "Bunch": BUNCH, "BunchDetail": {"allOf": [ref("Bunch"), obj({"progress": PROGRESS, "tasks": array(ref("Task")), "next_after": nullable(INT)})]},
     "Created": {"allOf": [ref("Bunch"), obj({"warnings": array(STR)})]},
     "Chain": CHAIN, "ChainDetail": CHAIN_DETAIL, "ChainDocument": CHAIN_DOCUMENT, "ChainPreview": CHAIN_PREVIEW,
     "ChainCreated": {"allOf": [ref("Chain"), obj({"warnings": array(STR)})]},
@@ -332,7 +332,8 @@ def _paths() -> dict[str, Any]:
             (200, ref("Modification"), "the difference (preview) or the commands sent"), tag="actions", params=[task],
             body=_json(ref("ModifyBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
         "/bunches/{bunch_id}": {"get": op("A bunch with its launch progress and tasks", "viewer",
-                                          (200, ref("BunchDetail"), "the bunch"), tag="tasks", params=[bunch], refusals=(404,))},
+                                          (200, ref("BunchDetail"), "the bunch"), tag="tasks", refusals=(404, 422),
+                                          params=[bunch, query("after", "every task when absent; else the next 50 after this bunch index (0: the first; the previous page's next_after)", {"type": "integer", "minimum": 0})])},
         "/bunches/{bunch_id}/clone": {"get": op("A bunch's definition to clone", "manager", (200, OBJ, "the definition"),
                                                 tag="tasks", params=[bunch], refusals=(404,))},
         "/bunches/{bunch_id}/resend": {"post": op(

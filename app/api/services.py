@@ -350,12 +350,17 @@ def edit_bunch(bunch: TaskBunch, body: Any, user: User, *, is_admin: bool, targe
     return {"changed": changed, "tasks": []}
 
 
-def bunch_detail(bunch: TaskBunch) -> dict[str, Any]:
-    """The bunch page: its record, launch progress and tasks."""
-    bunch = db.session.scalars(tasks.bunch_for_page(bunch.id)).one()  # the tasks' launches in one statement
-    progress = tasks.bunch_progress(bunch)
-    return {**records.bunch_record(bunch), "progress": {**asdict(progress), "done": progress.done},
-            "tasks": task_records(bunch.tasks)}  # fmt: skip
+def bunch_detail(bunch: TaskBunch, args: Mapping[str, str]) -> dict[str, Any]:
+    """The bunch page: its record, launch progress (the whole bunch's) and tasks: every one, or with
+    ``after`` (a bunch index, 0 for the start) the next BUNCH_ROWS by position and ``next_after``."""
+    counts = tasks.bunch_progress(bunch)
+    progress = {**asdict(counts), "done": counts.done}
+    if not str(args.get("after") or "").strip():
+        bunch = db.session.scalars(tasks.bunch_for_page(bunch.id)).one()  # the tasks' launches in one statement
+        return {**records.bunch_record(bunch), "progress": progress, "tasks": task_records(bunch.tasks), "next_after": None}
+    after = _positive(args, "after", 0) if str(args.get("after")).strip() != "0" else 0
+    rows = tasks.bunch_tasks_page(bunch.id, after=after)
+    return {**records.bunch_record(bunch), "progress": progress, "tasks": task_records(rows.tasks), "next_after": rows.after}
 
 
 # --- actions ----------------------------------------------------------------------------------------

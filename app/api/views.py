@@ -136,7 +136,7 @@ def task_modify(task_id: int) -> ResponseReturnValue:
 @bp.get("/bunches/<int:bunch_id>")
 @role("viewer")
 def bunch_get(bunch_id: int) -> ResponseReturnValue:
-    return jsonify(services.bunch_detail(services.get_or_404(TaskBunch, bunch_id, "bunch")))
+    return jsonify(services.bunch_detail(services.get_or_404(TaskBunch, bunch_id, "bunch"), request.args))
 
 
 @bp.post("/bunches/<int:bunch_id>/edit")

@@ -64,7 +64,12 @@ def test_create_launches_once_per_key(api, fake_panda, db):
     changed = manager.post("/api/v1/tasks", json={**body, "total_events": 20000})
     assert changed.status_code == 409 and changed.mimetype == PROBLEM
     bunch = manager.get(f"/api/v1/bunches/{created.json['id']}").json
-    assert bunch["progress"]["submitted"] == 2 and len(bunch["tasks"]) == 2
+    assert bunch["progress"]["submitted"] == 2 and len(bunch["tasks"]) == 2 and bunch["next_after"] is None
+    start = manager.get(f"/api/v1/bunches/{created.json['id']}?after=0").json  # paged by position
+    assert [t["name"] for t in start["tasks"]] == ["PROD2025-008.SIM.1", "PROD2025-008.SIM.2"]
+    rest = manager.get(f"/api/v1/bunches/{created.json['id']}?after=1").json
+    assert [t["name"] for t in rest["tasks"]] == ["PROD2025-008.SIM.2"] and rest["progress"]["submitted"] == 2
+    assert manager.get(f"/api/v1/bunches/{created.json['id']}?after=x").status_code == 422
     taken = manager.post("/api/v1/tasks", json=definition())  # same names, another key
     assert taken.status_code == 422 and "task_name" in errors_of(taken)
     assert db.session.query(TaskBunch).count() == 1
