@@ -680,13 +680,15 @@ def bunch_tasks_page(
 def undecided_in_bunch(bunch_id: int, limit: int = BUNCH_ROWS) -> list[Launch]:
     """The bunch's submits PanDA never answered (latest launch unknown or awaiting a decision, no
     PanDA id), the first `limit` by position; the page shows their number from `bunch_progress`."""
-    latest = select(func.max(Launch.id)).where(Launch.task_id == Task.id).correlate(Task).scalar_subquery()
+    # Each task's latest launch id read by index per task (as bunch_progresses does: a join on the
+    # latest id is planned by PostgreSQL as a hash of the whole launch table).
+    latest = select(Launch.id).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1).scalar_subquery()
+    latest_ids = select(latest).where(Task.bunch_id == bunch_id, Task.panda_task_id.is_(None))
     return list(
         db.session.scalars(
             select(Launch)
             .join(Task, Launch.task_id == Task.id)
-            .where(Task.bunch_id == bunch_id, Task.panda_task_id.is_(None), Launch.id == latest,
-                   Launch.status.in_([LaunchStatus.UNKNOWN, LaunchStatus.NEEDS_DECISION]))
+            .where(Launch.id.in_(latest_ids), Launch.status.in_([LaunchStatus.UNKNOWN, LaunchStatus.NEEDS_DECISION]))
             .options(defer(Launch.manifest), joinedload(Launch.task).defer(Task.spec).defer(Task.params))
             .order_by(Task.bunch_index)
             .limit(limit)
