@@ -377,7 +377,8 @@ def _paths() -> dict[str, Any]:
                                        (200, ref("ChainPreview"), "the planned chain"), tag="chains", body=_CHAIN_BODY,
                                        refusals=(400, 422), write=True)},
         "/chains/{chain_id}": {"get": op("A chain with its steps' tasks and states", "viewer",
-                                         (200, ref("ChainDetail"), "the chain"), tag="chains", params=[chain], refusals=(404,))},
+                                         (200, ref("ChainDetail"), "the chain"), tag="chains", refusals=(404, 422),
+                                         params=[chain, query("tasks", "all (default): every task of each step; first: the first 50 of each, the rest from GET /bunches/{bunch_id}?after=50", {"type": "string", "enum": ["all", "first"]})])},
         "/chains/{chain_id}/definition": {"get": op(
             "Export a chain's document", "viewer", (200, None, "the document (JSON or YAML)"), tag="chains",
             params=[chain, query("format", "json (default) or yaml", {"enum": ["json", "yaml"]})], refusals=(404, 422))},

@@ -608,8 +608,13 @@ def create_chain(
     return {**records.chain_record(result.chain), "warnings": result.warnings}, result.created
 
 
-def chain_detail(chain: Chain) -> dict[str, Any]:
-    view = chains.chain_page(chain, all_rows=True)
+def chain_detail(chain: Chain, args: Mapping[str, str]) -> dict[str, Any]:
+    """The chain with every task of each step, or with ``tasks=first`` the first 50 of each (as the
+    chain page shows them; each step's ``bunch_id`` pages on: ``GET /bunches/{id}?after=50``)."""
+    shown = str(args.get("tasks") or "all")
+    if shown not in ("all", "first"):
+        raise invalid([FieldError("tasks", "all or first")])
+    view = chains.chain_page(chain, all_rows=shown == "all")
     rows = [r for s in view.steps for r in s.rows]
     by_id = {record["id"]: record for record in task_records([r.task for r in rows])}
     steps = [{"position": s.step.position, "step": s.step.step, "bunch_id": s.bunch.id, "kind": s.kind,

@@ -254,7 +254,7 @@ def chains_create() -> ResponseReturnValue:
 @bp.get("/chains/<int:chain_id>")
 @role("viewer")
 def chain_get(chain_id: int) -> ResponseReturnValue:
-    return jsonify(services.chain_detail(services.get_or_404(Chain, chain_id, "chain")))
+    return jsonify(services.chain_detail(services.get_or_404(Chain, chain_id, "chain"), request.args))
 
 
 @bp.get("/chains/<int:chain_id>/definition")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import yaml
 
 from app.chains import schema
+from app.chains import services as chain_services
 from tests.actions.conftest import new_task  # noqa: F401 (keeps the fixtures' modules importable)
 from tests.chains.conftest import chain_definition
 from tests.helpers import settle_launches
@@ -17,7 +18,7 @@ def document(number: int = 8, **changes) -> dict:
     return schema.to_document(chain_definition(number, bunch_size=2, **changes))
 
 
-def test_preview_then_create_a_chain_from_yaml(api, fake_panda):
+def test_preview_then_create_a_chain_from_yaml(api, fake_panda, monkeypatch):
     manager = api()
     text = yaml.safe_dump(document())
     preview = manager.post("/api/v1/chains/preview", data=text, headers={"Content-Type": "application/yaml"})
@@ -29,6 +30,10 @@ def test_preview_then_create_a_chain_from_yaml(api, fake_panda):
     assert created.status_code == 201, created.json
     chain = manager.get(created.headers["Location"]).json
     assert [s["step"] for s in chain["steps"]] == ["SIM", "RECO"] and len(chain["steps"][0]["tasks"]) == 2
+    monkeypatch.setattr(chain_services, "ROWS_SHOWN", 1)
+    first = manager.get(created.headers["Location"] + "?tasks=first").json  # as the chain page shows them
+    assert [len(s["tasks"]) for s in first["steps"]] == [1, 1] and first["steps"][0]["states"] == chain["steps"][0]["states"]
+    assert manager.get(created.headers["Location"] + "?tasks=some").status_code == 422
     assert settle_launches(60)
     assert {"PROD2025-008.SIM.1", "PROD2025-008.SIM.2"} <= set(fake_panda.submits)
     exported = manager.get(f"/api/v1/chains/{chain['id']}/definition?format=yaml")
