@@ -316,6 +316,7 @@ class PandaRows:
     tasks: list[Task]
     active_ids: list[int]
     bunch_id: int | None = None
+    positions: tuple[int, int] | None = None  # a page of the bunch: its first and last bunch index
 
 
 def is_active(task: Task) -> bool:
@@ -323,8 +324,8 @@ def is_active(task: Task) -> bool:
     return task.panda_task_id is not None and task.panda_status not in FINAL
 
 
-def rows_of(tasks: list[Task], bunch_id: int | None = None) -> PandaRows:
-    return PandaRows(tasks, [task.id for task in tasks if is_active(task)], bunch_id)
+def rows_of(tasks: list[Task], bunch_id: int | None = None, positions: tuple[int, int] | None = None) -> PandaRows:
+    return PandaRows(tasks, [task.id for task in tasks if is_active(task)], bunch_id, positions)
 
 
 def active_clause() -> ColumnElement[bool]:
@@ -334,13 +335,16 @@ def active_clause() -> ColumnElement[bool]:
     )
 
 
-def panda_rows(ids: list[int], bunch_id: int | None = None) -> PandaRows:
-    """The polled refresh: the named tasks, or a bunch's tasks that are active or were read in the last
-    minute (so that the last change reaches the page); from the database only."""
+def panda_rows(ids: list[int], bunch_id: int | None = None, positions: tuple[int, int] | None = None) -> PandaRows:
+    """The polled refresh: the named tasks, or a bunch's tasks (those at `positions`, the page shown)
+    that are active or were read in the last minute (so that the last change reaches the page); from
+    the database only."""
     query = select(Task).options(defer(Task.spec), defer(Task.params))
     if bunch_id is None:
         return rows_of(list(db.session.scalars(query.where(Task.id.in_(ids[:MAX_POLLED])).order_by(Task.id))))
     recent = clock.now() - timedelta(minutes=1)
     query = query.where(Task.bunch_id == bunch_id, or_(active_clause(), Task.panda_checked_at >= recent))
+    if positions is not None:
+        query = query.where(Task.bunch_index.between(*positions))
     tasks = list(db.session.scalars(query.order_by(Task.bunch_index)))
-    return rows_of(tasks, bunch_id)
+    return rows_of(tasks, bunch_id, positions)

@@ -649,6 +649,11 @@ class BunchRows:
     before: int | None  # the cursor of the previous page (its tasks come before this bunch index)
     after: int | None  # the cursor of the next page (its tasks come after this bunch index)
 
+    @property
+    def positions(self) -> tuple[int, int] | None:
+        """The first and last bunch index shown (the PanDA poller refreshes those rows only)."""
+        return (self.tasks[0].bunch_index, self.tasks[-1].bunch_index) if self.tasks else None
+
 
 def bunch_tasks_page(
     bunch_id: int, after: int | None = None, before: int | None = None, size: int | None = None

@@ -269,7 +269,7 @@ def bunch(bunch_id: int):
     return render_template(
         "tasks/bunch.html", bunch=bunch, progress=services.bunch_progress(bunch), action_form=ActionForm(),
         dispatching=dispatcher.dispatching(bunch.id), step_kinds=kinds, bunch_kind=kinds.get(bunch.step),
-        page=page, rows=sync.rows_of(page.tasks), undecided=services.undecided_in_bunch(bunch.id),
+        page=page, rows=sync.rows_of(page.tasks, bunch.id, page.positions), undecided=services.undecided_in_bunch(bunch.id),
         relations=services.bunch_relations(bunch),
     )  # fmt: skip
 
@@ -291,7 +291,9 @@ def bunch_progress(bunch_id: int):
 def panda_states():
     """The polled in-place refresh of rows' PanDA state (task list: ?ids=1,2; bunch page: ?bunch=)."""
     ids = id_list(request.args.get("ids", ""))
-    rows = sync.panda_rows(ids, request.args.get("bunch", type=db_int))
+    first, last = cursor_arg("first"), cursor_arg("last")  # the bunch page's rows shown (bunch indexes)
+    positions = (first, last) if first is not None and last is not None else None
+    rows = sync.panda_rows(ids, request.args.get("bunch", type=db_int), positions)
     return render_template("tasks/_panda_states.html", rows=rows)
 
 

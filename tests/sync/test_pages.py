@@ -37,6 +37,11 @@ def test_viewer_pages_and_their_refreshes_call_panda_never(sim, submit, client, 
     state = listed.split(f'id="panda-state-{task.id}"', 1)[1][:600]
     assert "status-running" in state and f"{task.jobs_done}/{task.jobs_total} jobs" in state
     assert 'id="panda-poll"' in listed and "hx-get=" in listed.split('id="panda-poll"', 1)[1][:300]
+    poller = pages["bunch"].get_data(as_text=True).split('id="panda-poll"', 1)[1][:400]
+    assert f"/tasks/panda?bunch={bunch.id}&amp;first=1&amp;last=3" in poller  # the rows of the page shown
+    one = client.get(f"/tasks/panda?bunch={bunch.id}&first=2&last=2").get_data(as_text=True)
+    assert one.count('class="panda-state"') == 1 and f'id="panda-state-{bunch.tasks[1].id}"' in one
+    assert client.get(f"/tasks/panda?bunch={bunch.id}&first=x&last=2").status_code == 400
     detail = pages["task"].get_data(as_text=True)
     assert "Sync this task now" not in detail  # a manager's button
     assert re.search(r'id="panda-history">.*status-running', detail, re.S)
