@@ -123,6 +123,18 @@ def migrated_pg_url(pg_database_url) -> str:
 
 
 @pytest.fixture
+def pg_app(settings_factory, migrated_pg_url):
+    """The panel on a fresh migrated PostgreSQL database, its app context pushed; a PostgreSQL test
+    module takes it as its `app` (`def app(pg_app): return pg_app`)."""
+    application = create_app(settings_factory(database_url=migrated_pg_url))
+    application.config["TESTING"] = True
+    with application.app_context():
+        yield application
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
 def app(settings_factory, migrated_sqlite):
     settings = settings_factory()
     shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")

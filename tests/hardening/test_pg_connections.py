@@ -7,7 +7,6 @@ import psycopg
 import pytest
 from sqlalchemy import event, text
 
-from app import create_app
 from app.extensions import db as _db
 from tests.helpers import wait_until
 
@@ -15,13 +14,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def app(settings_factory, migrated_pg_url):
-    application = create_app(settings_factory(database_url=migrated_pg_url))
-    application.config["TESTING"] = True
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+def app(pg_app):
+    return pg_app
 
 
 def _admin(url: str) -> psycopg.Connection:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, text
 
-from app import create_app
-from app.extensions import db as _db
 from app.launches import dispatcher
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
@@ -17,13 +15,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def app(settings_factory, migrated_pg_url):
-    application = create_app(settings_factory(database_url=migrated_pg_url))
-    application.config["TESTING"] = True
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+def app(pg_app):
+    return pg_app
 
 
 def test_claim_skips_a_row_another_instance_holds(app, db, make_user, migrated_pg_url):

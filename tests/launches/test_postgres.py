@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from app import create_app
-from app.extensions import db as _db
 from tests.launches.test_schedule import (  # noqa: F401 (collected here too, on PostgreSQL)
     test_a_cancelled_launch_never_runs,
     test_a_claimed_launch_is_neither_cancelled_nor_rescheduled,
@@ -19,10 +17,5 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def app(settings_factory, migrated_pg_url):
-    application = create_app(settings_factory(database_url=migrated_pg_url))
-    application.config["TESTING"] = True
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+def app(pg_app):
+    return pg_app

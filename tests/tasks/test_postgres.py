@@ -8,7 +8,6 @@ import pytest
 from flask import g
 from sqlalchemy import func, select
 
-from app import create_app
 from app.extensions import db as _db
 from app.launches import dispatcher
 from app.launches.models import Launch
@@ -21,13 +20,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def app(settings_factory, migrated_pg_url):
-    application = create_app(settings_factory(database_url=migrated_pg_url))
-    application.config["TESTING"] = True
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+def app(pg_app):
+    return pg_app
 
 
 def test_concurrent_creates_and_dispatch_on_postgresql(app, client, login_as, fake_panda):
