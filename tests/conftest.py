@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flask import Flask, g
 from sqlalchemy import create_engine
 
 from app import clock as app_clock
@@ -122,22 +123,9 @@ def migrated_pg_url(pg_database_url) -> str:
     return pg_database_url
 
 
-@pytest.fixture
-def pg_app(settings_factory, migrated_pg_url):
-    """The panel on a fresh migrated PostgreSQL database, its app context pushed; a PostgreSQL test
-    module takes it as its `app` (`def app(pg_app): return pg_app`)."""
-    application = create_app(settings_factory(database_url=migrated_pg_url))
-    application.config["TESTING"] = True
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
-
-
-@pytest.fixture
-def app(settings_factory, migrated_sqlite):
-    settings = settings_factory()
-    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+def panel_for_test(settings: Settings) -> Iterator[Flask]:
+    """The panel for a test: TESTING, its app context pushed for the whole test, the session and the
+    engine's connections closed after it (the body of every `app` fixture)."""
     application = create_app(settings)
     application.config["TESTING"] = True
 
@@ -145,14 +133,26 @@ def app(settings_factory, migrated_sqlite):
     def _fresh_csrf_cache() -> None:
         # The fixture keeps one app context for the whole test, so `g` outlives each request and
         # Flask-WTF would reuse a CSRF token cached there from before a login (the session is new).
-        from flask import g
-
         g.pop("csrf_token", None)
 
     with application.app_context():
         yield application
         _db.session.remove()
         _db.engine.dispose()
+
+
+@pytest.fixture
+def pg_app(settings_factory, migrated_pg_url):
+    """The panel on a fresh migrated PostgreSQL database; a PostgreSQL test module takes it as its
+    `app` (`def app(pg_app): return pg_app`)."""
+    yield from panel_for_test(settings_factory(database_url=migrated_pg_url))
+
+
+@pytest.fixture
+def app(settings_factory, migrated_sqlite):
+    settings = settings_factory()
+    shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
+    yield from panel_for_test(settings)
 
 
 @pytest.fixture

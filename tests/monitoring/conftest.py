@@ -6,11 +6,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from flask import g
 
-from app import create_app
 from app.extensions import db as _db
 from benchmarks.seed_tasks import seed
+from tests.conftest import panel_for_test
 
 SEEDED = 700
 
@@ -22,17 +21,7 @@ def app(request, settings_factory, migrated_sqlite):
     else:
         settings = settings_factory()
         shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
-    application = create_app(settings)
-    application.config["TESTING"] = True
-
-    @application.before_request
-    def _fresh_csrf_cache() -> None:  # as the shared app fixture: `g` outlives each request here
-        g.pop("csrf_token", None)
-
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+    yield from panel_for_test(settings)
 
 
 @pytest.fixture
