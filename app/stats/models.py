@@ -12,39 +12,18 @@ from app import clock
 from app.db import UTCDateTime
 from app.extensions import Model
 
-
-class StatDay(Model):
-    """The tasks PanDA knows, summed per day and dimension (app/stats/summary.py keeps it).
-
-    A task counts on the day it ended, or was submitted while it runs; 0 stands for "no request" and
-    "no creator" so that the key stays a primary key on every database."""
-
-    __tablename__ = "stat_day"
-
-    day: Mapped[date] = mapped_column(Date, primary_key=True)
-    step: Mapped[str] = mapped_column(String(32), primary_key=True)
-    status: Mapped[str] = mapped_column(String(32), primary_key=True)
-    request_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tasks: Mapped[int] = mapped_column(Integer, default=0)
-    jobs_done: Mapped[int] = mapped_column(BigInteger, default=0)
-    jobs_failed: Mapped[int] = mapped_column(BigInteger, default=0)
-    events: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    walltime_s: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
 ALL_DAYS = date(1, 1, 1)  # the `day` of a StatSplit row that sums every day
 
 
 class StatSplit(Model):
-    """The per-day summary along one dimension at a time, and over every day (``day == ALL_DAYS``),
-    kept with it (app/stats/summary.py). The statistics page reads this: its rows grow with the days
-    and the keys of one dimension, not with their product as `stat_day`'s do, and its all-time totals
-    and splits are one row per key.
+    """The tasks PanDA knows, summed per day along one dimension at a time, and over every day
+    (``day == ALL_DAYS``); the sync keeps it (app/stats/summary.py), the statistics page reads it. Its
+    rows grow with the days and the keys of one dimension, not with their product, and its all-time
+    totals and splits are one row per key. A task counts on the day it ended, or was submitted while
+    it runs.
 
-    `dimension` is "all" (`key` ""), "step", "status", "request" or "user" (`key` the id as text,
-    "0" for none)."""
+    `dimension` is "all" (`key` "": the daily total), "step", "status", "request" or "user" (`key`
+    the id as text, "0" for none)."""
 
     __tablename__ = "stat_split"
 

@@ -1,11 +1,11 @@
-"""The per-day summary (`stat_day`): each task PanDA knows adds its contribution to one row, and
-every change the sync applies moves the contribution (old one out, new one in) in one atomic upsert,
-and its splits along each dimension (`stat_split`, what the statistics page reads) follow, so the
-statistics read a few rows per day and key instead of every task. `rebuild()` recomputes it from
-the tasks (after an upgrade, or to check it).
+"""The per-day summary (`stat_split`): each task PanDA knows adds its contribution to one row per
+dimension (its day and every day; "all" is the daily total), and every change the sync applies moves
+the contribution (old one out, new one in) in one atomic upsert, so the statistics read a few rows
+per day and key instead of every task. `rebuild()` recomputes it from the tasks (after an upgrade,
+or to check it).
 
 The sync applies thousands of tasks per listing: inside `batched()` the moves are summed in memory
-and written when the block ends, one executemany upsert per table (the sums commute, so the rows end
+and written when the block ends, one executemany upsert (the sums commute, so the rows end
 as they would have one statement per task), in the transaction of the task rows they follow."""
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app import clock
 from app.extensions import db
-from app.stats.models import ALL_DAYS, StatDay, StatSplit, TaskProgress
+from app.stats.models import ALL_DAYS, StatSplit, TaskProgress
 from app.tasks.models import Task, TaskBunch
 
-KEY = ("day", "step", "status", "request_id", "user_id")
+KEY = ("day", "step", "status", "request_id", "user_id")  # of a contribution (0: no request, no creator)
 VALUES = ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")
-# The dimensions of `stat_split` and the `stat_day` column each is keyed by ("all": one key, "").
+# The dimensions of `stat_split` and the KEY name each is keyed by ("all": one key, "", the daily total).
 DIMENSIONS: dict[str, str | None] = {
     "all": None, "step": "step", "status": "status", "request": "request_id", "user": "user_id",
 }  # fmt: skip
@@ -80,8 +80,9 @@ def _stat_rows(totals: dict[tuple[date, str, str, int, int], list[int]]) -> list
 
 
 def split_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The `stat_split` rows of `stat_day` rows: each row's values added to its key of every dimension,
-    on its day and over every day (ALL_DAYS); in key order (concurrent upserts lock rows in one order)."""
+    """The `stat_split` rows of per-day rows (KEY and VALUES): each row's values added to its key of
+    every dimension, on its day and over every day (ALL_DAYS); in key order (concurrent upserts lock
+    rows in one order)."""
     totals: dict[tuple[str, date, str], list[int]] = defaultdict(lambda: [0] * len(VALUES))
     for row in rows:
         values = [row[name] for name in VALUES]
@@ -99,8 +100,7 @@ def split_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _add_rows(rows: list[dict[str, Any]]) -> None:
-    """Add each row's values (possibly negative) to its key's row, creating it, and to its splits."""
-    _upsert_many(StatDay, rows, list(KEY), lambda new: {n: getattr(StatDay, n) + getattr(new, n) for n in VALUES})
+    """Add each per-day row's values (possibly negative) to its splits' rows, creating them."""
     _upsert_many(
         StatSplit, split_rows(rows), ["dimension", "day", "key"],
         lambda new: {n: getattr(StatSplit, n) + getattr(new, n) for n in VALUES},
@@ -128,7 +128,7 @@ _batch: ContextVar[_Batch | None] = ContextVar("summary_batch", default=None)
 @contextmanager
 def batched() -> Iterator[None]:
     """Within the block, sum the summary's moves (and the tasks' "moved at") in memory; write them at
-    its end (three statements at most). Nothing is written when the block raises: the caller rolls
+    its end (two statements at most). Nothing is written when the block raises: the caller rolls
     back the task rows too. Not reentrant: an inner block joins the outer one."""
     if _batch.get() is not None:
         yield
@@ -223,10 +223,7 @@ def rebuild() -> int:
         counted_tasks += 1
         for i, value in enumerate(part.values):
             totals[part.key][i] += value
-    db.session.execute(delete(StatDay))
     db.session.execute(delete(StatSplit))
     if totals:
-        day_rows = [dict(zip(KEY, key, strict=True)) | dict(zip(VALUES, v, strict=True)) for key, v in totals.items()]
-        db.session.execute(insert(StatDay), day_rows)
-        db.session.execute(insert(StatSplit), split_rows(day_rows))
+        db.session.execute(insert(StatSplit), split_rows(_stat_rows(totals)))
     return counted_tasks

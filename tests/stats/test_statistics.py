@@ -6,26 +6,32 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app import clock
 from app.extensions import db
 from app.stats import errors, summary
 from app.stats import services as stats
+from app.stats.cli import stats as stats_cli
 from app.stats.estimate import estimate
-from app.stats.models import ALL_DAYS, StatDay, StatSplit, TaskError, TaskProgress
+from app.stats.models import ALL_DAYS, StatSplit, TaskError, TaskProgress
 from app.sync import jobs
 from app.tasks.models import Task
 from tests.tasks.conftest import form_data, post, sim_definition
 
 
 def summary_rows() -> dict:
-    rows = db.session.execute(select(StatDay)).scalars()
-    return {
-        tuple(getattr(r, k) for k in summary.KEY): tuple(getattr(r, v) for v in summary.VALUES)
-        for r in rows
-        if any(getattr(r, v) for v in summary.VALUES)
-    }
+    """The tasks' sums per day, step, status, request and creator (what `stat_day` held), summed here
+    from the stored tasks, with their own columns."""
+    out: dict = {}
+    for t in db.session.scalars(select(Task).where(Task.panda_status.is_not(None))):
+        key = ((t.ended_at or t.submitted_at or t.created_at).date(), t.step, t.panda_status,
+               t.spec.get("request_id") or 0, t.bunch.created_by_id or 0)  # fmt: skip
+        values = (1, t.jobs_done or 0, t.jobs_failed or 0, t.events_processed or 0, t.output_bytes or 0,
+                  t.walltime_s or 0)  # fmt: skip
+        old = out.get(key, (0,) * len(values))
+        out[key] = tuple(a + b for a, b in zip(old, values, strict=True))
+    return out
 
 
 def split_rows() -> dict:
@@ -38,7 +44,7 @@ def split_rows() -> dict:
 
 
 def splits_of(day_rows: dict) -> dict:
-    """The splits `stat_split` must hold for these `stat_day` rows, summed here independently."""
+    """The splits `stat_split` must hold for these per-day rows, summed here independently."""
     out: dict = {}
     for (day, step, status, request, user), values in day_rows.items():
         keys = {"all": "", "step": step, "status": status, "request": str(request), "user": str(user)}
@@ -55,7 +61,8 @@ def run_to_the_end(sim, submit, make_user):
     submit(2, owner=bob, number=9, request_id=77)
     sim.advance(150)
     jobs.sync_cycle()
-    moving = summary_rows()
+    moving = split_rows()
+    assert moving == splits_of(summary_rows())  # the splits of the running tasks
     sim.advance(3300)
     jobs.sync_cycle()
     sim.advance(20000)
@@ -68,23 +75,38 @@ def run_to_the_end(sim, submit, make_user):
 def test_the_summary_follows_every_change_and_equals_a_rebuild(sim, submit, make_user, monkeypatch):
     monkeypatch.setattr(jobs, "APPLY_BATCH", 2)  # a listing of 5 stored in 3 transactions, moves summed per batch
     alice, bob, moving = run_to_the_end(sim, submit, make_user)
-    assert sum(v[0] for v in moving.values()) == 5  # five running tasks were counted while they ran
+    assert moving[("all", ALL_DAYS, "")][0] == 5  # five running tasks were counted while they ran
     tasks = db.session.scalars(select(Task)).all()
     assert all(t.accounted_at is not None for t in tasks)
-    incremental, incremental_splits = summary_rows(), split_rows()
-    assert sum(v[0] for v in incremental.values()) == 5  # moved to their end day and status, not added
-    assert incremental_splits == splits_of(incremental)  # the splits followed every move too
-    assert incremental_splits[("all", ALL_DAYS, "")][0] == 5
+    per_day, incremental = summary_rows(), split_rows()
+    assert sum(v[0] for v in per_day.values()) == 5
+    # Every sum the per-day rows by every dimension at once (the dropped `stat_day`) gave, per day and
+    # key of each dimension and over every day, the splits give: they followed every move.
+    assert incremental == splits_of(per_day)
     assert summary.rebuild() == 5
-    assert summary_rows() == incremental
-    assert split_rows() == incremental_splits
-    by_user = {k[4]: v for k, v in incremental.items()}
-    assert set(by_user) == {alice.id, bob.id}
-    assert sum(v[3] for v in incremental.values()) == sum(t.events_processed for t in tasks) > 0
-    assert sum(v[4] for v in incremental.values()) == sum(t.output_bytes for t in tasks) > 0
-    assert {k[3] for k in incremental} == {42, 77}
+    assert split_rows() == incremental
+    # The totals: "all" over every day, and the sum of its days, are the tasks' own sums.
+    columns = ("jobs_done", "jobs_failed", "events_processed", "output_bytes", "walltime_s")
+    own = (len(tasks), *(sum(getattr(t, c) or 0 for t in tasks) for c in columns))
+    assert incremental[("all", ALL_DAYS, "")] == own
+    days = [v for (dimension, day, _), v in incremental.items() if dimension == "all" and day != ALL_DAYS]
+    assert tuple(map(sum, zip(*days, strict=True))) == own
+    assert own[3] > 0 and own[4] > 0  # events and output were accounted
+    keys = {dimension: {k for (d, day, k) in incremental if d == dimension and day == ALL_DAYS} for dimension in
+            ("user", "request")}  # fmt: skip
+    assert keys == {"user": {str(alice.id), str(bob.id)}, "request": {"42", "77"}}
     # Every task's jobs moved at some point, recorded when the sync saw it.
     assert db.session.scalar(select(func.count()).select_from(TaskProgress)) == 5
+
+
+def test_the_stats_cli_rebuilds_the_summary(app, sim, submit, make_user):
+    run_to_the_end(sim, submit, make_user)
+    kept = split_rows()
+    db.session.execute(delete(StatSplit))
+    db.session.commit()
+    result = app.test_cli_runner().invoke(stats_cli, ["rebuild"])
+    assert result.exit_code == 0 and result.output == "Summary rebuilt from 5 tasks.\n"
+    assert split_rows() == kept
 
 
 def test_the_statistics_page_shows_the_summary(sim, submit, make_user, client, login_as):
