@@ -39,14 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import pages  # noqa: E402 (after the path is set)
+from benchmarks.common import PASSWORD, csrf_token, settings  # noqa: E402
 
 PRODPANEL = [sys.executable, "-c", "from app.cli import main; main()"]
-PASSWORD = pages.PASSWORD
 
 
 def _csrf(session: requests.Session, url: str) -> str:
-    html = session.get(url, timeout=30).text
-    return html.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    return csrf_token(session.get(url, timeout=30).text)
 
 
 def login(base: str, username: str) -> requests.Session:
@@ -73,7 +72,7 @@ def prepare(instance: Path, tasks: int, cache: Path) -> dict[str, int]:
     for name in ("prodpanel.sqlite3", "secret_key", "token_key"):
         shutil.copy2(seeded / name, instance / name)
     url = f"sqlite:///{instance / 'prodpanel.sqlite3'}"
-    app = create_app(pages._settings(instance, url))
+    app = create_app(settings(instance, url))
     with app.app_context():
         for i in range(50):
             create_local_user(f"load{i}", PASSWORD, role="viewer")

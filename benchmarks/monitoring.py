@@ -16,7 +16,7 @@ seeder's) serves the pages in-process through the WSGI app and times each reques
   counts per status               /tasks/counts?table=tasks
   successful table                /tasks/successful
   its totals row (loaded after)   /tasks/successful/totals  (a sum over every successful task)
-  statistics page                 /statistics/   (when the route exists)
+  statistics page                 /statistics/
   /healthz                        the floor, measured in the same run
 
 It prints p50 and p95 (ms) per page and size, each main-table p50 as a ratio of its p50 at the smallest
@@ -47,6 +47,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import (  # noqa: E402 (after the path is set)
+    PG_ADMIN,
+    ensure_user,
+    login,
+    pg_admin,
+    rebuild_statistics_and_analyze,
+    settings,
+)
+
 PAGES = {
     "main, default sort": "/tasks/",
     "main, filtered sort": "/tasks/?status=running&sort=submitted_at&order=asc",
@@ -59,27 +68,15 @@ PAGES = {
     "statistics": "/statistics/",
     "/healthz": "/healthz",
 }
-PASSWORD = "benchmark-password-1"
 VIEWER = "bench-viewer"
 SEED_VERSION = 2  # bump when the seeding changes: cached databases of another version are seeded again
 SECTION = "## Task tables (`benchmarks/monitoring.py`, issue 12 §9)"
-
-
-def _settings(instance: Path, database_url: str):
-    import dataclasses
-
-    from app.config import load_settings
-
-    settings = load_settings(instance, env={})
-    return dataclasses.replace(settings, database_url=database_url)
 
 
 def grow(instance: Path, database_url: str, target: int) -> None:
     """Seed tasks until the database holds `target`, rebuild the statistics' summary, ANALYZE."""
     from sqlalchemy import create_engine, func, select
 
-    from app import create_app
-    from app.extensions import db
     from app.tasks.models import Task
     from benchmarks.seed_tasks import seed
 
@@ -90,27 +87,7 @@ def grow(instance: Path, database_url: str, target: int) -> None:
         have = conn.scalar(select(func.count()).select_from(Task)) or 0
         seed(conn, target - have, seed_value=target)
     engine.dispose()
-    app = create_app(_settings(instance, database_url))
-    with app.app_context():
-        if "statistics.index" in app.view_functions:
-            from app.stats import summary
-
-            summary.rebuild()
-            db.session.commit()
-        db.session.remove()
-        db.engine.dispose()
-    engine = create_engine(database_url)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE")
-    engine.dispose()
-
-
-def _pg(admin: str, sql: str) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        cursor = conn.execute(sql)
-        return cursor.fetchall() if cursor.description else []
+    rebuild_statistics_and_analyze(instance, database_url)
 
 
 class Cache:
@@ -140,7 +117,7 @@ class Cache:
 
     def _exists(self, size: int) -> bool:
         if self.db_kind == "postgresql":
-            return bool(_pg(self.pg_admin, f"SELECT 1 FROM pg_database WHERE datname = '{self._pg_name(size)}'"))
+            return bool(pg_admin(f"SELECT 1 FROM pg_database WHERE datname = '{self._pg_name(size)}'", self.pg_admin))
         return (self.instance(size) / "prodpanel.sqlite3").exists()
 
     def ready(self, size: int) -> bool:
@@ -162,14 +139,14 @@ class Cache:
 
     def drop(self, size: int) -> None:
         if self.db_kind == "postgresql":
-            _pg(self.pg_admin, f'DROP DATABASE IF EXISTS "{self._pg_name(size)}" WITH (FORCE)')
+            pg_admin(f'DROP DATABASE IF EXISTS "{self._pg_name(size)}" WITH (FORCE)', self.pg_admin)
         shutil.rmtree(self.instance(size), ignore_errors=True)
 
     def copy(self, source: int, size: int) -> None:
         """Start the database of `size` as a copy of the cached one of `source` tasks."""
         self.instance(size).mkdir(parents=True, mode=0o700)
         if self.db_kind == "postgresql":
-            _pg(self.pg_admin, f'CREATE DATABASE "{self._pg_name(size)}" TEMPLATE "{self._pg_name(source)}"')
+            pg_admin(f'CREATE DATABASE "{self._pg_name(size)}" TEMPLATE "{self._pg_name(source)}"', self.pg_admin)
             return
         src = sqlite3.connect(self.instance(source) / "prodpanel.sqlite3")
         dst = sqlite3.connect(self.instance(size) / "prodpanel.sqlite3")
@@ -186,7 +163,7 @@ class Cache:
 
         self.instance(size).mkdir(parents=True, mode=0o700)
         if self.db_kind == "postgresql":
-            _pg(self.pg_admin, f'CREATE DATABASE "{self._pg_name(size)}"')
+            pg_admin(f'CREATE DATABASE "{self._pg_name(size)}"', self.pg_admin)
         engine = create_engine(self.url(size))
         migrate.upgrade(engine)
         engine.dispose()
@@ -213,33 +190,22 @@ def worker(instance: Path, database_url: str, requests: int) -> dict:
     from sqlalchemy import func, select
 
     from app import create_app
-    from app.auth.models import User
-    from app.auth.services import create_local_user
     from app.extensions import db
     from app.monitoring.tables import encode_cursor
     from app.tasks.models import Task
 
-    app = create_app(_settings(instance, database_url))
+    app = create_app(settings(instance, database_url))
     with app.app_context():
-        name = VIEWER
-        if db.session.scalar(select(User.id).where(User.username == name)) is None:  # reused from the cache
-            user = create_local_user(name, PASSWORD, role="viewer")
-            user.must_change_password = False
-            db.session.commit()
+        ensure_user(VIEWER, "viewer")
         count = db.session.scalar(select(func.count()).select_from(Task)) or 0
         middle = db.session.scalar(select(Task.id).order_by(Task.id).offset(count // 2).limit(1))
         deep = encode_cursor([middle])
         bunch = db.session.scalar(select(Task.bunch_id).where(Task.id == middle))
         db.session.remove()
     client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-    response = client.post("/login", data={"csrf_token": token, "username": name, "password": PASSWORD})
-    assert response.status_code == 302, response.status_code
+    login(client, VIEWER)
     out: dict[str, dict[str, float]] = {}
     for label, path in PAGES.items():
-        if label == "statistics" and "statistics.index" not in app.view_functions:
-            continue
         url = path.format(deep=deep, bunch=bunch)
         times = []
         for i in range(requests + 3):
@@ -340,7 +306,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--dbs", default="sqlite,postgresql")
     parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--pg-admin", default="host=127.0.0.1 port=5432 dbname=test user=postgres")
+    parser.add_argument("--pg-admin", default=PG_ADMIN)
     parser.add_argument("--cache", default="/var/tmp/prodpanel-bench", help="where seeded databases are kept")
     parser.add_argument("--fresh", action="store_true", help="seed again even when a cached database matches")
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="'' to write none")

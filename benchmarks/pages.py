@@ -44,18 +44,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PASSWORD = "benchmark-password-1"
-PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
-
-
-def _settings(instance: Path, database_url: str):
-    from app.config import load_settings
-
-    return dataclasses.replace(load_settings(instance, env={}), database_url=database_url)
-
+from benchmarks.common import (  # noqa: E402 (after the path is set)
+    ensure_user,
+    login,
+    pg_admin,
+    rebuild_statistics_and_analyze,
+    settings,
+)
 
 # --- seeding ---------------------------------------------------------------------------------------
 
+ADMIN = "bench-admin"  # the account the worker browses as
 SEED_VERSION = 2  # bump when the seeding changes: cached databases of another version are seeded again
 WORLD_TASKS = 200  # the measured bunch (tests/speed/world.py): a chain of two bunches of 200, a clone
 REQUEST_BUNCHES = 40  # one production request per 40 bunches: a request's page reads as much at 1k as at 1M
@@ -75,10 +74,9 @@ def seed(instance: Path, url: str, size: int) -> dict[str, Any]:
 
     from app import create_app
     from app.audit.models import AuditEvent
-    from app.auth.services import create_local_user
+    from app.auth.models import User
     from app.extensions import db
     from app.panda.models import PandaCall
-    from app.stats import summary
     from app.sync.models import TaskStatusChange
     from app.tasks.models import Task, TaskBunch
     from benchmarks import seed_tasks
@@ -130,20 +128,13 @@ def seed(instance: Path, url: str, size: int) -> dict[str, Any]:
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
                                   f"(SELECT coalesce(max(id), 0) + 1 FROM \"{table}\"), false)"))  # fmt: skip
     engine.dispose()
-    app = create_app(_settings(instance, url))
+    app = create_app(settings(instance, url))
     with app.app_context():
-        admin = create_local_user("bench-admin", PASSWORD, role="admin")
-        admin.must_change_password = False
-        db.session.commit()
-        w = world.build(admin, WORLD_TASKS, 2)
-        summary.rebuild()
-        db.session.commit()
+        ensure_user(ADMIN, "admin")
+        w = world.build(db.session.scalars(select(User).where(User.username == ADMIN)).one(), WORLD_TASKS, 2)
         db.session.remove()
         db.engine.dispose()
-    engine = create_engine(url)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
-    engine.dispose()
+    rebuild_statistics_and_analyze(instance, url)
     return dataclasses.asdict(w)
 
 
@@ -179,7 +170,7 @@ def worker(instance: Path, url: str, requests: int, skip: str = "") -> dict:
     from tests.speed.test_statements import page_urls, variants
     from tests.speed.world import World
 
-    app = create_app(_settings(instance, url))
+    app = create_app(settings(instance, url))
     world = World(**json.loads((instance / WORLD_FILE).read_text()))
     with app.app_context():
         urls = {label: path for label, path in (page_urls(app, world) | variants(world)).items()
@@ -187,12 +178,7 @@ def worker(instance: Path, url: str, requests: int, skip: str = "") -> dict:
         count = db.session.scalar(select(func.count()).select_from(Task)) or 0
         db.session.remove()
     client = app.test_client()
-    page = client.get("/login").get_data(as_text=True)
-    token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-    response = client.post(
-        "/login", data={"csrf_token": token, "username": "bench-admin", "password": PASSWORD}
-    )
-    assert response.status_code == 302, response.status_code
+    login(client, ADMIN)
     out: dict[str, dict[str, Any]] = {}
     for label, path in sorted(urls.items()):
         times: list[float] = []
@@ -233,14 +219,6 @@ def _peak_rss_mb() -> float:
 WORLD_FILE = "world.json"  # written last: a folder without it holds no finished seeding
 
 
-def _pg_admin(sql: str) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        cursor = conn.execute(sql)
-        return cursor.fetchall() if cursor.description else []
-
-
 def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str, float | None]:
     """The instance folder and database URL of a database seeded to `size` tasks at the current schema
     head, from the cache when one was seeded before (the seconds seeding took; None: reused)."""
@@ -253,7 +231,7 @@ def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str
     name = "prodpanel_bench_" + "".join(c if c.isalnum() else "_" for c in key)[:50].lower()
     if db_kind == "postgresql":
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        exists = bool(_pg_admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+        exists = bool(pg_admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
     else:
         url = f"sqlite:///{instance / 'prodpanel.sqlite3'}"
         exists = (instance / "prodpanel.sqlite3").exists()
@@ -264,8 +242,8 @@ def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str
         shutil.rmtree(instance)
     instance.mkdir(parents=True, mode=0o700)
     if db_kind == "postgresql":
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        _pg_admin(f'CREATE DATABASE "{name}"')
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(f'CREATE DATABASE "{name}"')
     engine = create_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
