@@ -20,6 +20,7 @@ Targets (issue 17): every page at 1M within 3x of itself at 1k; p50 < 50 ms at 1
 
 Usage: .venv/bin/python benchmarks/pages.py [--sizes 1000,100000,1000000] [--pg-size 100000]
        [--requests 20] [--results benchmarks/RESULTS.md] [--cache /var/tmp/prodpanel-bench] [--fresh]
+       [--skip REGEX] [--only REGEX]
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def _launches(conn, sent) -> None:
 # --- measuring (the worker process) ---------------------------------------------------------------
 
 
-def worker(instance: Path, url: str, requests: int, skip: str = "") -> dict:
+def worker(instance: Path, url: str, requests: int, skip: str = "", only: str = "") -> dict:
     """Serve every page in this process and time it (run as a subprocess): server time and this
     process's CPU time per request."""
     from sqlalchemy import func, select
@@ -174,7 +175,8 @@ def worker(instance: Path, url: str, requests: int, skip: str = "") -> dict:
     world = World(**json.loads((instance / WORLD_FILE).read_text()))
     with app.app_context():
         urls = {label: path for label, path in (page_urls(app, world) | variants(world)).items()
-                if not (skip and re.search(skip, label))}  # fmt: skip
+                if not (skip and re.search(skip, label))
+                and (not only or re.search(only, label) or label == "web.healthz")}  # fmt: skip
         count = db.session.scalar(select(func.count()).select_from(Task)) or 0
         db.session.remove()
     client = app.test_client()
@@ -252,13 +254,15 @@ def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str
     return instance, url, time.perf_counter() - started
 
 
-def run(db_kind: str, sizes: list[int], requests: int, cache: Path, fresh: bool, skip: str) -> list[dict]:
+def run(
+    db_kind: str, sizes: list[int], requests: int, cache: Path, fresh: bool, skip: str, only: str = ""
+) -> list[dict]:
     results = []
     for size in sizes:
         instance, url, seeded_s = seeded(cache, db_kind, size, fresh)
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", str(instance), "--url", url, "--requests", str(requests),
-             "--skip", skip],
+             "--skip", skip, "--only", only],
             capture_output=True, text=True,
         )  # fmt: skip
         if proc.returncode:
@@ -365,16 +369,19 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="seed again even when a cached database matches")
     parser.add_argument("--skip", default="", help="leave out the pages whose label matches this regex "
                         "(e.g. 'export': the downloads of every matching task take minutes at 1M)")
+    parser.add_argument("--only", default="", help="measure only the pages whose label matches this regex "
+                        "(and /healthz, the report's reference), e.g. 'launches|successful'")
     parser.add_argument("--worker")
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(Path(args.worker), args.url, args.requests, args.skip)))
+        print(json.dumps(worker(Path(args.worker), args.url, args.requests, args.skip, args.only)))
         return
     cache = Path(args.cache)
-    results = run("sqlite", [int(s) for s in args.sizes.split(",")], args.requests, cache, args.fresh, args.skip)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = run("sqlite", sizes, args.requests, cache, args.fresh, args.skip, args.only)
     if args.pg_size:
-        results += run("postgresql", [args.pg_size], args.requests, cache, args.fresh, args.skip)
+        results += run("postgresql", [args.pg_size], args.requests, cache, args.fresh, args.skip, args.only)
     command = "python benchmarks/pages.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     wall, cpu = cli_start()
     text = report(results, command.strip()) + f"\n- `prodpanel --help` (target < 0.5 s): {wall:.2f} s wall, {cpu:.2f} s CPU."
