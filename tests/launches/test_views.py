@@ -92,6 +92,40 @@ def test_the_launches_page_filters_and_pages(client, login_as, make_user, db, cl
     assert "State: one of upcoming, running, done, failed, cancelled" in wrong
 
 
+def test_the_state_tabs_count_each_state_up_to_the_cap_and_follow_the_moves(
+    client, login_as, make_user, db, fake_panda, clock, monkeypatch
+):
+    from app import extensions
+    from app.launches import listing
+
+    monkeypatch.setattr(extensions, "COUNT_CAP", 3)
+    monkeypatch.setattr(listing, "COUNT_CAP", 3)
+    me = login_as("manager")
+    other = make_user("manager")
+    later = schedule.Schedule(at=clock() + timedelta(hours=1))
+    mine = _bunch(me, 7, plan=later, bunch_size=5)
+    _bunch(other, 8, plan=later, bunch_size=2)
+    db.session.commit()
+
+    def tabs(query: str = "") -> dict[str, str]:
+        html = client.get(f"/launches/{query}").get_data(as_text=True)
+        return dict(re.findall(r'id="state-(\w+)">\w+ <span class="badge text-bg-secondary">([^<]*)<', html))
+
+    assert tabs() == {"upcoming": "3+", "running": "0", "done": "0", "failed": "0", "cancelled": "0"}
+    assert tabs(f"?owner={other.username}")["upcoming"] == "2"
+    schedule.cancel([t.latest_launch for t in mine.tasks[:4]], me)  # 4 pending -> cancelled
+    db.session.commit()
+    assert tabs()["upcoming"] == "3" and tabs()["cancelled"] == "3+"
+    assert tabs(f"?owner={me.username}") == {"upcoming": "1", "running": "0", "done": "0", "failed": "0",
+                                             "cancelled": "3+"}  # fmt: skip
+    schedule.reschedule([mine.tasks[4].latest_launch], schedule.NOW, me)
+    db.session.commit()
+    assert settle_launches()  # sent to the fake PanDA: submitted
+    assert tabs(f"?owner={me.username}") == {"upcoming": "0", "running": "0", "done": "1", "failed": "0",
+                                             "cancelled": "3+"}  # fmt: skip
+    assert tabs("?owner=nobody") == dict.fromkeys(("upcoming", "running", "done", "failed", "cancelled"), "0")
+
+
 def test_cancel_reschedule_and_launch_now_with_role_checks(client, login_as, make_user, db, fake_panda, clock):
     owner = make_user("manager")
     bunch = _bunch(owner, plan=schedule.Schedule(at=clock() + timedelta(hours=2)), bunch_size=3)
