@@ -24,6 +24,7 @@ from app.actions.matrix import STATUSES
 from app.db import UTCDateTime
 from app.extensions import db
 from app.monitoring.filters import NO_STATUS, BadFilter, TaskFilter
+from app.stats.models import ALL_DAYS, StatSplit
 from app.tasks.models import Task
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -363,17 +364,46 @@ def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]
 
 
 def totals(table: Table, task_filter: TaskFilter) -> dict[str, Any]:
-    """The totals row of the successful table, summed in SQL over every matching row."""
+    """The totals row of the successful table. Unfiltered, or filtered by its statuses alone, it is read
+    from the summary the sync keeps per PanDA status (`stat_split`, app/stats/summary.py): a row per
+    status, however many tasks succeeded. Any other filter is summed in SQL over the tasks it matches
+    (exact, at the cost of what it matches: a request's or a bunch's tasks, a creator's …)."""
     cols = [col for col in table.columns if col.total is not None]
-    row = db.session.execute(
-        select(func.count(), *(col.total for col in cols)).where(*conditions(table, task_filter))
-    ).one()
-    # int(): PostgreSQL sums big integers as numeric (Decimal).
-    sums = {col.key: int(row[i + 1]) if row[i + 1] is not None else None for i, col in enumerate(cols)}
-    out: dict[str, Any] = {"tasks": row[0], **sums}
+    statuses = _summarised_statuses(table, task_filter)
+    if statuses is None:
+        row = db.session.execute(
+            select(func.count(), *(col.total for col in cols)).where(*conditions(table, task_filter))
+        ).one()
+    else:
+        row = db.session.execute(
+            select(*(func.sum(getattr(StatSplit, name)) for name in ("tasks", *(SUMMARISED[c.key] for c in cols))))
+            .where(StatSplit.dimension == "status", StatSplit.day == ALL_DAYS, StatSplit.key.in_(statuses))
+        ).one()
+    # int(): PostgreSQL sums big integers as numeric (Decimal). No task: no sums (None), as SQL's.
+    tasks = int(row[0] or 0)
+    sums = {col.key: int(row[i + 1]) if tasks and row[i + 1] is not None else None for i, col in enumerate(cols)}
+    out: dict[str, Any] = {"tasks": tasks, **sums}
     jobs, events = out.get("jobs_total"), out.get("events_done")
     out["events_per_job"] = round(events / jobs, 1) if jobs and events is not None else None
     return out
+
+
+# The summary's column of each column the totals row sums (app/stats/summary.py VALUES).
+SUMMARISED = {"walltime": "walltime_s", "events_done": "events", "jobs_total": "jobs_total",
+              "output_gb": "output_bytes", "log_gb": "log_bytes"}  # fmt: skip
+
+
+def _summarised_statuses(table: Table, task_filter: TaskFilter) -> list[str] | None:
+    """The successful statuses a filter of statuses alone keeps (negated or not); None when it filters
+    on anything else, or for another table."""
+    if table is not SUCCESSFUL_TABLE:
+        return None
+    if replace(task_filter, status=(), negated=task_filter.negated - {"status"}, user_id=None) != TaskFilter():
+        return None
+    chosen = set(task_filter.status)
+    if "status" in task_filter.negated:
+        return [s for s in SUCCESSFUL if s not in chosen]
+    return [s for s in SUCCESSFUL if s in chosen] if chosen else list(SUCCESSFUL)
 
 
 def export_batch(

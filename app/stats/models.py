@@ -36,6 +36,8 @@ class StatSplit(Model):
     events: Mapped[int] = mapped_column(BigInteger, default=0)
     output_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     walltime_s: Mapped[int] = mapped_column(BigInteger, default=0)
+    jobs_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class TaskError(Model):

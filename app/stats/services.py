@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,7 +16,6 @@ from sqlalchemy import ColumnElement, func, select
 from app.auth.models import User
 from app.extensions import db
 from app.stats.models import ALL_DAYS, StatSplit
-from app.stats.summary import VALUES
 
 
 class BadParameter(ValueError):
@@ -69,7 +68,7 @@ class StatisticsPage:
 @functools.cache
 def _sums() -> tuple[ColumnElement[Any], ...]:
     """The summed values (built once: building the expressions cost more than running the statement)."""
-    return tuple(func.coalesce(func.sum(getattr(StatSplit, name)), 0) for name in VALUES)
+    return tuple(func.coalesce(func.sum(getattr(StatSplit, f.name)), 0) for f in fields(Totals))
 
 
 def _days(dimension: str, since: date | None) -> list[ColumnElement[bool]]:

@@ -29,7 +29,8 @@ from app.stats.models import ALL_DAYS, StatSplit, TaskProgress
 from app.tasks.models import Task, TaskBunch
 
 KEY = ("day", "step", "status", "request_id", "user_id")  # of a contribution (0: no request, no creator)
-VALUES = ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s")
+# jobs_total and log_bytes are for the successful table's totals row (app/monitoring/tables.py `totals`).
+VALUES = ("tasks", "jobs_done", "jobs_failed", "events", "output_bytes", "walltime_s", "jobs_total", "log_bytes")
 # The dimensions of `stat_split` and the KEY name each is keyed by ("all": one key, "", the daily total).
 DIMENSIONS: dict[str, str | None] = {
     "all": None, "step": "step", "status": "status", "request": "request_id", "user": "user_id",
@@ -54,7 +55,7 @@ def contribution(task: Any) -> Contribution | None:
     request = (task.spec or {}).get("request_id")
     key = (when.date(), task.step, task.panda_status, int(request or 0), int(creator or 0))
     values = (1, task.jobs_done or 0, task.jobs_failed or 0, task.events_processed or 0,
-              task.output_bytes or 0, task.walltime_s or 0)  # fmt: skip
+              task.output_bytes or 0, task.walltime_s or 0, task.jobs_total or 0, task.log_bytes or 0)  # fmt: skip
     return Contribution(key, values)
 
 
@@ -210,6 +211,8 @@ def rebuild() -> int:
             Task.events_processed,
             Task.output_bytes,
             Task.walltime_s,
+            Task.jobs_total,
+            Task.log_bytes,
             TaskBunch.created_by_id.label("creator_id"),
         )  # fmt: skip
         .join(TaskBunch, TaskBunch.id == Task.bunch_id)

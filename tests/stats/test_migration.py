@@ -70,3 +70,52 @@ def test_postgresql(pg_database_url):
     engine = create_engine(pg_database_url)
     _check(engine)
     engine.dispose()
+
+
+# Migration 0021: the splits gain the tasks' total jobs and log bytes, summed from the tasks.
+SPLIT_0020 = [  # dimension, day, key, tasks (the other values left 0: the migration adds its two only)
+    ("all", "0001-01-01", "", 4), ("all", "2026-03-02", "", 2), ("status", "0001-01-01", "done", 2),
+    ("status", "2026-03-04", "failed", 1), ("user", "0001-01-01", "0", 1), ("user", "0001-01-01", "1", 3),
+    ("request", "0001-01-01", "7", 2), ("request", "2026-03-03", "0", 1), ("step", "0001-01-01", "SIM", 4),
+]  # fmt: skip
+JOBS_LOGS = [(100, 1), (200, 2), (30, 40), (5, None), (7, 7)]  # jobs_total, log_bytes of TASKS
+EXPECTED_0021 = {
+    ("all", "0001-01-01", ""): (335, 43), ("all", "2026-03-02", ""): (300, 3),
+    ("status", "0001-01-01", "done"): (300, 3), ("status", "2026-03-04", "failed"): (5, 0),
+    ("user", "0001-01-01", "0"): (5, 0), ("user", "0001-01-01", "1"): (330, 43),
+    ("request", "0001-01-01", "7"): (300, 3), ("request", "2026-03-03", "0"): (30, 40),
+    ("step", "0001-01-01", "SIM"): (335, 43),
+}
+
+
+def _check_0021(engine) -> None:
+    migrate.upgrade(engine, "0020_drop_stat_day")
+    with engine.begin() as conn:
+        _seed(conn)
+        conn.execute(text("DELETE FROM stat_split"))
+        for i, (jobs, logs) in enumerate(JOBS_LOGS, 1):
+            conn.execute(text("UPDATE task SET jobs_total = :j, log_bytes = :l WHERE id = :i"), {"j": jobs, "l": logs, "i": i})
+        for dimension, day, key, tasks in SPLIT_0020:
+            conn.execute(text("INSERT INTO stat_split VALUES (:d, :day, :k, :t, 0, 0, 0, 0, 0)"),
+                         {"d": dimension, "day": day, "k": key, "t": tasks})  # fmt: skip
+    migrate.upgrade(engine, "0021_summary_jobs_logs")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT dimension, day, key, jobs_total, log_bytes FROM stat_split")).all()
+    assert {(d, str(day), k): (j, lb) for d, day, k, j, lb in rows} == EXPECTED_0021
+    with engine.begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0020_drop_stat_day")
+    assert "jobs_total" not in {c["name"] for c in inspect(engine).get_columns("stat_split")}
+    migrate.upgrade(engine)
+
+
+def test_sqlite_0021(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    _check_0021(engine)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_0021(pg_database_url):
+    engine = create_engine(pg_database_url)
+    _check_0021(engine)
+    engine.dispose()

@@ -14,7 +14,13 @@ from app.panda.calllog import flush_call_log
 from app.stats import alerts, errors, progress, summary
 from app.stats.models import ALL_DAYS, TaskProgress
 from app.sync import jobs
-from tests.stats.test_statistics import run_to_the_end, split_rows, splits_of, summary_rows
+from tests.stats.test_statistics import (
+    run_to_the_end,
+    split_rows,
+    splits_of,
+    successful_totals_agree,
+    summary_rows,
+)
 from tests.tasks.conftest import sandbox_app
 
 pytestmark = pytest.mark.postgres
@@ -41,6 +47,7 @@ def test_statistics_errors_and_alerts_on_postgresql(sim, submit, make_user, clie
     assert kept == splits_of(summary_rows())
     summary.rebuild()
     assert split_rows() == kept
+    successful_totals_agree()  # read from the summary (unfiltered, by status), summed in SQL (filtered)
     groups = errors.error_groups(errors.Scope())
     assert groups and sum(g.jobs for g in groups) > 0
     login_as("viewer")

@@ -28,7 +28,7 @@ def summary_rows() -> dict:
         key = ((t.ended_at or t.submitted_at or t.created_at).date(), t.step, t.panda_status,
                t.spec.get("request_id") or 0, t.bunch.created_by_id or 0)  # fmt: skip
         values = (1, t.jobs_done or 0, t.jobs_failed or 0, t.events_processed or 0, t.output_bytes or 0,
-                  t.walltime_s or 0)  # fmt: skip
+                  t.walltime_s or 0, t.jobs_total or 0, t.log_bytes or 0)  # fmt: skip
         old = out.get(key, (0,) * len(values))
         out[key] = tuple(a + b for a, b in zip(old, values, strict=True))
     return out
@@ -86,7 +86,7 @@ def test_the_summary_follows_every_change_and_equals_a_rebuild(sim, submit, make
     assert summary.rebuild() == 5
     assert split_rows() == incremental
     # The totals: "all" over every day, and the sum of its days, are the tasks' own sums.
-    columns = ("jobs_done", "jobs_failed", "events_processed", "output_bytes", "walltime_s")
+    columns = ("jobs_done", "jobs_failed", "events_processed", "output_bytes", "walltime_s", "jobs_total", "log_bytes")
     own = (len(tasks), *(sum(getattr(t, c) or 0 for t in tasks) for c in columns))
     assert incremental[("all", ALL_DAYS, "")] == own
     days = [v for (dimension, day, _), v in incremental.items() if dimension == "all" and day != ALL_DAYS]
@@ -97,6 +97,57 @@ def test_the_summary_follows_every_change_and_equals_a_rebuild(sim, submit, make
     assert keys == {"user": {str(alice.id), str(bob.id)}, "request": {"42", "77"}}
     # Every task's jobs moved at some point, recorded when the sync saw it.
     assert db.session.scalar(select(func.count()).select_from(TaskProgress)) == 5
+
+
+def successful_totals_agree() -> None:
+    """The successful table's totals read from the summary (unfiltered, by status) are the tasks' own
+    sums, as the totals summed in SQL over a filter's tasks are."""
+    from werkzeug.datastructures import MultiDict
+
+    from app.monitoring.filters import TaskFilter
+    from app.monitoring.tables import SUCCESSFUL_TABLE, totals
+
+    tasks = db.session.scalars(select(Task)).all()
+
+    def own(rows: list[Task]) -> dict:
+        def summed(column: str) -> int | None:
+            return sum(getattr(t, column) or 0 for t in rows) if rows else None
+
+        return {"tasks": len(rows), "walltime": summed("walltime_s"), "events_done": summed("events_processed"),
+                "jobs_total": summed("jobs_total"), "output_gb": summed("output_bytes"), "log_gb": summed("log_bytes")}  # fmt: skip
+
+    def without_ratio(found: dict) -> dict:
+        return {k: v for k, v in found.items() if k != "events_per_job"}
+
+    for args, statuses in (({}, ("done", "finished")), ({"status": "done"}, ("done",)),
+                           ({"status": ["done", "running"], "not": "status"}, ("finished",))):  # fmt: skip
+        found = totals(SUCCESSFUL_TABLE, TaskFilter.from_args(MultiDict(args)))
+        assert without_ratio(found) == own([t for t in tasks if t.panda_status in statuses]), args
+    creator = tasks[0].bunch.created_by
+    mine = totals(SUCCESSFUL_TABLE, TaskFilter.from_args(MultiDict({"creator": creator.username})))
+    assert without_ratio(mine) == own(
+        [t for t in tasks if t.panda_status in ("done", "finished") and t.bunch.created_by_id == creator.id]
+    )
+
+
+def test_the_successful_totals_follow_the_sync(sim, submit, make_user, client, login_as):
+    alice, bob = make_user("manager", "alice"), make_user("manager", "bob")
+    submit(3, owner=alice, number=8)
+    submit(2, owner=bob, number=9, request_id=77)
+    sim.advance(150)
+    jobs.sync_cycle()
+    successful_totals_agree()  # running: none yet
+    sim.advance(20000)
+    for _ in range(5):  # the tasks end, then their accounting (walltime, log bytes) is read
+        jobs.sync_cycle()
+        db.session.expire_all()
+        successful_totals_agree()
+    tasks = db.session.scalars(select(Task)).all()
+    done = [t for t in tasks if t.panda_status in ("done", "finished")]
+    assert done and all(t.accounted_at is not None for t in tasks) and sum(t.log_bytes or 0 for t in done) > 0
+    login_as("viewer")
+    row = client.get("/tasks/successful/totals").get_data(as_text=True)
+    assert f"Total: {len(done)} tasks" in row and f"{sum(t.walltime_s for t in done) / 3600:.1f} h" in row
 
 
 def test_the_stats_cli_rebuilds_the_summary(app, sim, submit, make_user):
