@@ -20,7 +20,7 @@ from app.extensions import COUNT_CAP, capped_text, db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.stats.models import Alert
-from app.stats.progress import Progress, bunch_progress, chain_progress
+from app.stats.progress import Progress, bunch_progresses, chain_progresses
 from app.sync.services import FINAL, SyncStatus, sync_status
 from app.tasks.models import Task, TaskBunch
 from app.tokens import vault
@@ -131,11 +131,13 @@ def dashboard(user: User) -> Dashboard:
         select(ChainStep.chain_id).where(ChainStep.bunch_id.in_(bunch_ids)).distinct()
     ).all()
     chains = db.session.scalars(select(Chain).where(Chain.id.in_(chain_ids)).order_by(Chain.id.desc())).all()
+    bunch_done = bunch_progresses([b.id for b in bunches])
+    chain_done = chain_progresses([c.id for c in chains])
     return Dashboard(
         mine=_counts(user),
         team=_counts(None),
-        bunches=[(b, bunch_progress(b.id)) for b in sorted(bunches, key=lambda b: -b.id)],
-        chains=[(c, chain_progress(c.id)) for c in chains],
+        bunches=[(b, bunch_done[b.id]) for b in sorted(bunches, key=lambda b: -b.id)],
+        chains=[(c, chain_done[c.id]) for c in chains],
         alerts=user_alerts(user),
         upcoming=upcoming_launches(),
         reachability=reachability(),

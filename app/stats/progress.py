@@ -4,10 +4,12 @@ percent done, an ETA from the rate so far, and the tasks whose jobs have not mov
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 
 from app import clock
 from app.chains.models import ChainStep
@@ -51,21 +53,20 @@ def stalled_clause(now: datetime) -> ColumnElement[bool]:
     return and_(active_clause(), Task.panda_status.is_not(None), TaskProgress.moved_at < cutoff)
 
 
-def progress_of(where: ColumnElement[bool]) -> Progress:
-    """The progress of the tasks `where` selects (read from the stored rows, no PanDA call), summed in
-    the database: one statement for the sums in both units, one for the stalled tasks.
+def _sums() -> tuple[ColumnElement, ...]:
+    """SQL: the sums a Progress is made of, over the selected tasks.
 
     Events when any task says how many it makes (events_requested, else the spec's total_events), else
     jobs. Produced per task: accounted tasks the events PanDA counted; before that, the share of
     finished jobs of the task's events."""
-    now = clock.now()
-    cutoff = now - timedelta(hours=get_settings().stats.stalled_hours)
     planned = func.coalesce(Task.spec["total_events"].as_integer(), 0)
     jobs_total = func.coalesce(Task.jobs_total, 0)
     jobs_done = func.coalesce(Task.jobs_done, 0)
     finished_jobs = case((jobs_done < jobs_total, jobs_done), else_=jobs_total)  # min(done, total)
     events_wanted = case(
-        (func.coalesce(Task.events_requested, 0) != 0, Task.events_requested), (planned != 0, planned), else_=0
+        (func.coalesce(Task.events_requested, 0) != 0, Task.events_requested),
+        (planned != 0, planned),
+        else_=0,
     )
     events_made = case(
         (and_(Task.accounted_at.is_not(None), Task.events_processed.is_not(None)), Task.events_processed),
@@ -73,26 +74,78 @@ def progress_of(where: ColumnElement[bool]) -> Progress:
         else_=0,
     )
     active = or_(Task.panda_task_id.is_(None), func.coalesce(Task.panda_status, "").not_in(FINAL))
-    row = db.session.execute(
-        select(func.count(Task.id), func.count(case((events_wanted != 0, 1))),
-               func.sum(events_wanted), func.sum(events_made), func.sum(jobs_total), func.sum(finished_jobs),
-               func.count(case((active, 1))), func.min(Task.started_at))
-        .where(where)
-    ).one()  # fmt: skip
-    count, with_events, events, made, jobs, done, active_count, started = row
+    return (func.count(Task.id), func.count(case((events_wanted != 0, 1))), func.sum(events_wanted),
+            func.sum(events_made), func.sum(jobs_total), func.sum(finished_jobs), func.count(case((active, 1))),
+            func.min(Task.started_at))  # fmt: skip
+
+
+def _stalled_columns() -> tuple[ColumnElement, ...]:
+    return Task.id, Task.name, Task.panda_status, TaskProgress.moved_at
+
+
+def _not_moved_since(now: datetime) -> ColumnElement[bool]:
+    """SQL (with TaskProgress joined): an active task whose jobs have not moved for `stalled_hours`."""
+    return and_(
+        active_clause(), TaskProgress.moved_at < now - timedelta(hours=get_settings().stats.stalled_hours)
+    )
+
+
+def _progress(sums: Sequence[Any], stalled: list[Stalled], now: datetime) -> Progress:
+    count, with_events, events, made, jobs, done, active_count, started = sums
     by_events = bool(with_events)
-    requested, produced = (int(events or 0), int(made or 0)) if by_events else (int(jobs or 0), int(done or 0))
-    stalled = [
-        Stalled(r.id, r.name, r.panda_status, r.moved_at)
-        for r in db.session.execute(
-            select(Task.id, Task.name, Task.panda_status, TaskProgress.moved_at)
-            .join(TaskProgress, TaskProgress.task_id == Task.id)
-            .where(where, active_clause(), TaskProgress.moved_at < cutoff)
-            .order_by(Task.id)
-        )
-    ]
-    return Progress("events" if by_events else "jobs", requested, produced, int(count), int(active_count),
+    requested, produced = (
+        (int(events or 0), int(made or 0)) if by_events else (int(jobs or 0), int(done or 0))
+    )
+    return Progress("events" if by_events else "jobs", requested, produced, int(count or 0), int(active_count or 0),
                     started, _eta(requested, produced, started, now) if active_count else None, stalled)  # fmt: skip
+
+
+def progress_of(where: ColumnElement[bool]) -> Progress:
+    """The progress of the tasks `where` selects (read from the stored rows, no PanDA call), summed in
+    the database: one statement for the sums in both units, one for the stalled tasks."""
+    now = clock.now()
+    sums = db.session.execute(select(*_sums()).where(where)).one()
+    stalled = db.session.execute(
+        select(*_stalled_columns())
+        .join(TaskProgress, TaskProgress.task_id == Task.id)
+        .where(where, _not_moved_since(now))
+        .order_by(Task.id)
+    )
+    return _progress(sums, [Stalled(*r) for r in stalled], now)
+
+
+def _progress_by(key: ColumnElement[int], ids: list[int], through_steps: bool = False) -> dict[int, Progress]:
+    """``progress_of`` of each group of tasks `key` (a bunch or a chain id) in `ids`, in two statements
+    whatever their number: the home page shows a progress line per running bunch and chain."""
+    if not ids:
+        return {}
+    now = clock.now()
+
+    def grouped(query: Select) -> Select:
+        query = query.select_from(Task)
+        if through_steps:
+            query = query.join(ChainStep, ChainStep.bunch_id == Task.bunch_id)
+        return query.where(key.in_(ids))
+
+    sums = {row[0]: row[1:] for row in db.session.execute(grouped(select(key, *_sums())).group_by(key))}
+    stalled: dict[int, list[Stalled]] = {}
+    for group, *row in db.session.execute(
+        grouped(select(key, *_stalled_columns()))
+        .join(TaskProgress, TaskProgress.task_id == Task.id)
+        .where(_not_moved_since(now))
+        .order_by(key, Task.id)
+    ):
+        stalled.setdefault(group, []).append(Stalled(*row))
+    empty = (0, 0, None, None, None, None, 0, None)
+    return {i: _progress(sums.get(i, empty), stalled.get(i, []), now) for i in ids}
+
+
+def bunch_progresses(bunch_ids: list[int]) -> dict[int, Progress]:
+    return _progress_by(Task.bunch_id, bunch_ids)
+
+
+def chain_progresses(chain_ids: list[int]) -> dict[int, Progress]:
+    return _progress_by(ChainStep.chain_id, chain_ids, through_steps=True)
 
 
 def _eta(requested: int, produced: int, started: datetime | None, now: datetime) -> datetime | None:
@@ -104,11 +157,11 @@ def _eta(requested: int, produced: int, started: datetime | None, now: datetime)
 
 
 def bunch_progress(bunch_id: int) -> Progress:
-    return progress_of(Task.bunch_id == bunch_id)
+    return bunch_progresses([bunch_id])[bunch_id]
 
 
 def chain_progress(chain_id: int) -> Progress:
-    return progress_of(Task.bunch_id.in_(select(ChainStep.bunch_id).where(ChainStep.chain_id == chain_id)))
+    return chain_progresses([chain_id])[chain_id]
 
 
 def request_progress(request_id: int) -> Progress:
