@@ -3,17 +3,19 @@ against the PanDA simulator.
 
 The panel runs as `prodpanel serve` (waitress, its sandbox PanDA simulator) on a database seeded with
 10 000 tasks (a copy of benchmarks/pages.py's seeded database, from its cache when there). Each
-user is a thread with its own session (logged in through the login form) that browses without
-think time: home page, task list, a filtered task list, the search, a task page, its PanDA state,
-a bunch page and its progress fragment, the chain list. At the start of each run a manager creates a
-bunch of 100 tasks through the task form, which the panel dispatches to the simulator meanwhile.
-Prints throughput, p50/p95/p99 client-side latency and errors per run, and appends them to
-benchmarks/RESULTS.md. The clients share the two cores with the server, so the figures are
-pessimistic for the server.
+user is a thread with its own session, logged in through the login form before the clock starts
+(a login's password hash costs ~50 ms of CPU by design), that browses: home page, task list, a
+filtered task list, the search, a task page, its PanDA state, a bunch page and its progress
+fragment, the chain list; without think time by default (`--think S`: a pause of S seconds on
+average, random, between two pages, as a person reading them). At the start of each run a manager
+creates a bunch of 100 tasks through the task form, which the panel dispatches to the simulator
+meanwhile. Prints throughput, p50/p95/p99 client-side latency, errors and the server process's CPU
+per request per run, and appends them to benchmarks/RESULTS.md. The clients share the two cores
+with the server, so the figures are pessimistic for the server.
 
 Targets (issue 17): 50 users, 0 errors, p95 < 300 ms.
 
-Usage: .venv/bin/python benchmarks/load.py [--users 20,50] [--seconds 60] [--tasks 10000]
+Usage: .venv/bin/python benchmarks/load.py [--users 20,50] [--seconds 60] [--tasks 10000] [--think 0,2]
 """
 
 from __future__ import annotations
@@ -84,13 +86,9 @@ def prepare(instance: Path, tasks: int, cache: Path) -> dict[str, int]:
     return {"tasks": ids, "bunches": bunches}  # type: ignore[dict-item]
 
 
-def browse(base: str, username: str, ids: dict, stop: float, out: list, errors: list) -> None:
+def browse(session: requests.Session, base: str, username: str, ids: dict, think: float, stop: float,
+           out: list, errors: list) -> None:  # fmt: skip
     rng = random.Random(username)
-    try:
-        session = login(base, username)
-    except (AssertionError, requests.RequestException) as exc:
-        errors.append(f"login of {username}: {exc!r}")
-        return
     while time.monotonic() < stop:
         task, bunch = rng.choice(ids["tasks"]), rng.choice(ids["bunches"])
         for path in ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2025-{rng.randint(1, 999):03d}",
@@ -107,6 +105,8 @@ def browse(base: str, username: str, ids: dict, stop: float, out: list, errors: 
             out.append((time.perf_counter() - started) * 1000)
             if not ok:
                 errors.append(f"{path}: {getattr(reply, 'status_code', reply)}")
+            if think:
+                time.sleep(min(rng.expovariate(1 / think), max(0.0, stop - time.monotonic())))
 
 
 def launch_bunch(base: str) -> int:
@@ -122,12 +122,20 @@ def launch_bunch(base: str) -> int:
     return reply.status_code
 
 
-def run(base: str, ids: dict, users: int, seconds: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(base: str, ids: dict, users: int, seconds: float, think: float, server_pid: int) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
+    sessions = [login(base, f"load{i}") for i in range(users)]
     launched = launch_bunch(base)
+    cpu_before = cpu_seconds(server_pid)
     stop = time.monotonic() + seconds
-    threads = [threading.Thread(target=browse, args=(base, f"load{i}", ids, stop, latencies, errors))
+    threads = [threading.Thread(target=browse, args=(sessions[i], base, f"load{i}", ids, think, stop, latencies, errors))
                for i in range(users)]  # fmt: skip
     started = time.monotonic()
     for thread in threads:
@@ -135,6 +143,7 @@ def run(base: str, ids: dict, users: int, seconds: float) -> dict:
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    server_cpu = cpu_seconds(server_pid) - cpu_before
     latencies.sort()
     if not latencies:
         raise SystemExit(f"no request was answered: {errors[:3]}")
@@ -142,7 +151,8 @@ def run(base: str, ids: dict, users: int, seconds: float) -> dict:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
 
-    return {"users": users, "requests": len(latencies), "rps": len(latencies) / elapsed,
+    return {"users": users, "think": think, "requests": len(latencies), "rps": len(latencies) / elapsed,
+            "cpu_ms": 1000 * server_cpu / len(latencies),
             "p50": statistics.median(latencies), "p95": pct(0.95), "p99": pct(0.99), "errors": len(errors),
             "examples": errors[:3], "bunch_create_status": launched}  # fmt: skip
 
@@ -152,6 +162,7 @@ def main() -> None:
     parser.add_argument("--users", default="20,50")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--think", default="0", help="mean pause between two pages per user, seconds (a list: a run each)")
     parser.add_argument("--port", type=int, default=5057)
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     parser.add_argument("--cache", default="/var/tmp/prodpanel-bench", help="benchmarks/pages.py's seeded databases")
@@ -171,7 +182,8 @@ def main() -> None:
                 if "serving on" in line:
                     break
             threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe drained
-            results = [run(base, ids, int(n), args.seconds) for n in args.users.split(",")]
+            results = [run(base, ids, int(n), args.seconds, float(think), server.pid)
+                       for think in args.think.split(",") for n in args.users.split(",")]  # fmt: skip
         finally:
             server.terminate()
             server.wait(60)
@@ -179,11 +191,13 @@ def main() -> None:
     lines = [f"Command: `{command.strip()}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC), {args.tasks:,} tasks, "
              "`prodpanel serve` (waitress) with its sandbox simulator; client-side latency in ms, clients on "
              "the same two cores.", "",
-             "| users | requests | req/s | p50 | p95 | p99 | errors | bunch of 100 created (HTTP) |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| users | think (s) | requests | req/s | p50 | p95 | p99 | errors | server CPU ms/request | "
+             "bunch of 100 created (HTTP) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
-        lines.append(f"| {r['users']} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} | "
-                     f"{r['p99']:.0f} | {r['errors']}{' ' + '; '.join(r['examples']) if r['examples'] else ''} | "
+        lines.append(f"| {r['users']} | {r['think']:g} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | "
+                     f"{r['p95']:.0f} | {r['p99']:.0f} | "
+                     f"{r['errors']}{' ' + '; '.join(r['examples']) if r['examples'] else ''} | {r['cpu_ms']:.1f} | "
                      f"{r['bunch_create_status']} |")  # fmt: skip
     text = "\n".join(lines)
     print(text)
