@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
@@ -53,6 +54,7 @@ def stalled_clause(now: datetime) -> ColumnElement[bool]:
     return and_(active_clause(), Task.panda_status.is_not(None), TaskProgress.moved_at < cutoff)
 
 
+@cache  # built once: composing these expressions costs more than running the statement on a bunch
 def _sums() -> tuple[ColumnElement, ...]:
     """SQL: the sums a Progress is made of, over the selected tasks.
 
