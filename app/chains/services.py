@@ -447,9 +447,9 @@ def chain_page(chain: Chain, *, all_rows: bool = False) -> ChainPage:
 
 
 def chains_query() -> Select[Chain]:
-    """The chains, newest first, with their steps, bunches and creators loaded."""
-    steps = selectinload(Chain.steps).selectinload(ChainStep.bunch)
-    return select(Chain).options(steps, selectinload(Chain.created_by)).order_by(Chain.id.desc())
+    """The chains, newest first, with their steps and creators loaded (not the steps' bunches: a list
+    shows none of their definitions, the largest column read)."""
+    return select(Chain).options(selectinload(Chain.steps), selectinload(Chain.created_by)).order_by(Chain.id.desc())
 
 
 def step_task_ids(bunch_ids: list[int]) -> dict[int, list[int]]:
