@@ -19,6 +19,7 @@ from app import clock as app_clock
 from app import create_app, migrate
 from app.config import Settings, load_settings
 from app.extensions import db as _db
+from app.panda.calllog import flush_call_log
 from tests.helpers import post_form
 
 TEST_PASSWORD = "correct-horse-battery"
@@ -123,10 +124,12 @@ def migrated_pg_url(pg_database_url) -> str:
     return pg_database_url
 
 
-def panel_for_test(settings: Settings) -> Iterator[Flask]:
-    """The panel for a test: TESTING, its app context pushed for the whole test, the session and the
-    engine's connections closed after it (the body of every `app` fixture)."""
-    application = create_app(settings)
+def panel_for_test(panel: Settings | Flask) -> Iterator[Flask]:
+    """The panel for a test (built from settings, or given built: in sandbox mode, against the OpenID
+    provider…): TESTING, its app context pushed for the whole test; after it the PanDA calls it
+    recorded stored, the session and the engine's connections closed (the body of every `app`
+    fixture)."""
+    application = panel if isinstance(panel, Flask) else create_app(panel)
     application.config["TESTING"] = True
 
     @application.before_request
@@ -137,6 +140,7 @@ def panel_for_test(settings: Settings) -> Iterator[Flask]:
 
     with application.app_context():
         yield application
+        flush_call_log(10)  # now, while the database is there (a PostgreSQL one is dropped next)
         _db.session.remove()
         _db.engine.dispose()
 

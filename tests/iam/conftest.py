@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.tokens import services as vault
+from tests.conftest import panel_for_test
 from tests.oidc_fixture import build_iam_app, op_config, start_op, stop_op
 
 
@@ -17,13 +18,7 @@ def iam_overrides() -> dict:
 
 @pytest.fixture
 def app(settings_factory, migrated_sqlite, oidc_op, iam_overrides):
-    from app.extensions import db as _db
-
-    application = build_iam_app(settings_factory, migrated_sqlite, oidc_op, **iam_overrides)
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+    yield from panel_for_test(build_iam_app(settings_factory, migrated_sqlite, oidc_op, **iam_overrides))
 
 
 @pytest.fixture

@@ -6,17 +6,15 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from flask import g
 
-from app import create_app
 from app.chains import services as chain_services
 from app.chains.models import Chain
-from app.extensions import db as _db
 from app.prodrequests.client import ClientConfig, RequestsClient
 from app.tasks import services as task_services
 from app.tasks.models import Task
 from reqsim import ReqSimConfig, create_simulator, serve_in_thread
 from tests.chains.conftest import chain_definition, step
+from tests.conftest import panel_for_test
 from tests.tasks.conftest import sim_definition
 
 TOKEN = "s3cret-requests-token"
@@ -87,15 +85,5 @@ def app(settings_factory, migrated_sqlite, reqsim_server, tmp_path):
         },
     )
     shutil.copy(migrated_sqlite, settings.instance_dir / "prodpanel.sqlite3")
-    application = create_app(settings)
-    application.config["TESTING"] = True
-
-    @application.before_request
-    def _fresh_csrf_cache() -> None:  # as the root `app` fixture: one app context spans the requests
-        g.pop("csrf_token", None)
-
-    with application.app_context():
-        yield application
-        _db.session.remove()
-        _db.engine.dispose()
+    yield from panel_for_test(settings)
 

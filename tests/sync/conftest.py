@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db as _db
-from app.panda.calllog import flush_call_log
 from app.tasks import services
 from app.tasks.models import TaskBunch
 from pandasim import SimConfig, Timings, create_simulator, serve_in_thread
+from tests.conftest import panel_for_test
 from tests.helpers import bunch_counts, settle_launches
 from tests.tasks.conftest import sandbox_app, sim_definition
 
@@ -41,13 +41,7 @@ def app(settings_factory, migrated_sqlite, sim, sync_settings, queue_settings):
         sync=sync_settings,
         queue=queue_settings,
     )
-    application = sandbox_app(settings, migrated_sqlite, sim)
-    application.config["TESTING"] = True
-    with application.app_context():
-        yield application
-        flush_call_log(10)
-        _db.session.remove()
-        _db.engine.dispose()
+    yield from panel_for_test(sandbox_app(settings, migrated_sqlite, sim))
 
 
 @pytest.fixture
