@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -230,7 +231,9 @@ def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str
 
     key = f"{db_kind}-{size}-{migrate.head()}-v{SEED_VERSION}"
     instance = cache / key
-    name = "prodpanel_bench_" + "".join(c if c.isalnum() else "_" for c in key)[:50].lower()
+    # The cache folder's hash in the name: two runs with their own caches never drop each other's database.
+    folder = hashlib.sha256(str(cache.resolve()).encode()).hexdigest()[:8]
+    name = "prodpanel_bench_" + "".join(c if c.isalnum() else "_" for c in key)[:40].lower() + "_" + folder
     if db_kind == "postgresql":
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         exists = bool(pg_admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
