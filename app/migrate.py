@@ -60,8 +60,12 @@ def head() -> str:
     return heads[0]
 
 
-def state(engine: Engine) -> State:
-    with engine.connect() as conn:
+def state(bind: Engine | Connection) -> State:
+    """The database's revision and the code's head; read on `bind` when it is a connection (the
+    health check reads on the request's own: no second connection and transaction)."""
+    if isinstance(bind, Connection):
+        return State(MigrationContext.configure(bind).get_current_revision(), head())
+    with bind.connect() as conn:
         return State(MigrationContext.configure(conn).get_current_revision(), head())
 
 
