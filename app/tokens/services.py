@@ -443,7 +443,7 @@ class PandaTokenLine:
 def panda_token_line(user: User) -> PandaTokenLine:
     """What PanDA will accept from the panel for `user` and until when, and what happens after."""
     settings = get_settings()
-    if uses_sandbox_tokens(user.id, settings):
+    if sandbox_user(user, settings):  # the request's user at hand: no second read in the vault's session
         return PandaTokenLine("sandbox")
     with vault.vault_session() as session:
         row = _pick(_candidate_rows(session, user.id, settings))
