@@ -1,6 +1,12 @@
 """One transaction per request, as Indico's `RH.process`: views and services only flush; the
 request's work is committed once, after the view returned, and rolled back when it raised.
 
+On PostgreSQL a GET or HEAD request reads outside a transaction until its first statement that may
+write or lock (`begin_lazily`): a page that only reads then pays no BEGIN and COMMIT round trips. The
+transaction opened then holds the rest of the request, committed or rolled back as any other. This is
+what SQLite's driver does anyway (it begins before the first write), and under PostgreSQL's READ
+COMMITTED the reads see nothing else in a transaction (each statement takes its own snapshot).
+
 Background jobs and CLI commands commit themselves (a job per item). Work that must wait until the
 data is committed, such as dispatching the launches a request created, registers with `after_commit`.
 Writes that must survive the request's rollback (the denial audit, the server-side session, the
@@ -9,20 +15,32 @@ token vault) go through sessions of their own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.extensions import db
 
 _CALLBACKS = "prodpanel_after_commit"
+_LAZY = "prodpanel_begin_lazily"  # a Connection's execution option: BEGIN before the first write
+_READS = ("SELECT", "WITH")
+# Words after which a SELECT or WITH statement may write or lock (FOR UPDATE, FOR SHARE, writable
+# CTEs, advisory locks, sequences): it then runs in the transaction. A false alarm only costs a BEGIN.
+_MAY_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE|pg_advisory\w*|nextval|setval|pg_notify)\b", re.I)  # fmt: skip
 
 
 class TransactionalFlask(Flask):
     """Flask with the request's transaction boundary."""
+
+    def preprocess_request(self) -> Response | None:
+        if request.method in ("GET", "HEAD"):
+            begin_lazily()
+        return super().preprocess_request()
 
     def handle_user_exception(self, e: Exception) -> Any:
         # A view or before-request hook raised: none of its work is kept, unless the error says the
@@ -40,6 +58,29 @@ class TransactionalFlask(Flask):
         # error page, and the session's own write never waits for this transaction's locks.
         db.session.commit()
         return super().process_response(response)
+
+
+def begin_lazily() -> None:
+    """PostgreSQL: run the request's reads on `db.session` outside a transaction, until a statement
+    that may write or lock opens one (`_begin_before_writing`). SQLAlchemy puts the connection back
+    as it was when it returns to the pool."""
+    if db.engine.dialect.name == "postgresql" and not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT", _LAZY: True})
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _begin_before_writing(conn: Connection, cursor, statement: str, parameters, context, executemany) -> None:
+    if not conn.get_execution_options().get(_LAZY):
+        return
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None or not dbapi.autocommit:
+        return  # begun already
+    # A server-side cursor (a streamed result) lives in a transaction too.
+    reads = statement.lstrip()[:6].upper().startswith(_READS) and not getattr(cursor, "name", None)
+    if not reads or _MAY_WRITE.search(statement):
+        # psycopg sends BEGIN before this statement; SQLAlchemy's commit and rollback at the
+        # request's end then reach the server (in autocommit mode they would do nothing).
+        dbapi.autocommit = False
 
 
 def after_commit(callback: Callable[[], None]) -> None:

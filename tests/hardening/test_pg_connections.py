@@ -43,8 +43,9 @@ def test_pages_survive_the_server_ending_every_pooled_connection(app, client, lo
         assert client.get("/tasks/").status_code == 200
 
 
-def test_a_logged_in_page_reads_its_session_outside_a_transaction(app, client, login_as):
+def test_a_logged_in_page_reads_outside_a_transaction(app, client, login_as):
     login_as("viewer")
+    assert client.get("/tasks/").status_code == 200  # may touch the session's row (its own transaction)
     sent: list[tuple[bool, str]] = []
 
     def record(conn, cursor, statement, *args) -> None:
@@ -52,9 +53,10 @@ def test_a_logged_in_page_reads_its_session_outside_a_transaction(app, client, l
 
     event.listen(_db.engine, "before_cursor_execute", record)
     assert client.get("/tasks/").status_code == 200
-    # psycopg sends no BEGIN (nor a ROLLBACK after) in autocommit; the request's own work is one transaction.
+    # psycopg sends no BEGIN (nor a COMMIT after) in autocommit: the session read, then the page's reads
+    # (a GET's writes run in a transaction: tests/foundation/test_transaction_postgres.py).
     assert sent[0] == (True, "web_session"), sent
-    assert not any(autocommit for autocommit, _ in sent[1:]), sent
+    assert len(sent) > 2 and all(autocommit for autocommit, _ in sent), sent
 
 
 def test_pooled_connections_run_without_the_jit(app):
