@@ -12,7 +12,12 @@ from app.extensions import Model
 
 class AuditEvent(Model):
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_at", "at"), Index("ix_audit_event_action", "action"))
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        Index("ix_audit_event_action", "action"),
+        # The outcomes offered by the filter, one seek each (`known_outcomes`), and an outcome's count.
+        Index("ix_audit_event_outcome_action", "outcome", "action"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import g, has_request_context, request
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, select, text
 from sqlalchemy.orm import Session, scoped_session
 
 from app import clock
@@ -105,6 +105,15 @@ def within_days(column: Any, since: date | None, until: date | None) -> list[Col
     return conditions
 
 
+# A loose index scan: each outcome is the smallest one after the previous, one index seek each, where
+# DISTINCT read every event (SQLite and PostgreSQL).
+_OUTCOMES = text(
+    "WITH RECURSIVE o(v) AS (SELECT min(outcome) FROM audit_event UNION ALL "
+    "SELECT (SELECT min(outcome) FROM audit_event WHERE outcome > o.v) FROM o WHERE o.v IS NOT NULL) "
+    "SELECT v FROM o WHERE v IS NOT NULL"
+)
+
+
 def known_outcomes() -> list[str]:
-    """The outcomes recorded so far, for the filter's choices."""
-    return list(db.session.scalars(select(AuditEvent.outcome).distinct().order_by(AuditEvent.outcome)))
+    """The outcomes recorded so far, in order, for the filter's choices."""
+    return list(db.session.scalars(_OUTCOMES))

@@ -31,6 +31,7 @@ class Launch(Model):
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status"),
         CheckConstraint("at_percent IS NULL OR at_percent BETWEEN 1 AND 100", name="at_percent"),
         Index("ix_launch_status_due_at", "status", "due_at"),
+        Index("ix_launch_created_by_id_status", "created_by_id", "status"),  # an owner's state tabs
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

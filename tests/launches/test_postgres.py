@@ -1,5 +1,6 @@
 """The schedule proofs and dependent launches again on PostgreSQL (a team's shared instance): the
-conditional UPDATEs of cancel / reschedule and the gate's reads, on the other database."""
+conditional UPDATEs of cancel / reschedule and the gate's reads, and the Launches page's capped
+state counts, on the other database."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from tests.launches.test_schedule import (  # noqa: F401 (collected here too, on
     test_a_launch_due_during_downtime_runs_once_at_start,
     test_a_rescheduled_launch_runs_at_its_new_time,
     test_when_another_task_has_n_percent_of_its_jobs_done,
+)
+from tests.launches.test_views import (  # noqa: F401
+    test_the_state_tabs_count_each_state_up_to_the_cap_and_follow_the_moves,
 )
 
 pytestmark = pytest.mark.postgres

@@ -86,3 +86,15 @@ def test_the_home_page_counts_active_tasks_up_to_the_cap(client, login_as, make_
     assert re.search(r'data-status="running".*?>2\+<', mine, re.S) and "scouting" not in mine
     assert re.search(r'data-status="running".*?>2\+<', team, re.S) and re.search(r'data-status="scouting".*?>1<', team, re.S)
     assert "done" not in team
+
+
+def test_the_audit_filter_offers_each_recorded_outcome_once_in_order(client, login_as, db):
+    for i, outcome in enumerate(["ok", "denied", "ok", "rate-limited", "accepted", "denied", "ok"]):
+        record("task.kill" if i % 2 else "login.failed", target=f"T{i}", outcome=outcome, user=None)
+    db.session.commit()
+    login_as("admin")
+    html = unescape(client.get("/audit/").get_data(as_text=True))
+    select = html.split('id="f-outcome"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([^"]+)"', select) == ["accepted", "denied", "ok", "rate-limited"]
+    filtered = unescape(client.get("/audit/?action=task&outcome=denied").get_data(as_text=True))
+    assert re.findall(r"<td>(T\d)</td>", filtered) == ["T5", "T1"]  # the outcome read in its index
