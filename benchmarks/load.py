@@ -21,11 +21,13 @@ Usage: .venv/bin/python benchmarks/load.py [--users 20,50] [--seconds 60] [--tas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import random
 import shlex
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -86,14 +88,20 @@ def prepare(instance: Path, tasks: int, cache: Path) -> dict[str, int]:
     return {"tasks": ids, "bunches": bunches}  # type: ignore[dict-item]
 
 
+# What each user opens in turn (browse()), as the per-page figures name them.
+PAGES = ("home", "task list", "task list by step", "search", "task page", "task's PanDA state", "bunch page",
+         "bunch progress fragment", "chain list")  # fmt: skip
+
+
 def browse(session: requests.Session, base: str, username: str, ids: dict, think: float, stop: float,
            out: list, errors: list) -> None:  # fmt: skip
     rng = random.Random(username)
     while time.monotonic() < stop:
         task, bunch = rng.choice(ids["tasks"]), rng.choice(ids["bunches"])
-        for path in ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2025-{rng.randint(1, 999):03d}",
-                     f"/tasks/{task}", f"/tasks/{task}/panda", f"/tasks/bunch/{bunch}",
-                     f"/tasks/bunch/{bunch}/progress", "/chains/"):  # fmt: skip
+        paths = ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2025-{rng.randint(1, 999):03d}",
+                 f"/tasks/{task}", f"/tasks/{task}/panda", f"/tasks/bunch/{bunch}",
+                 f"/tasks/bunch/{bunch}/progress", "/chains/")  # fmt: skip
+        for page, path in zip(PAGES, paths, strict=True):
             if time.monotonic() >= stop:
                 return
             started = time.perf_counter()
@@ -102,15 +110,16 @@ def browse(session: requests.Session, base: str, username: str, ids: dict, think
                 ok = reply.status_code == 200
             except requests.RequestException as exc:
                 ok, reply = False, exc
-            out.append((time.perf_counter() - started) * 1000)
+            out.append((page, (time.perf_counter() - started) * 1000))
             if not ok:
                 errors.append(f"{path}: {getattr(reply, 'status_code', reply)}")
             if think:
                 time.sleep(min(rng.expovariate(1 / think), max(0.0, stop - time.monotonic())))
 
 
-def launch_bunch(base: str) -> int:
-    """A manager creates a bunch of 100 tasks through the task form (the panel dispatches it)."""
+def launch_bunch(base: str) -> tuple[int, int | None]:
+    """A manager creates a bunch of 100 tasks through the task form (the panel dispatches it); the
+    reply's HTTP status and the bunch's id."""
     from tests.tasks.conftest import form_data, sim_definition
 
     session = login(base, "launcher")
@@ -119,7 +128,14 @@ def launch_bunch(base: str) -> int:
     )
     data = {"csrf_token": _csrf(session, f"{base}/tasks/new"), **form_data(definition, key=os.urandom(8).hex())}
     reply = session.post(f"{base}/tasks/create", data=data, allow_redirects=False, timeout=120)
-    return reply.status_code
+    bunch = reply.headers.get("Location", "").rstrip("/").rsplit("/", 1)[-1]
+    return reply.status_code, int(bunch) if bunch.isdigit() else None
+
+
+def sent_to_panda(database: Path, bunch_id: int | None) -> int:
+    """How many tasks of the bunch are in PanDA (read from the panel's SQLite database)."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        return conn.execute("SELECT count(panda_task_id) FROM task WHERE bunch_id = ?", (bunch_id,)).fetchone()[0]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -128,14 +144,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(base: str, ids: dict, users: int, seconds: float, think: float, server_pid: int) -> dict:
-    latencies: list[float] = []
+def run(base: str, ids: dict, users: int, seconds: float, think: float, server_pid: int, database: Path) -> dict:
+    timed: list[tuple[str, float]] = []
     errors: list[str] = []
     sessions = [login(base, f"load{i}") for i in range(users)]
-    launched = launch_bunch(base)
+    launched, bunch_id = launch_bunch(base)
     cpu_before = cpu_seconds(server_pid)
     stop = time.monotonic() + seconds
-    threads = [threading.Thread(target=browse, args=(sessions[i], base, f"load{i}", ids, think, stop, latencies, errors))
+    threads = [threading.Thread(target=browse, args=(sessions[i], base, f"load{i}", ids, think, stop, timed, errors))
                for i in range(users)]  # fmt: skip
     started = time.monotonic()
     for thread in threads:
@@ -144,17 +160,19 @@ def run(base: str, ids: dict, users: int, seconds: float, think: float, server_p
         thread.join()
     elapsed = time.monotonic() - started
     server_cpu = cpu_seconds(server_pid) - cpu_before
-    latencies.sort()
-    if not latencies:
+    if not timed:
         raise SystemExit(f"no request was answered: {errors[:3]}")
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(len(latencies) * p))]
-
+    latencies = sorted(ms for _, ms in timed)
+    per_page = {page: sorted(ms for p, ms in timed if p == page) for page in PAGES}
     return {"users": users, "think": think, "requests": len(latencies), "rps": len(latencies) / elapsed,
-            "cpu_ms": 1000 * server_cpu / len(latencies),
-            "p50": statistics.median(latencies), "p95": pct(0.95), "p99": pct(0.99), "errors": len(errors),
-            "examples": errors[:3], "bunch_create_status": launched}  # fmt: skip
+            "cpu_ms": 1000 * server_cpu / len(latencies), "p50": statistics.median(latencies),
+            "p95": pct(latencies, 0.95), "p99": pct(latencies, 0.99), "errors": len(errors), "examples": errors[:3],
+            "bunch_create_status": launched, "bunch_sent": sent_to_panda(database, bunch_id),
+            "pages": {page: (pct(v, 0.5), pct(v, 0.95)) for page, v in per_page.items() if v}}  # fmt: skip
+
+
+def pct(ordered: list[float], p: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
 def main() -> None:
@@ -182,7 +200,7 @@ def main() -> None:
                 if "serving on" in line:
                     break
             threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe drained
-            results = [run(base, ids, int(n), args.seconds, float(think), server.pid)
+            results = [run(base, ids, int(n), args.seconds, float(think), server.pid, instance / "prodpanel.sqlite3")
                        for think in args.think.split(",") for n in args.users.split(",")]  # fmt: skip
         finally:
             server.terminate()
@@ -192,13 +210,19 @@ def main() -> None:
              "`prodpanel serve` (waitress) with its sandbox simulator; client-side latency in ms, clients on "
              "the same two cores.", "",
              "| users | think (s) | requests | req/s | p50 | p95 | p99 | errors | server CPU ms/request | "
-             "bunch of 100 created (HTTP) |",
+             "bunch of 100: created (HTTP), tasks in PanDA at the end |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         lines.append(f"| {r['users']} | {r['think']:g} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | "
                      f"{r['p95']:.0f} | {r['p99']:.0f} | "
                      f"{r['errors']}{' ' + '; '.join(r['examples']) if r['examples'] else ''} | {r['cpu_ms']:.1f} | "
-                     f"{r['bunch_create_status']} |")  # fmt: skip
+                     f"{r['bunch_create_status']}, {r['bunch_sent']} |")  # fmt: skip
+    lines += ["", "Per page, p50 / p95 (ms), a column per run (users, think time):", "",
+              "| page | " + " | ".join(f"{r['users']} users, {r['think']:g} s" for r in results) + " |",
+              "|---|" + "---|" * len(results)]  # fmt: skip
+    for page in PAGES:
+        cells = [f"{r['pages'][page][0]:.0f} / {r['pages'][page][1]:.0f}" if page in r["pages"] else "—" for r in results]
+        lines.append(f"| {page} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
     with Path(args.results).open("a") as fh:
