@@ -87,13 +87,20 @@ def _beyond(keys: Sequence[ColumnElement], values: Sequence[Any], descending: bo
     return and_(first, after(0)) if len(keys) > 1 else after(0)
 
 
-def seek_paginate(select: Select, keys: Sequence[Any], *, per_page: int, descending: bool = True) -> SeekPage:
+def seek_paginate(
+    select: Select,
+    keys: Sequence[Any],
+    *,
+    per_page: int,
+    descending: bool = True,
+    cursors: tuple[int | None, int | None] | None = None,
+) -> SeekPage:
     """A page of `select` in the order of `keys` (columns of its entity, the last one its id), from the
-    row whose id is in the request's `after` (the page after it) or `before` (the page before it): a
-    range on an index whatever the depth, where OFFSET reads every row it skips. A cursor that is not an
-    id is a 400 with a message (app/inputs.py)."""
+    row whose id is `after` (the page after it) or `before` (the page before it): `cursors`, else the
+    request's: a range on an index whatever the depth, where OFFSET reads every row it skips. A cursor
+    of the request that is not an id is a 400 with a message (app/inputs.py)."""
     session = db.session
-    after, before = cursor_arg("after"), cursor_arg("before")
+    after, before = cursors if cursors is not None else (cursor_arg("after"), cursor_arg("before"))
     cursor = after if after is not None else before
     forward = before is None or after is not None
     query = select.order_by(None).limit(per_page + 1)

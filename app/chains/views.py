@@ -16,7 +16,7 @@ from app.chains.forms import SWEEP_PARAMETERS, ChainForm, ImportForm, SweepForm,
 from app.chains.models import Chain
 from app.chains.specs import LABELS, ChainDefinition, Problem
 from app.config import get_settings
-from app.extensions import db
+from app.extensions import db, seek_paginate
 from app.inputs import as_id
 from app.launches.schedule import NOW, Schedule
 from app.prodrequests import services as prodrequests
@@ -57,7 +57,7 @@ def _source(form: ChainForm) -> Chain | None:
 @bp.get("/")
 @role_required("viewer")
 def index():
-    page = db.paginate(chains.chains_query(), per_page=50, error_out=False)
+    page = seek_paginate(chains.chains_query(), [Chain.id], per_page=50)  # newest first
     summaries = chains.launch_summaries([c.id for c in page.items])
     return render_template("chains/index.html", page=page, summaries=summaries, upload=ImportForm())
 

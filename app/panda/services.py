@@ -12,7 +12,6 @@ from datetime import date
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
-from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased, selectinload
@@ -20,7 +19,7 @@ from sqlalchemy.orm import aliased, selectinload
 from app.audit.services import within_days
 from app.auth.models import User
 from app.config import Settings, get_settings
-from app.extensions import db, panda_clients
+from app.extensions import SeekPage, db, panda_clients, seek_paginate
 from app.inputs import as_id
 from app.panda.calllog import db_recorder
 from app.panda.client import CallRecord, ClientConfig, PandaApi, PandaClient, Recorder, TokenSource
@@ -158,6 +157,9 @@ class CallFilters:
     until: date | None = None
 
 
+CALL_KEYS = (PandaCall.at, PandaCall.id)  # the log's order (descending: newest first), for keyset paging
+
+
 def calls_query(filters: CallFilters) -> Select[PandaCall]:
     """Calls matching the filters, newest first."""
     query = (
@@ -180,11 +182,13 @@ def calls_query(filters: CallFilters) -> Select[PandaCall]:
     return query
 
 
-def calls_for_task(task_id: int, page: int = 1, per_page: int = 20) -> Pagination:
-    """One page of the PanDA calls about one task, newest first."""
-    return db.paginate(
-        calls_query(CallFilters(task_id=task_id)), page=page, per_page=per_page, error_out=False
-    )
+def calls_for_task(
+    task_id: int, after: int | None = None, before: int | None = None, per_page: int = 20
+) -> SeekPage:
+    """One page of the PanDA calls about one task, newest first: the first, or the one after (older)
+    or before (newer) the call `after` / `before`, by keyset."""
+    query = calls_query(CallFilters(task_id=task_id))
+    return seek_paginate(query, CALL_KEYS, per_page=per_page, cursors=(after, before))
 
 
 def call_methods() -> list[str]:

@@ -5,10 +5,17 @@ from flask import Blueprint, current_app, render_template, request
 
 from app.auth.decorators import role_required
 from app.extensions import seek_paginate
-from app.inputs import page_number
+from app.inputs import cursor_arg
 from app.panda.forms import CallFilterForm
-from app.panda.models import OUTCOMES, PandaCall
-from app.panda.services import CallFilters, call_methods, calls_for_task, calls_query, last_panda_health
+from app.panda.models import OUTCOMES
+from app.panda.services import (
+    CALL_KEYS,
+    CallFilters,
+    call_methods,
+    calls_for_task,
+    calls_query,
+    last_panda_health,
+)
 
 bp = Blueprint("panda", __name__, url_prefix="/panda")
 
@@ -32,7 +39,7 @@ def calls():
         method=form.value("method") or "", outcome=form.value("outcome") or "", user=form.value("user") or "",
         task_id=form.value("task_id"), since=form.value("since"), until=form.value("until"),
     )  # fmt: skip
-    page = seek_paginate(calls_query(filters), [PandaCall.at, PandaCall.id], per_page=PER_PAGE)  # newest first
+    page = seek_paginate(calls_query(filters), CALL_KEYS, per_page=PER_PAGE)  # newest first
     return render_template(
         "panda/calls.html", page=page, args=form.typed(), errors=form.messages(), outcomes=OUTCOMES,
         methods=call_methods(),
@@ -43,6 +50,6 @@ def calls():
 @role_required("manager")
 def task_calls(task_id: int):
     """One task's calls: the fragment for htmx (paging inside the task page), else a whole page."""
-    page = calls_for_task(task_id, page=page_number())
+    page = calls_for_task(task_id, cursor_arg("after"), cursor_arg("before"))
     template = "panda/_task_calls.html" if request.headers.get("HX-Request") else "panda/task_calls.html"
     return render_template(template, page=page, task_id=task_id)

@@ -16,7 +16,6 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select, case, func, select, true
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import aliased, defer, joinedload, selectinload
@@ -26,7 +25,7 @@ from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.config import Settings, TaskSettings, get_settings
-from app.extensions import db
+from app.extensions import SeekPage, db
 from app.inputs import MAX_DOCUMENT_CHARS, parse_document
 from app.launches import schedule as launch_schedule
 from app.launches.dispatcher import dispatch_soon
@@ -951,7 +950,7 @@ class TaskPage:
     clones: Related
     siblings: Related
     history: list[TaskStatusChange]  # its PanDA statuses as the sync saw them
-    calls: Pagination | None  # the PanDA log of the task (for managers)
+    calls: SeekPage | None  # the PanDA log of the task (for managers)
 
     @property
     def needs_decision(self) -> bool:

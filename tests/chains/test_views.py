@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+from html import unescape
 
 import pytest
 from sqlalchemy import func, select
@@ -44,6 +45,28 @@ def test_viewers_see_chains_but_cannot_build_them(client, login_as):
     assert client.get("/chains/").status_code == 200
     assert client.get("/chains/new").status_code == 403
     assert post(client, "/chains/create", chain_form_data(chain_definition(), key="k")).status_code == 403
+
+
+def test_the_chain_list_pages_by_keyset(client, login_as, db):
+    login_as("viewer")
+    for i in range(55):
+        db.session.add(Chain(idempotency_key=f"list-{i}", name=f"LIST-{i:02d}", processing_type="MC production",
+                             definition={}))  # fmt: skip
+    db.session.commit()
+
+    def names(html: str) -> list[str]:
+        return re.findall(r">LIST-(\d\d)</a>", html)
+
+    def link(html: str, rel: str) -> str:
+        return unescape(re.search(rf'rel="{rel}" href="([^"]*)"', html)[1])
+
+    first = client.get("/chains/").get_data(as_text=True)
+    assert names(first) == [f"{i:02d}" for i in range(54, 4, -1)] and link(first, "prev") == "#"
+    assert "55 in all" in first and "?after=" in link(first, "next")  # the last chain shown: no OFFSET
+    second = client.get(link(first, "next")).get_data(as_text=True)
+    assert names(second) == ["04", "03", "02", "01", "00"] and link(second, "next") == "#"
+    assert names(client.get(link(second, "prev")).get_data(as_text=True)) == names(first)
+    assert client.get("/chains/?after=x").status_code == 400
 
 
 def test_gaps_in_row_indexes_keep_every_step(client, login_as):

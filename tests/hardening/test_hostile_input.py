@@ -34,10 +34,11 @@ def test_ids_beyond_the_database_are_not_found(client, login_as, path, number):
 
 # The task table (app/monitoring) validates its whole URL state and answers 400 with a message for
 # any page it cannot use; the other listings show their first page for a page that is not a number;
-# the seek-paged ones (audit, PanDA log, launches) answer 400 to a cursor that is not an id.
+# the seek-paged ones (audit, PanDA log, a task's calls, launches, chains) answer 400 to a cursor that
+# is not an id.
 @pytest.mark.parametrize(("url", "not_a_page"), [
-    ("/tasks/?page={n}", 400), ("/audit/?after={n}", 400), ("/chains/?page={n}", 200),
-    ("/panda/calls?before={n}", 400), ("/panda/tasks/1/calls?page={n}", 200), ("/requests/?page={n}", 200),
+    ("/tasks/?page={n}", 400), ("/audit/?after={n}", 400), ("/chains/?after={n}", 400),
+    ("/panda/calls?before={n}", 400), ("/panda/tasks/1/calls?after={n}", 400), ("/requests/?page={n}", 200),
     ("/launches/?after={n}", 400),
 ])  # fmt: skip
 def test_pages_beyond_any_listing_are_a_bad_request(client, login_as, url, not_a_page):

@@ -137,21 +137,31 @@ def test_task_calls_fragment_for_htmx_and_page_otherwise(app, db, client, login_
     login_as("manager")
     writer = db_recorder()
     for i in range(25):
-        writer(record(method="get_status", task_id=77, at=T0 + timedelta(seconds=i)))
+        writer(record(method="get_status", task_id=77, at=T0 + timedelta(seconds=i // 2)))  # pairs share a time
     writer(record(method="kill", task_id=78))
     assert flush_call_log(15)
-    page = calls_for_task(77, page=2)
-    assert page.total == 25 and len(page.items) == 5
+    first = calls_for_task(77)
+    assert first.total == 25 and len(first.items) == 20 and first.before is None
+    second = calls_for_task(77, after=first.after)  # by keyset: the rest, the id breaking the ties of time
+    assert len(second.items) == 5 and second.after is None and second.before == second.items[0].id
+    assert [c.id for c in first.items + second.items] == [
+        c.id for c in sorted(first.items + second.items, key=lambda c: (c.at, c.id), reverse=True)
+    ]
+    assert calls_for_task(77, before=second.before).items == first.items
     fragment = client.get("/panda/tasks/77/calls", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert 'id="panda-task-calls-77"' in fragment and "page 1 of 2 (25 calls)" in fragment
+    assert 'id="panda-task-calls-77"' in fragment and "25 calls" in fragment
+    older = f"/panda/tasks/77/calls?after={first.after}"
+    assert f'rel="next" href="{older}" hx-get="{older}"' in fragment and 'rel="prev"' not in fragment
     assert "<html" not in fragment and "kill</code>" not in fragment
     assert "all in the PanDA log" in fragment
     # Opened directly (a bookmark, "open in new tab"): the same list inside the whole styled page.
-    whole = client.get("/panda/tasks/77/calls?page=2").get_data(as_text=True)
+    whole = client.get(older).get_data(as_text=True)
     assert (
         whole.startswith("<!doctype html>") and 'rel="stylesheet"' in whole and '<nav class="navbar' in whole
     )
-    assert 'id="panda-task-calls-77"' in whole and "page 2 of 2 (25 calls)" in whole
+    assert 'id="panda-task-calls-77"' in whole and whole.count("get_status</code>") == 5
+    assert f'rel="prev" href="/panda/tasks/77/calls?before={second.before}"' in whole and 'rel="next"' not in whole
+    assert client.get("/panda/tasks/77/calls?after=x").status_code == 400
 
 
 def test_task_calls_need_the_role_of_the_panda_log(client, login_as):
