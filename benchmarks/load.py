@@ -7,7 +7,8 @@ user is a thread with its own session, logged in through the login form before t
 (a login's password hash costs ~50 ms of CPU by design), that browses: home page, task list, a
 filtered task list, the search, a task page, its PanDA state, a bunch page and its progress
 fragment, the chain list; without think time by default (`--think S`: a pause of S seconds on
-average, random, between two pages, as a person reading them). At the start of each run a manager
+average, random, between two pages, as a person reading them; the users then also start at random
+within the first 2 S seconds). At the start of each run a manager
 creates a bunch of 100 tasks through the task form, which the panel dispatches to the simulator
 meanwhile. Prints throughput, p50/p95/p99 client-side latency, errors and the server process's CPU
 per request per run, and appends them to benchmarks/RESULTS.md. The clients share the two cores
@@ -96,6 +97,8 @@ PAGES = ("home", "task list", "task list by step", "search", "task page", "task'
 def browse(session: requests.Session, base: str, username: str, ids: dict, think: float, stop: float,
            out: list, errors: list) -> None:  # fmt: skip
     rng = random.Random(username)
+    if think:  # people arrive one by one, not all on the home page at the same instant
+        time.sleep(rng.uniform(0, 2 * think))
     while time.monotonic() < stop:
         task, bunch = rng.choice(ids["tasks"]), rng.choice(ids["bunches"])
         paths = ("/", "/tasks/", "/tasks/?step=SIM", f"/tasks/?q=PROD2025-{rng.randint(1, 999):03d}",
