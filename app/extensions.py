@@ -87,20 +87,20 @@ def _beyond(keys: Sequence[ColumnElement], values: Sequence[Any], descending: bo
     return and_(first, after(0)) if len(keys) > 1 else after(0)
 
 
-def seek_paginate(
+def seek(
     select: Select,
     keys: Sequence[Any],
     *,
     per_page: int,
     descending: bool = True,
-    cursors: tuple[int | None, int | None] | None = None,
-) -> SeekPage:
+    after: int | None = None,
+    before: int | None = None,
+) -> tuple[list[Any], int | None, int | None]:
     """A page of `select` in the order of `keys` (columns of its entity, the last one its id), from the
-    row whose id is `after` (the page after it) or `before` (the page before it): `cursors`, else the
-    request's: a range on an index whatever the depth, where OFFSET reads every row it skips. A cursor
-    of the request that is not an id is a 400 with a message (app/inputs.py)."""
+    row whose id is `after` (the page after it) or `before` (the page before it): a range on an index
+    whatever the depth, where OFFSET reads every row it skips. Its rows, and the ids to page before
+    and after them (None at either end); nothing counted."""
     session = db.session
-    after, before = cursors if cursors is not None else (cursor_arg("after"), cursor_arg("before"))
     cursor = after if after is not None else before
     forward = before is None or after is not None
     query = select.order_by(None).limit(per_page + 1)
@@ -116,11 +116,26 @@ def seek_paginate(
     items = items[:per_page]
     ids = [item.id for item in items]
     if forward:
-        return SeekPage(items, capped_count(select, session), ids[0] if cursor is not None and ids else None,
-                        ids[-1] if more else None)  # fmt: skip
+        return items, ids[0] if cursor is not None and ids else None, ids[-1] if more else None
     items.reverse()
     ids.reverse()
-    return SeekPage(items, capped_count(select, session), ids[0] if more else None, ids[-1] if ids else None)
+    return items, ids[0] if more else None, ids[-1] if ids else None
+
+
+def seek_paginate(
+    select: Select,
+    keys: Sequence[Any],
+    *,
+    per_page: int,
+    descending: bool = True,
+    cursors: tuple[int | None, int | None] | None = None,
+) -> SeekPage:
+    """`seek`'s page with its total (capped), from `cursors` (after, before), else the request's
+    `after` and `before`: a cursor of the request that is not an id is a 400 with a message
+    (app/inputs.py)."""
+    after, before = cursors if cursors is not None else (cursor_arg("after"), cursor_arg("before"))
+    items, previous, following = seek(select, keys, per_page=per_page, descending=descending, after=after, before=before)
+    return SeekPage(items, capped_count(select, db.session), previous, following)
 
 
 class PanelSQLAlchemy(SQLAlchemy):

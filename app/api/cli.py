@@ -97,7 +97,9 @@ def _listing(
         _print_json(page)
         return page
     _table(page["items"], columns)
-    if page.get("next_page"):
+    if page.get("next_after"):  # a list paged by keyset: as fast however deep
+        click.echo(f"(more: --after {page['next_after']})", err=True)
+    elif page.get("next_page"):
         click.echo(f"(more: --page {page['next_page']})", err=True)
     return page
 
@@ -402,11 +404,12 @@ def launches_group() -> None:
 @click.option("--task-id", type=int)
 @click.option("--bunch-id", type=int)
 @click.option("--page", type=int)
+@click.option("--after", type=int, help="The launches after this one (what the previous page said), instead of --page.")
 @click.option("--per-page", type=int)
 @click.option("--json", "as_json", is_flag=True)
 @panel_command
 def launches_list(panel: Panel, as_json: bool, **params: Any) -> None:
-    """Launches, newest first."""
+    """Launches, newest first (upcoming ones: soonest first)."""
     _listing(panel, "/launches", params, LAUNCH_COLUMNS, as_json)
 
 

@@ -202,6 +202,12 @@ def paged(item: str) -> dict[str, Any]:
     return obj({"items": array(ref(item)), "page": INT, "per_page": INT, "next_page": nullable(INT)})
 
 
+def seek_paged(item: str) -> dict[str, Any]:
+    """A page of a list that also pages by keyset (``after``): null ``page`` and ``next_page`` then."""
+    return obj({"items": array(ref(item)), "page": nullable(INT), "per_page": INT, "next_page": nullable(INT),
+                "next_after": nullable(INT)})  # fmt: skip
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -227,6 +233,8 @@ def query(name: str, description: str = "", schema: dict[str, Any] | None = None
 
 PAGING = [query("page", "page number, from 1", {"type": "integer", "minimum": 1, "maximum": 100_000}),
           query("per_page", "items per page", {"type": "integer", "minimum": 1})]  # fmt: skip
+SEEK_PAGING = [*PAGING, query("after", "instead of page: the items after this one (the previous page's next_after), "
+                              "as fast at any depth", {"type": "integer", "minimum": 1, "maximum": 2**31 - 1})]  # fmt: skip
 SCHEDULE = [
     query(
         "at", "launch at this time (ISO 8601; without an offset: the user's time zone)", {"type": "string"}
@@ -400,13 +408,13 @@ def _paths() -> dict[str, Any]:
             "Take an action on every task of a chain (a bulk action)", "viewer (the matrix names the role)",
             (202, ref("Bulk"), "the bulk action"), tag="chains", params=[chain, name],
             body=_json(ref("ActionBody"))["content"], refusals=(400, 404, 409, 422), write=True)},
-        "/launches": {"get": op("List launches, newest first", "viewer", (200, paged("Launch"), "a page of launches"),
+        "/launches": {"get": op("List launches, newest first (upcoming ones: soonest first)", "viewer", (200, seek_paged("Launch"), "a page of launches"),
                                 tag="launches", refusals=(422,), params=[
                                     query("state", "as on the Launches page", {"enum": list(LAUNCH_STATES)}),
                                     query("owner", "username of who launched it"),
                                     query("status", "launch status", {"enum": list(LaunchStatus)}),
                                     query("task_id", "", {"type": "integer", "minimum": 1}),
-                                    query("bunch_id", "", {"type": "integer", "minimum": 1}), *PAGING])},
+                                    query("bunch_id", "", {"type": "integer", "minimum": 1}), *SEEK_PAGING])},
         "/launches/{launch_id}/cancel": {"post": op(
             "Cancel a pending launch (its owner or an admin)", "manager", (200, CHANGED, "how many were cancelled"),
             tag="launches", params=[path_id("launch_id")], body=_json(obj({"whole_bunch": BOOL}, required=()))["content"],
@@ -449,11 +457,11 @@ def _paths() -> dict[str, Any]:
                        tag="statistics", body=_json(obj({"email": BOOL, "webhook": BOOL}, required=()))["content"],
                        refusals=(400, 422), write=True),
         },
-        "/audit": {"get": op("The audit trail, newest first", "admin", (200, paged("AuditEvent"), "a page of events"),
+        "/audit": {"get": op("The audit trail, newest first", "admin", (200, seek_paged("AuditEvent"), "a page of events"),
                              tag="audit", refusals=(422,), params=[
                                  query("action", "starts with"), query("user", "username"), query("outcome"),
                                  query("target", "contains"), query("since", "YYYY-MM-DD", {"type": "string", "format": "date"}),
-                                 query("until", "YYYY-MM-DD", {"type": "string", "format": "date"}), *PAGING])},
+                                 query("until", "YYYY-MM-DD", {"type": "string", "format": "date"}), *SEEK_PAGING])},
     }  # fmt: skip
 
 

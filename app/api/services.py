@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from app.actions.selection import FILTER_FIELDS, BadSelection, selection_from
 from app.api import records
 from app.api.problems import ApiProblem, FieldError, field_errors, invalid
 from app.audit.forms import AuditFilterForm
-from app.audit.services import audit_query
+from app.audit.services import AUDIT_KEYS, audit_query
 from app.auth.models import User
 from app.chains import schema
 from app.chains import services as chains
@@ -35,6 +35,7 @@ from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db
+from app.extensions import seek as seek_rows
 from app.inputs import as_id
 from app.launches import listing as launch_listing
 from app.launches import schedule as launch_schedule
@@ -78,20 +79,39 @@ def page(
     record: Callable[[Any], dict[str, Any]] | None = None,
     *,
     many: Callable[[list[Any]], list[dict[str, Any]]] | None = None,
+    seek: tuple[Sequence[Any], bool] | None = None,
 ) -> dict[str, Any]:
     """One page of `query` (``page``, ``per_page``), each row made a record by `record` (or all at once
     by `many`); ``next_page`` is null on the last page. Counting the whole set is left out on purpose:
-    lists can be large, one more row tells whether there is more."""
+    lists can be large, one more row tells whether there is more.
+
+    With `seek` (the query's order: its keys, the last one the id, and whether they descend), the
+    reply's ``next_after`` is the last row's id while there is more, and ``after`` (instead of
+    ``page``) reads the page after that row by keyset: at any depth the cost of the first page, where
+    ``page`` reads every row it skips."""
     limits = get_settings().api
-    number = _positive(args, "page", 1, PAGE_MAX)
     per_page = _positive(args, "per_page", limits.page_size, limits.max_page_size)
-    rows = list(db.session.scalars(query.offset((number - 1) * per_page).limit(per_page + 1)))
-    more = len(rows) > per_page
+    numbered = _positive(args, "page", 1, PAGE_MAX)
+    number: int | None = numbered
+    if seek is not None and str(args.get("after") or "").strip():
+        if str(args.get("page") or "").strip():
+            raise invalid([FieldError("after", "give page or after, not both")])
+        keys, descending = seek
+        rows, _, following = seek_rows(query, keys, per_page=per_page, descending=descending,
+                                       after=_positive(args, "after", 0))  # fmt: skip
+        number, more = None, following is not None
+    else:
+        rows = list(db.session.scalars(query.offset((numbered - 1) * per_page).limit(per_page + 1)))
+        more = len(rows) > per_page
+        rows = rows[:per_page]
     assert (record is None) != (many is None)
-    return {
-        "items": many(rows[:per_page]) if many is not None else [record(row) for row in rows[:per_page]],  # type: ignore[misc]
-        "page": number, "per_page": per_page, "next_page": number + 1 if more else None,
+    listing = {
+        "items": many(rows) if many is not None else [record(row) for row in rows],  # type: ignore[misc]
+        "page": number, "per_page": per_page, "next_page": number + 1 if more and number else None,
     }  # fmt: skip
+    if seek is not None:
+        listing["next_after"] = rows[-1].id if more else None
+    return listing
 
 
 def page_of_list(
@@ -669,15 +689,14 @@ def launches_list(args: Mapping[str, str]) -> dict[str, Any]:
         raise invalid([FieldError("state", f"must be one of {', '.join(launch_listing.STATES)}")])
     if status and status not in set(LaunchStatus):
         raise invalid([FieldError("status", f"must be one of {', '.join(LaunchStatus)}")])
-    query = launch_listing.launches_query(
-        launch_listing.LaunchFilters(state or None, str(args.get("owner") or "") or None)
-    )
+    filters = launch_listing.LaunchFilters(state or None, str(args.get("owner") or "") or None)
+    query = launch_listing.launches_query(filters)
     if status:
         query = query.where(Launch.status == status)
     for name, column in (("task_id", Launch.task_id), ("bunch_id", Task.bunch_id)):  # the query joins Task
         if args.get(name):
             query = query.where(column == _positive(args, name, 0))
-    return page(query, args, records.launch_record)
+    return page(query, args, records.launch_record, seek=launch_listing.launch_order(filters))
 
 
 def _launches(launch: Launch, whole_bunch: Any) -> list[Launch]:
@@ -833,4 +852,4 @@ def audit_list(args: Mapping[str, str]) -> dict[str, Any]:
     query = audit_query(action=form.value("action") or "", username=form.value("user") or "",
                         outcome=form.value("outcome") or "", target=form.value("target") or "",
                         since=form.value("since"), until=form.value("until"))  # fmt: skip
-    return page(query, args, records.audit_record)
+    return page(query, args, records.audit_record, seek=(AUDIT_KEYS, True))

@@ -67,6 +67,9 @@ def record_now(action: str, **kwargs: Any) -> None:
         session.commit()
 
 
+AUDIT_KEYS = (AuditEvent.at, AuditEvent.id)  # the trail's order (descending: newest first), for keyset paging
+
+
 def audit_query(
     *,
     action: str = "",
@@ -77,7 +80,7 @@ def audit_query(
     until: date | None = None,
 ) -> Select[AuditEvent]:
     """Events matching the filters (`since` and `until` are whole UTC days, both included), newest first."""
-    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    query = select(AuditEvent).order_by(*(key.desc() for key in AUDIT_KEYS))
     if action:
         query = query.where(AuditEvent.action.startswith(action))
     if username:

@@ -3,8 +3,7 @@
 from flask import Blueprint, render_template, request
 
 from app.audit.forms import AuditFilterForm
-from app.audit.models import AuditEvent
-from app.audit.services import audit_query, known_outcomes
+from app.audit.services import AUDIT_KEYS, audit_query, known_outcomes
 from app.auth.decorators import role_required
 from app.extensions import seek_paginate
 
@@ -20,7 +19,7 @@ def index():
         outcome=form.value("outcome") or "", target=form.value("target") or "",
         since=form.value("since"), until=form.value("until"),
     )  # fmt: skip
-    page = seek_paginate(query, [AuditEvent.at, AuditEvent.id], per_page=50)  # newest first
+    page = seek_paginate(query, AUDIT_KEYS, per_page=50)  # newest first
     return render_template(
         "audit/index.html", page=page, args=form.typed(), errors=form.messages(), outcomes=known_outcomes()
     )

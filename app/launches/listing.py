@@ -4,6 +4,7 @@ paged by the database, each with what it waits for and what its viewer may do wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import selectinload
@@ -33,6 +34,14 @@ class LaunchFilters:
     owner: str | None = None  # a user name
 
 
+def launch_order(filters: LaunchFilters) -> tuple[list[Any], bool]:
+    """The list's order, as keyset paging reads it: its keys (the last one the id) and whether they
+    descend. Upcoming launches soonest first, the others newest first."""
+    if filters.state == "upcoming":
+        return [Launch.due_at, Launch.id], False
+    return [Launch.id], True
+
+
 def launches_query(filters: LaunchFilters) -> Select[Launch]:
     """The launches matching `filters`: upcoming ones soonest first, the others newest first."""
     query = (
@@ -48,9 +57,8 @@ def launches_query(filters: LaunchFilters) -> Select[Launch]:
         query = query.where(Launch.status.in_(STATES[filters.state]))
     if filters.owner:
         query = query.join(User, Launch.created_by_id == User.id).where(User.username == filters.owner)
-    if filters.state == "upcoming":
-        return query.order_by(Launch.due_at, Launch.id)
-    return query.order_by(Launch.id.desc())
+    keys, descending = launch_order(filters)
+    return query.order_by(*(key.desc() if descending else key for key in keys))
 
 
 def state_counts(owner: str | None = None) -> dict[str, str]:

@@ -37,9 +37,8 @@ def in_zone(value: datetime, zone: str) -> str:
 def index() -> ResponseReturnValue:
     bar = LaunchFilterForm(request.args)
     filters = listing.LaunchFilters(state=bar.value("state"), owner=bar.value("owner"))
-    upcoming = filters.state == "upcoming"  # soonest first; the others newest first (launches_query)
-    keys = [Launch.due_at, Launch.id] if upcoming else [Launch.id]
-    page = seek_paginate(listing.launches_query(filters), keys, per_page=50, descending=not upcoming)
+    keys, descending = listing.launch_order(filters)
+    page = seek_paginate(listing.launches_query(filters), keys, per_page=50, descending=descending)
     return render_template(
         "launches/index.html", page=page, bar=bar, args=bar.typed(), counts=listing.state_counts(filters.owner),
         rows=listing.rows_of(page.items, logged_in_user()), action_form=LaunchActionForm(),

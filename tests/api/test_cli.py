@@ -102,6 +102,12 @@ def test_export_then_import_and_launches(runner, make_user, fake_panda, tmp_path
         runner, "launches", "list", "--bunch-id", str(bunch_id), "--json", "--user", owner.username
     )
     assert len(json.loads(launches.output)["items"]) == 5
+    first = invoke(runner, "launches", "list", "--bunch-id", str(bunch_id), "--per-page", "3", "--user", owner.username)
+    following = json.loads(launches.output)["items"][2]["id"]
+    assert first.exit_code == 0 and f"(more: --after {following})" in first.output
+    rest = invoke(runner, "launches", "list", "--bunch-id", str(bunch_id), "--per-page", "3", "--after",
+                  str(following), "--json", "--user", owner.username)  # fmt: skip
+    assert [e["id"] for e in json.loads(rest.output)["items"]] == [e["id"] for e in json.loads(launches.output)["items"][3:]]
 
 
 def test_chain_export_round_trip(runner, make_user, fake_panda):

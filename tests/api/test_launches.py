@@ -18,6 +18,31 @@ from tests.tasks.conftest import sim_definition
 PROBLEM = "application/problem+json"
 
 
+def test_launch_lists_page_by_keyset_in_their_own_order(api, clock, fake_panda):
+    manager = api()
+    bunches = []
+    for hours in (5, 2):  # the later bunch is due first: the upcoming list's order is not the ids'
+        at = (clock() + timedelta(hours=hours)).isoformat()
+        created = manager.post("/api/v1/tasks", json=sim_definition(number=30 + hours, bunch_size=3).to_dict(),
+                               query_string={"at": at})  # fmt: skip
+        assert created.status_code == 201, created.json
+        bunches.append(created.json["id"])
+
+    def walk(query: str) -> list[int]:
+        ids, listing = [], manager.get(f"/api/v1/launches?{query}&per_page=2").json
+        while True:
+            ids += [entry["id"] for entry in listing["items"]]
+            if listing["next_after"] is None:
+                return ids
+            listing = manager.get(f"/api/v1/launches?{query}&per_page=2&after={listing['next_after']}").json
+
+    for query in ("state=upcoming", "status=pending"):  # soonest first; newest first
+        whole = [entry["id"] for entry in manager.get(f"/api/v1/launches?{query}&per_page=100").json["items"]]
+        assert len(whole) == 6 and walk(query) == whole
+    upcoming = manager.get("/api/v1/launches?state=upcoming&per_page=100").json["items"]
+    assert upcoming[0]["due_at"] < upcoming[-1]["due_at"] and whole == sorted(whole, reverse=True)
+
+
 def test_schedule_list_reschedule_cancel(api, db, clock, fake_panda):
     manager = api()
     at = (clock() + timedelta(hours=3)).isoformat()

@@ -44,3 +44,28 @@ def test_audit_filters_like_the_audit_page(api, db):
     events = admin.get("/api/v1/audit?action=chain.").json["items"]
     assert [e["target"] for e in events] == ["PROD2026-101"]
     assert admin.get("/api/v1/audit?since=notadate").status_code == 422
+
+
+def test_the_audit_trail_pages_by_number_or_by_keyset(api, db, clock):
+    admin = api("admin", "read")
+    for i in range(7):
+        record("paging.test", target=f"P{i}", user=None)  # one time for all: the id breaks the ties
+    db.session.commit()
+    by_number, number = [], 1
+    while number:
+        listing = admin.get(f"/api/v1/audit?action=paging.&per_page=3&page={number}").json
+        by_number.append([e["target"] for e in listing["items"]])
+        number = listing["next_page"]
+    assert by_number == [["P6", "P5", "P4"], ["P3", "P2", "P1"], ["P0"]]
+    by_cursor, listing = [], admin.get("/api/v1/audit?action=paging.&per_page=3").json
+    while True:
+        by_cursor.append([e["target"] for e in listing["items"]])
+        if listing["next_after"] is None:
+            break
+        assert listing["next_after"] == listing["items"][-1]["id"]
+        listing = admin.get(f"/api/v1/audit?action=paging.&per_page=3&after={listing['next_after']}").json
+        assert listing["page"] is None and listing["next_page"] is None  # paged by keyset, not by number
+    assert by_cursor == by_number
+    for bad in ("after=x", "after=0", "after=3&page=2"):
+        wrong = admin.get(f"/api/v1/audit?{bad}")
+        assert wrong.status_code == 422 and wrong.json["errors"][0]["field"] in ("after", "page"), bad
