@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
+from flask import typing as ft
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
@@ -37,7 +38,7 @@ _MAY_WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|SHARE|pg_advisory\w*|nex
 class TransactionalFlask(Flask):
     """Flask with the request's transaction boundary."""
 
-    def preprocess_request(self) -> Response | None:
+    def preprocess_request(self) -> ft.ResponseReturnValue | None:
         if request.method in ("GET", "HEAD"):
             begin_lazily()
         return super().preprocess_request()

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app import clock
 from app.chains.models import ChainStep
@@ -81,7 +82,7 @@ def _sums() -> tuple[ColumnElement, ...]:
             func.min(Task.started_at))  # fmt: skip
 
 
-def _stalled_columns() -> tuple[ColumnElement, ...]:
+def _stalled_columns() -> tuple[InstrumentedAttribute[Any], ...]:
     return Task.id, Task.name, Task.panda_status, TaskProgress.moved_at
 
 
@@ -116,7 +117,7 @@ def progress_of(where: ColumnElement[bool]) -> Progress:
     return _progress(sums, [Stalled(*r) for r in stalled], now)
 
 
-def _progress_by(key: ColumnElement[int], ids: list[int], through_steps: bool = False) -> dict[int, Progress]:
+def _progress_by(key: InstrumentedAttribute[int], ids: list[int], through_steps: bool = False) -> dict[int, Progress]:
     """``progress_of`` of each group of tasks `key` (a bunch or a chain id) in `ids`, in two statements
     whatever their number: the home page shows a progress line per running bunch and chain."""
     if not ids:
