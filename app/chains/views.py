@@ -18,7 +18,8 @@ from app.chains.specs import LABELS, ChainDefinition, Problem
 from app.config import get_settings
 from app.extensions import db, seek_paginate
 from app.inputs import as_id
-from app.launches.schedule import NOW, Schedule
+from app.launches.schedule import NOW, Schedule, ScheduleRefused
+from app.launches.schedule import check as check_schedule
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
 from app.tasks.forms import ActionForm
@@ -118,8 +119,12 @@ def preview():
         return _render(form, status=400, problems=problems, clone_source=_source(form))
     try:
         plan = chains.plan_chain(definition, logged_in_user(), is_admin=_is_admin())
+        check_schedule(form.schedule_value() or NOW, logged_in_user())  # as Create will: time, parent, token
     except chains.ChainInvalid as exc:
         return _render(form, status=400, problems=exc.problems, clone_source=_source(form))
+    except ScheduleRefused as exc:
+        form.schedule_errors(exc.errors)
+        return _render(form, status=400, clone_source=_source(form))
     return _render(form, plan=plan, warnings=plan.warnings, clone_source=_source(form))
 
 

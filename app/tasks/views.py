@@ -16,7 +16,8 @@ from app.extensions import db
 from app.inputs import as_id, cursor_arg, db_int, id_list
 from app.launches import dispatcher
 from app.launches import services as launches
-from app.launches.schedule import NOW, Schedule
+from app.launches.schedule import NOW, Schedule, ScheduleRefused
+from app.launches.schedule import check as check_schedule
 from app.monitoring import services as monitoring
 from app.prodrequests import services as prodrequests
 from app.prodrequests.errors import RequestsServiceError
@@ -217,7 +218,8 @@ def preview():
         return _render_form(form, status=400)
     try:
         plan = services.plan_bunch(definition, logged_in_user(), is_admin=_is_admin())
-    except services.ValidationFailed as exc:
+        check_schedule(form.schedule_value() or NOW, logged_in_user())  # as Create will: time, parent, token
+    except (services.ValidationFailed, ScheduleRefused) as exc:
         return _render_form(form, status=400, form_errors=form.apply_errors(exc.errors))
     return _render_form(form, preview=services.preview(plan), warnings=plan.warnings, estimate=estimate(definition))
 

@@ -14,7 +14,7 @@ from app.launches import dispatcher, gates, jobs, listing, schedule
 from app.launches.schedule import Schedule, ScheduleRefused
 from app.tasks import services
 from app.tasks.models import TaskBunch
-from app.tokens import vault
+from tests.launches.conftest import give_grant
 from tests.tasks.conftest import TAG, sim_definition
 
 
@@ -219,28 +219,9 @@ def test_time_zones(app, db, make_user):
 # --- the owner's token ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def iam_app(app, settings_factory):
-    """The panel pointed at a real PanDA URL (no sandbox tokens): users need grants in the vault."""
-    import dataclasses
-
-    settings = app.config["SETTINGS"]
-    app.config["SETTINGS"] = dataclasses.replace(
-        settings, panda=dataclasses.replace(settings.panda, url="http://127.0.0.1:1")
-    )
-    return app
-
-
-def _grant(db, user, ends_in: timedelta, clock):
-    row = vault.store_tokens(user, "device-link", {"refresh_token": "opaque-refresh"}, issuer="https://iam", client_id="c")
-    row.refresh_token_expires_at = clock() + ends_in
-    db.session.commit()
-    return row
-
-
 def test_a_launch_whose_token_will_have_expired_is_refused_at_scheduling(iam_app, db, make_user, clock):
     user = make_user("manager")
-    _grant(db, user, timedelta(hours=2), clock)
+    give_grant(db, user, timedelta(hours=2), clock)
     with pytest.raises(services.ValidationFailed) as refused:
         _bunch(user, plan=Schedule(at=clock() + timedelta(hours=3)))
     assert refused.value.errors == {"launch_at": [
@@ -257,7 +238,7 @@ def test_a_launch_whose_token_will_have_expired_is_refused_at_scheduling(iam_app
 
 def test_launches_are_flagged_as_soon_as_their_token_becomes_unusable(iam_app, db, make_user, clock):
     user = make_user("manager")
-    grant = _grant(db, user, timedelta(hours=4), clock)
+    grant = give_grant(db, user, timedelta(hours=4), clock)
     soon = _bunch(user, 7, plan=Schedule(at=clock() + timedelta(hours=1)))
     late = _bunch(user, 8, plan=Schedule(at=clock() + timedelta(hours=3)))
     db.session.commit()

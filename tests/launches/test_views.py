@@ -194,3 +194,42 @@ def test_a_chain_scheduled_for_later(client, login_as, db, fake_panda, clock):
             "time_zone": "UTC"}  # fmt: skip
     refused = post(client, "/chains/create", past)
     assert refused.status_code == 400 and "is in the past" in refused.get_data(as_text=True)
+
+
+def test_preview_checks_the_schedule_as_create_does(client, login_as, db, fake_panda, clock):
+    """Preview refuses what Create would refuse (a past time, a parent that will never be done), on the
+    schedule's fields, for a bunch and for a chain; a schedule that can work is previewed."""
+    from tests.chains.conftest import chain_definition, chain_form_data
+
+    user = login_as("manager")
+    past = {"launch_when": "at", "launch_at": "2026-01-14T09:30", "time_zone": "UTC"}
+    refused = post(client, "/tasks/preview", {**form_data(sim_definition(), key="k1"), **past})
+    assert refused.status_code == 400
+    assert re.search(r'class="invalid-feedback[^"]*">[^<]*is in the past', refused.get_data(as_text=True))
+    first = _bunch(user, 7)
+    first.tasks[0].panda_task_id, first.tasks[0].panda_status = 4242, "failed"
+    db.session.commit()
+    after_failed = {"launch_when": "done", "after_task": first.tasks[0].name}
+    refused = post(client, "/tasks/preview", {**form_data(sim_definition(8), key="k2"), **after_failed})
+    assert refused.status_code == 400 and "it will never be done" in refused.get_data(as_text=True)
+    later = {"launch_when": "at", "launch_at": "2026-01-16T09:30", "time_zone": "UTC"}
+    assert post(client, "/tasks/preview", {**form_data(sim_definition(8), key="k3"), **later}).status_code == 200
+
+    chain = chain_form_data(chain_definition(9), key="c1")
+    refused = post(client, "/chains/preview", {**chain, **past})
+    assert refused.status_code == 400 and "is in the past" in refused.get_data(as_text=True)
+    assert post(client, "/chains/preview", {**chain, **later}).status_code == 200
+    assert db.session.scalar(select(TaskBunch).where(TaskBunch.id != first.id)) is None  # a preview saves nothing
+
+
+def test_preview_warns_when_the_owners_token_will_not_last(iam_app, client, login_as, db, clock):
+    """A launch scheduled after the owner's grant ends is refused by Preview, not only by Create."""
+    from tests.launches.conftest import give_grant
+
+    user = login_as("manager")
+    give_grant(db, user, timedelta(hours=2), clock)
+    late = {"launch_when": "at", "launch_at": "2026-01-15T17:00", "time_zone": "UTC"}
+    refused = post(client, "/tasks/preview", {**form_data(sim_definition(), key="k1"), **late})
+    assert refused.status_code == 400 and "can be renewed only until" in refused.get_data(as_text=True)
+    soon = {**late, "launch_at": "2026-01-15T13:00"}
+    assert post(client, "/tasks/preview", {**form_data(sim_definition(), key="k2"), **soon}).status_code == 200
