@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Select, and_, func, literal_column, select, true, tuple_
+from sqlalchemy import ColumnElement, Float, Select, and_, func, literal, literal_column, select, true, tuple_
 from sqlalchemy.orm import defer
 
 from app.actions.matrix import STATUSES
@@ -344,10 +344,14 @@ def capped_count(where: Sequence[ColumnElement[bool]]) -> int:
 
 def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]]:
     """Capped counts per PanDA status of the rows the filter matches, its status part left out (so
-    that the counts show where the other filters' rows are); statuses without rows left out."""
+    that the counts show where the other filters' rows are); statuses without rows left out. With no
+    other filter, the statuses PanDA gave are read from the summary the sync keeps (a row per status:
+    one statement whatever the number of tasks), the tasks not in PanDA yet counted in their index."""
     others = replace(task_filter, status=(), negated=task_filter.negated - {"status"})
     where = conditions(table, others)
     names = [*STATUSES, NO_STATUS] if table is CURRENT else list(SUCCESSFUL)
+    if replace(others, user_id=None) == TaskFilter():
+        return _summary_counts(names)
     counts = [
         select(func.count())
         .select_from(
@@ -361,6 +365,19 @@ def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]
     ]
     row = db.session.execute(select(*counts)).one()  # one statement: each count walks its index range
     return [(name, count) for name, count in zip(names, row, strict=True) if count]
+
+
+def _summary_counts(names: list[str]) -> list[tuple[str, int]]:
+    """The unfiltered counts of `names`, as capped as a filter's (COUNT_CAP + 1 at most)."""
+    known = (
+        select(StatSplit.key, StatSplit.tasks)
+        .where(StatSplit.dimension == "status", StatSplit.day == ALL_DAYS, StatSplit.key.in_(names))
+    )  # fmt: skip
+    if NO_STATUS in names:
+        unsent = select(Task.id).where(Task.panda_status.is_(None)).limit(COUNT_CAP + 1).subquery()
+        known = known.union_all(select(literal(NO_STATUS), select(func.count()).select_from(unsent).scalar_subquery()))
+    found: dict[str, int] = {key: n for key, n in db.session.execute(known)}
+    return [(name, min(found[name], COUNT_CAP + 1)) for name in names if found.get(name)]
 
 
 def totals(table: Table, task_filter: TaskFilter) -> dict[str, Any]:

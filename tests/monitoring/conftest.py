@@ -1,5 +1,5 @@
 """Fixtures for the task tables: an app on SQLite or on PostgreSQL holding seeded tasks (bulk inserts
-of rows as the sync leaves them: benchmarks/seed_tasks.py), and a logged-in viewer."""
+of rows as the sync leaves them: benchmarks/seed_tasks.py, and its summary), and a logged-in viewer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from app.extensions import db as _db
+from app.stats import summary
 from benchmarks.seed_tasks import seed
 from tests.conftest import panel_for_test
 
@@ -26,7 +27,10 @@ def app(request, settings_factory, migrated_sqlite):
 
 @pytest.fixture
 def seeded(app):
-    """SEEDED tasks in the app's database; returns the seed users' ids."""
+    """SEEDED tasks in the app's database, with the statistics summary the sync keeps of them (the
+    unfiltered counts and totals read it); returns the seed users' ids."""
     with _db.engine.begin() as conn:
         users = seed(conn, SEEDED, seed_value=7)
+    summary.rebuild()
+    _db.session.commit()
     return users

@@ -18,6 +18,7 @@ from tests.stats.test_statistics import (
     run_to_the_end,
     split_rows,
     splits_of,
+    status_counts_agree,
     successful_totals_agree,
     summary_rows,
 )
@@ -48,6 +49,7 @@ def test_statistics_errors_and_alerts_on_postgresql(sim, submit, make_user, clie
     summary.rebuild()
     assert split_rows() == kept
     successful_totals_agree()  # read from the summary (unfiltered, by status), summed in SQL (filtered)
+    status_counts_agree(10_000)  # the summary's (unfiltered), counted in SQL (filtered)
     groups = errors.error_groups(errors.Scope())
     assert groups and sum(g.jobs for g in groups) > 0
     login_as("viewer")

@@ -130,18 +130,50 @@ def successful_totals_agree() -> None:
     )
 
 
-def test_the_successful_totals_follow_the_sync(sim, submit, make_user, client, login_as):
+def status_counts_agree(cap: int) -> None:
+    """The task tables' counts per status, unfiltered (the summary's, and the tasks not in PanDA yet
+    counted in their index) or filtered (counted in SQL), are the tasks' own, capped at `cap` + 1."""
+    from collections import Counter
+
+    from werkzeug.datastructures import MultiDict
+
+    from app.monitoring.filters import NO_STATUS, TaskFilter
+    from app.monitoring.tables import CURRENT, SUCCESSFUL_TABLE, status_counts
+
+    tasks = db.session.scalars(select(Task)).all()
+
+    def own(rows: list[Task]) -> dict:
+        return {k: min(n, cap + 1) for k, n in Counter(t.panda_status or NO_STATUS for t in rows).items()}
+
+    for args in ({}, {"status": "running"}, {"status": "done", "not": "status"}):  # the status is left out
+        assert dict(status_counts(CURRENT, TaskFilter.from_args(MultiDict(args)))) == own(tasks), args
+    successful = [t for t in tasks if t.panda_status in ("done", "finished")]
+    assert dict(status_counts(SUCCESSFUL_TABLE, TaskFilter())) == own(successful)
+    creator = tasks[0].bunch.created_by
+    theirs = status_counts(CURRENT, TaskFilter.from_args(MultiDict({"creator": creator.username})))
+    assert dict(theirs) == own([t for t in tasks if t.bunch.created_by_id == creator.id])
+
+
+def test_the_successful_totals_and_the_status_counts_follow_the_sync(
+    sim, submit, make_user, client, login_as, monkeypatch
+):
+    from app.monitoring import tables
+
+    monkeypatch.setattr(tables, "COUNT_CAP", 2)  # alice's three tasks are "2+"
     alice, bob = make_user("manager", "alice"), make_user("manager", "bob")
     submit(3, owner=alice, number=8)
     submit(2, owner=bob, number=9, request_id=77)
+    status_counts_agree(2)  # not in PanDA yet
     sim.advance(150)
     jobs.sync_cycle()
     successful_totals_agree()  # running: none yet
+    status_counts_agree(2)
     sim.advance(20000)
     for _ in range(5):  # the tasks end, then their accounting (walltime, log bytes) is read
         jobs.sync_cycle()
         db.session.expire_all()
         successful_totals_agree()
+        status_counts_agree(2)
     tasks = db.session.scalars(select(Task)).all()
     done = [t for t in tasks if t.panda_status in ("done", "finished")]
     assert done and all(t.accounted_at is not None for t in tasks) and sum(t.log_bytes or 0 for t in done) > 0
