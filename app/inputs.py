@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, request
+from flask import request
+from werkzeug.exceptions import BadRequest
 from werkzeug.routing import IntegerConverter, Map
 
 MAX_ID = 2**63 - 1  # SQLite INTEGER and PostgreSQL BIGINT
@@ -20,6 +21,11 @@ MAX_PAGE = 1_000_000  # beyond any listing; keeps OFFSET far inside 64 bits
 MAX_SEARCH_CHARS = 500
 MAX_DOCUMENT_CHARS = 2_000_000
 MAX_DEPTH = 32  # a task definition or manifest nests a few levels; 32 is generous
+
+
+class BadInput(BadRequest):
+    """A 400 whose description says what is wrong with a query parameter, for the person who sent it:
+    the HTML error page shows it, as the API's problem document does."""
 
 
 class IdConverter(IntegerConverter):
@@ -72,7 +78,7 @@ def page_number() -> int:
     except ValueError:  # also a number of thousands of digits
         return 1
     if page > MAX_PAGE:
-        abort(400, f"page numbers go up to {MAX_PAGE}")
+        raise BadInput(f"page numbers go up to {MAX_PAGE}")
     return max(page, 1)
 
 
@@ -84,7 +90,7 @@ def cursor_arg(name: str) -> int | None:
         return None
     number = as_id(raw)
     if number is None:
-        abort(400, f"{name} must be a whole number from 0 to {MAX_ID}")
+        raise BadInput(f"{name} must be a whole number from 0 to {MAX_ID}")
     return number
 
 

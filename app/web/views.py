@@ -9,6 +9,7 @@ from app.api.problems import from_http_error, wants_problem
 from app.api.problems import internal_error as api_internal_error
 from app.auth.current import logged_in_user
 from app.auth.decorators import login_required
+from app.inputs import BadInput
 from app.stats.dashboard import dashboard
 from app.tasks.services import recent_bunches
 from app.tokens.services import panda_token_line
@@ -46,6 +47,8 @@ def http_error(exc: HTTPException):
         message = (
             "The form expired or was sent from elsewhere. Reload the page and try again; nothing was changed."
         )
+    elif isinstance(exc, BadInput):
+        message = f"The request was not understood: {exc.description}."
     else:
         message = {
             400: "The request was not understood.",

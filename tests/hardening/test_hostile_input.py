@@ -35,15 +35,20 @@ def test_ids_beyond_the_database_are_not_found(client, login_as, path, number):
 # The task table (app/monitoring) validates its whole URL state and answers 400 with a message for
 # any page it cannot use; the other listings show their first page for a page that is not a number;
 # the seek-paged ones (audit, PanDA log, a task's calls, launches, chains) answer 400 to a cursor that
-# is not an id.
-@pytest.mark.parametrize(("url", "not_a_page"), [
-    ("/tasks/?page={n}", 400), ("/audit/?after={n}", 400), ("/chains/?after={n}", 400),
-    ("/panda/calls?before={n}", 400), ("/panda/tasks/1/calls?after={n}", 400), ("/requests/?page={n}", 200),
-    ("/launches/?after={n}", 400),
+# is not an id. The 400 page says what is wrong.
+CURSOR = "must be a whole number from 0 to 9223372036854775807"
+
+
+@pytest.mark.parametrize(("url", "not_a_page", "says"), [
+    ("/tasks/?page={n}", 400, "page: "), ("/audit/?after={n}", 400, "after " + CURSOR),
+    ("/chains/?after={n}", 400, "after " + CURSOR), ("/panda/calls?before={n}", 400, "before " + CURSOR),
+    ("/panda/tasks/1/calls?after={n}", 400, "after " + CURSOR), ("/requests/?page={n}", 200, "page numbers go up to 1000000"),
+    ("/launches/?after={n}", 400, "after " + CURSOR),
 ])  # fmt: skip
-def test_pages_beyond_any_listing_are_a_bad_request(client, login_as, url, not_a_page):
+def test_pages_beyond_any_listing_are_a_bad_request(client, login_as, url, not_a_page, says):
     login_as("admin")
-    assert client.get(url.format(n=HUGE)).status_code == 400
+    refused = client.get(url.format(n=HUGE))
+    assert refused.status_code == 400 and says in refused.get_data(as_text=True)
     assert client.get(url.format(n="2")).status_code == 200
     assert client.get(url.format(n=HUGER)).status_code == not_a_page
     assert client.get(url.format(n="abc")).status_code == not_a_page
