@@ -373,10 +373,10 @@ def _summary_counts(names: list[str]) -> list[tuple[str, int]]:
         select(StatSplit.key, StatSplit.tasks)
         .where(StatSplit.dimension == "status", StatSplit.day == ALL_DAYS, StatSplit.key.in_(names))
     )  # fmt: skip
-    if NO_STATUS in names:
-        unsent = select(Task.id).where(Task.panda_status.is_(None)).limit(COUNT_CAP + 1).subquery()
-        known = known.union_all(select(literal(NO_STATUS), select(func.count()).select_from(unsent).scalar_subquery()))
-    found: dict[str, int] = {key: n for key, n in db.session.execute(known)}
+    unsent = select(Task.id).where(Task.panda_status.is_(None)).limit(COUNT_CAP + 1).subquery()
+    counted = select(literal(NO_STATUS), select(func.count()).select_from(unsent).scalar_subquery())
+    statement = known.union_all(counted) if NO_STATUS in names else known
+    found: dict[str, int] = {key: n for key, n in db.session.execute(statement)}
     return [(name, min(found[name], COUNT_CAP + 1)) for name in names if found.get(name)]
 
 
