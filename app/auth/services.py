@@ -169,7 +169,9 @@ def load_user_from_session() -> User | None:
     uid = session.get("uid")
     if uid is None:
         return None
-    user = db.session.get(User, uid)
+    user = getattr(session, "user", None)  # read with the session's row (app/auth/sessions.py)
+    if user is None or user.id != uid:
+        user = db.session.get(User, uid)
     if user is None or not user.active or (user.is_local and not get_settings().auth.local_accounts):
         log_out()
         return None

@@ -3,8 +3,9 @@
 The table stores the SHA-256 of the id, so a copy of the database does not yield live cookies.
 Sessions end after `auth.session_idle_minutes` without a request and `auth.session_max_hours` after
 they began (a login always begins a new session with a new id). Ending a row ends the session at
-once: logout, an admin's "end sessions", or a disabled account. The interface reads and writes the
-table through a database session of its own, so it never commits or rolls back the request's work.
+once: logout, an admin's "end sessions", or a disabled account. The interface reads the row with its
+user through the request's database session, and writes the table through a session of its own, so it
+never commits or rolls back the request's work.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, scoped_session
 from werkzeug.datastructures import CallbackDict
 
 from app import clock
+from app.auth.models import User
 from app.db import UTCDateTime
 from app.extensions import Model, db
+from app.transaction import begin_lazily
 
 # Refresh last_seen_at at most this often, so that reading pages does not write on every request.
 _TOUCH_EVERY = timedelta(seconds=60)
@@ -58,7 +61,11 @@ class ServerSession(CallbackDict, SessionMixin):
     """The session dict of one request, plus what is needed to save it."""
 
     def __init__(
-        self, initial: dict | None = None, sid: str | None = None, row_seen: datetime | None = None
+        self,
+        initial: dict | None = None,
+        sid: str | None = None,
+        row_seen: datetime | None = None,
+        user: User | None = None,
     ) -> None:
         def on_update(self_: ServerSession) -> None:
             self_.modified = True
@@ -66,6 +73,7 @@ class ServerSession(CallbackDict, SessionMixin):
         super().__init__(initial or {}, on_update)
         self.sid = sid  # None until saved the first time
         self.row_seen = row_seen
+        self.user = user  # the row's user, read with it by the request's database session
         self.modified = False
         self.regenerate_requested = False
         self.end_requested = False
@@ -106,14 +114,23 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession()
         if app.static_url_path and request.path.startswith(app.static_url_path + "/"):
             return ServerSession()  # assets need no session: spare the database a read per file
-        with _own_session() as store:
-            # One statement, no transaction: spares PostgreSQL's BEGIN and ROLLBACK round trips.
-            store.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            row = store.get(WebSession, _hash(sid))
-            if row is not None and not _timed_out(row, *_limits(app)):
-                return ServerSession(dict(row.data or {}), sid=sid, row_seen=row.last_seen_at)
-            if row is not None:
-                store.delete(row)
+        # Read by the request's own database session, with the user: one statement for both
+        # (load_user_from_session takes the user from here). A GET reads outside a
+        # transaction on PostgreSQL (app/transaction.py); other requests begin theirs here.
+        begin_lazily()
+        query = (
+            select(WebSession, User)
+            .outerjoin(User, User.id == WebSession.user_id)
+            .where(WebSession.id == _hash(sid))
+            .execution_options(populate_existing=True)  # a test's app context outlives its requests
+        )
+        found = db.session.execute(query).first()
+        if found is not None and not _timed_out(found[0], *_limits(app)):
+            row, user = found
+            return ServerSession(dict(row.data or {}), sid=sid, row_seen=row.last_seen_at, user=user)
+        if found is not None:
+            with _own_session() as store:  # ended now, whatever the request does
+                store.execute(delete(WebSession).where(WebSession.id == _hash(sid)))
                 store.commit()
         session = ServerSession()
         session.expired = True
