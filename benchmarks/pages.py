@@ -233,7 +233,7 @@ def seeded(cache: Path, db_kind: str, size: int, fresh: bool) -> tuple[Path, str
     instance = cache / key
     # The cache folder's hash in the name: two runs with their own caches never drop each other's database.
     folder = hashlib.sha256(str(cache.resolve()).encode()).hexdigest()[:8]
-    name = "prodpanel_bench_" + "".join(c if c.isalnum() else "_" for c in key)[:40].lower() + "_" + folder
+    name = "prodpanel_bench_" + "".join(c if c.isalnum() else "_" for c in key)[:38].lower() + "_" + folder  # 63: the longest name
     if db_kind == "postgresql":
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         exists = bool(pg_admin(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"))
