@@ -39,8 +39,7 @@ class TransactionalFlask(Flask):
     """Flask with the request's transaction boundary."""
 
     def preprocess_request(self) -> ft.ResponseReturnValue | None:
-        if request.method in ("GET", "HEAD"):
-            begin_lazily()
+        begin_lazily()
         return super().preprocess_request()
 
     def handle_user_exception(self, e: Exception) -> Any:
@@ -48,6 +47,7 @@ class TransactionalFlask(Flask):
         # work so far is its record (an API refusal whose audit event the UI's page would commit).
         if not getattr(e, "keeps_work", False):
             db.session.rollback()
+            begin_lazily()  # the error page reads its user again (the rollback expired it)
         return super().handle_user_exception(e)
 
     def handle_exception(self, e: Exception) -> Response:
@@ -62,10 +62,14 @@ class TransactionalFlask(Flask):
 
 
 def begin_lazily() -> None:
-    """PostgreSQL: run the request's reads on `db.session` outside a transaction, until a statement
-    that may write or lock opens one (`_begin_before_writing`). SQLAlchemy puts the connection back
-    as it was when it returns to the pool."""
-    if db.engine.dialect.name == "postgresql" and not db.session().in_transaction():
+    """PostgreSQL, a GET or HEAD request: run its reads on `db.session` outside a transaction, until a
+    statement that may write or lock opens one (`_begin_before_writing`). SQLAlchemy puts the
+    connection back as it was when it returns to the pool."""
+    if (
+        request.method in ("GET", "HEAD")
+        and db.engine.dialect.name == "postgresql"
+        and not db.session().in_transaction()
+    ):
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT", _LAZY: True})
 
 
