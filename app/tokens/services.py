@@ -176,6 +176,8 @@ def uses_sandbox_tokens(user: User | int, settings: Settings) -> bool:
     """`sandbox_user` for a user given by id too (read in the vault's own session)."""
     if not settings.sandbox:
         return False
+    if isinstance(user, User):
+        return sandbox_user(user, settings)  # at hand: no second read
     with vault.vault_session() as session:
         found = session.get(User, _user_id(user))
         return found is None or sandbox_user(found, settings)
@@ -412,7 +414,7 @@ def valid_until(user: User | int) -> datetime | None:
     """
     settings = get_settings()
     user_id = _user_id(user)
-    if uses_sandbox_tokens(user_id, settings):
+    if uses_sandbox_tokens(user, settings):
         return clock.now() + timedelta(days=365)  # minted on demand: no grant to run out
     with vault.vault_session() as session:
         row = _pick(_candidate_rows(session, user_id, settings))
