@@ -226,13 +226,15 @@ def _chain_request(bunch_id: Any) -> Any:
     )
 
 
-def tasks_for_request(request_id: int, *, after: int = 0, limit: int | None = None) -> list[Task]:
-    """The panel's tasks made for a request (``request_clause``), by id: those after task id `after`,
-    at most `limit` of them."""
+def tasks_for_request(
+    request_id: int, *, after: int = 0, limit: int | None = None, where: ColumnElement[bool] | None = None
+) -> list[Task]:
+    """The panel's tasks made for a request (``request_clause``, or `where` when the caller has it
+    already: it costs a statement), by id: those after task id `after`, at most `limit` of them."""
     query = (
         select(Task)
         .options(selectinload(Task.bunch), defer(Task.params))
-        .where(request_clause(request_id), Task.id > after)
+        .where(request_clause(request_id) if where is None else where, Task.id > after)
         .order_by(Task.id)
         .limit(limit)
     )
@@ -294,7 +296,7 @@ def request_view(request_id: int, after: int = 0) -> RequestView:
     summaries = chain_services.launch_summaries([c.id for c in chains])
     shown_chains = [RequestChain(c, " → ".join(s.step for s in c.steps), **summaries[c.id]) for c in chains]
     where = request_clause(request_id)
-    tasks = tasks_for_request(request_id, after=after, limit=TASKS_SHOWN + 1)
+    tasks = tasks_for_request(request_id, after=after, limit=TASKS_SHOWN + 1, where=where)
     more = len(tasks) > TASKS_SHOWN
     tasks = tasks[:TASKS_SHOWN]
     chain_of = {step.bunch_id: chain for chain in chains for step in chain.steps}
