@@ -59,37 +59,40 @@ class Dashboard:
     reachability: Reachability
 
 
-def _counts_sql(mine: bool) -> TextClause:
-    """One statement: per active status, its tasks counted up to COUNT_CAP + 1 (text, built once: the
-    equivalent select's 25 subqueries cost more to key and compile than to run)."""
-    creator = " AND created_by_id = :user_id" if mine else ""
+def _counts_sql() -> TextClause:
+    """One statement: per active status, the user's and the team's tasks, each counted up to
+    COUNT_CAP + 1 (text, built once: the equivalent select's 50 subqueries cost more to key and
+    compile than to run)."""
     parts = [
-        f"(SELECT count(*) FROM (SELECT 1 FROM task WHERE panda_status = :s{i}{creator} LIMIT :cap) AS c{i})"
+        f"(SELECT count(*) FROM (SELECT 1 FROM task WHERE panda_status = :s{i}{creator} LIMIT :cap) AS c{name}{i})"
+        for name, creator in (("m", " AND created_by_id = :user_id"), ("t", ""))
         for i in range(len(ACTIVE))
     ]
     return text("SELECT " + ", ".join(parts))
 
 
-_COUNTS = {mine: _counts_sql(mine) for mine in (False, True)}
+_COUNTS = _counts_sql()
 
 
-def _counts(user: User | None) -> list[StatusCount]:
-    """Active tasks per PanDA status (the user's: those of the bunches they created), each counted up to
-    COUNT_CAP only, in one statement: one index range per status ((panda_status, id), or the user's
-    (created_by_id, panda_status)), however many tasks run."""
-    params: dict[str, object] = {f"s{i}": status for i, status in enumerate(ACTIVE)} | {"cap": COUNT_CAP + 1}
-    if user is not None:
-        params["user_id"] = user.id
-    counts = db.session.execute(_COUNTS[user is not None], params).one()
-    return [StatusCount(status, n) for status, n in zip(ACTIVE, counts, strict=True) if n]
+def _counts(user: User) -> tuple[list[StatusCount], list[StatusCount]]:
+    """Active tasks per PanDA status, the user's (those of the bunches they created) and the team's,
+    each counted up to COUNT_CAP only, in one statement: one index range per status and count
+    ((created_by_id, panda_status), or (panda_status, id)), however many tasks run."""
+    params = {f"s{i}": status for i, status in enumerate(ACTIVE)} | {"cap": COUNT_CAP + 1, "user_id": user.id}
+    counts = db.session.execute(_COUNTS, params).one()
+    mine, team = counts[: len(ACTIVE)], counts[len(ACTIVE) :]
+    return (
+        [StatusCount(status, n) for status, n in zip(ACTIVE, mine, strict=True) if n],
+        [StatusCount(status, n) for status, n in zip(ACTIVE, team, strict=True) if n],
+    )
 
 
-def running_bunch_ids(limit: int = RUNNING_SHOWN) -> list[int]:
+def running_bunches(limit: int = RUNNING_SHOWN) -> list[TaskBunch]:
     """The newest bunches with a task PanDA is still running (newest first, each checked through the
     task's bunch index: stops after `limit`, however many tasks run)."""
     running = select(Task.id).where(Task.bunch_id == TaskBunch.id, Task.panda_status.in_(ACTIVE)).exists()
     return list(
-        db.session.scalars(select(TaskBunch.id).where(running).order_by(TaskBunch.id.desc()).limit(limit))
+        db.session.scalars(select(TaskBunch).where(running).order_by(TaskBunch.id.desc()).limit(limit))
     )
 
 
@@ -125,18 +128,17 @@ def reachability() -> Reachability:
 
 def dashboard(user: User) -> Dashboard:
     """Everything the home page shows for `user`."""
-    bunch_ids = running_bunch_ids()
-    bunches = db.session.scalars(select(TaskBunch).where(TaskBunch.id.in_(bunch_ids))).all()
-    chain_ids = db.session.scalars(
-        select(ChainStep.chain_id).where(ChainStep.bunch_id.in_(bunch_ids)).distinct()
-    ).all()
+    bunches = running_bunches()
+    bunch_ids = [b.id for b in bunches]
+    chain_ids = select(ChainStep.chain_id).where(ChainStep.bunch_id.in_(bunch_ids))
     chains = db.session.scalars(select(Chain).where(Chain.id.in_(chain_ids)).order_by(Chain.id.desc())).all()
-    bunch_done = bunch_progresses([b.id for b in bunches])
+    bunch_done = bunch_progresses(bunch_ids)
     chain_done = chain_progresses([c.id for c in chains])
+    mine, team = _counts(user)
     return Dashboard(
-        mine=_counts(user),
-        team=_counts(None),
-        bunches=[(b, bunch_done[b.id]) for b in sorted(bunches, key=lambda b: -b.id)],
+        mine=mine,
+        team=team,
+        bunches=[(b, bunch_done[b.id]) for b in bunches],
         chains=[(c, chain_done[c.id]) for c in chains],
         alerts=user_alerts(user),
         upcoming=upcoming_launches(),
