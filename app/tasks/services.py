@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, case, func, select, true
+from sqlalchemy import Select, case, func, literal, select, true, union_all
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import aliased, defer, joinedload, selectinload
+from sqlalchemy.orm import QueryableAttribute, aliased, defer, joinedload, selectinload
 from werkzeug.datastructures import FileStorage
 
 from app import clock
@@ -932,9 +932,18 @@ class Related:
     more: bool  # there are others beyond these
 
 
-def _related(query: Select) -> Related:
-    rows = list(db.session.execute(query.with_only_columns(Task.id, Task.name).limit(RELATED_SHOWN + 1)))
-    return Related(rows[:RELATED_SHOWN], len(rows) > RELATED_SHOWN)
+def _related(*queries: tuple[Select, QueryableAttribute[Any]]) -> list[Related]:
+    """The `Related` of each (query, its order), in one statement: a UNION ALL of each query's first
+    rows (sorted here again: a union keeps no order)."""
+    parts = []
+    for part, (query, order) in enumerate(queries):
+        first = query.with_only_columns(Task.id, Task.name, order.label("o")).order_by(order)
+        sub = first.limit(RELATED_SHOWN + 1).subquery()
+        parts.append(select(literal(part).label("part"), sub.c.id, sub.c.name, sub.c.o))
+    found: list[list[Any]] = [[] for _ in queries]
+    for row in sorted(db.session.execute(union_all(*parts)), key=lambda r: (r.part, r.o)):
+        found[row.part].append(row)
+    return [Related(rows[:RELATED_SHOWN], len(rows) > RELATED_SHOWN) for rows in found]
 
 
 @dataclass(frozen=True)
@@ -966,17 +975,20 @@ def task_page(task: Task, *, with_calls: bool) -> TaskPage:
     """The task page's content; related tasks come a page at a time, whatever the size of the bunch."""
     launch = task.submitted_launch or task.latest_launch
     manifest = launch.manifest if launch else None
+    children, clones, siblings = _related(
+        (select(Task).where(Task.parent_id == task.id), Task.id),
+        (select(Task).where(Task.cloned_from_id == task.id), Task.id),
+        (select(Task).where(Task.bunch_id == task.bunch_id, Task.id != task.id), Task.bunch_index),
+    )
     return TaskPage(
         task=task,
         launch=launch,
         manifest_json=json.dumps(manifest, indent=2, sort_keys=True) if manifest else None,
         definition_json=json.dumps(task.bunch.definition, indent=2, sort_keys=True),
         params_json=pretty(task.params),
-        children=_related(select(Task).where(Task.parent_id == task.id).order_by(Task.id)),
-        clones=_related(select(Task).where(Task.cloned_from_id == task.id).order_by(Task.id)),
-        siblings=_related(
-            select(Task).where(Task.bunch_id == task.bunch_id, Task.id != task.id).order_by(Task.bunch_index)
-        ),
+        children=children,
+        clones=clones,
+        siblings=siblings,
         history=status_history(task),
         calls=calls_for_task(task.panda_task_id) if with_calls and task.panda_task_id is not None else None,
     )
