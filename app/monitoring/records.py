@@ -116,8 +116,8 @@ def records_by_id(ids: Sequence[int]) -> tuple[list[Task], list[dict[str, Any]]]
 
 
 def task_record(task: Task) -> dict[str, Any]:
-    """The record of one task."""
-    return task_records([task])[0]
+    """The record of one task (one statement: `records_by_id`)."""
+    return records_by_id([task.id])[1][0]
 
 
 def _lookup(query: Any, key: Any, ids: set[int | None]) -> dict[int, Any]:
