@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from flask import Flask, g
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 from app import clock as app_clock
 from app import create_app, migrate
@@ -113,6 +113,20 @@ def pg_database_url() -> Iterator[str]:
         # FORCE: a connection the test left open (a pool, a thread) must not keep the database alive.
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_engine(request, tmp_path) -> Iterator[Engine]:
+    """An engine on an empty database, once SQLite (in tmp_path) and once a fresh PostgreSQL one: for
+    what must hold on both, such as a migration up, down and up again."""
+    url = (
+        f"sqlite:///{tmp_path / 'db.sqlite3'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_database_url")
+    )
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

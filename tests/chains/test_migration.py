@@ -3,9 +3,8 @@ PostgreSQL); a bunch is the step of one chain at most; launches get after_parent
 
 import json
 
-import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from app import migrate
 
@@ -68,14 +67,5 @@ def _check(engine) -> None:
         assert conn.execute(text("SELECT count(*) FROM task")).scalar_one() == 7  # the tasks stay
 
 
-def test_sqlite(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    _check(engine)
-    engine.dispose()
-
-
-@pytest.mark.postgres
-def test_postgresql(pg_database_url):
-    engine = create_engine(pg_database_url)
-    _check(engine)
-    engine.dispose()
+def test_on_both_databases(empty_engine):
+    _check(empty_engine)

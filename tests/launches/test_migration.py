@@ -3,7 +3,7 @@ sentence" to their own status, and back on downgrade (SQLite and PostgreSQL)."""
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from app import migrate
@@ -50,14 +50,5 @@ def _upgrade_downgrade(engine) -> None:
         conn.execute(text("UPDATE launch SET status = 'needs_decision' WHERE task_id = 3"))
 
 
-def test_sqlite(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    _upgrade_downgrade(engine)
-    engine.dispose()
-
-
-@pytest.mark.postgres
-def test_postgresql(pg_database_url):
-    engine = create_engine(pg_database_url)
-    _upgrade_downgrade(engine)
-    engine.dispose()
+def test_on_both_databases(empty_engine):
+    _upgrade_downgrade(empty_engine)

@@ -1,9 +1,8 @@
 """Migration 0020: `stat_day` is dropped (the splits it fed stay as they were); the downgrade
 recreates it summed from the tasks as the older code's rebuild did (SQLite and PostgreSQL)."""
 
-import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
 from app import migrate
 
@@ -59,17 +58,8 @@ def _check(engine) -> None:
     assert "stat_day" not in inspect(engine).get_table_names()
 
 
-def test_sqlite(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    _check(engine)
-    engine.dispose()
-
-
-@pytest.mark.postgres
-def test_postgresql(pg_database_url):
-    engine = create_engine(pg_database_url)
-    _check(engine)
-    engine.dispose()
+def test_on_both_databases(empty_engine):
+    _check(empty_engine)
 
 
 # Migration 0021: the splits gain the tasks' total jobs and log bytes, summed from the tasks.
@@ -108,14 +98,5 @@ def _check_0021(engine) -> None:
     migrate.upgrade(engine)
 
 
-def test_sqlite_0021(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
-    _check_0021(engine)
-    engine.dispose()
-
-
-@pytest.mark.postgres
-def test_postgresql_0021(pg_database_url):
-    engine = create_engine(pg_database_url)
-    _check_0021(engine)
-    engine.dispose()
+def test_on_both_databases_0021(empty_engine):
+    _check_0021(empty_engine)
