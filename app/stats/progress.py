@@ -86,13 +86,6 @@ def _stalled_columns() -> tuple[InstrumentedAttribute[Any], ...]:
     return Task.id, Task.name, Task.panda_status, TaskProgress.moved_at
 
 
-def _not_moved_since(now: datetime) -> ColumnElement[bool]:
-    """SQL (with TaskProgress joined): an active task whose jobs have not moved for `stalled_hours`."""
-    return and_(
-        active_clause(), TaskProgress.moved_at < now - timedelta(hours=get_settings().stats.stalled_hours)
-    )
-
-
 def _progress(sums: Sequence[Any], stalled: list[Stalled], now: datetime) -> Progress:
     count, with_events, events, made, jobs, done, active_count, started = sums
     by_events = bool(with_events)
@@ -111,7 +104,7 @@ def progress_of(where: ColumnElement[bool]) -> Progress:
     stalled = db.session.execute(
         select(*_stalled_columns())
         .join(TaskProgress, TaskProgress.task_id == Task.id)
-        .where(where, _not_moved_since(now))
+        .where(where, stalled_clause(now))
         .order_by(Task.id)
     )
     return _progress(sums, [Stalled(*r) for r in stalled], now)
@@ -135,7 +128,7 @@ def _progress_by(key: InstrumentedAttribute[int], ids: list[int], through_steps:
     for group, *row in db.session.execute(
         grouped(select(key, *_stalled_columns()))
         .join(TaskProgress, TaskProgress.task_id == Task.id)
-        .where(_not_moved_since(now))
+        .where(stalled_clause(now))
         .order_by(key, Task.id)
     ):
         stalled.setdefault(group, []).append(Stalled(*row))
