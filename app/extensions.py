@@ -50,10 +50,16 @@ class CappedPagination(SelectPagination):
         return self.page + 1 if self.has_next else None
 
 
+def capped(select: Select, cap: int) -> Select:
+    """SQL: how many rows `select` returns, counted up to `cap` + 1 only (COUNT_CAP, as the caller's
+    module reads it): a statement of its own, or `.scalar_subquery()` for several counts in one
+    statement (each then walks its own index range)."""
+    return sa_select(func.count()).select_from(select.limit(cap + 1).subquery())
+
+
 def capped_count(select: Select, session: Any) -> int:
     """The rows of `select` counted up to COUNT_CAP + 1 only."""
-    limited = select.options(lazyload("*")).order_by(None).limit(COUNT_CAP + 1).subquery()
-    return session.execute(sa_select(func.count()).select_from(limited)).scalar() or 0
+    return session.execute(capped(select.options(lazyload("*")).order_by(None), COUNT_CAP)).scalar() or 0
 
 
 @dataclass(frozen=True)

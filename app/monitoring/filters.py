@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -151,6 +151,10 @@ class TaskFilter:
 
     def is_empty(self) -> bool:
         return not any(getattr(self, name) for name in FILTER_NAMES)
+
+    def without_status(self) -> TaskFilter:
+        """The same filter with no status part (counts per status show where its other rows are)."""
+        return replace(self, status=(), negated=self.negated - {"status"})
 
     def describe(self) -> str:
         """The filter in words (stored with a bulk action, shown above an export)."""

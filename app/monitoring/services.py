@@ -139,7 +139,7 @@ def status_counts(name: str, args: Any, user: User | None) -> list[StatusCount]:
     task_filter, state = parse(table, args, user)
     out = []
     for status, count in tables.status_counts(table, task_filter):
-        narrowed = replace(task_filter, status=(status,), negated=task_filter.negated - {"status"})
+        narrowed = replace(task_filter.without_status(), status=(status,))
         query: dict[str, list[str]] = {}
         for key, value in [*narrowed.to_args(), *state.to_args(table)]:
             query.setdefault(key, []).append(value)

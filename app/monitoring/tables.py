@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.orm import defer
 
 from app.actions.matrix import STATUSES
 from app.db import UTCDateTime
-from app.extensions import db
+from app.extensions import capped, db
 from app.monitoring.filters import NO_STATUS, BadFilter, TaskFilter
 from app.stats.models import ALL_DAYS, StatSplit
 from app.tasks.models import Task
@@ -338,8 +338,7 @@ def walked(where: Sequence[ColumnElement[bool]], total: int) -> list[ColumnEleme
 
 def capped_count(where: Sequence[ColumnElement[bool]]) -> int:
     """How many rows match, counted up to COUNT_CAP + 1 only."""
-    limited = select(Task.id).where(*where).limit(COUNT_CAP + 1).subquery()
-    return db.session.scalar(select(func.count()).select_from(limited)) or 0
+    return db.session.scalar(capped(select(Task.id).where(*where), COUNT_CAP)) or 0
 
 
 def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]]:
@@ -347,20 +346,18 @@ def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]
     that the counts show where the other filters' rows are); statuses without rows left out. With no
     other filter, the statuses PanDA gave are read from the summary the sync keeps (a row per status:
     one statement whatever the number of tasks), the tasks not in PanDA yet counted in their index."""
-    others = replace(task_filter, status=(), negated=task_filter.negated - {"status"})
+    others = task_filter.without_status()
     where = conditions(table, others)
     names = [*STATUSES, NO_STATUS] if table is CURRENT else list(SUCCESSFUL)
-    if replace(others, user_id=None) == TaskFilter():
+    if others.is_empty():
         return _summary_counts(names)
     counts = [
-        select(func.count())
-        .select_from(
-            select(Task.id)
-            .where(*where, Task.panda_status.is_(None) if name == NO_STATUS else Task.panda_status == name)
-            .limit(COUNT_CAP + 1)
-            .subquery()
-        )
-        .scalar_subquery()
+        capped(
+            select(Task.id).where(
+                *where, Task.panda_status.is_(None) if name == NO_STATUS else Task.panda_status == name
+            ),
+            COUNT_CAP,
+        ).scalar_subquery()
         for name in names
     ]
     row = db.session.execute(select(*counts)).one()  # one statement: each count walks its index range
@@ -373,8 +370,8 @@ def _summary_counts(names: list[str]) -> list[tuple[str, int]]:
         select(StatSplit.key, StatSplit.tasks)
         .where(StatSplit.dimension == "status", StatSplit.day == ALL_DAYS, StatSplit.key.in_(names))
     )  # fmt: skip
-    unsent = select(Task.id).where(Task.panda_status.is_(None)).limit(COUNT_CAP + 1).subquery()
-    counted = select(literal(NO_STATUS), select(func.count()).select_from(unsent).scalar_subquery())
+    unsent = capped(select(Task.id).where(Task.panda_status.is_(None)), COUNT_CAP).scalar_subquery()
+    counted = select(literal(NO_STATUS), unsent)
     statement = known.union_all(counted) if NO_STATUS in names else known
     found: dict[str, int] = {key: n for key, n in db.session.execute(statement)}
     return [(name, min(found[name], COUNT_CAP + 1)) for name in names if found.get(name)]
@@ -415,7 +412,7 @@ def _summarised_statuses(table: Table, task_filter: TaskFilter) -> list[str] | N
     on anything else, or for another table."""
     if table is not SUCCESSFUL_TABLE:
         return None
-    if replace(task_filter, status=(), negated=task_filter.negated - {"status"}, user_id=None) != TaskFilter():
+    if not task_filter.without_status().is_empty():
         return None
     chosen = set(task_filter.status)
     if "status" in task_filter.negated:

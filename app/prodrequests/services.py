@@ -21,7 +21,7 @@ from app.chains import services as chain_services
 from app.chains.models import Chain, ChainStep
 from app.chains.specs import ChainDefinition
 from app.config import Settings, get_settings
-from app.extensions import COUNT_CAP, capped_text, db
+from app.extensions import COUNT_CAP, capped, capped_text, db
 from app.inputs import as_id
 from app.launches.models import Launch
 from app.prodrequests import catalog, current
@@ -357,8 +357,7 @@ def reconciliation() -> Reconciliation:
                 "no request" if request_id is None else f"request {request_id} is not on the requests service"
             )
             orphans.append((task, why))
-        limited = select(Task.id).where(where).limit(COUNT_CAP + 1).subquery()
-        orphan_count += db.session.scalar(select(func.count()).select_from(limited)) or 0
+        orphan_count += db.session.scalar(capped(select(Task.id).where(where), COUNT_CAP)) or 0
     orphans.sort(key=lambda item: item[0].id)
     with_tasks = set(db.session.scalars(select(Task.request_id).where(Task.request_id.in_(known)).distinct()))
     newest_first = sorted(snapshot.requests, key=lambda r: r.id, reverse=True)
