@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_sessions(app)  # server-side sessions replace the signed cookie (app/auth/sessions.py)
     init_call_log(app)  # PanDA calls are stored once a request or a job's run is over
     app.extensions["login_limiter"] = LoginRateLimiter(
-        settings.auth.login_attempts, settings.auth.login_window_s, settings.auth.login_attempts_per_address
-    )
+        "local", settings.auth.login_attempts, settings.auth.login_window_s,
+        settings.auth.login_attempts_per_address,
+    )  # fmt: skip
     app.extensions.setdefault("health_checks", {})
     app.url_map.converters["int"] = IdConverter  # before the blueprints' rules are built
     for blueprint in BLUEPRINTS:

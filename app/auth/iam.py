@@ -47,8 +47,8 @@ def _register_client(state) -> None:
     )
     app.extensions[_EXTENSION] = oauth
     window_s = settings.auth.login_window_s
-    app.extensions[IAM_START_LIMITER] = LoginRateLimiter(settings.iam.login_start_limit, window_s)
-    app.extensions[IAM_FAILURE_LIMITER] = LoginRateLimiter(settings.iam.login_rate_limit, window_s)
+    app.extensions[IAM_START_LIMITER] = LoginRateLimiter("iam-start", settings.iam.login_start_limit, window_s)
+    app.extensions[IAM_FAILURE_LIMITER] = LoginRateLimiter("iam-failure", settings.iam.login_rate_limit, window_s)
 
 
 def _client():

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
@@ -63,3 +63,18 @@ class LocalPassword(Model):
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     user: Mapped[User] = relationship(back_populates="password")
+
+
+class LoginFailure(Model):
+    """One counted login attempt of a rate limiter (app.auth.services.LoginRateLimiter), in the
+    database so that every `serve` process counts against the same budget. `username` "" is the
+    client address's count whatever the usernames. Rows older than the limiter's window are deleted."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_key", "limiter", "address", "username", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    limiter: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(150))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

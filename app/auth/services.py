@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
-import threading
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,14 +19,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from authlib.integrations.base_client.errors import OAuthError
 from flask import Response, current_app, g, redirect, session, url_for
 from joserfc.errors import BadSignatureError, JoseError
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, scoped_session
 from werkzeug.wrappers import Response as BaseResponse
 
 from app import clock
 from app.audit.services import record
-from app.auth.models import LOCAL_ISSUER, LocalPassword, User
+from app.auth.models import LOCAL_ISSUER, LocalPassword, LoginFailure, User
 from app.auth.roles import ROLES, normalize_groups, role_for_groups
 from app.auth.sessions import end_sessions_of
 from app.config import Settings, get_settings
@@ -239,52 +237,54 @@ def _keep_initial_password(session: Session) -> None:
 
 
 class LoginRateLimiter:
-    """Counts failed logins in a sliding window, in memory, per process: per (client address, username)
-    and, given `per_address`, per client address whatever the usernames, so that one address cannot
-    make a password check for every name on a list. A success clears only its own username's count."""
+    """Counts failed logins in a sliding window, per (client address, username) and, given
+    `per_address`, per client address whatever the usernames, so that one address cannot make a
+    password check for every name on a list. A success clears only its own username's count.
 
-    _SWEEP_AT = 1024
+    The counts are rows of `login_failure` under this limiter's `name`, written with the request's
+    session: every `serve` process counts against the same budget. Each failure deletes the limiter's
+    rows that left the window, so the table stays as small as the window's failures."""
 
-    def __init__(self, attempts: int, window_s: int, per_address: int | None = None) -> None:
+    def __init__(self, name: str, attempts: int, window_s: int, per_address: int | None = None) -> None:
+        self.name = name
         self.attempts = attempts
         self.per_address = per_address
         self.window = timedelta(seconds=window_s)
-        self._failures: dict[tuple[str, str | None], deque] = {}  # (address, None): the address's count
-        self._lock = threading.Lock()
 
-    def _budgets(self, address: str, username: str) -> list[tuple[tuple[str, str | None], int]]:
-        budgets: list[tuple[tuple[str, str | None], int]] = [((address, username.lower()), self.attempts)]
+    def _budgets(self, address: str, username: str) -> list[tuple[tuple[str, str], int]]:
+        budgets = [((address[:64], username.lower()[:150]), self.attempts)]
         if self.per_address is not None:
-            budgets.append(((address, None), self.per_address))
+            budgets.append(((address[:64], ""), self.per_address))  # "": the address's own count
         return budgets
 
-    def _recent(self, key: tuple[str, str | None]) -> deque:
-        cutoff = clock.now() - self.window
-        failures = self._failures.get(key, deque())
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return failures
-
-    def _sweep(self) -> None:
-        """Forget keys whose failures have all left the window, so memory stays bounded."""
-        for key in [k for k in self._failures if not self._recent(k)]:
-            del self._failures[key]
+    def _recent(self, address: str, username: str) -> int:
+        since = clock.now() - self.window
+        return db.session.scalar(
+            select(func.count()).where(
+                LoginFailure.limiter == self.name, LoginFailure.address == address,
+                LoginFailure.username == username, LoginFailure.at >= since,
+            )  # fmt: skip
+        ) or 0
 
     def blocked(self, address: str, username: str) -> bool:
-        with self._lock:
-            return any(len(self._recent(key)) >= limit for key, limit in self._budgets(address, username))
+        return any(self._recent(*key) >= limit for key, limit in self._budgets(address, username))
 
     def failed(self, address: str, username: str) -> None:
-        with self._lock:
-            if len(self._failures) >= self._SWEEP_AT:
-                self._sweep()
-            for key, _ in self._budgets(address, username):
-                self._failures[key] = self._recent(key)
-                self._failures[key].append(clock.now())
+        now = clock.now()
+        db.session.execute(
+            delete(LoginFailure).where(LoginFailure.limiter == self.name, LoginFailure.at < now - self.window)
+        )
+        for (addr, name), _ in self._budgets(address, username):
+            db.session.add(LoginFailure(limiter=self.name, address=addr, username=name, at=now))
+        db.session.flush()
 
     def succeeded(self, address: str, username: str) -> None:
-        with self._lock:
-            self._failures.pop((address, username.lower()), None)
+        (addr, name), _ = self._budgets(address, username)[0]
+        db.session.execute(
+            delete(LoginFailure).where(
+                LoginFailure.limiter == self.name, LoginFailure.address == addr, LoginFailure.username == name
+            )
+        )
 
 
 # ---- SPD-IAM login ------------------------------------------------------------------------

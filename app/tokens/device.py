@@ -3,26 +3,29 @@
 For users whose login cannot give PanDA a token (local accounts, or a panel IAM client that PanDA
 does not list): the panel asks IAM for a device code with the device client (e.g. PanDA's own IAM
 client), the user approves it on IAM's page, and the resulting grant is stored as source
-"device-link" and refreshed like the login's. Pending device codes live in this process's memory
-(they expire within minutes); a restart only means starting the link again.
+"device-link" and refreshed like the login's. A link in progress is a `device_link` row (the device
+code sealed like the tokens), so that any `serve` process can poll what another one started.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlalchemy import delete
 
 from app import clock
 from app.audit.services import record
 from app.auth.models import User
 from app.auth.roles import normalize_groups
 from app.config import get_settings
+from app.extensions import db
 from app.tokens import oidc
+from app.tokens.crypto import VaultKeyError
 from app.tokens.errors import TokenUnavailable
 from app.tokens.jwtutil import unverified_claims
-from app.tokens.models import UserToken
-from app.tokens.vault import store_tokens
+from app.tokens.models import DeviceLink, UserToken
+from app.tokens.vault import keyring, store_tokens
 
 DEVICE_SCOPES = "openid profile email offline_access"
 
@@ -34,11 +37,10 @@ class PendingLink:
     verification_uri_complete: str
     expires_at: datetime
     interval_s: int
-    device_code: str  # secret: kept in memory only, never rendered
+    device_code: str  # secret: stored sealed only, never rendered
 
 
-_pending: dict[int, PendingLink] = {}
-_pending_lock = threading.Lock()
+SEALED_AS = "device-link:device_code"  # the sealed code's purpose (associated data)
 
 
 def _client() -> oidc.ClientCredentials:
@@ -68,23 +70,33 @@ def start_link(user: User) -> PendingLink:
         interval_s=int(answer.get("interval", 5)),
         device_code=str(answer["device_code"]),
     )
-    with _pending_lock:
-        _pending[user.id] = link
+    row = db.session.get(DeviceLink, user.id) or DeviceLink(user_id=user.id)
+    row.user_code, row.verification_uri = link.user_code[:64], link.verification_uri[:500]
+    row.verification_uri_complete, row.expires_at = link.verification_uri_complete[:500], link.expires_at
+    row.interval_s = link.interval_s
+    row.device_code_sealed = keyring().seal(link.device_code, user_id=user.id, purpose=SEALED_AS)
+    db.session.add(row)
+    db.session.flush()
     return link
 
 
 def pending_link(user: User) -> PendingLink | None:
-    with _pending_lock:
-        link = _pending.get(user.id)
-    if link is not None and link.expires_at <= clock.now():
-        cancel_link(user)
+    """The user's link in progress; None when there is none or it expired (its row then stays until
+    the next start or cancel: pages read it, and a GET writes nothing)."""
+    row = db.session.get(DeviceLink, user.id)
+    if row is None or row.expires_at <= clock.now():
         return None
-    return link
+    try:
+        code = keyring().open(row.device_code_sealed, user_id=user.id, purpose=SEALED_AS)
+    except VaultKeyError:  # sealed under a key pruned since: the link has to start again
+        return None
+    return PendingLink(
+        row.user_code, row.verification_uri, row.verification_uri_complete, row.expires_at, row.interval_s, code
+    )
 
 
 def cancel_link(user: User | int) -> None:
-    with _pending_lock:
-        _pending.pop(user if isinstance(user, int) else user.id, None)
+    db.session.execute(delete(DeviceLink).where(DeviceLink.user_id == (user if isinstance(user, int) else user.id)))
 
 
 def poll_link(user: User) -> UserToken | None:

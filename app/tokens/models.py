@@ -72,3 +72,19 @@ class UserToken(Model):
 
     def __repr__(self) -> str:
         return f"<UserToken user={self.user_id} {self.source}>"
+
+
+class DeviceLink(Model):
+    """A device-code link in progress (app/tokens/device.py): one per user, until approved, cancelled
+    or replaced. In the database so that any `serve` process can poll what another started; the
+    device code is a secret and exists only sealed (purpose "device-link:device_code")."""
+
+    __tablename__ = "device_link"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), primary_key=True)
+    user_code: Mapped[str] = mapped_column(String(64))
+    verification_uri: Mapped[str] = mapped_column(String(500))
+    verification_uri_complete: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    device_code_sealed: Mapped[bytes] = mapped_column(LargeBinary)

@@ -179,17 +179,31 @@ def test_local_accounts_can_be_switched_off(settings_factory, migrated_sqlite, m
     assert "Local accounts are switched off" in page and 'name="password"' not in page
 
 
-def test_rate_limiter_forgets_old_failures(clock):
+def test_rate_limiter_counts_in_the_database_and_forgets_old_failures(app, db, clock):
+    from sqlalchemy import func, select
+
+    from app.auth.models import LoginFailure
     from app.auth.services import LoginRateLimiter
 
-    limiter = LoginRateLimiter(attempts=2, window_s=60)
-    for i in range(LoginRateLimiter._SWEEP_AT):
-        limiter.failed(f"10.0.0.{i}", "x")
-    assert len(limiter._failures) == LoginRateLimiter._SWEEP_AT
+    limiter = LoginRateLimiter("test", attempts=2, window_s=60, per_address=3)
+    limiter.failed("10.0.0.1", "X")
+    assert not limiter.blocked("10.0.0.1", "x")
+    limiter.failed("10.0.0.1", "y")
+    db.session.commit()
+    # Another process's limiter (same name, same database) sees the same counts.
+    other = LoginRateLimiter("test", attempts=2, window_s=60, per_address=3)
+    assert not other.blocked("10.0.0.1", "x") and not other.blocked("10.0.0.2", "x")
+    other.failed("10.0.0.1", "x")
+    assert limiter.blocked("10.0.0.1", "x")  # two for (address, x)
+    assert limiter.blocked("10.0.0.1", "z")  # three for the address, whatever the name
+    assert not LoginRateLimiter("another", attempts=2, window_s=60).blocked("10.0.0.1", "x")
+    limiter.succeeded("10.0.0.1", "x")
+    assert limiter.blocked("10.0.0.1", "x")  # a success clears its username's count, not the address's
+    assert not LoginRateLimiter("test", attempts=2, window_s=60).blocked("10.0.0.1", "x")
     clock.advance(61)
     limiter.failed("10.1.1.1", "y")
-    assert len(limiter._failures) == 1
-    assert not limiter.blocked("10.0.0.1", "x")
+    assert not limiter.blocked("10.0.0.1", "z")
+    assert db.session.scalar(select(func.count()).select_from(LoginFailure)) == 2  # only the new ones
 
 
 def test_initial_password_file_is_private_and_goes_when_a_new_password_is_committed(app, db, capsys):
