@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session, scoped_session
 
@@ -43,10 +42,11 @@ from app.config import Settings, get_settings
 from app.extensions import db
 from app.tokens import crypto, oidc, vault
 from app.tokens.crypto import VaultKeyError
+from app.tokens.device import SEALED_AS as DEVICE_CODE_PURPOSE
 from app.tokens.device import cancel_link
 from app.tokens.errors import IamUnreachable, TokenUnavailable
 from app.tokens.jwtutil import expiry, unverified_claims
-from app.tokens.models import SEALED_KINDS, UserToken
+from app.tokens.models import SEALED_KINDS, DeviceLink, UserToken
 from app.tokens.sandbox import sandbox_token_for
 
 RELOGIN = "re-login needed"
@@ -611,8 +611,15 @@ def rotate_keys() -> tuple[int, int]:
                 row, f"{kind}_sealed", new.seal(value, user_id=row.user_id, purpose=vault.purpose(row, kind))
             )
             count += 1
+    for link in db.session.scalars(select(DeviceLink)):  # a link in progress: its sealed device code
+        try:
+            code = old.open(link.device_code_sealed, user_id=link.user_id, purpose=DEVICE_CODE_PURPOSE)
+        except VaultKeyError:
+            db.session.delete(link)  # unusable: the user starts the link again
+        else:
+            link.device_code_sealed = new.seal(code, user_id=link.user_id, purpose=DEVICE_CODE_PURPOSE)
     db.session.flush()
-    current_app.extensions["token_keyring"] = new  # holds the old keys too, until they are pruned
+    vault.forget_keyring()  # the new one holds the old keys too, until they are pruned
     return count, dropped
 
 
@@ -622,7 +629,5 @@ def prune_unused_keys() -> int:
     settings = get_settings()
     pruned = crypto.prune_keys(settings.instance_dir, keep={vault.keyring().current})
     if pruned:
-        current_app.extensions["token_keyring"] = crypto.load_keyring(
-            settings.token_key, settings.instance_dir
-        )
+        vault.forget_keyring()
     return pruned

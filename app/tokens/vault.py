@@ -6,11 +6,14 @@ refresh locks, storing a token response, and SPD-IAM outages.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import current_app
@@ -21,7 +24,7 @@ from app import clock
 from app.auth.models import User
 from app.config import Settings, get_settings
 from app.extensions import db
-from app.tokens.crypto import Keyring, VaultKeyError, load_keyring
+from app.tokens.crypto import KEYRING_FILE, Keyring, VaultKeyError, load_keyring
 from app.tokens.jwtutil import expiry, unverified_claims
 from app.tokens.models import UserToken
 
@@ -32,12 +35,39 @@ RETRY_AFTER_S = 30
 
 _locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
+REFRESH_LOCK_FILE = "token_refresh.lock"  # in the instance folder: one locked byte per user id
+_lock_files: dict[str, int] = {}  # path -> this process's descriptor of it, open while the process lives
 
 
-def lock_for(user_id: int) -> threading.Lock:
-    """The lock that lets one refresh at a time run for a user in this process."""
+@contextmanager
+def lock_for(user_id: int) -> Iterator[None]:
+    """One refresh at a time for a user (IAM rotates refresh tokens: a second refresh with the same
+    one would fail and could end the grant). A lock per user in this process; on SQLite also the
+    user's byte of instance/token_refresh.lock (an fcntl record lock) against the other `serve`
+    processes. On PostgreSQL the refresh reads its row FOR UPDATE, which holds the others off."""
     with _locks_guard:
-        return _locks.setdefault(user_id, threading.Lock())
+        lock = _locks.setdefault(user_id, threading.Lock())
+    with lock:
+        settings = get_settings()
+        if not settings.sqlalchemy_url.startswith("sqlite"):
+            yield
+            return
+        fd = _lock_file(settings.instance_dir / REFRESH_LOCK_FILE)
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, user_id)
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, user_id)
+
+
+def _lock_file(path: Path) -> int:
+    """The process's descriptor of a lock file. Never closed: closing any descriptor of a file drops
+    every record lock the process holds on it."""
+    with _locks_guard:
+        fd = _lock_files.get(str(path))
+        if fd is None:
+            fd = _lock_files[str(path)] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        return fd
 
 
 @dataclass(frozen=True)
@@ -77,13 +107,29 @@ def note_call(issuer: str, answered: bool) -> None:
 
 
 def keyring() -> Keyring:
-    """The instance's token keyring (loaded once per app)."""
-    ring = current_app.extensions.get("token_keyring")
-    if ring is None:
-        settings = get_settings()
-        ring = load_keyring(settings.token_key, settings.instance_dir)
-        current_app.extensions["token_keyring"] = ring
-    return ring
+    """The instance's token keyring, loaded again whenever instance/token_keys.json changed (`prodpanel
+    keys rotate` runs in another process: every `serve` process must seal with the new current key
+    before `keys prune` drops the old one)."""
+    settings = get_settings()
+    stamp = _keyring_stamp(settings.instance_dir)
+    cached: tuple[Keyring, tuple[int, int] | None] | None = current_app.extensions.get("token_keyring")
+    if cached is None or cached[1] != stamp:
+        cached = (load_keyring(settings.token_key, settings.instance_dir), stamp)
+        current_app.extensions["token_keyring"] = cached
+    return cached[0]
+
+
+def forget_keyring() -> None:
+    """Load the keyring again at its next use (after this process changed the keys)."""
+    current_app.extensions.pop("token_keyring", None)
+
+
+def _keyring_stamp(instance_dir: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(instance_dir / KEYRING_FILE)
+    except FileNotFoundError:
+        return None
+    return info.st_mtime_ns, info.st_size
 
 
 def purpose(row: UserToken, kind: str) -> str:
@@ -107,8 +153,8 @@ def unseal(row: UserToken, kind: str) -> str | None:
     except VaultKeyError:
         if Keyring.key_id_of(blob) in keyring().keys:
             raise
-        # Sealed with a key this process does not know yet: `prodpanel keys rotate` ran meanwhile.
-        current_app.extensions.pop("token_keyring", None)
+        # Sealed with a key this process does not know yet (token_keys.json replaced within its clock tick).
+        forget_keyring()
         return keyring().open(blob, user_id=row.user_id, purpose=purpose(row, kind))
 
 

@@ -64,6 +64,32 @@ def test_iam_user_cannot_link_a_code_approved_by_another_account(client, db, oid
     assert event.username == "bob" and "another SPD-IAM account" in event.details["reason"]
 
 
+def test_a_link_in_progress_is_stored_sealed_and_outlives_a_key_rotation(client, db, login_as, oidc_op, clock):
+    from app.tokens import device
+    from app.tokens.models import DeviceLink
+
+    clock.set(datetime.now(UTC))
+    user = login_as("manager")
+    vault.rotate_keys()  # the code is sealed under a key that can be pruned (the base key never is)
+    db.session.commit()
+    post_form(client, "/tokens/link", token_page="/tokens/")
+    user_code = re.search(r'id="user-code">([^<]+)<', client.get("/tokens/").get_data(as_text=True)).group(1)
+    # In the database (any `serve` process polls it), the secret device code sealed.
+    db.session.expire_all()
+    row = db.session.get(DeviceLink, user.id)
+    code = device.pending_link(user).device_code
+    assert row.user_code == user_code and code and code.encode() not in row.device_code_sealed
+    vault.rotate_keys()
+    db.session.commit()
+    assert vault.prune_unused_keys() == 1
+    assert device.pending_link(user).device_code == code
+    oidc_op.approve_device_code(user_code, "alice")
+    post_form(client, "/tokens/link/poll", token_page="/tokens/")
+    assert "PanDA token linked" in client.get("/tokens/").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(DeviceLink, user.id) is None
+
+
 def test_deleting_a_users_tokens_cancels_their_link_in_progress(
     client, db, login_as, make_user, oidc_op, clock
 ):

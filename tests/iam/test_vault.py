@@ -1,6 +1,7 @@
 """The token vault against the real OpenID provider: refresh on the ID token's expiry, one refresh
 at a time, re-login on a revoked grant, token exchange, no token in the database or the logs."""
 
+import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -189,6 +190,8 @@ def test_keys_rotate_cli_while_the_panel_runs(app, alice, db):
     assert "re-encrypted" in result.output
     status = run_cli("--instance", str(instance), "keys", "status")
     assert "current" in status.output and "MISSING" not in status.output
+    # The running panel seals with the new current key at once (it reloads a changed token_keys.json).
+    assert keyring().current.hex() == json.loads((instance / "token_keys.json").read_text())["current"]
     # The running panel opens tokens sealed under the new key (it reloads its keyring).
     assert vault.token_for(alice) == token
 
@@ -235,3 +238,29 @@ def test_keys_rotate_drops_grants_sealed_under_a_lost_key(app, alice, make_user,
     bob_row = db.session.get(UserToken, lost.id)
     assert bob_row.refresh_token_sealed is None and bob_row.needs_relogin
     assert "lost key" in bob_row.last_error
+
+
+def test_the_refresh_lock_holds_other_processes_off_on_sqlite(app):
+    """Two `serve` processes must never refresh one user's tokens at once (IAM rotates refresh
+    tokens): on SQLite the lock is the user's byte of instance/token_refresh.lock."""
+    import subprocess
+    import sys
+
+    from app.tokens.vault import REFRESH_LOCK_FILE, lock_for
+
+    path = app.config["SETTINGS"].instance_dir / REFRESH_LOCK_FILE
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "for uid in (7, 8):\n"
+        "    try:\n"
+        "        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, uid)\n"
+        "        print(uid, 'free')\n"
+        "    except OSError:\n"
+        "        print(uid, 'held')\n"
+    )
+    with lock_for(7):
+        held = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
+    after = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True)
+    assert held.stdout.split("\n")[:2] == ["7 held", "8 free"]
+    assert after.stdout.split("\n")[:2] == ["7 free", "8 free"]
