@@ -13,7 +13,7 @@ import signal
 import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import Flask, current_app
@@ -139,22 +139,27 @@ def main(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", help="Address to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default from config: 5000; 0 = any free port).")
-@click.option("--threads", type=int, help="Worker threads.")
+@click.option("--threads", type=int, help="Worker threads (per process).")
+@click.option("--processes", type=click.IntRange(1, 64), help="Processes serving requests (default from config: 1).")
 @instance_option
-def serve(host: str | None, port: int | None, threads: int | None) -> None:
+def serve(host: str | None, port: int | None, threads: int | None, processes: int | None) -> None:
     """Migrate the database, then serve the panel with waitress until SIGTERM or Ctrl-C."""
     from app.auth.services import ensure_admin, hand_over_initial_password
     from app.extensions import db
     from app.paths import keep_private
     from app.runtime import start_background, stop_background
+    from app.workers import Workers
     from pandasim import StateError
 
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     settings = app.config["SETTINGS"]
     with failing_as("instance folder"):
         keep_private(settings.instance_dir)
-    server = _listen(app, settings, host or settings.server.host, settings.server.port if port is None else port,
-                     threads or settings.server.threads)  # fmt: skip  # first: a taken port changes nothing
+    threads = threads or settings.server.threads
+    socket_map: dict = {}  # waitress's loop: the listening socket, its connections, the workers' channels
+    server = _listen(app, settings, threads, socket_map, host=host or settings.server.host,
+                     port=settings.server.port if port is None else port)  # fmt: skip  # first: a taken port changes nothing
+    workers = Workers(app, (processes or settings.server.processes) - 1, threads, socket_map)
     try:
         with _database(settings):
             backup = _migrate(settings)
@@ -178,8 +183,10 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
         if credentials:  # before the background jobs, whose log lines could split the password's line
             hand_over_initial_password(*credentials, settings.instance_dir)
         stoppers = start_background(app)
+        workers.start()  # after the background services: they tell the workers the simulators' URLs
         url = f"http://{server.effective_host}:{server.effective_port}/"
-        click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir})")
+        processes_text = f", {workers.count + 1} processes" if workers.count else ""
+        click.echo(f"prodpanel serving on {url}  (instance: {settings.instance_dir}{processes_text})")
         sys.stdout.flush()
         server.run()  # returns after SIGTERM/Ctrl-C (waitress catches SystemExit and KeyboardInterrupt)
     except SystemExit:
@@ -190,16 +197,37 @@ def serve(host: str | None, port: int | None, threads: int | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.close()
+        workers.stop()  # before the background services: their requests may still use the simulators
         stop_background(stoppers)
-        click.echo("prodpanel stopped.")
+        click.echo("prodpanel stopped." if not workers.failed else "prodpanel stopped: a worker process failed.")
     # Everything is stored and closed: skip the interpreter's teardown of the app's large heap, which
     # takes seconds on a busy host (a SIGTERM'd serve ends within 5 s; atexit handlers have nothing left).
+    sys.stdout.flush()
+    logging.shutdown()
+    os._exit(1 if workers.failed else 0)
+
+
+@main.command("serve-worker", hidden=True)
+@click.option("--threads", type=int, required=True)
+@click.option("--listen-fd", type=int, multiple=True, required=True)
+@click.option("--channel-fd", type=int, required=True)
+def serve_worker(threads: int, listen_fd: tuple[int, ...], channel_fd: int) -> None:
+    """A worker process of `serve --processes N`, started by serve (app/workers.py), never by hand."""
+    from app.panda.calllog import flush_call_log
+    from app.workers import serve_as_worker
+
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    settings = app.config["SETTINGS"]
+    serve_as_worker(app, list(listen_fd), channel_fd,
+                    lambda socks, socket_map: _listen(app, settings, threads, socket_map, sockets=socks))  # fmt: skip
+    flush_call_log(3.0)  # the PanDA calls of its last requests
     sys.stdout.flush()
     logging.shutdown()
     os._exit(0)
 
 
-def _listen(app: Flask, settings: "Settings", host: str, port: int, threads: int) -> "BaseWSGIServer":
+def _listen(app: Flask, settings: "Settings", threads: int, socket_map: dict, **where: Any) -> "BaseWSGIServer":
+    """The waitress server in `socket_map`, on `host` and `port`, or on `sockets` already listening."""
     from waitress import create_server
 
     proxy = (
@@ -210,10 +238,9 @@ def _listen(app: Flask, settings: "Settings", host: str, port: int, threads: int
         if settings.server.trusted_proxy
         else {}
     )
-    with failing_as(f"cannot listen on {host}:{port}"):
-        return create_server(
-            app, host=host, port=port, threads=threads, clear_untrusted_proxy_headers=True, ident="prodpanel", **proxy
-        )
+    with failing_as(f"cannot listen on {where.get('host')}:{where.get('port')}"):
+        return create_server(app, map=socket_map, threads=threads, clear_untrusted_proxy_headers=True,
+                             ident="prodpanel", **where, **proxy)  # fmt: skip
 
 
 @main.command("config-example", with_appcontext=False)

@@ -155,7 +155,13 @@ def setting(default: Any, doc: str, *rules: Rule) -> Any:
 class ServerSettings:
     host: str = setting("127.0.0.1", "address `prodpanel serve` listens on")
     port: int = setting(5000, "port `prodpanel serve` listens on", between(0, 65535))
-    threads: int = setting(8, "waitress worker threads", at_least(1))
+    threads: int = setting(8, "waitress worker threads (per process)", at_least(1))
+    processes: int = setting(
+        1,
+        "processes serving requests on the same port; the first also runs the background jobs "
+        "(more than 1: a shared instance on a multi-core host)",
+        between(1, 64),
+    )
     base_url: str = setting(
         "",
         "public URL when behind a proxy, e.g. https://prodpanel.jinr.ru (https => Secure cookies)",

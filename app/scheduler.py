@@ -178,11 +178,26 @@ def current() -> Scheduler | None:
     return _current.get("scheduler")
 
 
+_forward: dict[str, Callable[[str], None]] = {}  # "send": a `serve` worker's way to its main process
+
+
+def forward_wakes(send: Callable[[str], None] | None) -> None:
+    """In a worker process of `serve --processes N`, which runs no scheduler: `wake(name)` calls
+    `send(name)`, which asks the main process's scheduler (app/workers.py). None: no more."""
+    if send is None:
+        _forward.pop("send", None)
+    else:
+        _forward["send"] = send
+
+
 def wake(name: str) -> None:
-    """Run background job `name` now (nothing when no scheduler runs: tests, other commands)."""
+    """Run background job `name` now, in the main `serve` process's scheduler (nothing when there is
+    none: tests, other commands)."""
     scheduler = current()
     if scheduler is not None:
         scheduler.wake(name)
+    elif (send := _forward.get("send")) is not None:
+        send(name)
 
 
 def wake_after_commit(name: str) -> None:

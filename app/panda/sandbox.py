@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
+
+from cryptography.hazmat.primitives import serialization
 
 from app.panda.services import SANDBOX_URL_KEY as URL_KEY  # read by panda_url
 from app.tokens.sandbox import DEFAULT_AUDIENCE, EXTENSION, LOCAL_AUDIENCE  # read by the token minting
 from pandasim import RunningServer, SimApp, SimConfig, serve_in_thread
+from pandasim.issuer import SimIssuer
 
-__all__ = ["EXTENSION", "URL_KEY", "attach_sandbox", "sandbox_config", "start_sandbox"]
+__all__ = ["EXTENSION", "URL_KEY", "attach_sandbox", "handover", "sandbox_config", "start_sandbox", "take_handover"]
 
 
 def sandbox_config(settings: Any) -> SimConfig:
@@ -66,3 +70,38 @@ def attach_sandbox(flask_app: Any, running: RunningServer) -> None:
     """Make the running simulator known to the panel (client URL and sandbox token minting)."""
     flask_app.extensions[EXTENSION] = running.app
     flask_app.config[URL_KEY] = running.url
+
+
+def handover(flask_app: Any) -> dict[str, Any] | None:
+    """What a worker process of `serve --processes N` (app/workers.py) needs of the simulator this
+    process runs: its URL, and its embedded issuer's key, to mint sandbox tokens as this process
+    does. A secret: it goes over the workers' channel only. None: no simulator runs here."""
+    sim = flask_app.extensions.get(EXTENSION)
+    if sim is None:
+        return None
+    issuer = sim.issuer
+    key = None
+    if issuer is not None:
+        pem = issuer.private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        key = {"url": issuer.issuer_url, "kid": issuer.kid, "pem": pem.decode()}
+    return {
+        "url": flask_app.config[URL_KEY],
+        "issuer": key,
+        "client_ids": list(sim.config.client_ids),
+        "local_client_ids": list(sim.config.local_client_ids),
+    }
+
+
+def take_handover(flask_app: Any, data: dict[str, Any]) -> None:
+    """In a worker process: the main process's simulator, as `handover` described it, becomes this
+    panel's PanDA (its URL) and sandbox issuer (the same key and key id)."""
+    key = data["issuer"]
+    issuer = None
+    if key is not None:
+        private_key = serialization.load_pem_private_key(key["pem"].encode(), password=None)
+        issuer = SimIssuer(key["url"], private_key=private_key, kid=key["kid"])  # type: ignore[arg-type]
+    audiences = SimpleNamespace(client_ids=tuple(data["client_ids"]), local_client_ids=tuple(data["local_client_ids"]))
+    flask_app.extensions[EXTENSION] = SimpleNamespace(issuer=issuer, config=audiences)
+    flask_app.config[URL_KEY] = data["url"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from flask import current_app
@@ -32,4 +33,5 @@ def health_report() -> dict[str, dict[str, Any]]:
         report["migrations"] = {"ok": False}
     for name, check in current_app.extensions.get("health_checks", {}).items():
         report[name] = check()
+    report["process"] = {"ok": True, "pid": os.getpid()}  # which `serve` process answered (--processes)
     return report

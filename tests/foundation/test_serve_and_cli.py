@@ -24,12 +24,12 @@ PRODPANEL = [sys.executable, "-m", "app.cli"]
 class Served:
     """`prodpanel serve` in a subprocess; its output goes to a pipe, or to a terminal (a pty)."""
 
-    def __init__(self, instance: Path, port: int, *, terminal: bool = False) -> None:
+    def __init__(self, instance: Path, port: int, *args: str, terminal: bool = False) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PRODPANEL_INSTANCE", None)
         master, output = pty.openpty() if terminal else (None, subprocess.PIPE)
         self.proc = subprocess.Popen(
-            [*PRODPANEL, "--instance", str(instance), "serve", "--port", str(port)],
+            [*PRODPANEL, "--instance", str(instance), "serve", "--port", str(port), *args],
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,
@@ -45,6 +45,7 @@ class Served:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.url = f"http://127.0.0.1:{port}"
+        self.instance = instance
         wait_until(
             lambda: any("serving on" in line for line in self.lines) or self.proc.poll() is not None,
             timeout=60,
