@@ -17,6 +17,7 @@ with the server, so the figures are pessimistic for the server.
 Targets (issue 17): 50 users, 0 errors, p95 < 300 ms.
 
 Usage: .venv/bin/python benchmarks/load.py [--users 20,50] [--seconds 60] [--tasks 10000] [--think 0,2]
+       [--processes 1,2]   (`serve --processes N`: a server each; CPU counts its worker processes)
 """
 
 from __future__ import annotations
@@ -142,12 +143,16 @@ def sent_to_panda(database: Path, bunch_id: int | None) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """The CPU time (user + system) process `pid` has used so far."""
+    """The CPU time (user + system) process `pid` and its children (`serve`'s worker processes) have
+    used so far (a child ended meanwhile is not counted: the workers live as long as the run)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in children)
 
 
-def run(base: str, ids: dict, users: int, seconds: float, think: float, server_pid: int, database: Path) -> dict:
+def run(base: str, ids: dict, users: int, seconds: float, think: float, server_pid: int, database: Path,
+        processes: int) -> dict:
     timed: list[tuple[str, float]] = []
     errors: list[str] = []
     sessions = [login(base, f"load{i}") for i in range(users)]
@@ -167,7 +172,7 @@ def run(base: str, ids: dict, users: int, seconds: float, think: float, server_p
         raise SystemExit(f"no request was answered: {errors[:3]}")
     latencies = sorted(ms for _, ms in timed)
     per_page = {page: sorted(ms for p, ms in timed if p == page) for page in PAGES}
-    return {"users": users, "think": think, "requests": len(latencies), "rps": len(latencies) / elapsed,
+    return {"users": users, "think": think, "processes": processes, "requests": len(latencies), "rps": len(latencies) / elapsed,
             "cpu_ms": 1000 * server_cpu / len(latencies), "p50": statistics.median(latencies),
             "p95": pct(latencies, 0.95), "p99": pct(latencies, 0.99), "errors": len(errors), "examples": errors[:3],
             "bunch_create_status": launched, "bunch_sent": sent_to_panda(database, bunch_id),
@@ -178,24 +183,18 @@ def pct(ordered: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", default="20,50")
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--tasks", type=int, default=10_000)
-    parser.add_argument("--think", default="0", help="mean pause between two pages per user, seconds (a list: a run each)")
-    parser.add_argument("--port", type=int, default=5057)
-    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
-    parser.add_argument("--cache", default="/var/tmp/prodpanel-bench", help="benchmarks/pages.py's seeded databases")
-    args = parser.parse_args()
+def serve_and_run(args: argparse.Namespace, processes: int) -> list[dict]:
+    """A fresh instance (the same seeded database), `serve --processes N` on it, a run per think
+    time and number of users."""
     with tempfile.TemporaryDirectory() as folder:
         instance = Path(folder)
         instance.chmod(0o700)
         ids = prepare(instance, args.tasks, Path(args.cache))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PRODPANEL_INSTANCE", None)
-        server = subprocess.Popen([*PRODPANEL, "--instance", str(instance), "serve", "--port", str(args.port)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)  # fmt: skip
+        command = [*PRODPANEL, "--instance", str(instance), "serve", "--port", str(args.port),
+                   "--processes", str(processes)]  # fmt: skip
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{args.port}"
         try:
             assert server.stdout is not None
@@ -203,25 +202,57 @@ def main() -> None:
                 if "serving on" in line:
                     break
             threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe drained
-            results = [run(base, ids, int(n), args.seconds, float(think), server.pid, instance / "prodpanel.sqlite3")
-                       for think in args.think.split(",") for n in args.users.split(",")]  # fmt: skip
+            wait_for_workers(base, processes)
+            return [run(base, ids, int(n), args.seconds, float(think), server.pid, instance / "prodpanel.sqlite3",
+                        processes)
+                    for think in args.think.split(",") for n in args.users.split(",")]  # fmt: skip
         finally:
             server.terminate()
             server.wait(60)
+
+
+def wait_for_workers(base: str, processes: int, timeout: float = 60) -> None:
+    """Until every serving process answers (/healthz names the process that answered): the workers
+    take a few seconds to import the panel after the main process listens."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < processes and time.monotonic() < deadline:
+        with requests.Session() as session:
+            session.trust_env = False
+            seen.add(session.get(f"{base}/healthz", timeout=30).json()["process"]["pid"])
+    if len(seen) < processes:
+        raise SystemExit(f"only {len(seen)} of {processes} serving processes answered within {timeout:g} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", default="20,50")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--think", default="0", help="mean pause between two pages per user, seconds (a list: a run each)")
+    parser.add_argument("--processes", default="1", help="`serve --processes N` (a list: a server each)")
+    parser.add_argument("--port", type=int, default=5057)
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    parser.add_argument("--cache", default="/var/tmp/prodpanel-bench", help="benchmarks/pages.py's seeded databases")
+    args = parser.parse_args()
+    results = []
+    for processes in (int(n) for n in args.processes.split(",")):
+        results += serve_and_run(args, processes)
     command = "python benchmarks/load.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [f"Command: `{command.strip()}` ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC), {args.tasks:,} tasks, "
              "`prodpanel serve` (waitress) with its sandbox simulator; client-side latency in ms, clients on "
              "the same two cores.", "",
-             "| users | think (s) | requests | req/s | p50 | p95 | p99 | errors | server CPU ms/request | "
+             "| processes | users | think (s) | requests | req/s | p50 | p95 | p99 | errors | server CPU ms/request | "
              "bunch of 100: created (HTTP), tasks in PanDA at the end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
-        lines.append(f"| {r['users']} | {r['think']:g} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | "
+        lines.append(f"| {r['processes']} | {r['users']} | {r['think']:g} | {r['requests']} | {r['rps']:.1f} | {r['p50']:.0f} | "
                      f"{r['p95']:.0f} | {r['p99']:.0f} | "
                      f"{r['errors']}{' ' + '; '.join(r['examples']) if r['examples'] else ''} | {r['cpu_ms']:.1f} | "
                      f"{r['bunch_create_status']}, {r['bunch_sent']} |")  # fmt: skip
-    lines += ["", "Per page, p50 / p95 (ms), a column per run (users, think time):", "",
-              "| page | " + " | ".join(f"{r['users']} users, {r['think']:g} s" for r in results) + " |",
+    lines += ["", "Per page, p50 / p95 (ms), a column per run (processes, users, think time):", "",
+              "| page | " + " | ".join(f"{r['processes']} proc., {r['users']} users, {r['think']:g} s" for r in results)
+              + " |",
               "|---|" + "---|" * len(results)]  # fmt: skip
     for page in PAGES:
         cells = [f"{r['pages'][page][0]:.0f} / {r['pages'][page][1]:.0f}" if page in r["pages"] else "—" for r in results]
