@@ -2,7 +2,8 @@
 
     python packaging/smoke_test.py build/dist/prodpanel/prodpanel
 
-Starts `prodpanel serve --port 0` on a fresh temporary instance folder, waits for /healthz, checks
+Starts `prodpanel serve --port 0 --processes 2` on a fresh temporary instance folder, waits for
+/healthz from both processes (the worker is the binary started again: `serve-worker`), checks
 that templates, vendored static files, migrations and password hashing work inside the bundle by
 logging in with the printed first-start admin credentials, then stops the server with SIGTERM and
 requires a clean exit. Exits non-zero with a message on the first failure.
@@ -95,7 +96,7 @@ def run(binary: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="prodpanel-smoke-") as tmp:
         instance = Path(tmp) / "instance"
         proc = subprocess.Popen(
-            [str(binary), "serve", "--host", "127.0.0.1", "--port", "0", "--instance", str(instance)],
+            [str(binary), "serve", "--host", "127.0.0.1", "--port", "0", "--processes", "2", "--instance", str(instance)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -112,6 +113,12 @@ def run(binary: Path) -> None:
             print(f"smoke: /healthz -> {health}")
             check(health.get("database", {}).get("ok") is True, "healthz: database not reachable")
             check(health.get("migrations", {}).get("ok") is True, "healthz: migrations not at head")
+            pids = {json.loads(poll(f"{base}/healthz", 30))["process"]["pid"]}
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while len(pids) < 2 and time.monotonic() < deadline:  # each call a new connection: either process
+                pids.add(json.loads(poll(f"{base}/healthz", 30))["process"]["pid"])
+            check(len(pids) == 2, f"only the processes {pids} answered: the worker process did not start")
+            print(f"smoke: two processes serve ({sorted(pids)})")
 
             jar = http.cookiejar.CookieJar()
             opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
