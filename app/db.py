@@ -11,8 +11,12 @@ from typing import Any
 from sqlalchemy import DateTime, MetaData, String, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import Pool
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.types import TypeDecorator
 
 from app.paths import create_private_file
@@ -63,6 +67,23 @@ class EnumText(TypeDecorator):
 
     def process_result_value(self, value: Any, dialect) -> StrEnum | None:
         return None if value is None else self.enum(value)
+
+
+class NullsLow(UnaryExpression):
+    """An index column whose NULLs come first, as SQLite keeps them: `ended_at NULLS FIRST` on
+    PostgreSQL (whose default puts them last), plain `ended_at` on SQLite (whose CREATE INDEX has no
+    NULLS clause). A query ordered NULLs-low (ASC NULLS FIRST, DESC NULLS LAST) then walks the index
+    on both databases, in the same order."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column, modifier=operators.nulls_first_op)
+
+
+@compiles(NullsLow, "sqlite")
+def _nulls_low_sqlite(element: NullsLow, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.element, **kw)
 
 
 @event.listens_for(Engine, "connect")

@@ -3,8 +3,8 @@ sorting on every column both ways, keyset paging (a page after or before a row, 
 shallow numbered pages, capped counts ("10 000+"), counts per status and the successful totals.
 
 Every sort is a (column, id) index walk: the page after a row starts where that row's key left off,
-so a deep page costs what the first one does. NULLs sort where each database puts them without help
-(lowest on SQLite, highest on PostgreSQL), so that the plain indexes serve both directions.
+so a deep page costs what the first one does. NULLs sort lowest on both databases (first going up,
+last going down): SQLite's own order, and the one PostgreSQL's sort indexes are built in.
 """
 
 from __future__ import annotations
@@ -178,11 +178,6 @@ def _number(args: Any, name: str, default: int) -> int:
 # --- keyset paging ------------------------------------------------------------------------------
 
 
-def _nulls_low() -> bool:
-    """Where NULLs sort by themselves: lowest on SQLite, highest on PostgreSQL."""
-    return db.session.get_bind().dialect.name == "sqlite"
-
-
 def _exprs(col: Column) -> list[Any]:
     return [*col.sort, Task.id]
 
@@ -241,24 +236,28 @@ def ordered(query: Select[Any], sort: str, order: str, table: Table | None = Non
 
 
 def _ordered(query: Select[Any], col: Column, ascending: bool) -> Select[Any]:
-    return query.order_by(*(e.asc() if ascending else e.desc() for e in _exprs(col)))
+    """NULLs lowest (app/db.py NullsLow). A NOT NULL column says nothing: PostgreSQL matches an index
+    to the NULL order asked for, and those indexes are plain."""
+    exprs = [e.asc() if ascending else e.desc() for e in _exprs(col)]
+    if col.nullable:
+        exprs = [e.nulls_first() if ascending else e.nulls_last() for e in exprs[:-1]] + exprs[-1:]
+    return query.order_by(*exprs)
 
 
 def _segments(col: Column, ascending: bool, key: list[Any] | None) -> list[ColumnElement[bool]]:
     """The conditions of the rows after `key` in this order, in order, each walked by the index."""
     exprs = _exprs(col)
-    nullable = col.nullable and len(exprs) == 2
-    nulls_first = ascending == _nulls_low()
+    nullable = col.nullable and len(exprs) == 2  # NULLs lowest (_ordered): first going up
     if key is None:
         return [true()]
     if nullable and key[0] is None:
         sort, ident = exprs
         following = ident > key[1] if ascending else ident < key[1]
         segments = [and_(sort.is_(None), following)]
-        return segments + ([sort.is_not(None)] if nulls_first else [])
+        return segments + ([sort.is_not(None)] if ascending else [])
     row, at = tuple_(*exprs), tuple_(*key)
     segments = [row > at if ascending else row < at]  # NULL keys compare unknown: left out
-    return segments + ([exprs[0].is_(None)] if nullable and not nulls_first else [])
+    return segments + ([exprs[0].is_(None)] if nullable and not ascending else [])
 
 
 def _fetch(query: Select[Any], col: Column, ascending: bool, key: list[Any] | None, limit: int) -> list[Any]:

@@ -49,7 +49,7 @@ def estimate(definition: TaskDefinition) -> Estimate | None:
         select(Task.walltime_s, Task.events_processed, Task.output_bytes, Task.started_at, Task.ended_at)
         .where(Task.panda_status.in_(SUCCEEDED), Task.step == definition.step, Task.accounted_at.is_not(None),
                Task.walltime_s.is_not(None), Task.output_dataset.like(f"%.{_like(tag)}.%", escape="\\"))
-        .order_by(Task.ended_at.desc())
+        .order_by(Task.ended_at.desc().nulls_last())  # the sort index's order (app/db.py NullsLow)
         .limit(HISTORY)
     ).all()  # fmt: skip
     if not rows:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app import clock
 from app.auth.models import User
-from app.db import UTCDateTime
+from app.db import NullsLow, UTCDateTime
 from app.extensions import Model
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
@@ -143,12 +143,7 @@ class Task(Model):
 
     __table_args__ = (
         UniqueConstraint("bunch_id", "bunch_index", name="uq_task_bunch_id_bunch_index"),
-        # The sync selects non-final tasks; the task tables (app/monitoring) filter and sort on every
-        # column: (column, id) walks a filter or a sort in keyset order, the id breaking ties.
-        # Each but the status's own ends with the status: a status filter is checked in the index
-        # while walking a sort, before the row is read (migration 0018).
-        *(Index(f"ix_task_sort_{name}", *columns, "id", *(("panda_status",) if name != "panda_status" else ()))
-          for name, columns in SORT_INDEXES.items()),  # fmt: skip
+        # The tables' sort indexes follow the class (_sort_indexes).
         # The home page counts a user's active tasks per status (app/stats/dashboard.py).
         Index("ix_task_creator_status", "created_by_id", "panda_status"),
     )
@@ -160,3 +155,18 @@ class Task(Model):
     @property
     def submitted_launch(self) -> Launch | None:
         return next((launch for launch in self.launches if launch.status == LaunchStatus.SUBMITTED), None)
+
+
+def _sort_indexes() -> None:
+    """The sync selects non-final tasks; the task tables (app/monitoring) filter and sort on every
+    column: (column, id) walks a filter or a sort in keyset order, the id breaking ties. Each but the
+    status's own ends with the status: a status filter is checked in the index while walking a sort,
+    before the row is read (migration 0018). A nullable column keeps its NULLs lowest on both
+    databases (NullsLow, migration 0024), the order the tables ask for."""
+    c = Task.__table__.c
+    for name, columns in SORT_INDEXES.items():
+        status = (c.panda_status,) if name != "panda_status" else ()
+        Index(f"ix_task_sort_{name}", *(NullsLow(c[n]) if c[n].nullable else c[n] for n in columns), c.id, *status)
+
+
+_sort_indexes()
