@@ -62,14 +62,13 @@ def _sums() -> tuple[ColumnElement, ...]:
     Events when any task says how many it makes (events_requested, else the spec's total_events), else
     jobs. Produced per task: accounted tasks the events PanDA counted; before that, the share of
     finished jobs of the task's events."""
-    planned = func.coalesce(Task.spec["total_events"].as_integer(), 0)
     jobs_total = func.coalesce(Task.jobs_total, 0)
     jobs_done = func.coalesce(Task.jobs_done, 0)
     finished_jobs = case((jobs_done < jobs_total, jobs_done), else_=jobs_total)  # min(done, total)
-    events_wanted = case(
-        (func.coalesce(Task.events_requested, 0) != 0, Task.events_requested),
-        (planned != 0, planned),
-        else_=0,
+    # The spec is read once per use, only when events_requested says nothing: PostgreSQL parses the
+    # whole JSON text for each `->>` (a CASE testing, then returning, the spec's value parsed it twice).
+    events_wanted = func.coalesce(
+        func.nullif(Task.events_requested, 0), func.nullif(Task.spec["total_events"].as_integer(), 0), 0
     )
     events_made = case(
         (and_(Task.accounted_at.is_not(None), Task.events_processed.is_not(None)), Task.events_processed),
@@ -77,7 +76,7 @@ def _sums() -> tuple[ColumnElement, ...]:
         else_=0,
     )
     active = or_(Task.panda_task_id.is_(None), func.coalesce(Task.panda_status, "").not_in(FINAL))
-    return (func.count(Task.id), func.count(case((events_wanted != 0, 1))), func.sum(events_wanted),
+    return (func.count(Task.id), func.count(func.nullif(events_wanted, 0)), func.sum(events_wanted),
             func.sum(events_made), func.sum(jobs_total), func.sum(finished_jobs), func.count(case((active, 1))),
             func.min(Task.started_at))  # fmt: skip
 
