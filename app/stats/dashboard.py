@@ -60,15 +60,17 @@ class Dashboard:
 
 
 def _counts_sql() -> TextClause:
-    """One statement: per active status, the user's and the team's tasks, each counted up to
-    COUNT_CAP + 1 (text, built once: the equivalent select's 50 subqueries cost more to key and
-    compile than to run)."""
-    parts = [
-        f"(SELECT count(*) FROM (SELECT 1 FROM task WHERE panda_status = :s{i}{creator} LIMIT :cap) AS c{name}{i})"
-        for name, creator in (("m", " AND created_by_id = :user_id"), ("t", ""))
-        for i in range(len(ACTIVE))
-    ]
-    return text("SELECT " + ", ".join(parts))
+    """One statement: per active status (a row each), the user's and the team's tasks, each counted up
+    to COUNT_CAP + 1. One correlated count per column, not one subquery per status and column: 50
+    subqueries took PostgreSQL longer to plan than to run (text, built once: cheaper to key)."""
+    statuses = ", ".join(f"(:s{i}, {i})" for i in range(len(ACTIVE)))
+    return text(
+        f"WITH s(status, i) AS (VALUES {statuses}) SELECT "
+        "(SELECT count(*) FROM (SELECT 1 FROM task WHERE panda_status = s.status AND created_by_id = :user_id"
+        " LIMIT :cap) AS m), "
+        "(SELECT count(*) FROM (SELECT 1 FROM task WHERE panda_status = s.status LIMIT :cap) AS t) "
+        "FROM s ORDER BY s.i"
+    )
 
 
 _COUNTS = _counts_sql()
@@ -79,11 +81,10 @@ def _counts(user: User) -> tuple[list[StatusCount], list[StatusCount]]:
     each counted up to COUNT_CAP only, in one statement: one index range per status and count
     ((created_by_id, panda_status), or (panda_status, id)), however many tasks run."""
     params = {f"s{i}": status for i, status in enumerate(ACTIVE)} | {"cap": COUNT_CAP + 1, "user_id": user.id}
-    counts = db.session.execute(_COUNTS, params).one()
-    mine, team = counts[: len(ACTIVE)], counts[len(ACTIVE) :]
+    rows = db.session.execute(_COUNTS, params).all()
     return (
-        [StatusCount(status, n) for status, n in zip(ACTIVE, mine, strict=True) if n],
-        [StatusCount(status, n) for status, n in zip(ACTIVE, team, strict=True) if n],
+        [StatusCount(status, mine) for status, (mine, _) in zip(ACTIVE, rows, strict=True) if mine],
+        [StatusCount(status, team) for status, (_, team) in zip(ACTIVE, rows, strict=True) if team],
     )
 
 
