@@ -11,6 +11,7 @@ from sqlalchemy import exists, or_, select, update
 
 from app.audit.services import record
 from app.auth.models import User
+from app.chains.models import ChainStep
 from app.extensions import db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
@@ -59,6 +60,19 @@ def preview_edit(bunch: TaskBunch, definition: TaskDefinition, user: User, *, is
     ]
 
 
+def _counted_request(bunch: TaskBunch, named: int | None) -> int | None:
+    """The request the bunch's tasks count for (``Task.request_id``): the one it names, else its
+    chain's (the first step naming one), as the chain form would have named it."""
+    if named is not None:
+        return named
+    chain = select(ChainStep.chain_id).where(ChainStep.bunch_id == bunch.id).scalar_subquery()
+    request = TaskBunch.definition["request_id"].as_integer()
+    return db.session.scalar(
+        select(request).join(ChainStep, ChainStep.bunch_id == TaskBunch.id)
+        .where(ChainStep.chain_id == chain, request.is_not(None)).order_by(ChainStep.position).limit(1)
+    )  # fmt: skip
+
+
 def save_edit(bunch: TaskBunch, definition: TaskDefinition, user: User, *, is_admin: bool) -> list[str]:
     """Replace the bunch's definition and its tasks' specs and parameters; their launches stay as
     scheduled. The launches are locked first, so the dispatcher cannot send a task while it changes
@@ -74,9 +88,10 @@ def save_edit(bunch: TaskBunch, definition: TaskDefinition, user: User, *, is_ad
     changed = [f.name for f in dataclasses.fields(TaskDefinition) if getattr(before, f.name) != getattr(definition, f.name)]
     rules = naming_rules()
     bunch.definition, bunch.base_name, bunch.comment = definition.to_dict(), definition.task_name.strip(), definition.comment
+    request = _counted_request(bunch, definition.request_id)
     for task, planned in zip(bunch.tasks, plan.tasks, strict=True):
         task.name, task.output_dataset = planned.spec.task_name, planned.spec.output_dataset
-        task.spec, task.params = dataclasses.asdict(planned.spec), planned.params
+        task.spec, task.params, task.request_id = dataclasses.asdict(planned.spec), planned.params, request
         task.production = naming.parse_task_name(definition.task_name, rules).production.format(rules)
         task.parent_id = planned.parent.id if planned.parent else None
     record("task.edit", target=bunch.base_name, details={"bunch_id": bunch.id, "changed": changed}, user=user)

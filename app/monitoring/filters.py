@@ -24,7 +24,7 @@ from app.chains.models import ChainStep
 from app.extensions import db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
-from app.prodrequests.services import bunches_inheriting_request
+from app.prodrequests.services import request_clause
 from app.tasks.models import Task
 
 NO_STATUS = "none"  # not in PanDA yet: no PanDA status stored
@@ -294,11 +294,9 @@ def _launch(f: TaskFilter) -> ColumnElement[bool]:
 
 
 def _request(f: TaskFilter) -> ColumnElement[bool]:
-    """The tasks a request counts, as its page does: those naming it, and those of its chains naming none."""
+    """The tasks a request counts, as its page does (``request_clause``)."""
     assert f.request is not None
-    inherited = bunches_inheriting_request(f.request)
-    own = Task.request_id == f.request
-    return or_(own, and_(Task.request_id.is_(None), Task.bunch_id.in_(inherited))) if inherited else own
+    return request_clause(f.request)
 
 
 _CLAUSES = {

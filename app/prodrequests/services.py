@@ -3,7 +3,7 @@ reconciliation report, the task and chain definitions prefilled from a request a
 of their forms.
 
 Reads only: requests come from the in-memory cache (`current`), tasks and chains from the database.
-A task counts for its own request, else for its chain's (``request_of``).
+A task counts for its own request, else for its chain's: ``Task.request_id`` holds the one it counts for.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import ColumnElement, Select, and_, case, func, null, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.orm import aliased, defer, selectinload
 
 from app.chains import constraints
@@ -30,7 +30,7 @@ from app.prodrequests.errors import RequestNotFound, RequestsServiceError
 from app.prodrequests.schema import STATUSES, ProductionRequest
 from app.tasks import naming
 from app.tasks import services as task_services
-from app.tasks.models import Task, TaskBunch
+from app.tasks.models import Task
 from app.tasks.specs import TaskDefinition
 
 # PanDA's final task statuses (DESIGN §5); a task in one of them adds no more events.
@@ -182,48 +182,16 @@ def progress_of(requested: int, where: ColumnElement[bool], chains: int = 0) -> 
 
 
 def _naming_chains(request_id: int) -> Select:
-    """The ids of the chains with a step whose tasks name the request (through the indexed
-    ``Task.request_id``; a bunch's tasks name the request its definition names)."""
+    """The ids of the chains with a step whose tasks count for the request (through the indexed
+    ``Task.request_id``)."""
     bunches = select(Task.bunch_id).where(Task.request_id == request_id).distinct()
     return select(ChainStep.chain_id).where(ChainStep.bunch_id.in_(bunches))
 
 
-def bunches_inheriting_request(request_id: int) -> list[int]:
-    """The bunches of the chains that count for `request_id` (their tasks count unless they name
-    another): chains whose first step naming a request names this one."""
-    rows = db.session.execute(
-        select(ChainStep.chain_id, ChainStep.bunch_id, TaskBunch.definition["request_id"].as_integer())
-        .join(TaskBunch, TaskBunch.id == ChainStep.bunch_id)
-        .where(ChainStep.chain_id.in_(_naming_chains(request_id)))
-        .order_by(ChainStep.chain_id, ChainStep.position)
-    ).all()
-    first: dict[int, int] = {}
-    for chain_id, _, named in rows:
-        if named is not None:
-            first.setdefault(chain_id, named)
-    return [bunch_id for chain_id, bunch_id, _ in rows if first.get(chain_id) == request_id]
-
-
 def request_clause(request_id: int) -> ColumnElement[bool]:
-    """SQL: the panel's tasks made for a request: those naming it, and those of its chains naming none."""
-    inherited = bunches_inheriting_request(request_id)
-    own = Task.request_id == request_id
-    return or_(own, and_(Task.request_id.is_(None), Task.bunch_id.in_(inherited))) if inherited else own
-
-
-def _chain_request(bunch_id: Any) -> Any:
-    """SQL: the request the chain of bunch `bunch_id` counts for (its first step naming one), or NULL."""
-    mine, step = aliased(ChainStep), aliased(ChainStep)
-    return (
-        select(TaskBunch.definition["request_id"].as_integer())
-        .select_from(mine)
-        .join(step, step.chain_id == mine.chain_id)
-        .join(TaskBunch, TaskBunch.id == step.bunch_id)
-        .where(mine.bunch_id == bunch_id, TaskBunch.definition["request_id"].as_integer().is_not(None))
-        .order_by(step.position)
-        .limit(1)
-        .scalar_subquery()
-    )
+    """SQL: the panel's tasks made for a request: those naming it, and those of its chains naming none
+    (``Task.request_id`` holds the chain's for them)."""
+    return Task.request_id == request_id
 
 
 def tasks_for_request(
@@ -327,35 +295,24 @@ class Reconciliation:
 
 def reconciliation() -> Reconciliation:
     """Requests without tasks, tasks without a (known) request, requests whose production fell short;
-    a chain's task counts for its chain's request when it names none itself. Read through the indexed
-    ``Task.request_id``: the tasks without a request are listed up to ORPHANS_SHOWN and counted up to
-    COUNT_CAP, the progress of each request the service lists is summed in the database."""
+    a chain's task counts for its chain's request when it names none itself (``Task.request_id``
+    holds it). Read through the indexed ``Task.request_id``: the tasks without a request are listed
+    up to ORPHANS_SHOWN and counted up to COUNT_CAP, the progress of each request the service lists
+    is summed in the database."""
     snapshot = current.snapshot()
     known = [r.id for r in snapshot.requests]
-    inherited = _chain_request(Task.bunch_id)
-    # Which request a chain's bunch inherits is read once per bunch of a chain, not once per task
-    # without a request (PostgreSQL ran that subquery for each of them before sorting by id).
-    step = aliased(ChainStep)
-    inheriting = select(step.bunch_id).where(_chain_request(step.bunch_id).is_not(None))
-    reasons: list[tuple[ColumnElement[bool], Any]] = [
-        (and_(Task.request_id.is_(None), Task.bunch_id.not_in(inheriting)), None)
-    ]
+    reasons: list[ColumnElement[bool]] = [Task.request_id.is_(None)]
     if snapshot.fetched_at is not None:
-        unknown = select(step.bunch_id).where(_chain_request(step.bunch_id).not_in(known))
-        reasons += [
-            (and_(Task.request_id.is_not(None), Task.request_id.not_in(known)), Task.request_id),
-            (and_(Task.request_id.is_(None), Task.bunch_id.in_(unknown)), inherited),
-        ]
+        reasons.append(and_(Task.request_id.is_not(None), Task.request_id.not_in(known)))
     orphans: list[tuple[Task, str]] = []
     orphan_count = 0
-    for where, request in reasons:
-        query = select(Task, request.label("request") if request is not None else null()).where(where)
-        for task, request_id in db.session.execute(
-            query.options(defer(Task.params)).order_by(Task.id).limit(ORPHANS_SHOWN)
-        ):
+    for where in reasons:
+        query = select(Task).where(where).options(defer(Task.params)).order_by(Task.id).limit(ORPHANS_SHOWN)
+        for task in db.session.scalars(query):
             why = (
-                "no request" if request_id is None else f"request {request_id} is not on the requests service"
-            )
+                "no request" if task.request_id is None
+                else f"request {task.request_id} is not on the requests service"
+            )  # fmt: skip
             orphans.append((task, why))
         orphan_count += db.session.scalar(capped(select(Task.id).where(where), COUNT_CAP)) or 0
     orphans.sort(key=lambda item: item[0].id)
