@@ -106,11 +106,14 @@ def request_label(value: Any) -> str | None:
     return describe(found) if found else None
 
 
-# --- progress --------------------------------------------------------------------------------------
+# --- production accounting -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RequestProgress:
+class RequestProduction:
+    """What a request's tasks produced against what it asked for (the request page's "Progress" and
+    the reconciliation's short requests); not `app.stats.progress`, which estimates when tasks end."""
+
     requested: int
     planned: int  # events of the request's generation tasks in the panel
     produced: int
@@ -133,10 +136,10 @@ class RequestProgress:
         return self.tasks > 0 and self.active == 0 and self.produced < self.requested
 
 
-def progress_of(requested: int, where: ColumnElement[bool], chains: int = 0) -> RequestProgress:
-    """Events requested vs produced by the tasks `where` selects, summed in the database (chain tasks
-    included: a chain's generation steps produce, its processing steps only keep the request active
-    until they end). A task is settled when PanDA finished with it, or when it never reached PanDA and
+def production_accounting(requested: int, where: ColumnElement[bool], chains: int = 0) -> RequestProduction:
+    """The production accounting of the tasks `where` selects: events requested vs produced, summed
+    in the database (chain tasks included: a chain's generation steps produce, its processing steps
+    only keep the request active until they end). A task is settled when PanDA finished with it, or when it never reached PanDA and
     its last launch failed or was cancelled.
 
     What one task produced, from what the PanDA sync stored (app/sync): once the sync has accounted
@@ -175,7 +178,7 @@ def progress_of(requested: int, where: ColumnElement[bool], chains: int = 0) -> 
         .where(where)
     ).one()  # fmt: skip
     count, planned_sum, produced_sum, output, active = row
-    return RequestProgress(
+    return RequestProduction(
         requested=requested, planned=int(planned_sum or 0), produced=int(produced_sum or 0),
         output_bytes=None if output is None else int(output), tasks=int(count), active=int(active), chains=chains,
     )  # fmt: skip
@@ -244,7 +247,7 @@ class RequestView:
     chains: list[RequestChain]
     tasks: list[Task]  # at most TASKS_SHOWN, after task id `after`
     chain_of: dict[int, Chain]  # bunch id -> the chain it is a step of (for the tasks table)
-    progress: RequestProgress | None  # None without the request (the requested events are unknown)
+    progress: RequestProduction | None  # None without the request (the requested events are unknown)
     after: int = 0
     next_after: int | None = None  # the `after` of the next tasks (None: these were the last)
     task_count: int = 0
@@ -268,7 +271,7 @@ def request_view(request_id: int, after: int = 0) -> RequestView:
     more = len(tasks) > TASKS_SHOWN
     tasks = tasks[:TASKS_SHOWN]
     chain_of = {step.bunch_id: chain for chain in chains for step in chain.steps}
-    total = progress_of(found.events_requested if found else 0, where, len(chains))
+    total = production_accounting(found.events_requested if found else 0, where, len(chains))
     return RequestView(
         request_id, found, error, not_found, current.cached(), shown_chains, tasks, chain_of,
         total if found else None, after, tasks[-1].id if more else None, total.tasks,
@@ -285,7 +288,7 @@ class Reconciliation:
     snapshot: Snapshot
     without_tasks: list[ProductionRequest]  # rejected requests are not listed
     orphan_tasks: list[tuple[Task, str]]  # (task, why it has no request), at most ORPHANS_SHOWN
-    short: list[tuple[ProductionRequest, RequestProgress]]
+    short: list[tuple[ProductionRequest, RequestProduction]]
     orphan_count: int = 0  # capped at COUNT_CAP + 1
 
     @property
@@ -322,7 +325,7 @@ def reconciliation() -> Reconciliation:
     short = [
         (r, p)
         for r in newest_first
-        if r.id in with_tasks and (p := progress_of(r.events_requested, request_clause(r.id))).short
+        if r.id in with_tasks and (p := production_accounting(r.events_requested, request_clause(r.id))).short
     ]
     return Reconciliation(snapshot, without, orphans[:ORPHANS_SHOWN], short, min(orphan_count, COUNT_CAP + 1))
 
