@@ -34,7 +34,7 @@ from app.chains.forms import SweepForm
 from app.chains.models import Chain
 from app.chains.specs import ChainDefinition, Problem
 from app.config import get_settings
-from app.extensions import db
+from app.extensions import count_cap, db
 from app.extensions import seek as seek_rows
 from app.inputs import as_id
 from app.launches import listing as launch_listing
@@ -236,7 +236,7 @@ def status_counts(args: Mapping[str, str]) -> dict[str, Any]:
         raise invalid([FieldError("query", str(exc))], str(exc)) from None
     counts = monitoring_tables.status_counts(monitoring_tables.CURRENT, task_filter)
     return {"counts": [{"status": name, "count": count} for name, count in counts],
-            "cap": monitoring_tables.COUNT_CAP}  # fmt: skip
+            "cap": count_cap()}  # fmt: skip
 
 
 def _form_value(name: str, value: Any) -> str | None:

@@ -16,7 +16,7 @@ from flask import Flask, current_app
 
 from app.auth.models import User
 from app.config import get_settings
-from app.extensions import db
+from app.extensions import capped_text, db
 from app.inputs import id_list
 from app.monitoring import tables
 from app.monitoring.filters import BadFilter, TaskFilter
@@ -143,7 +143,7 @@ def status_counts(name: str, args: Any, user: User | None) -> list[StatusCount]:
         query: dict[str, list[str]] = {}
         for key, value in [*narrowed.to_args(), *state.to_args(table)]:
             query.setdefault(key, []).append(value)
-        out.append(StatusCount(status, count, tables.capped_text(count), query))
+        out.append(StatusCount(status, count, capped_text(count), query))
     return out
 
 

@@ -22,14 +22,13 @@ from sqlalchemy.orm import defer
 
 from app.actions.matrix import STATUSES
 from app.db import UTCDateTime
-from app.extensions import capped, db
+from app.extensions import capped, capped_text, count_cap, db
 from app.monitoring.filters import NO_STATUS, BadFilter, TaskFilter
 from app.stats.models import ALL_DAYS, StatSplit
 from app.tasks.models import Task
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
-COUNT_CAP = 10_000  # counts stop here ("10 000+"): never a count over an unbounded set
 MAX_OFFSET = 10_000  # numbered pages reach this far; deeper pages go by keyset (Next / Last)
 SUCCESSFUL = ("done", "finished")
 
@@ -286,10 +285,6 @@ class Page:
         return capped_text(self.total)
 
 
-def capped_text(count: int) -> str:
-    return f"{COUNT_CAP:,}+".replace(",", " ") if count > COUNT_CAP else str(count)
-
-
 def conditions(table: Table, task_filter: TaskFilter) -> list[ColumnElement[bool]]:
     return [*table.base, *task_filter.clauses()]
 
@@ -330,14 +325,14 @@ def walked(where: Sequence[ColumnElement[bool]], total: int) -> list[ColumnEleme
     one does. (SQLite's statistics say how many rows a value has, not that a page needs few of them;
     PostgreSQL plans with the LIMIT.) Each sort index ends with the PanDA status, so that a status
     filter is checked in the index before a row is read."""
-    if total <= COUNT_CAP or db.session.get_bind().dialect.name != "sqlite":
+    if total <= count_cap() or db.session.get_bind().dialect.name != "sqlite":
         return list(where)
     return [func.likelihood(clause, literal_column("0.9")) for clause in where]
 
 
 def capped_count(where: Sequence[ColumnElement[bool]]) -> int:
     """How many rows match, counted up to COUNT_CAP + 1 only."""
-    return db.session.scalar(capped(select(Task.id).where(*where), COUNT_CAP)) or 0
+    return db.session.scalar(capped(select(Task.id).where(*where))) or 0
 
 
 def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]]:
@@ -354,8 +349,7 @@ def status_counts(table: Table, task_filter: TaskFilter) -> list[tuple[str, int]
         capped(
             select(Task.id).where(
                 *where, Task.panda_status.is_(None) if name == NO_STATUS else Task.panda_status == name
-            ),
-            COUNT_CAP,
+            )
         ).scalar_subquery()
         for name in names
     ]
@@ -369,11 +363,11 @@ def _summary_counts(names: list[str]) -> list[tuple[str, int]]:
         select(StatSplit.key, StatSplit.tasks)
         .where(StatSplit.dimension == "status", StatSplit.day == ALL_DAYS, StatSplit.key.in_(names))
     )  # fmt: skip
-    unsent = capped(select(Task.id).where(Task.panda_status.is_(None)), COUNT_CAP).scalar_subquery()
+    unsent = capped(select(Task.id).where(Task.panda_status.is_(None))).scalar_subquery()
     counted = select(literal(NO_STATUS), unsent)
     statement = known.union_all(counted) if NO_STATUS in names else known
     found: dict[str, int] = {key: n for key, n in db.session.execute(statement)}
-    return [(name, min(found[name], COUNT_CAP + 1)) for name in names if found.get(name)]
+    return [(name, min(found[name], count_cap() + 1)) for name in names if found.get(name)]
 
 
 def totals(table: Table, task_filter: TaskFilter) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from app.chains import services as chain_services
 from app.chains.models import Chain, ChainStep
 from app.chains.specs import ChainDefinition
 from app.config import Settings, get_settings
-from app.extensions import COUNT_CAP, capped, capped_text, db
+from app.extensions import capped, capped_text, count_cap, db
 from app.inputs import as_id
 from app.launches.models import Launch
 from app.prodrequests import catalog, current
@@ -317,7 +317,7 @@ def reconciliation() -> Reconciliation:
                 else f"request {task.request_id} is not on the requests service"
             )  # fmt: skip
             orphans.append((task, why))
-        orphan_count += db.session.scalar(capped(select(Task.id).where(where), COUNT_CAP)) or 0
+        orphan_count += db.session.scalar(capped(select(Task.id).where(where))) or 0
     orphans.sort(key=lambda item: item[0].id)
     with_tasks = set(db.session.scalars(select(Task.request_id).where(Task.request_id.in_(known)).distinct()))
     newest_first = sorted(snapshot.requests, key=lambda r: r.id, reverse=True)
@@ -327,7 +327,7 @@ def reconciliation() -> Reconciliation:
         for r in newest_first
         if r.id in with_tasks and (p := production_accounting(r.events_requested, request_clause(r.id))).short
     ]
-    return Reconciliation(snapshot, without, orphans[:ORPHANS_SHOWN], short, min(orphan_count, COUNT_CAP + 1))
+    return Reconciliation(snapshot, without, orphans[:ORPHANS_SHOWN], short, min(orphan_count, count_cap() + 1))
 
 
 # --- the task and chain forms ----------------------------------------------------------------------

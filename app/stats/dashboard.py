@@ -16,7 +16,7 @@ from app.actions.matrix import STATUSES
 from app.auth.models import User
 from app.chains.models import Chain, ChainStep
 from app.config import get_settings
-from app.extensions import COUNT_CAP, capped_text, db
+from app.extensions import capped_text, count_cap, db
 from app.launches.models import Launch
 from app.launches.states import LaunchStatus
 from app.stats.models import Alert
@@ -80,7 +80,7 @@ def _counts(user: User) -> tuple[list[StatusCount], list[StatusCount]]:
     """Active tasks per PanDA status, the user's (those of the bunches they created) and the team's,
     each counted up to COUNT_CAP only, in one statement: one index range per status and count
     ((created_by_id, panda_status), or (panda_status, id)), however many tasks run."""
-    params = {f"s{i}": status for i, status in enumerate(ACTIVE)} | {"cap": COUNT_CAP + 1, "user_id": user.id}
+    params = {f"s{i}": status for i, status in enumerate(ACTIVE)} | {"cap": count_cap() + 1, "user_id": user.id}
     rows = db.session.execute(_COUNTS, params).all()
     return (
         [StatusCount(status, mine) for status, (mine, _) in zip(ACTIVE, rows, strict=True) if mine],

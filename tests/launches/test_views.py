@@ -96,10 +96,8 @@ def test_the_state_tabs_count_each_state_up_to_the_cap_and_follow_the_moves(
     client, login_as, make_user, db, fake_panda, clock, monkeypatch
 ):
     from app import extensions
-    from app.launches import listing
 
     monkeypatch.setattr(extensions, "COUNT_CAP", 3)
-    monkeypatch.setattr(listing, "COUNT_CAP", 3)
     me = login_as("manager")
     other = make_user("manager")
     later = schedule.Schedule(at=clock() + timedelta(hours=1))

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import event, select, text
 
+from app import extensions
 from app.extensions import db
 from app.monitoring import tables
 from app.monitoring.filters import TaskFilter, name_candidates
@@ -92,7 +93,7 @@ def test_a_filter_matching_many_rows_walks_the_sort_index_and_pages_the_same(see
     state = TableState("submitted_at", "asc", 50)
     pages_before = _walk(tables.CURRENT, f, state), _walk(tables.CURRENT, f, state, backwards=True)
     db.session.execute(text("ANALYZE"))
-    monkeypatch.setattr(tables, "COUNT_CAP", 20)  # the filter matches "many" rows now (about 30)
+    monkeypatch.setattr(extensions, "COUNT_CAP", 20)  # the filter matches "many" rows now (about 30)
     with _statements() as seen:
         page = tables.page_of(tables.CURRENT, f, state)
     assert page.total == 21
