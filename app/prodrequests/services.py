@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
@@ -283,11 +283,21 @@ def request_view(request_id: int, after: int = 0) -> RequestView:
 ORPHANS_SHOWN = 200  # tasks without a (known) request listed; the count stops at COUNT_CAP
 
 
+class OrphanTask(NamedTuple):
+    """What the report shows of a task without a (known) request: read as these columns only, not
+    as a whole task (its JSON spec and dates decoded for every listed row)."""
+
+    id: int
+    name: str
+    panda_status: str | None
+    request_id: int | None
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     snapshot: Snapshot
     without_tasks: list[ProductionRequest]  # rejected requests are not listed
-    orphan_tasks: list[tuple[Task, str]]  # (task, why it has no request), at most ORPHANS_SHOWN
+    orphan_tasks: list[tuple[OrphanTask, str]]  # (task, why it has no request), at most ORPHANS_SHOWN
     short: list[tuple[ProductionRequest, RequestProduction]]
     orphan_count: int = 0  # capped at COUNT_CAP + 1
 
@@ -307,11 +317,12 @@ def reconciliation() -> Reconciliation:
     reasons: list[ColumnElement[bool]] = [Task.request_id.is_(None)]
     if snapshot.fetched_at is not None:
         reasons.append(and_(Task.request_id.is_not(None), Task.request_id.not_in(known)))
-    orphans: list[tuple[Task, str]] = []
+    orphans: list[tuple[OrphanTask, str]] = []
     orphan_count = 0
     for where in reasons:
-        query = select(Task).where(where).options(defer(Task.params)).order_by(Task.id).limit(ORPHANS_SHOWN)
-        for task in db.session.scalars(query):
+        query = select(*(getattr(Task, name) for name in OrphanTask._fields)).where(where)
+        for row in db.session.execute(query.order_by(Task.id).limit(ORPHANS_SHOWN)):
+            task = OrphanTask(*row)
             why = (
                 "no request" if task.request_id is None
                 else f"request {task.request_id} is not on the requests service"
