@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
-from sqlalchemy.orm import aliased, defer, selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from app.chains import constraints
 from app.chains import services as chain_services
@@ -156,25 +156,19 @@ def production_accounting(requested: int, where: ColumnElement[bool], chains: in
         (Task.panda_status == "done", planned),
         else_=0,
     )
-    chosen = select(Task.id).where(where)
-    latest = (
-        select(Launch.task_id, func.max(Launch.id).label("id"))
-        .where(Launch.task_id.in_(chosen))
-        .group_by(Launch.task_id)
-        .subquery()
+    # The task's last launch, read through its index for the tasks not in PanDA only (a grouped
+    # max over the request's launches made PostgreSQL read the whole launch table).
+    last_status = (
+        select(Launch.status).where(Launch.task_id == Task.id).order_by(Launch.id.desc()).limit(1).scalar_subquery()
     )
-    last = aliased(Launch)
     settled = or_(
         Task.panda_status.in_(FINAL_PANDA_STATUSES),
-        and_(Task.panda_task_id.is_(None), last.status.in_(("failed", "cancelled"))),
+        and_(Task.panda_task_id.is_(None), last_status.in_(("failed", "cancelled"))),
     )
     row = db.session.execute(
         select(func.count(Task.id), func.sum(planned), func.sum(produced),
                func.sum(case((Task.accounted_at.is_not(None), Task.output_bytes))),
                func.count(case((settled, None), else_=1)))
-        .select_from(Task)
-        .outerjoin(latest, latest.c.task_id == Task.id)
-        .outerjoin(last, last.id == latest.c.id)
         .where(where)
     ).one()  # fmt: skip
     count, planned_sum, produced_sum, output, active = row
