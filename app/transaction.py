@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from flask import Flask, Response, request
@@ -81,11 +82,17 @@ def _begin_before_writing(conn: Connection, cursor, statement: str, parameters, 
     if dbapi is None or not dbapi.autocommit:
         return  # begun already
     # A server-side cursor (a streamed result) lives in a transaction too.
-    reads = statement.lstrip()[:6].upper().startswith(_READS) and not getattr(cursor, "name", None)
-    if not reads or _MAY_WRITE.search(statement):
+    if getattr(cursor, "name", None) or not _only_reads(statement):
         # psycopg sends BEGIN before this statement; SQLAlchemy's commit and rollback at the
         # request's end then reach the server (in autocommit mode they would do nothing).
         dbapi.autocommit = False
+
+
+@lru_cache(maxsize=1024)
+def _only_reads(statement: str) -> bool:
+    """Whether a statement only reads, by its text: kept per statement (the compiled statements are
+    reused), since the search through a long SELECT cost more than sending it."""
+    return statement.lstrip()[:6].upper().startswith(_READS) and not _MAY_WRITE.search(statement)
 
 
 def after_commit(callback: Callable[[], None]) -> None:
