@@ -128,8 +128,9 @@ def page_of_list(
             "next_page": number + 1 if more else None}  # fmt: skip
 
 
-def get_or_404(model: type, object_id: int, what: str) -> Any:
-    row = db.session.get(model, object_id) if 0 < object_id <= ID_MAX else None
+def get_or_404(model: type, object_id: int, what: str, *options: Any) -> Any:
+    """The row, with what `options` load along (e.g. records.TASK_DETAIL), or a 404 problem."""
+    row = db.session.get(model, object_id, options=options) if 0 < object_id <= ID_MAX else None
     if row is None:
         raise ApiProblem(404, "Not found", f"no {what} {object_id}", "not_found")
     return row

@@ -85,7 +85,7 @@ def tasks_counts() -> ResponseReturnValue:
 @bp.get("/tasks/<int:task_id>")
 @role("viewer")
 def task_get(task_id: int) -> ResponseReturnValue:
-    return jsonify(records.task_detail(services.get_or_404(Task, task_id, "task")))
+    return jsonify(records.task_detail(services.get_or_404(Task, task_id, "task", *records.TASK_DETAIL)))
 
 
 @bp.post("/tasks/preview")
