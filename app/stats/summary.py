@@ -52,8 +52,7 @@ def contribution(task: Any) -> Contribution | None:
         return None
     when = task.ended_at or task.submitted_at or task.created_at
     creator = task.creator_id if hasattr(task, "creator_id") else task.bunch.created_by_id
-    request = (task.spec or {}).get("request_id")
-    key = (when.date(), task.step, task.panda_status, int(request or 0), int(creator or 0))
+    key = (when.date(), task.step, task.panda_status, int(task.request_id or 0), int(creator or 0))
     values = (1, task.jobs_done or 0, task.jobs_failed or 0, task.events_processed or 0,
               task.output_bytes or 0, task.walltime_s or 0, task.jobs_total or 0, task.log_bytes or 0)  # fmt: skip
     return Contribution(key, values)
@@ -205,7 +204,7 @@ def rebuild() -> int:
             Task.submitted_at,
             Task.created_at,
             Task.step,
-            Task.spec,
+            Task.request_id,
             Task.jobs_done,
             Task.jobs_failed,
             Task.events_processed,

@@ -1,7 +1,7 @@
 """The request a task counts for is `Task.request_id`: its own, else its chain's. A chain made now
 names it in every step; one made before the chain form did (its later steps naming none) gets it
 from migration 0025, and both then count alike on the request page, in the task table's request
-filter and in the reconciliation; editing a bunch keeps it true."""
+filter, in the reconciliation and in the statistics by request; editing a bunch keeps it true."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from app import migrate
 from app.actions import edit
 from app.monitoring.filters import TaskFilter
 from app.prodrequests import services
+from app.stats import summary
+from app.stats.models import ALL_DAYS, StatSplit
 from app.tasks.models import Task
 from tests.prodrequests.conftest import make_chain, make_task
 
@@ -27,6 +29,12 @@ def _made_before(chain) -> None:
         task.spec, task.request_id = {**task.spec, "request_id": None}, None
 
 
+def _by_request(db) -> dict:
+    """The statistics' split by request: (day, request key) -> tasks."""
+    rows = db.session.scalars(select(StatSplit).where(StatSplit.dimension == "request"))
+    return {(r.day, r.key): r.tasks for r in rows}
+
+
 def test_a_chain_made_before_counts_like_one_made_after_once_migrated(app, make_user, db):
     user = make_user("manager")
     before = make_chain(user, 1, sim_request=3, reco_request=None, statuses=("done", "done"), events=10_000_000)
@@ -37,10 +45,16 @@ def test_a_chain_made_before_counts_like_one_made_after_once_migrated(app, make_
     with db.engine.begin() as conn:
         command.downgrade(migrate.alembic_config(conn), "0024_sort_nulls_low")
     _made_before(before)
+    summary.rebuild()  # the statistics as the code before counted: the old RECO under "no request"
     db.session.commit()
     assert services.reconciliation().orphan_count == 3  # the old RECO, chain 3's SIM and RECO
+    assert _by_request(db)[(ALL_DAYS, "3")] == 3 and _by_request(db)[(ALL_DAYS, "0")] == 1
     migrate.upgrade(db.engine)
     db.session.expire_all()
+    migrated = _by_request(db)
+    assert migrated[(ALL_DAYS, "3")] == 4 and (ALL_DAYS, "0") not in migrated
+    summary.rebuild()  # the migration summed the split as the summary itself does
+    assert _by_request(db) == migrated
 
     counted = ["PROD2025-001.SIM", "PROD2025-001.RECO", "PROD2025-002.SIM", "PROD2025-002.RECO"]
     assert [t.name for t in services.tasks_for_request(3)] == counted

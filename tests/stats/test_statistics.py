@@ -26,7 +26,7 @@ def summary_rows() -> dict:
     out: dict = {}
     for t in db.session.scalars(select(Task).where(Task.panda_status.is_not(None))):
         key = ((t.ended_at or t.submitted_at or t.created_at).date(), t.step, t.panda_status,
-               t.spec.get("request_id") or 0, t.bunch.created_by_id or 0)  # fmt: skip
+               t.request_id or 0, t.bunch.created_by_id or 0)  # fmt: skip
         values = (1, t.jobs_done or 0, t.jobs_failed or 0, t.events_processed or 0, t.output_bytes or 0,
                   t.walltime_s or 0, t.jobs_total or 0, t.log_bytes or 0)  # fmt: skip
         old = out.get(key, (0,) * len(values))
