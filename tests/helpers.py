@@ -67,7 +67,9 @@ def run_job(name: str) -> None:
 
 def settle_launches(timeout: float = 60.0) -> bool:
     """Run the dispatch and reconcile jobs, as the scheduler would, until a run changes no launch row
-    (what a background dispatch after a request would have done); False when `timeout` passed first."""
+    and none is being sent (what a background dispatch after a request would have done; under the e2e
+    live server the scheduler's own dispatch may hold a launch in "sending" meanwhile, which this
+    process's runs leave alone); False when `timeout` passed first."""
     from flask import current_app
     from sqlalchemy import select
 
@@ -87,7 +89,7 @@ def settle_launches(timeout: float = 60.0) -> bool:
         run_job("dispatch")
         run_job("reconcile")
         after = rows()
-        if after == before:
+        if after == before and all(status != "sending" for _, status, _ in after):
             return True
         before = after
     return False
