@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import defer, selectinload
 
 from app import clock
@@ -344,6 +344,18 @@ def _store_batch(group: Group, infos: Sequence[TaskInfo], now: datetime) -> tupl
     return seen, updated
 
 
+def to_account(limit: int) -> Select[Task]:
+    """The first `limit` final tasks whose job descriptions were not read yet, the earliest ended first:
+    a walk of the index of the tasks PanDA knows that are not accounted (ix_task_to_account), which
+    holds the active tasks and the final ones waiting, not every task ever made."""
+    return (
+        select(Task)
+        .where(Task.panda_status.in_(FINAL), Task.accounted_at.is_(None), Task.panda_task_id.is_not(None))
+        .order_by(Task.ended_at.nulls_last(), Task.id)
+        .limit(limit)
+    )
+
+
 def account_final_tasks(
     limit: int, client: PandaApi | None = None, report: SyncReport | None = None
 ) -> SyncReport:
@@ -358,11 +370,7 @@ def account_final_tasks(
         return report
     settings = get_settings()
     tasks = db.session.scalars(
-        select(Task)
-        .options(defer(Task.params), selectinload(Task.bunch))
-        .where(Task.panda_status.in_(FINAL), Task.accounted_at.is_(None), Task.panda_task_id.is_not(None))
-        .order_by(Task.ended_at.nulls_last(), Task.id)
-        .limit(limit)
+        to_account(limit).options(defer(Task.params), selectinload(Task.bunch))
     ).all()
     if not tasks:
         return report

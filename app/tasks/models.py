@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -42,6 +43,7 @@ SORT_INDEXES: dict[str, tuple[str, ...]] = {
 # (generated columns: virtual on SQLite, stored on PostgreSQL), so that an index walks them in order.
 PROGRESS_SQL = "CAST(jobs_done AS FLOAT) / NULLIF(jobs_total, 0)"
 EVENTS_PER_JOB_SQL = "CAST(events_processed AS FLOAT) / NULLIF(jobs_total, 0)"
+TO_ACCOUNT = "accounted_at IS NULL AND panda_task_id IS NOT NULL"  # the rows of ix_task_to_account
 
 
 class TaskBunch(Model):
@@ -149,6 +151,9 @@ class Task(Model):
         # The tables' sort indexes follow the class (_sort_indexes).
         # The home page counts a user's active tasks per status (app/stats/dashboard.py).
         Index("ix_task_creator_status", "created_by_id", "panda_status"),
+        # The final accounting's queue (app/sync/jobs.py to_account), in its order: the tasks PanDA knows
+        # not accounted yet (the active ones and the final ones waiting), not every task (migration 0026).
+        Index("ix_task_to_account", "ended_at", "id", sqlite_where=text(TO_ACCOUNT), postgresql_where=text(TO_ACCOUNT)),
     )
 
     @property

@@ -105,3 +105,21 @@ def test_a_filter_matching_many_rows_walks_the_sort_index_and_pages_the_same(see
             assert "Sort Key" not in plan, plan
     # The same rows in the same order, both ways, whichever way the database walks.
     assert (_walk(tables.CURRENT, f, state), _walk(tables.CURRENT, f, state, backwards=True)) == pages_before
+
+
+def test_the_final_accounting_reads_its_own_index_not_every_task(seeded):
+    """The accounting job's queue (final tasks not accounted) is read from the partial index of the
+    tasks not accounted, in its order: not a walk of every task's end date, nor a sort of them."""
+    from app.sync.jobs import to_account
+
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
+    db.session.execute(text("ANALYZE"))
+    with _statements() as seen:
+        db.session.scalars(to_account(10)).all()
+    [(statement, parameters)] = seen
+    plan = _plan(statement, parameters)
+    assert "ix_task_to_account" in plan, plan
+    if sqlite:
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "Sort Key" not in plan, plan
