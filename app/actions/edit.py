@@ -11,6 +11,7 @@ from sqlalchemy import exists, or_, select, update
 
 from app.audit.services import record
 from app.auth.models import User
+from app.chains.constraints import chain_request
 from app.chains.models import ChainStep
 from app.extensions import db
 from app.launches.models import Launch
@@ -62,15 +63,13 @@ def preview_edit(bunch: TaskBunch, definition: TaskDefinition, user: User, *, is
 
 def _counted_request(bunch: TaskBunch, named: int | None) -> int | None:
     """The request the bunch's tasks count for (``Task.request_id``): the one it names, else its
-    chain's (the first step naming one), as the chain form would have named it."""
+    chain's, as the chain form derives it (``chain_request``; the bunch's own definition is the new one)."""
     if named is not None:
         return named
-    chain = select(ChainStep.chain_id).where(ChainStep.bunch_id == bunch.id).scalar_subquery()
-    request = TaskBunch.definition["request_id"].as_integer()
-    return db.session.scalar(
-        select(request).join(ChainStep, ChainStep.bunch_id == TaskBunch.id)
-        .where(ChainStep.chain_id == chain, request.is_not(None)).order_by(ChainStep.position).limit(1)
-    )  # fmt: skip
+    step = db.session.scalar(select(ChainStep).where(ChainStep.bunch_id == bunch.id))
+    if step is None:
+        return None
+    return chain_request(s.bunch.definition.get("request_id") for s in step.chain.steps)
 
 
 def save_edit(bunch: TaskBunch, definition: TaskDefinition, user: User, *, is_admin: bool) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from app.chains.specs import ChainDefinition, Problem, problem
@@ -327,6 +327,11 @@ def check(chain: ChainDefinition, ctx: Context) -> list[Problem]:
 # --- what later steps derive ------------------------------------------------------------------------
 
 
+def chain_request(named: Iterable[int | None]) -> int | None:
+    """The request a chain counts for, from what its steps name in step order: the first one named."""
+    return next((request for request in named if request is not None), None)
+
+
 def derive(chain: ChainDefinition, ctx: Context) -> ChainDefinition:
     """Fill in what each processing step takes from the step before it: its parent (whose output
     it reads, task by task). A parent typed differently is left for ``input_is_previous_output``.
@@ -336,7 +341,7 @@ def derive(chain: ChainDefinition, ctx: Context) -> ChainDefinition:
     for i in range(1, len(steps)):
         if _kind(ctx, steps[i].step) == PROCESSING and not (steps[i].parent_task or "").strip():
             steps[i] = dataclasses.replace(steps[i], parent_task=steps[i - 1].task_name.strip())
-    request = next((d.request_id for d in steps if d.request_id is not None), None)
+    request = chain_request(d.request_id for d in steps)
     steps = [d if d.request_id is not None else dataclasses.replace(d, request_id=request) for d in steps]
     return chain.with_steps(steps)
 
